@@ -1,0 +1,226 @@
+//! `BlockingIo`: ioswap's simplest backend. Tasks run inline on the caller's thread; a task that
+//! suspends blocks the thread until its park is readied.
+//!
+//! - `spawn` runs the task to completion before it returns (Zig's `io.async` on a blocking Io), so
+//!   a spawned task has always finished by the time its handle is awaited — or canceled. A spawn
+//!   that *requires* concurrency fails with [`SpawnError::ConcurrencyUnavailable`].
+//! - Sleeping blocks on the real monotonic clock; [`Io::poll`] blocks until the next timer or a
+//!   wake from another thread.
+//! - An inline task parked on the protocol (a park, a join) with no timer armed can only be
+//!   readied by its own thread, which is blocked on it: that is a deadlock, and [`BlockingIo::run`]
+//!   reports it as [`RunError::Deadlock`] (after canceling the stuck tasks so they unwind).
+//!
+//! ```
+//! use io_blocking::BlockingIo;
+//!
+//! let order = BlockingIo::new()
+//!     .run(|cx| async move {
+//!         let mut order = vec![1];
+//!         let child = cx.spawn(|_| async { Ok(10) }); // runs right here, inline
+//!         order.push(2);
+//!         order.push(child.await?);
+//!         Ok(order)
+//!     })
+//!     .unwrap();
+//! assert_eq!(order, vec![1, 2, 10]);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use io_core::{
+    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Runnable,
+    SpawnError, SpawnOptions, TaskRef, TaskSet, TimerId, TimerQueue,
+};
+
+/// The inline, real-clock backend. Cheap to clone: clones share one backend.
+#[derive(Clone)]
+pub struct BlockingIo(Rc<Blocking>);
+
+struct Blocking {
+    epoch: Instant,
+    queue: RunQueue,
+    timers: RefCell<TimerQueue>,
+    tasks: RefCell<TaskSet>,
+    deadlock: RefCell<Option<Deadlock>>,
+    ran: Cell<bool>,
+    shut_down: Cell<bool>,
+}
+
+impl BlockingIo {
+    /// A new blocking backend; its clock starts now.
+    pub fn new() -> BlockingIo {
+        BlockingIo(Rc::new(Blocking {
+            epoch: Instant::now(),
+            queue: RunQueue::new(),
+            timers: RefCell::new(TimerQueue::new()),
+            tasks: RefCell::new(TaskSet::new()),
+            deadlock: RefCell::new(None),
+            ran: Cell::new(false),
+            shut_down: Cell::new(false),
+        }))
+    }
+
+    /// Runs `main` inline and returns its value. A backend runs once; a second `run` gives
+    /// [`RunError::ShutDown`].
+    pub fn run<T, F, Fut>(&self, main: F) -> Result<T, RunError>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        if self.0.ran.replace(true) {
+            return Err(RunError::ShutDown);
+        }
+        let outcome = io_core::run(self.io(), main);
+        match self.0.deadlock.borrow_mut().take() {
+            Some(deadlock) => Err(RunError::Deadlock(deadlock)),
+            None => outcome,
+        }
+    }
+
+    /// This backend as a protocol object.
+    pub fn io(&self) -> Rc<dyn Io> {
+        self.0.clone()
+    }
+}
+
+impl Default for BlockingIo {
+    fn default() -> Self {
+        BlockingIo::new()
+    }
+}
+
+impl fmt::Debug for BlockingIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingIo")
+            .field("now_ms", &self.0.now_ms())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Blocking {
+    fn fire_due(&self) {
+        let due = self.timers.borrow_mut().take_due(self.now_ms());
+        for park in due {
+            park.ready();
+        }
+    }
+
+    /// Blocks until `task` is runnable again and returns its runnable. Other runnables that show
+    /// up (a task woken from another thread) are run inline on the way.
+    fn wait_for(&self, task: &TaskRef) -> Runnable {
+        loop {
+            while let Some(runnable) = self.queue.pop() {
+                if *runnable.metadata() == task.id() {
+                    return runnable;
+                }
+                runnable.run();
+            }
+            if self.timers.borrow().is_empty() && task.parked_on().is_some() {
+                self.break_deadlock();
+                continue;
+            }
+            self.poll(u64::MAX);
+        }
+    }
+
+    /// Records the deadlock (the first one) and cancels every live task so they unwind.
+    fn break_deadlock(&self) {
+        let blocked = self.tasks.borrow().blocked();
+        self.deadlock.borrow_mut().get_or_insert_with(|| Deadlock {
+            at_ms: self.now_ms(),
+            blocked,
+        });
+        let live = self.tasks.borrow().live();
+        let mut canceled_any = false;
+        for task in live {
+            canceled_any |= !task.is_cancel_requested();
+            task.cancel();
+        }
+        if !canceled_any {
+            // Everything is canceled already and still stuck (shielded waits nothing will end):
+            // nothing this thread can do will ever move it.
+            panic!(
+                "{}",
+                self.deadlock.borrow().as_ref().expect("recorded above")
+            );
+        }
+    }
+}
+
+impl Io for Blocking {
+    fn name(&self) -> &'static str {
+        "blocking"
+    }
+
+    /// Runs the task inline, to completion, before returning.
+    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
+        if opts.requires_concurrency() {
+            return Err(SpawnError::ConcurrencyUnavailable);
+        }
+        if self.shut_down.get() {
+            return Err(SpawnError::ShutDown);
+        }
+        self.tasks.borrow_mut().insert(task.task());
+        let (mut runnable, task) = task.into_parts();
+        loop {
+            runnable.run();
+            if task.is_finished() {
+                return Ok(());
+            }
+            runnable = self.wait_for(&task);
+        }
+    }
+
+    /// Fires due timers; if nothing is runnable, blocks until the next timer, `deadline_ms`, or a
+    /// wake from another thread.
+    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+        self.fire_due();
+        if self.queue.is_empty() {
+            let next = self.timers.borrow().next_deadline();
+            let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
+            let until = (wake_at != u64::MAX).then(|| self.epoch + Duration::from_millis(wake_at));
+            self.queue.wait(until);
+            self.fire_due();
+        }
+        self.timers.borrow().next_deadline()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.timers.borrow_mut().arm(deadline_ms, park)
+    }
+
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
+        disarmed.map(|(left, _park)| left)
+    }
+
+    fn run_queue(&self) -> &RunQueue {
+        &self.queue
+    }
+
+    fn live_tasks(&self) -> Vec<TaskRef> {
+        self.tasks.borrow().live()
+    }
+
+    fn blocked_tasks(&self) -> Vec<BlockedTask> {
+        self.tasks.borrow().blocked()
+    }
+
+    fn shut_down(&self) {
+        self.shut_down.set(true);
+        self.queue.clear();
+        let parks = self.timers.borrow_mut().clear();
+        drop(parks);
+    }
+}

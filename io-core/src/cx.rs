@@ -1,0 +1,321 @@
+//! [`Cx`]: the handle user code takes, and the primitives written once on top of the protocol.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::task::{self, ShieldGuard};
+use crate::{Canceled, Io, Park, RunError, SpawnError, SpawnOptions, Task, TimerId};
+
+/// The handle async code takes to reach its backend: `async fn work(cx: &Cx)`.
+///
+/// Cheap to clone; not `Send` (a backend is single-threaded).
+///
+/// ```
+/// use io_core::{Canceled, Cx};
+///
+/// async fn twice(cx: &Cx) -> Result<u64, Canceled> {
+///     let a = cx.spawn(|cx| async move { cx.sleep(10).await?; Ok(1) });
+///     let b = cx.spawn(|cx| async move { cx.sleep(20).await?; Ok(2) });
+///     Ok(a.await? + b.await?)
+/// }
+///
+/// let io = io_fiber::FiberIo::new();
+/// let (sum, at) = io.run(|cx| async move { Ok((twice(&cx).await?, cx.now_ms())) }).unwrap();
+/// assert_eq!((sum, at), (3, 20)); // the two sleeps overlapped on the virtual clock
+/// ```
+#[derive(Clone)]
+pub struct Cx {
+    io: Rc<dyn Io>,
+}
+
+static_assertions::assert_not_impl_any!(Cx: Send, Sync);
+
+impl Cx {
+    /// A handle on `io`. Backends build it; user code receives it.
+    pub fn new(io: Rc<dyn Io>) -> Cx {
+        Cx { io }
+    }
+
+    /// The backend behind this handle.
+    pub fn io(&self) -> &Rc<dyn Io> {
+        &self.io
+    }
+
+    /// The backend's name: `"blocking"`, `"fiber"`, `"uring"`.
+    pub fn backend(&self) -> &'static str {
+        self.io.name()
+    }
+
+    /// Spawns a task; `body` receives its own `Cx`. On the blocking backend the task runs inline
+    /// to completion before `spawn` returns; elsewhere it is queued.
+    ///
+    /// After the backend has shut down the task is born canceled (its body never runs and
+    /// joining gives `Err(Canceled)`); use [`Cx::spawn_with`] to get the typed error instead.
+    pub fn spawn<T, F, Fut>(&self, body: F) -> Task<T>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let opts = SpawnOptions::new();
+        let (raw, task) = crate::RawTask::new(self.io.run_queue(), &opts, body(self.clone()));
+        if self.io.spawn_raw(raw, &opts).is_err() {
+            // Only ShutDown can happen without `concurrent`; the RawTask was dropped unpolled.
+            task.cancel();
+        }
+        task
+    }
+
+    /// Spawns a task with options (a name; required concurrency), reporting refusals as typed
+    /// errors: [`SpawnError::ConcurrencyUnavailable`] on an inline backend when concurrency is
+    /// required, [`SpawnError::ShutDown`] after the backend's run returned.
+    pub fn spawn_with<T, F, Fut>(&self, opts: SpawnOptions, body: F) -> Result<Task<T>, SpawnError>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        task::spawn_on(&*self.io, &opts, body(self.clone()))
+    }
+
+    /// The backend's clock in milliseconds (virtual on fiber).
+    pub fn now_ms(&self) -> u64 {
+        self.io.now_ms()
+    }
+
+    /// Sleeps for `ms` milliseconds (saturating: a huge `ms` sleeps forever).
+    pub fn sleep(&self, ms: u64) -> Sleep {
+        self.sleep_until(self.now_ms().saturating_add(ms))
+    }
+
+    /// Sleeps until the clock reads `deadline_ms`. A deadline in the past returns on the next
+    /// turn; `u64::MAX` never returns (except with `Err(Canceled)`).
+    pub fn sleep_until(&self, deadline_ms: u64) -> Sleep {
+        Sleep {
+            io: self.io.clone(),
+            deadline_ms,
+            armed: None,
+        }
+    }
+
+    /// Lets every other ready task run once before this one continues.
+    pub fn yield_now(&self) -> Suspend {
+        let park = Park::new("yield");
+        park.ready();
+        self.suspend(park)
+    }
+
+    /// `Err(Canceled)` if the current task has been canceled (and is not inside a
+    /// [`shield`](Cx::shield)). A pure check for CPU loops, which have no suspend point.
+    pub fn check_cancel(&self) -> Result<(), Canceled> {
+        if task::cancel_pending() {
+            Err(Canceled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `future` with the current task's cancellation held off: its suspend points do not
+    /// return `Canceled`. For cleanup (flush, close, say goodbye) after a cancel; the
+    /// cancellation is still pending afterwards and the next unshielded suspend point gets it.
+    pub fn shield<F: Future>(&self, future: F) -> Shield<F> {
+        Shield { future }
+    }
+
+    /// A new park for [`Cx::suspend`] (protocol-level; primitives use it).
+    pub fn park(&self, what: &'static str) -> Park {
+        Park::new(what)
+    }
+
+    /// Suspends the current task on `park` until it is readied ([`Io::suspend_raw`]).
+    pub fn suspend(&self, park: Park) -> Suspend {
+        Suspend {
+            io: self.io.clone(),
+            park,
+        }
+    }
+
+    /// Readies a park ([`Io::ready`]).
+    pub fn ready(&self, park: &Park) {
+        self.io.ready(park);
+    }
+
+    /// Arms a timer that readies `park` at `deadline_ms` ([`Io::arm_timer`]).
+    pub fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.io.arm_timer(deadline_ms, park)
+    }
+
+    /// Disarms a timer: its remaining milliseconds, or `None` once fired ([`Io::disarm_timer`]).
+    pub fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        self.io.disarm_timer(id)
+    }
+}
+
+impl fmt::Debug for Cx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("backend", &self.io.name())
+            .field("now_ms", &self.io.now_ms())
+            .finish()
+    }
+}
+
+/// The future of [`Cx::suspend`] and [`Cx::yield_now`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Suspend {
+    io: Rc<dyn Io>,
+    park: Park,
+}
+
+impl Future for Suspend {
+    type Output = Result<(), Canceled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.io.suspend_raw(&self.park, cx)
+    }
+}
+
+impl fmt::Debug for Suspend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Suspend").field("park", &self.park).finish()
+    }
+}
+
+/// The future of [`Cx::sleep`] and [`Cx::sleep_until`]. Dropping it, or its returning
+/// `Canceled`, disarms its timer.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    io: Rc<dyn Io>,
+    deadline_ms: u64,
+    armed: Option<(Park, Option<TimerId>)>,
+}
+
+impl Sleep {
+    /// The deadline this sleep waits for.
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    fn disarm(&mut self) {
+        if let Some((_, Some(timer))) = self.armed.as_mut().map(|(p, t)| (p, t.take())) {
+            self.io.disarm_timer(timer);
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = Result<(), Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.armed.is_none() {
+            // Raise before arming anything: a canceled task leaves no timer behind.
+            if task::cancel_pending() {
+                return Poll::Ready(Err(Canceled));
+            }
+            let park = Park::new("sleep");
+            let timer = this.io.arm_timer(this.deadline_ms, &park);
+            this.armed = Some((park, Some(timer)));
+        }
+        let (park, timer) = this.armed.as_mut().expect("armed above");
+        match this.io.suspend_raw(park, cx) {
+            Poll::Ready(Ok(())) => {
+                // Only the timer readies this park, so it has fired.
+                *timer = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(Canceled)) => {
+                this.disarm();
+                Poll::Ready(Err(Canceled))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline_ms", &self.deadline_ms)
+            .finish()
+    }
+}
+
+pin_project! {
+    /// The future of [`Cx::shield`].
+    #[must_use = "futures do nothing unless awaited"]
+    #[derive(Debug)]
+    pub struct Shield<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Shield<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _shielded = ShieldGuard::enter();
+        self.project().future.poll(cx)
+    }
+}
+
+/// Runs `main` as the main task of `io` and drives `io` until it finishes — the driver every
+/// backend's `run` is. Then it cancels every task still alive, drives them to their end, and
+/// shuts the backend down: nothing spawned outlives `run`.
+///
+/// When a turn leaves nothing runnable, no timer armed and the main task unfinished, a backend
+/// whose `poll` does not block (fiber) ends with [`RunError::Deadlock`]; backends that wait for
+/// wakes from other threads keep waiting.
+pub fn run<T, F, Fut>(io: Rc<dyn Io>, main: F) -> Result<T, RunError>
+where
+    T: 'static,
+    F: FnOnce(Cx) -> Fut,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    let cx = Cx::new(io.clone());
+    let main = cx
+        .spawn_with(SpawnOptions::new().name("main"), main)
+        .map_err(|_| RunError::ShutDown)?;
+    let mut deadlock = None;
+    while !main.is_finished() {
+        let next = io.poll(u64::MAX);
+        if !main.is_finished() && next.is_none() && io.run_queue().is_empty() {
+            deadlock = Some(crate::Deadlock {
+                at_ms: io.now_ms(),
+                blocked: io.blocked_tasks(),
+            });
+            break;
+        }
+    }
+    let outcome = match deadlock {
+        None => task::take_finished(main, "main"),
+        Some(deadlock) => {
+            drop(main); // cancels it, like every other task left
+            Err(RunError::Deadlock(deadlock))
+        }
+    };
+    // Cancel what is left and let it unwind through its suspend points.
+    for task in io.live_tasks() {
+        task.cancel();
+    }
+    while !io.live_tasks().is_empty() {
+        let next = io.poll(u64::MAX);
+        if next.is_none() && io.run_queue().is_empty() {
+            break; // only stuck tasks remain (shielded waits nothing will end)
+        }
+    }
+    io.shut_down();
+    outcome
+}

@@ -1,0 +1,68 @@
+//! The protocol: the object-safe [`Io`] trait every backend implements.
+
+use std::task::{Context, Poll};
+
+use crate::{Canceled, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef, TimerId};
+
+/// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
+/// once on top of these operations; a backend implements only this.
+///
+/// User code never calls it directly: it takes a [`Cx`](crate::Cx), which holds an `Rc<dyn Io>`.
+///
+/// Semantics every backend must keep (the conformance suite checks them):
+/// - [`suspend_raw`](Io::suspend_raw) is the only suspension point; it checks the current task's
+///   cancellation before parking and after resuming.
+/// - [`ready`](Io::ready) is idempotent and harmless on a finished task.
+/// - Timers fire in deadline order, ties in arming order; a past deadline fires on the next
+///   turn; `u64::MAX` never fires.
+pub trait Io {
+    /// The backend's short name: `"blocking"`, `"fiber"`, `"uring"`.
+    fn name(&self) -> &'static str;
+
+    /// Starts a type-erased task built with [`RawTask::new`] on [`Io::run_queue`]. A backend that
+    /// runs tasks inline runs it to completion before returning, and refuses
+    /// `opts.requires_concurrency()` with [`SpawnError::ConcurrencyUnavailable`]; every backend
+    /// refuses with [`SpawnError::ShutDown`] once its run has returned.
+    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError>;
+
+    /// One poll of the suspension point: park the current task on `park` until it is readied.
+    /// See [`Park::poll_suspend`] for the exact rules, which the default keeps.
+    fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
+        park.poll_suspend(cx)
+    }
+
+    /// Makes the task parked on `park` runnable.
+    fn ready(&self, park: &Park) {
+        park.ready();
+    }
+
+    /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
+    /// virtually) no later than `deadline_ms` when there is nothing to run. Returns the next
+    /// pending timer deadline, if any.
+    fn poll(&self, deadline_ms: u64) -> Option<u64>;
+
+    /// Milliseconds since the backend started: virtual on fiber, monotonic real time elsewhere.
+    fn now_ms(&self) -> u64;
+
+    /// Readies `park` once the clock reaches `deadline_ms`.
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId;
+
+    /// Disarms a timer: the milliseconds it had left, or `None` if it already fired (or was
+    /// disarmed). A timer armed for `u64::MAX` reports `u64::MAX`.
+    fn disarm_timer(&self, id: TimerId) -> Option<u64>;
+
+    /// The queue this backend's wakers schedule onto.
+    fn run_queue(&self) -> &RunQueue;
+
+    /// Every task spawned here that has not finished, in id order.
+    fn live_tasks(&self) -> Vec<TaskRef>;
+
+    /// Every live task that is parked, for a deadlock report.
+    fn blocked_tasks(&self) -> Vec<crate::BlockedTask>;
+
+    /// Ends the backend's run: later spawns fail with [`SpawnError::ShutDown`]; queued tasks and
+    /// armed timers are dropped.
+    fn shut_down(&self);
+}
+
+static_assertions::assert_obj_safe!(Io);

@@ -1,0 +1,74 @@
+//! The ioswap protocol: write async code once, run it on any backend.
+//!
+//! User code takes a [`Cx`] and uses what it offers — [`spawn`](Cx::spawn), [`sleep`](Cx::sleep),
+//! [`yield_now`](Cx::yield_now), [`shield`](Cx::shield), [`check_cancel`](Cx::check_cancel) — and
+//! never learns which backend runs it. A backend implements the small object-safe [`Io`] trait:
+//! `spawn_raw`, `suspend_raw`, `ready`, `poll`, `now_ms`, `arm_timer`/`disarm_timer`.
+//!
+//! # The story of a task
+//!
+//! 1. [`Cx::spawn`] wraps the future in a task (async-task) whose wakers push it onto the
+//!    backend's [`RunQueue`], and hands it to [`Io::spawn_raw`]. The blocking backend runs it
+//!    inline; the others queue it.
+//! 2. The backend's [`Io::poll`] runs queued tasks. While a task is polled it is the thread's
+//!    *current task*, so suspend points can see its cancel flag.
+//! 3. Every wait goes through one suspension point, [`Io::suspend_raw`] on a [`Park`]: a sleep
+//!    arms a timer that readies its park; joining waits for the task's completion.
+//! 4. [`Task::cancel`] (or dropping the [`Task`]) marks the task and readies it; its next
+//!    suspend point returns `Err(Canceled)`, and `?` unwinds the body.
+//!
+//! # Cancellation, in plain words
+//!
+//! - A cancel is a request, delivered at the task's next suspend point as `Err(Canceled)`. Code
+//!   after that point does not run. A task canceled before it starts never runs at all.
+//! - It is sticky: every later suspend fails too, except inside [`Cx::shield`] (for cleanup).
+//! - Completion wins: a task that finished before the cancel landed is joined as `Ok`.
+//! - Dropping a task handle cancels the task; [`Task::detach`] lets it run on.
+//!
+//! ```
+//! use io_core::{Canceled, Cx};
+//!
+//! async fn worker(cx: Cx, log: std::rc::Rc<std::cell::RefCell<Vec<i32>>>) -> Result<(), Canceled> {
+//!     log.borrow_mut().push(1);
+//!     cx.sleep(1_000).await?; // canceled here...
+//!     log.borrow_mut().push(2); // ...so this never runs
+//!     Ok(())
+//! }
+//!
+//! let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+//! let io = io_fiber::FiberIo::new();
+//! let joined = io
+//!     .run({
+//!         let log = log.clone();
+//!         |cx| async move {
+//!             let task = cx.spawn(|cx| worker(cx, log.clone()));
+//!             cx.sleep(10).await?;
+//!             task.cancel();
+//!             Ok(task.await)
+//!         }
+//!     })
+//!     .unwrap();
+//! assert_eq!(joined, Err(Canceled));
+//! assert_eq!(*log.borrow(), vec![1]);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod cx;
+mod error;
+mod io;
+mod park;
+mod run_queue;
+mod task;
+mod timer;
+
+pub use cx::{run, Cx, Shield, Sleep, Suspend};
+pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
+pub use io::Io;
+pub use park::Park;
+pub use run_queue::{RunQueue, Runnable};
+pub use task::{RawTask, SpawnOptions, Task, TaskRef, TaskSet};
+pub use timer::{TimerId, TimerQueue};
+
+static_assertions::assert_not_impl_any!(Task<()>: Send, Sync);
+static_assertions::assert_not_impl_any!(Park: Send, Sync);

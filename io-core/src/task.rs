@@ -1,0 +1,529 @@
+//! Tasks: spawning, the join handle, cancellation state, and the "current task".
+//!
+//! A task is an async-task allocation whose future is a [`TaskBody`]: it owns the task's control
+//! block ([`TaskCtl`]) and, around every poll of the user's future, makes that block the thread's
+//! *current task*. Suspend points read the current task's cancel flag from there. Because the
+//! current task is saved and restored around each poll, this also works when a backend runs a
+//! child task inline inside its parent's poll (the blocking backend does).
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use pin_project_lite::pin_project;
+
+use crate::{Canceled, Io, RunQueue, Runnable};
+
+/// How to spawn a task.
+///
+/// ```
+/// use io_core::SpawnOptions;
+/// let opts = SpawnOptions::new().name("reader").concurrent();
+/// assert_eq!(opts.task_name(), Some("reader"));
+/// assert!(opts.requires_concurrency());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    name: Option<Cow<'static, str>>,
+    concurrent: bool,
+}
+
+impl SpawnOptions {
+    /// Default options: unnamed (`task#<id>`), concurrency not required.
+    pub fn new() -> SpawnOptions {
+        SpawnOptions::default()
+    }
+
+    /// Names the task; the name shows in deadlock reports and panic errors.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> SpawnOptions {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Requires real concurrency: the spawn fails with
+    /// [`SpawnError::ConcurrencyUnavailable`](crate::SpawnError::ConcurrencyUnavailable) on a
+    /// backend that would run the task inline (Zig's `io.concurrent` as opposed to `io.async`).
+    pub fn concurrent(mut self) -> SpawnOptions {
+        self.concurrent = true;
+        self
+    }
+
+    /// The name given, if any.
+    pub fn task_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether the spawn requires real concurrency.
+    pub fn requires_concurrency(&self) -> bool {
+        self.concurrent
+    }
+}
+
+/// What a parked task waits for, kept for deadlock reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParkedOn {
+    Nothing,
+    Park(&'static str),
+    Join(u64),
+}
+
+/// The control block of one task, shared by its body, its join handle and the backend.
+pub(crate) struct TaskCtl {
+    id: u64,
+    name: Option<Cow<'static, str>>,
+    cancel_requested: Cell<bool>,
+    shield_depth: Cell<u32>,
+    finished: Cell<bool>,
+    /// The task's own waker, captured at its first poll, so a cancel request can ready it.
+    waker: RefCell<Option<Waker>>,
+    parked_on: Cell<ParkedOn>,
+}
+
+impl TaskCtl {
+    fn request_cancel(&self) {
+        if self.finished.get() || self.cancel_requested.replace(true) {
+            return;
+        }
+        // Clone first: waking may drop the task's last other waker, and nothing may hold the
+        // RefCell borrow while arbitrary drop code runs.
+        let waker = self.waker.borrow().clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn cancel_pending(&self) -> bool {
+        self.cancel_requested.get() && self.shield_depth.get() == 0
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<Option<Rc<TaskCtl>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the task currently being polled on this thread, if any.
+fn with_current<R>(f: impl FnOnce(Option<&TaskCtl>) -> R) -> R {
+    CURRENT.with(|cell| {
+        let current = cell.take();
+        let result = f(current.as_deref());
+        cell.set(current);
+        result
+    })
+}
+
+/// Makes a task current for the duration of one poll; restores the previous one on drop, even
+/// if the poll panics.
+struct Enter(Option<Rc<TaskCtl>>);
+
+impl Enter {
+    fn new(ctl: &Rc<TaskCtl>) -> Enter {
+        Enter(CURRENT.with(|cell| cell.replace(Some(ctl.clone()))))
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|cell| cell.set(previous));
+    }
+}
+
+/// Whether the current task has a cancel request it must observe now (not shielded).
+/// Outside any task this is `false`.
+pub(crate) fn cancel_pending() -> bool {
+    with_current(|ctl| ctl.is_some_and(TaskCtl::cancel_pending))
+}
+
+/// Records what the current task is about to park on.
+pub(crate) fn set_parked_on(what: ParkedOn) {
+    with_current(|ctl| {
+        if let Some(ctl) = ctl {
+            ctl.parked_on.set(what);
+        }
+    });
+}
+
+/// Raises the current task's shield depth for one poll of a shielded future.
+pub(crate) struct ShieldGuard(Option<Rc<TaskCtl>>);
+
+impl ShieldGuard {
+    pub(crate) fn enter() -> ShieldGuard {
+        let ctl = CURRENT.with(|cell| {
+            let current = cell.take();
+            let copy = current.clone();
+            cell.set(current);
+            copy
+        });
+        if let Some(ctl) = &ctl {
+            ctl.shield_depth.set(ctl.shield_depth.get() + 1);
+        }
+        ShieldGuard(ctl)
+    }
+}
+
+impl Drop for ShieldGuard {
+    fn drop(&mut self) {
+        if let Some(ctl) = &self.0 {
+            ctl.shield_depth.set(ctl.shield_depth.get() - 1);
+        }
+    }
+}
+
+pin_project! {
+    /// The future async-task runs: the user's future plus the task's control block.
+    struct TaskBody<F> {
+        ctl: Rc<TaskCtl>,
+        started: bool,
+        #[pin]
+        future: F,
+    }
+
+    impl<F> PinnedDrop for TaskBody<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let ctl = this.project().ctl;
+            ctl.finished.set(true);
+            ctl.parked_on.set(ParkedOn::Nothing);
+            // Break the cycle task -> body -> ctl -> waker -> task.
+            let waker = ctl.waker.borrow_mut().take();
+            drop(waker);
+        }
+    }
+}
+
+impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
+    type Output = Result<T, Canceled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if !*this.started {
+            *this.started = true;
+            // A task canceled before its first poll never runs its body.
+            if this.ctl.cancel_requested.get() {
+                return Poll::Ready(Err(Canceled));
+            }
+            *this.ctl.waker.borrow_mut() = Some(cx.waker().clone());
+        }
+        this.ctl.parked_on.set(ParkedOn::Nothing);
+        let _enter = Enter::new(this.ctl);
+        let poll = this.future.poll(cx);
+        if poll.is_ready() {
+            this.ctl.finished.set(true);
+        }
+        poll
+    }
+}
+
+/// A shared, non-owning view of a task, for backends: its id, name, state and cancel switch.
+#[derive(Clone)]
+pub struct TaskRef(Rc<TaskCtl>);
+
+impl TaskRef {
+    /// The task's id: 1, 2, 3, … in spawn order within its backend.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The task's name, or `task#<id>` when it was spawned unnamed.
+    pub fn name(&self) -> Cow<'static, str> {
+        match &self.0.name {
+            Some(name) => name.clone(),
+            None => Cow::Owned(format!("task#{}", self.0.id)),
+        }
+    }
+
+    /// Whether the task's body is done (returned, panicked, or was dropped).
+    pub fn is_finished(&self) -> bool {
+        self.0.finished.get()
+    }
+
+    /// Whether a cancel request has been made for this task.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.0.cancel_requested.get()
+    }
+
+    /// Requests cancellation: the task gets `Err(Canceled)` at its next suspend point.
+    pub fn cancel(&self) {
+        self.0.request_cancel();
+    }
+
+    /// What the task is parked on, if it is parked (`None` while runnable or finished).
+    /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`] resolves names.
+    pub fn parked_on(&self) -> Option<String> {
+        match self.0.parked_on.get() {
+            ParkedOn::Nothing => None,
+            ParkedOn::Park(what) => Some(what.to_string()),
+            ParkedOn::Join(id) => Some(format!("join task#{id}")),
+        }
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRef")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// A task that has been created but not yet started: what [`Io::spawn_raw`] receives.
+///
+/// The backend either runs it inline ([`Runnable::run`] until [`TaskRef::is_finished`]) or
+/// queues it ([`RawTask::schedule`]). Dropping it drops the future unpolled; the join handle then
+/// reports `Err(Canceled)`.
+#[derive(Debug)]
+pub struct RawTask {
+    runnable: Runnable,
+    task: TaskRef,
+}
+
+impl RawTask {
+    /// Builds a task whose wakers schedule it on `queue`, and its typed join handle.
+    ///
+    /// `Cx::spawn` calls this; backends and protocol-level tests may call it directly.
+    pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
+    where
+        T: 'static,
+        F: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let id = queue.next_task_id();
+        let ctl = Rc::new(TaskCtl {
+            id,
+            name: opts.name.clone(),
+            cancel_requested: Cell::new(false),
+            shield_depth: Cell::new(0),
+            finished: Cell::new(false),
+            waker: RefCell::new(None),
+            parked_on: Cell::new(ParkedOn::Nothing),
+        });
+        let body = TaskBody {
+            ctl: ctl.clone(),
+            started: false,
+            future,
+        };
+        let queue = queue.clone();
+        let (runnable, inner) = async_task::Builder::new()
+            .metadata(id)
+            .propagate_panic(true)
+            .spawn_local(move |_| body, move |runnable| queue.push(runnable));
+        let raw = RawTask {
+            runnable,
+            task: TaskRef(ctl.clone()),
+        };
+        (
+            raw,
+            Task {
+                inner: Some(inner),
+                ctl,
+            },
+        )
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.task.id()
+    }
+
+    /// A view of the task.
+    pub fn task(&self) -> &TaskRef {
+        &self.task
+    }
+
+    /// Queues the task on the run queue it was built for.
+    pub fn schedule(self) {
+        self.runnable.schedule();
+    }
+
+    /// Splits into the runnable (to run inline) and the task view.
+    pub fn into_parts(self) -> (Runnable, TaskRef) {
+        (self.runnable, self.task)
+    }
+}
+
+/// A handle to a spawned task; awaiting it joins the task.
+///
+/// Awaiting gives `Ok(value)` if the task finished, or `Err(Canceled)` if it was canceled before
+/// it finished — or if the *awaiting* task is itself canceled while it waits (the handle is then
+/// dropped, which cancels the child in turn). A task that finished before a cancel landed still
+/// gives `Ok`. If the task panicked, awaiting it resumes the panic in the joiner.
+///
+/// Dropping the handle requests cancellation; the task then ends at its next suspend point.
+/// [`Task::detach`] lets it run on instead.
+#[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
+pub struct Task<T> {
+    inner: Option<async_task::Task<Result<T, Canceled>, u64>>,
+    ctl: Rc<TaskCtl>,
+}
+
+impl<T> Task<T> {
+    /// Requests cancellation. The task is readied and its next suspend point returns
+    /// `Err(Canceled)`; a task that has not started yet never runs its body. Await the handle to
+    /// learn how it ended.
+    pub fn cancel(&self) {
+        self.ctl.request_cancel();
+    }
+
+    /// Lets the task run to completion in the background; its result is discarded.
+    pub fn detach(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.detach();
+        }
+    }
+
+    /// Whether the task has finished (its result, if any, is ready to be joined).
+    pub fn is_finished(&self) -> bool {
+        self.ctl.finished.get()
+    }
+
+    /// The task's id: 1, 2, 3, … in spawn order within its backend.
+    pub fn id(&self) -> u64 {
+        self.ctl.id
+    }
+
+    /// A backend-level view of the task.
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef(self.ctl.clone())
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            panic!("a Task was polled after it returned its result");
+        };
+        match Pin::new(inner).poll(cx) {
+            Poll::Ready(result) => {
+                self.inner = None;
+                Poll::Ready(result)
+            }
+            // Completion wins: the joiner's own cancellation is only looked at when the child
+            // has not finished.
+            Poll::Pending if cancel_pending() => Poll::Ready(Err(Canceled)),
+            Poll::Pending => {
+                set_parked_on(ParkedOn::Join(self.ctl.id));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            self.ctl.request_cancel();
+            inner.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.ctl.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// The live tasks of one backend, for deadlock reports and for canceling what is left when the
+/// main task returns. Holds weak references; finished tasks are swept out as it grows.
+#[derive(Debug, Default)]
+pub struct TaskSet {
+    tasks: Vec<Weak<TaskCtl>>,
+    sweep_at: usize,
+}
+
+impl fmt::Debug for TaskCtl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCtl").field("id", &self.id).finish()
+    }
+}
+
+impl TaskSet {
+    /// An empty set.
+    pub fn new() -> TaskSet {
+        TaskSet::default()
+    }
+
+    /// Adds a task (in spawn order).
+    pub fn insert(&mut self, task: &TaskRef) {
+        if self.tasks.len() >= self.sweep_at {
+            self.tasks
+                .retain(|t| t.upgrade().is_some_and(|t| !t.finished.get()));
+            self.sweep_at = (self.tasks.len() * 2).max(64);
+        }
+        self.tasks.push(Rc::downgrade(&task.0));
+    }
+
+    /// Every task not yet finished, in id order.
+    pub fn live(&self) -> Vec<TaskRef> {
+        self.tasks
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|t| !t.finished.get())
+            .map(TaskRef)
+            .collect()
+    }
+
+    /// Every live task that is parked, with names resolved, in id order.
+    pub fn blocked(&self) -> Vec<crate::BlockedTask> {
+        let live = self.live();
+        let name_of = |id: u64| {
+            live.iter()
+                .find(|t| t.id() == id)
+                .map(|t| t.name().into_owned())
+                .unwrap_or_else(|| format!("task#{id}"))
+        };
+        live.iter()
+            .filter_map(|t| {
+                let parked_on = match t.0.parked_on.get() {
+                    ParkedOn::Nothing => return None,
+                    ParkedOn::Park(what) => what.to_string(),
+                    ParkedOn::Join(id) => format!("join '{}' (#{id})", name_of(id)),
+                };
+                Some(crate::BlockedTask {
+                    id: t.id(),
+                    name: t.name().into_owned(),
+                    parked_on,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Polls a finished task's handle once and returns its result, turning a panic into
+/// [`RunError::Panicked`](crate::RunError::Panicked).
+pub(crate) fn take_finished<T>(task: Task<T>, name: &str) -> Result<T, crate::RunError> {
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_lite::future::block_on(task)
+    }));
+    match joined {
+        Ok(result) => Ok(result?),
+        Err(payload) => Err(crate::RunError::Panicked {
+            task: name.to_string(),
+            message: crate::error::panic_message(&*payload),
+        }),
+    }
+}
+
+/// The io a task-building caller hands around; kept here so `Cx` stays small.
+pub(crate) fn spawn_on<T, F>(
+    io: &dyn Io,
+    opts: &SpawnOptions,
+    future: F,
+) -> Result<Task<T>, crate::SpawnError>
+where
+    T: 'static,
+    F: Future<Output = Result<T, Canceled>> + 'static,
+{
+    let (raw, task) = RawTask::new(io.run_queue(), opts, future);
+    io.spawn_raw(raw, opts)?;
+    Ok(task)
+}

@@ -1,0 +1,292 @@
+//! `FiberIo`: ioswap's deterministic backend, for tests and simulation.
+//!
+//! - **Single-threaded**: one run queue, drained in turns on the calling thread.
+//! - **Virtual clock**: starts at 0 and moves only when nothing is runnable, jumping straight to
+//!   the earliest timer. An hour of sleeps takes microseconds of wall time.
+//! - **Seeded**: seed 0 runs ready tasks in FIFO order; any other seed picks among the ready
+//!   tasks with a seeded generator (splitmix64), so each seed is a different but reproducible
+//!   interleaving. Nothing here reads the wall clock, thread ids, or unseeded randomness, and no
+//!   hash-map iteration order reaches the schedule: the run is a pure function of the program
+//!   and the seed, and [`FiberIo::trace_hash`] proves it.
+//! - **No hangs**: when nothing is runnable, no timer is armed and the main task is unfinished,
+//!   [`FiberIo::run`] returns [`RunError::Deadlock`] naming every blocked task and its park.
+//!
+//! Wakes from other threads are accepted (the run queue is thread-safe) but break determinism
+//! and can race the deadlock check; keep fiber programs on one thread.
+//!
+//! Real file and network I/O is not simulated yet: it arrives with the simulated disk and
+//! network, and until then fiber offers none.
+//!
+//! ```
+//! use io_fiber::FiberIo;
+//!
+//! let io = FiberIo::with_seed(7);
+//! let (slept_until, virtual_ms) = io
+//!     .run(|cx| async move {
+//!         cx.sleep(3_600_000).await?; // one virtual hour
+//!         Ok((cx.now_ms(), cx.now_ms()))
+//!     })
+//!     .unwrap();
+//! assert_eq!(slept_until, 3_600_000);
+//! assert_eq!(virtual_ms, io.now_ms());
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+
+use io_core::{
+    BlockedTask, Canceled, Cx, Io, Park, RawTask, RunError, RunQueue, Runnable, SpawnError,
+    SpawnOptions, TaskRef, TaskSet, TimerId, TimerQueue,
+};
+
+/// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
+#[derive(Clone)]
+pub struct FiberIo(Rc<Fiber>);
+
+/// One step of a recorded schedule: which task was polled, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceEvent {
+    /// The virtual time of the poll.
+    pub at_ms: u64,
+    /// The id of the task polled (1 is the main task).
+    pub task: u64,
+}
+
+struct Fiber {
+    seed: u64,
+    rng: Cell<u64>,
+    now_ms: Cell<u64>,
+    queue: RunQueue,
+    timers: RefCell<TimerQueue>,
+    tasks: RefCell<TaskSet>,
+    /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
+    batch: RefCell<VecDeque<Runnable>>,
+    ran: Cell<bool>,
+    shut_down: Cell<bool>,
+    trace_hash: Cell<u64>,
+    steps: Cell<u64>,
+    trace: RefCell<Option<Vec<TraceEvent>>>,
+}
+
+impl FiberIo {
+    /// A fiber backend with seed 0: ready tasks run in FIFO order.
+    pub fn new() -> FiberIo {
+        FiberIo::with_seed(0)
+    }
+
+    /// A fiber backend whose choice among ready tasks is driven by `seed` (0 = FIFO).
+    pub fn with_seed(seed: u64) -> FiberIo {
+        FiberIo(Rc::new(Fiber {
+            seed,
+            rng: Cell::new(seed),
+            now_ms: Cell::new(0),
+            queue: RunQueue::new(),
+            timers: RefCell::new(TimerQueue::new()),
+            tasks: RefCell::new(TaskSet::new()),
+            batch: RefCell::new(VecDeque::new()),
+            ran: Cell::new(false),
+            shut_down: Cell::new(false),
+            trace_hash: Cell::new(FNV_OFFSET),
+            steps: Cell::new(0),
+            trace: RefCell::new(None),
+        }))
+    }
+
+    /// Also records the full schedule, step by step, for [`FiberIo::trace`]. (The trace hash is
+    /// always kept; the full trace costs memory per step.)
+    pub fn record_trace(self) -> FiberIo {
+        *self.0.trace.borrow_mut() = Some(Vec::new());
+        self
+    }
+
+    /// Runs `main` as the main task on the virtual clock and returns its value. See
+    /// [`io_core::run`] for what happens to tasks still alive when it returns. A backend runs
+    /// once; a second `run` gives [`RunError::ShutDown`].
+    pub fn run<T, F, Fut>(&self, main: F) -> Result<T, RunError>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        if self.0.ran.replace(true) {
+            return Err(RunError::ShutDown);
+        }
+        io_core::run(self.io(), main)
+    }
+
+    /// This backend as a protocol object, for protocol-level code and tests.
+    pub fn io(&self) -> Rc<dyn Io> {
+        self.0.clone()
+    }
+
+    /// The seed this backend schedules with.
+    pub fn seed(&self) -> u64 {
+        self.0.seed
+    }
+
+    /// The virtual clock.
+    pub fn now_ms(&self) -> u64 {
+        self.0.now_ms.get()
+    }
+
+    /// A hash of the schedule so far (every poll: which task, at what virtual time). Same
+    /// program and seed ⇒ same hash, on every run and every machine.
+    pub fn trace_hash(&self) -> u64 {
+        self.0.trace_hash.get()
+    }
+
+    /// How many task polls the schedule has made.
+    pub fn steps(&self) -> u64 {
+        self.0.steps.get()
+    }
+
+    /// The full schedule, if [`FiberIo::record_trace`] was asked for (else empty).
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        self.0.trace.borrow().clone().unwrap_or_default()
+    }
+}
+
+impl Default for FiberIo {
+    fn default() -> Self {
+        FiberIo::new()
+    }
+}
+
+impl fmt::Debug for FiberIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FiberIo")
+            .field("seed", &self.0.seed)
+            .field("now_ms", &self.0.now_ms.get())
+            .field("steps", &self.0.steps.get())
+            .finish_non_exhaustive()
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(hash: u64, word: u64) -> u64 {
+    word.to_le_bytes()
+        .iter()
+        .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+impl Fiber {
+    /// splitmix64: portable, seedable, and the same sequence everywhere.
+    fn next_random(&self) -> u64 {
+        let state = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.rng.set(state);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Picks the next runnable of a turn: the oldest with seed 0, a seeded choice otherwise.
+    fn pick(&self, batch: &mut VecDeque<Runnable>) -> Option<Runnable> {
+        if self.seed == 0 || batch.len() < 2 {
+            return batch.pop_front();
+        }
+        let len = batch.len() as u64;
+        let index = ((u128::from(self.next_random()) * u128::from(len)) >> 64) as usize;
+        batch.swap_remove_back(index)
+    }
+
+    fn record(&self, task: u64) {
+        let at_ms = self.now_ms.get();
+        self.trace_hash
+            .set(fnv(fnv(self.trace_hash.get(), task), at_ms));
+        self.steps.set(self.steps.get() + 1);
+        if let Some(trace) = self.trace.borrow_mut().as_mut() {
+            trace.push(TraceEvent { at_ms, task });
+        }
+    }
+
+    fn fire_due(&self) {
+        let due = self.timers.borrow_mut().take_due(self.now_ms.get());
+        for park in due {
+            park.ready();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<u64> {
+        self.timers.borrow().next_deadline()
+    }
+}
+
+impl Io for Fiber {
+    fn name(&self) -> &'static str {
+        "fiber"
+    }
+
+    fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
+        if self.shut_down.get() {
+            return Err(SpawnError::ShutDown);
+        }
+        self.tasks.borrow_mut().insert(task.task());
+        task.schedule();
+        Ok(())
+    }
+
+    /// One turn: fire due timers; run every task that was ready at the start of the turn, in
+    /// seeded order (tasks woken meanwhile run next turn); if none was ready, move the clock to
+    /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due.
+    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+        self.fire_due();
+        let mut batch = self.batch.take();
+        self.queue.drain_into(&mut batch);
+        if batch.is_empty() {
+            self.batch.replace(batch);
+            let target = self.next_deadline().unwrap_or(u64::MAX).min(deadline_ms);
+            if target != u64::MAX && target > self.now_ms.get() {
+                self.now_ms.set(target);
+            }
+            self.fire_due();
+            return self.next_deadline();
+        }
+        while let Some(runnable) = self.pick(&mut batch) {
+            self.record(*runnable.metadata());
+            runnable.run();
+        }
+        self.batch.replace(batch);
+        self.next_deadline()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.timers.borrow_mut().arm(deadline_ms, park)
+    }
+
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms.get());
+        // The park (and the waker it may hold) is dropped here, outside the borrow.
+        disarmed.map(|(left, _park)| left)
+    }
+
+    fn run_queue(&self) -> &RunQueue {
+        &self.queue
+    }
+
+    fn live_tasks(&self) -> Vec<TaskRef> {
+        self.tasks.borrow().live()
+    }
+
+    fn blocked_tasks(&self) -> Vec<BlockedTask> {
+        self.tasks.borrow().blocked()
+    }
+
+    fn shut_down(&self) {
+        self.shut_down.set(true);
+        self.queue.clear();
+        let parks = self.timers.borrow_mut().clear();
+        drop(parks);
+    }
+}

@@ -1,0 +1,164 @@
+//! Picking a backend at run time, per DESIGN.md: features only compile backends in.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+
+use io_core::{Canceled, Cx, RunError};
+
+/// The environment variable [`run`] reads to pick a backend by name.
+pub const BACKEND_VAR: &str = "IOSWAP_BACKEND";
+
+/// A backend, by name. Every backend is named here whether or not it is compiled in, so asking
+/// for one that is not gives a clear [`Error::NotCompiled`] rather than an unknown name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Inline tasks, real clock ([`BlockingIo`](crate::BlockingIo), feature `blocking`).
+    Blocking,
+    /// Deterministic virtual clock ([`FiberIo`](crate::FiberIo), feature `fiber`).
+    Fiber,
+    /// io_uring (feature `uring`; not part of this build yet).
+    Uring,
+}
+
+/// Why [`run`] could not give the main task's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// `IOSWAP_BACKEND` (or [`Backend::from_str`]) named no backend.
+    #[error("unknown backend {0:?}: expected one of blocking, fiber, uring")]
+    UnknownBackend(String),
+    /// The backend asked for by name is not compiled in.
+    #[error("the {0} backend is not compiled in; enable the ioswap feature \"{0}\"")]
+    NotCompiled(&'static str),
+    /// No backend usable for a real run is compiled in (fiber is only picked by name).
+    #[error("no real-clock backend is compiled in; enable feature \"blocking\" or set IOSWAP_BACKEND=fiber")]
+    NoBackend,
+    /// The backend ran, and the run failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl Backend {
+    /// Every backend, compiled in or not.
+    pub const ALL: [Backend; 3] = [Backend::Blocking, Backend::Fiber, Backend::Uring];
+
+    /// The backend's name, as `IOSWAP_BACKEND` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Blocking => "blocking",
+            Backend::Fiber => "fiber",
+            Backend::Uring => "uring",
+        }
+    }
+
+    /// Whether this build includes the backend.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Backend::Blocking => cfg!(feature = "blocking"),
+            Backend::Fiber => cfg!(feature = "fiber"),
+            Backend::Uring => false,
+        }
+    }
+
+    /// The backends this build includes.
+    pub fn compiled() -> Vec<Backend> {
+        Backend::ALL
+            .into_iter()
+            .filter(|b| b.is_compiled())
+            .collect()
+    }
+
+    /// The backend [`run`] uses: `IOSWAP_BACKEND` if set (a name that is unknown or not compiled
+    /// in is an error, never a silent downgrade), else the best real-clock backend compiled in.
+    /// Fiber is never picked unless named, because its clock is virtual.
+    pub fn from_env() -> Result<Backend, Error> {
+        match std::env::var(BACKEND_VAR) {
+            Ok(name) if !name.is_empty() => {
+                let backend: Backend = name.parse()?;
+                if backend.is_compiled() {
+                    Ok(backend)
+                } else {
+                    Err(Error::NotCompiled(backend.name()))
+                }
+            }
+            _ => [Backend::Uring, Backend::Blocking]
+                .into_iter()
+                .find(|b| b.is_compiled())
+                .ok_or(Error::NoBackend),
+        }
+    }
+
+    /// Runs `main` on this backend (a fresh instance; fiber with seed 0).
+    pub fn run<T, F, Fut>(self, main: F) -> Result<T, Error>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        match self {
+            #[cfg(feature = "blocking")]
+            Backend::Blocking => Ok(io_blocking::BlockingIo::new().run(main)?),
+            #[cfg(feature = "fiber")]
+            Backend::Fiber => Ok(io_fiber::FiberIo::new().run(main)?),
+            #[allow(unreachable_patterns)]
+            other => Err(Error::NotCompiled(other.name())),
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Backend, Error> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(name.trim()))
+            .ok_or_else(|| Error::UnknownBackend(name.to_string()))
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs `main` on the backend chosen by [`Backend::from_env`] and returns its value.
+///
+/// ```
+/// let sum = ioswap::run(|cx| async move {
+///     let a = cx.spawn(|_| async { Ok(1) });
+///     let b = cx.spawn(|_| async { Ok(2) });
+///     Ok(a.await? + b.await?)
+/// })
+/// .unwrap();
+/// assert_eq!(sum, 3);
+/// ```
+pub fn run<T, F, Fut>(main: F) -> Result<T, Error>
+where
+    T: 'static,
+    F: FnOnce(Cx) -> Fut,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    Backend::from_env()?.run(main)
+}
+
+/// Runs `main` on the fiber backend with `seed`: virtual clock, deterministic schedule.
+///
+/// ```
+/// let at = ioswap::sim(1, |cx| async move {
+///     cx.sleep(86_400_000).await?; // a virtual day
+///     Ok(cx.now_ms())
+/// })
+/// .unwrap();
+/// assert_eq!(at, 86_400_000);
+/// ```
+#[cfg(feature = "fiber")]
+pub fn sim<T, F, Fut>(seed: u64, main: F) -> Result<T, RunError>
+where
+    T: 'static,
+    F: FnOnce(Cx) -> Fut,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    io_fiber::FiberIo::with_seed(seed).run(main)
+}

@@ -1,0 +1,50 @@
+//! ioswap: write async code once, against one small Io protocol, and run it unchanged on
+//! interchangeable backends.
+//!
+//! | backend | clock | for |
+//! |---|---|---|
+//! | [`BlockingIo`] (feature `blocking`) | real | the simplest execution: tasks run inline, waits block |
+//! | [`FiberIo`] (feature `fiber`) | virtual | tests and simulation: seeded, deterministic, no hangs |
+//!
+//! Code takes a [`Cx`] and never learns which backend runs it. [`run`] picks a backend at run
+//! time (see [`Backend::from_env`]); [`sim`] runs on the fiber backend with a seed.
+//!
+//! ```
+//! use ioswap::{Canceled, Cx};
+//!
+//! async fn greet(cx: &Cx) -> Result<String, Canceled> {
+//!     let name = cx.spawn(|cx| async move {
+//!         cx.sleep(50).await?;
+//!         Ok("world")
+//!     });
+//!     Ok(format!("hello, {}", name.await?))
+//! }
+//!
+//! // On the default backend (blocking unless IOSWAP_BACKEND says otherwise)...
+//! assert_eq!(ioswap::run(|cx| async move { greet(&cx).await }).unwrap(), "hello, world");
+//! // ...and on the virtual clock, where the 50 ms pass in no time.
+//! assert_eq!(ioswap::sim(7, |cx| async move { greet(&cx).await }).unwrap(), "hello, world");
+//! ```
+//!
+//! Cancellation, in plain words: a cancel is a *request*, delivered as `Err(Canceled)` at the
+//! task's next suspend point (a sleep, a join, a yield); `?` then unwinds the task, so the code
+//! after that point never runs. It is sticky, except inside [`Cx::shield`] for cleanup. A task
+//! that finished before the cancel landed is joined as `Ok`. Dropping a [`Task`] cancels it;
+//! [`Task::detach`] lets it run on.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod backend;
+
+#[cfg(feature = "fiber")]
+pub use backend::sim;
+pub use backend::{run, Backend, Error, BACKEND_VAR};
+pub use io_core::{
+    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RunError, Shield, Sleep, SpawnError,
+    SpawnOptions, Suspend, Task, TimerId,
+};
+
+#[cfg(feature = "blocking")]
+pub use io_blocking::BlockingIo;
+#[cfg(feature = "fiber")]
+pub use io_fiber::{FiberIo, TraceEvent};
