@@ -103,6 +103,12 @@ impl Cx {
         }
     }
 
+    /// The task this code runs in (`None` outside any task). A task may cancel itself through
+    /// it: the request is sticky and its next suspend point returns `Err(Canceled)`.
+    pub fn current_task(&self) -> Option<crate::TaskRef> {
+        task::current_task()
+    }
+
     /// Lets every other ready task run once before this one continues.
     pub fn yield_now(&self) -> Suspend {
         let park = Park::new("yield");

@@ -106,10 +106,10 @@ thread_local! {
 }
 
 /// Runs `f` with the task currently being polled on this thread, if any.
-fn with_current<R>(f: impl FnOnce(Option<&TaskCtl>) -> R) -> R {
+fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
     CURRENT.with(|cell| {
         let current = cell.take();
-        let result = f(current.as_deref());
+        let result = f(current.as_ref());
         cell.set(current);
         result
     })
@@ -135,7 +135,12 @@ impl Drop for Enter {
 /// Whether the current task has a cancel request it must observe now (not shielded).
 /// Outside any task this is `false`.
 pub(crate) fn cancel_pending() -> bool {
-    with_current(|ctl| ctl.is_some_and(TaskCtl::cancel_pending))
+    with_current(|ctl| ctl.is_some_and(|ctl| ctl.cancel_pending()))
+}
+
+/// The task being polled on this thread, if any.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    with_current(|ctl| ctl.cloned().map(TaskRef))
 }
 
 /// Records what the current task is about to park on.
@@ -152,12 +157,7 @@ pub(crate) struct ShieldGuard(Option<Rc<TaskCtl>>);
 
 impl ShieldGuard {
     pub(crate) fn enter() -> ShieldGuard {
-        let ctl = CURRENT.with(|cell| {
-            let current = cell.take();
-            let copy = current.clone();
-            cell.set(current);
-            copy
-        });
+        let ctl = with_current(|ctl| ctl.cloned());
         if let Some(ctl) = &ctl {
             ctl.shield_depth.set(ctl.shield_depth.get() + 1);
         }
@@ -318,7 +318,7 @@ impl RawTask {
         (
             raw,
             Task {
-                inner: Some(inner),
+                inner: Some(inner.fallible()),
                 ctl,
             },
         )
@@ -356,7 +356,7 @@ impl RawTask {
 /// [`Task::detach`] lets it run on instead.
 #[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
 pub struct Task<T> {
-    inner: Option<async_task::Task<Result<T, Canceled>, u64>>,
+    inner: Option<async_task::FallibleTask<Result<T, Canceled>, u64>>,
     ctl: Rc<TaskCtl>,
 }
 
@@ -401,7 +401,8 @@ impl<T> Future for Task<T> {
         match Pin::new(inner).poll(cx) {
             Poll::Ready(result) => {
                 self.inner = None;
-                Poll::Ready(result)
+                // `None`: the backend dropped the task unpolled (a refused spawn, a shutdown).
+                Poll::Ready(result.unwrap_or(Err(Canceled)))
             }
             // Completion wins: the joiner's own cancellation is only looked at when the child
             // has not finished.
