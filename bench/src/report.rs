@@ -1,0 +1,360 @@
+//! The results of a run: summary figures, ratios to the best peer, the issue's targets, the
+//! table printed to the terminal and the JSON written beside it.
+
+use std::fmt::Write as _;
+
+use ioswap::Backend;
+use serde::Serialize;
+
+use crate::runner::Runner;
+use crate::workloads::{Measurement, Size, Unit, Workload};
+
+/// Everything one run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The machine it ran on.
+    pub machine: Machine,
+    /// Measurements per runner and workload.
+    pub rounds: usize,
+    /// The sizes used.
+    pub size: Size,
+    /// Whether this was the `--quick` smoke run (small sizes: figures not comparable).
+    pub quick: bool,
+    /// One entry per workload, in run order.
+    pub workloads: Vec<WorkloadResult>,
+    /// The issue's targets, checked against this run.
+    pub targets: Vec<TargetResult>,
+}
+
+/// The results of one workload.
+#[derive(Debug, Serialize)]
+pub struct WorkloadResult {
+    /// Its name.
+    pub name: &'static str,
+    /// What it does.
+    pub what: &'static str,
+    /// The unit of every figure in it.
+    pub unit: Unit,
+    /// One row per runner.
+    pub rows: Vec<Row>,
+}
+
+/// One runner's result on one workload.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// The runner's key (`ioswap-fiber`, `tokio`, …).
+    pub runner: String,
+    /// The figures, or why there are none.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The median over the best peer's median (`None` without a measured peer or figure).
+    pub ratio_to_best_peer: Option<f64>,
+    /// What to know when reading the figure.
+    pub note: Option<&'static str>,
+}
+
+/// Figures, or the reason for their absence.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Measured in every round.
+    Measured(Summary),
+    /// Not run on this runner, for this reason.
+    Skipped {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A run failed (its error); no figure is reported.
+    Failed {
+        /// The error.
+        error: String,
+    },
+}
+
+/// The rounds of one runner on one workload.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// Median over the rounds.
+    pub median: f64,
+    /// Smallest round.
+    pub min: f64,
+    /// Largest round.
+    pub max: f64,
+    /// Every round, in run order.
+    pub samples: Vec<f64>,
+    /// Median wall time of a round, in seconds.
+    pub median_wall_s: f64,
+}
+
+impl Summary {
+    /// Summarizes the rounds (at least one).
+    pub fn of(measurements: &[Measurement]) -> Summary {
+        let samples: Vec<f64> = measurements.iter().map(|m| m.value).collect();
+        let walls: Vec<f64> = measurements.iter().map(|m| m.wall.as_secs_f64()).collect();
+        Summary {
+            median: median(&samples),
+            min: samples.iter().copied().fold(f64::INFINITY, f64::min),
+            max: samples.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            samples,
+            median_wall_s: median(&walls),
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+impl WorkloadResult {
+    /// Builds a workload's rows from each runner's rounds, and their ratios to the best peer.
+    pub fn new(workload: &Workload, results: Vec<(Runner, Outcome)>) -> WorkloadResult {
+        let best_peer = results
+            .iter()
+            .filter(|(runner, _)| runner.is_peer())
+            .filter_map(|(_, outcome)| outcome.median())
+            .fold(None, |best: Option<f64>, m| {
+                Some(best.map_or(m, |b| b.min(m)))
+            });
+        let rows = results
+            .into_iter()
+            .map(|(runner, outcome)| Row {
+                runner: runner.key(),
+                ratio_to_best_peer: outcome.median().zip(best_peer).map(|(m, b)| m / b),
+                note: (workload.note)(runner),
+                outcome,
+            })
+            .collect();
+        WorkloadResult {
+            name: workload.name,
+            what: workload.what,
+            unit: workload.unit,
+            rows,
+        }
+    }
+
+    /// The median of a runner's row, if it was measured.
+    pub fn median_of(&self, runner: Runner) -> Option<f64> {
+        let key = runner.key();
+        self.rows
+            .iter()
+            .find(|row| row.runner == key)?
+            .outcome
+            .median()
+    }
+}
+
+impl Outcome {
+    /// The median, if measured.
+    pub fn median(&self) -> Option<f64> {
+        match self {
+            Outcome::Measured(summary) => Some(summary.median),
+            _ => None,
+        }
+    }
+}
+
+/// A target from the issue: `runner`'s median ≤ `at_most` × `peer`'s, on `workload`.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    workload: &'static str,
+    peer: Runner,
+    at_most: f64,
+}
+
+/// The targets for this 2-core machine, all for the fiber backend.
+const TARGETS: [Target; 6] = [
+    Target {
+        workload: "spawn-join",
+        peer: Runner::Smol,
+        at_most: 0.8,
+    },
+    Target {
+        workload: "spawn-join",
+        peer: Runner::Tokio,
+        at_most: 0.5,
+    },
+    Target {
+        workload: "yield-ping",
+        peer: Runner::Smol,
+        at_most: 0.8,
+    },
+    Target {
+        workload: "timers-virtual",
+        peer: Runner::Tokio,
+        at_most: 0.5,
+    },
+    Target {
+        workload: "cancel-storm",
+        peer: Runner::Tokio,
+        at_most: 1.0,
+    },
+    Target {
+        workload: "idle-memory",
+        peer: Runner::Smol,
+        at_most: 1.0,
+    },
+];
+
+/// One target, checked.
+#[derive(Debug, Serialize)]
+pub struct TargetResult {
+    /// The workload.
+    pub workload: &'static str,
+    /// The runner held to it.
+    pub runner: String,
+    /// The peer it is compared with.
+    pub peer: String,
+    /// The largest ratio that meets it.
+    pub at_most: f64,
+    /// The measured ratio (`None` if either side was not measured).
+    pub ratio: Option<f64>,
+    /// Whether the measured ratio meets it.
+    pub met: bool,
+}
+
+/// Checks every target whose workload was run.
+pub fn check_targets(workloads: &[WorkloadResult]) -> Vec<TargetResult> {
+    let fiber = Runner::Ioswap(Backend::Fiber);
+    TARGETS
+        .iter()
+        .filter_map(|target| {
+            let result = workloads.iter().find(|w| w.name == target.workload)?;
+            let ratio = result
+                .median_of(fiber)
+                .zip(result.median_of(target.peer))
+                .map(|(ours, theirs)| ours / theirs);
+            Some(TargetResult {
+                workload: target.workload,
+                runner: fiber.key(),
+                peer: target.peer.key(),
+                at_most: target.at_most,
+                ratio,
+                met: ratio.is_some_and(|r| r <= target.at_most),
+            })
+        })
+        .collect()
+}
+
+/// The machine a run was on, as far as `/proc` tells.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Logical CPUs available to this process.
+    pub cores: usize,
+    /// Total memory, GiB.
+    pub memory_gib: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// rustc's target triple this bench was built for.
+    pub target: String,
+}
+
+impl Machine {
+    /// Reads the machine's description; unknown parts say so.
+    pub fn current() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, name)| name.trim().to_string())
+            .unwrap_or_else(|| "unknown CPU".to_string());
+        let memory_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            target: format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+        }
+    }
+}
+
+impl Report {
+    /// The table, as printed to the terminal and pasted into the README.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "| workload | runner | median | min–max | vs best peer | note |\n|---|---|---:|---:|---:|---|"
+        );
+        for workload in &self.workloads {
+            for row in &workload.rows {
+                let unit = workload.unit.label();
+                let (median, range) = match &row.outcome {
+                    Outcome::Measured(s) => (
+                        format!("{} {unit}", figure(s.median)),
+                        format!("{}–{}", figure(s.min), figure(s.max)),
+                    ),
+                    Outcome::Skipped { reason } => (format!("skipped: {reason}"), String::new()),
+                    Outcome::Failed { error } => (format!("FAILED: {error}"), String::new()),
+                };
+                let ratio = row
+                    .ratio_to_best_peer
+                    .map(|r| format!("{r:.2}×"))
+                    .unwrap_or_default();
+                let mut note = row.note.unwrap_or("").to_string();
+                if let (Outcome::Measured(s), "virtual-time") = (&row.outcome, workload.name) {
+                    note = join_note(&note, &format!("wall {} per run", seconds(s.median_wall_s)));
+                }
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {median} | {range} | {ratio} | {note} |",
+                    workload.name, row.runner
+                );
+            }
+        }
+        out
+    }
+
+    /// The targets, one line each.
+    pub fn targets_text(&self) -> String {
+        let mut out = String::new();
+        for t in &self.targets {
+            let measured = t
+                .ratio
+                .map_or("not measured".to_string(), |r| format!("{r:.2}×"));
+            let verdict = if t.met { "met" } else { "MISSED" };
+            let _ = writeln!(
+                out,
+                "{} {}: ≤ {:.2}× {} → {measured} {verdict}",
+                t.workload, t.runner, t.at_most, t.peer
+            );
+        }
+        out
+    }
+}
+
+fn join_note(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}; {b}")
+    }
+}
+
+/// A figure with sensible precision: 3 significant digits below 100, integers above.
+fn figure(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn seconds(s: f64) -> String {
+    format!("{s:.2} s")
+}

@@ -1,0 +1,110 @@
+//! Who runs a workload, and how one measurement is started on each of them.
+
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ioswap::Backend;
+use smol::LocalExecutor;
+
+use crate::BenchError;
+
+/// One runtime a workload runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// An ioswap backend, through the public `Backend::run`.
+    Ioswap(Backend),
+    /// tokio's current-thread runtime with a `LocalSet` (`spawn_local`): its single-threaded
+    /// setup, the fair peer of a single-threaded backend.
+    Tokio,
+    /// smol's `LocalExecutor`, driven by `smol::block_on` (which also drives its timers).
+    Smol,
+    /// A bare async-task loop with no runtime around it: the floor for spawn + join.
+    AsyncTask,
+}
+
+impl Runner {
+    /// The runners every workload considers: each compiled ioswap backend, then the peers.
+    pub fn all() -> Vec<Runner> {
+        let mut runners: Vec<Runner> = Backend::compiled()
+            .into_iter()
+            .map(Runner::Ioswap)
+            .collect();
+        runners.extend([Runner::Tokio, Runner::Smol, Runner::AsyncTask]);
+        runners
+    }
+
+    /// Whether this runner is a peer runtime (what ratios are taken against).
+    pub fn is_peer(self) -> bool {
+        matches!(self, Runner::Tokio | Runner::Smol)
+    }
+
+    /// The short name used in the table, the JSON and on the command line of the child process.
+    pub fn key(self) -> String {
+        match self {
+            Runner::Ioswap(backend) => format!("ioswap-{}", backend.name()),
+            Runner::Tokio => "tokio".to_string(),
+            Runner::Smol => "smol".to_string(),
+            Runner::AsyncTask => "async-task".to_string(),
+        }
+    }
+
+    /// The runner named by [`Runner::key`].
+    pub fn from_key(key: &str) -> Result<Runner, BenchError> {
+        Runner::all()
+            .into_iter()
+            .find(|runner| runner.key() == key)
+            .ok_or_else(|| BenchError::UnknownRunner(key.to_string()))
+    }
+}
+
+impl fmt::Display for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// Which clock tokio runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokioClock {
+    /// The real monotonic clock.
+    Real,
+    /// `start_paused`: time stands still while tasks run and jumps to the next timer when the
+    /// runtime would otherwise sleep, like fiber's virtual clock.
+    Paused,
+}
+
+/// Runs `main` on a fresh tokio current-thread runtime inside a `LocalSet`.
+pub fn tokio_local<F: Future>(clock: TokioClock, main: F) -> Result<F::Output, BenchError> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_time();
+    if clock == TokioClock::Paused {
+        builder.start_paused(true);
+    }
+    let runtime = builder.build().map_err(BenchError::TokioRuntime)?;
+    let local = tokio::task::LocalSet::new();
+    Ok(local.block_on(&runtime, main))
+}
+
+/// Runs the future `main` builds on a fresh smol `LocalExecutor`, which it receives to spawn on.
+pub fn smol_local<F, Fut>(main: F) -> Fut::Output
+where
+    F: FnOnce(Rc<LocalExecutor<'static>>) -> Fut,
+    Fut: Future,
+{
+    let executor = Rc::new(LocalExecutor::new());
+    smol::block_on(executor.run(main(executor.clone())))
+}
+
+/// Runs `f` and returns its value and the wall time it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let value = f();
+    (value, start.elapsed())
+}
+
+/// The error a peer's join gives, as a bench error.
+pub fn tokio_join(error: tokio::task::JoinError) -> BenchError {
+    BenchError::Peer(format!("tokio join: {error}"))
+}

@@ -1,0 +1,159 @@
+//! The workloads: what is measured, once per runner, with the same sizes for everyone.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::runner::Runner;
+use crate::BenchError;
+
+mod cancel_storm;
+pub mod idle_memory;
+mod spawn_join;
+mod timers;
+mod virtual_time;
+mod yield_ping;
+
+/// How big the workloads are.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Size {
+    /// Tasks (or yields) per measurement: 1,000,000 in a full run.
+    pub tasks: usize,
+    /// The longest random sleep of the timer workloads, in ms: 1,000 in a full run.
+    pub max_sleep_ms: u64,
+    /// How long the virtual-time workload simulates, in ms: one hour in a full run.
+    pub simulated_ms: u64,
+}
+
+impl Size {
+    /// The sizes the issue asks for.
+    pub const FULL: Size = Size {
+        tasks: 1_000_000,
+        max_sleep_ms: 1_000,
+        simulated_ms: 3_600_000,
+    };
+
+    /// Small sizes for the CI smoke run: every code path, a few seconds in all.
+    pub const QUICK: Size = Size {
+        tasks: 10_000,
+        max_sleep_ms: 20,
+        simulated_ms: 10_000,
+    };
+}
+
+/// What a workload's number means. Lower is better for every unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    /// Wall-clock nanoseconds per operation.
+    #[serde(rename = "ns/op")]
+    NsPerOp,
+    /// Process CPU nanoseconds (user + system, all threads) per operation.
+    #[serde(rename = "cpu ns/op")]
+    CpuNsPerOp,
+    /// Resident bytes per task.
+    #[serde(rename = "B/task")]
+    BytesPerTask,
+}
+
+impl Unit {
+    /// The unit as printed.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::NsPerOp => "ns/op",
+            Unit::CpuNsPerOp => "cpu ns/op",
+            Unit::BytesPerTask => "B/task",
+        }
+    }
+}
+
+/// One measurement of one workload on one runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Measurement {
+    /// The figure, in the workload's unit.
+    pub value: f64,
+    /// The wall time the measurement took.
+    pub wall: Duration,
+}
+
+impl Measurement {
+    /// Wall time per operation.
+    pub fn per_op(wall: Duration, ops: usize) -> Measurement {
+        Measurement {
+            value: wall.as_nanos() as f64 / ops as f64,
+            wall,
+        }
+    }
+}
+
+/// A workload: a name, what it does, and how to measure it on a runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    /// The name used on the command line and in the table.
+    pub name: &'static str,
+    /// What one measurement does, in a line.
+    pub what: &'static str,
+    /// The unit of its figure.
+    pub unit: Unit,
+    /// Whether the bare async-task loop (the floor) runs it too.
+    pub has_floor: bool,
+    /// Why this workload means nothing on a runner, if it does not (the table prints the reason
+    /// instead of a number).
+    pub skip: fn(Runner) -> Option<&'static str>,
+    /// What to know when reading this runner's figure, if anything.
+    pub note: fn(Runner) -> Option<&'static str>,
+    /// One measurement.
+    pub measure: fn(Runner, &Size) -> Result<Measurement, BenchError>,
+}
+
+impl Workload {
+    /// The runners this workload is reported for (skipped ones included, with their reason).
+    pub fn runners(&self) -> Vec<Runner> {
+        Runner::all()
+            .into_iter()
+            .filter(|runner| self.has_floor || *runner != Runner::AsyncTask)
+            .collect()
+    }
+}
+
+/// Every workload, in the order of the table.
+pub fn all() -> Vec<Workload> {
+    vec![
+        spawn_join::WORKLOAD,
+        yield_ping::WORKLOAD,
+        cancel_storm::WORKLOAD,
+        timers::VIRTUAL,
+        timers::REAL,
+        idle_memory::WORKLOAD,
+        virtual_time::WORKLOAD,
+    ]
+}
+
+/// `Err` naming the workload when a run's result is not what it must be: a figure is only
+/// reported for a run that did the work.
+pub fn check(
+    ok: bool,
+    workload: &str,
+    runner: Runner,
+    what: impl Into<String>,
+) -> Result<(), BenchError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(BenchError::WrongResult {
+            workload: workload.to_string(),
+            runner: runner.key(),
+            what: what.into(),
+        })
+    }
+}
+
+/// The usual skip reasons.
+pub mod why {
+    /// Blocking runs every spawned task inline; sleeping tasks serialize.
+    pub const INLINE_SLEEPS: &str =
+        "inline backend: each task's sleep blocks the spawner, so the sleeps run one after another";
+    /// Fiber's clock is virtual: real-clock workloads do not apply.
+    pub const VIRTUAL_CLOCK: &str = "virtual clock: see the virtual-clock workloads";
+    /// The runner has no virtual clock.
+    pub const REAL_CLOCK_ONLY: &str = "real clock only: no virtual or paused clock";
+}
