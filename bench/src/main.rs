@@ -1,20 +1,23 @@
 //! Side-by-side benchmarks of ioswap's backends against tokio and smol.
 //!
 //! ```text
-//! cargo run --release -p bench -- [--quick] [--rounds N] [--tasks N] [--out DIR] [all | WORKLOAD…]
+//! cargo run --release -p bench -- [--quick] [--rounds N] [--tasks N] [--out DIR] [--only RUNNER]…
+//!                                 [all | WORKLOAD…]
 //! cargo run --release -p bench -- --list
 //! ```
 //!
 //! Every workload runs on every compiled ioswap backend, on tokio (current-thread runtime with a
-//! `LocalSet`) and on smol (`LocalExecutor`), in the same process on the same machine. The runners
-//! take turns: each round runs every runner once, starting one further along each time, so
-//! drift (thermal, other load) is spread over all of them. The table gives each runner's median
+//! `LocalSet`) and on smol (`LocalExecutor`), in the same run on the same machine, each
+//! measurement in a fresh child process. The runners take turns: each round runs every runner
+//! once, starting one further along each time, so drift (thermal, other load) is spread over all
+//! of them. The table gives each runner's median
 //! over the rounds, the fastest and slowest round, and the ratio to the best peer; the results
 //! also go to `target/bench/results.json` and `target/bench/results.svg`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod chart;
+mod child;
 mod floor;
 mod report;
 mod runner;
@@ -24,7 +27,7 @@ use std::path::PathBuf;
 
 use report::{Machine, Outcome, Report, Summary, WorkloadResult};
 use runner::Runner;
-use workloads::{idle_memory, Size, Workload};
+use workloads::{Size, Workload};
 
 /// Why a benchmark run could not give a figure.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +61,7 @@ pub enum BenchError {
     #[error("unknown workload {0:?}: run with --list to see them")]
     UnknownWorkload(String),
     /// The command line could not be understood.
-    #[error("{0}\nusage: bench [--quick] [--rounds N] [--tasks N] [--out DIR] [all | WORKLOAD...] | --list")]
+    #[error("{0}\nusage: bench [--quick] [--rounds N] [--tasks N] [--out DIR] [--only RUNNER]... [all | WORKLOAD...] | --list")]
     Usage(String),
     /// Reading `/proc` failed (the bench needs Linux).
     #[error("reading /proc (the bench needs Linux): {0}")]
@@ -66,10 +69,10 @@ pub enum BenchError {
     /// A `/proc` file did not look as expected.
     #[error("unexpected format of {0}")]
     ProcFormat(&'static str),
-    /// The child process of a memory measurement could not be started.
+    /// The child process of a measurement could not be started.
     #[error("starting the measuring child process: {0}")]
     Child(std::io::Error),
-    /// The child process of a memory measurement failed.
+    /// The child process of a measurement failed.
     #[error("the measuring child process failed ({status}): {stderr}")]
     ChildFailed {
         /// Its exit status, or what was wrong with its output.
@@ -101,6 +104,8 @@ struct Options {
     rounds: usize,
     out: PathBuf,
     workloads: Vec<Workload>,
+    /// Runners to measure (`--only`); empty: all of them.
+    only: Vec<Runner>,
 }
 
 fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
@@ -109,6 +114,7 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
     let mut tasks = None;
     let mut out = None;
     let mut names = Vec::new();
+    let mut only = Vec::new();
     let mut args = args.into_iter();
     let number = |flag: &str, value: Option<String>| -> Result<usize, BenchError> {
         value
@@ -126,6 +132,9 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
                     BenchError::Usage("--out needs a directory".to_string())
                 })?))
             }
+            "--only" => only.push(Runner::from_key(&args.next().ok_or_else(|| {
+                BenchError::Usage("--only needs a runner".to_string())
+            })?)?),
             "--list" => {
                 for workload in workloads::all() {
                     println!("{:16} {}", workload.name, workload.what);
@@ -171,12 +180,17 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
         rounds: rounds.unwrap_or(if quick { 2 } else { 5 }),
         out: out.unwrap_or(default_out),
         workloads,
+        only,
     }))
 }
 
 /// Runs one workload on every runner, the runners taking turns round after round.
 fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
-    let runners = workload.runners();
+    let runners: Vec<Runner> = workload
+        .runners()
+        .into_iter()
+        .filter(|r| options.only.is_empty() || options.only.contains(r))
+        .collect();
     let active: Vec<Runner> = runners
         .iter()
         .copied()
@@ -191,7 +205,7 @@ fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
                 continue;
             }
             let runner = active[index];
-            match (workload.measure)(runner, &options.size) {
+            match child::measure(workload, runner, &options.size) {
                 Ok(m) => {
                     eprintln!(
                         "{} round {}/{} {:16} {:>10.1} {} ({:.2} s)",
@@ -288,8 +302,8 @@ fn run(options: Options) -> Result<bool, BenchError> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = if args.first().map(String::as_str) == Some(idle_memory::CHILD_COMMAND) {
-        child(&args[1..]).map(|()| true)
+    let outcome = if args.first().map(String::as_str) == Some(child::COMMAND) {
+        child::main(&args[1..]).map(|()| true)
     } else {
         parse_options(args).and_then(|options| match options {
             Some(options) => run(options),
@@ -307,18 +321,4 @@ fn main() {
             std::process::exit(2);
         }
     }
-}
-
-/// The hidden subcommand of the idle-memory child process: `RUNNER TASKS`.
-fn child(args: &[String]) -> Result<(), BenchError> {
-    let [runner, tasks] = args else {
-        return Err(BenchError::Usage(format!(
-            "{} RUNNER TASKS",
-            idle_memory::CHILD_COMMAND
-        )));
-    };
-    let tasks = tasks
-        .parse()
-        .map_err(|_| BenchError::Usage(format!("not a task count: {tasks}")))?;
-    idle_memory::child_main(Runner::from_key(runner)?, tasks)
 }

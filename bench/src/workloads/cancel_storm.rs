@@ -19,6 +19,7 @@ pub const WORKLOAD: Workload = Workload {
     what: "spawn 1M tasks that sleep 1 h, let all start sleeping, cancel all, join all",
     unit: Unit::NsPerOp,
     has_floor: false,
+    warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_SLEEPS),
         _ => None,

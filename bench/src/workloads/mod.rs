@@ -8,7 +8,7 @@ use crate::runner::Runner;
 use crate::BenchError;
 
 mod cancel_storm;
-pub mod idle_memory;
+mod idle_memory;
 mod spawn_join;
 mod timers;
 mod virtual_time;
@@ -96,6 +96,10 @@ pub struct Workload {
     pub unit: Unit,
     /// Whether the bare async-task loop (the floor) runs it too.
     pub has_floor: bool,
+    /// Whether the child process runs the workload once, unmeasured, before the measured run,
+    /// so the measured run finds a warm heap (its pages already faulted in) as a long-running
+    /// program would.
+    pub warm_up: bool,
     /// Why this workload means nothing on a runner, if it does not (the table prints the reason
     /// instead of a number).
     pub skip: fn(Runner) -> Option<&'static str>,

@@ -11,6 +11,7 @@ pub const WORKLOAD: Workload = Workload {
     what: "spawn 1M trivial tasks (each returns its index), then join them all",
     unit: Unit::NsPerOp,
     has_floor: true,
+    warm_up: true,
     skip: |_| None,
     note: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some("inline: each task runs inside its spawn"),

@@ -17,6 +17,7 @@ pub const VIRTUAL: Workload = Workload {
     what: "1M tasks sleep random deadlines up to 1 s on a virtual clock, all joined",
     unit: Unit::NsPerOp,
     has_floor: false,
+    warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
         Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
@@ -34,6 +35,7 @@ pub const REAL: Workload = Workload {
     what: "1M tasks sleep random deadlines up to 1 s on the real clock, all joined",
     unit: Unit::CpuNsPerOp,
     has_floor: false,
+    warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_SLEEPS),
         Runner::Ioswap(Backend::Fiber) => Some(why::VIRTUAL_CLOCK),

@@ -20,6 +20,7 @@ pub const WORKLOAD: Workload = Workload {
     what: "one simulated hour, 10,000 timer events per simulated second (100 tasks, 10 ms period)",
     unit: Unit::NsPerOp,
     has_floor: false,
+    warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
         Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),

@@ -14,6 +14,7 @@ pub const WORKLOAD: Workload = Workload {
     what: "two tasks yield to each other, 1M yields in all (500k each)",
     unit: Unit::NsPerOp,
     has_floor: false,
+    warm_up: true,
     skip: |_| None,
     note: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => {

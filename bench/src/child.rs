@@ -1,0 +1,79 @@
+//! Every measurement runs in a fresh child process: this binary, re-executed with the hidden
+//! [`COMMAND`]. So no runner inherits a heap shaped (or grown, or trimmed) by the runner before
+//! it, and each sample starts from the same state whatever ran earlier.
+//!
+//! The child runs the workload once unmeasured when the workload asks for a warm-up, then once
+//! measured, and prints `VALUE WALL_NS` on one line.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::runner::Runner;
+use crate::workloads::{self, Measurement, Size, Workload};
+use crate::BenchError;
+
+/// The hidden subcommand: `COMMAND WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS`.
+pub const COMMAND: &str = "__measure";
+
+/// Measures `workload` on `runner` in a fresh child process.
+pub fn measure(workload: &Workload, runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
+    let exe = std::env::current_exe().map_err(BenchError::Child)?;
+    let output = Command::new(exe)
+        .arg(COMMAND)
+        .arg(workload.name)
+        .arg(runner.key())
+        .arg(size.tasks.to_string())
+        .arg(size.max_sleep_ms.to_string())
+        .arg(size.simulated_ms.to_string())
+        .output()
+        .map_err(BenchError::Child)?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(BenchError::ChildFailed {
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    match fields[..] {
+        [value, wall_ns] => match (value.parse(), wall_ns.parse()) {
+            (Ok(value), Ok(wall_ns)) => Ok(Measurement {
+                value,
+                wall: Duration::from_nanos(wall_ns),
+            }),
+            _ => Err(unexpected(&stdout)),
+        },
+        _ => Err(unexpected(&stdout)),
+    }
+}
+
+fn unexpected(stdout: &str) -> BenchError {
+    BenchError::ChildFailed {
+        status: format!("unexpected output {stdout:?}"),
+        stderr: String::new(),
+    }
+}
+
+/// The child's side: parses the arguments after [`COMMAND`], measures, prints.
+pub fn main(args: &[String]) -> Result<(), BenchError> {
+    let usage = || BenchError::Usage(format!("{COMMAND} WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS"));
+    let [workload, runner, tasks, max_sleep_ms, simulated_ms] = args else {
+        return Err(usage());
+    };
+    let workload = workloads::all()
+        .into_iter()
+        .find(|w| w.name == workload)
+        .ok_or_else(|| BenchError::UnknownWorkload(workload.clone()))?;
+    let runner = Runner::from_key(runner)?;
+    let size = Size {
+        tasks: tasks.parse().map_err(|_| usage())?,
+        max_sleep_ms: max_sleep_ms.parse().map_err(|_| usage())?,
+        simulated_ms: simulated_ms.parse().map_err(|_| usage())?,
+    };
+    if workload.warm_up {
+        (workload.measure)(runner, &size)?;
+    }
+    let measurement = (workload.measure)(runner, &size)?;
+    println!("{} {}", measurement.value, measurement.wall.as_nanos());
+    Ok(())
+}
