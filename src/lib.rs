@@ -40,8 +40,8 @@ mod backend;
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RunError, Shield, Sleep, SpawnError,
-    SpawnOptions, Suspend, Task, TimerId,
+    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Shield, Sleep,
+    SpawnError, SpawnOptions, Suspend, Task, TaskRef, TimerId,
 };
 
 #[cfg(feature = "blocking")]
