@@ -37,7 +37,7 @@
 mod backend;
 
 /// Channels, `select` and Erlang-style `send_after`, written once over the protocol: the
-/// [`channel`](::channel) crate.
+/// `channel` crate.
 pub use channel;
 
 #[cfg(feature = "fiber")]

@@ -61,3 +61,33 @@ impl Log {
         self.0.borrow().join(" ")
     }
 }
+
+/// The deadlock a run ended with; panics (showing what happened instead) if it did not.
+pub fn expect_deadlock<T: std::fmt::Debug>(
+    outcome: Result<T, ioswap::Error>,
+) -> ioswap::Deadlock {
+    match outcome {
+        Err(ioswap::Error::Run(ioswap::RunError::Deadlock(deadlock))) => deadlock,
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
+
+/// For behaviours that need tasks to overlap: where the backend has concurrency, the value the
+/// run gave; on blocking, asserts the concurrent spawn was refused with
+/// `ConcurrencyUnavailable` (blocking runs every task inline) and gives `None`.
+pub fn where_concurrent<T: std::fmt::Debug>(
+    backend: Backend,
+    outcome: Result<Result<T, ioswap::SpawnError>, ioswap::Error>,
+) -> Option<T> {
+    let outcome = outcome.expect("the run itself succeeds");
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(
+                outcome.unwrap_err(),
+                ioswap::SpawnError::ConcurrencyUnavailable
+            );
+            None
+        }
+        _ => Some(outcome.expect("the backend has concurrency")),
+    }
+}
