@@ -37,7 +37,10 @@ async fn pipeline(cx: Cx) -> Result<Result<(u64, Vec<u64>), SpawnError>, Cancele
                 break;
             }
         }
-        println!("[{:>3} ms] producer: all {JOBS} jobs queued, closing", cx.now_ms());
+        println!(
+            "[{:>3} ms] producer: all {JOBS} jobs queued, closing",
+            cx.now_ms()
+        );
         jobs_tx.close();
         Ok(())
     });
@@ -85,7 +88,9 @@ fn main() {
         match backend.run(pipeline) {
             Ok(Ok((total, per_worker))) => {
                 let expected: u64 = (1..=JOBS).map(|n| n * n).sum();
-                println!("sum of squares {total} (expected {expected}), jobs per worker {per_worker:?}");
+                println!(
+                    "sum of squares {total} (expected {expected}), jobs per worker {per_worker:?}"
+                );
             }
             Ok(Err(refused)) => println!("not on this backend: {refused}"),
             Err(e) => println!("failed: {e}"),

@@ -54,15 +54,12 @@ fn rendezvous_send_completes_when_taken(backend: Backend) {
         let log = Log::new();
         let (tx, rx) = channel::bounded(&cx, 0);
         let l = log.clone();
-        let receiver = match cx.spawn_with(SpawnOptions::new().concurrent(), move |cx| async move {
+        let receiver = spawn_concurrent!(cx, move |cx| async move {
             cx.sleep(50).await?;
             let got = rx.recv().await.unwrap();
             l.push(format!("got-{got}@{}", cx.now_ms()));
             Ok(())
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         log.push(format!("send@{}", cx.now_ms()));
         tx.send("x").await.unwrap();
         log.push(format!("sent@{}", cx.now_ms()));
@@ -144,12 +141,7 @@ fn waiting_sender_gets_value_back_on_close(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = channel::bounded(&cx, 1);
         tx.send(1).await.unwrap();
-        let sender = match cx.spawn_with(SpawnOptions::new().concurrent(), move |_| async move {
-            Ok(tx.send(2).await)
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        let sender = spawn_concurrent!(cx, move |_| async move { Ok(tx.send(2).await) });
         cx.sleep(10).await?;
         rx.close();
         let sent = sender.await?;
@@ -210,7 +202,9 @@ fn many_producers_many_consumers(backend: Backend) {
         .unwrap();
     let mut all: Vec<u32> = per_consumer.iter().flatten().copied().collect();
     all.sort_unstable();
-    let expected: Vec<u32> = (0..3).flat_map(|p| (0..10).map(move |n| p * 100 + n)).collect();
+    let expected: Vec<u32> = (0..3)
+        .flat_map(|p| (0..10).map(move |n| p * 100 + n))
+        .collect();
     assert_eq!(all, expected);
     let busy = per_consumer.iter().filter(|got| !got.is_empty()).count();
     match backend {
@@ -226,16 +220,13 @@ fn receiver_canceled_after_handoff_keeps_value(backend: Backend) {
         let log = Log::new();
         let (tx, rx) = channel::bounded(&cx, 0);
         let l = log.clone();
-        let receiver = match cx.spawn_with(SpawnOptions::new().concurrent(), move |cx| async move {
+        let receiver = spawn_concurrent!(cx, move |cx| async move {
             let got = rx.recv().await;
             l.push(format!("got {got:?}"));
             cx.sleep(1).await?;
             l.push("never");
             Ok(())
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         cx.yield_now().await?; // the receiver now waits
         tx.send(42).await.unwrap(); // handed over: the send is complete
         receiver.cancel();
@@ -253,12 +244,9 @@ fn receiver_canceled_after_handoff_keeps_value(backend: Backend) {
 fn sender_canceled_while_waiting_gets_value_back(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = channel::bounded(&cx, 0);
-        let sender = match cx.spawn_with(SpawnOptions::new().concurrent(), move |_| async move {
+        let sender = spawn_concurrent!(cx, move |_| async move {
             Ok(tx.send(String::from("mine")).await)
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         cx.sleep(10).await?;
         sender.cancel();
         let sent = sender.await?;

@@ -172,7 +172,11 @@ fn every_message_is_received_or_returned_exactly_once() {
         everything.sort_unstable();
         let before = everything.len();
         everything.dedup();
-        assert_eq!(everything.len(), before, "seed {seed}: a value both sent and returned");
+        assert_eq!(
+            everything.len(),
+            before,
+            "seed {seed}: a value both sent and returned"
+        );
         returned_total += ledger.returned.len();
         won_total += ledger.won_over_cancel;
         sent_total += ledger.sent.len();

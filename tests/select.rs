@@ -2,7 +2,7 @@
 mod support;
 
 use ioswap::channel::{self, TryRecvError};
-use ioswap::{Backend, Canceled, FiberIo, SpawnOptions};
+use ioswap::{Backend, Canceled, FiberIo};
 use support::{where_concurrent, Log};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -80,8 +80,8 @@ fn chooses_uniformly_among_ready_cases(backend: Backend) {
             let channels: Vec<_> = (0..3).map(|_| channel::unbounded(&cx)).collect();
             let mut counts = [0u32; 3];
             for _ in 0..3_000 {
-                for (tx, _) in &channels {
-                    if tx.is_empty() {
+                for (tx, rx) in &channels {
+                    if rx.is_empty() {
                         tx.try_send(()).unwrap();
                     }
                 }
@@ -177,13 +177,10 @@ fn waiting_send_case_completed_by_a_receiver(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = channel::bounded(&cx, 0);
         let (otx, orx) = channel::bounded(&cx, 1);
-        let receiver = match cx.spawn_with(SpawnOptions::new().concurrent(), move |cx| async move {
+        let receiver = spawn_concurrent!(cx, move |cx| async move {
             cx.sleep(40).await?;
             Ok((rx.recv().await, cx.now_ms()))
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         let picked = channel::select(&cx)
             .send(&tx, "hello", Picked::Sent)
             .recv(&orx, Picked::A)
@@ -203,13 +200,10 @@ fn canceled_while_waiting(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = channel::bounded::<u8>(&cx, 1);
         let rx2 = rx.clone();
-        let selector = match cx.spawn_with(SpawnOptions::new().concurrent(), move |cx| async move {
+        let selector = spawn_concurrent!(cx, move |cx| async move {
             let picked = channel::select(&cx).recv(&rx2, Picked::A).await;
             Ok(picked)
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         cx.sleep(10).await?;
         selector.cancel();
         let joined = selector.await?;
@@ -228,7 +222,7 @@ fn completed_case_wins_over_cancel(backend: Backend) {
         let log = Log::new();
         let (tx, rx) = channel::bounded(&cx, 0);
         let l = log.clone();
-        let selector = match cx.spawn_with(SpawnOptions::new().concurrent(), move |cx| async move {
+        let selector = spawn_concurrent!(cx, move |cx| async move {
             let picked = channel::select(&cx)
                 .recv(&rx, Picked::A)
                 .timeout(1_000, || Picked::Timeout)
@@ -237,10 +231,7 @@ fn completed_case_wins_over_cancel(backend: Backend) {
             cx.sleep(1).await?;
             l.push("never");
             Ok(())
-        }) {
-            Ok(task) => task,
-            Err(refused) => return Ok(Err(refused)),
-        };
+        });
         cx.yield_now().await?;
         tx.send(3).await.unwrap();
         selector.cancel();

@@ -124,12 +124,13 @@ fn lands_in_another_tasks_channel(backend: Backend) {
 fn armed_while_the_receiver_waits(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = channel::unbounded(&cx);
-        let server = cx.spawn_with(ioswap::SpawnOptions::new().name("server"), move |cx| {
-            async move {
+        let server = cx.spawn_with(
+            ioswap::SpawnOptions::new().name("server"),
+            move |cx| async move {
                 let got = rx.recv().await;
                 Ok((got, cx.now_ms()))
-            }
-        });
+            },
+        );
         let server = server.expect("not a concurrent spawn");
         cx.sleep(10).await?;
         channel::send_after(40, &tx, "late arming");

@@ -81,10 +81,7 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             garbage: Vec::new(),
         }),
     });
-    (
-        Sender { core: core.clone() },
-        Receiver { core, next: None },
-    )
+    (Sender { core: core.clone() }, Receiver { core, next: None })
 }
 
 /// What both handles share.
@@ -126,7 +123,8 @@ impl<T> Core<T> {
     }
 
     fn has_room(&self, st: &State<T>) -> bool {
-        self.capacity.is_none_or(|capacity| st.buffer.len() < capacity)
+        self.capacity
+            .is_none_or(|capacity| st.buffer.len() < capacity)
     }
 
     /// Hands `value` to the oldest receiver still waiting; gives it back if there is none.
@@ -439,53 +437,6 @@ impl<T> Sender<T> {
     pub fn is_closed(&self) -> bool {
         self.core.is_closed()
     }
-
-    /// How many values are buffered.
-    ///
-    /// ```
-    /// io_fiber::FiberIo::new()
-    ///     .run(|cx| async move {
-    ///         let (tx, _rx) = channel::bounded(&cx, 4);
-    ///         tx.try_send(1).unwrap();
-    ///         assert_eq!(tx.len(), 1);
-    ///         assert_eq!(tx.capacity(), Some(4));
-    ///         Ok(())
-    ///     })
-    ///     .unwrap();
-    /// ```
-    pub fn len(&self) -> usize {
-        self.core.len()
-    }
-
-    /// Whether nothing is buffered.
-    ///
-    /// ```
-    /// io_fiber::FiberIo::new()
-    ///     .run(|cx| async move {
-    ///         let (tx, _rx) = channel::unbounded::<()>(&cx);
-    ///         assert!(tx.is_empty());
-    ///         Ok(())
-    ///     })
-    ///     .unwrap();
-    /// ```
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The buffer's capacity; `None` for an unbounded channel, `Some(0)` for a rendezvous.
-    ///
-    /// ```
-    /// io_fiber::FiberIo::new()
-    ///     .run(|cx| async move {
-    ///         assert_eq!(channel::bounded::<()>(&cx, 0).0.capacity(), Some(0));
-    ///         assert_eq!(channel::unbounded::<()>(&cx).0.capacity(), None);
-    ///         Ok(())
-    ///     })
-    ///     .unwrap();
-    /// ```
-    pub fn capacity(&self) -> Option<usize> {
-        self.core.capacity
-    }
 }
 
 impl<T> Clone for Sender<T> {
@@ -675,6 +626,8 @@ impl<T> Receiver<T> {
     /// io_fiber::FiberIo::new()
     ///     .run(|cx| async move {
     ///         assert_eq!(channel::bounded::<u8>(&cx, 3).1.capacity(), Some(3));
+    ///         assert_eq!(channel::bounded::<u8>(&cx, 0).1.capacity(), Some(0));
+    ///         assert_eq!(channel::unbounded::<u8>(&cx).1.capacity(), None);
     ///         Ok(())
     ///     })
     ///     .unwrap();
@@ -808,7 +761,10 @@ impl<T> SendOp<T> {
             let waiter = match &self.waiter {
                 Some(waiter) => waiter.clone(),
                 None => {
-                    let value = self.value.take().expect("SendFuture polled after completion");
+                    let value = self
+                        .value
+                        .take()
+                        .expect("SendFuture polled after completion");
                     if self.core.cx.check_cancel().is_err() {
                         return Poll::Ready(Err(SendError::Canceled(value)));
                     }

@@ -1,7 +1,7 @@
 //! Poll-by-poll behaviour of the channel futures, with tokio-test's mock task (outside any
 //! backend task, so no cancellation is involved).
 use tokio_test::task;
-use tokio_test::{assert_pending, assert_ready, assert_ready_eq};
+use tokio_test::{assert_pending, assert_ready_eq};
 
 use io_core::Cx;
 
@@ -17,7 +17,11 @@ fn a_send_to_a_waiting_receiver_wakes_it_once() {
     assert_pending!(recv.poll());
     assert_pending!(recv.poll(), "spurious polls stay parked");
     assert_eq!(tx.try_send(1), Ok(()), "a waiting receiver takes it");
-    assert_eq!(recv.waker_ref_count(), 1, "the park gave its waker up to wake it");
+    assert_eq!(
+        recv.waker_ref_count(),
+        1,
+        "the park gave its waker up to wake it"
+    );
     assert!(recv.is_woken());
     assert_ready_eq!(recv.poll(), Ok(1));
 }
@@ -55,7 +59,10 @@ fn a_dropped_receive_hands_its_value_to_the_next_waiting_receiver() {
     assert_pending!(first.poll());
     assert_pending!(second.poll());
     tx.try_send(5).unwrap();
-    assert!(first.is_woken() && !second.is_woken(), "oldest receiver first");
+    assert!(
+        first.is_woken() && !second.is_woken(),
+        "oldest receiver first"
+    );
     drop(first);
     assert!(second.is_woken());
     assert_ready_eq!(second.poll(), Ok(5));
@@ -80,20 +87,4 @@ fn a_dropped_select_gives_a_handed_value_back() {
     );
     drop(select);
     assert_eq!(brx.try_recv(), Ok(2));
-}
-
-#[test]
-fn a_waiting_select_completes_with_the_case_served() {
-    let cx = cx();
-    let (_atx, arx) = channel::bounded::<u8>(&cx, 0);
-    let (btx, brx) = channel::bounded::<u8>(&cx, 0);
-    let mut select = task::spawn(
-        channel::select(&cx)
-            .recv(&arx, |v| ('a', v))
-            .recv(&brx, |v| ('b', v)),
-    );
-    assert_pending!(select.poll());
-    btx.try_send(9).unwrap();
-    let picked = assert_ready!(select.poll());
-    assert_eq!(picked, Ok(('b', Some(9))));
 }

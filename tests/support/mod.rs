@@ -32,6 +32,19 @@ macro_rules! conformance {
     };
 }
 
+/// Inside a run body returning `Result<Result<T, SpawnError>, Canceled>`: spawns `body` with
+/// `SpawnOptions::concurrent()`, or returns the refusal (blocking's `ConcurrencyUnavailable`)
+/// as the run's value, for [`where_concurrent`] to check.
+#[macro_export]
+macro_rules! spawn_concurrent {
+    ($cx:expr, $body:expr) => {
+        match $cx.spawn_with(ioswap::SpawnOptions::new().concurrent(), $body) {
+            Ok(task) => task,
+            Err(refused) => return Ok(Err(refused)),
+        }
+    };
+}
+
 /// A fresh backend as a protocol object, for protocol-level behaviours.
 pub fn new_io(backend: Backend) -> Rc<dyn Io> {
     match backend {
@@ -63,9 +76,7 @@ impl Log {
 }
 
 /// The deadlock a run ended with; panics (showing what happened instead) if it did not.
-pub fn expect_deadlock<T: std::fmt::Debug>(
-    outcome: Result<T, ioswap::Error>,
-) -> ioswap::Deadlock {
+pub fn expect_deadlock<T: std::fmt::Debug>(outcome: Result<T, ioswap::Error>) -> ioswap::Deadlock {
     match outcome {
         Err(ioswap::Error::Run(ioswap::RunError::Deadlock(deadlock))) => deadlock,
         other => panic!("expected a deadlock, got {other:?}"),
