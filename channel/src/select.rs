@@ -66,6 +66,7 @@ pub fn select<'a, R>(cx: &Cx) -> Select<'a, R> {
         default: None,
         wait: None,
         alarm: Alarm::new(cx.clone()),
+        completed: false,
     }
 }
 
@@ -79,6 +80,8 @@ pub struct Select<'a, R> {
     wait: Option<Rc<Wait>>,
     /// Wakes the select at the earliest case deadline (a timeout, a timed message).
     alarm: Alarm,
+    /// A case completed: polling again would complete a second one.
+    completed: bool,
 }
 
 impl<'a, R> Select<'a, R> {
@@ -201,6 +204,36 @@ impl<'a, R> Select<'a, R> {
         Some(self.cases[pick].complete_now())
     }
 
+    /// The select's poll: wait if it waits, else scan the cases (and wait if none is ready).
+    fn poll_cases(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, Canceled>> {
+        loop {
+            if let Some(wait) = self.wait.clone() {
+                let woke = std::task::ready!(self.cx.io().suspend_raw(&wait.park, cx));
+                if let Some(done) = self.stop_waiting() {
+                    // A counterpart completed this case: it wins, even over a cancel.
+                    return Poll::Ready(Ok(self.cases[done].complete_waited()));
+                }
+                woke?;
+                // Woken to look again: a deadline came, or a channel closed.
+            } else if self.cx.check_cancel().is_err() {
+                return Poll::Ready(Err(Canceled));
+            }
+            if let Some(result) = self.complete_ready() {
+                return Poll::Ready(Ok(result));
+            }
+            if let Some(default) = self.default.take() {
+                return Poll::Ready(Ok(default()));
+            }
+            let wait = Wait::new("select");
+            for (index, case) in self.cases.iter_mut().enumerate() {
+                case.wait(&wait, index);
+            }
+            let deadline = self.cases.iter().filter_map(|case| case.deadline()).min();
+            self.alarm.set(deadline, &wait.park);
+            self.wait = Some(wait);
+        }
+    }
+
     /// Leaves every channel; a case that a counterpart completed meanwhile is returned.
     fn stop_waiting(&mut self) -> Option<usize> {
         self.alarm.clear();
@@ -220,32 +253,10 @@ impl<R> Future for Select<'_, R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        loop {
-            if let Some(wait) = this.wait.clone() {
-                let woke = std::task::ready!(this.cx.io().suspend_raw(&wait.park, cx));
-                if let Some(done) = this.stop_waiting() {
-                    // A counterpart completed this case: it wins, even over a cancel.
-                    return Poll::Ready(Ok(this.cases[done].complete_waited()));
-                }
-                woke?;
-                // Woken to look again: a deadline came, or a channel closed.
-            } else if this.cx.check_cancel().is_err() {
-                return Poll::Ready(Err(Canceled));
-            }
-            if let Some(result) = this.complete_ready() {
-                return Poll::Ready(Ok(result));
-            }
-            if let Some(default) = this.default.take() {
-                return Poll::Ready(Ok(default()));
-            }
-            let wait = Wait::new("select");
-            for (index, case) in this.cases.iter_mut().enumerate() {
-                case.wait(&wait, index);
-            }
-            let deadline = this.cases.iter().filter_map(|case| case.deadline()).min();
-            this.alarm.set(deadline, &wait.park);
-            this.wait = Some(wait);
-        }
+        assert!(!this.completed, "a Select was polled after it completed");
+        let outcome = this.poll_cases(cx);
+        this.completed = outcome.is_ready();
+        outcome
     }
 }
 
