@@ -12,6 +12,17 @@
 //!   the choice is uniform and, on fiber, seeded.
 //! - **Erlang timers**: [`send_after`] and [`cancel_timer`].
 //!
+//! # On the blocking backend
+//!
+//! Blocking runs every spawned task inline, to completion, before `spawn` returns, so a task
+//! never overlaps its spawner. Channels work within that (buffered values, timers, a task
+//! draining what earlier tasks sent), but a rendezvous between two tasks, or a producer that
+//! must wait for its consumer, cannot complete there. A task waiting on a channel that nothing
+//! else can fill is reported as [`RunError::Deadlock`](io_core::RunError::Deadlock) naming it.
+//! To be told up front instead, spawn such tasks with
+//! [`SpawnOptions::concurrent`](io_core::SpawnOptions::concurrent): blocking refuses them with
+//! [`SpawnError::ConcurrencyUnavailable`](io_core::SpawnError::ConcurrencyUnavailable).
+//!
 //! Nothing here knows which backend runs it: waits are protocol parks, timeouts are protocol
 //! timers, and the select's coin is [`Io::random_u64`](io_core::Io::random_u64). A channel is
 //! created with the [`Cx`](io_core::Cx) of the run it belongs to, which it uses to suspend.
