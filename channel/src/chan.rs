@@ -524,6 +524,7 @@ impl<T> Receiver<T> {
     pub fn recv(&self) -> RecvFuture<'_, T> {
         RecvFuture {
             op: RecvOp::new(self.core.clone()),
+            completed: false,
             _receiver: PhantomData,
         }
     }
@@ -720,6 +721,8 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct RecvFuture<'a, T> {
     op: RecvOp<T>,
+    /// It returned: polling again would receive a second value.
+    completed: bool,
     _receiver: PhantomData<&'a Receiver<T>>,
 }
 
@@ -727,7 +730,14 @@ impl<T> Future for RecvFuture<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().op.poll(cx)
+        let this = self.get_mut();
+        assert!(
+            !this.completed,
+            "a RecvFuture was polled after it completed"
+        );
+        let received = this.op.poll(cx);
+        this.completed = received.is_ready();
+        received
     }
 }
 
