@@ -139,8 +139,8 @@ fn armed_while_the_receiver_waits(backend: Backend) {
     match backend {
         Backend::Blocking => {
             let deadlock = expect_deadlock(outcome);
-            assert_eq!(deadlock.blocked[0].name, "server");
-            assert_eq!(deadlock.blocked[0].parked_on, "channel recv");
+            let server = deadlock.blocked.iter().find(|t| t.name == "server");
+            assert_eq!(server.unwrap().parked_on, "channel recv", "{deadlock}");
         }
         _ => assert_eq!(outcome.unwrap(), (Ok("late arming"), 50)),
     }
