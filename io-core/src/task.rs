@@ -72,15 +72,24 @@ pub(crate) enum ParkedOn {
 }
 
 /// The control block of one task, shared by its body, its join handle and the backend.
+///
+/// One allocation per task besides async-task's own, so it is kept small (an idle task's memory
+/// is measured in `bench/`): cells rather than `RefCell`s, a 16-bit shield depth.
 pub(crate) struct TaskCtl {
     id: u64,
     name: Option<Cow<'static, str>>,
-    cancel_requested: Cell<bool>,
-    shield_depth: Cell<u32>,
-    finished: Cell<bool>,
-    /// The task's own waker, captured at its first poll, so a cancel request can ready it.
-    waker: RefCell<Option<Waker>>,
+    /// The task's own waker, so a cancel request can ready it. Captured when the task first
+    /// returns `Pending`: a task that finishes in its first poll never needs one (a clone and
+    /// a drop of a waker are two atomic operations).
+    waker: Cell<Option<Waker>>,
     parked_on: Cell<ParkedOn>,
+    /// The backend's task set this task is registered in (see [`TaskSet`]), until its body ends.
+    registry: Cell<Option<Rc<Registry>>>,
+    /// This task's slot in `registry`.
+    slot: Cell<u32>,
+    shield_depth: Cell<u16>,
+    cancel_requested: Cell<bool>,
+    finished: Cell<bool>,
 }
 
 impl TaskCtl {
@@ -88,11 +97,38 @@ impl TaskCtl {
         if self.finished.get() || self.cancel_requested.replace(true) {
             return;
         }
-        // Clone first: waking may drop the task's last other waker, and nothing may hold the
-        // RefCell borrow while arbitrary drop code runs.
-        let waker = self.waker.borrow().clone();
-        if let Some(waker) = waker {
-            waker.wake();
+        // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
+        // schedules the task; it runs no drop code. No waker yet: the task has not returned
+        // `Pending` so far, so it is queued or running, and will see the flag (see
+        // `TaskBody::poll`).
+        if let Some(waker) = self.waker.take() {
+            waker.wake_by_ref();
+            self.waker.set(Some(waker));
+        }
+    }
+
+    /// Called when the task's future returned `Pending`: keeps the task's waker for cancel
+    /// requests. The first time, a cancel requested during this very poll found no waker to
+    /// ready the task with, so it is readied here instead (inside the poll, exactly where the
+    /// waker would have scheduled it).
+    fn keep_waker(&self, waker: &Waker) {
+        let kept = self.waker.take();
+        match kept {
+            Some(kept) => self.waker.set(Some(kept)),
+            None => {
+                self.waker.set(Some(waker.clone()));
+                if self.cancel_requested.get() {
+                    waker.wake_by_ref();
+                }
+            }
+        }
+    }
+
+    /// The body has ended: leave the backend's task set, so the slot is reused and this
+    /// control block is freed as soon as the handles are gone.
+    fn leave_registry(&self) {
+        if let Some(registry) = self.registry.take() {
+            registry.remove(self.slot.get());
         }
     }
 
@@ -159,7 +195,8 @@ impl ShieldGuard {
     pub(crate) fn enter() -> ShieldGuard {
         let ctl = with_current(|ctl| ctl.cloned());
         if let Some(ctl) = &ctl {
-            ctl.shield_depth.set(ctl.shield_depth.get() + 1);
+            let depth = ctl.shield_depth.get().checked_add(1);
+            ctl.shield_depth.set(depth.expect("more than 65535 nested shields"));
         }
         ShieldGuard(ctl)
     }
@@ -187,8 +224,9 @@ pin_project! {
             let ctl = this.project().ctl;
             ctl.finished.set(true);
             ctl.parked_on.set(ParkedOn::Nothing);
+            ctl.leave_registry();
             // Break the cycle task -> body -> ctl -> waker -> task.
-            let waker = ctl.waker.borrow_mut().take();
+            let waker = ctl.waker.take();
             drop(waker);
         }
     }
@@ -205,13 +243,13 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             if this.ctl.cancel_requested.get() {
                 return Poll::Ready(Err(Canceled));
             }
-            *this.ctl.waker.borrow_mut() = Some(cx.waker().clone());
         }
         this.ctl.parked_on.set(ParkedOn::Nothing);
         let _enter = Enter::new(this.ctl);
         let poll = this.future.poll(cx);
-        if poll.is_ready() {
-            this.ctl.finished.set(true);
+        match poll {
+            Poll::Ready(_) => this.ctl.finished.set(true),
+            Poll::Pending => this.ctl.keep_waker(cx.waker()),
         }
         poll
     }
@@ -295,11 +333,13 @@ impl RawTask {
         let ctl = Rc::new(TaskCtl {
             id,
             name: opts.name.clone(),
-            cancel_requested: Cell::new(false),
-            shield_depth: Cell::new(0),
-            finished: Cell::new(false),
-            waker: RefCell::new(None),
+            waker: Cell::new(None),
             parked_on: Cell::new(ParkedOn::Nothing),
+            registry: Cell::new(None),
+            slot: Cell::new(0),
+            shield_depth: Cell::new(0),
+            cancel_requested: Cell::new(false),
+            finished: Cell::new(false),
         });
         let body = TaskBody {
             ctl: ctl.clone(),
@@ -434,11 +474,43 @@ impl<T> fmt::Debug for Task<T> {
 }
 
 /// The live tasks of one backend, for deadlock reports and for canceling what is left when the
-/// main task returns. Holds weak references; finished tasks are swept out as it grows.
+/// main task returns.
+///
+/// A slab of weak references: a task takes a free slot when it is inserted and gives it back
+/// itself when its body ends, so nothing is ever swept, a finished task's control block is freed
+/// as soon as its handles are gone, and an empty set answers [`TaskSet::live`] at once. (It
+/// replaced a vector swept of finished tasks whenever it doubled: the sweeps and the end-of-run
+/// scans read every control block, a cache miss each, and kept finished ones allocated until
+/// the next sweep.)
 #[derive(Debug, Default)]
 pub struct TaskSet {
-    tasks: Vec<Weak<TaskCtl>>,
-    sweep_at: usize,
+    registry: Rc<Registry>,
+}
+
+/// The slots of a [`TaskSet`], shared with the control blocks of its tasks so they can leave.
+#[derive(Debug, Default)]
+struct Registry {
+    slots: RefCell<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    tasks: Vec<Option<Weak<TaskCtl>>>,
+    /// The empty slots of `tasks`, reused last-freed first.
+    free: Vec<u32>,
+}
+
+impl Registry {
+    fn remove(&self, slot: u32) {
+        // Nothing that borrows the slots runs task code, so this borrow cannot fail; were it
+        // ever to, the dead entry would only be skipped by `live` and never reused.
+        if let Ok(mut slots) = self.slots.try_borrow_mut() {
+            if let Some(entry) = slots.tasks.get_mut(slot as usize) {
+                *entry = None;
+                slots.free.push(slot);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for TaskCtl {
@@ -453,24 +525,49 @@ impl TaskSet {
         TaskSet::default()
     }
 
-    /// Adds a task (in spawn order).
+    /// Adds a task. A task that has finished, or is in a set already, is left as it is.
     pub fn insert(&mut self, task: &TaskRef) {
-        if self.tasks.len() >= self.sweep_at {
-            self.tasks
-                .retain(|t| t.upgrade().is_some_and(|t| !t.finished.get()));
-            self.sweep_at = (self.tasks.len() * 2).max(64);
+        let ctl = &task.0;
+        let registered = ctl.registry.take();
+        if registered.is_some() || ctl.finished.get() {
+            ctl.registry.set(registered);
+            return;
         }
-        self.tasks.push(Rc::downgrade(&task.0));
+        let mut slots = self.registry.slots.borrow_mut();
+        let entry = Some(Rc::downgrade(ctl));
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.tasks[slot as usize] = entry;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(slots.tasks.len()).expect("more than 2^32 live tasks");
+                slots.tasks.push(entry);
+                slot
+            }
+        };
+        drop(slots);
+        ctl.slot.set(slot);
+        ctl.registry.set(Some(self.registry.clone()));
     }
 
     /// Every task not yet finished, in id order.
     pub fn live(&self) -> Vec<TaskRef> {
-        self.tasks
+        let slots = self.registry.slots.borrow();
+        if slots.free.len() == slots.tasks.len() {
+            return Vec::new();
+        }
+        let mut live: Vec<TaskRef> = slots
+            .tasks
             .iter()
+            .flatten()
             .filter_map(Weak::upgrade)
             .filter(|t| !t.finished.get())
             .map(TaskRef)
-            .collect()
+            .collect();
+        // Slots are reused, so slot order is not spawn order.
+        live.sort_unstable_by_key(|t| t.0.id);
+        live
     }
 
     /// Every live task with what it waits for, names resolved, in id order. Meant for when
