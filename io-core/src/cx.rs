@@ -89,12 +89,14 @@ impl Cx {
     }
 
     /// Sleeps for `ms` milliseconds (saturating: a huge `ms` sleeps forever).
+    #[inline]
     pub fn sleep(&self, ms: u64) -> Sleep {
         self.sleep_until(self.now_ms().saturating_add(ms))
     }
 
     /// Sleeps until the clock reads `deadline_ms`. A deadline in the past returns on the next
     /// turn; `u64::MAX` never returns (except with `Err(Canceled)`).
+    #[inline]
     pub fn sleep_until(&self, deadline_ms: u64) -> Sleep {
         Sleep {
             io: self.io.clone(),
@@ -110,10 +112,13 @@ impl Cx {
     }
 
     /// Lets every other ready task run once before this one continues.
+    #[inline]
     pub fn yield_now(&self) -> Suspend {
-        let park = Park::new("yield");
-        park.ready();
-        self.suspend(park)
+        Suspend {
+            io: self.io.clone(),
+            park: Park::for_yield(),
+            is_yield: true,
+        }
     }
 
     /// `Err(Canceled)` if the current task has been canceled (and is not inside a
@@ -139,10 +144,12 @@ impl Cx {
     }
 
     /// Suspends the current task on `park` until it is readied ([`Io::suspend_raw`]).
+    #[inline]
     pub fn suspend(&self, park: Park) -> Suspend {
         Suspend {
             io: self.io.clone(),
             park,
+            is_yield: false,
         }
     }
 
@@ -176,11 +183,22 @@ impl fmt::Debug for Cx {
 pub struct Suspend {
     io: Rc<dyn Io>,
     park: Park,
+    /// The park is a yield's own (from [`Park::for_yield`]): hand it back when done.
+    is_yield: bool,
+}
+
+impl Drop for Suspend {
+    fn drop(&mut self) {
+        if self.is_yield {
+            self.park.recycle_yield();
+        }
+    }
 }
 
 impl Future for Suspend {
     type Output = Result<(), Canceled>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.io.suspend_raw(&self.park, cx)
     }

@@ -5,7 +5,7 @@
 //! on it; the task's suspend point then returns. Readiness is remembered, so a `ready` that comes
 //! before the suspend is not lost, and it is consumed by the suspend that observes it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -32,7 +32,14 @@ struct ParkState {
     readied: Cell<bool>,
     /// A suspend on this park has started and not yet returned.
     parked: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
+    /// A `Cell`, not a `RefCell`: the waker is only ever taken out and put back, and an idle
+    /// task's memory (bench/) counts every word of its park.
+    waker: Cell<Option<Waker>>,
+}
+
+thread_local! {
+    /// One spare yield park per thread, for [`Park::for_yield`].
+    static SPARE_YIELD_PARK: Cell<Option<Park>> = const { Cell::new(None) };
 }
 
 impl Park {
@@ -42,8 +49,34 @@ impl Park {
             what,
             readied: Cell::new(false),
             parked: Cell::new(false),
-            waker: RefCell::new(None),
+            waker: Cell::new(None),
         }))
+    }
+
+    /// A readied park for one yield ([`Cx::yield_now`](crate::Cx::yield_now)), reusing this
+    /// thread's spare one if there is one: a yield is the most frequent suspend there is, and
+    /// allocating a park for each was a tenth of a task switch in `bench/`'s yield-ping.
+    pub(crate) fn for_yield() -> Park {
+        let spare = SPARE_YIELD_PARK.try_with(Cell::take).ok().flatten();
+        let park = spare.unwrap_or_else(|| Park::new("yield"));
+        park.ready();
+        park
+    }
+
+    /// Keeps a yield's park as this thread's spare, if its yield is over and nothing else holds
+    /// it (a backend may have kept a clone: then it is left alone). Called as the yield's
+    /// future is dropped, so a park is never shared by two yields.
+    pub(crate) fn recycle_yield(&self) {
+        if Rc::strong_count(&self.0) != 1 || Rc::weak_count(&self.0) != 0 {
+            return;
+        }
+        // Dropping a waker can drop its task and run arbitrary code: not while this is
+        // half-reset, and before the spare slot is touched.
+        drop(self.0.waker.take());
+        self.0.readied.set(false);
+        self.0.parked.set(false);
+        let park = self.clone();
+        let _ = SPARE_YIELD_PARK.try_with(move |spare| spare.replace(Some(park)));
     }
 
     /// What this park waits for.
@@ -62,7 +95,7 @@ impl Park {
         if self.0.readied.replace(true) {
             return;
         }
-        let waker = self.0.waker.borrow_mut().take();
+        let waker = self.0.waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -106,12 +139,12 @@ impl Park {
     }
 
     fn store_waker(&self, cx: &mut Context<'_>) {
-        let mut slot = self.0.waker.borrow_mut();
-        match &*slot {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
+        let old = self.0.waker.take();
+        match old {
+            Some(waker) if waker.will_wake(cx.waker()) => self.0.waker.set(Some(waker)),
             _ => {
-                let old = slot.replace(cx.waker().clone());
-                drop(slot);
+                self.0.waker.set(Some(cx.waker().clone()));
+                // Dropped once the park is consistent again: dropping a waker can run any code.
                 drop(old);
             }
         }

@@ -3,11 +3,20 @@
 //! Wakers may be cloned to and woken from any thread, so the schedule path is thread-safe: a
 //! mutex-guarded queue plus a condition variable for backends that block while idle, and an
 //! optional hook (an eventfd write, say) for backends that sleep in the kernel.
+//!
+//! Nearly every push comes from the loop's own thread, though (a task readying itself or
+//! another, a spawn, a timer firing), and those skip the mutex: the thread that drains a queue
+//! becomes its *owner*, and its own pushes go to a thread-local queue that only it drains.
+//! Pushes from other threads, or from a thread that owns another queue, take the mutex. A queue
+//! is drained by one thread (its backend's); what that thread pushed locally is always younger
+//! than what it pushed through the mutex, so draining the mutex-guarded queue first keeps one
+//! thread's pushes in order, and the fiber schedule deterministic.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 /// A task ready to be polled once, as handed out by async-task. The metadata is the task id.
@@ -27,9 +36,39 @@ pub struct RunQueue(Arc<Shared>);
 
 struct Shared {
     state: Mutex<State>,
+    /// The mutex-guarded queue may hold runnables: lets the owner skip the lock when it does
+    /// not. Set under the lock by every push there, cleared under the lock when it is emptied.
+    shared_pushes: AtomicBool,
     pushed: Condvar,
     next_id: AtomicU64,
     on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local {
+            owner: None,
+            runnables: VecDeque::new(),
+        })
+    };
+}
+
+/// The thread-local side of the queue this thread owns.
+struct Local {
+    /// The queue last drained on this thread. Weak, so a thread that once ran a backend does
+    /// not keep its queue alive; the allocation it points to cannot be reused while it exists,
+    /// so comparing pointers is sound.
+    owner: Option<Weak<Shared>>,
+    /// What this thread pushed onto `owner` since it became its owner, oldest first.
+    runnables: VecDeque<Runnable>,
+}
+
+impl Local {
+    fn is_owned_by(&self, queue: &RunQueue) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|owner| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(&queue.0)))
+    }
 }
 
 #[derive(Default)]
@@ -54,6 +93,7 @@ impl RunQueue {
     fn build(on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>) -> RunQueue {
         RunQueue(Arc::new(Shared {
             state: Mutex::new(State::default()),
+            shared_pushes: AtomicBool::new(false),
             pushed: Condvar::new(),
             next_id: AtomicU64::new(1),
             on_push_while_idle,
@@ -74,8 +114,32 @@ impl RunQueue {
 
     /// Schedules a runnable. This is the async-task schedule function; any thread may call it.
     pub fn push(&self, runnable: Runnable) {
+        let mut runnable = Some(runnable);
+        // `try_*`: during thread teardown, or in the (impossible) re-entrant case, fall back to
+        // the mutex rather than panic.
+        let _ = LOCAL.try_with(|local| {
+            if let Ok(mut local) = local.try_borrow_mut() {
+                if local.is_owned_by(self) {
+                    if let Some(runnable) = runnable.take() {
+                        local.runnables.push_back(runnable);
+                    }
+                }
+            }
+        });
+        if let Some(runnable) = runnable {
+            self.push_shared(std::iter::once(runnable));
+        }
+    }
+
+    /// Pushes through the mutex, waking the loop if it is idle.
+    fn push_shared(&self, runnables: impl IntoIterator<Item = Runnable>) {
         let mut state = self.lock();
-        state.runnables.push_back(runnable);
+        let before = state.runnables.len();
+        state.runnables.extend(runnables);
+        if state.runnables.len() == before {
+            return;
+        }
+        self.0.shared_pushes.store(true, Ordering::Release);
         let was_idle = std::mem::take(&mut state.idle);
         drop(state);
         if was_idle {
@@ -86,35 +150,113 @@ impl RunQueue {
         }
     }
 
+    /// Runs `f` on this thread's local queue, if this thread owns this queue.
+    fn with_local<R>(&self, f: impl FnOnce(&mut VecDeque<Runnable>) -> R) -> Option<R> {
+        LOCAL
+            .try_with(|local| {
+                let mut local = local.try_borrow_mut().ok()?;
+                local.is_owned_by(self).then(|| f(&mut local.runnables))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Makes the calling thread this queue's owner (it is draining it), releasing the queue it
+    /// owned before, then runs `f` on the local runnables (`None` only during thread teardown).
+    fn claim_with<R>(&self, f: impl FnOnce(&mut VecDeque<Runnable>) -> R) -> Option<R> {
+        let mut released = None;
+        let result = LOCAL
+            .try_with(|local| {
+                let mut local = local.try_borrow_mut().ok()?;
+                if !local.is_owned_by(self) {
+                    let previous = local.owner.replace(Arc::downgrade(&self.0));
+                    released = Some((previous, std::mem::take(&mut local.runnables)));
+                }
+                Some(f(&mut local.runnables))
+            })
+            .ok()
+            .flatten();
+        if let Some((previous, runnables)) = released {
+            hand_back(previous, runnables);
+        }
+        result
+    }
+
+    /// Stops owning this queue (if this thread does): what was pushed locally moves to the
+    /// mutex-guarded queue, and later pushes from this thread take the mutex too.
+    fn release(&self) {
+        let released = LOCAL.try_with(|local| {
+            let mut local = local.try_borrow_mut().ok()?;
+            if !local.is_owned_by(self) {
+                return None;
+            }
+            Some((local.owner.take(), std::mem::take(&mut local.runnables)))
+        });
+        if let Ok(Some((previous, runnables))) = released {
+            hand_back(previous, runnables);
+        }
+    }
+
+    /// Whether the mutex-guarded queue may hold runnables.
+    fn has_shared_pushes(&self) -> bool {
+        self.0.shared_pushes.load(Ordering::Acquire)
+    }
+
     /// Takes the oldest runnable.
     pub fn pop(&self) -> Option<Runnable> {
-        self.lock().runnables.pop_front()
+        if self.has_shared_pushes() {
+            let mut state = self.lock();
+            let runnable = state.runnables.pop_front();
+            if state.runnables.is_empty() {
+                self.0.shared_pushes.store(false, Ordering::Release);
+            }
+            if runnable.is_some() {
+                return runnable;
+            }
+        }
+        self.claim_with(VecDeque::pop_front).flatten()
     }
 
     /// Moves every queued runnable to the back of `batch`, in queue order.
     pub fn drain_into(&self, batch: &mut VecDeque<Runnable>) {
-        let mut state = self.lock();
-        if batch.is_empty() {
-            std::mem::swap(batch, &mut state.runnables);
-        } else {
-            batch.append(&mut state.runnables);
+        let append = |batch: &mut VecDeque<Runnable>, queued: &mut VecDeque<Runnable>| {
+            if batch.is_empty() {
+                std::mem::swap(batch, queued);
+            } else {
+                batch.append(queued);
+            }
+        };
+        if self.has_shared_pushes() {
+            let mut state = self.lock();
+            append(batch, &mut state.runnables);
+            self.0.shared_pushes.store(false, Ordering::Release);
         }
+        self.claim_with(|local| append(batch, local));
     }
 
-    /// Whether nothing is queued.
+    /// How many runnables this thread pushed locally (0 unless it owns this queue).
+    fn local_len(&self) -> usize {
+        self.with_local(|local| local.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is queued. Runnables the loop's thread pushed are only visible from that
+    /// thread.
     pub fn is_empty(&self) -> bool {
-        self.lock().runnables.is_empty()
+        self.local_len() == 0 && (!self.has_shared_pushes() || self.lock().runnables.is_empty())
     }
 
-    /// How many runnables are queued.
+    /// How many runnables are queued (those the loop's thread pushed count on that thread only).
     pub fn len(&self) -> usize {
-        self.lock().runnables.len()
+        self.local_len() + self.lock().runnables.len()
     }
 
     /// Announces that the loop is about to sleep. Returns `false` (and stays busy) if work is
     /// already queued; otherwise later pushes will notify the condition variable and call the
     /// idle hook. Pair with [`RunQueue::end_idle`].
     pub fn begin_idle(&self) -> bool {
+        // The loop's own thread may still ready tasks before it sleeps (firing timers, reaping
+        // completions): from here on its pushes must take the mutex, which ends the idleness.
+        self.release();
         let mut state = self.lock();
         state.idle = state.runnables.is_empty();
         state.idle
@@ -128,6 +270,10 @@ impl RunQueue {
     /// Blocks the calling thread until a runnable is queued or `until` passes (`None`: no time
     /// limit). Returns at once if work is already queued.
     pub fn wait(&self, until: Option<Instant>) {
+        // While this thread waits it pushes nothing, so its local runnables cannot change.
+        if self.local_len() > 0 {
+            return;
+        }
         let mut state = self.lock();
         while state.runnables.is_empty() {
             state.idle = true;
@@ -152,9 +298,20 @@ impl RunQueue {
 
     /// Drops every queued runnable (their tasks' futures are dropped without being polled).
     pub fn clear(&self) {
-        let dropped = std::mem::take(&mut self.lock().runnables);
+        let local = self.with_local(std::mem::take).unwrap_or_default();
+        let shared = std::mem::take(&mut self.lock().runnables);
+        self.0.shared_pushes.store(false, Ordering::Release);
         // Dropped outside the lock: dropping a future may wake (and so push) other tasks.
-        drop(dropped);
+        drop(shared);
+        drop(local);
+    }
+}
+
+/// Moves the runnables a thread pushed locally onto `owner` back to its mutex-guarded queue,
+/// behind what is there (they are younger).
+fn hand_back(owner: Option<Weak<Shared>>, runnables: VecDeque<Runnable>) {
+    if let Some(shared) = owner.and_then(|owner| owner.upgrade()) {
+        RunQueue(shared).push_shared(runnables);
     }
 }
 
