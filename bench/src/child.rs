@@ -16,7 +16,11 @@ use crate::BenchError;
 pub const COMMAND: &str = "__measure";
 
 /// Measures `workload` on `runner` in a fresh child process.
-pub fn measure(workload: &Workload, runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
+pub fn measure(
+    workload: &Workload,
+    runner: Runner,
+    size: &Size,
+) -> Result<Measurement, BenchError> {
     let exe = std::env::current_exe().map_err(BenchError::Child)?;
     let output = Command::new(exe)
         .arg(COMMAND)
@@ -56,7 +60,11 @@ fn unexpected(stdout: &str) -> BenchError {
 
 /// The child's side: parses the arguments after [`COMMAND`], measures, prints.
 pub fn main(args: &[String]) -> Result<(), BenchError> {
-    let usage = || BenchError::Usage(format!("{COMMAND} WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS"));
+    let usage = || {
+        BenchError::Usage(format!(
+            "{COMMAND} WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS"
+        ))
+    };
     let [workload, runner, tasks, max_sleep_ms, simulated_ms] = args else {
         return Err(usage());
     };

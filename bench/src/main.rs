@@ -132,9 +132,11 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
                     BenchError::Usage("--out needs a directory".to_string())
                 })?))
             }
-            "--only" => only.push(Runner::from_key(&args.next().ok_or_else(|| {
-                BenchError::Usage("--only needs a runner".to_string())
-            })?)?),
+            "--only" => {
+                only.push(Runner::from_key(&args.next().ok_or_else(|| {
+                    BenchError::Usage("--only needs a runner".to_string())
+                })?)?)
+            }
             "--list" => {
                 for workload in workloads::all() {
                     println!("{:16} {}", workload.name, workload.what);

@@ -196,7 +196,8 @@ impl ShieldGuard {
         let ctl = with_current(|ctl| ctl.cloned());
         if let Some(ctl) = &ctl {
             let depth = ctl.shield_depth.get().checked_add(1);
-            ctl.shield_depth.set(depth.expect("more than 65535 nested shields"));
+            ctl.shield_depth
+                .set(depth.expect("more than 65535 nested shields"));
         }
         ShieldGuard(ctl)
     }

@@ -177,10 +177,16 @@ const CHOICE_STREAM: u64 = 0x6368_6f69_6365_7321;
 
 const TRACE_SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// One schedule step as one word: the task id in the low half, the virtual time in the high
+/// half (distinct for every step until ids or milliseconds pass 2^32, and still mixed after).
+fn step_word(task: u64, at_ms: u64) -> u64 {
+    task ^ at_ms.rotate_left(32)
+}
+
 /// Folds one word into the trace hash: xor, multiply by an odd constant, xor-shift. Each step is
 /// a bijection of the running hash, so the hash depends on every word and on their order. One
-/// multiply per word: hashing byte by byte (FNV) was a chain of eight dependent multiplies per
-/// word, a fifth of a task switch in `bench/`'s yield-ping.
+/// multiply per step: hashing task and time byte by byte (FNV) was a chain of sixteen dependent
+/// multiplies, a fifth of a task switch in `bench/`'s yield-ping.
 fn mix(hash: u64, word: u64) -> u64 {
     let h = (hash ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     h ^ (h >> 29)
@@ -199,7 +205,7 @@ impl Fiber {
     fn record(&self, task: u64) {
         let at_ms = self.now_ms.get();
         self.trace_hash
-            .set(mix(mix(self.trace_hash.get(), task), at_ms));
+            .set(mix(self.trace_hash.get(), step_word(task, at_ms)));
         self.steps.set(self.steps.get() + 1);
         if let Some(trace) = self.trace.borrow_mut().as_mut() {
             trace.push(TraceEvent { at_ms, task });

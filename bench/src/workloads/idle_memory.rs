@@ -96,7 +96,12 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
         Runner::AsyncTask => unreachable!("idle-memory has no floor runner"),
     };
     let (before, after) = (before?, after?);
-    check(after >= before, WORKLOAD.name, runner, "resident memory shrank")?;
+    check(
+        after >= before,
+        WORKLOAD.name,
+        runner,
+        "resident memory shrank",
+    )?;
     Ok(Measurement {
         value: (after - before) as f64 * 1024.0 / tasks as f64,
         wall: start.elapsed(),

@@ -1,0 +1,129 @@
+//! The timer queue on its own: firing order, disarming, and agreement with a plain model.
+use io_core::{Park, SplitMix64, TimerId, TimerQueue};
+
+fn fired_names(fired: &[Park]) -> Vec<&'static str> {
+    fired.iter().map(Park::what).collect()
+}
+
+#[test]
+fn fires_in_deadline_order_ties_in_arming_order() {
+    let mut timers = TimerQueue::new();
+    for (name, deadline) in [("a", 30), ("b", 10), ("c", 20), ("d", 10), ("e", 30)] {
+        timers.arm(deadline, &Park::new(name));
+    }
+    assert_eq!(timers.len(), 5);
+    assert_eq!(fired_names(&timers.take_due(10)), ["b", "d"]);
+    assert_eq!(timers.next_deadline(), Some(20));
+    assert_eq!(fired_names(&timers.take_due(100)), ["c", "a", "e"]);
+    assert!(timers.is_empty());
+    assert_eq!(timers.next_deadline(), None);
+}
+
+#[test]
+fn disarming_gives_the_time_left_once() {
+    let mut timers = TimerQueue::new();
+    let park = Park::new("x");
+    let id = timers.arm(50, &park);
+    let (left, disarmed) = timers.disarm(id, 20).expect("armed");
+    assert_eq!(left, 30);
+    assert!(disarmed
+        .expect("a firing timer keeps its park")
+        .same_as(&park));
+    assert!(
+        timers.disarm(id, 20).is_none(),
+        "a second disarm finds nothing"
+    );
+    assert!(timers.take_due(100).is_empty());
+}
+
+#[test]
+fn a_fired_timer_cannot_be_disarmed() {
+    let mut timers = TimerQueue::new();
+    let id = timers.arm(5, &Park::new("x"));
+    assert_eq!(timers.take_due(5).len(), 1);
+    assert!(timers.disarm(id, 5).is_none());
+}
+
+#[test]
+fn never_timers_do_not_fire_or_count_but_disarm() {
+    let mut timers = TimerQueue::new();
+    let id = timers.arm(u64::MAX, &Park::new("never"));
+    assert!(timers.is_empty());
+    assert_eq!(timers.next_deadline(), None);
+    assert!(timers.take_due(u64::MAX - 1).is_empty());
+    let (left, park) = timers.disarm(id, 7).expect("armed");
+    assert_eq!((left, park.is_none()), (u64::MAX, true));
+}
+
+#[test]
+fn disarming_the_earliest_moves_the_next_deadline() {
+    let mut timers = TimerQueue::new();
+    let early = timers.arm(10, &Park::new("early"));
+    timers.arm(20, &Park::new("late"));
+    timers.disarm(early, 0);
+    assert_eq!(timers.next_deadline(), Some(20));
+}
+
+/// Random arms, disarms and firings agree with a sorted list of `(deadline, arming order)`,
+/// including buckets compacted after many disarms.
+#[test]
+fn agrees_with_a_sorted_list_under_random_use() {
+    let rng = SplitMix64::new(42);
+    let mut timers = TimerQueue::new();
+    // (deadline, arm index, id) of every armed timer, and the index each park was armed with.
+    let mut model: Vec<(u64, usize, TimerId)> = Vec::new();
+    let names: Vec<&'static str> = (0..4000)
+        .map(|i| &*Box::leak(i.to_string().into_boxed_str()))
+        .collect();
+    let mut now = 0;
+    let mut armed = 0;
+    for _ in 0..20_000 {
+        match rng.below(10) {
+            0..=5 if armed < names.len() => {
+                let deadline = now + rng.below(8);
+                let id = timers.arm(deadline, &Park::new(names[armed]));
+                model.push((deadline, armed, id));
+                armed += 1;
+            }
+            6..=7 if !model.is_empty() => {
+                let (deadline, _, id) = model.remove(rng.below(model.len() as u64) as usize);
+                let (left, _) = timers.disarm(id, now).expect("the model says it is armed");
+                assert_eq!(left, deadline.saturating_sub(now));
+            }
+            _ => {
+                now += rng.below(3);
+                model.sort();
+                let due = model.partition_point(|&(deadline, _, _)| deadline <= now);
+                let expected: Vec<&str> = model.drain(..due).map(|(_, i, _)| names[i]).collect();
+                assert_eq!(fired_names(&timers.take_due(now)), expected);
+            }
+        }
+        assert_eq!(timers.len(), model.len());
+        assert_eq!(
+            timers.next_deadline(),
+            model.iter().map(|&(d, _, _)| d).min()
+        );
+    }
+}
+
+/// Many disarms in one deadline's bucket compact it; the timers left still disarm by id and
+/// fire in arming order.
+#[test]
+fn a_mostly_disarmed_deadline_keeps_its_order() {
+    let mut timers = TimerQueue::new();
+    let names: Vec<&'static str> = (0..40)
+        .map(|i| &*Box::leak(format!("t{i}").into_boxed_str()))
+        .collect();
+    let ids: Vec<TimerId> = names
+        .iter()
+        .map(|name| timers.arm(9, &Park::new(name)))
+        .collect();
+    for id in &ids[..32] {
+        assert!(timers.disarm(*id, 0).is_some());
+    }
+    assert!(timers.disarm(ids[35], 0).is_some());
+    assert_eq!(
+        fired_names(&timers.take_due(9)),
+        ["t32", "t33", "t34", "t36", "t37", "t38", "t39"]
+    );
+}
