@@ -85,6 +85,8 @@ pub(crate) struct TaskCtl {
     parked_on: Cell<ParkedOn>,
     /// The backend's task set this task is registered in (see [`TaskSet`]), until its body ends.
     registry: Cell<Option<Rc<Registry>>>,
+    /// This task's slot in `registry`.
+    slot: Cell<u32>,
     shield_depth: Cell<u16>,
     cancel_requested: Cell<bool>,
     finished: Cell<bool>,
@@ -122,11 +124,11 @@ impl TaskCtl {
         }
     }
 
-    /// The body has ended: tell the backend's task set, which sweeps finished tasks out once
-    /// they are half of its entries.
+    /// The body has ended: leave the backend's task set, so the slot is reused and this
+    /// control block is freed as soon as the handles are gone.
     fn leave_registry(&self) {
         if let Some(registry) = self.registry.take() {
-            registry.finished.set(registry.finished.get() + 1);
+            registry.remove(self.slot.get());
         }
     }
 
@@ -335,6 +337,7 @@ impl RawTask {
             waker: Cell::new(None),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
+            slot: Cell::new(0),
             shield_depth: Cell::new(0),
             cancel_requested: Cell::new(false),
             finished: Cell::new(false),
@@ -474,25 +477,41 @@ impl<T> fmt::Debug for Task<T> {
 /// The live tasks of one backend, for deadlock reports and for canceling what is left when the
 /// main task returns.
 ///
-/// Weak references in spawn order. A task counts itself out when its body ends, without touching
-/// its entry (tasks end in any order, and reaching a random entry of a big vector is a cache
-/// miss); the set sweeps finished entries out when they are more than half of it, so sweeping is
-/// amortized O(1) per task and a finished task's control block is freed by the next sweep at
-/// the latest. An all-finished set answers [`TaskSet::live`] without looking. (It replaced a
-/// vector swept whenever it doubled, which in a burst of spawns re-read every live task's
-/// control block at each doubling; and a slab the tasks left themselves, which cost a cache miss
-/// per task in `bench/`'s timers workload.)
+/// A slab of weak references: a task takes a free slot when it is inserted and gives it back
+/// itself when its body ends, so nothing is ever swept, a finished task's control block is freed
+/// as soon as its handles are gone, and an empty set answers [`TaskSet::live`] at once. (It
+/// replaced a vector swept of finished tasks whenever it doubled: the sweeps and the end-of-run
+/// scans read every control block, a cache miss each, and kept finished ones allocated until
+/// the next sweep.)
 #[derive(Debug, Default)]
 pub struct TaskSet {
     registry: Rc<Registry>,
 }
 
-/// The entries of a [`TaskSet`] and how many of them have finished, shared with the control
-/// blocks of its tasks so they can count themselves out.
+/// The slots of a [`TaskSet`], shared with the control blocks of its tasks so they can leave.
 #[derive(Debug, Default)]
 struct Registry {
-    tasks: RefCell<Vec<Weak<TaskCtl>>>,
-    finished: Cell<usize>,
+    slots: RefCell<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    tasks: Vec<Option<Weak<TaskCtl>>>,
+    /// The empty slots of `tasks`, reused last-freed first.
+    free: Vec<u32>,
+}
+
+impl Registry {
+    fn remove(&self, slot: u32) {
+        // Nothing that borrows the slots runs task code, so this borrow cannot fail; were it
+        // ever to, the dead entry would only be skipped by `live` and never reused.
+        if let Ok(mut slots) = self.slots.try_borrow_mut() {
+            if let Some(entry) = slots.tasks.get_mut(slot as usize) {
+                *entry = None;
+                slots.free.push(slot);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for TaskCtl {
@@ -515,34 +534,41 @@ impl TaskSet {
             ctl.registry.set(registered);
             return;
         }
-        let registry = &self.registry;
-        let mut tasks = registry.tasks.borrow_mut();
-        if registry.finished.get() > tasks.len() / 2 + 32 {
-            // Entries of tasks that have finished: each counted itself out exactly once.
-            let before = tasks.len();
-            tasks.retain(|t| t.upgrade().is_some_and(|t| !t.finished.get()));
-            let swept = before - tasks.len();
-            registry
-                .finished
-                .set(registry.finished.get().saturating_sub(swept));
-        }
-        tasks.push(Rc::downgrade(ctl));
-        drop(tasks);
+        let mut slots = self.registry.slots.borrow_mut();
+        let entry = Some(Rc::downgrade(ctl));
+        let slot = match slots.free.pop() {
+            Some(slot) => {
+                slots.tasks[slot as usize] = entry;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(slots.tasks.len()).expect("more than 2^32 live tasks");
+                slots.tasks.push(entry);
+                slot
+            }
+        };
+        drop(slots);
+        ctl.slot.set(slot);
         ctl.registry.set(Some(self.registry.clone()));
     }
 
     /// Every task not yet finished, in id order.
     pub fn live(&self) -> Vec<TaskRef> {
-        let tasks = self.registry.tasks.borrow();
-        if self.registry.finished.get() == tasks.len() {
+        let slots = self.registry.slots.borrow();
+        if slots.free.len() == slots.tasks.len() {
             return Vec::new();
         }
-        tasks
+        let mut live: Vec<TaskRef> = slots
+            .tasks
             .iter()
+            .flatten()
             .filter_map(Weak::upgrade)
             .filter(|t| !t.finished.get())
             .map(TaskRef)
-            .collect()
+            .collect();
+        // Slots are reused, so slot order is not spawn order.
+        live.sort_unstable_by_key(|t| t.0.id);
+        live
     }
 
     /// Every live task with what it waits for, names resolved, in id order. Meant for when
