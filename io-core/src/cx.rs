@@ -114,11 +114,9 @@ impl Cx {
     /// Lets every other ready task run once before this one continues.
     #[inline]
     pub fn yield_now(&self) -> Suspend {
-        Suspend {
-            io: self.io.clone(),
-            park: Park::for_yield(),
-            is_yield: true,
-        }
+        let park = Park::new("yield");
+        park.ready();
+        self.suspend(park)
     }
 
     /// `Err(Canceled)` if the current task has been canceled (and is not inside a
@@ -149,7 +147,6 @@ impl Cx {
         Suspend {
             io: self.io.clone(),
             park,
-            is_yield: false,
         }
     }
 
@@ -183,16 +180,6 @@ impl fmt::Debug for Cx {
 pub struct Suspend {
     io: Rc<dyn Io>,
     park: Park,
-    /// The park is a yield's own (from [`Park::for_yield`]): hand it back when done.
-    is_yield: bool,
-}
-
-impl Drop for Suspend {
-    fn drop(&mut self) {
-        if self.is_yield {
-            self.park.recycle_yield();
-        }
-    }
 }
 
 impl Future for Suspend {

@@ -28,7 +28,8 @@ use crate::Canceled;
 pub struct Park(Rc<ParkState>);
 
 struct ParkState {
-    what: &'static str,
+    /// A `Cell` because parks are reused (see [`SPARE_PARK`]).
+    what: Cell<&'static str>,
     readied: Cell<bool>,
     /// A suspend on this park has started and not yet returned.
     parked: Cell<bool>,
@@ -38,50 +39,36 @@ struct ParkState {
 }
 
 thread_local! {
-    /// One spare yield park per thread, for [`Park::for_yield`].
-    static SPARE_YIELD_PARK: Cell<Option<Park>> = const { Cell::new(None) };
+    /// The park whose last handle was dropped most recently on this thread, reset, for
+    /// [`Park::new`] to reuse: a park lives for one wait (a sleep, a yield, a receive), and a
+    /// task that waits in a loop drops one just before it makes the next. Allocating each was a
+    /// tenth of a task switch in `bench/`'s yield-ping. (One slot: a small pool cost more per
+    /// yield than it saved.)
+    static SPARE_PARK: Cell<Option<Rc<ParkState>>> = const { Cell::new(None) };
 }
 
 impl Park {
     /// A new, unreadied park. `what` describes what it waits for; deadlock reports show it.
     pub fn new(what: &'static str) -> Park {
-        Park(Rc::new(ParkState {
-            what,
-            readied: Cell::new(false),
-            parked: Cell::new(false),
-            waker: Cell::new(None),
-        }))
-    }
-
-    /// A readied park for one yield ([`Cx::yield_now`](crate::Cx::yield_now)), reusing this
-    /// thread's spare one if there is one: a yield is the most frequent suspend there is, and
-    /// allocating a park for each was a tenth of a task switch in `bench/`'s yield-ping.
-    pub(crate) fn for_yield() -> Park {
-        let spare = SPARE_YIELD_PARK.try_with(Cell::take).ok().flatten();
-        let park = spare.unwrap_or_else(|| Park::new("yield"));
-        park.ready();
-        park
-    }
-
-    /// Keeps a yield's park as this thread's spare, if its yield is over and nothing else holds
-    /// it (a backend may have kept a clone: then it is left alone). Called as the yield's
-    /// future is dropped, so a park is never shared by two yields.
-    pub(crate) fn recycle_yield(&self) {
-        if Rc::strong_count(&self.0) != 1 || Rc::weak_count(&self.0) != 0 {
-            return;
+        let spare = SPARE_PARK.try_with(Cell::take).ok().flatten();
+        match spare {
+            Some(state) => {
+                // Reset when it was put back (see `Drop`): only the name is new.
+                state.what.set(what);
+                Park(state)
+            }
+            None => Park(Rc::new(ParkState {
+                what: Cell::new(what),
+                readied: Cell::new(false),
+                parked: Cell::new(false),
+                waker: Cell::new(None),
+            })),
         }
-        // Dropping a waker can drop its task and run arbitrary code: not while this is
-        // half-reset, and before the spare slot is touched.
-        drop(self.0.waker.take());
-        self.0.readied.set(false);
-        self.0.parked.set(false);
-        let park = self.clone();
-        let _ = SPARE_YIELD_PARK.try_with(move |spare| spare.replace(Some(park)));
     }
 
     /// What this park waits for.
     pub fn what(&self) -> &'static str {
-        self.0.what
+        self.0.what.get()
     }
 
     /// Whether the park has been readied and no suspend has consumed that yet.
@@ -126,7 +113,7 @@ impl Park {
             } else {
                 self.store_waker(cx);
             }
-            task::set_parked_on(ParkedOn::Park(state.what));
+            task::set_parked_on(ParkedOn::Park(state.what.get()));
             return Poll::Pending;
         }
         if state.readied.replace(false) {
@@ -134,7 +121,7 @@ impl Park {
             return Poll::Ready(Ok(()));
         }
         self.store_waker(cx);
-        task::set_parked_on(ParkedOn::Park(state.what));
+        task::set_parked_on(ParkedOn::Park(state.what.get()));
         Poll::Pending
     }
 
@@ -151,10 +138,28 @@ impl Park {
     }
 }
 
+impl Drop for Park {
+    /// The last handle of a park puts it back for reuse, reset.
+    fn drop(&mut self) {
+        if Rc::strong_count(&self.0) != 1 || Rc::weak_count(&self.0) != 0 {
+            return;
+        }
+        // Dropping a waker can drop its task and run any code: do it before the park is in the
+        // spare slot, where that code could take it.
+        drop(self.0.waker.take());
+        self.0.readied.set(false);
+        self.0.parked.set(false);
+        let state = self.0.clone();
+        // A park already in the slot is freed, outside the slot.
+        let replaced = SPARE_PARK.try_with(move |spare| spare.replace(Some(state)));
+        drop(replaced);
+    }
+}
+
 impl fmt::Debug for Park {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Park")
-            .field("what", &self.0.what)
+            .field("what", &self.0.what.get())
             .field("ready", &self.0.readied.get())
             .finish()
     }
