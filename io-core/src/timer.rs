@@ -26,9 +26,11 @@ impl TimerId {
 /// the bucket by the id's deadline and the timer in it by binary search on its arming sequence
 /// number (buckets are sorted by it), and leaves an empty entry that firing skips; a bucket
 /// whose timers are all disarmed is removed, and one that is mostly empty entries is compacted.
-/// Emptied buckets' vectors are kept for reuse. (It replaced one `BTreeMap` entry per timer,
-/// whose million-entry tree made arming and firing a walk through cold memory: `bench/`'s
-/// timers and cancel-storm workloads.)
+/// Buckets live in a slab, reused with their capacity; a small direct-mapped table of recently
+/// used deadlines finds a deadline's bucket without walking the map, which is the common case
+/// (many timers share a millisecond). (It replaced one `BTreeMap` entry per timer, whose
+/// million-entry tree made arming and firing a walk through cold memory: `bench/`'s timers,
+/// cancel-storm and virtual-time workloads.)
 ///
 /// Firing hands the parks back to the caller instead of readying them here, so the backend can
 /// release its borrow of the queue before any waker (and whatever its drop runs) is touched.
@@ -46,14 +48,19 @@ impl TimerId {
 /// ```
 #[derive(Debug, Default)]
 pub struct TimerQueue {
-    buckets: BTreeMap<u64, Bucket>,
+    /// Each pending deadline and the index of its bucket in `buckets`.
+    deadlines: BTreeMap<u64, u32>,
+    /// The buckets; those listed in `free` are empty and unused.
+    buckets: Vec<Bucket>,
+    free: Vec<u32>,
+    /// `(deadline, bucket)` of recently used deadlines, at `deadline % RECENT`; `u64::MAX`
+    /// (never a bucket's deadline) marks an empty entry. Allocated on first use.
+    recent: Vec<(u64, u32)>,
     /// Timers armed for `u64::MAX`: never fire, never count as pending, but can be disarmed.
     never: BTreeSet<u64>,
     /// Timers that will fire (never-timers excluded).
     armed: usize,
     next_seq: u64,
-    /// Vectors of removed buckets, for new ones.
-    spare: Vec<Vec<(u64, Option<Park>)>>,
 }
 
 /// The timers of one deadline: `(arming sequence number, park)` in arming order; a disarmed
@@ -65,10 +72,12 @@ struct Bucket {
     armed: usize,
 }
 
-/// How many spare bucket vectors to keep, and the largest capacity worth keeping (a bucket that
-/// once held a million timers gives its memory back).
-const SPARE_BUCKETS: usize = 64;
-const SPARE_CAPACITY: usize = 1024;
+/// Entries of the recent-deadlines table (a power of two: a second of distinct milliseconds).
+const RECENT: usize = 1024;
+
+/// The largest capacity a freed bucket keeps (one that once held a million timers gives its
+/// memory back).
+const BUCKET_KEEP: usize = 1024;
 
 impl TimerQueue {
     /// An empty queue.
@@ -84,16 +93,59 @@ impl TimerQueue {
         if deadline_ms == u64::MAX {
             self.never.insert(seq);
         } else {
-            let spare = &mut self.spare;
-            let bucket = self.buckets.entry(deadline_ms).or_insert_with(|| Bucket {
-                timers: spare.pop().unwrap_or_default(),
-                armed: 0,
-            });
+            let index = self.bucket_for(deadline_ms);
+            let bucket = &mut self.buckets[index as usize];
             bucket.timers.push((seq, Some(park.clone())));
             bucket.armed += 1;
             self.armed += 1;
         }
         TimerId { deadline_ms, seq }
+    }
+
+    /// The bucket of `deadline_ms`, opened if there is none.
+    fn bucket_for(&mut self, deadline_ms: u64) -> u32 {
+        if let Some(index) = self.recent_bucket(deadline_ms) {
+            return index;
+        }
+        let index = match self.deadlines.get(&deadline_ms) {
+            Some(&index) => index,
+            None => {
+                let index = match self.free.pop() {
+                    Some(index) => index,
+                    None => {
+                        self.buckets.push(Bucket::default());
+                        u32::try_from(self.buckets.len() - 1).expect("2^32 distinct deadlines")
+                    }
+                };
+                self.deadlines.insert(deadline_ms, index);
+                index
+            }
+        };
+        if self.recent.is_empty() {
+            self.recent = vec![(u64::MAX, 0); RECENT];
+        }
+        self.recent[deadline_ms as usize % RECENT] = (deadline_ms, index);
+        index
+    }
+
+    fn recent_bucket(&self, deadline_ms: u64) -> Option<u32> {
+        match self.recent.get(deadline_ms as usize % RECENT) {
+            Some(&(deadline, index)) if deadline == deadline_ms => Some(index),
+            _ => None,
+        }
+    }
+
+    /// Removes an empty (or emptied) bucket from the map and the table, for reuse.
+    fn free_bucket(&mut self, deadline_ms: u64, index: u32) {
+        self.deadlines.remove(&deadline_ms);
+        if self.recent_bucket(deadline_ms).is_some() {
+            self.recent[deadline_ms as usize % RECENT] = (u64::MAX, 0);
+        }
+        let bucket = &mut self.buckets[index as usize];
+        bucket.timers.clear();
+        bucket.timers.shrink_to(BUCKET_KEEP);
+        bucket.armed = 0;
+        self.free.push(index);
     }
 
     /// Disarms a timer. Returns the time it had left (`u64::MAX` for a never-timer) and its
@@ -102,47 +154,43 @@ impl TimerQueue {
         if id.deadline_ms == u64::MAX {
             return self.never.remove(&id.seq).then_some((u64::MAX, None));
         }
-        let bucket = self.buckets.get_mut(&id.deadline_ms)?;
-        let index = bucket
+        let index = match self.recent_bucket(id.deadline_ms) {
+            Some(index) => index,
+            None => *self.deadlines.get(&id.deadline_ms)?,
+        };
+        let bucket = &mut self.buckets[index as usize];
+        let at = bucket
             .timers
             .binary_search_by_key(&id.seq, |&(seq, _)| seq)
             .ok()?;
-        let park = bucket.timers[index].1.take()?;
+        let park = bucket.timers[at].1.take()?;
         bucket.armed -= 1;
         self.armed -= 1;
         if bucket.armed == 0 {
-            let bucket = self.buckets.remove(&id.deadline_ms).expect("found above");
-            self.recycle(bucket.timers);
+            self.free_bucket(id.deadline_ms, index);
         } else if bucket.timers.len() > 2 * bucket.armed + 16 {
             bucket.timers.retain(|(_, park)| park.is_some());
         }
         Some((id.deadline_ms.saturating_sub(now_ms), Some(park)))
     }
 
-    fn recycle(&mut self, mut timers: Vec<(u64, Option<Park>)>) {
-        if self.spare.len() < SPARE_BUCKETS && timers.capacity() <= SPARE_CAPACITY {
-            timers.clear();
-            self.spare.push(timers);
-        }
-    }
-
     /// The earliest pending deadline (never-timers excluded).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.buckets.keys().next().copied()
+        self.deadlines.keys().next().copied()
     }
 
     /// Removes and returns, in firing order, the parks of every timer due at `now_ms`.
     pub fn take_due(&mut self, now_ms: u64) -> Vec<Park> {
         let mut due = Vec::new();
-        while let Some(entry) = self.buckets.first_entry() {
-            if *entry.key() > now_ms {
+        while let Some((&deadline, &index)) = self.deadlines.first_key_value() {
+            if deadline > now_ms {
                 break;
             }
-            let mut bucket = entry.remove();
+            let bucket = &mut self.buckets[index as usize];
             self.armed -= bucket.armed;
             due.reserve(bucket.armed);
             due.extend(bucket.timers.drain(..).filter_map(|(_, park)| park));
-            self.recycle(bucket.timers);
+            self.free_bucket(deadline, index);
         }
         due
     }
@@ -159,11 +207,13 @@ impl TimerQueue {
 
     /// Removes every timer, returning their parks (to drop outside any borrow).
     pub fn clear(&mut self) -> Vec<Park> {
-        self.never.clear();
-        self.spare.clear();
-        self.armed = 0;
-        std::mem::take(&mut self.buckets)
-            .into_values()
+        let buckets = std::mem::take(&mut self.buckets);
+        *self = TimerQueue {
+            next_seq: self.next_seq,
+            ..TimerQueue::default()
+        };
+        buckets
+            .into_iter()
             .flat_map(|bucket| bucket.timers)
             .filter_map(|(_, park)| park)
             .collect()

@@ -65,7 +65,7 @@ fn disarming_the_earliest_moves_the_next_deadline() {
 }
 
 /// Random arms, disarms and firings agree with a sorted list of `(deadline, arming order)`,
-/// including buckets compacted after many disarms.
+/// including deadlines that collide in the queue's table of recent ones.
 #[test]
 fn agrees_with_a_sorted_list_under_random_use() {
     let rng = SplitMix64::new(42);
@@ -80,7 +80,8 @@ fn agrees_with_a_sorted_list_under_random_use() {
     for _ in 0..20_000 {
         match rng.below(10) {
             0..=5 if armed < names.len() => {
-                let deadline = now + rng.below(8);
+                // Deadlines 1024 apart share a slot of the queue's recent-deadlines table.
+                let deadline = now + rng.below(8) + 1024 * rng.below(3);
                 let id = timers.arm(deadline, &Park::new(names[armed]));
                 model.push((deadline, armed, id));
                 armed += 1;
@@ -91,7 +92,7 @@ fn agrees_with_a_sorted_list_under_random_use() {
                 assert_eq!(left, deadline.saturating_sub(now));
             }
             _ => {
-                now += rng.below(3);
+                now += rng.below(3) + 600 * rng.below(2);
                 model.sort();
                 let due = model.partition_point(|&(deadline, _, _)| deadline <= now);
                 let expected: Vec<&str> = model.drain(..due).map(|(_, i, _)| names[i]).collect();
