@@ -69,7 +69,8 @@ struct Fiber {
     timers: RefCell<TimerQueue>,
     tasks: RefCell<TaskSet>,
     /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
-    batch: RefCell<VecDeque<Runnable>>,
+    /// (An `Option` so taking it leaves nothing behind to drop.)
+    batch: RefCell<Option<VecDeque<Runnable>>>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
     trace_hash: Cell<u64>,
@@ -93,7 +94,7 @@ impl FiberIo {
             queue: RunQueue::new(),
             timers: RefCell::new(TimerQueue::new()),
             tasks: RefCell::new(TaskSet::new()),
-            batch: RefCell::new(VecDeque::new()),
+            batch: RefCell::new(Some(VecDeque::new())),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
             trace_hash: Cell::new(TRACE_SEED),
@@ -251,10 +252,10 @@ impl Io for Fiber {
     /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due.
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
-        let mut batch = self.batch.take();
+        let mut batch = self.batch.take().unwrap_or_default();
         self.queue.drain_into(&mut batch);
         if batch.is_empty() {
-            self.batch.replace(batch);
+            self.batch.replace(Some(batch));
             let target = self.next_deadline().unwrap_or(u64::MAX).min(deadline_ms);
             if target != u64::MAX && target > self.now_ms.get() {
                 self.now_ms.set(target);
@@ -266,7 +267,7 @@ impl Io for Fiber {
             self.record(*runnable.metadata());
             runnable.run();
         }
-        self.batch.replace(batch);
+        self.batch.replace(Some(batch));
         self.next_deadline()
     }
 
