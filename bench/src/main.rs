@@ -276,10 +276,12 @@ fn run(options: Options) -> Result<bool, BenchError> {
     };
     println!("{}", report.table());
     if !report.targets.is_empty() {
-        println!(
-            "targets (ioswap-fiber, same run):\n{}",
-            report.targets_text()
-        );
+        let heading = if options.quick {
+            "targets (ioswap-fiber; --quick sizes are too small to judge them):"
+        } else {
+            "targets (ioswap-fiber, same run):"
+        };
+        println!("{heading}\n{}", report.targets_text());
     }
     std::fs::create_dir_all(&options.out).map_err(|source| BenchError::Output {
         path: options.out.clone(),

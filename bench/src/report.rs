@@ -358,3 +358,79 @@ fn figure(value: f64) -> String {
 fn seconds(s: f64) -> String {
     format!("{s:.2} s")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::workloads;
+
+    fn rounds(values: &[f64]) -> Vec<Measurement> {
+        values
+            .iter()
+            .map(|&value| Measurement {
+                value,
+                wall: Duration::from_millis(1),
+            })
+            .collect()
+    }
+
+    fn spawn_join() -> Workload {
+        workloads::all()
+            .into_iter()
+            .find(|w| w.name == "spawn-join")
+            .expect("spawn-join is a workload")
+    }
+
+    #[test]
+    fn median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        let summary = Summary::of(&rounds(&[4.0, 1.0, 3.0, 2.0]));
+        assert_eq!(summary.median, 2.5);
+        assert_eq!((summary.min, summary.max), (1.0, 4.0));
+    }
+
+    #[test]
+    fn ratios_are_taken_against_the_fastest_peer_and_skips_have_none() {
+        let fiber = Runner::Ioswap(Backend::Fiber);
+        let result = WorkloadResult::new(
+            &spawn_join(),
+            vec![
+                (fiber, Outcome::Measured(Summary::of(&rounds(&[90.0])))),
+                (
+                    Runner::Tokio,
+                    Outcome::Measured(Summary::of(&rounds(&[300.0]))),
+                ),
+                (
+                    Runner::Smol,
+                    Outcome::Measured(Summary::of(&rounds(&[120.0]))),
+                ),
+                (Runner::AsyncTask, Outcome::Skipped { reason: "test" }),
+            ],
+        );
+        let ratios: Vec<Option<f64>> = result.rows.iter().map(|r| r.ratio_to_best_peer).collect();
+        assert_eq!(ratios, vec![Some(0.75), Some(2.5), Some(1.0), None]);
+        let targets = check_targets(&[result]);
+        let met: Vec<(&str, bool)> = targets.iter().map(|t| (t.peer.as_str(), t.met)).collect();
+        assert_eq!(met, vec![("smol", true), ("tokio", true)]);
+    }
+
+    #[test]
+    fn a_target_without_a_measured_peer_is_not_met() {
+        let fiber = Runner::Ioswap(Backend::Fiber);
+        let result = WorkloadResult::new(
+            &spawn_join(),
+            vec![
+                (fiber, Outcome::Measured(Summary::of(&rounds(&[90.0])))),
+                (
+                    Runner::Smol,
+                    Outcome::Failed {
+                        error: "test".into(),
+                    },
+                ),
+            ],
+        );
+        let targets = check_targets(&[result]);
+        assert!(targets.iter().all(|t| t.ratio.is_none() && !t.met));
+    }
+}

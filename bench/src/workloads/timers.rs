@@ -46,17 +46,11 @@ pub const REAL: Workload = Workload {
     measure: measure_real,
 };
 
-/// The same pseudo-random deadlines (1..=max ms) for every runner: splitmix64 from a fixed seed.
+/// The same pseudo-random deadlines (1..=max ms) for every runner, from a fixed seed.
 fn deadlines(size: &Size) -> Vec<u64> {
-    let mut state: u64 = 0x5eed;
+    let rng = io_core::SplitMix64::new(0x5eed);
     (0..size.tasks)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            1 + (z ^ (z >> 31)) % size.max_sleep_ms
-        })
+        .map(|_| 1 + rng.below(size.max_sleep_ms))
         .collect()
 }
 
