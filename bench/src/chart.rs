@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::{Outcome, Report, WorkloadResult};
 use crate::BenchError;
@@ -98,6 +99,8 @@ fn draw_panel(
         .collect();
     let top = bars.iter().map(|b| b.max).fold(0.0, f64::max).max(1.0) * 1.2;
     let count = bars.len().max(1);
+    // A segmented integer range holds both ends: `0..count - 1` is `count` segments.
+    let last = count - 1;
     let mut chart = ChartBuilder::on(panel)
         .caption(
             format!("{} ({})", workload.name, workload.unit.label()),
@@ -106,7 +109,7 @@ fn draw_panel(
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..count).into_segmented(), 0.0..top)
+        .build_cartesian_2d((0..last).into_segmented(), 0.0..top)
         .map_err(chart_error)?;
     chart
         .configure_mesh()
@@ -151,7 +154,10 @@ fn draw_panel(
             Some(Text::new(
                 format!("{ratio:.2}×"),
                 (SegmentValue::CenterOf(i), bar.max + top * 0.03),
-                ("sans-serif", 13).into_font().color(&BLACK),
+                ("sans-serif", 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             ))
         }))
         .map_err(chart_error)?;
