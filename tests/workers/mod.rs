@@ -1,0 +1,52 @@
+//! Workers for the race, timeout and group behaviours: `mod workers;` next to `mod support;`.
+//!
+//! A worker logs `name:start@t`, sleeps, then logs `name:done@t` and returns its value. Canceled,
+//! it logs `name:canceled@t`, cleans up in a shield for `cleanup_ms` (`name:cleaned@t`) and
+//! returns `Err(Canceled)`. Times are the backend's clock: exact on fiber; blocking behaviours
+//! compare [`untimed`] logs.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+
+use ioswap::{Canceled, Cx};
+
+use crate::support::Log;
+
+/// A worker's future (boxed: a closure's return type cannot be `impl Future` here).
+pub type Work<V> = Pin<Box<dyn Future<Output = Result<V, Canceled>>>>;
+
+/// A task body for `race`, `timeout` or `cx.spawn`: see the module docs.
+pub fn worker<V: 'static>(
+    log: &Log,
+    name: &'static str,
+    ms: u64,
+    cleanup_ms: u64,
+    value: V,
+) -> impl FnOnce(Cx) -> Work<V> {
+    let log = log.clone();
+    move |cx| {
+        Box::pin(async move {
+            log.push(format!("{name}:start@{}", cx.now_ms()));
+            if let Err(canceled) = cx.sleep(ms).await {
+                log.push(format!("{name}:canceled@{}", cx.now_ms()));
+                if cleanup_ms > 0 {
+                    cx.shield(cx.sleep(cleanup_ms)).await?;
+                    log.push(format!("{name}:cleaned@{}", cx.now_ms()));
+                }
+                return Err(canceled);
+            }
+            log.push(format!("{name}:done@{}", cx.now_ms()));
+            Ok(value)
+        })
+    }
+}
+
+/// A log line with its `@time` suffixes removed, for the real-clock backends.
+pub fn untimed(log: &Log) -> String {
+    log.joined()
+        .split(' ')
+        .map(|event| event.split('@').next().unwrap_or(event))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
