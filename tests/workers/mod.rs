@@ -14,16 +14,17 @@ use ioswap::{Canceled, Cx};
 use crate::support::Log;
 
 /// A worker's future (boxed: a closure's return type cannot be `impl Future` here).
-pub type Work<V> = Pin<Box<dyn Future<Output = Result<V, Canceled>>>>;
+pub type Work<V, E> = Pin<Box<dyn Future<Output = Result<V, E>>>>;
 
-/// A task body for `race`, `timeout` or `cx.spawn`: see the module docs.
-pub fn worker<V: 'static>(
+/// A task body for `race`, `timeout`, `cx.spawn` or a group (whose error type `E` converts from
+/// `Canceled`): see the module docs.
+pub fn worker<V: 'static, E: From<Canceled> + 'static>(
     log: &Log,
     name: &'static str,
     ms: u64,
     cleanup_ms: u64,
     value: V,
-) -> impl FnOnce(Cx) -> Work<V> {
+) -> impl FnOnce(Cx) -> Work<V, E> {
     let log = log.clone();
     move |cx| {
         Box::pin(async move {
@@ -34,7 +35,7 @@ pub fn worker<V: 'static>(
                     cx.shield(cx.sleep(cleanup_ms)).await?;
                     log.push(format!("{name}:cleaned@{}", cx.now_ms()));
                 }
-                return Err(canceled);
+                return Err(canceled.into());
             }
             log.push(format!("{name}:done@{}", cx.now_ms()));
             Ok(value)
