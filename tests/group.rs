@@ -255,8 +255,28 @@ fn panicking_child_resumes_after_cleanup(backend: Backend) {
     }
 }
 
+/// A caller that is canceled before `group` starts neither the body nor any child.
+fn canceled_caller_starts_nothing(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let result = backend
+        .run(|cx| async move {
+            cx.current_task().expect("main is a task").cancel();
+            Ok(group(&cx, move |_cx, g: Group<u64, Canceled>| async move {
+                l.push("body");
+                g.spawn(worker(&l, "a", 5, 0, 1))?;
+                Ok(())
+            })
+            .await)
+        })
+        .unwrap();
+    assert_eq!(result, Err(Canceled));
+    assert_eq!(log.joined(), "");
+}
+
 conformance!(
     values_come_back_in_spawn_order,
+    canceled_caller_starts_nothing,
     first_error_cancels_the_siblings,
     body_error_cancels_the_children,
     canceled_parent_cancels_every_child,

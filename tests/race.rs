@@ -249,6 +249,27 @@ fn panicking_racer_resumes_after_cleanup(backend: Backend) {
     }
 }
 
+/// A body that panics before it even returns its future ends the race the same way: the racers
+/// after it never start, and the panic reaches the caller.
+fn body_panicking_before_its_future(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let message = backend
+        .run(|cx| async move {
+            let broken = |_cx: Cx| -> std::future::Ready<Result<u8, Canceled>> {
+                panic!("no future");
+            };
+            let raced = AssertUnwindSafe(race(&cx, (broken, worker(&l, "b", 10, 0, 'b'))))
+                .catch_unwind()
+                .await;
+            let payload = raced.expect_err("the panic reaches the caller");
+            Ok(payload.downcast_ref::<&str>().copied().unwrap_or("?"))
+        })
+        .unwrap();
+    assert_eq!(message, "no future");
+    assert_eq!(log.joined(), "");
+}
+
 /// A racer canceled by someone else drops out and the others race on; when every racer has
 /// dropped out, race returns `Err(Canceled)`. On blocking the tasks finished before the cancel,
 /// so completion wins.
@@ -351,13 +372,31 @@ fn race_of_eight(backend: Backend) {
     );
 }
 
+/// A caller that is canceled before it races starts no body, on every backend (blocking
+/// included: the check comes before the inline spawn), and gets `Err(Canceled)`.
+fn canceled_caller_starts_no_racer(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let raced = backend
+        .run(|cx| async move {
+            cx.current_task().expect("main is a task").cancel();
+            let raced = race(&cx, (worker(&l, "a", 10, 0, 1), worker(&l, "b", 20, 0, 2))).await;
+            Ok(raced.map(|won| won.winner))
+        })
+        .unwrap();
+    assert_eq!(raced, Err(Canceled));
+    assert_eq!(log.joined(), "");
+}
+
 conformance!(
     race_returns_the_first_finisher,
+    canceled_caller_starts_no_racer,
     race_over_running_tasks,
     simultaneous_finishers_keep_their_values,
     canceled_caller_cancels_and_joins_every_racer,
     losers_are_joined_before_race_returns,
     panicking_racer_resumes_after_cleanup,
+    body_panicking_before_its_future,
     canceled_racers_drop_out,
     race_all_over_bodies,
     race_of_eight,

@@ -166,8 +166,23 @@ fn job_canceled_on_its_own_is_canceled(backend: Backend) {
     }
 }
 
+/// A caller that is canceled before `timeout` never starts the body.
+fn canceled_caller_starts_no_work(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let timed = backend
+        .run(|cx| async move {
+            cx.current_task().expect("main is a task").cancel();
+            Ok(timeout(&cx, 10, worker(&l, "job", 5, 0, 1)).await)
+        })
+        .unwrap();
+    assert_eq!(timed, Err(Canceled));
+    assert_eq!(log.joined(), "");
+}
+
 conformance!(
     timeout_elapses_and_cancels_the_work,
+    canceled_caller_starts_no_work,
     timeout_returns_the_value_in_time,
     completion_in_the_deadline_turn_wins,
     canceled_caller_cancels_and_joins_the_work,

@@ -26,7 +26,8 @@ use crate::join::{poll_join, FirstPanic, Joined};
 /// - **Canceling the caller cancels every member**, waits for them all (shielded, so the
 ///   caller's cancel cannot skip the wait), and returns `Err(E::from(Canceled))` — unless a
 ///   member had already failed, whose error is returned. If everything had already finished when
-///   the cancel was seen, the values are returned (completion wins).
+///   the cancel was seen, the values are returned (completion wins). A caller canceled before
+///   `group` is called starts nothing and gets `Err(E::from(Canceled))` at once.
 /// - **A panic** in a member cancels the others like an error; once all have ended, the panic
 ///   resumes in the caller (the first one, if several panic).
 ///
@@ -64,6 +65,8 @@ where
     F: FnOnce(Cx, Group<T, E>) -> Fut,
     Fut: Future<Output = Result<(), E>> + 'static,
 {
+    // A caller canceled already (outside a shield) starts nothing.
+    cx.check_cancel()?;
     let state = Rc::new(GroupState::new(cx.clone()));
     let handle = Group {
         state: state.clone(),
@@ -80,7 +83,12 @@ where
         let child = state.children.borrow_mut().get_mut(next).map(Option::take);
         let Some(child) = child else { break };
         next += 1;
-        let mut child = child.expect("a reserved place is filled before its spawner suspends");
+        // A place stays empty only if making the child's future panicked in its spawner, a
+        // member whose panic is caught and resumed below.
+        let Some(mut child) = child else {
+            values.push(None);
+            continue;
+        };
         match join_member(&state, &mut child).await {
             Joined::Value(value) => values.push(value),
             Joined::Canceled => values.push(None),

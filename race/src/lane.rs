@@ -2,6 +2,7 @@
 //! [`Lane`] so one loop serves every arity and output type.
 
 use std::mem;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::{Context, Poll};
 
 use io_core::{Cx, Task};
@@ -68,7 +69,12 @@ impl<R: Racer> Lane for Slot<R> {
                 unreachable!("checked above");
             };
             if start {
-                *self = Slot::Running(racer.start(cx));
+                // A body that panics before it returns its future ends the race like a racer
+                // that panics later.
+                match catch_unwind(AssertUnwindSafe(|| racer.start(cx))) {
+                    Ok(task) => *self = Slot::Running(task),
+                    Err(payload) => return LaneState::Panicked(payload),
+                }
             }
         }
         match self {

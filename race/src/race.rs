@@ -83,7 +83,7 @@ pub type RaceResult<R> = Result<Won<<R as Racers>::Winner, <R as Racers>::AlsoFi
 /// - **If the caller is canceled**, every racer is canceled and joined (the joins are shielded,
 ///   so the caller's own cancel cannot skip them), then `race` returns `Err(Canceled)` — unless a
 ///   racer had completed, whose value is returned instead (the caller gets `Canceled` at its
-///   next suspend point).
+///   next suspend point). A caller canceled before the race starts no bodies at all.
 /// - **A racer that ends canceled** (someone else canceled it) drops out; if every racer does,
 ///   `race` returns `Err(Canceled)`.
 /// - **A panicking racer** ends the race: the others are canceled and joined, and only then does

@@ -24,7 +24,8 @@ pub(crate) enum Outcome {
 
 /// Races `lanes` (and, with `deadline_ms`, a deadline).
 ///
-/// 1. Every pass polls the lanes in position order, starting unstarted bodies while undecided.
+/// 1. Every pass polls the lanes in position order, starting unstarted bodies while undecided
+///    (and while the caller is not canceled).
 ///    The lowest position holding a value wins, so racers that finished before the caller looked
 ///    again ("simultaneous") are resolved by position, whatever the schedule.
 /// 2. When the deadline fires, the caller yields once before declaring it elapsed, so a racer
@@ -45,8 +46,10 @@ pub(crate) async fn settle(
     let decided = poll_fn(|ctx| {
         let mut winner = None;
         let mut running = false;
+        // A caller canceled already (outside a shield) starts nothing new.
+        let startable = cx.check_cancel().is_ok();
         for (position, lane) in lanes.iter_mut().enumerate() {
-            let start = winner.is_none() && !panic.is_some();
+            let start = startable && winner.is_none() && !panic.is_some();
             match lane.poll_lane(cx, start, ctx) {
                 LaneState::Value => {
                     winner.get_or_insert(position);

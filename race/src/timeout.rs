@@ -32,7 +32,8 @@ pub struct Elapsed {
 /// - **Completion wins.** A racer that completes in the same turn as the deadline fires — or
 ///   while it is being canceled — returns `Ok(Ok(value))`, never `Elapsed`.
 /// - **If the caller is canceled**, the racer is canceled and joined (shielded), then `timeout`
-///   returns `Err(Canceled)`, unless the racer completed.
+///   returns `Err(Canceled)`, unless the racer completed. A caller canceled before `timeout`
+///   never starts a body.
 /// - **A panic** in the racer resumes in the caller after the racer has ended.
 /// - **On the blocking backend** a body runs inline to completion when it is spawned, before the
 ///   deadline can be looked at, so it is never cut short there: `timeout` returns its value
