@@ -6,7 +6,7 @@
 //! IOSWAP_BACKEND=fiber cargo run --example race  # the virtual clock
 //! ```
 
-use ioswap::{race, Backend, Canceled, Cx, Winner3};
+use ioswap::{race, Canceled, Cx, Winner3};
 
 /// One download, written once against `Cx`. A canceled download still closes its connection:
 /// the cancel arrives as a value at the sleep, and the cleanup runs in a shield.
@@ -26,15 +26,8 @@ async fn download(cx: Cx, mirror: &'static str, latency_ms: u64) -> Result<Strin
 }
 
 fn main() {
-    let backend = match Backend::from_env() {
-        Ok(backend) => backend,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    println!("--- on {backend}");
-    let result = backend.run(|cx| async move {
+    let ran_on = ioswap::run(|cx| async move {
+        println!("--- on {}", cx.backend());
         let won = race(
             &cx,
             (
@@ -52,16 +45,17 @@ fn main() {
             "[{:>3} ms] race: got {file}; tasks still alive: {alive} (main)",
             cx.now_ms()
         );
-        Ok(())
+        Ok(cx.backend())
     });
-    if let Err(e) = result {
-        eprintln!("run failed: {e}");
-        std::process::exit(1);
-    }
-    if backend == Backend::Blocking {
-        println!(
+    match ran_on {
+        Ok("blocking") => println!(
             "\nBlocking runs a spawned task inline to completion, so there is nothing to race:\n\
              the first mirror answers and the others are never started. Try IOSWAP_BACKEND=fiber."
-        );
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     }
 }

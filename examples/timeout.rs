@@ -6,7 +6,7 @@
 //! IOSWAP_BACKEND=fiber cargo run --example timeout  # the virtual clock
 //! ```
 
-use ioswap::{timeout, Backend, Canceled, Cx};
+use ioswap::{timeout, Canceled, Cx};
 
 /// A job that takes `ms`; canceled, it says so and rolls back (in a shield) before it ends.
 async fn job(cx: Cx, name: &'static str, ms: u64) -> Result<&'static str, Canceled> {
@@ -20,32 +20,26 @@ async fn job(cx: Cx, name: &'static str, ms: u64) -> Result<&'static str, Cancel
 }
 
 fn main() {
-    let backend = match Backend::from_env() {
-        Ok(backend) => backend,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
-    println!("--- on {backend}");
-    let result = backend.run(|cx| async move {
+    let ran_on = ioswap::run(|cx| async move {
+        println!("--- on {}", cx.backend());
         for (name, ms) in [("quick", 20), ("slow", 200)] {
             match timeout(&cx, 50, move |cx| job(cx, name, ms)).await? {
                 Ok(done) => println!("[{:>3} ms] {done}: finished, value returned", cx.now_ms()),
                 Err(elapsed) => println!("[{:>3} ms] {name}: {elapsed}", cx.now_ms()),
             }
         }
-        Ok(())
+        Ok(cx.backend())
     });
-    if let Err(e) = result {
-        eprintln!("run failed: {e}");
-        std::process::exit(1);
-    }
-    if backend == Backend::Blocking {
-        println!(
+    match ran_on {
+        Ok("blocking") => println!(
             "\nBlocking runs the job inline to completion before the deadline can be looked at, so\n\
              nothing is cut short there and the slow job's value comes back late (completion\n\
              wins). Try IOSWAP_BACKEND=fiber."
-        );
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
     }
 }

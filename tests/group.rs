@@ -3,12 +3,9 @@
 mod support;
 mod workers;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_lite::FutureExt;
 use ioswap::{group, Backend, Canceled, Cx, Group};
 use support::Log;
-use workers::{untimed, worker};
+use workers::{panic_message, panicking, untimed, worker};
 
 /// A child's failure, or the group's cancellation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,27 +218,13 @@ fn panicking_child_resumes_after_cleanup(backend: Backend) {
     backend
         .run(|cx| async move {
             let b = worker(&l, "b", 30, 5, 2);
-            let grouped =
-                AssertUnwindSafe(group(&cx, move |_cx, g: Group<u64, Canceled>| async move {
-                    g.spawn(|cx| async move {
-                        cx.sleep(10).await?;
-                        if cx.now_ms() < u64::MAX {
-                            panic!("child broke");
-                        }
-                        Ok(0)
-                    })?;
-                    g.spawn(b)?;
-                    Ok(())
-                }))
-                .catch_unwind()
-                .await;
-            let payload = grouped.expect_err("the panic reaches the caller");
-            let message = payload.downcast_ref::<&str>().copied().unwrap_or("?");
-            l.push(format!(
-                "caught:{}@{}",
-                message.replace(' ', "_"),
-                cx.now_ms()
-            ));
+            let grouped = group(&cx, move |_cx, g: Group<u64, Canceled>| async move {
+                g.spawn(panicking(10, "child broke"))?;
+                g.spawn(b)?;
+                Ok(())
+            });
+            let message = panic_message(grouped).await;
+            l.push(format!("caught:{message}@{}", cx.now_ms()));
             Ok(())
         })
         .unwrap();

@@ -3,12 +3,9 @@
 mod support;
 mod workers;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_lite::FutureExt;
 use ioswap::{race, race_all, Backend, Canceled, Cx, FiberIo, Winner3, Winner8, Won};
 use support::Log;
-use workers::{untimed, worker};
+use workers::{panic_message, panicking, untimed, worker};
 
 /// Golden: racers sleeping 30, 10 and 20 ms, of three different types. Fiber returns at t = 10
 /// with the 10 ms racer's value; the others are canceled at their sleep, so their post-sleep
@@ -219,23 +216,15 @@ fn panicking_racer_resumes_after_cleanup(backend: Backend) {
     let l = log.clone();
     backend
         .run(|cx| async move {
-            let broken = |cx: Cx| async move {
-                cx.sleep(10).await?;
-                if cx.now_ms() < u64::MAX {
-                    panic!("racer a broke");
-                }
-                Ok(0_u8)
-            };
-            let raced = AssertUnwindSafe(race(&cx, (broken, worker(&l, "b", 30, 5, 'b'))))
-                .catch_unwind()
-                .await;
-            let payload = raced.expect_err("the panic reaches the caller");
-            let message = payload.downcast_ref::<&str>().copied().unwrap_or("?");
-            l.push(format!(
-                "caught:{}@{}",
-                message.replace(' ', "_"),
-                cx.now_ms()
-            ));
+            let raced = race(
+                &cx,
+                (
+                    panicking::<u8, _>(10, "racer a broke"),
+                    worker(&l, "b", 30, 5, 'b'),
+                ),
+            );
+            let message = panic_message(raced).await;
+            l.push(format!("caught:{message}@{}", cx.now_ms()));
             Ok(())
         })
         .unwrap();
@@ -259,14 +248,10 @@ fn body_panicking_before_its_future(backend: Backend) {
             let broken = |_cx: Cx| -> std::future::Ready<Result<u8, Canceled>> {
                 panic!("no future");
             };
-            let raced = AssertUnwindSafe(race(&cx, (broken, worker(&l, "b", 10, 0, 'b'))))
-                .catch_unwind()
-                .await;
-            let payload = raced.expect_err("the panic reaches the caller");
-            Ok(payload.downcast_ref::<&str>().copied().unwrap_or("?"))
+            Ok(panic_message(race(&cx, (broken, worker(&l, "b", 10, 0, 'b')))).await)
         })
         .unwrap();
-    assert_eq!(message, "no future");
+    assert_eq!(message, "no_future");
     assert_eq!(log.joined(), "");
 }
 

@@ -64,23 +64,21 @@ impl<R: Racer> Slot<R> {
 
 impl<R: Racer> Lane for Slot<R> {
     fn poll_lane(&mut self, cx: &Cx, start: bool, ctx: &mut Context<'_>) -> LaneState {
-        if matches!(self, Slot::Unstarted(_)) {
-            let Slot::Unstarted(racer) = mem::replace(self, Slot::Ended) else {
-                unreachable!("checked above");
-            };
-            if start {
-                // A body that panics before it returns its future ends the race like a racer
-                // that panics later.
+        *self = match mem::replace(self, Slot::Ended) {
+            // A body that panics before it returns its future ends the race like a racer that
+            // panics later.
+            Slot::Unstarted(racer) if start => {
                 match catch_unwind(AssertUnwindSafe(|| racer.start(cx))) {
-                    Ok(task) => *self = Slot::Running(task),
+                    Ok(task) => Slot::Running(task),
                     Err(payload) => return LaneState::Panicked(payload),
                 }
             }
-        }
+            Slot::Unstarted(_) => Slot::Ended, // never started: the body is dropped unrun
+            other => other,
+        };
         match self {
-            Slot::Unstarted(_) => unreachable!("resolved above"),
             Slot::Finished(_) => LaneState::Value,
-            Slot::Ended => LaneState::Ended,
+            Slot::Unstarted(_) | Slot::Ended => LaneState::Ended,
             Slot::Running(task) => match poll_join(cx, task, ctx) {
                 Poll::Pending => LaneState::Pending,
                 Poll::Ready(Joined::Value(value)) => {

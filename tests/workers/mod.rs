@@ -7,8 +7,10 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 
+use futures_lite::FutureExt;
 use ioswap::{Canceled, Cx};
 
 use crate::support::Log;
@@ -50,4 +52,30 @@ pub fn untimed(log: &Log) -> String {
         .map(|event| event.split('@').next().unwrap_or(event))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A task body that sleeps `ms`, then panics with `message`.
+pub fn panicking<V: 'static, E: From<Canceled> + 'static>(
+    ms: u64,
+    message: &'static str,
+) -> impl FnOnce(Cx) -> Work<V, E> {
+    move |cx| {
+        Box::pin(async move {
+            cx.sleep(ms).await?;
+            panic!("{message}");
+        })
+    }
+}
+
+/// Awaits `future`, which must panic, and returns the panic's message with `_` for spaces (so it
+/// stays one log event).
+pub async fn panic_message(future: impl Future) -> String {
+    let Err(payload) = AssertUnwindSafe(future).catch_unwind().await else {
+        panic!("expected the panic to reach the caller");
+    };
+    let message = match payload.downcast_ref::<String>() {
+        Some(message) => message.as_str(),
+        None => payload.downcast_ref::<&str>().copied().unwrap_or("?"),
+    };
+    message.replace(' ', "_")
 }
