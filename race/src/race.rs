@@ -62,11 +62,42 @@ pub trait Racers: sealed::Sealed {
     /// One `Option` per racer, for [`Won::also_finished`].
     type AlsoFinished;
 
-    /// Runs the race; see [`race`].
+    /// Runs the race; [`race`] is this, as a function.
+    ///
+    /// ```
+    /// use io_core::Cx;
+    /// use race::{Racers, Winner2};
+    ///
+    /// let winner = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move {
+    ///         let racers = (|_cx: Cx| async { Ok(1) }, |cx: Cx| async move { cx.sleep(1).await.map(|()| 2) });
+    ///         Ok(racers.race(&cx).await?.winner)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(winner, Winner2::A(1));
+    /// ```
     fn race(self, cx: &Cx) -> impl Future<Output = RaceResult<Self>>;
 }
 
-/// The result of racing `R`.
+/// The result of racing `R`: the [`Won`] answer, or `Err(Canceled)` when no racer finished.
+///
+/// ```
+/// use io_core::{Canceled, Cx, Task};
+/// use race::{race, RaceResult, Winner2, Won};
+///
+/// async fn first_of(cx: &Cx, a: Task<u8>, b: Task<&'static str>) -> RaceResult<(Task<u8>, Task<&'static str>)> {
+///     race(cx, (a, b)).await
+/// }
+///
+/// let won = io_fiber::FiberIo::new()
+///     .run(|cx| async move {
+///         let a = cx.spawn(|cx| async move { cx.sleep(5).await.map(|()| 5) });
+///         let b = cx.spawn(|_| async { Ok("now") });
+///         first_of(&cx, a, b).await
+///     })
+///     .unwrap();
+/// assert_eq!(won, Won { winner: Winner2::B("now"), also_finished: (None, None) });
+/// ```
 pub type RaceResult<R> = Result<Won<<R as Racers>::Winner, <R as Racers>::AlsoFinished>, Canceled>;
 
 /// Races 2 to 8 racers of any mix of types — running [`Task`](io_core::Task)s and task bodies
@@ -184,7 +215,15 @@ macro_rules! racers_tuple {
         }
 
         impl<$($variant),+> $winner<$($variant),+> {
-            /// The winner's position in the tuple, from 0.
+            #[doc = concat!(
+                "The winner's position in the tuple, from 0.\n\n",
+                "```\n",
+                $("type ", stringify!($variant), " = char;\n",)+
+                "let winner: race::", stringify!($winner), "<", $(stringify!($variant), ", ",)+
+                "> = race::", stringify!($winner), "::A('a');\n",
+                "assert_eq!(winner.position(), 0);\n",
+                "```"
+            )]
             pub fn position(&self) -> usize {
                 match self {
                     $($winner::$variant(_) => $position,)+

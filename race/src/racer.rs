@@ -18,6 +18,8 @@ mod sealed {
 /// A body is spawned only while the race is still undecided: on the blocking backend, where a
 /// spawn runs the body inline to completion, the first body wins and the later ones never start.
 ///
+/// A plain future races as the body `move |_| future` (it must be `'static` to be spawned).
+///
 /// Sealed: the two implementations are the whole story.
 ///
 /// ```
