@@ -36,6 +36,10 @@
 
 mod backend;
 
+/// Channels, `select` and Erlang-style `send_after`, written once over the protocol: the
+/// `channel` crate.
+pub use channel;
+
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};

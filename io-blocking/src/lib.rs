@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, TaskRef, TaskSet, TimerId, TimerQueue,
+    SpawnError, SpawnOptions, SplitMix64, TaskRef, TaskSet, TimerId, TimerQueue,
 };
 
 /// The inline, real-clock backend. Cheap to clone: clones share one backend.
@@ -50,6 +50,9 @@ struct Blocking {
     deadlock: RefCell<Option<Deadlock>>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
+    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
+    /// between runs.
+    choices: SplitMix64,
 }
 
 impl BlockingIo {
@@ -63,6 +66,7 @@ impl BlockingIo {
             deadlock: RefCell::new(None),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
+            choices: SplitMix64::new(0x626c_6f63_6b69_6e67),
         }))
     }
 
@@ -203,6 +207,10 @@ impl Io for Blocking {
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
         let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
         disarmed.map(|(left, _park)| left)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.choices.next_u64()
     }
 
     fn run_queue(&self) -> &RunQueue {

@@ -51,6 +51,11 @@ pub trait Io {
     /// disarmed). A timer armed for `u64::MAX` reports `u64::MAX`.
     fn disarm_timer(&self, id: TimerId) -> Option<u64>;
 
+    /// A random number for choices written once above the protocol (which ready `select` case
+    /// wins). Fiber draws it from a generator seeded by its seed, so the choices are part of the
+    /// reproducible run; real backends use a per-backend [`SplitMix64`](crate::SplitMix64).
+    fn random_u64(&self) -> u64;
+
     /// The queue this backend's wakers schedule onto.
     fn run_queue(&self) -> &RunQueue;
 

@@ -32,6 +32,19 @@ macro_rules! conformance {
     };
 }
 
+/// Inside a run body returning `Result<Result<T, SpawnError>, Canceled>`: spawns `body` with
+/// `SpawnOptions::concurrent()`, or returns the refusal (blocking's `ConcurrencyUnavailable`)
+/// as the run's value, for [`where_concurrent`] to check.
+#[macro_export]
+macro_rules! spawn_concurrent {
+    ($cx:expr, $body:expr) => {
+        match $cx.spawn_with(ioswap::SpawnOptions::new().concurrent(), $body) {
+            Ok(task) => task,
+            Err(refused) => return Ok(Err(refused)),
+        }
+    };
+}
+
 /// A fresh backend as a protocol object, for protocol-level behaviours.
 pub fn new_io(backend: Backend) -> Rc<dyn Io> {
     match backend {
@@ -59,5 +72,33 @@ impl Log {
     /// The events so far, space-separated.
     pub fn joined(&self) -> String {
         self.0.borrow().join(" ")
+    }
+}
+
+/// The deadlock a run ended with; panics (showing what happened instead) if it did not.
+pub fn expect_deadlock<T: std::fmt::Debug>(outcome: Result<T, ioswap::Error>) -> ioswap::Deadlock {
+    match outcome {
+        Err(ioswap::Error::Run(ioswap::RunError::Deadlock(deadlock))) => deadlock,
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
+
+/// For behaviours that need tasks to overlap: where the backend has concurrency, the value the
+/// run gave; on blocking, asserts the concurrent spawn was refused with
+/// `ConcurrencyUnavailable` (blocking runs every task inline) and gives `None`.
+pub fn where_concurrent<T: std::fmt::Debug>(
+    backend: Backend,
+    outcome: Result<Result<T, ioswap::SpawnError>, ioswap::Error>,
+) -> Option<T> {
+    let outcome = outcome.expect("the run itself succeeds");
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(
+                outcome.unwrap_err(),
+                ioswap::SpawnError::ConcurrencyUnavailable
+            );
+            None
+        }
+        _ => Some(outcome.expect("the backend has concurrency")),
     }
 }
