@@ -134,6 +134,29 @@ fn simultaneous_finishers_resolve_by_position_under_every_seed() {
     }
 }
 
+/// Same seed, same run: a race with cleanup, a timeout and a group give the same schedule
+/// (trace hash) and the same answers every time.
+#[test]
+fn race_runs_are_reproducible_per_seed() {
+    let run = |seed: u64| {
+        let fiber = FiberIo::with_seed(seed);
+        let log = Log::new();
+        let l = log.clone();
+        fiber
+            .run(|cx| async move {
+                let won = race(&cx, (worker(&l, "a", 10, 3, 1), worker(&l, "b", 10, 3, 2))).await?;
+                let timed = ioswap::timeout(&cx, 5, worker(&l, "c", 9, 2, 3)).await?;
+                l.push(format!("{:?}/{:?}", won.winner, timed.is_err()));
+                Ok(())
+            })
+            .unwrap();
+        (fiber.trace_hash(), log.joined())
+    };
+    for seed in [1, 7, 42] {
+        assert_eq!(run(seed), run(seed), "seed {seed}");
+    }
+}
+
 /// The caller is canceled mid-race: every racer is canceled and joined — the joins wait for
 /// the racers' shielded cleanup even though the caller is canceled — then race returns
 /// `Err(Canceled)` and no racer is left alive.
