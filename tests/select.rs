@@ -101,32 +101,45 @@ fn chooses_uniformly_among_ready_cases(backend: Backend) {
 }
 
 /// Cases not chosen consume nothing: the losing receive leaves its value, the losing send
-/// sends nothing.
+/// sends nothing and its value stays in its slot.
 fn unchosen_cases_consume_nothing(backend: Backend) {
     backend
         .run(|cx| async move {
             let (atx, arx) = channel::bounded(&cx, 1);
             let (btx, brx) = channel::bounded(&cx, 1);
             let (ctx, crx) = channel::bounded(&cx, 1);
+            let mut picks = [0; 3];
             for _ in 0..50 {
                 atx.try_send('a').ok();
                 btx.try_send('b').ok();
+                let mut c = Some('c');
                 let picked = channel::select(&cx)
                     .recv(&arx, Picked::A)
                     .recv(&brx, Picked::B)
-                    .send(&ctx, 'c', Picked::Sent)
+                    .send(&ctx, &mut c, Picked::Sent)
                     .await?;
-                let (a, b, c) = (arx.len(), brx.len(), crx.len());
+                let (a, b, len_c) = (arx.len(), brx.len(), crx.len());
                 match picked {
-                    Picked::A(Some('a')) => assert_eq!((a, b, c), (0, 1, 0)),
-                    Picked::B(Some('b')) => assert_eq!((a, b, c), (1, 0, 0)),
+                    Picked::A(Some('a')) => {
+                        assert_eq!((a, b, len_c, c), (0, 1, 0, Some('c')));
+                        picks[0] += 1;
+                    }
+                    Picked::B(Some('b')) => {
+                        assert_eq!((a, b, len_c, c), (1, 0, 0, Some('c')));
+                        picks[1] += 1;
+                    }
                     Picked::Sent(Ok(())) => {
-                        assert_eq!((a, b, c), (1, 1, 1));
+                        assert_eq!((a, b, len_c, c), (1, 1, 1, None));
                         assert_eq!(crx.try_recv(), Ok('c'));
+                        picks[2] += 1;
                     }
                     other => panic!("unexpected {other:?}"),
                 }
             }
+            assert!(
+                picks.iter().all(|&n| n > 0),
+                "every case won some: {picks:?}"
+            );
             Ok(())
         })
         .unwrap();
@@ -140,11 +153,14 @@ fn closed_channels_are_ready_cases(backend: Backend) {
             let (tx, rx) = channel::bounded::<u8>(&cx, 1);
             tx.close();
             let received = channel::select(&cx).recv(&rx, Picked::A).await?;
-            let sent = channel::select(&cx).send(&tx, 9, Picked::Sent).await?;
-            Ok((received, sent))
+            let mut nine = Some(9);
+            let sent = channel::select(&cx)
+                .send(&tx, &mut nine, Picked::Sent)
+                .await?;
+            Ok((received, sent, nine))
         })
         .unwrap();
-    assert_eq!(picked, (Picked::A(None), Picked::Sent(Err(9))));
+    assert_eq!(picked, (Picked::A(None), Picked::Sent(Err(9)), None));
 }
 
 /// A waiting select is completed by whichever case a counterpart serves first (here a timed
@@ -181,10 +197,12 @@ fn waiting_send_case_completed_by_a_receiver(backend: Backend) {
             cx.sleep(40).await?;
             Ok((rx.recv().await, cx.now_ms()))
         });
+        let mut hello = Some("hello");
         let picked = channel::select(&cx)
-            .send(&tx, "hello", Picked::Sent)
+            .send(&tx, &mut hello, Picked::Sent)
             .recv(&orx, Picked::A)
             .await?;
+        assert_eq!(hello, None, "delivered");
         let at = cx.now_ms();
         otx.try_send("other").unwrap();
         Ok(Ok((picked, at, receiver.await?, orx.len())))
