@@ -261,6 +261,100 @@ fn completed_case_wins_over_cancel(backend: Backend) {
     }
 }
 
+/// A select whose send case waits when its task is canceled returns `Canceled` and the value is
+/// still in the caller's slot: neither delivered nor lost. Nothing reached the channel.
+fn canceled_send_case_keeps_its_value(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, rx) = channel::bounded(&cx, 0);
+        let (_otx, orx) = channel::bounded::<String>(&cx, 1);
+        let sender = spawn_concurrent!(cx, move |cx| async move {
+            let mut slot = Some(String::from("mine"));
+            let picked = channel::select(&cx)
+                .send(&tx, &mut slot, Picked::Sent)
+                .recv(&orx, Picked::A)
+                .await;
+            Ok((picked, slot))
+        });
+        cx.sleep(5).await?;
+        sender.cancel();
+        let joined = sender.await?;
+        Ok(Ok((joined, rx.try_recv())))
+    });
+    if let Some((joined, left)) = where_concurrent(backend, outcome) {
+        assert_eq!(joined, (Err(Canceled), Some(String::from("mine"))));
+        assert_eq!(left, Err(TryRecvError::Closed), "nothing was delivered");
+    }
+}
+
+/// A select dropped while its send case waits puts the value back in the slot.
+fn dropped_select_puts_the_value_back(backend: Backend) {
+    let (raced, slot, left) = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::bounded(&cx, 0);
+            let mut slot = Some(7);
+            let select = channel::select(&cx).send(&tx, &mut slot, Picked::Sent);
+            let raced = futures_lite::future::or(async { Some(select.await) }, async {
+                cx.sleep(10).await.ok();
+                None
+            })
+            .await;
+            Ok((raced, slot, rx.try_recv()))
+        })
+        .unwrap();
+    assert_eq!(
+        (raced, slot, left),
+        (None, Some(7), Err(TryRecvError::Empty))
+    );
+}
+
+/// A send case with an empty slot is disabled, like a `nil` channel in Go: never chosen, even
+/// where a send would succeed at once.
+fn send_case_with_an_empty_slot_is_disabled(backend: Backend) {
+    let (picked, left) = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::unbounded::<u8>(&cx);
+            let mut nothing = None;
+            let picked = channel::select(&cx)
+                .send(&tx, &mut nothing, Picked::Sent)
+                .timeout(10, || Picked::Timeout)
+                .await?;
+            Ok((picked, rx.try_recv()))
+        })
+        .unwrap();
+    assert_eq!((picked, left), (Picked::Timeout, Err(TryRecvError::Empty)));
+}
+
+/// A send case that loses keeps its value, so a loop offers the same value again until a
+/// receiver takes it: the Go idiom of a select between "send the pending value" and "do
+/// something else".
+fn losing_send_case_offers_the_same_value_again(backend: Backend) {
+    let log = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::bounded(&cx, 1);
+            tx.try_send(0).unwrap(); // full until the timer-driven drain below
+            let (ticks_tx, ticks) = channel::unbounded(&cx);
+            for at in [10, 20] {
+                channel::send_after(at, &ticks_tx, at);
+            }
+            let log = Log::new();
+            let mut pending = Some(1);
+            while pending.is_some() {
+                let picked = channel::select(&cx)
+                    .send(&tx, &mut pending, Picked::Sent)
+                    .recv(&ticks, Picked::A)
+                    .await?;
+                log.push(format!("{picked:?}"));
+                if picked == Picked::A(Some(20)) {
+                    assert_eq!(rx.try_recv(), Ok(0)); // makes room
+                }
+            }
+            assert_eq!(rx.try_recv(), Ok(1));
+            Ok(log.joined())
+        })
+        .unwrap();
+    assert_eq!(log, "A(Some(10)) A(Some(20)) Sent(Ok(()))");
+}
+
 /// Select in a loop: fan-in from two channels until both are closed, with the values of each
 /// channel in order. The senders are timers, so the loop waits between them on every backend.
 fn fan_in_loop_until_both_close(backend: Backend) {
@@ -308,6 +402,10 @@ conformance!(
     canceled_while_waiting,
     completed_case_wins_over_cancel,
     fan_in_loop_until_both_close,
+    canceled_send_case_keeps_its_value,
+    dropped_select_puts_the_value_back,
+    send_case_with_an_empty_slot_is_disabled,
+    losing_send_case_offers_the_same_value_again,
 );
 
 /// The choices among ready cases, over 64 selects on fiber with `seed`.
@@ -381,4 +479,41 @@ fn fiber_choices_do_not_perturb_the_schedule() {
         assert_eq!(schedule_hash(seed, true), schedule_hash(seed, false));
     }
     assert_ne!(schedule_hash(1, false), schedule_hash(2, false));
+}
+
+/// Which of two waiting selects (the first waits longer) gets a value sent after a
+/// `send_after` was armed — which wakes every waiting receiver to re-arm its timer.
+fn nudged_select_winner(seed: u64) -> &'static str {
+    FiberIo::with_seed(seed)
+        .run(|cx| async move {
+            let (tx, rx) = channel::unbounded::<u32>(&cx);
+            let (r1, r2) = (rx.clone(), rx.clone());
+            let first = cx.spawn(move |cx| async move {
+                Ok(channel::select(&cx).recv(&r1, |_| "first").await?)
+            });
+            cx.sleep(1).await?;
+            let second = cx.spawn(move |cx| async move {
+                Ok(channel::select(&cx).recv(&r2, |_| "second").await?)
+            });
+            cx.sleep(1).await?;
+            let _timer = channel::send_after(50, &tx, 0);
+            cx.sleep(1).await?;
+            tx.try_send(1).unwrap();
+            cx.sleep(1).await?;
+            let winner = if first.is_finished() {
+                first.await?
+            } else {
+                second.await?
+            };
+            Ok(winner)
+        })
+        .unwrap()
+}
+
+/// Waiting selects keep their places in a channel's queue when a `send_after` wakes them to
+/// re-arm: the one that waited longest gets the next value, whatever the seed.
+#[test]
+fn fiber_nudged_selects_keep_first_come_order() {
+    let winners: Vec<_> = (0..16).map(nudged_select_winner).collect();
+    assert_eq!(winners, ["first"; 16]);
 }
