@@ -2,8 +2,8 @@
 //! receive-timeout loop. Fiber runs are golden: exact virtual timestamps.
 mod support;
 
-use ioswap::channel::{self, RecvError, TryRecvError};
-use ioswap::{Backend, Cx, FiberIo};
+use ioswap::channel::{self, Receiver, RecvError, TryRecvError};
+use ioswap::{Backend, Canceled, Cx, FiberIo};
 use support::{expect_deadlock, where_concurrent, Log};
 
 /// `"{event}@{time}"` on fiber, where times are exact; just the event on a real clock.
@@ -260,16 +260,29 @@ conformance!(
     falls_due_ahead_of_a_blocked_sender,
 );
 
+/// Receives one value with `recv`, or with a select of one receive case.
+async fn receive(cx: &Cx, rx: &Receiver<u32>, by_select: bool) -> Result<Option<u32>, Canceled> {
+    if by_select {
+        channel::select(cx).recv(rx, |value| value).await
+    } else {
+        Ok(rx.recv().await.ok())
+    }
+}
+
 /// Which of two waiting receivers (the first waits longer) gets a value sent after a
 /// `send_after` was armed — which wakes every waiting receiver to re-arm its timer.
-fn nudged_receiver_winner(seed: u64) -> &'static str {
+fn nudged_receiver_winner(seed: u64, by_select: bool) -> &'static str {
     FiberIo::with_seed(seed)
         .run(|cx| async move {
             let (tx, rx) = channel::unbounded::<u32>(&cx);
             let (r1, r2) = (rx.clone(), rx.clone());
-            let first = cx.spawn(move |_| async move { Ok(("first", r1.recv().await)) });
+            let first = cx
+                .spawn(move |cx| async move { Ok(("first", receive(&cx, &r1, by_select).await?)) });
             cx.sleep(1).await?;
-            let second = cx.spawn(move |_| async move { Ok(("second", r2.recv().await)) });
+            let second =
+                cx.spawn(
+                    move |cx| async move { Ok(("second", receive(&cx, &r2, by_select).await?)) },
+                );
             cx.sleep(1).await?; // both wait; the first is older
             let _timer = channel::send_after(50, &tx, 0);
             cx.sleep(1).await?;
@@ -280,16 +293,21 @@ fn nudged_receiver_winner(seed: u64) -> &'static str {
             } else {
                 second.await?
             };
-            assert_eq!(got, Ok(1));
+            assert_eq!(got, Some(1));
             Ok(winner)
         })
         .unwrap()
 }
 
-/// Waiting receivers keep their places in the queue when arming a `send_after` wakes them to
-/// re-arm their timers: the one that waited longest gets the next value, whatever the seed.
+/// Waiting receivers — `recv`s and selects — keep their places in the queue when arming a
+/// `send_after` wakes them to re-arm their timers: the one that waited longest gets the next
+/// value, whatever the seed.
 #[test]
 fn fiber_nudged_receivers_keep_first_come_order() {
-    let winners: Vec<_> = (0..16).map(nudged_receiver_winner).collect();
-    assert_eq!(winners, ["first"; 16]);
+    for by_select in [false, true] {
+        let winners: Vec<_> = (0..16)
+            .map(|seed| nudged_receiver_winner(seed, by_select))
+            .collect();
+        assert_eq!(winners, ["first"; 16], "by select: {by_select}");
+    }
 }
