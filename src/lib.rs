@@ -48,6 +48,12 @@ pub use io_core::{
     SpawnError, SpawnOptions, Suspend, Task, TaskRef, TimerId,
 };
 
+pub use race::{
+    group, interval, interval_at, race, race_all, timeout, timeout_at, Elapsed, Group, Interval,
+    MissedTicks, RaceResult, Racer, Racers, Winner2, Winner3, Winner4, Winner5, Winner6, Winner7,
+    Winner8, Won,
+};
+
 #[cfg(feature = "blocking")]
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]

@@ -257,7 +257,43 @@ fn run_cancels_leftover_tasks(backend: Backend) {
     }
 }
 
+/// A canceled suspend evicts the timers armed for its park: nothing is left to fire.
+fn canceled_suspend_evicts_its_timers(backend: Backend) {
+    let (raised, left) = backend
+        .run(|cx| async move {
+            let park = cx.park("with timer");
+            let timer = cx.arm_timer(cx.now_ms() + 10_000, &park);
+            cx.current_task().unwrap().cancel();
+            let raised = cx.suspend(park).await;
+            Ok((raised, cx.disarm_timer(timer)))
+        })
+        .unwrap();
+    assert_eq!((raised, left), (Err(Canceled), None));
+}
+
+/// A joiner canceled after its child finished still gets the child's value (completion wins);
+/// inside a shield, a join waits for an unfinished child even though the joiner is canceled.
+fn joins_under_the_joiners_cancel(backend: Backend) {
+    let (finished, shielded) = backend
+        .run(|cx| async move {
+            let quick = cx.spawn(|_| async { Ok(7) });
+            let slow = cx.spawn(|cx| async move {
+                cx.sleep(20).await?;
+                Ok(8)
+            });
+            cx.sleep(5).await?;
+            cx.current_task().unwrap().cancel();
+            let finished = quick.await;
+            let shielded = cx.shield(slow).await;
+            Ok((finished, shielded))
+        })
+        .unwrap();
+    assert_eq!((finished, shielded), (Ok(7), Ok(8)));
+}
+
 conformance!(
+    canceled_suspend_evicts_its_timers,
+    joins_under_the_joiners_cancel,
     cancel_before_start,
     cancel_while_sleeping,
     cancel_after_completion,

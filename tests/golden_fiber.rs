@@ -144,3 +144,26 @@ fn mutual_wait_is_a_deadlock() {
          'a' (#2) parked on signal from b; 'b' (#3) parked on signal from a"
     );
 }
+
+/// Completion wins for a sleep: the worker's timer fires in the same turn in which main cancels
+/// it, before the worker runs. The sleep returns `Ok`, the worker finishes, the join is `Ok`.
+#[test]
+fn sleep_completion_wins_over_a_same_turn_cancel() {
+    let log = Log::new();
+    let l = log.clone();
+    let joined = ioswap::sim(0, |cx| async move {
+        let worker = cx.spawn(move |cx| async move {
+            let slept = cx.sleep(10).await;
+            l.push(format!("worker slept {slept:?}@{}", cx.now_ms()));
+            slept
+        });
+        // Main's timer is armed before the worker's (the worker has not run yet), so at t=10
+        // main runs first and cancels a worker whose timer has already fired.
+        cx.sleep(10).await?;
+        worker.cancel();
+        Ok(worker.await)
+    })
+    .unwrap();
+    assert_eq!(log.joined(), "worker slept Ok(())@10");
+    assert_eq!(joined, Ok(()));
+}

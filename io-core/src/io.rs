@@ -26,9 +26,16 @@ pub trait Io {
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError>;
 
     /// One poll of the suspension point: park the current task on `park` until it is readied.
-    /// See [`Park::poll_suspend`] for the exact rules, which the default keeps.
+    /// See [`Park::poll_suspend`] for the exact rules, which the default keeps. When it raises
+    /// `Canceled`, the default also evicts every timer still armed for `park`.
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
-        park.poll_suspend(cx)
+        let poll = park.poll_suspend(cx);
+        if let Poll::Ready(Err(Canceled)) = poll {
+            park.evict_timers(|timer| {
+                self.disarm_timer(timer);
+            });
+        }
+        poll
     }
 
     /// Makes the task parked on `park` runnable.

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::task::{self, ParkedOn};
-use crate::Canceled;
+use crate::{Canceled, TimerId};
 
 /// Where a task waits. Cheap to clone (an `Rc`); all clones are the same park.
 ///
@@ -36,6 +36,11 @@ struct ParkState {
     /// A `Cell`, not a `RefCell`: the waker is only ever taken out and put back, and an idle
     /// task's memory (bench/) counts every word of its park.
     waker: Cell<Option<Waker>>,
+    /// Timers armed for this park and not yet fired or disarmed: a canceled suspend evicts them.
+    /// The first inline, any others in `more_timers`: a park rarely has more than one, and
+    /// keeping one should not cost an allocation.
+    timer: Cell<Option<TimerId>>,
+    more_timers: Cell<Vec<TimerId>>,
 }
 
 thread_local! {
@@ -62,6 +67,8 @@ impl Park {
                 readied: Cell::new(false),
                 parked: Cell::new(false),
                 waker: Cell::new(None),
+                timer: Cell::new(None),
+                more_timers: Cell::new(Vec::new()),
             })),
         }
     }
@@ -125,6 +132,53 @@ impl Park {
         Poll::Pending
     }
 
+    /// A suspend on this park was abandoned (its future dropped before it returned): the next
+    /// suspend is a first suspend again, and the stale waker is released.
+    pub(crate) fn abandon(&self) {
+        self.0.parked.set(false);
+        let waker = self.0.waker.take();
+        drop(waker);
+    }
+
+    /// Notes a timer armed for this park ([`TimerQueue`](crate::TimerQueue) keeps this list).
+    pub(crate) fn note_timer(&self, id: TimerId) {
+        if self.0.timer.get().is_none() {
+            self.0.timer.set(Some(id));
+        } else {
+            let mut more = self.0.more_timers.take();
+            more.push(id);
+            self.0.more_timers.set(more);
+        }
+    }
+
+    /// Forgets a timer that fired or was disarmed.
+    pub(crate) fn forget_timer(&self, id: TimerId) {
+        if self.0.timer.get() == Some(id) {
+            self.0.timer.set(None);
+        } else {
+            let mut more = self.0.more_timers.take();
+            more.retain(|t| *t != id);
+            self.0.more_timers.set(more);
+        }
+    }
+
+    /// Hands each timer still armed for this park to `evict`, forgetting them all (eviction on
+    /// cancel, without allocating).
+    pub(crate) fn evict_timers(&self, mut evict: impl FnMut(TimerId)) {
+        if let Some(first) = self.0.timer.take() {
+            evict(first);
+        }
+        let more = self.0.more_timers.take();
+        more.iter().copied().for_each(&mut evict);
+    }
+
+    /// The timers still armed for this park, which it forgets (for eviction on cancel).
+    pub fn take_timers(&self) -> Vec<TimerId> {
+        let mut timers = Vec::new();
+        self.evict_timers(|id| timers.push(id));
+        timers
+    }
+
     fn store_waker(&self, cx: &mut Context<'_>) {
         let old = self.0.waker.take();
         match old {
@@ -149,6 +203,12 @@ impl Drop for Park {
         drop(self.0.waker.take());
         self.0.readied.set(false);
         self.0.parked.set(false);
+        // Normally empty already (a timer's queue holds a handle until it fires or is
+        // disarmed, which forgets it); reset anyway, keeping the list's memory for reuse.
+        self.0.timer.set(None);
+        let mut more = self.0.more_timers.take();
+        more.clear();
+        self.0.more_timers.set(more);
         let state = self.0.clone();
         // A park already in the slot is freed, outside the slot.
         let replaced = SPARE_PARK.try_with(move |spare| spare.replace(Some(state)));

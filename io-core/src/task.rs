@@ -292,6 +292,15 @@ impl TaskRef {
         self.0.request_cancel();
     }
 
+    /// Schedules the task one last time so that a backend shutting down drops its future (a
+    /// stuck task is otherwise kept alive by the cycle through its own waker).
+    pub(crate) fn queue_for_drop(&self) {
+        if let Some(waker) = self.0.waker.take() {
+            waker.wake_by_ref();
+            self.0.waker.set(Some(waker));
+        }
+    }
+
     /// What the task is parked on, if it is parked (`None` while runnable or finished).
     /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`] resolves names.
     pub fn parked_on(&self) -> Option<String> {

@@ -90,6 +90,7 @@ impl TimerQueue {
     pub fn arm(&mut self, deadline_ms: u64, park: &Park) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let id = TimerId { deadline_ms, seq };
         if deadline_ms == u64::MAX {
             self.never.insert(seq);
         } else {
@@ -98,8 +99,9 @@ impl TimerQueue {
             bucket.timers.push((seq, Some(park.clone())));
             bucket.armed += 1;
             self.armed += 1;
+            park.note_timer(id);
         }
-        TimerId { deadline_ms, seq }
+        id
     }
 
     /// The bucket of `deadline_ms`, opened if there is none.
@@ -164,6 +166,7 @@ impl TimerQueue {
             .binary_search_by_key(&id.seq, |&(seq, _)| seq)
             .ok()?;
         let park = bucket.timers[at].1.take()?;
+        park.forget_timer(id);
         bucket.armed -= 1;
         self.armed -= 1;
         if bucket.armed == 0 {
@@ -189,7 +192,14 @@ impl TimerQueue {
             let bucket = &mut self.buckets[index as usize];
             self.armed -= bucket.armed;
             due.reserve(bucket.armed);
-            due.extend(bucket.timers.drain(..).filter_map(|(_, park)| park));
+            due.extend(bucket.timers.drain(..).filter_map(|(seq, park)| {
+                let park = park?;
+                park.forget_timer(TimerId {
+                    deadline_ms: deadline,
+                    seq,
+                });
+                Some(park)
+            }));
             self.free_bucket(deadline, index);
         }
         due

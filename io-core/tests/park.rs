@@ -54,3 +54,49 @@ fn sleep_completes_when_its_timer_fires() {
     assert!(sleep.is_woken());
     assert_ready_ok!(sleep.poll());
 }
+
+#[test]
+fn an_abandoned_suspend_does_not_skip_the_next_yield() {
+    let cx = Cx::new(io_fiber::FiberIo::new().io());
+    let park = Park::new("signal");
+    let mut first = task::spawn(cx.suspend(park.clone()));
+    assert_pending!(first.poll());
+    drop(first); // e.g. the losing branch of a select
+    park.ready();
+    let mut second = task::spawn(cx.suspend(park.clone()));
+    assert_pending!(
+        second.poll(),
+        "a fresh suspend yields once, even on a ready park"
+    );
+    assert_ready_ok!(second.poll());
+}
+
+#[test]
+fn a_canceled_suspend_leaves_readiness_for_the_primitive() {
+    let fiber = io_fiber::FiberIo::new();
+    let (readied, still_ready) = fiber
+        .run(|cx| async move {
+            let park = cx.park("handed over");
+            park.ready();
+            cx.current_task().unwrap().cancel();
+            let readied = cx.suspend(park.clone()).await;
+            Ok((readied, park.is_ready()))
+        })
+        .unwrap();
+    assert_eq!(readied, Err(io_core::Canceled));
+    assert!(
+        still_ready,
+        "the primitive can still see its value was handed over"
+    );
+}
+
+#[test]
+fn a_sleep_polled_after_it_returned_stays_ready() {
+    let io = io_fiber::FiberIo::new().io();
+    let cx = Cx::new(io.clone());
+    let mut sleep = task::spawn(cx.sleep(5));
+    assert_pending!(sleep.poll());
+    io.poll(u64::MAX);
+    assert_ready_ok!(sleep.poll());
+    assert_ready_ok!(sleep.poll());
+}
