@@ -37,10 +37,10 @@ struct ParkState {
     /// task's memory (bench/) counts every word of its park.
     waker: Cell<Option<Waker>>,
     /// Timers armed for this park and not yet fired or disarmed: a canceled suspend evicts them.
-    /// The first inline, any others in `more_timers`: a park rarely has more than one, and
-    /// keeping one should not cost an allocation.
-    timer: Cell<Option<TimerId>>,
-    more_timers: Cell<Vec<TimerId>>,
+    /// The first inline ([`TimerId::NONE`] when there is none), any others boxed: a park rarely
+    /// has more than one, and keeping one should cost neither an allocation nor much room.
+    timer: Cell<TimerId>,
+    more_timers: Cell<Option<Box<[TimerId]>>>,
 }
 
 thread_local! {
@@ -67,8 +67,8 @@ impl Park {
                 readied: Cell::new(false),
                 parked: Cell::new(false),
                 waker: Cell::new(None),
-                timer: Cell::new(None),
-                more_timers: Cell::new(Vec::new()),
+                timer: Cell::new(TimerId::NONE),
+                more_timers: Cell::new(None),
             })),
         }
     }
@@ -142,34 +142,38 @@ impl Park {
 
     /// Notes a timer armed for this park ([`TimerQueue`](crate::TimerQueue) keeps this list).
     pub(crate) fn note_timer(&self, id: TimerId) {
-        if self.0.timer.get().is_none() {
-            self.0.timer.set(Some(id));
+        if self.0.timer.get() == TimerId::NONE {
+            self.0.timer.set(id);
         } else {
-            let mut more = self.0.more_timers.take();
+            let mut more = self.0.more_timers.take().map(Vec::from).unwrap_or_default();
             more.push(id);
-            self.0.more_timers.set(more);
+            self.0.more_timers.set(Some(more.into_boxed_slice()));
         }
     }
 
     /// Forgets a timer that fired or was disarmed.
     pub(crate) fn forget_timer(&self, id: TimerId) {
-        if self.0.timer.get() == Some(id) {
-            self.0.timer.set(None);
-        } else {
-            let mut more = self.0.more_timers.take();
+        if self.0.timer.get() == id {
+            self.0.timer.set(TimerId::NONE);
+        } else if let Some(more) = self.0.more_timers.take() {
+            let mut more = Vec::from(more);
             more.retain(|t| *t != id);
-            self.0.more_timers.set(more);
+            if !more.is_empty() {
+                self.0.more_timers.set(Some(more.into_boxed_slice()));
+            }
         }
     }
 
     /// Hands each timer still armed for this park to `evict`, forgetting them all (eviction on
     /// cancel, without allocating).
     pub(crate) fn evict_timers(&self, mut evict: impl FnMut(TimerId)) {
-        if let Some(first) = self.0.timer.take() {
+        let first = self.0.timer.replace(TimerId::NONE);
+        if first != TimerId::NONE {
             evict(first);
         }
-        let more = self.0.more_timers.take();
-        more.iter().copied().for_each(&mut evict);
+        if let Some(more) = self.0.more_timers.take() {
+            more.iter().copied().for_each(&mut evict);
+        }
     }
 
     /// The timers still armed for this park, which it forgets (for eviction on cancel).
@@ -204,11 +208,9 @@ impl Drop for Park {
         self.0.readied.set(false);
         self.0.parked.set(false);
         // Normally empty already (a timer's queue holds a handle until it fires or is
-        // disarmed, which forgets it); reset anyway, keeping the list's memory for reuse.
-        self.0.timer.set(None);
-        let mut more = self.0.more_timers.take();
-        more.clear();
-        self.0.more_timers.set(more);
+        // disarmed, which forgets it); reset anyway.
+        self.0.timer.set(TimerId::NONE);
+        drop(self.0.more_timers.take());
         let state = self.0.clone();
         // A park already in the slot is freed, outside the slot.
         let replaced = SPARE_PARK.try_with(move |spare| spare.replace(Some(state)));

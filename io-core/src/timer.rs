@@ -12,6 +12,12 @@ pub struct TimerId {
 }
 
 impl TimerId {
+    /// No timer: what a park without armed timers holds (no timer gets this sequence number).
+    pub(crate) const NONE: TimerId = TimerId {
+        deadline_ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
     /// The deadline the timer was armed for (`u64::MAX`: never).
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms

@@ -128,3 +128,20 @@ fn a_mostly_disarmed_deadline_keeps_its_order() {
         ["t32", "t33", "t34", "t36", "t37", "t38", "t39"]
     );
 }
+
+/// A park knows the timers still armed for it (so a canceled suspend can evict them), however
+/// many there are: fired and disarmed ones are forgotten.
+#[test]
+fn a_park_keeps_the_ids_of_its_armed_timers() {
+    let mut timers = TimerQueue::new();
+    let park = Park::new("many");
+    let first = timers.arm(10, &park);
+    let second = timers.arm(20, &park);
+    let third = timers.arm(30, &park);
+    let fourth = timers.arm(40, &park);
+    assert_eq!(timers.take_due(10).len(), 1);
+    assert!(timers.disarm(third, 10).is_some());
+    assert_eq!(park.take_timers(), vec![second, fourth]);
+    assert!(park.take_timers().is_empty(), "taking them forgets them");
+    assert!(timers.disarm(first, 10).is_none());
+}
