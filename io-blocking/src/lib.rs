@@ -6,6 +6,9 @@
 //!   that *requires* concurrency fails with [`SpawnError::ConcurrencyUnavailable`].
 //! - Sleeping blocks on the real monotonic clock; [`Io::poll`] blocks until the next timer or a
 //!   wake from another thread.
+//! - I/O ops ([`Io::submit`]) are plain blocking system calls made inside `submit`: a read
+//!   blocks the thread until data arrives, so a blocking program that talks to itself over a
+//!   socket needs a second thread (or the peer's kernel-side buffering).
 //! - An inline task parked on the protocol (a park, a join) with no timer armed can only be
 //!   readied by its own thread, which is blocked on it: that is a deadlock, and [`BlockingIo::run`]
 //!   reports it as [`RunError::Deadlock`] (after canceling the stuck tasks so they unwind).
@@ -27,6 +30,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod op;
+
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -34,8 +39,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, TaskRef, TaskSet, TimerId, TimerQueue,
+    BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
+    SpawnError, SpawnOptions, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
 };
 
 /// The inline, real-clock backend. Cheap to clone: clones share one backend.
@@ -203,6 +208,12 @@ impl Io for Blocking {
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
         let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
         disarmed.map(|(left, _park)| left)
+    }
+
+    /// Performs the op right here with a plain system call (blocking the thread) and returns
+    /// it done; nothing is ever in flight, so there is nothing to cancel.
+    fn submit(&self, op: Op, _park: &Park) -> Submitted {
+        Submitted::Done(op::perform(op))
     }
 
     fn run_queue(&self) -> &RunQueue {

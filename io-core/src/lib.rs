@@ -56,7 +56,10 @@
 
 mod cx;
 mod error;
+mod fs;
 mod io;
+mod net;
+pub mod op;
 mod park;
 mod run_queue;
 mod task;
@@ -64,7 +67,10 @@ mod timer;
 
 pub use cx::{run, Cx, Shield, Sleep, Suspend};
 pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
+pub use fs::{File, OpenOptions};
 pub use io::Io;
+pub use net::{TcpListener, TcpStream};
+pub use op::{Completion, Op, OpId, Submit, Submitted, Unsupported};
 pub use park::Park;
 pub use run_queue::{RunQueue, Runnable};
 pub use task::{RawTask, SpawnOptions, Task, TaskRef, TaskSet};
