@@ -29,6 +29,13 @@ macro_rules! conformance {
                 super::$behaviour(ioswap::Backend::Fiber)
             })*
         }
+        #[cfg(feature = "uring")]
+        mod uring {
+            $(#[test]
+            fn $behaviour() {
+                super::$behaviour(ioswap::Backend::Uring)
+            })*
+        }
     };
 }
 
@@ -39,6 +46,8 @@ pub fn new_io(backend: Backend) -> Rc<dyn Io> {
         Backend::Blocking => ioswap::BlockingIo::new().io(),
         #[cfg(feature = "fiber")]
         Backend::Fiber => ioswap::FiberIo::new().io(),
+        #[cfg(feature = "uring")]
+        Backend::Uring => ioswap::UringIo::new().expect("io_uring available").io(),
         other => panic!("backend {other} is not compiled in"),
     }
 }
