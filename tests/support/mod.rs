@@ -48,6 +48,7 @@ pub fn new_io(backend: Backend) -> Rc<dyn Io> {
         Backend::Fiber => ioswap::FiberIo::new().io(),
         #[cfg(feature = "uring")]
         Backend::Uring => ioswap::UringIo::new().expect("io_uring available").io(),
+        #[allow(unreachable_patterns)]
         other => panic!("backend {other} is not compiled in"),
     }
 }
