@@ -41,6 +41,7 @@ mod backend;
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
+pub use io_core::op;
 pub use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RunError, Shield, Sleep,
     SpawnError, SpawnOptions, Suspend, Task, TcpListener, TcpStream, TimerId, Unsupported,
