@@ -67,6 +67,14 @@ impl TcpListener {
         }
     }
 
+    /// Adopts a listener bound elsewhere (with std, or inherited); `cx`'s backend serves it.
+    pub fn from_std(cx: &Cx, listener: net::TcpListener) -> TcpListener {
+        TcpListener {
+            cx: cx.clone(),
+            listener: Rc::new(listener),
+        }
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -157,6 +165,11 @@ impl TcpStream {
         }
     }
 
+    /// Adopts a stream connected elsewhere (with std, or inherited); `cx`'s backend serves it.
+    pub fn from_std(cx: &Cx, stream: net::TcpStream) -> TcpStream {
+        TcpStream::new(cx, stream)
+    }
+
     /// Connects to `addr`.
     pub async fn connect(cx: &Cx, addr: SocketAddr) -> io::Result<TcpStream> {
         let done = cx.submit(Op::Connect { addr, stream: None }).await;
@@ -239,12 +252,10 @@ impl TcpStream {
 
     /// Closes the socket once no op is in flight on it (a trait read left pending is dropped
     /// and canceled first).
-    pub async fn close(mut self) -> io::Result<()> {
-        self.reading = None;
-        self.writing = None;
-        self.shutting_down = None;
-        let cx = self.cx.clone();
-        close(&cx, Closing::Stream(self.stream.clone())).await
+    pub async fn close(self) -> io::Result<()> {
+        // Drop every handle but the one handed to the close (trait ops left pending included).
+        let TcpStream { cx, stream, .. } = self;
+        close(&cx, Closing::Stream(stream)).await
     }
 
     /// The local address of the connection.

@@ -59,6 +59,7 @@ use io_core::{
 };
 
 pub use error::UringError;
+pub use op::UringStats;
 use op::{Aftermath, Ops};
 
 /// Submission-queue entries of a ring built by [`UringIo::new`].
@@ -150,6 +151,17 @@ impl UringIo {
     /// by their future). Zero once every op has ended and every buffer has gone back.
     pub fn ops_owned(&self) -> usize {
         self.0.ops.borrow().owned()
+    }
+
+    /// Counters of submissions, cancels, and results dropped because their future was gone.
+    ///
+    /// ```
+    /// let io = io_uring_backend::UringIo::new().unwrap();
+    /// io.run(|cx| async move { Ok(cx.submit(io_core::Op::Nop).await.result.unwrap()) }).unwrap();
+    /// assert_eq!(io.stats().submitted, 1);
+    /// ```
+    pub fn stats(&self) -> UringStats {
+        self.0.ops.borrow().stats()
     }
 }
 

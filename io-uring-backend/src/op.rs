@@ -40,13 +40,15 @@ const WAKE: u64 = u64::MAX;
 /// tells how it ended).
 const CANCEL: u64 = u64::MAX - 1;
 
-/// What a table operation leaves to do once the table is no longer borrowed: parks to ready and
-/// ops to drop. Readying wakes tasks and dropping may drop the last waker of a task whose
-/// futures then call back into the backend, so neither may happen under the borrow.
+/// What a table operation leaves to do once the table is no longer borrowed: parks to ready or
+/// to drop. A park holds a task's waker; waking it, or dropping the last one, may drop the
+/// task's futures, which call back into the backend — so neither may happen under the borrow.
+/// (Ops themselves hold no wakers: they are dropped at once, so a descriptor they held is free
+/// for a waiting close right away.)
 #[derive(Default)]
 pub(crate) struct Aftermath {
     ready: Vec<Park>,
-    dropped: Vec<Slotted>,
+    dropped: Vec<Park>,
 }
 
 impl Aftermath {
@@ -55,6 +57,15 @@ impl Aftermath {
             park.ready();
         }
         self.dropped.clear();
+    }
+
+    /// Frees a slot's op now (closing whatever it produced) and keeps its park for later.
+    fn free(&mut self, slotted: Option<Slotted>) {
+        if let Some(Slotted { op, aux, park, .. }) = slotted {
+            drop(aux);
+            drop(op);
+            self.dropped.push(park);
+        }
     }
 }
 
@@ -124,8 +135,26 @@ struct Slot {
     op: Option<Slotted>,
 }
 
+/// Counters of what the table has seen, for monitoring and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UringStats {
+    /// Ops handed to the kernel.
+    pub submitted: u64,
+    /// `ASYNC_CANCEL` requests sent.
+    pub cancels_sent: u64,
+    /// Ops canceled before they reached the kernel (they were waiting for room).
+    pub canceled_while_queued: u64,
+    /// Ops whose future was dropped and that completed successfully anyway: their results
+    /// (an accepted socket, an opened file, received bytes) were dropped — sockets and files
+    /// closed — because nobody was left to take them.
+    pub late_completions_dropped: u64,
+    /// Bytes those late reads had already consumed from their file or socket.
+    pub late_bytes_dropped: u64,
+}
+
 /// The ring and every op it owns.
 pub(crate) struct Ops {
+    stats: UringStats,
     ring: Ring,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -149,6 +178,7 @@ impl Ops {
         let ring = Ring::new(sq_entries, cq_entries)?;
         let op_limit = (ring.limit() - 1) / 2;
         Ok(Ops {
+            stats: UringStats::default(),
             ring,
             slots: Vec::new(),
             free: Vec::new(),
@@ -172,6 +202,10 @@ impl Ops {
     /// Ops that will still complete (queued, in the kernel, or awaiting their descriptor).
     pub(crate) fn unfinished(&self) -> usize {
         self.unfinished
+    }
+
+    pub(crate) fn stats(&self) -> UringStats {
+        self.stats
     }
 
     /// Ops the table still owns, finished or not.
@@ -334,6 +368,7 @@ impl Ops {
             slotted.phase = Phase::InKernel { cancel_sent: false };
         }
         self.in_kernel += 1;
+        self.stats.submitted += 1;
         true
     }
 
@@ -392,7 +427,7 @@ impl Ops {
         }
         self.cqes = cqes;
         if handled > 0 {
-            self.retry_awaiting_closes();
+            self.retry_awaiting_closes(after);
             self.flush();
         }
         handled
@@ -406,9 +441,15 @@ impl Ops {
         };
         let outcome = finish(&mut slotted.op, &mut slotted.aux, result);
         if slotted.discarded {
+            if let Ok(count) = outcome {
+                let read = matches!(slotted.op, Op::ReadAt { .. } | Op::Recv { .. });
+                self.stats.late_completions_dropped += 1;
+                if read {
+                    self.stats.late_bytes_dropped += count as u64;
+                }
+            }
             // Whatever it produced (an accepted socket, an opened file) is closed by the drop.
-            let slotted = self.remove(user_data).expect("looked up above");
-            after.dropped.push(slotted);
+            after.free(self.remove(user_data));
         } else {
             slotted.phase = Phase::Done(outcome);
             slotted.aux = Aux::None;
@@ -416,7 +457,10 @@ impl Ops {
         }
     }
 
-    fn retry_awaiting_closes(&mut self) {
+    /// Closes whose descriptor is now free get their SQE. One whose other holders are all gone
+    /// from the table, yet cannot take the descriptor (a handle kept outside the backend),
+    /// completes at once: the descriptor closes when that handle drops.
+    fn retry_awaiting_closes(&mut self, after: &mut Aftermath) {
         if self.awaiting_fd.is_empty() {
             return;
         }
@@ -434,8 +478,19 @@ impl Ops {
                     self.queued.push_back(user_data);
                 }
                 Err(closing) => {
+                    let raw = closing.as_raw_fd();
                     *fd = Some(closing);
-                    self.awaiting_fd.push(user_data);
+                    if self.holders_of(raw).iter().all(|&h| h == user_data) {
+                        let slotted = self.get_mut(user_data).expect("looked up above");
+                        if let Op::Close { fd } = &mut slotted.op {
+                            drop(fd.take());
+                        }
+                        slotted.phase = Phase::Done(Ok(0));
+                        after.ready.push(slotted.park.clone());
+                        self.unfinished -= 1;
+                    } else {
+                        self.awaiting_fd.push(user_data);
+                    }
                 }
             }
         }
@@ -465,11 +520,13 @@ impl Ops {
                 slotted.phase = Phase::Done(Err(Canceled.into()));
                 let park = slotted.park.clone();
                 self.unfinished -= 1;
+                self.stats.canceled_while_queued += 1;
                 Some(park)
             }
             Phase::InKernel { cancel_sent } if !*cancel_sent => {
                 *cancel_sent = true;
                 self.cancels.push_back(user_data);
+                self.stats.cancels_sent += 1;
                 self.flush();
                 None
             }
@@ -496,15 +553,15 @@ impl Ops {
         match slotted.phase {
             Phase::Queued(_) => {
                 self.unfinished -= 1;
-                after.dropped.extend(self.remove(user_data));
+                after.free(self.remove(user_data));
             }
-            Phase::Done(_) => after.dropped.extend(self.remove(user_data)),
+            Phase::Done(_) => after.free(self.remove(user_data)),
             Phase::InKernel { .. } => {
                 self.request_cancel(user_data);
             }
             Phase::AwaitingFd => {} // the close still happens
         }
-        self.retry_awaiting_closes();
+        self.retry_awaiting_closes(after);
     }
 
     /// One step of tear-down: cancel everything in the kernel (and the wakeup read), drop what
@@ -529,7 +586,7 @@ impl Ops {
                 after.ready.push(park);
             }
         }
-        self.retry_awaiting_closes();
+        self.retry_awaiting_closes(after);
         self.flush();
         // Nothing in the kernel: no op's memory is in use any more. (A close still awaiting
         // its descriptor holds no kernel memory; its handle closes when dropped.)
