@@ -38,13 +38,24 @@
 
 mod backend;
 
+/// Channels, `select` and Erlang-style `send_after`, written once over the protocol: the
+/// `channel` crate.
+pub use channel;
+
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::op;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RunError, Shield, Sleep,
-    SpawnError, SpawnOptions, Suspend, Task, TcpListener, TcpStream, TimerId, Unsupported,
+    BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RawTask, RunError, RunQueue,
+    Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener, TcpStream,
+    TimerId, Unsupported,
+};
+
+pub use race::{
+    group, interval, interval_at, race, race_all, timeout, timeout_at, Elapsed, Group, Interval,
+    MissedTicks, RaceResult, Racer, Racers, Winner2, Winner3, Winner4, Winner5, Winner6, Winner7,
+    Winner8, Won,
 };
 
 #[cfg(feature = "blocking")]

@@ -57,9 +57,13 @@ fn timers_fire_in_deadline_order(backend: Backend) {
 /// A deadline at or before now does not fire synchronously, but on the next turn.
 fn past_deadline_fires_next_turn(backend: Backend) {
     let io = new_io(backend);
+    // Let the clock move (virtually or for real) so that a deadline strictly in the past exists.
+    while io.now_ms() < 20 {
+        io.poll(20);
+    }
     let park = Park::new("past");
     let now = io.now_ms();
-    io.arm_timer(now.saturating_sub(100), &park);
+    io.arm_timer(now - 15, &park);
     assert!(!park.is_ready(), "arming never fires synchronously");
     io.poll(now);
     assert!(park.is_ready());
@@ -152,7 +156,8 @@ fn disarm_remaining(backend: Backend) {
         })
         .unwrap();
     let left = left.expect("still armed");
-    assert!((95..=100).contains(&left), "left {left}");
+    // Real clocks move between the two calls; a generous floor keeps this deterministic.
+    assert!((50..=100).contains(&left), "left {left}");
     if backend == Backend::Fiber {
         assert_eq!(left, 100);
     }

@@ -10,8 +10,12 @@
 //!   blocks the thread until data arrives, so a blocking program that talks to itself over a
 //!   socket needs a second thread (or the peer's kernel-side buffering).
 //! - An inline task parked on the protocol (a park, a join) with no timer armed can only be
-//!   readied by its own thread, which is blocked on it: that is a deadlock, and [`BlockingIo::run`]
-//!   reports it as [`RunError::Deadlock`] (after canceling the stuck tasks so they unwind).
+//!   readied by its own thread, which is blocked on it — or by a foreign future it races against
+//!   the park, woken from another thread. After [`DEADLOCK_GRACE`] with no such wake, that is a
+//!   deadlock: [`BlockingIo::run`] reports it as [`RunError::Deadlock`], after canceling the stuck
+//!   tasks so they unwind (a task still stuck then, in a shield, is given up on and dropped).
+//!   Work that must wait for its spawner needs real concurrency: spawn it with
+//!   `SpawnOptions::concurrent()` on a backend that has it.
 //!
 //! ```
 //! use io_blocking::BlockingIo;
@@ -40,8 +44,12 @@ use std::time::{Duration, Instant};
 
 use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
+    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
 };
+
+/// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
+/// another thread before it is reported as deadlocked.
+pub const DEADLOCK_GRACE: Duration = Duration::from_millis(250);
 
 /// The inline, real-clock backend. Cheap to clone: clones share one backend.
 #[derive(Clone)]
@@ -55,6 +63,9 @@ struct Blocking {
     deadlock: RefCell<Option<Deadlock>>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
+    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
+    /// between runs.
+    choices: SplitMix64,
 }
 
 impl BlockingIo {
@@ -68,6 +79,7 @@ impl BlockingIo {
             deadlock: RefCell::new(None),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
+            choices: SplitMix64::new(0x626c_6f63_6b69_6e67),
         }))
     }
 
@@ -118,25 +130,35 @@ impl Blocking {
     }
 
     /// Blocks until `task` is runnable again and returns its runnable. Other runnables that show
-    /// up (a task woken from another thread) are run inline on the way.
-    fn wait_for(&self, task: &TaskRef) -> Runnable {
+    /// up (a task woken from another thread) are run inline on the way. `None`: the task is
+    /// deadlocked and canceling it did not unstick it; the caller gives up on it.
+    fn wait_for(&self, task: &TaskRef) -> Option<Runnable> {
         loop {
             while let Some(runnable) = self.queue.pop() {
                 if *runnable.metadata() == task.id() {
-                    return runnable;
+                    return Some(runnable);
                 }
                 runnable.run();
             }
             if self.timers.borrow().is_empty() && task.parked_on().is_some() {
-                self.break_deadlock();
-                continue;
+                // Parked on the protocol with no timer: only a wake from another thread (a
+                // foreign future raced against the park) could still come. Give it a grace
+                // period before calling it a deadlock.
+                self.queue.wait(Some(Instant::now() + DEADLOCK_GRACE));
+                if self.queue.is_empty() && self.timers.borrow().is_empty() {
+                    if !self.break_deadlock() {
+                        return None;
+                    }
+                    continue;
+                }
             }
             self.poll(u64::MAX);
         }
     }
 
     /// Records the deadlock (the first one) and cancels every live task so they unwind.
-    fn break_deadlock(&self) {
+    /// Returns `false` if every live task was canceled already: nothing can unstick them.
+    fn break_deadlock(&self) -> bool {
         let blocked = self.tasks.borrow().blocked();
         self.deadlock.borrow_mut().get_or_insert_with(|| Deadlock {
             at_ms: self.now_ms(),
@@ -148,14 +170,7 @@ impl Blocking {
             canceled_any |= !task.is_cancel_requested();
             task.cancel();
         }
-        if !canceled_any {
-            // Everything is canceled already and still stuck (shielded waits nothing will end):
-            // nothing this thread can do will ever move it.
-            panic!(
-                "{}",
-                self.deadlock.borrow().as_ref().expect("recorded above")
-            );
-        }
+        canceled_any
     }
 }
 
@@ -164,13 +179,13 @@ impl Io for Blocking {
         "blocking"
     }
 
-    /// Runs the task inline, to completion, before returning.
+    /// Runs the task inline, to completion, before returning (or until it is found deadlocked).
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
-        if opts.requires_concurrency() {
-            return Err(SpawnError::ConcurrencyUnavailable);
-        }
         if self.shut_down.get() {
             return Err(SpawnError::ShutDown);
+        }
+        if opts.requires_concurrency() {
+            return Err(SpawnError::ConcurrencyUnavailable);
         }
         self.tasks.borrow_mut().insert(task.task());
         let (mut runnable, task) = task.into_parts();
@@ -179,15 +194,19 @@ impl Io for Blocking {
             if task.is_finished() {
                 return Ok(());
             }
-            runnable = self.wait_for(&task);
+            match self.wait_for(&task) {
+                Some(next) => runnable = next,
+                None => return Ok(()), // deadlocked for good: `run` reports it
+            }
         }
     }
 
     /// Fires due timers; if nothing is runnable, blocks until the next timer, `deadline_ms`, or a
-    /// wake from another thread.
+    /// wake from another thread (but not once a deadlock was found and no timer is left).
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
-        if self.queue.is_empty() {
+        let stuck = self.deadlock.borrow().is_some() && self.timers.borrow().is_empty();
+        if self.queue.is_empty() && !stuck {
             let next = self.timers.borrow().next_deadline();
             let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
             let until = (wake_at != u64::MAX).then(|| self.epoch + Duration::from_millis(wake_at));
@@ -208,6 +227,10 @@ impl Io for Blocking {
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
         let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
         disarmed.map(|(left, _park)| left)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.choices.next_u64()
     }
 
     /// Performs the op right here with a plain system call (blocking the thread) and returns

@@ -99,7 +99,7 @@ impl Cx {
         Sleep {
             io: self.io.clone(),
             deadline_ms,
-            armed: None,
+            state: SleepState::Unarmed,
         }
     }
 
@@ -202,31 +202,39 @@ impl Future for Suspend {
     }
 }
 
+impl Drop for Suspend {
+    fn drop(&mut self) {
+        self.park.abandon();
+    }
+}
+
 impl fmt::Debug for Suspend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Suspend").field("park", &self.park).finish()
     }
 }
 
-/// The future of [`Cx::sleep`] and [`Cx::sleep_until`]. Dropping it, or its returning
-/// `Canceled`, disarms its timer.
+/// The future of [`Cx::sleep`] and [`Cx::sleep_until`]. Dropping it disarms its timer.
+///
+/// Completion wins: if the timer fired before the task observed a cancel, the sleep returns
+/// `Ok(())` and the cancel arrives at the next suspend point.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     io: Rc<dyn Io>,
     deadline_ms: u64,
-    armed: Option<(Park, Option<TimerId>)>,
+    state: SleepState,
+}
+
+enum SleepState {
+    Unarmed,
+    Armed(Park, TimerId),
+    Done,
 }
 
 impl Sleep {
     /// The deadline this sleep waits for.
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
-    }
-
-    fn disarm(&mut self) {
-        if let Some((_, Some(timer))) = self.armed.as_mut().map(|(p, t)| (p, t.take())) {
-            self.io.disarm_timer(timer);
-        }
     }
 }
 
@@ -235,34 +243,37 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.armed.is_none() {
+        if let SleepState::Unarmed = this.state {
             // Raise before arming anything: a canceled task leaves no timer behind.
             if task::cancel_pending() {
+                this.state = SleepState::Done;
                 return Poll::Ready(Err(Canceled));
             }
             let park = Park::new("sleep");
             let timer = this.io.arm_timer(this.deadline_ms, &park);
-            this.armed = Some((park, Some(timer)));
+            this.state = SleepState::Armed(park, timer);
         }
-        let (park, timer) = this.armed.as_mut().expect("armed above");
-        match this.io.suspend_raw(park, cx) {
-            Poll::Ready(Ok(())) => {
-                // Only the timer readies this park, so it has fired.
-                *timer = None;
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(Canceled)) => {
-                this.disarm();
-                Poll::Ready(Err(Canceled))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let SleepState::Armed(park, _) = &this.state else {
+            return Poll::Ready(Ok(())); // polled again after it returned: still done
+        };
+        let result = match this.io.suspend_raw(park, cx) {
+            Poll::Pending => return Poll::Pending,
+            // Only the timer readies this park: if it is ready, the sleep completed before the
+            // cancel was observed, and completion wins.
+            Poll::Ready(Err(Canceled)) if park.is_ready() => Ok(()),
+            Poll::Ready(result) => result,
+        };
+        // The timer fired, or `suspend_raw` evicted it on cancel: nothing is left to disarm.
+        this.state = SleepState::Done;
+        Poll::Ready(result)
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        self.disarm();
+        if let SleepState::Armed(_, timer) = self.state {
+            self.io.disarm_timer(timer);
+        }
     }
 }
 
@@ -295,7 +306,8 @@ impl<F: Future> Future for Shield<F> {
 
 /// Runs `main` as the main task of `io` and drives `io` until it finishes — the driver every
 /// backend's `run` is. Then it cancels every task still alive, drives them to their end, and
-/// shuts the backend down: nothing spawned outlives `run`.
+/// shuts the backend down: nothing spawned outlives `run`. A leftover task that can never end
+/// (waiting, shielded, on something nothing will ready) has its future dropped at shutdown.
 ///
 /// When a turn leaves nothing runnable, no timer armed and the main task unfinished, a backend
 /// whose `poll` does not block (fiber) ends with [`RunError::Deadlock`]; backends that wait for
@@ -328,14 +340,24 @@ where
             Err(RunError::Deadlock(deadlock))
         }
     };
-    // Cancel what is left and let it unwind through its suspend points.
-    for task in io.live_tasks() {
-        task.cancel();
-    }
-    while !io.live_tasks().is_empty() {
+    // Cancel what is left and let it unwind through its suspend points. Canceling again each
+    // turn also catches tasks spawned while unwinding (spawn is not a suspend point).
+    loop {
+        let live = io.live_tasks();
+        if live.is_empty() {
+            break;
+        }
+        for task in &live {
+            task.cancel();
+        }
         let next = io.poll(u64::MAX);
         if next.is_none() && io.run_queue().is_empty() {
-            break; // only stuck tasks remain (shielded waits nothing will end)
+            // Only stuck tasks remain (shielded waits that nothing will ever end). Queue them
+            // so that shutting down drops their futures, instead of leaking them in a cycle.
+            for task in io.live_tasks() {
+                task.queue_for_drop();
+            }
+            break;
         }
     }
     io.shut_down();

@@ -27,9 +27,16 @@ pub trait Io {
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError>;
 
     /// One poll of the suspension point: park the current task on `park` until it is readied.
-    /// See [`Park::poll_suspend`] for the exact rules, which the default keeps.
+    /// See [`Park::poll_suspend`] for the exact rules, which the default keeps. When it raises
+    /// `Canceled`, the default also evicts every timer still armed for `park`.
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
-        park.poll_suspend(cx)
+        let poll = park.poll_suspend(cx);
+        if let Poll::Ready(Err(Canceled)) = poll {
+            for timer in park.take_timers() {
+                self.disarm_timer(timer);
+            }
+        }
+        poll
     }
 
     /// Makes the task parked on `park` runnable.
@@ -39,7 +46,9 @@ pub trait Io {
 
     /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
     /// virtually) no later than `deadline_ms` when there is nothing to run. Returns the next
-    /// pending timer deadline, if any.
+    /// pending timer deadline, if any — or `Some(u64::MAX)` when no timer is pending but the
+    /// backend still expects a wake (I/O in flight), so a driver does not mistake it for a
+    /// deadlock.
     fn poll(&self, deadline_ms: u64) -> Option<u64>;
 
     /// Milliseconds since the backend started: virtual on fiber, monotonic real time elsewhere.
@@ -51,6 +60,11 @@ pub trait Io {
     /// Disarms a timer: the milliseconds it had left, or `None` if it already fired (or was
     /// disarmed). A timer armed for `u64::MAX` reports `u64::MAX`.
     fn disarm_timer(&self, id: TimerId) -> Option<u64>;
+
+    /// A random number for choices written once above the protocol (which ready `select` case
+    /// wins). Fiber draws it from a generator seeded by its seed, so the choices are part of the
+    /// reproducible run; real backends use a per-backend [`SplitMix64`](crate::SplitMix64).
+    fn random_u64(&self) -> u64;
 
     /// The queue this backend's wakers schedule onto.
     fn run_queue(&self) -> &RunQueue;

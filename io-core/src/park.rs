@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::task::{self, ParkedOn};
-use crate::Canceled;
+use crate::{Canceled, TimerId};
 
 /// Where a task waits. Cheap to clone (an `Rc`); all clones are the same park.
 ///
@@ -33,6 +33,8 @@ struct ParkState {
     /// A suspend on this park has started and not yet returned.
     parked: Cell<bool>,
     waker: RefCell<Option<Waker>>,
+    /// Timers armed for this park and not yet fired or disarmed: a canceled suspend evicts them.
+    timers: RefCell<Vec<TimerId>>,
 }
 
 impl Park {
@@ -43,6 +45,7 @@ impl Park {
             readied: Cell::new(false),
             parked: Cell::new(false),
             waker: RefCell::new(None),
+            timers: RefCell::new(Vec::new()),
         }))
     }
 
@@ -103,6 +106,29 @@ impl Park {
         self.store_waker(cx);
         task::set_parked_on(ParkedOn::Park(state.what));
         Poll::Pending
+    }
+
+    /// A suspend on this park was abandoned (its future dropped before it returned): the next
+    /// suspend is a first suspend again, and the stale waker is released.
+    pub(crate) fn abandon(&self) {
+        self.0.parked.set(false);
+        let waker = self.0.waker.borrow_mut().take();
+        drop(waker);
+    }
+
+    /// Notes a timer armed for this park ([`TimerQueue`](crate::TimerQueue) keeps this list).
+    pub(crate) fn note_timer(&self, id: TimerId) {
+        self.0.timers.borrow_mut().push(id);
+    }
+
+    /// Forgets a timer that fired or was disarmed.
+    pub(crate) fn forget_timer(&self, id: TimerId) {
+        self.0.timers.borrow_mut().retain(|t| *t != id);
+    }
+
+    /// The timers still armed for this park, which it forgets (for eviction on cancel).
+    pub fn take_timers(&self) -> Vec<TimerId> {
+        std::mem::take(&mut *self.0.timers.borrow_mut())
     }
 
     fn store_waker(&self, cx: &mut Context<'_>) {

@@ -250,6 +250,15 @@ impl TaskRef {
         self.0.request_cancel();
     }
 
+    /// Schedules the task one last time so that a backend shutting down drops its future (a
+    /// stuck task is otherwise kept alive by the cycle through its own waker).
+    pub(crate) fn queue_for_drop(&self) {
+        let waker = self.0.waker.borrow().clone();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
     /// What the task is parked on, if it is parked (`None` while runnable or finished).
     /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`] resolves names.
     pub fn parked_on(&self) -> Option<String> {
@@ -473,7 +482,10 @@ impl TaskSet {
             .collect()
     }
 
-    /// Every live task that is parked, with names resolved, in id order.
+    /// Every live task with what it waits for, names resolved, in id order. Meant for when
+    /// nothing is runnable, so every live task is waiting; one waiting on a future that does not
+    /// suspend through a park (a foreign channel, a raw waker) is listed as waiting on "a future
+    /// outside the protocol".
     pub fn blocked(&self) -> Vec<crate::BlockedTask> {
         let live = self.live();
         let name_of = |id: u64| {
@@ -483,17 +495,17 @@ impl TaskSet {
                 .unwrap_or_else(|| format!("task#{id}"))
         };
         live.iter()
-            .filter_map(|t| {
+            .map(|t| {
                 let parked_on = match t.0.parked_on.get() {
-                    ParkedOn::Nothing => return None,
+                    ParkedOn::Nothing => "a future outside the protocol".to_string(),
                     ParkedOn::Park(what) => what.to_string(),
                     ParkedOn::Join(id) => format!("join '{}' (#{id})", name_of(id)),
                 };
-                Some(crate::BlockedTask {
+                crate::BlockedTask {
                     id: t.id(),
                     name: t.name().into_owned(),
                     parked_on,
-                })
+                }
             })
             .collect()
     }

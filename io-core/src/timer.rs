@@ -53,12 +53,14 @@ impl TimerQueue {
     pub fn arm(&mut self, deadline_ms: u64, park: &Park) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let id = TimerId { deadline_ms, seq };
         if deadline_ms == u64::MAX {
             self.never.insert(seq);
         } else {
             self.armed.insert((deadline_ms, seq), park.clone());
+            park.note_timer(id);
         }
-        TimerId { deadline_ms, seq }
+        id
     }
 
     /// Disarms a timer. Returns the time it had left (`u64::MAX` for a never-timer) and its
@@ -68,6 +70,7 @@ impl TimerQueue {
             return self.never.remove(&id.seq).then_some((u64::MAX, None));
         }
         let park = self.armed.remove(&(id.deadline_ms, id.seq))?;
+        park.forget_timer(id);
         Some((id.deadline_ms.saturating_sub(now_ms), Some(park)))
     }
 
@@ -80,10 +83,13 @@ impl TimerQueue {
     pub fn take_due(&mut self, now_ms: u64) -> Vec<Park> {
         let mut due = Vec::new();
         while let Some(entry) = self.armed.first_entry() {
-            if entry.key().0 > now_ms {
+            let (deadline_ms, seq) = *entry.key();
+            if deadline_ms > now_ms {
                 break;
             }
-            due.push(entry.remove());
+            let park = entry.remove();
+            park.forget_timer(TimerId { deadline_ms, seq });
+            due.push(park);
         }
         due
     }

@@ -43,7 +43,8 @@ use std::rc::Rc;
 
 use io_core::{
     BlockedTask, Canceled, Completion, Cx, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, Submitted, TaskRef, TaskSet, TimerId, TimerQueue, Unsupported,
+    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
+    Unsupported,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -61,7 +62,11 @@ pub struct TraceEvent {
 
 struct Fiber {
     seed: u64,
-    rng: Cell<u64>,
+    /// Picks among ready tasks.
+    rng: SplitMix64,
+    /// Serves [`Io::random_u64`]: a stream of its own, so a program's draws (a `select`) never
+    /// shift the scheduler's choices, and vice versa.
+    choices: SplitMix64,
     now_ms: Cell<u64>,
     queue: RunQueue,
     timers: RefCell<TimerQueue>,
@@ -85,7 +90,8 @@ impl FiberIo {
     pub fn with_seed(seed: u64) -> FiberIo {
         FiberIo(Rc::new(Fiber {
             seed,
-            rng: Cell::new(seed),
+            rng: SplitMix64::new(seed),
+            choices: SplitMix64::new(seed ^ CHOICE_STREAM),
             now_ms: Cell::new(0),
             queue: RunQueue::new(),
             timers: RefCell::new(TimerQueue::new()),
@@ -169,6 +175,9 @@ impl fmt::Debug for FiberIo {
     }
 }
 
+/// Separates the choice stream from the scheduling stream of the same seed.
+const CHOICE_STREAM: u64 = 0x6368_6f69_6365_7321;
+
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -179,23 +188,12 @@ fn fnv(hash: u64, word: u64) -> u64 {
 }
 
 impl Fiber {
-    /// splitmix64: portable, seedable, and the same sequence everywhere.
-    fn next_random(&self) -> u64 {
-        let state = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.rng.set(state);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Picks the next runnable of a turn: the oldest with seed 0, a seeded choice otherwise.
     fn pick(&self, batch: &mut VecDeque<Runnable>) -> Option<Runnable> {
         if self.seed == 0 || batch.len() < 2 {
             return batch.pop_front();
         }
-        let len = batch.len() as u64;
-        let index = ((u128::from(self.next_random()) * u128::from(len)) >> 64) as usize;
+        let index = self.rng.below(batch.len() as u64) as usize;
         batch.swap_remove_back(index)
     }
 
@@ -271,6 +269,10 @@ impl Io for Fiber {
         let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms.get());
         // The park (and the waker it may hold) is dropped here, outside the borrow.
         disarmed.map(|(left, _park)| left)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.choices.next_u64()
     }
 
     /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with

@@ -55,7 +55,8 @@ use std::time::{Duration, Instant};
 
 use io_core::{
     BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RunError, RunQueue,
-    Runnable, SpawnError, SpawnOptions, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId,
+    TimerQueue,
 };
 
 pub use error::UringError;
@@ -83,6 +84,9 @@ struct Uring {
     batch: RefCell<VecDeque<Runnable>>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
+    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
+    /// between runs.
+    choices: SplitMix64,
 }
 
 impl UringIo {
@@ -107,6 +111,7 @@ impl UringIo {
             batch: RefCell::new(VecDeque::new()),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
+            choices: SplitMix64::new(0x7572_696e_6721),
         })))
     }
 
@@ -257,28 +262,37 @@ impl Io for Uring {
         Ok(())
     }
 
-    /// One turn: fire due timers, reap completions, run every task ready at the start of the
-    /// turn, push their SQEs; if nothing is runnable, sleep in `io_uring_enter` until a
-    /// completion, the next timer, or `deadline_ms`.
+    /// One turn: fire due timers, reap completions, and run every task ready at the start of
+    /// the turn (their SQEs are pushed, and handed to the kernel by the next wait); if none was
+    /// ready, sleep in `io_uring_enter` until a completion, the next timer, or `deadline_ms`.
+    /// A turn that ran tasks does not also sleep, so the driver sees at once what they did (the
+    /// main task finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no
+    /// timer is pending but an op will still complete (or a task waits on a foreign waker).
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
         let mut batch = self.batch.take();
         self.queue.drain_into(&mut batch);
+        let ran = !batch.is_empty();
         while let Some(runnable) = batch.pop_front() {
             runnable.run();
         }
         self.batch.replace(batch);
-        if self.queue.is_empty() {
-            self.idle(deadline_ms);
+        if ran {
+            if self.queue.is_empty() {
+                // The next turn sleeps, submitting and waiting in one system call.
+                self.with_ops(|ops, _| ops.flush());
+            } else {
+                // More to run: let the kernel start on this turn's SQEs meanwhile.
+                self.with_ops(|ops, _| ops.submit_now());
+            }
         } else {
-            // More to run next turn: let the kernel start on what this turn submitted.
-            self.with_ops(|ops, after| {
-                ops.submit_now();
-                ops.reap(after);
-            });
+            self.idle(deadline_ms);
         }
-        self.timers.borrow().next_deadline()
+        match self.timers.borrow().next_deadline() {
+            Some(deadline) => Some(deadline),
+            None => self.can_be_woken().then_some(u64::MAX),
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -292,6 +306,10 @@ impl Io for Uring {
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
         let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
         disarmed.map(|(left, _park)| left)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.choices.next_u64()
     }
 
     /// Turns the op into an SQE (pushed now, or queued while the ring is full); its park is

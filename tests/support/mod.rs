@@ -39,6 +39,19 @@ macro_rules! conformance {
     };
 }
 
+/// Inside a run body returning `Result<Result<T, SpawnError>, Canceled>`: spawns `body` with
+/// `SpawnOptions::concurrent()`, or returns the refusal (blocking's `ConcurrencyUnavailable`)
+/// as the run's value, for [`where_concurrent`] to check.
+#[macro_export]
+macro_rules! spawn_concurrent {
+    ($cx:expr, $body:expr) => {
+        match $cx.spawn_with(ioswap::SpawnOptions::new().concurrent(), $body) {
+            Ok(task) => task,
+            Err(refused) => return Ok(Err(refused)),
+        }
+    };
+}
+
 /// A fresh backend as a protocol object, for protocol-level behaviours.
 pub fn new_io(backend: Backend) -> Rc<dyn Io> {
     match backend {
@@ -69,5 +82,78 @@ impl Log {
     /// The events so far, space-separated.
     pub fn joined(&self) -> String {
         self.0.borrow().join(" ")
+    }
+}
+
+/// The deadlock a run ended with; panics (showing what happened instead) if it did not.
+pub fn expect_deadlock<T: std::fmt::Debug>(outcome: Result<T, ioswap::Error>) -> ioswap::Deadlock {
+    match outcome {
+        Err(ioswap::Error::Run(ioswap::RunError::Deadlock(deadlock))) => deadlock,
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
+
+/// For behaviours that need tasks to overlap: where the backend has concurrency, the value the
+/// run gave; on blocking, asserts the concurrent spawn was refused with
+/// `ConcurrencyUnavailable` (blocking runs every task inline) and gives `None`.
+pub fn where_concurrent<T: std::fmt::Debug>(
+    backend: Backend,
+    outcome: Result<Result<T, ioswap::SpawnError>, ioswap::Error>,
+) -> Option<T> {
+    let outcome = outcome.expect("the run itself succeeds");
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(
+                outcome.unwrap_err(),
+                ioswap::SpawnError::ConcurrencyUnavailable
+            );
+            None
+        }
+        _ => Some(outcome.expect("the backend has concurrency")),
+    }
+}
+
+/// Asserts a log whose events carry `@time` suffixes. Exact on fiber (the virtual clock). On
+/// uring (a real clock) the same events in the same order, each no earlier than its virtual
+/// time: real sleeps only ever overrun.
+pub fn assert_timed(backend: Backend, log: &Log, expected: &str) {
+    let actual = log.joined();
+    if backend != Backend::Uring {
+        assert_eq!(actual, expected);
+        return;
+    }
+    let split = |events: &str| -> Vec<(String, u64)> {
+        events
+            .split_whitespace()
+            .map(|event| match event.rsplit_once('@') {
+                Some((what, at)) => (what.to_string(), at.parse().unwrap_or(0)),
+                None => (event.to_string(), 0),
+            })
+            .collect()
+    };
+    let (actual_events, expected_events) = (split(&actual), split(expected));
+    let names = |events: &[(String, u64)]| events.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&actual_events),
+        names(&expected_events),
+        "events differ: {actual}"
+    );
+    for ((what, at), (_, virtual_at)) in actual_events.iter().zip(&expected_events) {
+        assert!(
+            at >= virtual_at,
+            "{what} at {at} ms, before {virtual_at}: {actual}"
+        );
+    }
+}
+
+/// Asserts a clock reading: exact on fiber, no earlier on uring (a real clock).
+pub fn assert_time(backend: Backend, at: u64, expected: u64) {
+    if backend == Backend::Uring {
+        assert!(
+            at >= expected,
+            "at {at} ms, expected no earlier than {expected}"
+        );
+    } else {
+        assert_eq!(at, expected);
     }
 }

@@ -1,0 +1,99 @@
+//! Waiting on channels: the token a counterpart completes, the slot a value passes through, and
+//! the alarm that wakes a waiter when a timed message falls due.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use io_core::{Cx, Park, TimerId};
+
+/// One wait of one task: the park it suspends on, and which of its cases a counterpart
+/// completed. A plain send or receive has one case (0); a select shares one `Wait` among all its
+/// cases, so the first counterpart to complete a case claims the whole select and later
+/// counterparts skip it.
+pub(crate) struct Wait {
+    pub(crate) park: Park,
+    done: Cell<Option<usize>>,
+}
+
+impl Wait {
+    pub(crate) fn new(what: &'static str) -> Rc<Wait> {
+        Rc::new(Wait {
+            park: Park::new(what),
+            done: Cell::new(None),
+        })
+    }
+
+    /// The case a counterpart completed, if any.
+    pub(crate) fn done_case(&self) -> Option<usize> {
+        self.done.get()
+    }
+
+    /// Whether a counterpart may still complete this wait.
+    pub(crate) fn is_open(&self) -> bool {
+        self.done.get().is_none()
+    }
+
+    /// Marks `case` completed and wakes the waiting task.
+    pub(crate) fn complete(&self, cx: &Cx, case: usize) {
+        debug_assert!(self.is_open(), "a wait is completed once");
+        self.done.set(Some(case));
+        cx.ready(&self.park);
+    }
+
+    /// Wakes the waiting task to look again (a close, a timer), completing nothing.
+    pub(crate) fn nudge(&self, cx: &Cx) {
+        cx.ready(&self.park);
+    }
+}
+
+/// One case of a wait, queued on a channel. For a receiver the slot starts empty and a sender
+/// fills it; for a sender it holds the value until a receiver takes it.
+pub(crate) struct Waiter<T> {
+    pub(crate) wait: Rc<Wait>,
+    pub(crate) case: usize,
+    pub(crate) slot: RefCell<Option<T>>,
+}
+
+impl<T> Waiter<T> {
+    pub(crate) fn new(wait: Rc<Wait>, case: usize, slot: Option<T>) -> Rc<Waiter<T>> {
+        Rc::new(Waiter {
+            wait,
+            case,
+            slot: RefCell::new(slot),
+        })
+    }
+}
+
+/// At most one protocol timer, kept armed for a changing deadline; disarmed on drop, so a waiter
+/// that leaves leaves no timer behind (which would move fiber's virtual clock for nothing).
+pub(crate) struct Alarm {
+    cx: Cx,
+    armed: Option<TimerId>,
+}
+
+impl Alarm {
+    pub(crate) fn new(cx: Cx) -> Alarm {
+        Alarm { cx, armed: None }
+    }
+
+    /// Keeps a timer armed on `park` for `deadline` (`None`: no timer).
+    pub(crate) fn set(&mut self, deadline: Option<u64>, park: &Park) {
+        if self.armed.map(|t| t.deadline_ms()) == deadline {
+            return;
+        }
+        self.clear();
+        self.armed = deadline.map(|deadline| self.cx.arm_timer(deadline, park));
+    }
+
+    pub(crate) fn clear(&mut self) {
+        if let Some(timer) = self.armed.take() {
+            self.cx.disarm_timer(timer);
+        }
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

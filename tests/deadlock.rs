@@ -1,0 +1,105 @@
+//! Deadlocks are reported, never hung on, and stuck tasks do not outlive `run`.
+mod support;
+
+use ioswap::{Backend, Canceled, Error, RunError};
+use support::Log;
+
+fn deadlock_of(outcome: Result<impl std::fmt::Debug, Error>) -> ioswap::Deadlock {
+    match outcome {
+        Err(Error::Run(RunError::Deadlock(deadlock))) => deadlock,
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
+
+/// A wait that nothing will end, inside a shield (so canceling cannot end it either), is a
+/// reported deadlock on every backend — not a panic out of `run`, not a hang.
+fn shielded_wait_forever(backend: Backend) {
+    let deadlock = deadlock_of(backend.run(|cx| async move {
+        let never = cx.park("never readied");
+        cx.shield(cx.suspend(never)).await
+    }));
+    assert_eq!(deadlock.blocked[0].name, "main");
+    assert_eq!(deadlock.blocked[0].parked_on, "never readied");
+}
+
+/// The same one level down: a child stuck in a shield, its parent joining it.
+fn shielded_child_wait_forever(backend: Backend) {
+    let deadlock = deadlock_of(backend.run(|cx| async move {
+        let child = cx.spawn(|cx| async move {
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await
+        });
+        child.await
+    }));
+    let child = deadlock
+        .blocked
+        .iter()
+        .find(|t| t.id == 2)
+        .expect("the child is named");
+    assert_eq!(child.parked_on, "never readied");
+}
+
+/// A leftover task stuck in a shield when main returns has its future dropped at shutdown
+/// (its drop code runs) instead of leaking. On blocking the stuck child is found at its spawn.
+fn stuck_leftover_is_dropped(backend: Backend) {
+    struct OnDrop(Log);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.push("dropped");
+        }
+    }
+    let log = Log::new();
+    let l = log.clone();
+    let outcome = backend.run(|cx| async move {
+        cx.spawn(move |cx| async move {
+            let _guard = OnDrop(l);
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await
+        })
+        .detach();
+        cx.sleep(5).await?;
+        Ok("main done")
+    });
+    assert_eq!(log.joined(), "dropped");
+    match backend {
+        Backend::Blocking => {
+            deadlock_of(outcome);
+        }
+        _ => assert_eq!(outcome, Ok("main done")),
+    }
+}
+
+conformance!(
+    shielded_wait_forever,
+    shielded_child_wait_forever,
+    stuck_leftover_is_dropped,
+);
+
+/// A leftover task that, on its cancel, spawns more work (spawn is not a suspend point): that
+/// work is canceled too, and `run` returns. (Fiber only: blocking has no leftovers, it runs
+/// every task inline to its end.)
+#[cfg(feature = "fiber")]
+#[test]
+fn work_spawned_while_draining_is_canceled() {
+    let log = Log::new();
+    let l = log.clone();
+    let value = Backend::Fiber
+        .run(|cx| async move {
+            cx.spawn(move |cx| async move {
+                if let Err(Canceled) = cx.sleep(10_000).await {
+                    l.push("leftover canceled");
+                    cx.spawn(|cx| async move {
+                        while cx.sleep(1_000).await.is_ok() {}
+                        Ok(())
+                    })
+                    .detach();
+                }
+                Ok(())
+            })
+            .detach();
+            cx.sleep(5).await?;
+            Ok(7)
+        })
+        .unwrap();
+    assert_eq!((value, log.joined().as_str()), (7, "leftover canceled"));
+}

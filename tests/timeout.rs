@@ -1,0 +1,193 @@
+//! `timeout` and `timeout_at`, on every backend. Blocking runs the timed body inline to
+//! completion before the deadline can be looked at, so it never elapses there: asserted per
+//! backend.
+mod support;
+mod workers;
+
+use ioswap::{timeout, timeout_at, Backend, Canceled, Cx, Elapsed, FiberIo};
+use support::{assert_time, assert_timed, Log};
+use workers::{untimed, worker};
+
+/// Golden: a 30 ms job under a 10 ms timeout is canceled at t = 10 (its post-sleep line never
+/// runs) and the caller gets `Elapsed`.
+fn timeout_elapses_and_cancels_the_work(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let (timed, at) = backend
+        .run(|cx| async move {
+            let timed = timeout(&cx, 10, worker(&l, "job", 30, 0, "result")).await?;
+            Ok((timed, cx.now_ms()))
+        })
+        .unwrap();
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(timed, Ok("result"));
+            assert!(at >= 30, "the job ran inline for 30 ms, t = {at}");
+            assert_eq!(untimed(&log), "job:start job:done");
+        }
+        _ => {
+            assert_eq!(timed, Err(Elapsed { deadline_ms: 10 }));
+            assert_time(backend, at, 10);
+            assert_timed(backend, &log, "job:start@0 job:canceled@10");
+        }
+    }
+}
+
+/// Work that finishes before the deadline returns its value at its own time.
+fn timeout_returns_the_value_in_time(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let (timed, at) = backend
+        .run(|cx| async move {
+            let timed = timeout(&cx, 30, worker(&l, "job", 10, 0, 7)).await?;
+            Ok((timed, cx.now_ms()))
+        })
+        .unwrap();
+    assert_eq!(timed, Ok(7));
+    assert!(at >= 10);
+    if backend == Backend::Fiber {
+        assert_eq!(at, 10);
+        assert_timed(backend, &log, "job:start@0 job:done@10");
+    }
+}
+
+/// Work that completes in the same turn as the deadline wins, whichever timer was armed first
+/// (the job's, when it is a task that ran before the timeout; the deadline's, when the timeout
+/// spawns the job).
+fn completion_in_the_deadline_turn_wins(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let (body, task) = backend
+        .run(|cx| async move {
+            let body = timeout(&cx, 10, worker(&l, "body", 10, 0, 'b')).await?;
+            let job = cx.spawn(worker(&l, "task", 10, 0, 't'));
+            cx.yield_now().await?; // the task arms its timer before the deadline's
+            let task = timeout(&cx, 10, job).await?;
+            Ok((body, task))
+        })
+        .unwrap();
+    assert_eq!((body, task), (Ok('b'), Ok('t')));
+    if backend == Backend::Fiber {
+        assert_timed(
+            backend,
+            &log,
+            "body:start@0 body:done@10 task:start@10 task:done@20",
+        );
+    }
+}
+
+/// The same-turn rule holds whatever order a seed runs the ready tasks in.
+#[test]
+fn completion_in_the_deadline_turn_wins_under_every_seed() {
+    for seed in 0..32 {
+        let timed = FiberIo::with_seed(seed)
+            .run(|cx| async move {
+                let job = |cx: Cx| async move { cx.sleep(10).await.map(|()| cx.now_ms()) };
+                timeout(&cx, 10, job).await
+            })
+            .unwrap();
+        assert_eq!(timed, Ok(10), "seed {seed}");
+    }
+}
+
+/// The caller is canceled while it waits: the job is canceled and joined (its shielded cleanup
+/// runs to the end first), then timeout returns `Err(Canceled)` — not `Elapsed`.
+fn canceled_caller_cancels_and_joins_the_work(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let joined = backend
+        .run(|cx| async move {
+            let waiting = cx.spawn({
+                let l = l.clone();
+                |cx| async move {
+                    let timed = timeout(&cx, 100, worker(&l, "job", 50, 5, 'j')).await;
+                    l.push(format!("timeout:{timed:?}@{}", cx.now_ms()));
+                    timed
+                }
+            });
+            cx.sleep(5).await?;
+            waiting.cancel();
+            Ok(waiting.await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(joined, Ok(Ok('j')));
+            assert_eq!(untimed(&log), "job:start job:done timeout:Ok(Ok('j'))");
+        }
+        _ => {
+            assert_eq!(joined, Err(Canceled));
+            assert_timed(
+                backend,
+                &log,
+                "job:start@0 job:canceled@5 job:cleaned@10 timeout:Err(Canceled)@10",
+            );
+        }
+    }
+}
+
+/// A deadline that has already passed still lets work that is ready at once complete; work that
+/// must wait is canceled on the next turn.
+fn past_deadline_checks_on_the_next_turn(backend: Backend) {
+    let (ready, waiting) = backend
+        .run(|cx| async move {
+            cx.sleep(5).await?;
+            let ready = timeout_at(&cx, 0, |_cx: Cx| async { Ok("ready") }).await?;
+            let waiting = timeout_at(&cx, 0, |cx: Cx| async move {
+                cx.sleep(1).await?;
+                Ok("waited")
+            })
+            .await?;
+            Ok((ready, waiting))
+        })
+        .unwrap();
+    assert_eq!(ready, Ok("ready"));
+    match backend {
+        Backend::Blocking => assert_eq!(waiting, Ok("waited")),
+        _ => assert_eq!(waiting, Err(Elapsed { deadline_ms: 0 })),
+    }
+}
+
+/// A timed job that ends canceled on its own (here it cancels itself) gives `Err(Canceled)` at
+/// once, not `Elapsed` at the deadline.
+fn job_canceled_on_its_own_is_canceled(backend: Backend) {
+    let (timed, at) = backend
+        .run(|cx| async move {
+            let timed = timeout(&cx, 1_000, |cx: Cx| async move {
+                cx.current_task().expect("in a task").cancel();
+                cx.sleep(10).await?;
+                Ok(())
+            })
+            .await;
+            Ok((timed, cx.now_ms()))
+        })
+        .unwrap();
+    assert_eq!(timed, Err(Canceled));
+    if backend == Backend::Fiber {
+        assert_eq!(at, 0);
+    }
+}
+
+/// A caller that is canceled before `timeout` never starts the body.
+fn canceled_caller_starts_no_work(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let timed = backend
+        .run(|cx| async move {
+            cx.current_task().expect("main is a task").cancel();
+            Ok(timeout(&cx, 10, worker(&l, "job", 5, 0, 1)).await)
+        })
+        .unwrap();
+    assert_eq!(timed, Err(Canceled));
+    assert_eq!(log.joined(), "");
+}
+
+conformance!(
+    timeout_elapses_and_cancels_the_work,
+    canceled_caller_starts_no_work,
+    timeout_returns_the_value_in_time,
+    completion_in_the_deadline_turn_wins,
+    canceled_caller_cancels_and_joins_the_work,
+    past_deadline_checks_on_the_next_turn,
+    job_canceled_on_its_own_is_canceled,
+);
