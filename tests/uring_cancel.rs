@@ -16,6 +16,16 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// A connected loopback pair, both ends served by `cx`'s backend: (client, server).
+async fn connected_pair(cx: &ioswap::Cx) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(cx, loopback()).await.unwrap();
+    let client = TcpStream::connect(cx, listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
 /// A connected pair: the ioswap side (accepted in the run) and a plain std peer.
 fn std_peer_of(listener_addr: SocketAddr) -> StdStream {
     let peer = StdStream::connect(listener_addr).unwrap();
@@ -40,11 +50,7 @@ fn canceled_read_returns_canceled_and_its_buffer() {
     let io = UringIo::new().unwrap();
     let (result, capacity) = io
         .run(|cx| async move {
-            let listener = TcpListener::bind(&cx, loopback()).await.unwrap();
-            let _client = TcpStream::connect(&cx, listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (_client, server) = connected_pair(&cx).await;
             let server = Rc::new(server);
             let reader = cx.spawn(move |_| async move {
                 let (result, buf) = server.read(Vec::with_capacity(1024)).await;
@@ -280,11 +286,7 @@ fn timers_fire_while_reads_wait_in_the_kernel() {
     let io = UringIo::new().unwrap();
     let (slept, reader_result) = io
         .run(|cx| async move {
-            let listener = TcpListener::bind(&cx, loopback()).await.unwrap();
-            let _client = TcpStream::connect(&cx, listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (_client, server) = connected_pair(&cx).await;
             let reader =
                 cx.spawn(move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) });
             let start = cx.now_ms();
@@ -296,4 +298,30 @@ fn timers_fire_while_reads_wait_in_the_kernel() {
         .unwrap();
     assert!((30..5_000).contains(&slept), "slept {slept} ms");
     assert!(Canceled::is_canceled(&reader_result.unwrap_err()));
+}
+
+/// When main returns, a leftover task waiting on a read that would never complete is canceled
+/// at once: its read ends canceled, its shielded cleanup runs, and `run` returns.
+#[test]
+fn run_cancels_a_leftover_task_waiting_on_io() {
+    let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l = log.clone();
+    UringIo::new()
+        .unwrap()
+        .run(move |cx| async move {
+            let (client, server) = connected_pair(&cx).await;
+            cx.spawn(move |cx| async move {
+                let (result, _) = server.read(Vec::with_capacity(8)).await;
+                let canceled = result.is_err_and(|e| Canceled::is_canceled(&e));
+                l.borrow_mut().push(format!("read canceled: {canceled}"));
+                cx.shield(async { drop(client.close().await) }).await;
+                l.borrow_mut().push("cleaned up".to_string());
+                Ok(())
+            })
+            .detach();
+            cx.sleep(10).await?; // the read is waiting in the kernel
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(*log.borrow(), ["read canceled: true", "cleaned up"]);
 }
