@@ -325,3 +325,36 @@ fn run_cancels_a_leftover_task_waiting_on_io() {
         .unwrap();
     assert_eq!(*log.borrow(), ["read canceled: true", "cleaned up"]);
 }
+
+/// I/O completes while other tasks keep the loop busy (never idle): completions are reaped on
+/// every turn, not only when the loop sleeps.
+#[test]
+fn io_completes_while_the_loop_is_busy() {
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let mut peer = std_peer_of(std_listener.local_addr().unwrap());
+    let (server, _) = std_listener.accept().unwrap();
+    let spins = UringIo::new()
+        .unwrap()
+        .run(move |cx| async move {
+            let server = TcpStream::from_std(&cx, server);
+            let reader =
+                cx.spawn(move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) });
+            cx.sleep(5).await?; // the read waits in the kernel (poll-armed)
+                                // A plain write, not an op: only the busy loop below can deliver the completion.
+            peer.write_all(b"ping").unwrap();
+            let started = std::time::Instant::now();
+            let mut spins = 0u64;
+            while !reader.is_finished() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the read never completed"
+                );
+                cx.yield_now().await?; // always runnable: the loop never sleeps
+                spins += 1;
+            }
+            assert_eq!(reader.await?.unwrap(), 4);
+            Ok(spins)
+        })
+        .unwrap();
+    assert!(spins < 1_000_000, "took {spins} busy turns");
+}

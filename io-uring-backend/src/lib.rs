@@ -191,6 +191,9 @@ impl Uring {
     }
 
     fn fire_due(&self) {
+        if self.timers.borrow().is_empty() {
+            return; // no clock read on the hot path of a loop without timers
+        }
         let due = self.timers.borrow_mut().take_due(self.now_ms());
         for park in due {
             park.ready();
@@ -263,34 +266,43 @@ impl Io for Uring {
     }
 
     /// One turn: fire due timers, reap completions, and run every task ready at the start of
-    /// the turn (their SQEs are pushed, and handed to the kernel by the next wait); if none was
-    /// ready, sleep in `io_uring_enter` until a completion, the next timer, or `deadline_ms`.
-    /// A turn that ran tasks does not also sleep, so the driver sees at once what they did (the
-    /// main task finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no
-    /// timer is pending but an op will still complete (or a task waits on a foreign waker).
+    /// the turn; if none was ready, first sleep in `io_uring_enter` until a completion, the next
+    /// timer, or `deadline_ms`, then run what that made ready. SQEs the tasks pushed go to the
+    /// kernel with the next sleep (or at once, when more tasks are already runnable). A turn
+    /// never sleeps after running tasks, so the driver sees at once what they did (the main task
+    /// finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no timer is
+    /// pending but something will still wake the loop (an op in flight, a task ready to run, a
+    /// task waiting on a foreign waker).
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
         let mut batch = self.batch.take();
         self.queue.drain_into(&mut batch);
+        if batch.is_empty() {
+            self.idle(deadline_ms);
+            self.queue.drain_into(&mut batch);
+        }
         let ran = !batch.is_empty();
         while let Some(runnable) = batch.pop_front() {
             runnable.run();
         }
         self.batch.replace(batch);
+        let more_to_run = !self.queue.is_empty();
         if ran {
-            if self.queue.is_empty() {
-                // The next turn sleeps, submitting and waiting in one system call.
-                self.with_ops(|ops, _| ops.flush());
-            } else {
-                // More to run: let the kernel start on this turn's SQEs meanwhile.
-                self.with_ops(|ops, _| ops.submit_now());
-            }
-        } else {
-            self.idle(deadline_ms);
+            self.with_ops(|ops, _| {
+                if more_to_run {
+                    // Let the kernel start on this turn's SQEs while the next turn runs.
+                    ops.submit_now();
+                } else {
+                    // The next turn sleeps, submitting and waiting in one system call.
+                    ops.flush();
+                }
+            });
         }
-        match self.timers.borrow().next_deadline() {
+        let next = self.timers.borrow().next_deadline();
+        match next {
             Some(deadline) => Some(deadline),
+            None if more_to_run => Some(u64::MAX),
             None => self.can_be_woken().then_some(u64::MAX),
         }
     }

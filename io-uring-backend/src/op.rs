@@ -279,7 +279,12 @@ impl Ops {
                 Err(e) => return done(Err(e), op),
             }
         };
-        let awaiting = matches!(phase, Phase::AwaitingFd);
+        // The common case goes straight to the ring; only an op that finds no room keeps its
+        // SQE in its slot (Queued).
+        let (phase, entry) = match phase {
+            Phase::Queued(entry) => (Phase::InKernel { cancel_sent: false }, Some(entry)),
+            other => (other, None),
+        };
         let user_data = self.insert(Slotted {
             op,
             aux,
@@ -288,10 +293,26 @@ impl Ops {
             phase,
         });
         self.unfinished += 1;
-        if awaiting {
-            self.awaiting_fd.push(user_data);
-        } else {
-            self.enqueue(user_data);
+        match entry {
+            None => self.awaiting_fd.push(user_data),
+            Some(entry) => {
+                let entry = entry.user_data(user_data);
+                let pushed = self.queued.is_empty()
+                    && self.in_kernel < self.op_limit
+                    // SAFETY: the SQE points into the op and aux now owned by this slot (heap
+                    // buffers, `KernelMem`, `CString`: moving the slot moves none of them), which
+                    // the table keeps untouched until the op's CQE is reaped.
+                    && unsafe { self.ring.push(&entry) };
+                if pushed {
+                    self.in_kernel += 1;
+                    self.stats.submitted += 1;
+                } else {
+                    if let Some(slotted) = self.get_mut(user_data) {
+                        slotted.phase = Phase::Queued(entry);
+                    }
+                    self.queued.push_back(user_data);
+                }
+            }
         }
         Submitted::InFlight(OpId::new(user_data))
     }
@@ -337,13 +358,6 @@ impl Ops {
                     .then(|| u64::from(slot.generation) << 32 | index as u64)
             })
             .collect()
-    }
-
-    fn enqueue(&mut self, user_data: u64) {
-        if self.queued.is_empty() && self.push_queued_op(user_data) {
-            return;
-        }
-        self.queued.push_back(user_data);
     }
 
     /// Pushes a queued op's SQE if there is room. `true` if it left the queue state.

@@ -26,9 +26,22 @@ pub(crate) type Cqe = (u64, i32);
 impl Ring {
     /// A ring with `sq_entries` submission slots and a completion queue of `cq_entries`.
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ring, UringError> {
+        // One thread submits and reaps (the backend is !Send), so completion work can wait for
+        // our own `io_uring_enter` instead of interrupting the thread (Linux 6.1). The kernel
+        // then raises IORING_SQ_TASKRUN when such work is pending, and `reap` enters to run it.
+        // Older kernels refuse the flags with EINVAL: build the plain ring then.
         let ring = IoUring::builder()
             .setup_cqsize(cq_entries)
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
             .build(sq_entries)
+            .or_else(|_| {
+                IoUring::builder()
+                    .setup_cqsize(cq_entries)
+                    .build(sq_entries)
+            })
             .map_err(|e| UringError::from_io(&e))?;
         let params = ring.params();
         // Waits bounded by the next timer go through IORING_ENTER_EXT_ARG; 5.11 also brings
@@ -84,11 +97,15 @@ impl Ring {
         pushed
     }
 
-    /// Hands the queued submissions to the kernel without waiting.
+    /// Hands the queued submissions to the kernel without waiting, and lets it post completions
+    /// whose work is pending (IORING_SQ_TASKRUN). No system call when there is neither.
     pub(crate) fn submit(&mut self) {
-        if self.ring.submission().is_empty() {
+        let sq = self.ring.submission();
+        if sq.is_empty() && !sq.taskrun() {
             return;
         }
+        drop(sq);
+        // With the TASKRUN flag set the crate adds IORING_ENTER_GETEVENTS, which runs that work.
         enter_result(self.ring.submit());
     }
 
@@ -106,8 +123,12 @@ impl Ring {
         enter_result(result);
     }
 
-    /// Moves every ready completion into `out`.
+    /// Moves every ready completion into `out` (first letting the kernel post those whose work is
+    /// pending).
     pub(crate) fn reap(&mut self, out: &mut Vec<Cqe>) {
+        if self.ring.submission().taskrun() {
+            self.submit();
+        }
         let before = out.len();
         out.extend(
             self.ring
