@@ -6,8 +6,9 @@
 //! cargo run --example pipeline
 //! ```
 //!
-//! The bounded channel makes the producer wait for the workers (back-pressure), so the stages
-//! must run at the same time: they are spawned with `SpawnOptions::concurrent()`, which the
+//! The bounded channel makes the producer wait for the workers (back-pressure); it offers each
+//! job with a `select` send case and a timeout, reporting stalls and keeping the job to offer
+//! again. The stages must run at the same time: they are spawned with `SpawnOptions::concurrent()`, which the
 //! blocking backend refuses up front.
 
 use ioswap::channel::{self, RecvError};
@@ -15,6 +16,13 @@ use ioswap::{Backend, Canceled, Cx, SpawnError, SpawnOptions, Task};
 
 const JOBS: u64 = 12;
 const WORKERS: usize = 3;
+
+/// What became of one offer of a job to the queue.
+enum Offer {
+    Queued,
+    Stalled,
+    Closed,
+}
 
 fn concurrent<T: 'static, Fut>(
     cx: &Cx,
@@ -32,9 +40,25 @@ async fn pipeline(cx: Cx) -> Result<Result<(u64, Vec<u64>), SpawnError>, Cancele
     let (results_tx, results_rx) = channel::unbounded::<(usize, u64)>(&cx);
 
     let producer = concurrent(&cx, "producer".into(), move |cx| async move {
-        for job in 1..=JOBS {
-            if jobs_tx.send(job).await.is_err() {
-                break;
+        // The next job waits in `job` while it is offered; a select send case takes it out of
+        // the slot only when the job is queued, so a stall (the queue full for 5 ms) leaves it
+        // there to offer again.
+        let mut job = Some(1);
+        while let Some(n) = job {
+            let offered = channel::select(&cx)
+                .send(&jobs_tx, &mut job, |queued| match queued {
+                    Ok(()) => Offer::Queued,
+                    Err(_) => Offer::Closed,
+                })
+                .timeout(5, || Offer::Stalled)
+                .await?;
+            match offered {
+                Offer::Queued => job = (n < JOBS).then_some(n + 1),
+                Offer::Stalled => println!(
+                    "[{:>3} ms] producer: queue full for 5 ms, still holding job {n}",
+                    cx.now_ms()
+                ),
+                Offer::Closed => break,
             }
         }
         println!(

@@ -1,7 +1,7 @@
 //! Channels on every backend: buffering, rendezvous, close, cancellation, streams, deadlocks.
 mod support;
 
-use futures_lite::StreamExt;
+use futures_lite::{future, StreamExt};
 use ioswap::channel::{self, RecvError, SendError, TryRecvError, TrySendError};
 use ioswap::{Backend, Canceled, SpawnOptions};
 use support::{expect_deadlock, where_concurrent, Log};
@@ -298,6 +298,125 @@ fn receiver_is_a_stream(backend: Backend) {
     assert_eq!(got, (Some("a"), vec!["b", "c"]));
 }
 
+/// A stream `next()` given up on (raced against a sleep and dropped) leaves nothing behind: a
+/// value sent later reaches a `recv` on the same receiver, at the time it is sent.
+fn abandoned_stream_next_strands_no_value(backend: Backend) {
+    let (got, at) = backend
+        .run(|cx| async move {
+            let (tx, mut rx) = channel::unbounded::<u32>(&cx);
+            let gave_up = future::or(rx.next(), async {
+                cx.sleep(10).await.ok();
+                None
+            })
+            .await;
+            assert_eq!(gave_up, None, "timed out: nothing was sent");
+            let start = cx.now_ms();
+            let _sender = cx.spawn(move |cx| async move {
+                cx.sleep(5).await?;
+                tx.send(1).await.ok();
+                Ok(())
+            });
+            let got = rx.recv().await;
+            Ok((got, cx.now_ms() - start))
+        })
+        .unwrap();
+    assert_eq!(got, Ok(1));
+    if backend == Backend::Fiber {
+        assert_eq!(at, 5);
+    }
+}
+
+/// After an abandoned `next()`, the receiver still gets values in the order they were sent.
+fn abandoned_stream_next_keeps_the_order(backend: Backend) {
+    let got = backend
+        .run(|cx| async move {
+            let (tx, mut rx) = channel::unbounded::<u32>(&cx);
+            future::or(rx.next(), async {
+                cx.sleep(10).await.ok();
+                None
+            })
+            .await;
+            tx.try_send(1).unwrap();
+            tx.try_send(2).unwrap();
+            tx.try_send(3).unwrap();
+            drop(tx);
+            Ok((rx.recv().await, rx.try_recv(), rx.collect::<Vec<_>>().await))
+        })
+        .unwrap();
+    assert_eq!(got, (Ok(1), Ok(2), vec![3]));
+}
+
+/// An abandoned `next()` does not keep values from the receiver's clones: another consumer
+/// waiting in `recv` gets the next value.
+fn abandoned_stream_next_starves_no_other_consumer(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, mut rx) = channel::unbounded::<u32>(&cx);
+        future::or(rx.next(), async {
+            cx.sleep(10).await.ok();
+            None
+        })
+        .await;
+        let other_rx = rx.clone();
+        let other = spawn_concurrent!(cx, move |_| async move { Ok(other_rx.recv().await) });
+        cx.sleep(1).await?;
+        tx.try_send(7).unwrap();
+        Ok(Ok((other.await?, rx.try_recv())))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(got, (Ok(7), Err(TryRecvError::Empty)));
+    }
+}
+
+/// On a rendezvous channel an abandoned `next()` is no receive in progress: a send waits until
+/// a receiver really takes the value, then completes.
+fn abandoned_stream_next_is_no_rendezvous_partner(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, mut rx) = channel::bounded::<u32>(&cx, 0);
+        future::or(rx.next(), async { None }).await; // gave up at once
+        let sender = spawn_concurrent!(cx, move |cx| async move {
+            tx.send(9).await.unwrap();
+            Ok(cx.now_ms())
+        });
+        cx.sleep(100).await?;
+        let waiting = !sender.is_finished();
+        let taken = rx.try_recv();
+        Ok(Ok((waiting, taken, sender.await?)))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(
+            got,
+            (true, Ok(9), 100),
+            "the send completed when taken, at 100"
+        );
+    }
+}
+
+/// A stream consumer on a rendezvous channel: each send completes when the stream takes the
+/// value, not before.
+fn stream_consumer_completes_rendezvous_sends(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let log = Log::new();
+        let (tx, mut rx) = channel::bounded(&cx, 0);
+        let l = log.clone();
+        let producer = spawn_concurrent!(cx, move |cx| async move {
+            for n in 1..=3 {
+                tx.send(n).await.unwrap();
+                l.push(format!("sent{n}@{}", cx.now_ms()));
+            }
+            Ok(())
+        });
+        while let Some(n) = rx.next().await {
+            log.push(format!("got{n}@{}", cx.now_ms()));
+            cx.sleep(10).await?;
+        }
+        producer.await?;
+        Ok(Ok(log.joined()))
+    });
+    if let Some(log) = where_concurrent(backend, outcome) {
+        assert_eq!(log, "got1@0 sent1@0 got2@10 sent2@10 got3@20 sent3@20");
+    }
+}
+
 /// A receive nothing can ever satisfy (its own task holds the only sender) is a deadlock that
 /// names the receiving task, on every backend.
 fn receive_nothing_can_satisfy_is_a_deadlock(backend: Backend) {
@@ -371,4 +490,9 @@ conformance!(
     receive_nothing_can_satisfy_is_a_deadlock,
     inline_child_waiting_for_its_spawner,
     recv_error_converts_from_canceled,
+    abandoned_stream_next_strands_no_value,
+    abandoned_stream_next_keeps_the_order,
+    abandoned_stream_next_starves_no_other_consumer,
+    abandoned_stream_next_is_no_rendezvous_partner,
+    stream_consumer_completes_rendezvous_sends,
 );

@@ -101,32 +101,45 @@ fn chooses_uniformly_among_ready_cases(backend: Backend) {
 }
 
 /// Cases not chosen consume nothing: the losing receive leaves its value, the losing send
-/// sends nothing.
+/// sends nothing and its value stays in its slot.
 fn unchosen_cases_consume_nothing(backend: Backend) {
     backend
         .run(|cx| async move {
             let (atx, arx) = channel::bounded(&cx, 1);
             let (btx, brx) = channel::bounded(&cx, 1);
             let (ctx, crx) = channel::bounded(&cx, 1);
+            let mut picks = [0; 3];
             for _ in 0..50 {
                 atx.try_send('a').ok();
                 btx.try_send('b').ok();
+                let mut c = Some('c');
                 let picked = channel::select(&cx)
                     .recv(&arx, Picked::A)
                     .recv(&brx, Picked::B)
-                    .send(&ctx, 'c', Picked::Sent)
+                    .send(&ctx, &mut c, Picked::Sent)
                     .await?;
-                let (a, b, c) = (arx.len(), brx.len(), crx.len());
+                let (a, b, len_c) = (arx.len(), brx.len(), crx.len());
                 match picked {
-                    Picked::A(Some('a')) => assert_eq!((a, b, c), (0, 1, 0)),
-                    Picked::B(Some('b')) => assert_eq!((a, b, c), (1, 0, 0)),
+                    Picked::A(Some('a')) => {
+                        assert_eq!((a, b, len_c, c), (0, 1, 0, Some('c')));
+                        picks[0] += 1;
+                    }
+                    Picked::B(Some('b')) => {
+                        assert_eq!((a, b, len_c, c), (1, 0, 0, Some('c')));
+                        picks[1] += 1;
+                    }
                     Picked::Sent(Ok(())) => {
-                        assert_eq!((a, b, c), (1, 1, 1));
+                        assert_eq!((a, b, len_c, c), (1, 1, 1, None));
                         assert_eq!(crx.try_recv(), Ok('c'));
+                        picks[2] += 1;
                     }
                     other => panic!("unexpected {other:?}"),
                 }
             }
+            assert!(
+                picks.iter().all(|&n| n > 0),
+                "every case won some: {picks:?}"
+            );
             Ok(())
         })
         .unwrap();
@@ -140,11 +153,14 @@ fn closed_channels_are_ready_cases(backend: Backend) {
             let (tx, rx) = channel::bounded::<u8>(&cx, 1);
             tx.close();
             let received = channel::select(&cx).recv(&rx, Picked::A).await?;
-            let sent = channel::select(&cx).send(&tx, 9, Picked::Sent).await?;
-            Ok((received, sent))
+            let mut nine = Some(9);
+            let sent = channel::select(&cx)
+                .send(&tx, &mut nine, Picked::Sent)
+                .await?;
+            Ok((received, sent, nine))
         })
         .unwrap();
-    assert_eq!(picked, (Picked::A(None), Picked::Sent(Err(9))));
+    assert_eq!(picked, (Picked::A(None), Picked::Sent(Err(9)), None));
 }
 
 /// A waiting select is completed by whichever case a counterpart serves first (here a timed
@@ -181,10 +197,12 @@ fn waiting_send_case_completed_by_a_receiver(backend: Backend) {
             cx.sleep(40).await?;
             Ok((rx.recv().await, cx.now_ms()))
         });
+        let mut hello = Some("hello");
         let picked = channel::select(&cx)
-            .send(&tx, "hello", Picked::Sent)
+            .send(&tx, &mut hello, Picked::Sent)
             .recv(&orx, Picked::A)
             .await?;
+        assert_eq!(hello, None, "delivered");
         let at = cx.now_ms();
         otx.try_send("other").unwrap();
         Ok(Ok((picked, at, receiver.await?, orx.len())))
@@ -243,6 +261,100 @@ fn completed_case_wins_over_cancel(backend: Backend) {
     }
 }
 
+/// A select whose send case waits when its task is canceled returns `Canceled` and the value is
+/// still in the caller's slot: neither delivered nor lost. Nothing reached the channel.
+fn canceled_send_case_keeps_its_value(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, rx) = channel::bounded(&cx, 0);
+        let (_otx, orx) = channel::bounded::<String>(&cx, 1);
+        let sender = spawn_concurrent!(cx, move |cx| async move {
+            let mut slot = Some(String::from("mine"));
+            let picked = channel::select(&cx)
+                .send(&tx, &mut slot, Picked::Sent)
+                .recv(&orx, Picked::A)
+                .await;
+            Ok((picked, slot))
+        });
+        cx.sleep(5).await?;
+        sender.cancel();
+        let joined = sender.await?;
+        Ok(Ok((joined, rx.try_recv())))
+    });
+    if let Some((joined, left)) = where_concurrent(backend, outcome) {
+        assert_eq!(joined, (Err(Canceled), Some(String::from("mine"))));
+        assert_eq!(left, Err(TryRecvError::Closed), "nothing was delivered");
+    }
+}
+
+/// A select dropped while its send case waits puts the value back in the slot.
+fn dropped_select_puts_the_value_back(backend: Backend) {
+    let (raced, slot, left) = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::bounded(&cx, 0);
+            let mut slot = Some(7);
+            let select = channel::select(&cx).send(&tx, &mut slot, Picked::Sent);
+            let raced = futures_lite::future::or(async { Some(select.await) }, async {
+                cx.sleep(10).await.ok();
+                None
+            })
+            .await;
+            Ok((raced, slot, rx.try_recv()))
+        })
+        .unwrap();
+    assert_eq!(
+        (raced, slot, left),
+        (None, Some(7), Err(TryRecvError::Empty))
+    );
+}
+
+/// A send case with an empty slot is disabled, like a `nil` channel in Go: never chosen, even
+/// where a send would succeed at once.
+fn send_case_with_an_empty_slot_is_disabled(backend: Backend) {
+    let (picked, left) = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::unbounded::<u8>(&cx);
+            let mut nothing = None;
+            let picked = channel::select(&cx)
+                .send(&tx, &mut nothing, Picked::Sent)
+                .timeout(10, || Picked::Timeout)
+                .await?;
+            Ok((picked, rx.try_recv()))
+        })
+        .unwrap();
+    assert_eq!((picked, left), (Picked::Timeout, Err(TryRecvError::Empty)));
+}
+
+/// A send case that loses keeps its value, so a loop offers the same value again until a
+/// receiver takes it: the Go idiom of a select between "send the pending value" and "do
+/// something else".
+fn losing_send_case_offers_the_same_value_again(backend: Backend) {
+    let log = backend
+        .run(|cx| async move {
+            let (tx, rx) = channel::bounded(&cx, 1);
+            tx.try_send(0).unwrap(); // full until the timer-driven drain below
+            let (ticks_tx, ticks) = channel::unbounded(&cx);
+            for at in [10, 20] {
+                channel::send_after(at, &ticks_tx, at);
+            }
+            let log = Log::new();
+            let mut pending = Some(1);
+            while pending.is_some() {
+                let picked = channel::select(&cx)
+                    .send(&tx, &mut pending, Picked::Sent)
+                    .recv(&ticks, Picked::A)
+                    .await?;
+                log.push(format!("{picked:?}"));
+                if picked == Picked::A(Some(20)) {
+                    assert_eq!(rx.try_recv(), Ok(0)); // makes room
+                }
+            }
+            assert_eq!(rx.try_recv(), Ok(1));
+            Ok(log.joined())
+        })
+        .unwrap();
+    assert_eq!(log, "A(Some(10)) A(Some(20)) Sent(Ok(()))");
+}
+
 /// Select in a loop: fan-in from two channels until both are closed, with the values of each
 /// channel in order. The senders are timers, so the loop waits between them on every backend.
 fn fan_in_loop_until_both_close(backend: Backend) {
@@ -290,6 +402,10 @@ conformance!(
     canceled_while_waiting,
     completed_case_wins_over_cancel,
     fan_in_loop_until_both_close,
+    canceled_send_case_keeps_its_value,
+    dropped_select_puts_the_value_back,
+    send_case_with_an_empty_slot_is_disabled,
+    losing_send_case_offers_the_same_value_again,
 );
 
 /// The choices among ready cases, over 64 selects on fiber with `seed`.

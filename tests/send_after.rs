@@ -2,9 +2,9 @@
 //! receive-timeout loop. Fiber runs are golden: exact virtual timestamps.
 mod support;
 
-use ioswap::channel::{self, RecvError, TryRecvError};
-use ioswap::{Backend, Cx};
-use support::{assert_timed, expect_deadlock, Log};
+use ioswap::channel::{self, Receiver, RecvError, TryRecvError};
+use ioswap::{Backend, Canceled, Cx, FiberIo};
+use support::{assert_timed, expect_deadlock, where_concurrent, Log};
 
 /// `"{event}@{time}"` on fiber, where times are exact; just the event on a real clock.
 fn stamp(backend: Backend, cx: &Cx, event: impl std::fmt::Display) -> String {
@@ -187,6 +187,26 @@ fn timers_never_wait_for_room(backend: Backend) {
     assert_eq!(dead, (None, None));
 }
 
+/// A timed message that falls due while a sender waits for room is delivered before that
+/// sender's value: a timer never waits for room, so it does not queue behind waiting senders.
+fn falls_due_ahead_of_a_blocked_sender(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, rx) = channel::bounded(&cx, 1);
+        tx.try_send("buffered").unwrap();
+        let tx2 = tx.clone();
+        let sender = spawn_concurrent!(cx, move |_| async move { Ok(tx2.send("blocked").await) });
+        cx.sleep(5).await?; // the sender now waits for room
+        channel::send_after(10, &tx, "timed");
+        cx.sleep(20).await?;
+        let got = [rx.recv().await, rx.recv().await, rx.recv().await];
+        Ok(Ok((got, sender.await?)))
+    });
+    if let Some((got, sent)) = where_concurrent(backend, outcome) {
+        assert_eq!(got, [Ok("buffered"), Ok("timed"), Ok("blocked")]);
+        assert_eq!(sent, Ok(()));
+    }
+}
+
 /// The gen_server receive timeout (`{noreply, State, 100}`): when no message comes for 100 ms,
 /// the loop gets a timeout. Requests come from timers armed by the client before the server
 /// runs; the server's state is the count of requests handled.
@@ -238,4 +258,57 @@ conformance!(
     pending_timers_keep_the_channel_open_until_closed,
     timers_never_wait_for_room,
     gen_server_receive_timeout,
+    falls_due_ahead_of_a_blocked_sender,
 );
+
+/// Receives one value with `recv`, or with a select of one receive case.
+async fn receive(cx: &Cx, rx: &Receiver<u32>, by_select: bool) -> Result<Option<u32>, Canceled> {
+    if by_select {
+        channel::select(cx).recv(rx, |value| value).await
+    } else {
+        Ok(rx.recv().await.ok())
+    }
+}
+
+/// Which of two waiting receivers (the first waits longer) gets a value sent after a
+/// `send_after` was armed — which wakes every waiting receiver to re-arm its timer.
+fn nudged_receiver_winner(seed: u64, by_select: bool) -> &'static str {
+    FiberIo::with_seed(seed)
+        .run(|cx| async move {
+            let (tx, rx) = channel::unbounded::<u32>(&cx);
+            let (r1, r2) = (rx.clone(), rx.clone());
+            let first = cx
+                .spawn(move |cx| async move { Ok(("first", receive(&cx, &r1, by_select).await?)) });
+            cx.sleep(1).await?;
+            let second =
+                cx.spawn(
+                    move |cx| async move { Ok(("second", receive(&cx, &r2, by_select).await?)) },
+                );
+            cx.sleep(1).await?; // both wait; the first is older
+            let _timer = channel::send_after(50, &tx, 0);
+            cx.sleep(1).await?;
+            tx.try_send(1).unwrap();
+            cx.sleep(1).await?;
+            let (winner, got) = if first.is_finished() {
+                first.await?
+            } else {
+                second.await?
+            };
+            assert_eq!(got, Some(1));
+            Ok(winner)
+        })
+        .unwrap()
+}
+
+/// Waiting receivers — `recv`s and selects — keep their places in the queue when arming a
+/// `send_after` wakes them to re-arm their timers: the one that waited longest gets the next
+/// value, whatever the seed.
+#[test]
+fn fiber_nudged_receivers_keep_first_come_order() {
+    for by_select in [false, true] {
+        let winners: Vec<_> = (0..16)
+            .map(|seed| nudged_receiver_winner(seed, by_select))
+            .collect();
+        assert_eq!(winners, ["first"; 16], "by select: {by_select}");
+    }
+}

@@ -73,6 +73,7 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             buffer: VecDeque::new(),
             senders: VecDeque::new(),
             receivers: VecDeque::new(),
+            watchers: Vec::new(),
             timed: BTreeMap::new(),
             next_timed: 0,
             sender_handles: 1,
@@ -96,8 +97,12 @@ pub(crate) struct State<T> {
     buffer: VecDeque<T>,
     /// Senders waiting for a receiver or for room, oldest first; each holds its value.
     senders: VecDeque<Rc<Waiter<T>>>,
-    /// Receivers waiting for a value, oldest first. Only waits while the buffer is empty.
+    /// Receivers waiting for a value handed to them (`recv`, select cases), oldest first. They
+    /// only wait while nothing is buffered and no sender waits.
     receivers: VecDeque<Rc<Waiter<T>>>,
+    /// Streams waiting in `poll_next`: never handed a value (a `next()` future may be dropped
+    /// without a word to its receiver), only woken when one becomes available to take.
+    watchers: Vec<Rc<Wait>>,
     /// Messages armed by `send_after`, by (deadline, arming order).
     timed: BTreeMap<(u64, u64), T>,
     next_timed: u64,
@@ -167,6 +172,7 @@ impl<T> Core<T> {
             let value = entry.remove();
             if let Err(value) = self.hand_to_receiver(st, value) {
                 st.buffer.push_back(value);
+                self.nudge_watchers(st);
             }
         }
         self.close_if_unreachable(st);
@@ -181,6 +187,7 @@ impl<T> Core<T> {
             Ok(()) => Ok(()),
             Err(value) if self.has_room(st) => {
                 st.buffer.push_back(value);
+                self.nudge_watchers(st);
                 Ok(())
             }
             Err(value) => Err(TrySendError::Full(value)),
@@ -211,6 +218,11 @@ impl<T> Core<T> {
     /// Whether a receive would complete now (with a value, or with `Closed`).
     pub(crate) fn recv_ready(&self, st: &mut State<T>) -> bool {
         self.promote_due(st);
+        Self::recv_available(st)
+    }
+
+    /// [`recv_ready`](Self::recv_ready) without promoting due timed messages.
+    fn recv_available(st: &State<T>) -> bool {
         !st.buffer.is_empty() || st.closed || st.senders.iter().any(|w| w.wait.is_open())
     }
 
@@ -220,12 +232,48 @@ impl<T> Core<T> {
         st.closed || self.has_room(st) || st.receivers.iter().any(|w| w.wait.is_open())
     }
 
+    /// Queues a sender holding its value; waiting streams are woken to come and take it.
     pub(crate) fn wait_to_send(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) {
         st.senders.push_back(waiter.clone());
+        self.nudge_watchers(st);
     }
 
+    /// Queues a receiver for a value to be handed to it.
     pub(crate) fn wait_to_recv(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) {
         st.receivers.push_back(waiter.clone());
+    }
+
+    /// What a waiting receiver does when woken with nothing handed to it (a timer came due, a
+    /// timed message was armed or canceled, the channel closed): it looks again *without
+    /// leaving its place in the queue*. Due timed messages move in first, going to the oldest
+    /// waiting receivers (perhaps this one). `None`: nothing for it yet, wait on. A receive
+    /// that ends here has left the queue.
+    fn look_again(
+        &self,
+        st: &mut State<T>,
+        waiter: &Rc<Waiter<T>>,
+        kind: RecvKind,
+    ) -> Option<Result<T, RecvError>> {
+        self.promote_due(st);
+        let handed = waiter.slot.borrow_mut().take();
+        let outcome = match handed {
+            Some(value) => Ok(value),
+            None if Self::recv_available(st) => match self.try_recv(st) {
+                Ok(value) => Ok(value),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                Err(TryRecvError::Empty) => return None,
+            },
+            None => return None,
+        };
+        self.unqueue_receiver(st, waiter, kind);
+        Some(outcome)
+    }
+
+    fn unqueue_receiver(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>, kind: RecvKind) {
+        match kind {
+            RecvKind::HandOff => st.receivers.retain(|w| !Rc::ptr_eq(w, waiter)),
+            RecvKind::Watch => st.watchers.retain(|w| !Rc::ptr_eq(w, &waiter.wait)),
+        }
     }
 
     /// Takes a sender's waiter off the queue; the value it still holds (if no receiver took it)
@@ -236,14 +284,16 @@ impl<T> Core<T> {
     }
 
     /// Takes a receiver's waiter off the queue. A value a sender handed to it but that it will
-    /// not return (its future was dropped) goes back to the front of the channel: nothing handed
-    /// over is ever lost.
+    /// not return (its future was dropped) goes to the next waiting receiver, else back to the
+    /// front of the buffer — past the capacity if need be, even on a rendezvous channel: nothing
+    /// handed over is ever lost.
     pub(crate) fn stop_receiving(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) {
-        st.receivers.retain(|w| !Rc::ptr_eq(w, waiter));
+        self.unqueue_receiver(st, waiter, RecvKind::HandOff);
         let handed = waiter.slot.borrow_mut().take();
         if let Some(value) = handed {
             if let Err(value) = self.hand_to_receiver(st, value) {
                 st.buffer.push_front(value);
+                self.nudge_watchers(st);
             }
         }
     }
@@ -264,7 +314,7 @@ impl<T> Core<T> {
         let earliest = st.timed.keys().next().is_none_or(|first| key < *first);
         st.timed.insert(key, value);
         if earliest {
-            self.nudge_receivers(st);
+            self.nudge_waiting_receivers(st);
         }
         Some(key)
     }
@@ -281,7 +331,7 @@ impl<T> Core<T> {
         let value = st.timed.remove(&key)?;
         st.garbage.push(value);
         if was_earliest {
-            self.nudge_receivers(st);
+            self.nudge_waiting_receivers(st);
         }
         self.close_if_unreachable(st);
         Some(if key.0 == u64::MAX {
@@ -291,10 +341,20 @@ impl<T> Core<T> {
         })
     }
 
-    /// Waiting receivers look again (their alarms follow the earliest timed message).
-    fn nudge_receivers(&self, st: &State<T>) {
+    /// Waiting receivers look again (their alarms follow the earliest timed message). They
+    /// keep their places in the queue.
+    fn nudge_waiting_receivers(&self, st: &State<T>) {
         for waiter in &st.receivers {
             waiter.wait.nudge(&self.cx);
+        }
+        self.nudge_watchers(st);
+    }
+
+    /// A value became available to take (buffered, or held by a waiting sender): every waiting
+    /// stream looks. All of them, because any may belong to a `next()` that was dropped.
+    fn nudge_watchers(&self, st: &State<T>) {
+        for wait in &st.watchers {
+            wait.nudge(&self.cx);
         }
     }
 
@@ -318,6 +378,9 @@ impl<T> Core<T> {
             if waiter.wait.is_open() {
                 waiter.wait.nudge(&self.cx);
             }
+        }
+        for wait in st.watchers.drain(..) {
+            wait.nudge(&self.cx);
         }
         if st.receiver_handles == 0 {
             let buffered = std::mem::take(&mut st.buffer);
@@ -356,6 +419,10 @@ impl<T> Sender<T> {
     ///
     /// A canceled task's send is refused at once, like every suspend point.
     ///
+    /// A [`send_after`](crate::send_after) message that falls due while this send waits for
+    /// room is delivered before this send's value: a timer never waits for room, so it does
+    /// not queue behind waiting senders.
+    ///
     /// ```
     /// use channel::SendError;
     ///
@@ -380,6 +447,8 @@ impl<T> Sender<T> {
     }
 
     /// Sends without waiting: `Full(value)` if `send` would wait, `Closed(value)` if closed.
+    /// On a rendezvous channel it succeeds only when a `recv` or a select is waiting: a
+    /// waiting stream `next()` is never handed a value, it takes one from a waiting `send`.
     ///
     /// ```
     /// use channel::TrySendError;
@@ -472,6 +541,13 @@ impl<T> fmt::Debug for Sender<T> {
 /// It is a [`Stream`] of the values: the stream ends when the channel is closed and empty, or
 /// when the task is canceled (the cancel then reaches the task's next suspend point).
 ///
+/// A pending `next()` reserves nothing. The stream's receive is woken when a value becomes
+/// available (buffered, or held by a waiting sender) and takes it only when polled, so a
+/// `next()` future dropped mid-wait (a timeout, a `future::or`) strands no value, and on a
+/// rendezvous channel a send completes only when a polled `next()` takes it. A value goes to
+/// the waiting [`recv`](Receiver::recv)s and selects first, in the order they came; waiting
+/// streams take what is left.
+///
 /// ```
 /// use futures_lite::StreamExt;
 ///
@@ -483,6 +559,29 @@ impl<T> fmt::Debug for Sender<T> {
 ///         }
 ///         drop(tx);
 ///         assert_eq!(rx.collect::<Vec<_>>().await, vec![1, 2, 3]);
+///         Ok(())
+///     })
+///     .unwrap();
+/// ```
+///
+/// Giving up on a `next()` loses nothing:
+///
+/// ```
+/// use futures_lite::{future, StreamExt};
+///
+/// io_fiber::FiberIo::new()
+///     .run(|cx| async move {
+///         let (tx, mut rx) = channel::bounded(&cx, 0);
+///         let timed_out = future::or(rx.next(), async {
+///             cx.sleep(10).await.ok();
+///             None
+///         });
+///         assert_eq!(timed_out.await, None); // nothing came in 10 ms
+///         let sender = cx.spawn(move |_| async move { Ok(tx.send("late").await) });
+///         cx.sleep(5).await?;
+///         assert!(!sender.is_finished(), "no receive in progress: the send waits");
+///         assert_eq!(rx.recv().await, Ok("late"));
+///         assert_eq!(sender.await?, Ok(()));
 ///         Ok(())
 ///     })
 ///     .unwrap();
@@ -501,6 +600,11 @@ impl<T> Receiver<T> {
     /// - `Err(RecvError::Canceled)`: the task was canceled before a value was handed to it;
     ///   nothing was taken. If a value was handed over first, the receive is `Ok` (completion
     ///   wins) and the cancel arrives at the task's next suspend point.
+    ///
+    /// Waiting receivers are served first come, first served; a timer that wakes them to look
+    /// again does not change their order. If the future is dropped after a value was handed to
+    /// it, the value goes to the next waiting receiver, else back to the front of the buffer —
+    /// past the capacity if need be, even on `bounded(0)` — so it is not lost.
     ///
     /// ```
     /// use channel::RecvError;
@@ -523,7 +627,7 @@ impl<T> Receiver<T> {
     /// ```
     pub fn recv(&self) -> RecvFuture<'_, T> {
         RecvFuture {
-            op: RecvOp::new(self.core.clone()),
+            op: RecvOp::new(self.core.clone(), RecvKind::HandOff),
             completed: false,
             _receiver: PhantomData,
         }
@@ -673,7 +777,7 @@ impl<T> Stream for Receiver<T> {
         let this = self.get_mut();
         let op = this
             .next
-            .get_or_insert_with(|| RecvOp::new(this.core.clone()));
+            .get_or_insert_with(|| RecvOp::new(this.core.clone(), RecvKind::Watch));
         let received = std::task::ready!(op.poll(cx));
         this.next = None;
         Poll::Ready(received.ok())
@@ -819,53 +923,84 @@ impl<T> Drop for SendOp<T> {
     }
 }
 
-/// One receive: try at once, else queue an empty waiter and suspend until a sender fills it (or
-/// the channel closes, a timed message falls due, or the task is canceled).
+/// How a waiting receive gets its value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RecvKind {
+    /// `recv` (and select cases): queued in first-come order; a sender hands the value into
+    /// its slot, which completes the send. Safe because dropping the future takes the value
+    /// back out.
+    HandOff,
+    /// The `Stream`: its receive lives in the `Receiver`, and a dropped `next()` future leaves
+    /// it behind unannounced, so it is never handed a value (which would strand it, and on a
+    /// rendezvous channel complete a send nobody receives). It is only woken when a value
+    /// becomes available, and takes it with a `try_recv` when polled.
+    Watch,
+}
+
+/// One receive: try at once, else wait on the channel — queued for a hand-off, or watching —
+/// until a value is there for it (or the channel closes, or the task is canceled).
 pub(crate) struct RecvOp<T> {
     core: Rc<Core<T>>,
+    kind: RecvKind,
     waiter: Option<Rc<Waiter<T>>>,
     alarm: Alarm,
 }
 
 impl<T> RecvOp<T> {
-    fn new(core: Rc<Core<T>>) -> RecvOp<T> {
+    fn new(core: Rc<Core<T>>, kind: RecvKind) -> RecvOp<T> {
         let alarm = Alarm::new(core.cx.clone());
         RecvOp {
             core,
+            kind,
             waiter: None,
             alarm,
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
-        loop {
-            let waiter = match &self.waiter {
-                Some(waiter) => waiter.clone(),
-                None => {
-                    if self.core.cx.check_cancel().is_err() {
-                        return Poll::Ready(Err(RecvError::Canceled));
-                    }
-                    match self.core.lock(|st| self.core.try_recv(st)) {
-                        Ok(value) => return Poll::Ready(Ok(value)),
-                        Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
-                        Err(TryRecvError::Empty) => {}
-                    }
-                    let waiter = Waiter::new(Wait::new("channel recv"), 0, None);
-                    self.core.lock(|st| self.core.wait_to_recv(st, &waiter));
-                    self.waiter.insert(waiter).clone()
+        let waiter = match &self.waiter {
+            Some(waiter) => waiter.clone(),
+            None => {
+                if self.core.cx.check_cancel().is_err() {
+                    return Poll::Ready(Err(RecvError::Canceled));
                 }
-            };
+                let what = match self.kind {
+                    RecvKind::HandOff => "channel recv",
+                    RecvKind::Watch => "channel stream",
+                };
+                let waiter = Waiter::new(Wait::new(what), 0, None);
+                let received = self.core.lock(|st| {
+                    let received = self.core.try_recv(st);
+                    if let Err(TryRecvError::Empty) = received {
+                        match self.kind {
+                            RecvKind::HandOff => self.core.wait_to_recv(st, &waiter),
+                            RecvKind::Watch => st.watchers.push(waiter.wait.clone()),
+                        }
+                    }
+                    received
+                });
+                match received {
+                    Ok(value) => return Poll::Ready(Ok(value)),
+                    Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
+                    Err(TryRecvError::Empty) => self.waiter.insert(waiter).clone(),
+                }
+            }
+        };
+        loop {
             let next_timed = self.core.lock(|st| self.core.next_timed(st));
             self.alarm.set(next_timed, &waiter.wait.park);
             let woke = std::task::ready!(self.core.cx.io().suspend_raw(&waiter.wait.park, cx));
-            let handed = waiter.slot.borrow_mut().take();
-            self.stop_waiting();
-            match (handed, woke) {
-                // A sender handed a value over: it is ours, even if a cancel came too.
-                (Some(value), _) => return Poll::Ready(Ok(value)),
-                (None, Err(Canceled)) => return Poll::Ready(Err(RecvError::Canceled)),
-                // Woken to look again: a timed message fell due, or the channel closed.
-                (None, Ok(())) => {}
+            let outcome = match woke {
+                // Woken: a value handed over, or a reason to look again. It keeps its place.
+                Ok(()) => self
+                    .core
+                    .lock(|st| self.core.look_again(st, &waiter, self.kind)),
+                // A value handed over before the cancel was seen is ours (completion wins).
+                Err(Canceled) => Some(waiter.slot.borrow_mut().take().ok_or(RecvError::Canceled)),
+            };
+            if let Some(outcome) = outcome {
+                self.stop_waiting();
+                return Poll::Ready(outcome);
             }
         }
     }
@@ -873,7 +1008,12 @@ impl<T> RecvOp<T> {
     fn stop_waiting(&mut self) {
         self.alarm.clear();
         if let Some(waiter) = self.waiter.take() {
-            self.core.lock(|st| self.core.stop_receiving(st, &waiter));
+            match self.kind {
+                RecvKind::HandOff => self.core.lock(|st| self.core.stop_receiving(st, &waiter)),
+                RecvKind::Watch => self.core.lock(|st| {
+                    self.core.unqueue_receiver(st, &waiter, RecvKind::Watch);
+                }),
+            }
         }
     }
 }

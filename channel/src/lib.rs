@@ -7,7 +7,9 @@
 //!   [`Stream`](futures_core::Stream)s.
 //! - **No lost message under cancellation** (completion wins): a receiver canceled after a
 //!   value was handed to it gets the value; a sender canceled while waiting gets its value back
-//!   inside the error; a value is never both delivered and returned.
+//!   inside the error (a select send case: back in its slot); a value is never both delivered
+//!   and returned. A stream `next()` dropped mid-wait holds nothing.
+//! - Waiting receivers are served first come, first served.
 //! - **[`select`]** over receive and send cases, a timeout, and a default; among ready cases
 //!   the choice is uniform and, on fiber, seeded.
 //! - **Erlang timers**: [`send_after`] and [`cancel_timer`].

@@ -24,9 +24,12 @@ use crate::{Receiver, Sender, TryRecvError, TrySendError};
 /// - Otherwise it waits for the first case to become ready. A counterpart that completes one
 ///   case (a sender handing a value to a receive case, a receiver taking a send case's value)
 ///   claims the whole select; the other cases consume nothing.
-/// - `Err(Canceled)` if the task is canceled before any case completed. A case completed
-///   before the cancel was observed wins: its result is returned, and the cancel arrives at
-///   the next suspend point.
+/// - `Err(Canceled)` if the task is canceled before any case completed; nothing was taken or
+///   sent, and a send case's value is still in its slot. A case completed before the cancel
+///   was observed wins: its result is returned, and the cancel arrives at the next suspend
+///   point.
+/// - A waiting select keeps its place in each channel's queue of receivers (first come, first
+///   served) until a case completes, whatever wakes it to look again.
 ///
 /// A select borrows its channels and is built afresh for each wait, so it sits naturally in a
 /// loop — the shape of a server:
@@ -112,17 +115,32 @@ impl<'a, R> Select<'a, R> {
         self
     }
 
-    /// A case that sends `value` on `tx`: `on` gets `Ok(())` once a receiver has it (or it is
-    /// buffered), or `Err(value)` back if the channel is closed. If another case is chosen the
-    /// value is not sent; it is dropped with the select.
+    /// A case that sends the value in `slot` on `tx`. The value leaves `slot` only when the
+    /// case completes: `on` then gets `Ok(())` once a receiver has it (or it is buffered), or
+    /// `Err(value)` back if the channel is closed. Whatever else happens — another case is
+    /// chosen, the task is canceled, the select is dropped — the value stays in `slot`, never
+    /// lost, so a loop can offer it again. An empty `slot` disables the case (it is never
+    /// ready), like a `nil` channel in Go.
     ///
     /// ```
     /// io_fiber::FiberIo::new()
     ///     .run(|cx| async move {
     ///         let (tx, rx) = channel::bounded(&cx, 1);
-    ///         let sent = channel::select(&cx).send(&tx, 5, |r| r.is_ok()).await?;
+    ///         let mut out = Some(5);
+    ///         let sent = channel::select(&cx).send(&tx, &mut out, |r| r.is_ok()).await?;
     ///         assert!(sent);
+    ///         assert_eq!(out, None);
     ///         assert_eq!(rx.try_recv(), Ok(5));
+    ///
+    ///         // On a full channel the timeout wins, and the value stays in the slot.
+    ///         tx.try_send(6).unwrap();
+    ///         let mut out = Some(7);
+    ///         let sent = channel::select(&cx)
+    ///             .send(&tx, &mut out, |r| r.is_ok())
+    ///             .timeout(10, || false)
+    ///             .await?;
+    ///         assert!(!sent);
+    ///         assert_eq!(out, Some(7), "still ours, to offer again");
     ///         Ok(())
     ///     })
     ///     .unwrap();
@@ -130,12 +148,12 @@ impl<'a, R> Select<'a, R> {
     pub fn send<T: 'a>(
         mut self,
         tx: &'a Sender<T>,
-        value: T,
+        slot: &'a mut Option<T>,
         on: impl FnOnce(Result<(), T>) -> R + 'a,
     ) -> Self {
         self.cases.push(Box::new(SendCase {
             core: &tx.core,
-            value: Some(value),
+            slot,
             on: Some(on),
             waiter: None,
         }));
@@ -209,12 +227,19 @@ impl<'a, R> Select<'a, R> {
         loop {
             if let Some(wait) = self.wait.clone() {
                 let woke = std::task::ready!(self.cx.io().suspend_raw(&wait.park, cx));
+                // Woken to look again (a timed message armed or canceled) and still nothing:
+                // wait on, keeping every queued case's place in its queue. (Looking may
+                // complete a case: a due timed message handed to it.)
+                if woke.is_ok() && !self.any_ready() && wait.is_open() {
+                    self.arm_alarm(&wait);
+                    continue;
+                }
                 if let Some(done) = self.stop_waiting() {
                     // A counterpart completed this case: it wins, even over a cancel.
                     return Poll::Ready(Ok(self.cases[done].complete_waited()));
                 }
                 woke?;
-                // Woken to look again: a deadline came, or a channel closed.
+                // A case became ready by itself: a deadline came, or a channel closed.
             } else if self.cx.check_cancel().is_err() {
                 return Poll::Ready(Err(Canceled));
             }
@@ -228,10 +253,22 @@ impl<'a, R> Select<'a, R> {
             for (index, case) in self.cases.iter_mut().enumerate() {
                 case.wait(&wait, index);
             }
-            let deadline = self.cases.iter().filter_map(|case| case.deadline()).min();
-            self.alarm.set(deadline, &wait.park);
+            self.arm_alarm(&wait);
             self.wait = Some(wait);
         }
+    }
+
+    /// Whether a case is ready. On channels it is queued on, this first moves due timed
+    /// messages in, which go to the oldest waiters — perhaps completing this select.
+    fn any_ready(&self) -> bool {
+        let now = self.cx.now_ms();
+        self.cases.iter().any(|case| case.is_ready(now))
+    }
+
+    /// Keeps the alarm armed for the earliest case deadline.
+    fn arm_alarm(&mut self, wait: &Rc<Wait>) {
+        let deadline = self.cases.iter().filter_map(|case| case.deadline()).min();
+        self.alarm.set(deadline, &wait.park);
     }
 
     /// Leaves every channel; a case that a counterpart completed meanwhile is returned.
@@ -262,7 +299,8 @@ impl<R> Future for Select<'_, R> {
 
 impl<R> Drop for Select<'_, R> {
     fn drop(&mut self) {
-        // A receive case a sender completed gives its value back to the channel.
+        // Send cases' values go back to their slots; a receive case a sender completed gives
+        // its value back to the channel.
         if let Some(done) = self.stop_waiting() {
             self.cases[done].stop_waiting();
         }
@@ -347,7 +385,8 @@ impl<T, R, F: FnOnce(Option<T>) -> R> Case<R> for RecvCase<'_, T, F> {
 
 struct SendCase<'a, T, F> {
     core: &'a Core<T>,
-    value: Option<T>,
+    /// The caller's: the value stays in it until delivered (or refused, when `on` gets it).
+    slot: &'a mut Option<T>,
     on: Option<F>,
     waiter: Option<Rc<Waiter<T>>>,
 }
@@ -361,11 +400,11 @@ impl<T, R, F: FnOnce(Result<(), T>) -> R> SendCase<'_, T, F> {
 
 impl<T, R, F: FnOnce(Result<(), T>) -> R> Case<R> for SendCase<'_, T, F> {
     fn is_ready(&self, _now: u64) -> bool {
-        self.core.lock(|st| self.core.send_ready(st))
+        self.slot.is_some() && self.core.lock(|st| self.core.send_ready(st))
     }
 
     fn complete_now(&mut self) -> R {
-        let value = self.value.take().expect("a send case holds its value");
+        let value = self.slot.take().expect("a ready send case holds its value");
         let sent = match self.core.lock(|st| self.core.try_send(st, value)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(value)) => Err(value),
@@ -375,14 +414,20 @@ impl<T, R, F: FnOnce(Result<(), T>) -> R> Case<R> for SendCase<'_, T, F> {
     }
 
     fn wait(&mut self, wait: &Rc<Wait>, index: usize) {
-        let waiter = Waiter::new(wait.clone(), index, self.value.take());
-        self.core.lock(|st| self.core.wait_to_send(st, &waiter));
-        self.waiter = Some(waiter);
+        // An empty slot: a disabled case, queued nowhere.
+        if let Some(value) = self.slot.take() {
+            let waiter = Waiter::new(wait.clone(), index, Some(value));
+            self.core.lock(|st| self.core.wait_to_send(st, &waiter));
+            self.waiter = Some(waiter);
+        }
     }
 
     fn stop_waiting(&mut self) {
         if let Some(waiter) = self.waiter.take() {
-            self.value = self.core.lock(|st| self.core.stop_sending(st, &waiter));
+            let unsent = self.core.lock(|st| self.core.stop_sending(st, &waiter));
+            if unsent.is_some() {
+                *self.slot = unsent;
+            }
         }
     }
 

@@ -13,6 +13,8 @@ use crate::Sender;
 ///
 /// - Timed messages arrive in deadline order, ties in arming order — not in the order they
 ///   were armed.
+/// - A message that falls due while senders wait for room is delivered before their values: it
+///   joins the buffer at its deadline instead of queuing behind them.
 /// - No task runs the timer: the channel keeps the message, and a receiver waiting on the
 ///   channel (a `recv`, a `select` case) arms a protocol timer for the earliest one. So it works
 ///   the same on every backend, and a receiver in another task gets it at its deadline.

@@ -3,6 +3,7 @@
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready_eq};
 
+use futures_lite::StreamExt;
 use io_core::Cx;
 
 fn cx() -> Cx {
@@ -46,6 +47,7 @@ fn a_dropped_receive_gives_a_handed_value_back_to_the_front() {
     assert_pending!(recv.poll());
     tx.try_send("handed").unwrap();
     drop(recv); // never saw it
+    assert_eq!(rx.len(), 1, "back in the buffer, past the capacity of 0");
     let mut next = task::spawn(rx.recv());
     assert_ready_eq!(next.poll(), Ok("handed"));
 }
@@ -87,4 +89,34 @@ fn a_dropped_select_gives_a_handed_value_back() {
     );
     drop(select);
     assert_eq!(brx.try_recv(), Ok(2));
+}
+
+#[test]
+fn a_waiting_stream_is_woken_never_handed_a_value() {
+    let cx = cx();
+    let (tx, mut rx) = channel::bounded(&cx, 0);
+    {
+        let mut next = task::spawn(rx.next());
+        assert_pending!(next.poll());
+        assert_eq!(
+            tx.try_send(1),
+            Err(channel::TrySendError::Full(1)),
+            "a pending next() is not handed values"
+        );
+        let mut send = task::spawn(tx.send(2));
+        assert_pending!(send.poll());
+        assert!(next.is_woken(), "a waiting sender wakes the stream");
+        assert!(!send.is_woken(), "nothing taken yet");
+        assert_ready_eq!(next.poll(), Some(2));
+        assert!(send.is_woken());
+        assert_ready_eq!(send.poll(), Ok(()));
+    }
+    {
+        let mut next = task::spawn(rx.next());
+        assert_pending!(next.poll());
+    } // dropped while waiting
+    let mut send = task::spawn(tx.send(3));
+    assert_pending!(send.poll(), "no receive in progress: the rendezvous waits");
+    assert_eq!(rx.try_recv(), Ok(3));
+    assert_ready_eq!(send.poll(), Ok(()));
 }
