@@ -42,7 +42,7 @@ fn race_returns_the_first_finisher(backend: Backend) {
             assert_time(backend, at, 10);
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "a:start@0 b:start@0 c:start@0 b:done@10 a:canceled@10 c:canceled@10 \
                  race:B(\"ten\")@10",
             );
@@ -77,7 +77,7 @@ fn race_over_running_tasks(backend: Backend) {
             assert_eq!(won.also_finished, (None, None, None));
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "a:start@0 b:start@0 c:start@0 b:done@10 a:canceled@10 c:canceled@10",
             );
         }
@@ -112,7 +112,7 @@ fn simultaneous_finishers_keep_their_values(backend: Backend) {
             assert_eq!(won.also_finished, (None, None, Some('c')));
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "a:start@0 b:start@0 c:start@0 b:done@10 c:done@10 a:canceled@10",
             );
         }
@@ -205,7 +205,7 @@ fn canceled_caller_cancels_and_joins_every_racer(backend: Backend) {
             assert_eq!(joined, Err(Canceled));
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "a:start@0 b:start@0 c:start@0 cancel@5 a:canceled@5 b:canceled@5 \
                  c:canceled@5 a:cleaned@10 b:cleaned@10 c:cleaned@10 \
                  race:Err(Canceled):alive=2@10",
@@ -231,7 +231,7 @@ fn losers_are_joined_before_race_returns(backend: Backend) {
         Backend::Blocking => assert_eq!(untimed(&log), "a:start a:done race:A(1)"),
         _ => assert_timed(
             backend,
-            &log,
+            &log.joined(),
             "a:start@0 b:start@0 a:done@10 b:canceled@10 b:cleaned@15 race:A(1)@15",
         ),
     }
@@ -248,7 +248,8 @@ fn panicking_racer_resumes_after_cleanup(backend: Backend) {
                 &cx,
                 (
                     panicking::<u8, _>(10, "racer a broke"),
-                    worker(&l, "b", 30, 5, 'b'),
+                    // Long, so printing the panic cannot outlast it on a real clock.
+                    worker(&l, "b", 1_000, 5, 'b'),
                 ),
             );
             let message = panic_message(raced).await;
@@ -261,7 +262,7 @@ fn panicking_racer_resumes_after_cleanup(backend: Backend) {
         Backend::Blocking => assert_eq!(untimed(&log), "caught:racer_a_broke"),
         _ => assert_timed(
             backend,
-            &log,
+            &log.joined(),
             "b:start@0 b:canceled@10 b:cleaned@15 caught:racer_a_broke@15",
         ),
     }
@@ -317,7 +318,7 @@ fn canceled_racers_drop_out(backend: Backend) {
             // Canceled before they ever ran: a, c and d never start.
             assert_eq!(one_left.map(|won| won.winner), Ok((1, 'b')));
             assert_eq!(none_left, Err(Canceled));
-            assert_timed(backend, &log, "b:start@0 b:done@20");
+            assert_timed(backend, &log.joined(), "b:start@0 b:done@20");
         }
     }
 }
@@ -349,7 +350,7 @@ fn race_all_over_bodies(backend: Backend) {
             assert_time(backend, at, 5);
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "a:start@0 b:start@0 c:start@0 d:start@0 c:done@5 a:canceled@5 b:canceled@5 \
                  d:canceled@5",
             );

@@ -28,7 +28,7 @@ fn timeout_elapses_and_cancels_the_work(backend: Backend) {
         _ => {
             assert_eq!(timed, Err(Elapsed { deadline_ms: 10 }));
             assert_time(backend, at, 10);
-            assert_timed(backend, &log, "job:start@0 job:canceled@10");
+            assert_timed(backend, &log.joined(), "job:start@0 job:canceled@10");
         }
     }
 }
@@ -47,7 +47,7 @@ fn timeout_returns_the_value_in_time(backend: Backend) {
     assert!(at >= 10);
     if backend == Backend::Fiber {
         assert_eq!(at, 10);
-        assert_timed(backend, &log, "job:start@0 job:done@10");
+        assert_timed(backend, &log.joined(), "job:start@0 job:done@10");
     }
 }
 
@@ -70,7 +70,7 @@ fn completion_in_the_deadline_turn_wins(backend: Backend) {
     if backend == Backend::Fiber {
         assert_timed(
             backend,
-            &log,
+            &log.joined(),
             "body:start@0 body:done@10 task:start@10 task:done@20",
         );
     }
@@ -119,7 +119,7 @@ fn canceled_caller_cancels_and_joins_the_work(backend: Backend) {
             assert_eq!(joined, Err(Canceled));
             assert_timed(
                 backend,
-                &log,
+                &log.joined(),
                 "job:start@0 job:canceled@5 job:cleaned@10 timeout:Err(Canceled)@10",
             );
         }

@@ -113,11 +113,10 @@ pub fn where_concurrent<T: std::fmt::Debug>(
     }
 }
 
-/// Asserts a log whose events carry `@time` suffixes. Exact on fiber (the virtual clock). On
-/// uring (a real clock) the same events in the same order, each no earlier than its virtual
-/// time: real sleeps only ever overrun.
-pub fn assert_timed(backend: Backend, log: &Log, expected: &str) {
-    let actual = log.joined();
+/// Asserts a log (as [`Log::joined`] gives it) whose events carry `@time` suffixes. Exact on
+/// fiber (the virtual clock). On uring (a real clock) the same events in the same order, each no
+/// earlier than its virtual time: real sleeps only ever overrun.
+pub fn assert_timed(backend: Backend, actual: &str, expected: &str) {
     if backend != Backend::Uring {
         assert_eq!(actual, expected);
         return;
@@ -131,7 +130,7 @@ pub fn assert_timed(backend: Backend, log: &Log, expected: &str) {
             })
             .collect()
     };
-    let (actual_events, expected_events) = (split(&actual), split(expected));
+    let (actual_events, expected_events) = (split(actual), split(expected));
     let names = |events: &[(String, u64)]| events.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&actual_events),
