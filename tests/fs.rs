@@ -104,6 +104,34 @@ fn positional_reads_and_writes(backend: Backend) {
     }
 }
 
+/// `futures-io` on files: sequential writes through `AsyncWriteExt`, then lines read back with
+/// the ecosystem's `BufReader` — the way codecs use a file.
+fn futures_io_traits_on_a_file(backend: Backend) {
+    use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use futures_lite::StreamExt;
+    let path = TempPath::new("futures-io", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?;
+                file.write_all(b"first line\nsecond").await?;
+                file.write_all(b" line\nthird line\n").await?;
+                file.flush().await?;
+                file.close().await?;
+                let file = File::open(&cx, &p).await?;
+                let lines: Vec<String> = BufReader::new(file).lines().try_collect().await?;
+                Ok::<_, io::Error>(lines)
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => assert_eq!(result.unwrap(), ["first line", "second line", "third line"]),
+    }
+}
+
 /// Opening a missing file is `NotFound`, with the OS's error.
 fn open_missing_file_is_not_found(backend: Backend) {
     let path = TempPath::new("missing", backend);
@@ -159,6 +187,7 @@ fn canceled_task_starts_no_io(backend: Backend) {
 
 conformance!(
     file_round_trip,
+    futures_io_traits_on_a_file,
     positional_reads_and_writes,
     open_missing_file_is_not_found,
     canceled_task_starts_no_io,

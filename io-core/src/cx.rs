@@ -161,7 +161,7 @@ impl Cx {
         self.io.disarm_timer(id)
     }
 
-    /// Submits an I/O op ([`Io::submit`]) and resolves to its [`Completion`], which gives the
+    /// Submits an I/O op ([`Io::submit`]) and resolves to its [`Completion`](crate::Completion), which gives the
     /// op and its buffers back. The I/O types ([`File`](crate::File),
     /// [`TcpStream`](crate::TcpStream), …) are written on this; see [`crate::op`] for the
     /// cancellation rules.

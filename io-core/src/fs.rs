@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
 use crate::op::{Closing, Op};
 use crate::Cx;
 
@@ -157,6 +158,7 @@ impl OpenOptions {
             } => Ok(File {
                 cx: cx.clone(),
                 file: Rc::new(file),
+                adapter: Adapter::default(),
             }),
             op => Err(missing_output(&op)),
         }
@@ -171,7 +173,9 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
     ))
 }
 
-/// An open file, read and written at explicit offsets with owned buffers.
+/// An open file, read and written at explicit offsets with owned buffers — or sequentially,
+/// through `futures-io`'s `AsyncRead` and `AsyncWrite`, at a cursor that starts at offset 0
+/// (independent of the positional methods; `poll_close` flushes).
 ///
 /// Every method hands its buffer to the backend and gets it back with the result, so a buffer is
 /// never borrowed by an operation the kernel may still be running. On the blocking backend each
@@ -205,6 +209,7 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
 pub struct File {
     cx: Cx,
     file: Rc<fs::File>,
+    adapter: Adapter,
 }
 
 impl File {
@@ -324,7 +329,7 @@ impl File {
     /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Ops
     /// still in flight on the file (from futures that were dropped) finish first.
     pub async fn close(self) -> io::Result<()> {
-        let File { cx, file } = self;
+        let File { cx, file, .. } = self;
         cx.submit(Op::Close {
             fd: Some(Closing::File(file)),
         })
@@ -333,6 +338,35 @@ impl File {
         .map(drop)
     }
 }
+
+/// The file's ops for the `futures-io` adapter, at the adapter's cursor.
+struct FileOps<'a>(&'a Rc<fs::File>);
+
+impl OpSource for FileOps<'_> {
+    fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+        Op::ReadAt {
+            file: self.0.clone(),
+            buf,
+            offset,
+        }
+    }
+
+    fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+        Op::WriteAt {
+            file: self.0.clone(),
+            buf,
+            offset,
+        }
+    }
+
+    fn close_op(&self) -> Option<Op> {
+        None
+    }
+}
+
+// Sequential reads and writes at a cursor from offset 0, shared by both traits and independent
+// of the positional methods; `poll_close` flushes (the descriptor closes with `File::close`).
+futures_io_through_adapter!(File, FileOps, file);
 
 impl AsRawFd for File {
     fn as_raw_fd(&self) -> RawFd {

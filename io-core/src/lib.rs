@@ -54,6 +54,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod adapter;
 mod cx;
 mod error;
 mod fs;

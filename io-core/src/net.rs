@@ -1,20 +1,16 @@
 //! [`TcpListener`] and [`TcpStream`]: TCP with owned buffers, written once over op submission,
-//! plus `futures-io` [`AsyncRead`]/[`AsyncWrite`] for the ecosystem's codecs.
+//! plus `futures-io` `AsyncRead`/`AsyncWrite` for the ecosystem's codecs.
 
 use std::fmt;
 use std::io;
 use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
-use futures_lite::io::{AsyncRead, AsyncWrite};
-use futures_lite::FutureExt;
-
+use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
 use crate::fs::missing_output;
-use crate::op::{Closing, Completion, Op};
-use crate::{Cx, Submit};
+use crate::op::{Closing, Op};
+use crate::Cx;
 
 /// A TCP socket listening for connections.
 ///
@@ -131,8 +127,8 @@ impl fmt::Debug for TcpListener {
 ///
 /// Two ways to use it: the owned-buffer methods ([`read`](TcpStream::read),
 /// [`write`](TcpStream::write), [`write_all`](TcpStream::write_all)), which hand a buffer to
-/// the backend and get it back with the result; or the `futures-io` traits [`AsyncRead`] and
-/// [`AsyncWrite`], which copy through buffers the stream keeps, so codecs written for the
+/// the backend and get it back with the result; or the `futures-io` traits `AsyncRead` and
+/// `AsyncWrite`, which copy through buffers the stream keeps, so codecs written for the
 /// ecosystem work unchanged.
 ///
 /// With the traits, a read in flight survives a dropped read future: the next `poll_read`
@@ -142,13 +138,7 @@ impl fmt::Debug for TcpListener {
 pub struct TcpStream {
     cx: Cx,
     stream: Rc<net::TcpStream>,
-    reading: Option<Submit>,
-    /// Received bytes not handed out yet: `unread[read_pos..]`.
-    unread: Vec<u8>,
-    read_pos: usize,
-    writing: Option<Submit>,
-    spare_write: Vec<u8>,
-    shutting_down: Option<Submit>,
+    adapter: Adapter,
 }
 
 impl TcpStream {
@@ -156,12 +146,7 @@ impl TcpStream {
         TcpStream {
             cx: cx.clone(),
             stream: Rc::new(stream),
-            reading: None,
-            unread: Vec::new(),
-            read_pos: 0,
-            writing: None,
-            spare_write: Vec::new(),
-            shutting_down: None,
+            adapter: Adapter::default(),
         }
     }
 
@@ -272,36 +257,6 @@ impl TcpStream {
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.stream.set_nodelay(on)
     }
-
-    /// Drives the trait write in flight to its end, resubmitting after short sends.
-    fn poll_write_in_flight(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(writing) = self.writing.as_mut() {
-            let Completion { result, op } = match writing.poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(done) => done,
-            };
-            self.writing = None;
-            let mut buf = op.into_buf();
-            match result {
-                Ok(n) if n < buf.len() && n > 0 => {
-                    buf.drain(..n);
-                    self.writing = Some(self.cx.submit(Op::Send {
-                        stream: self.stream.clone(),
-                        buf,
-                    }));
-                }
-                Ok(0) if !buf.is_empty() => {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                Ok(_) => {
-                    buf.clear();
-                    self.spare_write = buf;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// Submits an async close of `fd` on `cx`'s backend.
@@ -309,110 +264,34 @@ async fn close(cx: &Cx, fd: Closing) -> io::Result<()> {
     cx.submit(Op::Close { fd: Some(fd) }).await.result.map(drop)
 }
 
-impl AsyncRead for TcpStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if out.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        loop {
-            if this.read_pos < this.unread.len() {
-                let n = out.len().min(this.unread.len() - this.read_pos);
-                out[..n].copy_from_slice(&this.unread[this.read_pos..this.read_pos + n]);
-                this.read_pos += n;
-                return Poll::Ready(Ok(n));
-            }
-            let reading = this.reading.get_or_insert_with(|| {
-                let mut buf = std::mem::take(&mut this.unread);
-                buf.clear();
-                buf.reserve(out.len().max(8192));
-                this.cx.submit(Op::Recv {
-                    stream: this.stream.clone(),
-                    buf,
-                })
-            });
-            let Completion { result, op } = match reading.poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(done) => done,
-            };
-            this.reading = None;
-            this.unread = op.into_buf();
-            this.read_pos = 0;
-            match result {
-                Ok(0) => return Poll::Ready(Ok(0)),
-                Ok(_) => continue,
-                Err(e) => {
-                    this.unread.clear();
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-    }
-}
+/// The stream's ops for the `futures-io` adapter (no offsets on a stream).
+struct StreamOps<'a>(&'a Rc<net::TcpStream>);
 
-impl AsyncWrite for TcpStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.poll_write_in_flight(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        // The bytes are ours now: start sending them and report them written.
-        let mut buf = std::mem::take(&mut this.spare_write);
-        buf.clear();
-        buf.extend_from_slice(data);
-        let mut send = this.cx.submit(Op::Send {
-            stream: this.stream.clone(),
+impl OpSource for StreamOps<'_> {
+    fn read_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
+        Op::Recv {
+            stream: self.0.clone(),
             buf,
-        });
-        // Poll once so a backend that completes inline (blocking) is done right here.
-        match send.poll(cx) {
-            Poll::Pending => this.writing = Some(send),
-            Poll::Ready(Completion { result, op }) => {
-                let mut rest = op.into_buf();
-                match result {
-                    Ok(n) if n < rest.len() => {
-                        rest.drain(..n);
-                        this.writing = Some(this.cx.submit(Op::Send {
-                            stream: this.stream.clone(),
-                            buf: rest,
-                        }));
-                    }
-                    Ok(_) => this.spare_write = rest,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
         }
-        Poll::Ready(Ok(data.len()))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_write_in_flight(cx)
+    fn write_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
+        Op::Send {
+            stream: self.0.clone(),
+            buf,
+        }
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.poll_write_in_flight(cx)?.is_pending() {
-            return Poll::Pending;
-        }
-        let shutting_down = this.shutting_down.get_or_insert_with(|| {
-            this.cx.submit(Op::Shutdown {
-                stream: this.stream.clone(),
-                how: Shutdown::Write,
-            })
-        });
-        let done = std::task::ready!(shutting_down.poll(cx));
-        this.shutting_down = None;
-        Poll::Ready(done.result.map(drop))
+    fn close_op(&self) -> Option<Op> {
+        Some(Op::Shutdown {
+            stream: self.0.clone(),
+            how: Shutdown::Write,
+        })
     }
 }
+
+// `poll_close` flushes, then shuts the write half down.
+futures_io_through_adapter!(TcpStream, StreamOps, stream);
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {

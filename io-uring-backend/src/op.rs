@@ -613,6 +613,17 @@ impl Ops {
     }
 }
 
+impl Drop for Ops {
+    fn drop(&mut self) {
+        if self.ring.outstanding() > 0 {
+            // Only after a drain that did not finish (a panic while waiting): the kernel may
+            // still write into op memory, so leak it rather than free it under the kernel.
+            mem::forget(mem::take(&mut self.slots));
+            self.wakeup.leak_buffer();
+        }
+    }
+}
+
 fn done(result: io::Result<usize>, op: Op) -> Submitted {
     Submitted::Done(Completion { result, op })
 }

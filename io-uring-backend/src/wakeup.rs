@@ -45,6 +45,13 @@ impl Wakeup {
         }
     }
 
+    /// Gives up the read's buffer without freeing it, for a tear-down that could not wait for
+    /// the read's completion.
+    pub(crate) fn leak_buffer(&mut self) {
+        let fresh = Box::new(UnsafeCell::new([0; 8]));
+        std::mem::forget(std::mem::replace(&mut self.buf, fresh));
+    }
+
     /// The read to keep in flight. Its buffer lives as long as `self`, and `self` outlives every
     /// request on the ring (the ring is drained before the backend's fields drop).
     pub(crate) fn read_entry(&self, user_data: u64) -> squeue::Entry {
