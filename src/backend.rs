@@ -17,7 +17,7 @@ pub enum Backend {
     Blocking,
     /// Deterministic virtual clock ([`FiberIo`](crate::FiberIo), feature `fiber`).
     Fiber,
-    /// io_uring (feature `uring`; not part of this build yet).
+    /// io_uring ([`UringIo`](crate::UringIo), feature `uring`; Linux 5.11 or later).
     Uring,
 }
 
@@ -33,6 +33,11 @@ pub enum Error {
     /// No backend usable for a real run is compiled in (fiber is only picked by name).
     #[error("no real-clock backend is compiled in; enable feature \"blocking\" or set IOSWAP_BACKEND=fiber")]
     NoBackend,
+    /// The io_uring backend was asked for by name and this kernel or process cannot use it;
+    /// the cause says why and what to do.
+    #[cfg(feature = "uring")]
+    #[error(transparent)]
+    Uring(#[from] io_uring_backend::UringError),
     /// The backend ran, and the run failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -56,7 +61,7 @@ impl Backend {
         match self {
             Backend::Blocking => cfg!(feature = "blocking"),
             Backend::Fiber => cfg!(feature = "fiber"),
-            Backend::Uring => false,
+            Backend::Uring => cfg!(feature = "uring"),
         }
     }
 
@@ -69,22 +74,35 @@ impl Backend {
     }
 
     /// The backend [`run`] uses: `IOSWAP_BACKEND` if set (a name that is unknown or not compiled
-    /// in is an error, never a silent downgrade), else the best real-clock backend compiled in.
-    /// Fiber is never picked unless named, because its clock is virtual.
+    /// in is an error, never a silent downgrade), else uring if it is compiled in and the kernel
+    /// lets this process use it, else blocking. Fiber is never picked unless named, because its
+    /// clock is virtual.
     pub fn from_env() -> Result<Backend, Error> {
-        match std::env::var(BACKEND_VAR) {
-            Ok(name) if !name.is_empty() => {
-                let backend: Backend = name.parse()?;
-                if backend.is_compiled() {
-                    Ok(backend)
-                } else {
-                    Err(Error::NotCompiled(backend.name()))
-                }
-            }
-            _ => [Backend::Uring, Backend::Blocking]
-                .into_iter()
-                .find(|b| b.is_compiled())
-                .ok_or(Error::NoBackend),
+        let named = std::env::var(BACKEND_VAR)
+            .ok()
+            .filter(|name| !name.is_empty());
+        Backend::choose(named.as_deref(), uring_usable)
+    }
+
+    /// [`Backend::from_env`]'s choice, given the name asked for (if any) and how to learn
+    /// whether io_uring is usable here (asked only when uring is compiled in and not named).
+    fn choose(named: Option<&str>, uring_usable: impl FnOnce() -> bool) -> Result<Backend, Error> {
+        if let Some(name) = named {
+            let backend: Backend = name.parse()?;
+            return if backend.is_compiled() {
+                Ok(backend)
+            } else {
+                Err(Error::NotCompiled(backend.name()))
+            };
+        }
+        if Backend::Uring.is_compiled() && (!Backend::Blocking.is_compiled() || uring_usable()) {
+            // Without blocking to fall back to, a refusing kernel is reported by `run`.
+            return Ok(Backend::Uring);
+        }
+        if Backend::Blocking.is_compiled() {
+            Ok(Backend::Blocking)
+        } else {
+            Err(Error::NoBackend)
         }
     }
 
@@ -100,10 +118,20 @@ impl Backend {
             Backend::Blocking => Ok(io_blocking::BlockingIo::new().run(main)?),
             #[cfg(feature = "fiber")]
             Backend::Fiber => Ok(io_fiber::FiberIo::new().run(main)?),
+            #[cfg(feature = "uring")]
+            Backend::Uring => Ok(io_uring_backend::UringIo::new()?.run(main)?),
             #[allow(unreachable_patterns)]
             other => Err(Error::NotCompiled(other.name())),
         }
     }
+}
+
+/// Whether io_uring can be used by this process (a probe ring is built and dropped).
+fn uring_usable() -> bool {
+    #[cfg(feature = "uring")]
+    return io_uring_backend::UringIo::probe().is_ok();
+    #[cfg(not(feature = "uring"))]
+    return false;
 }
 
 impl FromStr for Backend {
@@ -161,4 +189,37 @@ where
     Fut: Future<Output = Result<T, Canceled>> + 'static,
 {
     io_fiber::FiberIo::with_seed(seed).run(main)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_backend_is_taken_as_named_without_probing() {
+        let chosen = Backend::choose(Some("fiber"), || panic!("must not probe"));
+        assert_eq!(chosen.unwrap(), Backend::Fiber);
+    }
+
+    #[test]
+    fn an_unknown_name_is_an_error() {
+        let err = Backend::choose(Some("epoll"), || true).unwrap_err();
+        assert_eq!(err, Error::UnknownBackend("epoll".into()));
+    }
+
+    #[cfg(all(feature = "uring", feature = "blocking"))]
+    #[test]
+    fn unnamed_prefers_uring_and_falls_back_to_blocking_when_the_kernel_refuses() {
+        assert_eq!(Backend::choose(None, || true).unwrap(), Backend::Uring);
+        assert_eq!(Backend::choose(None, || false).unwrap(), Backend::Blocking);
+    }
+
+    #[cfg(feature = "uring")]
+    #[test]
+    fn a_named_uring_is_never_downgraded() {
+        assert_eq!(
+            Backend::choose(Some("uring"), || false).unwrap(),
+            Backend::Uring
+        );
+    }
 }

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`BlockingIo`] (feature `blocking`) | real | the simplest execution: tasks run inline, waits block |
 //! | [`FiberIo`] (feature `fiber`) | virtual | tests and simulation: seeded, deterministic, no hangs |
+//! | [`UringIo`] (feature `uring`) | real | production on Linux: one thread driven by io_uring |
 //!
 //! Code takes a [`Cx`] and never learns which backend runs it. [`run`] picks a backend at run
 //! time (see [`Backend::from_env`]); [`sim`] runs on the fiber backend with a seed.
@@ -20,7 +21,8 @@
 //!     Ok(format!("hello, {}", name.await?))
 //! }
 //!
-//! // On the default backend (blocking unless IOSWAP_BACKEND says otherwise)...
+//! // On the default backend (uring if the kernel allows it, else blocking; IOSWAP_BACKEND
+//! // overrides)...
 //! assert_eq!(ioswap::run(|cx| async move { greet(&cx).await }).unwrap(), "hello, world");
 //! // ...and on the virtual clock, where the 50 ms pass in no time.
 //! assert_eq!(ioswap::sim(7, |cx| async move { greet(&cx).await }).unwrap(), "hello, world");
@@ -43,9 +45,11 @@ pub use channel;
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
+pub use io_core::op;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Shield, Sleep,
-    SpawnError, SpawnOptions, Suspend, Task, TaskRef, TimerId,
+    BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RawTask, RunError, RunQueue,
+    Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener, TcpStream,
+    TimerId, Unsupported,
 };
 
 pub use race::{
@@ -58,3 +62,5 @@ pub use race::{
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{FiberIo, TraceEvent};
+#[cfg(feature = "uring")]
+pub use io_uring_backend::{UringError, UringIo};

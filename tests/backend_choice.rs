@@ -5,11 +5,24 @@ fn backend_name_of_a_run() -> Result<&'static str, Error> {
     ioswap::run(|cx| async move { Ok(cx.backend()) })
 }
 
+fn uring_usable() -> bool {
+    #[cfg(feature = "uring")]
+    return ioswap::UringIo::probe().is_ok();
+    #[cfg(not(feature = "uring"))]
+    return false;
+}
+
 #[test]
 fn backend_choice_follows_the_environment() {
     std::env::remove_var(BACKEND_VAR);
-    // Unnamed: the best real-clock backend compiled in; fiber is never picked silently.
-    assert_eq!(backend_name_of_a_run(), Ok("blocking"));
+    // Unnamed: uring where it is compiled in and the kernel allows it, else blocking; fiber is
+    // never picked silently.
+    let best = if cfg!(feature = "uring") && uring_usable() {
+        "uring"
+    } else {
+        "blocking"
+    };
+    assert_eq!(backend_name_of_a_run(), Ok(best));
 
     std::env::set_var(BACKEND_VAR, "fiber");
     assert_eq!(backend_name_of_a_run(), Ok("fiber"));
@@ -17,13 +30,21 @@ fn backend_choice_follows_the_environment() {
     std::env::set_var(BACKEND_VAR, "Blocking");
     assert_eq!(backend_name_of_a_run(), Ok("blocking"));
 
-    // Named but not built: a clear error, never a silent downgrade.
     std::env::set_var(BACKEND_VAR, "uring");
-    let err = backend_name_of_a_run().unwrap_err();
-    assert_eq!(err, Error::NotCompiled("uring"));
-    assert!(err
-        .to_string()
-        .contains("enable the ioswap feature \"uring\""));
+    if cfg!(feature = "uring") {
+        // Named: uring, or the typed cause the kernel refused it — never a silent downgrade.
+        match backend_name_of_a_run() {
+            Ok(name) => assert_eq!(name, "uring"),
+            Err(err) => assert!(!uring_usable(), "refused although usable: {err}"),
+        }
+    } else {
+        // Named but not built: a clear error, never a silent downgrade.
+        let err = backend_name_of_a_run().unwrap_err();
+        assert_eq!(err, Error::NotCompiled("uring"));
+        assert!(err
+            .to_string()
+            .contains("enable the ioswap feature \"uring\""));
+    }
 
     std::env::set_var(BACKEND_VAR, "tokio");
     assert_eq!(
@@ -38,7 +59,11 @@ fn names_round_trip() {
     for backend in Backend::ALL {
         assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
     }
-    assert_eq!(Backend::compiled(), [Backend::Blocking, Backend::Fiber]);
+    let mut expected = vec![Backend::Blocking, Backend::Fiber];
+    if cfg!(feature = "uring") {
+        expected.push(Backend::Uring);
+    }
+    assert_eq!(Backend::compiled(), expected);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod support;
 use futures_lite::{future, StreamExt};
 use ioswap::channel::{self, RecvError, SendError, TryRecvError, TrySendError};
 use ioswap::{Backend, Canceled, SpawnOptions};
-use support::{expect_deadlock, where_concurrent, Log};
+use support::{assert_timed, expect_deadlock, where_concurrent, Log};
 
 /// Buffered values come out in the order they went in, bounded or not.
 fn buffered_values_arrive_in_order(backend: Backend) {
@@ -67,7 +67,7 @@ fn rendezvous_send_completes_when_taken(backend: Backend) {
         Ok(Ok(log.joined()))
     });
     if let Some(log) = where_concurrent(backend, outcome) {
-        assert_eq!(log, "send@0 got-x@50 sent@50");
+        assert_timed(backend, &log, "send@0 got-x@50 sent@50");
     }
 }
 
@@ -413,7 +413,11 @@ fn stream_consumer_completes_rendezvous_sends(backend: Backend) {
         Ok(Ok(log.joined()))
     });
     if let Some(log) = where_concurrent(backend, outcome) {
-        assert_eq!(log, "got1@0 sent1@0 got2@10 sent2@10 got3@20 sent3@20");
+        assert_timed(
+            backend,
+            &log,
+            "got1@0 sent1@0 got2@10 sent2@10 got3@20 sent3@20",
+        );
     }
 }
 

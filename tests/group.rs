@@ -4,7 +4,7 @@ mod support;
 mod workers;
 
 use ioswap::{group, Backend, Canceled, Cx, Group};
-use support::Log;
+use support::{assert_time, assert_timed, Log};
 use workers::{panic_message, panicking, untimed, worker};
 
 /// A child's failure, or the group's cancellation.
@@ -47,10 +47,11 @@ fn values_come_back_in_spawn_order(backend: Backend) {
             );
         }
         _ => {
-            assert_eq!(at, 30);
-            assert_eq!(
-                log.joined(),
-                "a:start@0 b:start@0 c:start@0 b:done@10 c:done@20 a:done@30"
+            assert_time(backend, at, 30);
+            assert_timed(
+                backend,
+                &log.joined(),
+                "a:start@0 b:start@0 c:start@0 b:done@10 c:done@20 a:done@30",
             );
         }
     }
@@ -95,11 +96,12 @@ fn first_error_cancels_the_siblings(backend: Backend) {
             "a:start a:done b:fails c:refused body:canceled"
         ),
         _ => {
-            assert_eq!(at, 25);
-            assert_eq!(
-                log.joined(),
+            assert_time(backend, at, 25);
+            assert_timed(
+                backend,
+                &log.joined(),
                 "a:start@0 c:start@0 a:done@10 b:fails@20 body:canceled@20 c:canceled@20 \
-                 c:cleaned@25"
+                 c:cleaned@25",
             );
         }
     }
@@ -125,7 +127,11 @@ fn body_error_cancels_the_children(backend: Backend) {
     assert_eq!(result, Err(JobError::Failed("body")));
     match backend {
         Backend::Blocking => assert_eq!(untimed(&log), "a:start a:done body:fails"),
-        _ => assert_eq!(log.joined(), "a:start@0 body:fails@10 a:canceled@10"),
+        _ => assert_timed(
+            backend,
+            &log.joined(),
+            "a:start@0 body:fails@10 a:canceled@10",
+        ),
     }
 }
 
@@ -166,10 +172,11 @@ fn canceled_parent_cancels_every_child(backend: Backend) {
         }
         _ => {
             assert_eq!(joined, Err(Canceled));
-            assert_eq!(
-                log.joined(),
+            assert_timed(
+                backend,
+                &log.joined(),
                 "a:start@0 b:start@0 a:canceled@10 b:canceled@10 a:cleaned@15 b:cleaned@15 \
-                 group:Err(Canceled):alive=2@15"
+                 group:Err(Canceled):alive=2@15",
             );
         }
     }
@@ -206,7 +213,11 @@ fn no_child_outlives_the_group(backend: Backend) {
     assert_eq!(alive, 1, "only main is left");
     assert_eq!(late, Err(Canceled));
     if backend == Backend::Fiber {
-        assert_eq!(log.joined(), "grandchild:start@0 grandchild:done@20");
+        assert_timed(
+            backend,
+            &log.joined(),
+            "grandchild:start@0 grandchild:done@20",
+        );
     }
 }
 
@@ -217,7 +228,9 @@ fn panicking_child_resumes_after_cleanup(backend: Backend) {
     let l = log.clone();
     backend
         .run(|cx| async move {
-            let b = worker(&l, "b", 30, 5, 2);
+            // b's sleep is long so that, on a real clock, printing the panic (a backtrace, say)
+            // cannot outlast it; it never finishes on any backend.
+            let b = worker(&l, "b", 1_000, 5, 2);
             let grouped = group(&cx, move |_cx, g: Group<u64, Canceled>| async move {
                 g.spawn(panicking(10, "child broke"))?;
                 g.spawn(b)?;
@@ -231,9 +244,10 @@ fn panicking_child_resumes_after_cleanup(backend: Backend) {
     match backend {
         // The panicking child ran inline first; its failure refused b's spawn.
         Backend::Blocking => assert_eq!(untimed(&log), "caught:child_broke"),
-        _ => assert_eq!(
-            log.joined(),
-            "b:start@0 b:canceled@10 b:cleaned@15 caught:child_broke@15"
+        _ => assert_timed(
+            backend,
+            &log.joined(),
+            "b:start@0 b:canceled@10 b:cleaned@15 caught:child_broke@15",
         ),
     }
 }

@@ -3,7 +3,7 @@ mod support;
 
 use ioswap::channel::{self, TryRecvError};
 use ioswap::{Backend, Canceled, FiberIo};
-use support::{where_concurrent, Log};
+use support::{assert_time, where_concurrent, Log};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Picked<T> {
@@ -207,8 +207,13 @@ fn waiting_send_case_completed_by_a_receiver(backend: Backend) {
         otx.try_send("other").unwrap();
         Ok(Ok((picked, at, receiver.await?, orx.len())))
     });
-    if let Some(results) = where_concurrent(backend, outcome) {
-        assert_eq!(results, (Picked::Sent(Ok(())), 40, (Ok("hello"), 40), 1));
+    if let Some((picked, at, (received, received_at), left)) = where_concurrent(backend, outcome) {
+        assert_eq!(
+            (picked, received, left),
+            (Picked::Sent(Ok(())), Ok("hello"), 1)
+        );
+        assert_time(backend, at, 40);
+        assert_time(backend, received_at, 40);
     }
 }
 

@@ -4,7 +4,7 @@ mod support;
 
 use ioswap::channel::{self, Receiver, RecvError, TryRecvError};
 use ioswap::{Backend, Canceled, Cx, FiberIo};
-use support::{expect_deadlock, where_concurrent, Log};
+use support::{assert_time, assert_timed, expect_deadlock, where_concurrent, Log};
 
 /// `"{event}@{time}"` on fiber, where times are exact; just the event on a real clock.
 fn stamp(backend: Backend, cx: &Cx, event: impl std::fmt::Display) -> String {
@@ -142,7 +142,11 @@ fn armed_while_the_receiver_waits(backend: Backend) {
             let server = deadlock.blocked.iter().find(|t| t.name == "server");
             assert_eq!(server.unwrap().parked_on, "channel recv", "{deadlock}");
         }
-        _ => assert_eq!(outcome.unwrap(), (Ok("late arming"), 50)),
+        _ => {
+            let (got, at) = outcome.unwrap();
+            assert_eq!(got, Ok("late arming"));
+            assert_time(backend, at, 50);
+        }
     }
 }
 
@@ -239,9 +243,10 @@ fn gen_server_receive_timeout(backend: Backend) {
         .unwrap();
     assert_eq!(handled, 3);
     match backend {
-        Backend::Fiber => assert_eq!(
-            log.joined(),
-            "ping@10 ping@50 timeout@150 timeout@250 ping@300 stop@320"
+        Backend::Fiber => assert_timed(
+            backend,
+            &log.joined(),
+            "ping@10 ping@50 timeout@150 timeout@250 ping@300 stop@320",
         ),
         _ => assert_eq!(log.joined(), "ping ping timeout timeout ping stop"),
     }

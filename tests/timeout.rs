@@ -5,7 +5,7 @@ mod support;
 mod workers;
 
 use ioswap::{timeout, timeout_at, Backend, Canceled, Cx, Elapsed, FiberIo};
-use support::Log;
+use support::{assert_time, assert_timed, Log};
 use workers::{untimed, worker};
 
 /// Golden: a 30 ms job under a 10 ms timeout is canceled at t = 10 (its post-sleep line never
@@ -27,8 +27,8 @@ fn timeout_elapses_and_cancels_the_work(backend: Backend) {
         }
         _ => {
             assert_eq!(timed, Err(Elapsed { deadline_ms: 10 }));
-            assert_eq!(at, 10);
-            assert_eq!(log.joined(), "job:start@0 job:canceled@10");
+            assert_time(backend, at, 10);
+            assert_timed(backend, &log.joined(), "job:start@0 job:canceled@10");
         }
     }
 }
@@ -47,7 +47,7 @@ fn timeout_returns_the_value_in_time(backend: Backend) {
     assert!(at >= 10);
     if backend == Backend::Fiber {
         assert_eq!(at, 10);
-        assert_eq!(log.joined(), "job:start@0 job:done@10");
+        assert_timed(backend, &log.joined(), "job:start@0 job:done@10");
     }
 }
 
@@ -68,9 +68,10 @@ fn completion_in_the_deadline_turn_wins(backend: Backend) {
         .unwrap();
     assert_eq!((body, task), (Ok('b'), Ok('t')));
     if backend == Backend::Fiber {
-        assert_eq!(
-            log.joined(),
-            "body:start@0 body:done@10 task:start@10 task:done@20"
+        assert_timed(
+            backend,
+            &log.joined(),
+            "body:start@0 body:done@10 task:start@10 task:done@20",
         );
     }
 }
@@ -116,9 +117,10 @@ fn canceled_caller_cancels_and_joins_the_work(backend: Backend) {
         }
         _ => {
             assert_eq!(joined, Err(Canceled));
-            assert_eq!(
-                log.joined(),
-                "job:start@0 job:canceled@5 job:cleaned@10 timeout:Err(Canceled)@10"
+            assert_timed(
+                backend,
+                &log.joined(),
+                "job:start@0 job:canceled@5 job:cleaned@10 timeout:Err(Canceled)@10",
             );
         }
     }

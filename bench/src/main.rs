@@ -193,10 +193,15 @@ fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
         .into_iter()
         .filter(|r| options.only.is_empty() || options.only.contains(r))
         .collect();
+    let skipped = |runner: Runner| -> Option<String> {
+        (workload.skip)(runner)
+            .map(str::to_string)
+            .or_else(|| runner.unavailable())
+    };
     let active: Vec<Runner> = runners
         .iter()
         .copied()
-        .filter(|r| (workload.skip)(*r).is_none())
+        .filter(|r| skipped(*r).is_none())
         .collect();
     let mut measured: Vec<Vec<workloads::Measurement>> = vec![Vec::new(); active.len()];
     let mut failed: Vec<Option<String>> = vec![None; active.len()];
@@ -233,7 +238,7 @@ fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
         .map(|runner| {
             let outcome = match active.iter().position(|r| *r == runner) {
                 None => Outcome::Skipped {
-                    reason: (workload.skip)(runner).unwrap_or("skipped"),
+                    reason: skipped(runner).unwrap_or_else(|| "skipped".to_string()),
                 },
                 Some(i) => match failed[i].take() {
                     Some(error) => Outcome::Failed { error },

@@ -62,7 +62,7 @@ pub enum Outcome {
     /// Not run on this runner, for this reason.
     Skipped {
         /// Why.
-        reason: &'static str,
+        reason: String,
     },
     /// A run failed (its error); no figure is reported.
     Failed {
@@ -405,7 +405,12 @@ mod tests {
                     Runner::Smol,
                     Outcome::Measured(Summary::of(&rounds(&[120.0]))),
                 ),
-                (Runner::AsyncTask, Outcome::Skipped { reason: "test" }),
+                (
+                    Runner::AsyncTask,
+                    Outcome::Skipped {
+                        reason: "test".into(),
+                    },
+                ),
             ],
         );
         let ratios: Vec<Option<f64>> = result.rows.iter().map(|r| r.ratio_to_best_peer).collect();

@@ -35,6 +35,17 @@ impl Runner {
         runners
     }
 
+    /// Why this runner cannot run on this machine, if it cannot: io_uring may be missing from
+    /// the kernel or forbidden (seccomp, memlock limits), and then its row says so.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            Runner::Ioswap(Backend::Uring) => ioswap::UringIo::probe()
+                .err()
+                .map(|error| format!("io_uring unavailable here: {error}")),
+            _ => None,
+        }
+    }
+
     /// Whether this runner is a peer runtime (what ratios are taken against).
     pub fn is_peer(self) -> bool {
         matches!(self, Runner::Tokio | Runner::Smol)

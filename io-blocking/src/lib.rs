@@ -6,6 +6,9 @@
 //!   that *requires* concurrency fails with [`SpawnError::ConcurrencyUnavailable`].
 //! - Sleeping blocks on the real monotonic clock; [`Io::poll`] blocks until the next timer or a
 //!   wake from another thread.
+//! - I/O ops ([`Io::submit`]) are plain blocking system calls made inside `submit`: a read
+//!   blocks the thread until data arrives, so a blocking program that talks to itself over a
+//!   socket needs a second thread (or the peer's kernel-side buffering).
 //! - An inline task parked on the protocol (a park, a join) with no timer armed can only be
 //!   readied by its own thread, which is blocked on it — or by a foreign future it races against
 //!   the park, woken from another thread. After [`DEADLOCK_GRACE`] with no such wake, that is a
@@ -31,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod op;
+
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -38,8 +43,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, Io, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, SplitMix64, TaskRef, TaskSet, TimerId, TimerQueue,
+    BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
+    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
 };
 
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
@@ -226,6 +231,12 @@ impl Io for Blocking {
 
     fn random_u64(&self) -> u64 {
         self.choices.next_u64()
+    }
+
+    /// Performs the op right here with a plain system call (blocking the thread) and returns
+    /// it done; nothing is ever in flight, so there is nothing to cancel.
+    fn submit(&self, op: Op, _park: &Park) -> Submitted {
+        Submitted::Done(op::perform(op))
     }
 
     fn run_queue(&self) -> &RunQueue {

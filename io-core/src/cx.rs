@@ -164,6 +164,22 @@ impl Cx {
     pub fn disarm_timer(&self, id: TimerId) -> Option<u64> {
         self.io.disarm_timer(id)
     }
+
+    /// Submits an I/O op ([`Io::submit`]) and resolves to its [`Completion`](crate::Completion), which gives the
+    /// op and its buffers back. The I/O types ([`File`](crate::File),
+    /// [`TcpStream`](crate::TcpStream), …) are written on this; see [`crate::op`] for the
+    /// cancellation rules.
+    ///
+    /// ```
+    /// use io_core::Op;
+    /// let result = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move { Ok(cx.submit(Op::Nop).await.result.unwrap()) })
+    ///     .unwrap();
+    /// assert_eq!(result, 0);
+    /// ```
+    pub fn submit(&self, op: crate::Op) -> crate::Submit {
+        crate::Submit::new(self.io.clone(), op)
+    }
 }
 
 impl fmt::Debug for Cx {

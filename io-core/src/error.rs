@@ -11,6 +11,29 @@ use std::fmt;
 #[error("the task was canceled")]
 pub struct Canceled;
 
+impl Canceled {
+    /// Whether an I/O error means "canceled": an op whose task was canceled before it could
+    /// complete. I/O methods return `io::Result`, and this is how such an error is recognized.
+    ///
+    /// ```
+    /// use io_core::Canceled;
+    /// let err: std::io::Error = Canceled.into();
+    /// assert!(Canceled::is_canceled(&err));
+    /// assert!(!Canceled::is_canceled(&std::io::Error::other("disk on fire")));
+    /// ```
+    pub fn is_canceled(err: &std::io::Error) -> bool {
+        err.get_ref().is_some_and(|inner| inner.is::<Canceled>())
+    }
+}
+
+/// An I/O op that did not complete because its task was canceled. The kind is `Other`, never
+/// `Interrupted`: retry loops must not spin on a cancellation.
+impl From<Canceled> for std::io::Error {
+    fn from(canceled: Canceled) -> std::io::Error {
+        std::io::Error::other(canceled)
+    }
+}
+
 /// Why a spawn was refused. The future was dropped without being polled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SpawnError {

@@ -2,6 +2,7 @@
 
 use std::task::{Context, Poll};
 
+use crate::op::{Completion, Op, OpId, Submitted};
 use crate::{Canceled, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef, TimerId};
 
 /// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
@@ -45,7 +46,9 @@ pub trait Io {
 
     /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
     /// virtually) no later than `deadline_ms` when there is nothing to run. Returns the next
-    /// pending timer deadline, if any.
+    /// pending timer deadline, if any — or `Some(u64::MAX)` when no timer is pending but the
+    /// backend still expects a wake (I/O in flight), so a driver does not mistake it for a
+    /// deadlock.
     fn poll(&self, deadline_ms: u64) -> Option<u64>;
 
     /// Milliseconds since the backend started: virtual on fiber, monotonic real time elsewhere.
@@ -71,6 +74,32 @@ pub trait Io {
 
     /// Every live task that is parked, for a deadlock report.
     fn blocked_tasks(&self) -> Vec<crate::BlockedTask>;
+
+    /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
+    /// blocking performs it inline, fiber refuses real I/O), or it is in flight and the backend
+    /// owns it — buffers included — until its completion, when it readies `park` and keeps the
+    /// [`Completion`] for [`Io::take_completion`]. A backend with too many ops in flight queues
+    /// the op (back-pressure); it never fails a submit for lack of room.
+    fn submit(&self, op: Op, park: &Park) -> Submitted;
+
+    /// The completion of an op in flight, once it has completed (then the id is spent).
+    /// The default suits backends whose `submit` always returns [`Submitted::Done`].
+    fn take_completion(&self, id: OpId) -> Option<Completion> {
+        let _ = id;
+        None
+    }
+
+    /// Asks the backend to cancel an op in flight. The op still completes — with a canceled
+    /// error, or with its real result if it finished first — and its park is readied then.
+    fn cancel_op(&self, id: OpId) {
+        let _ = id;
+    }
+
+    /// The op's future is gone: cancel the op, keep its memory until its final completion, then
+    /// drop it, closing whatever it produced (an accepted socket, an opened file).
+    fn discard_op(&self, id: OpId) {
+        let _ = id;
+    }
 
     /// Ends the backend's run: later spawns fail with [`SpawnError::ShutDown`]; queued tasks and
     /// armed timers are dropped.

@@ -54,9 +54,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod adapter;
 mod cx;
 mod error;
+mod fs;
 mod io;
+mod net;
+pub mod op;
 mod park;
 mod random;
 mod run_queue;
@@ -65,7 +69,10 @@ mod timer;
 
 pub use cx::{run, Cx, Shield, Sleep, Suspend};
 pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
+pub use fs::{File, OpenOptions};
 pub use io::Io;
+pub use net::{TcpListener, TcpStream};
+pub use op::{Completion, Op, OpId, Submit, Submitted, Unsupported};
 pub use park::Park;
 pub use random::SplitMix64;
 pub use run_queue::{RunQueue, Runnable};

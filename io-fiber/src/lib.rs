@@ -15,7 +15,9 @@
 //! and can race the deadlock check; keep fiber programs on one thread.
 //!
 //! Real file and network I/O is not simulated yet: it arrives with the simulated disk and
-//! network, and until then fiber offers none.
+//! network. Until then every I/O op ([`Io::submit`]) except [`Op::Nop`] completes at once with
+//! an [`io::ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error wrapping the typed
+//! [`Unsupported`]: fiber never touches a real file or socket.
 //!
 //! ```
 //! use io_fiber::FiberIo;
@@ -40,8 +42,9 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BlockedTask, Canceled, Cx, Io, Park, RawTask, RunError, RunQueue, Runnable, SpawnError,
-    SpawnOptions, SplitMix64, TaskRef, TaskSet, TimerId, TimerQueue,
+    BlockedTask, Canceled, Completion, Cx, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
+    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
+    Unsupported,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -287,6 +290,16 @@ impl Io for Fiber {
 
     fn random_u64(&self) -> u64 {
         self.choices.next_u64()
+    }
+
+    /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
+    /// [`Unsupported`], at once and without touching the system.
+    fn submit(&self, op: Op, _park: &Park) -> Submitted {
+        let result = match op {
+            Op::Nop => Ok(0),
+            ref other => Err(Unsupported::io_error("fiber", other.name())),
+        };
+        Submitted::Done(Completion { result, op })
     }
 
     fn run_queue(&self) -> &RunQueue {

@@ -29,6 +29,13 @@ macro_rules! conformance {
                 super::$behaviour(ioswap::Backend::Fiber)
             })*
         }
+        #[cfg(feature = "uring")]
+        mod uring {
+            $(#[test]
+            fn $behaviour() {
+                super::$behaviour(ioswap::Backend::Uring)
+            })*
+        }
     };
 }
 
@@ -52,6 +59,9 @@ pub fn new_io(backend: Backend) -> Rc<dyn Io> {
         Backend::Blocking => ioswap::BlockingIo::new().io(),
         #[cfg(feature = "fiber")]
         Backend::Fiber => ioswap::FiberIo::new().io(),
+        #[cfg(feature = "uring")]
+        Backend::Uring => ioswap::UringIo::new().expect("io_uring available").io(),
+        #[allow(unreachable_patterns)]
         other => panic!("backend {other} is not compiled in"),
     }
 }
@@ -100,5 +110,49 @@ pub fn where_concurrent<T: std::fmt::Debug>(
             None
         }
         _ => Some(outcome.expect("the backend has concurrency")),
+    }
+}
+
+/// Asserts a log (as [`Log::joined`] gives it) whose events carry `@time` suffixes. Exact on
+/// fiber (the virtual clock). On uring (a real clock) the same events in the same order, each no
+/// earlier than its virtual time: real sleeps only ever overrun.
+pub fn assert_timed(backend: Backend, actual: &str, expected: &str) {
+    if backend != Backend::Uring {
+        assert_eq!(actual, expected);
+        return;
+    }
+    let split = |events: &str| -> Vec<(String, u64)> {
+        events
+            .split_whitespace()
+            .map(|event| match event.rsplit_once('@') {
+                Some((what, at)) => (what.to_string(), at.parse().unwrap_or(0)),
+                None => (event.to_string(), 0),
+            })
+            .collect()
+    };
+    let (actual_events, expected_events) = (split(actual), split(expected));
+    let names = |events: &[(String, u64)]| events.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&actual_events),
+        names(&expected_events),
+        "events differ: {actual}"
+    );
+    for ((what, at), (_, virtual_at)) in actual_events.iter().zip(&expected_events) {
+        assert!(
+            at >= virtual_at,
+            "{what} at {at} ms, before {virtual_at}: {actual}"
+        );
+    }
+}
+
+/// Asserts a clock reading: exact on fiber, no earlier on uring (a real clock).
+pub fn assert_time(backend: Backend, at: u64, expected: u64) {
+    if backend == Backend::Uring {
+        assert!(
+            at >= expected,
+            "at {at} ms, expected no earlier than {expected}"
+        );
+    } else {
+        assert_eq!(at, expected);
     }
 }

@@ -1,0 +1,401 @@
+//! Operation submission: completion-based I/O whose state the backend owns until it completes.
+//!
+//! An [`Op`] owns everything the kernel may touch while it runs — buffers, paths, the file or
+//! socket it works on (shared through an `Rc`, so the descriptor stays open until the op ends).
+//! [`Cx::submit`](crate::Cx::submit) hands it to the backend with [`Io::submit`] and waits on a
+//! [`Park`]; the backend readies the park when the op completes, and the [`Completion`] gives the
+//! op (with its buffers) back.
+//!
+//! - The blocking backend performs the op synchronously inside `submit`.
+//! - The io_uring backend turns it into an SQE; the op stays in the backend until its final CQE.
+//! - The fiber backend offers no real I/O (yet): every op but [`Op::Nop`] completes at once with
+//!   an [`Unsupported`] error.
+//!
+//! Cancellation follows DESIGN.md rule 3 and the io_uring rules: a task canceled while its op is
+//! in flight asks the backend to cancel the op ([`Io::cancel_op`]) and then waits — shielded —
+//! for the op's final completion. If the op completed anyway, its result is returned (no lost
+//! bytes, no lost connection) and `Canceled` arrives at the task's next suspend point; if it was
+//! canceled, the result is an error for which [`Canceled::is_canceled`] is true, and the buffers
+//! still come back. Dropping a [`Submit`] future while its op is in flight hands the op to the
+//! backend for good ([`Io::discard_op`]): it is canceled, its memory stays owned by the backend
+//! until its completion, and whatever it produced late (an accepted socket, an opened file) is
+//! closed.
+
+use std::fmt;
+use std::fs;
+use std::future::Future;
+use std::io;
+use std::net::{self, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::task::{self, ShieldGuard};
+use crate::{Canceled, Io, Park};
+
+/// One I/O operation with everything it owns. Output slots (`file`, `accepted`, …) start as
+/// `None` and are filled by the backend when the op succeeds.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Op {
+    /// Does nothing and completes with `Ok(0)`: the per-op overhead of a backend.
+    Nop,
+    /// Opens `path`; on success `file` holds the open file.
+    Open {
+        /// The path to open, relative to the current directory.
+        path: PathBuf,
+        /// How to open it.
+        options: crate::OpenOptions,
+        /// The opened file (output).
+        file: Option<fs::File>,
+    },
+    /// Reads into `buf` from `offset`: up to `buf.capacity()` bytes land at the start of `buf`,
+    /// whose length becomes the count read.
+    ReadAt {
+        /// The file to read.
+        file: Rc<fs::File>,
+        /// The buffer; only its capacity matters on the way in.
+        buf: Vec<u8>,
+        /// The byte offset in the file.
+        offset: u64,
+    },
+    /// Writes `buf` (all of its length) at `offset`; the result is the count written.
+    WriteAt {
+        /// The file to write.
+        file: Rc<fs::File>,
+        /// The bytes to write.
+        buf: Vec<u8>,
+        /// The byte offset in the file.
+        offset: u64,
+    },
+    /// Flushes the file's data and metadata to the device (`fsync`).
+    SyncAll {
+        /// The file to flush.
+        file: Rc<fs::File>,
+    },
+    /// Reads the file's length (output `len`).
+    Len {
+        /// The file to measure.
+        file: Rc<fs::File>,
+        /// Its length in bytes (output).
+        len: u64,
+    },
+    /// Binds a TCP listener to `addr` and starts listening; on success `listener` holds it.
+    Bind {
+        /// The address to bind (port 0 picks a free port).
+        addr: SocketAddr,
+        /// The bound listener (output).
+        listener: Option<net::TcpListener>,
+    },
+    /// Accepts one connection; on success `accepted` holds the stream and the peer address.
+    Accept {
+        /// The listening socket.
+        listener: Rc<net::TcpListener>,
+        /// The accepted connection and its peer (output).
+        accepted: Option<(net::TcpStream, SocketAddr)>,
+    },
+    /// Connects a new TCP socket to `addr`; on success `stream` holds it.
+    Connect {
+        /// The address to connect to.
+        addr: SocketAddr,
+        /// The connected stream (output).
+        stream: Option<net::TcpStream>,
+    },
+    /// Receives into `buf` (up to its capacity, at its start; its length becomes the count).
+    Recv {
+        /// The connected socket.
+        stream: Rc<net::TcpStream>,
+        /// The buffer; only its capacity matters on the way in.
+        buf: Vec<u8>,
+    },
+    /// Sends `buf` (all of its length); the result is the count sent.
+    Send {
+        /// The connected socket.
+        stream: Rc<net::TcpStream>,
+        /// The bytes to send.
+        buf: Vec<u8>,
+    },
+    /// Shuts down the read half, the write half, or both.
+    Shutdown {
+        /// The connected socket.
+        stream: Rc<net::TcpStream>,
+        /// Which halves.
+        how: net::Shutdown,
+    },
+    /// Closes a descriptor once no other op in flight holds it. The backend takes `fd` (it is
+    /// `None` in the completion).
+    Close {
+        /// The descriptor to close.
+        fd: Option<Closing>,
+    },
+}
+
+impl Op {
+    /// A short name for the op, for errors and traces: `"read_at"`, `"accept"`, …
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Nop => "nop",
+            Op::Open { .. } => "open",
+            Op::ReadAt { .. } => "read_at",
+            Op::WriteAt { .. } => "write_at",
+            Op::SyncAll { .. } => "sync_all",
+            Op::Len { .. } => "len",
+            Op::Bind { .. } => "bind",
+            Op::Accept { .. } => "accept",
+            Op::Connect { .. } => "connect",
+            Op::Recv { .. } => "recv",
+            Op::Send { .. } => "send",
+            Op::Shutdown { .. } => "shutdown",
+            Op::Close { .. } => "close",
+        }
+    }
+
+    /// The descriptor the op works on, if it works on an open one.
+    pub fn fd(&self) -> Option<RawFd> {
+        match self {
+            Op::ReadAt { file, .. }
+            | Op::WriteAt { file, .. }
+            | Op::SyncAll { file }
+            | Op::Len { file, .. } => Some(file.as_raw_fd()),
+            Op::Accept { listener, .. } => Some(listener.as_raw_fd()),
+            Op::Recv { stream, .. } | Op::Send { stream, .. } | Op::Shutdown { stream, .. } => {
+                Some(stream.as_raw_fd())
+            }
+            Op::Close { fd } => fd.as_ref().map(Closing::as_raw_fd),
+            Op::Nop | Op::Open { .. } | Op::Bind { .. } | Op::Connect { .. } => None,
+        }
+    }
+
+    /// Gives the op's buffer back (empty for ops without one).
+    pub fn into_buf(self) -> Vec<u8> {
+        match self {
+            Op::ReadAt { buf, .. }
+            | Op::WriteAt { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::Send { buf, .. } => buf,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A descriptor handed to [`Op::Close`]. The I/O type gives up its handle; ops still in flight
+/// may hold others, so the backend closes only once it holds the last one.
+#[derive(Debug)]
+pub enum Closing {
+    /// A file.
+    File(Rc<fs::File>),
+    /// A listening socket.
+    Listener(Rc<net::TcpListener>),
+    /// A connected socket.
+    Stream(Rc<net::TcpStream>),
+}
+
+impl Closing {
+    /// The descriptor number.
+    pub fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Closing::File(f) => f.as_raw_fd(),
+            Closing::Listener(l) => l.as_raw_fd(),
+            Closing::Stream(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// The owned descriptor if nothing else holds it; otherwise `self` back (an op holding it is
+    /// still in flight).
+    pub fn try_into_owned(self) -> Result<OwnedFd, Closing> {
+        match self {
+            Closing::File(f) => Rc::try_unwrap(f).map(OwnedFd::from).map_err(Closing::File),
+            Closing::Listener(l) => Rc::try_unwrap(l)
+                .map(OwnedFd::from)
+                .map_err(Closing::Listener),
+            Closing::Stream(s) => Rc::try_unwrap(s)
+                .map(OwnedFd::from)
+                .map_err(Closing::Stream),
+        }
+    }
+}
+
+/// Names one op in flight on a backend; what [`Io::submit`] returns for an op that has not
+/// completed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(u64);
+
+impl OpId {
+    /// An id, as the backend encodes it.
+    pub fn new(raw: u64) -> OpId {
+        OpId(raw)
+    }
+
+    /// The backend's encoding.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A finished op: its result and the op itself, with its buffers and outputs.
+///
+/// `result` is the count of bytes moved for reads and writes, `0` for the others; an error for
+/// which [`Canceled::is_canceled`] holds means the op was canceled before it did anything.
+#[derive(Debug)]
+pub struct Completion {
+    /// The op's outcome.
+    pub result: io::Result<usize>,
+    /// The op, with its buffer and output slots.
+    pub op: Op,
+}
+
+/// What [`Io::submit`] did with an op.
+#[derive(Debug)]
+pub enum Submitted {
+    /// The op already finished (blocking performs it inline; fiber refuses it).
+    Done(Completion),
+    /// The op is in flight; the park will be readied when it completes.
+    InFlight(OpId),
+}
+
+/// The error of an op on a backend that offers no real I/O (fiber, until its simulated disk and
+/// network arrive). Reaches the caller as an [`io::Error`] of kind
+/// [`Unsupported`](io::ErrorKind::Unsupported) wrapping this value.
+///
+/// ```
+/// use io_core::Unsupported;
+/// let err = Unsupported::io_error("fiber", "open");
+/// assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+/// let inner = err.get_ref().unwrap().downcast_ref::<Unsupported>().unwrap();
+/// assert_eq!(inner.backend, "fiber");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {backend} backend does not perform real I/O (op `{op}`); run it on the blocking or uring backend")]
+pub struct Unsupported {
+    /// The backend that refused.
+    pub backend: &'static str,
+    /// The op it refused.
+    pub op: &'static str,
+}
+
+impl Unsupported {
+    /// The [`io::Error`] carrying this refusal.
+    pub fn io_error(backend: &'static str, op: &'static str) -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, Unsupported { backend, op })
+    }
+}
+
+/// The future of [`Cx::submit`](crate::Cx::submit): submits the op on its first poll and
+/// resolves to its [`Completion`].
+///
+/// - A task already canceled does not submit: the op comes back unrun, with a canceled error.
+/// - Completion wins: a task canceled while the op is in flight still gets the op's result if it
+///   completed; otherwise the backend cancels it and this future waits for the final completion.
+/// - Dropped while in flight, it leaves the op to the backend ([`Io::discard_op`]).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Submit {
+    io: Rc<dyn Io>,
+    state: SubmitState,
+}
+
+enum SubmitState {
+    Unsubmitted(Op),
+    InFlight { id: OpId, park: Park },
+    Canceling { id: OpId, park: Park },
+    Finished,
+}
+
+impl Submit {
+    pub(crate) fn new(io: Rc<dyn Io>, op: Op) -> Submit {
+        Submit {
+            io,
+            state: SubmitState::Unsubmitted(op),
+        }
+    }
+}
+
+impl Future for Submit {
+    type Output = Completion;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
+        let this = &mut *self;
+        loop {
+            match std::mem::replace(&mut this.state, SubmitState::Finished) {
+                SubmitState::Unsubmitted(op) => {
+                    // A canceled task starts nothing: the op comes back as it went in.
+                    if task::cancel_pending() {
+                        return Poll::Ready(Completion {
+                            result: Err(Canceled.into()),
+                            op,
+                        });
+                    }
+                    let park = Park::new(op.name());
+                    match this.io.submit(op, &park) {
+                        Submitted::Done(done) => return Poll::Ready(done),
+                        Submitted::InFlight(id) => this.state = SubmitState::InFlight { id, park },
+                    }
+                }
+                SubmitState::InFlight { id, park } => match this.io.suspend_raw(&park, cx) {
+                    Poll::Pending => {
+                        this.state = SubmitState::InFlight { id, park };
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(())) => match this.io.take_completion(id) {
+                        Some(done) => return Poll::Ready(done),
+                        // Only the completion readies this park; wait again if it was early.
+                        None => this.state = SubmitState::InFlight { id, park },
+                    },
+                    Poll::Ready(Err(Canceled)) => {
+                        // Completion wins: a result already there is returned.
+                        if let Some(done) = this.io.take_completion(id) {
+                            return Poll::Ready(done);
+                        }
+                        this.io.cancel_op(id);
+                        this.state = SubmitState::Canceling { id, park };
+                    }
+                },
+                SubmitState::Canceling { id, park } => {
+                    // The op's memory is the kernel's until its final completion: wait for it
+                    // even though the task is canceled.
+                    let polled = {
+                        let _shielded = ShieldGuard::enter();
+                        this.io.suspend_raw(&park, cx)
+                    };
+                    let completed = match polled {
+                        Poll::Ready(_) => this.io.take_completion(id),
+                        Poll::Pending => None,
+                    };
+                    match completed {
+                        Some(done) => return Poll::Ready(done),
+                        None => {
+                            this.state = SubmitState::Canceling { id, park };
+                            if polled.is_pending() {
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+                SubmitState::Finished => panic!("a Submit future was polled after it completed"),
+            }
+        }
+    }
+}
+
+impl Drop for Submit {
+    fn drop(&mut self) {
+        if let SubmitState::InFlight { id, .. } | SubmitState::Canceling { id, .. } =
+            std::mem::replace(&mut self.state, SubmitState::Finished)
+        {
+            self.io.discard_op(id);
+        }
+    }
+}
+
+impl fmt::Debug for Submit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            SubmitState::Unsubmitted(op) => op.name(),
+            SubmitState::InFlight { .. } => "in flight",
+            SubmitState::Canceling { .. } => "canceling",
+            SubmitState::Finished => "finished",
+        };
+        f.debug_struct("Submit").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,373 @@
+//! `UringIo`: ioswap's production backend on Linux — a single-threaded executor driven by
+//! io_uring.
+//!
+//! One turn of [`Io::poll`]:
+//!
+//! 1. fire due timers and reap ready completions (each readies the park of the task waiting on
+//!    it);
+//! 2. run every task that was ready at the start of the turn (spawned tasks are deferred, as on
+//!    fiber);
+//! 3. push the SQEs the tasks submitted;
+//! 4. if nothing is runnable, sleep in `io_uring_enter` — submitting and waiting in one system
+//!    call — until a completion arrives or the next timer is due (`IORING_ENTER_EXT_ARG`
+//!    timeout). A waker woken on another thread writes an eventfd whose read is kept in flight
+//!    on the ring, which ends the wait.
+//!
+//! I/O ops ([`io_core::op`]) own their buffers; the backend keeps each op — buffers, paths,
+//! sockaddrs — until its final CQE, whatever happens to its future. A canceled op gets an
+//! `ASYNC_CANCEL` and its task waits for the final CQE; an op that completed despite the cancel
+//! returns its result; a late accept or open whose future is gone is closed; a close waits for
+//! the ops still holding its descriptor; and tear-down drains the ring before anything is freed.
+//! More requests than the ring holds wait in the backend (back-pressure), never fail.
+//!
+//! Needs Linux 5.11 (`IORING_FEAT_EXT_ARG` and `IORING_OP_SHUTDOWN`); anything less, or a
+//! process that may not use io_uring, gets a [`UringError`] naming the cause.
+//!
+//! ```
+//! use io_uring_backend::UringIo;
+//!
+//! let io = UringIo::new().expect("io_uring available");
+//! let (sum, slept) = io
+//!     .run(|cx| async move {
+//!         let start = cx.now_ms();
+//!         let a = cx.spawn(|cx| async move { cx.sleep(20).await?; Ok(1) });
+//!         let b = cx.spawn(|cx| async move { cx.sleep(20).await?; Ok(2) });
+//!         let sum = a.await? + b.await?;
+//!         Ok((sum, cx.now_ms() - start))
+//!     })
+//!     .unwrap();
+//! assert_eq!(sum, 3);
+//! assert!(slept >= 20); // the two sleeps overlapped on the real clock
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod error;
+mod op;
+mod ring;
+mod wakeup;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use io_core::{
+    BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RunError, RunQueue,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId,
+    TimerQueue,
+};
+
+pub use error::UringError;
+pub use op::UringStats;
+use op::{Aftermath, Ops};
+
+/// Submission-queue entries of a ring built by [`UringIo::new`].
+pub const DEFAULT_SQ_ENTRIES: u32 = 256;
+/// Completion-queue entries of a ring built by [`UringIo::new`]. Up to half of them (less one)
+/// ops are in the kernel at once; more wait in the backend.
+pub const DEFAULT_CQ_ENTRIES: u32 = 8192;
+
+/// The io_uring backend. Cheap to clone: clones share one ring and one scheduler.
+#[derive(Clone)]
+pub struct UringIo(Rc<Uring>);
+
+struct Uring {
+    epoch: Instant,
+    queue: RunQueue,
+    timers: RefCell<TimerQueue>,
+    tasks: RefCell<TaskSet>,
+    ops: RefCell<Ops>,
+    /// Reused between table calls; taken out while in use.
+    after: RefCell<Aftermath>,
+    batch: RefCell<VecDeque<Runnable>>,
+    ran: Cell<bool>,
+    shut_down: Cell<bool>,
+    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
+    /// between runs.
+    choices: SplitMix64,
+}
+
+impl UringIo {
+    /// A backend on a new ring of [`DEFAULT_SQ_ENTRIES`]/[`DEFAULT_CQ_ENTRIES`]; its clock starts
+    /// now.
+    pub fn new() -> Result<UringIo, UringError> {
+        UringIo::with_entries(DEFAULT_SQ_ENTRIES, DEFAULT_CQ_ENTRIES)
+    }
+
+    /// A backend on a ring with `sq_entries` submission and `cq_entries` completion entries
+    /// (powers of two; the kernel rounds up).
+    pub fn with_entries(sq_entries: u32, cq_entries: u32) -> Result<UringIo, UringError> {
+        let ops = Ops::new(sq_entries, cq_entries)?;
+        let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
+        Ok(UringIo(Rc::new(Uring {
+            epoch: Instant::now(),
+            queue,
+            timers: RefCell::new(TimerQueue::new()),
+            tasks: RefCell::new(TaskSet::new()),
+            ops: RefCell::new(ops),
+            after: RefCell::new(Aftermath::default()),
+            batch: RefCell::new(VecDeque::new()),
+            ran: Cell::new(false),
+            shut_down: Cell::new(false),
+            choices: SplitMix64::new(0x7572_696e_6721),
+        })))
+    }
+
+    /// Whether this process can use io_uring: builds a small ring and drops it.
+    ///
+    /// ```
+    /// match io_uring_backend::UringIo::probe() {
+    ///     Ok(()) => println!("io_uring is available"),
+    ///     Err(cause) => println!("no io_uring here: {cause}"),
+    /// }
+    /// ```
+    pub fn probe() -> Result<(), UringError> {
+        UringIo::with_entries(4, 8).map(drop)
+    }
+
+    /// Runs `main` as the main task and drives the ring until it finishes. See
+    /// [`io_core::run`] for what happens to tasks still alive then; afterwards the ring is
+    /// drained. A backend runs once; a second `run` gives [`RunError::ShutDown`].
+    pub fn run<T, F, Fut>(&self, main: F) -> Result<T, RunError>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        if self.0.ran.replace(true) {
+            return Err(RunError::ShutDown);
+        }
+        io_core::run(self.io(), main)
+    }
+
+    /// This backend as a protocol object.
+    pub fn io(&self) -> Rc<dyn Io> {
+        self.0.clone()
+    }
+
+    /// Milliseconds since the backend was built (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.0.now_ms()
+    }
+
+    /// Ops the backend still owns (in flight, queued for room, or completed and not yet taken
+    /// by their future). Zero once every op has ended and every buffer has gone back.
+    pub fn ops_owned(&self) -> usize {
+        self.0.ops.borrow().owned()
+    }
+
+    /// Counters of submissions, cancels, and results dropped because their future was gone.
+    ///
+    /// ```
+    /// let io = io_uring_backend::UringIo::new().unwrap();
+    /// io.run(|cx| async move { Ok(cx.submit(io_core::Op::Nop).await.result.unwrap()) }).unwrap();
+    /// assert_eq!(io.stats().submitted, 1);
+    /// ```
+    pub fn stats(&self) -> UringStats {
+        self.0.ops.borrow().stats()
+    }
+}
+
+impl fmt::Debug for UringIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringIo")
+            .field("now_ms", &self.0.now_ms())
+            .field("ops_owned", &self.ops_owned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Uring {
+    /// Runs `f` on the op table, then — with the table released — readies the parks and drops
+    /// the ops it left.
+    fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
+        let mut after = self.after.take();
+        let result = f(&mut self.ops.borrow_mut(), &mut after);
+        after.apply();
+        self.after.replace(after);
+        result
+    }
+
+    fn fire_due(&self) {
+        if self.timers.borrow().is_empty() {
+            return; // no clock read on the hot path of a loop without timers
+        }
+        let due = self.timers.borrow_mut().take_due(self.now_ms());
+        for park in due {
+            park.ready();
+        }
+    }
+
+    /// Whether anything could ever make a task runnable without a timer: an op that will
+    /// complete, or a task waiting on something outside the protocol (a foreign future whose
+    /// waker another thread may wake).
+    fn can_be_woken(&self) -> bool {
+        self.ops.borrow().unfinished() > 0
+            || self
+                .tasks
+                .borrow()
+                .live()
+                .iter()
+                .any(|task| task.parked_on().is_none())
+    }
+
+    /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes.
+    /// Returns at once when nothing could ever wake the loop (the driver reports the deadlock).
+    fn idle(&self, deadline_ms: u64) {
+        loop {
+            self.fire_due();
+            if !self.queue.is_empty() {
+                return;
+            }
+            let next = self.timers.borrow().next_deadline();
+            let target = next.unwrap_or(u64::MAX).min(deadline_ms);
+            let timeout = if target == u64::MAX {
+                if !self.can_be_woken() {
+                    return;
+                }
+                None
+            } else {
+                let at = self.epoch + Duration::from_millis(target);
+                let now = Instant::now();
+                if now >= at {
+                    return;
+                }
+                Some(at - now)
+            };
+            if !self.queue.begin_idle() {
+                return;
+            }
+            self.with_ops(|ops, _| ops.wait(timeout));
+            self.queue.end_idle();
+            self.with_ops(|ops, after| ops.reap(after));
+        }
+    }
+
+    /// Cancels everything in the kernel and waits for every final completion.
+    fn drain(&self) {
+        while !self.with_ops(|ops, after| ops.drain_step(after)) {}
+    }
+}
+
+impl Io for Uring {
+    fn name(&self) -> &'static str {
+        "uring"
+    }
+
+    fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
+        if self.shut_down.get() {
+            return Err(SpawnError::ShutDown);
+        }
+        self.tasks.borrow_mut().insert(task.task());
+        task.schedule();
+        Ok(())
+    }
+
+    /// One turn: fire due timers, reap completions, and run every task ready at the start of
+    /// the turn; if none was ready, first sleep in `io_uring_enter` until a completion, the next
+    /// timer, or `deadline_ms`, then run what that made ready. SQEs the tasks pushed go to the
+    /// kernel with the next sleep (or at once, when more tasks are already runnable). A turn
+    /// never sleeps after running tasks, so the driver sees at once what they did (the main task
+    /// finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no timer is
+    /// pending but something will still wake the loop (an op in flight, a task ready to run, a
+    /// task waiting on a foreign waker).
+    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+        self.fire_due();
+        self.with_ops(|ops, after| ops.reap(after));
+        let mut batch = self.batch.take();
+        self.queue.drain_into(&mut batch);
+        if batch.is_empty() {
+            self.idle(deadline_ms);
+            self.queue.drain_into(&mut batch);
+        }
+        let ran = !batch.is_empty();
+        while let Some(runnable) = batch.pop_front() {
+            runnable.run();
+        }
+        self.batch.replace(batch);
+        let more_to_run = !self.queue.is_empty();
+        if ran {
+            self.with_ops(|ops, _| {
+                if more_to_run {
+                    // Let the kernel start on this turn's SQEs while the next turn runs.
+                    ops.submit_now();
+                } else {
+                    // The next turn sleeps, submitting and waiting in one system call.
+                    ops.flush();
+                }
+            });
+        }
+        let next = self.timers.borrow().next_deadline();
+        match next {
+            Some(deadline) => Some(deadline),
+            None if more_to_run => Some(u64::MAX),
+            None => self.can_be_woken().then_some(u64::MAX),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.timers.borrow_mut().arm(deadline_ms, park)
+    }
+
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
+        disarmed.map(|(left, _park)| left)
+    }
+
+    fn random_u64(&self) -> u64 {
+        self.choices.next_u64()
+    }
+
+    /// Turns the op into an SQE (pushed now, or queued while the ring is full); its park is
+    /// readied by its CQE.
+    fn submit(&self, op: Op, park: &Park) -> Submitted {
+        self.ops.borrow_mut().submit(op, park)
+    }
+
+    fn take_completion(&self, id: OpId) -> Option<Completion> {
+        self.ops.borrow_mut().take_completion(id)
+    }
+
+    fn cancel_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.cancel(id, after));
+    }
+
+    fn discard_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.discard(id, after));
+    }
+
+    fn run_queue(&self) -> &RunQueue {
+        &self.queue
+    }
+
+    fn live_tasks(&self) -> Vec<TaskRef> {
+        self.tasks.borrow().live()
+    }
+
+    fn blocked_tasks(&self) -> Vec<BlockedTask> {
+        self.tasks.borrow().blocked()
+    }
+
+    /// Refuses later spawns and ops, drops queued tasks and timers, and drains the ring.
+    fn shut_down(&self) {
+        self.shut_down.set(true);
+        self.queue.clear();
+        let parks = self.timers.borrow_mut().clear();
+        drop(parks);
+        self.drain();
+    }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        // The kernel may still write into op buffers and the wakeup read's buffer: nothing is
+        // freed before every request has completed.
+        self.drain();
+    }
+}

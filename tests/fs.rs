@@ -1,0 +1,194 @@
+//! Files through the op protocol, on every backend.
+mod support;
+
+use std::io;
+use std::path::PathBuf;
+
+use ioswap::{Backend, Canceled, File, OpenOptions, Unsupported};
+
+/// A fresh path in the temp dir, unique per test and backend; removed on drop.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(test: &str, backend: Backend) -> TempPath {
+        TempPath(
+            std::env::temp_dir().join(format!("ioswap-{test}-{backend}-{}", std::process::id())),
+        )
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Asserts the fiber backend refused real I/O with the typed error.
+fn assert_unsupported(err: &io::Error) {
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    let refusal = err.get_ref().and_then(|e| e.downcast_ref::<Unsupported>());
+    assert_eq!(refusal.map(|u| u.backend), Some("fiber"), "{err}");
+}
+
+/// Write, sync, close, reopen, read back: the bytes survive the round trip.
+fn file_round_trip(backend: Backend) {
+    let path = TempPath::new("round-trip", backend);
+    let p = path.0.clone();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let expected = data.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = File::create(&cx, &p).await?;
+                let (written, back) = file.write_all_at(data, 0).await;
+                written?;
+                assert_eq!(back.len(), 100_000, "the buffer comes back");
+                file.sync_all().await?;
+                file.close().await?;
+                let file = File::open(&cx, &p).await?;
+                let len = file.len().await?;
+                let read = file.read_to_end().await?;
+                file.close().await?;
+                Ok::<_, io::Error>((len, read))
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            let (len, read) = result.unwrap();
+            assert_eq!(len, 100_000);
+            assert!(read == expected, "read back different bytes");
+            assert_eq!(std::fs::read(&path.0).unwrap(), expected);
+        }
+    }
+}
+
+/// `read_at`/`write_at` work at offsets; a read fills at most the buffer's capacity, at its
+/// start, and past the end reads 0.
+fn positional_reads_and_writes(backend: Backend) {
+    let path = TempPath::new("positional", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&cx, &p)
+                    .await?;
+                file.write_all_at(b"hello world".to_vec(), 0).await.0?;
+                file.write_all_at(b"W".to_vec(), 6).await.0?;
+                let (n, buf) = file.read_at(Vec::with_capacity(5), 6).await;
+                let middle = (n?, buf);
+                let (n, buf) = file.read_at(vec![9; 3], 9).await;
+                let tail = (n?, buf);
+                let (n, buf) = file.read_at(Vec::with_capacity(8), 100).await;
+                let past_end = (n?, buf.len());
+                Ok::<_, io::Error>((middle, tail, past_end))
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            let (middle, tail, past_end) = result.unwrap();
+            assert_eq!(middle, (5, b"World".to_vec()));
+            assert_eq!(tail, (2, b"ld".to_vec()));
+            assert_eq!(past_end, (0, 0));
+        }
+    }
+}
+
+/// `futures-io` on files: sequential writes through `AsyncWriteExt`, then lines read back with
+/// the ecosystem's `BufReader` — the way codecs use a file.
+fn futures_io_traits_on_a_file(backend: Backend) {
+    use futures_lite::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use futures_lite::StreamExt;
+    let path = TempPath::new("futures-io", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?;
+                file.write_all(b"first line\nsecond").await?;
+                file.write_all(b" line\nthird line\n").await?;
+                file.flush().await?;
+                file.close().await?;
+                let file = File::open(&cx, &p).await?;
+                let lines: Vec<String> = BufReader::new(file).lines().try_collect().await?;
+                Ok::<_, io::Error>(lines)
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => assert_eq!(result.unwrap(), ["first line", "second line", "third line"]),
+    }
+}
+
+/// Opening a missing file is `NotFound`, with the OS's error.
+fn open_missing_file_is_not_found(backend: Backend) {
+    let path = TempPath::new("missing", backend);
+    let p = path.0.clone();
+    let err = backend
+        .run(|cx| async move { Ok(File::open(&cx, &p).await.map(drop)) })
+        .unwrap()
+        .unwrap_err();
+    match backend {
+        Backend::Fiber => assert_unsupported(&err),
+        _ => assert_eq!(err.kind(), io::ErrorKind::NotFound),
+    }
+}
+
+/// A task canceled before its I/O starts never starts it, and its buffer comes back.
+fn canceled_task_starts_no_io(backend: Backend) {
+    let path = TempPath::new("canceled-before", backend);
+    let p = path.0.clone();
+    let (is_canceled, capacity, exists) = backend
+        .run(|cx| async move {
+            let task = cx.current_task().unwrap();
+            task.cancel();
+            let done = cx
+                .submit(ioswap::op::Op::Open {
+                    path: p.clone(),
+                    options: OpenOptions::new().write(true).create(true),
+                    file: None,
+                })
+                .await;
+            let (result, buf) = {
+                let file = std::rc::Rc::new(std::fs::File::open("/dev/null").unwrap());
+                let done = cx
+                    .submit(ioswap::op::Op::ReadAt {
+                        file,
+                        buf: Vec::with_capacity(64),
+                        offset: 0,
+                    })
+                    .await;
+                (done.result, done.op.into_buf())
+            };
+            assert!(Canceled::is_canceled(&result.unwrap_err()));
+            Ok((
+                done.result.is_err_and(|e| Canceled::is_canceled(&e)),
+                buf.capacity(),
+                p.exists(),
+            ))
+        })
+        .unwrap();
+    assert!(is_canceled);
+    assert_eq!(capacity, 64);
+    assert!(!exists, "a canceled open created the file");
+}
+
+conformance!(
+    file_round_trip,
+    futures_io_traits_on_a_file,
+    positional_reads_and_writes,
+    open_missing_file_is_not_found,
+    canceled_task_starts_no_io,
+);

@@ -1,0 +1,177 @@
+//! TCP through the op protocol, on every backend.
+mod support;
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::sync::mpsc;
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use ioswap::{Backend, Cx, TcpListener, TcpStream, Unsupported};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn assert_unsupported(err: &io::Error) {
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.get_ref().is_some_and(|e| e.is::<Unsupported>()),
+        "{err}"
+    );
+}
+
+/// Serves `connections` echo sessions, one after another: reads until the peer shuts down its
+/// side, sending every chunk back.
+async fn echo_server(cx: &Cx, listener: TcpListener, connections: usize) -> io::Result<usize> {
+    let mut echoed = 0;
+    for _ in 0..connections {
+        let (stream, _peer) = listener.accept().await?;
+        let mut buf = Vec::with_capacity(4096);
+        loop {
+            let (n, back) = stream.read(buf).await;
+            if n? == 0 {
+                break;
+            }
+            let (sent, back) = stream.write_all(back).await;
+            sent?;
+            echoed += back.len();
+            buf = back;
+        }
+        stream.close().await?;
+    }
+    listener.close().await?;
+    let _ = cx;
+    Ok(echoed)
+}
+
+/// A TCP echo over loopback: the server runs on its own thread (its own run of the same
+/// backend), the client here; every byte comes back in order.
+fn tcp_echo_over_loopback(backend: Backend) {
+    if backend == Backend::Fiber {
+        let err = backend
+            .run(|cx| async move { Ok(TcpListener::bind(&cx, loopback()).await.map(drop)) })
+            .unwrap()
+            .unwrap_err();
+        assert_unsupported(&err);
+        return;
+    }
+    const CONNECTIONS: usize = 4;
+    let (port_tx, port_rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        backend
+            .run(move |cx| async move {
+                Ok(async {
+                    let listener = TcpListener::bind(&cx, loopback()).await?;
+                    port_tx.send(listener.local_addr()?).unwrap();
+                    echo_server(&cx, listener, CONNECTIONS).await
+                }
+                .await)
+            })
+            .unwrap()
+    });
+    let addr = port_rx.recv().unwrap();
+    let message: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = message.clone();
+    let received = backend
+        .run(move |cx| async move {
+            Ok(async {
+                let mut all = Vec::new();
+                for _ in 0..CONNECTIONS {
+                    let stream = TcpStream::connect(&cx, addr).await?;
+                    let mut got = Vec::new();
+                    // Send in pieces and read the echo back as it comes, so neither side's
+                    // socket buffer has to hold the whole message.
+                    let mut sent = 0;
+                    for piece in message.chunks(5_000) {
+                        stream.write_all(piece.to_vec()).await.0?;
+                        sent += piece.len();
+                        while got.len() < sent {
+                            let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
+                            if n? == 0 {
+                                return Err(io::ErrorKind::UnexpectedEof.into());
+                            }
+                            got.extend_from_slice(&buf);
+                        }
+                    }
+                    stream.shutdown(Shutdown::Write).await?;
+                    loop {
+                        let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
+                        if n? == 0 {
+                            break;
+                        }
+                        got.extend_from_slice(&buf);
+                    }
+                    stream.close().await?;
+                    all.push(got);
+                }
+                Ok::<_, io::Error>(all)
+            }
+            .await)
+        })
+        .unwrap()
+        .unwrap();
+    let echoed = server.join().unwrap().unwrap();
+    assert_eq!(echoed, CONNECTIONS * expected.len());
+    for got in received {
+        assert!(got == expected, "echo differs ({} bytes back)", got.len());
+    }
+}
+
+/// Client and server in one run, through the `futures-io` traits (what codecs use): the
+/// accepted peer address is the client's, and both directions arrive whole.
+fn futures_io_traits_in_one_run(backend: Backend) {
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let listener = TcpListener::bind(&cx, loopback()).await?;
+                // Connect first: the kernel completes the handshake into the listen backlog,
+                // so this also works on blocking, where every call runs to its end inline.
+                let mut client = TcpStream::connect(&cx, listener.local_addr()?).await?;
+                let (mut server, peer) = listener.accept().await?;
+                let peer_ok = peer == client.local_addr()?;
+                AsyncWriteExt::write_all(&mut client, b"request: hello").await?;
+                client.flush().await?;
+                AsyncWriteExt::close(&mut client).await?; // shuts the write half down
+                let mut request = Vec::new();
+                server.read_to_end(&mut request).await?;
+                AsyncWriteExt::write_all(&mut server, b"response: world").await?;
+                AsyncWriteExt::close(&mut server).await?;
+                let mut response = String::new();
+                client.read_to_string(&mut response).await?;
+                Ok::<_, io::Error>((peer_ok, request, response))
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            let (peer_ok, request, response) = result.unwrap();
+            assert!(peer_ok, "accept's peer address is the client's");
+            assert_eq!(request, b"request: hello");
+            assert_eq!(response, "response: world");
+        }
+    }
+}
+
+/// Connecting where nobody listens is `ConnectionRefused`.
+fn connect_refused(backend: Backend) {
+    let addr = {
+        let probe = std::net::TcpListener::bind(loopback()).unwrap();
+        probe.local_addr().unwrap()
+    }; // dropped: nothing listens there now
+    let err = backend
+        .run(move |cx| async move { Ok(TcpStream::connect(&cx, addr).await.map(drop)) })
+        .unwrap()
+        .unwrap_err();
+    match backend {
+        Backend::Fiber => assert_unsupported(&err),
+        _ => assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused),
+    }
+}
+
+conformance!(
+    tcp_echo_over_loopback,
+    futures_io_traits_in_one_run,
+    connect_refused,
+);

@@ -1,0 +1,360 @@
+//! io_uring cancellation and ownership rules (DESIGN.md "io_uring rules"), on the uring backend.
+#![cfg(feature = "uring")]
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::future;
+use ioswap::op::Op;
+use ioswap::{Canceled, Park, TcpListener, TcpStream, UringIo};
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A connected loopback pair, both ends served by `cx`'s backend: (client, server).
+async fn connected_pair(cx: &ioswap::Cx) -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(cx, loopback()).await.unwrap();
+    let client = TcpStream::connect(cx, listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+/// A connected pair: the ioswap side (accepted in the run) and a plain std peer.
+fn std_peer_of(listener_addr: SocketAddr) -> StdStream {
+    let peer = StdStream::connect(listener_addr).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    peer
+}
+
+/// Expects the peer to see the connection closed (EOF, or a reset), not a timeout.
+fn assert_peer_sees_close(peer: &mut StdStream) {
+    let mut byte = [0u8; 1];
+    match peer.read(&mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the connection closed, got {other:?}"),
+    }
+}
+
+/// A read canceled while nothing arrives ends with a canceled error and gives its buffer back.
+#[test]
+fn canceled_read_returns_canceled_and_its_buffer() {
+    let io = UringIo::new().unwrap();
+    let (result, capacity) = io
+        .run(|cx| async move {
+            let (_client, server) = connected_pair(&cx).await;
+            let server = Rc::new(server);
+            let reader = cx.spawn(move |_| async move {
+                let (result, buf) = server.read(Vec::with_capacity(1024)).await;
+                Ok((result, buf.capacity()))
+            });
+            cx.sleep(20).await?; // the read is in the kernel, waiting
+            reader.cancel();
+            reader.await
+        })
+        .unwrap();
+    assert!(Canceled::is_canceled(&result.unwrap_err()));
+    assert_eq!(capacity, 1024);
+    assert_eq!(io.ops_owned(), 0);
+}
+
+/// Bytes that reached a read before its cancel are never lost: the canceled task gets them
+/// (completion wins), or — if the cancel won — they are still in the socket.
+#[test]
+fn bytes_sent_before_a_cancel_are_not_lost() {
+    let io = UringIo::new().unwrap();
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let mut peer = std_peer_of(std_listener.local_addr().unwrap());
+    let (server, _) = std_listener.accept().unwrap();
+    let (first, second_suspend, rest) = io
+        .run(move |cx| async move {
+            let server = Rc::new(TcpStream::from_std(&cx, server));
+            let reader = cx.spawn({
+                let server = server.clone();
+                move |cx| async move {
+                    let (result, buf) = server.read(Vec::with_capacity(64)).await;
+                    let next = cx.yield_now().await; // Canceled arrives here at the latest
+                    Ok((result.map(|n| buf[..n].to_vec()), next))
+                }
+            });
+            cx.sleep(20).await?;
+            peer.write_all(b"abc").unwrap();
+            // No suspend between the write and the cancel: the loop has not reaped yet.
+            std::thread::sleep(Duration::from_millis(5));
+            reader.cancel();
+            let (first, next) = reader
+                .await
+                .unwrap_or((Err(Canceled.into()), Err(Canceled)));
+            drop(peer); // EOF after the three bytes
+            let mut rest = Vec::new();
+            loop {
+                let (n, buf) = server.read(Vec::with_capacity(64)).await;
+                if n.unwrap() == 0 {
+                    break;
+                }
+                rest.extend_from_slice(&buf);
+            }
+            Ok((first, next, rest))
+        })
+        .unwrap();
+    match first {
+        Ok(got) => {
+            assert_eq!(got, b"abc");
+            assert!(rest.is_empty());
+            assert_eq!(
+                second_suspend,
+                Err(Canceled),
+                "Canceled comes at the next suspend"
+            );
+        }
+        Err(e) => {
+            assert!(Canceled::is_canceled(&e));
+            assert_eq!(
+                rest, b"abc",
+                "the cancel won, so the bytes stayed in the socket"
+            );
+        }
+    }
+    assert_eq!(io.ops_owned(), 0);
+}
+
+/// An accept whose future was dropped, completing anyway, has its connection closed — never
+/// leaked, never handed to nobody while the peer waits.
+#[test]
+fn a_late_accept_of_a_dropped_future_is_closed() {
+    let io = UringIo::new().unwrap();
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    // The connection is already in the listen backlog: the accept completes as soon as the
+    // kernel sees it, in the same submission as the cancel that follows it.
+    let mut peer = std_peer_of(addr);
+    let owned_after = io
+        .run({
+            let io = io.clone();
+            move |cx| async move {
+                let listener = TcpListener::from_std(&cx, std_listener);
+                let mut accept = Box::pin(listener.accept());
+                assert!(future::poll_once(&mut accept).await.is_none(), "in flight");
+                drop(accept);
+                cx.sleep(20).await?;
+                Ok(io.ops_owned())
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        owned_after, 0,
+        "the discarded accept was freed at its completion"
+    );
+    assert_peer_sees_close(&mut peer);
+}
+
+/// `close` on a socket whose read future was dropped mid-flight cancels that read, waits for
+/// its final completion, then closes.
+#[test]
+fn close_waits_for_a_dropped_in_flight_read() {
+    let io = UringIo::new().unwrap();
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let mut peer = std_peer_of(std_listener.local_addr().unwrap());
+    let (server, _) = std_listener.accept().unwrap();
+    let closed = io
+        .run(move |cx| async move {
+            let server = TcpStream::from_std(&cx, server);
+            let mut read = Box::pin(server.read(Vec::with_capacity(64)));
+            assert!(future::poll_once(&mut read).await.is_none(), "in flight");
+            drop(read);
+            Ok(server.close().await)
+        })
+        .unwrap();
+    closed.unwrap();
+    assert_peer_sees_close(&mut peer);
+    assert_eq!(io.ops_owned(), 0);
+}
+
+/// Dropping the backend with an op still in the kernel cancels it and waits for its
+/// completion before freeing its memory; the op's socket is then closed.
+#[test]
+fn dropping_the_backend_drains_ops_in_flight() {
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let mut peer = std_peer_of(std_listener.local_addr().unwrap());
+    let (server, _) = std_listener.accept().unwrap();
+    let io = UringIo::new().unwrap();
+    let protocol = io.io();
+    let park = Park::new("read");
+    let submitted = protocol.submit(
+        Op::Recv {
+            stream: Rc::new(server),
+            buf: Vec::with_capacity(4096),
+        },
+        &park,
+    );
+    assert!(matches!(submitted, ioswap::op::Submitted::InFlight(_)));
+    assert_eq!(io.ops_owned(), 1);
+    drop(protocol);
+    drop(io); // drains: cancel, wait for the CQE, free the buffer, close the socket
+    assert_peer_sees_close(&mut peer);
+}
+
+/// More ops than the ring may hold wait in the backend and all complete: a full ring is
+/// back-pressure, not an error.
+#[test]
+fn a_full_ring_queues_ops_instead_of_failing() {
+    let path = std::env::temp_dir().join(format!("ioswap-backpressure-{}", std::process::id()));
+    let data: Vec<u8> = (0..64 * 512u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let io = UringIo::with_entries(4, 8).unwrap(); // three ops in the kernel at most
+    let p = path.clone();
+    let reads = io
+        .run(move |cx| async move {
+            let file = Rc::new(ioswap::File::open(&cx, &p).await.unwrap());
+            let readers: Vec<_> = (0..64u64)
+                .map(|i| {
+                    let file = file.clone();
+                    cx.spawn(move |_| async move {
+                        let (n, buf) = file.read_at(Vec::with_capacity(512), i * 512).await;
+                        Ok((i, n.unwrap(), buf))
+                    })
+                })
+                .collect();
+            let mut reads = Vec::new();
+            for reader in readers {
+                reads.push(reader.await?);
+            }
+            Ok(reads)
+        })
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(reads.len(), 64);
+    for (i, n, buf) in reads {
+        let at = i as usize * 512;
+        assert_eq!(n, 512);
+        assert!(buf == data[at..at + 512], "read {i} got the wrong bytes");
+    }
+    assert_eq!(io.ops_owned(), 0);
+}
+
+/// A waker woken on another thread ends the loop's sleep in the kernel (eventfd).
+#[test]
+fn a_waker_woken_on_another_thread_wakes_the_loop() {
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let waited = UringIo::new()
+            .unwrap()
+            .run(|cx| async move {
+                let shared: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+                let remote = shared.clone();
+                let start = cx.now_ms();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30));
+                    let mut state = remote.lock().unwrap();
+                    state.0 = true;
+                    if let Some(waker) = state.1.take() {
+                        waker.wake();
+                    }
+                });
+                future::poll_fn(|task_cx| {
+                    let mut state = shared.lock().unwrap();
+                    if state.0 {
+                        Poll::Ready(())
+                    } else {
+                        state.1 = Some(task_cx.waker().clone());
+                        Poll::Pending
+                    }
+                })
+                .await;
+                Ok(cx.now_ms() - start)
+            })
+            .unwrap();
+        done_tx.send(waited).unwrap();
+    });
+    let waited = done_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the loop never woke up");
+    assert!(waited >= 30, "woke after {waited} ms");
+}
+
+/// A sleep is bounded by its deadline even while reads wait in the kernel forever.
+#[test]
+fn timers_fire_while_reads_wait_in_the_kernel() {
+    let io = UringIo::new().unwrap();
+    let (slept, reader_result) = io
+        .run(|cx| async move {
+            let (_client, server) = connected_pair(&cx).await;
+            let reader =
+                cx.spawn(move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) });
+            let start = cx.now_ms();
+            cx.sleep(30).await?;
+            let slept = cx.now_ms() - start;
+            reader.cancel();
+            Ok((slept, reader.await?))
+        })
+        .unwrap();
+    assert!((30..5_000).contains(&slept), "slept {slept} ms");
+    assert!(Canceled::is_canceled(&reader_result.unwrap_err()));
+}
+
+/// When main returns, a leftover task waiting on a read that would never complete is canceled
+/// at once: its read ends canceled, its shielded cleanup runs, and `run` returns.
+#[test]
+fn run_cancels_a_leftover_task_waiting_on_io() {
+    let log = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let l = log.clone();
+    UringIo::new()
+        .unwrap()
+        .run(move |cx| async move {
+            let (client, server) = connected_pair(&cx).await;
+            cx.spawn(move |cx| async move {
+                let (result, _) = server.read(Vec::with_capacity(8)).await;
+                let canceled = result.is_err_and(|e| Canceled::is_canceled(&e));
+                l.borrow_mut().push(format!("read canceled: {canceled}"));
+                cx.shield(async { drop(client.close().await) }).await;
+                l.borrow_mut().push("cleaned up".to_string());
+                Ok(())
+            })
+            .detach();
+            cx.sleep(10).await?; // the read is waiting in the kernel
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(*log.borrow(), ["read canceled: true", "cleaned up"]);
+}
+
+/// I/O completes while other tasks keep the loop busy (never idle): completions are reaped on
+/// every turn, not only when the loop sleeps.
+#[test]
+fn io_completes_while_the_loop_is_busy() {
+    let std_listener = StdListener::bind(loopback()).unwrap();
+    let mut peer = std_peer_of(std_listener.local_addr().unwrap());
+    let (server, _) = std_listener.accept().unwrap();
+    let spins = UringIo::new()
+        .unwrap()
+        .run(move |cx| async move {
+            let server = TcpStream::from_std(&cx, server);
+            let reader =
+                cx.spawn(move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) });
+            cx.sleep(5).await?; // the read waits in the kernel (poll-armed)
+                                // A plain write, not an op: only the busy loop below can deliver the completion.
+            peer.write_all(b"ping").unwrap();
+            let started = std::time::Instant::now();
+            let mut spins = 0u64;
+            while !reader.is_finished() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the read never completed"
+                );
+                cx.yield_now().await?; // always runnable: the loop never sleeps
+                spins += 1;
+            }
+            assert_eq!(reader.await?.unwrap(), 4);
+            Ok(spins)
+        })
+        .unwrap();
+    assert!(spins < 1_000_000, "took {spins} busy turns");
+}
