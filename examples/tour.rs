@@ -57,5 +57,5 @@ fn main() {
             Err(e) => println!("{backend:>8}: failed: {e}"),
         }
     }
-    println!("\nPick the backend for `ioswap::run` with IOSWAP_BACKEND=blocking|fiber.");
+    println!("\nPick the backend for `ioswap::run` with IOSWAP_BACKEND=blocking|fiber|uring.");
 }

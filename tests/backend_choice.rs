@@ -1,4 +1,6 @@
 //! Picking a backend at run time. One test, because it changes the process environment.
+//! Written for the default features (blocking and fiber, with or without uring).
+#![cfg(all(feature = "blocking", feature = "fiber"))]
 use ioswap::{Backend, Error, RunError, BACKEND_VAR};
 
 fn backend_name_of_a_run() -> Result<&'static str, Error> {

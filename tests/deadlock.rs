@@ -1,7 +1,7 @@
 //! Deadlocks are reported, never hung on, and stuck tasks do not outlive `run`.
 mod support;
 
-use ioswap::{Backend, Canceled, Error, RunError};
+use ioswap::{Backend, Error, RunError};
 use support::Log;
 
 fn deadlock_of(outcome: Result<impl std::fmt::Debug, Error>) -> ioswap::Deadlock {
@@ -86,7 +86,7 @@ fn work_spawned_while_draining_is_canceled() {
     let value = Backend::Fiber
         .run(|cx| async move {
             cx.spawn(move |cx| async move {
-                if let Err(Canceled) = cx.sleep(10_000).await {
+                if let Err(ioswap::Canceled) = cx.sleep(10_000).await {
                     l.push("leftover canceled");
                     cx.spawn(|cx| async move {
                         while cx.sleep(1_000).await.is_ok() {}

@@ -1,4 +1,5 @@
 //! The fiber backend is a pure function of the program and the seed.
+#![cfg(feature = "fiber")]
 use std::cell::RefCell;
 use std::rc::Rc;
 

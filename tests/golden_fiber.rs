@@ -1,4 +1,5 @@
 //! Golden runs on the fiber backend: exact logs, exact virtual times.
+#![cfg(feature = "fiber")]
 mod support;
 
 use std::future::poll_fn;

@@ -3,6 +3,7 @@
 //! once — never lost, never duplicated, never both. Producers send with `send` or with a
 //! select send case (offered again after a timeout); consumers receive with `recv`, the
 //! stream, a select, or a `recv` or stream `next()` dropped when a sleep wins the race.
+#![cfg(feature = "fiber")]
 use std::cell::RefCell;
 use std::rc::Rc;
 

@@ -3,7 +3,7 @@
 mod support;
 mod workers;
 
-use ioswap::{race, race_all, Backend, Canceled, Cx, FiberIo, Winner3, Winner8, Won};
+use ioswap::{race, race_all, Backend, Canceled, Cx, Winner3, Winner8, Won};
 use support::{assert_time, assert_timed, Log};
 use workers::{panic_message, panicking, untimed, worker};
 
@@ -119,11 +119,12 @@ fn simultaneous_finishers_keep_their_values(backend: Backend) {
     }
 }
 
+#[cfg(feature = "fiber")]
 /// Whatever order a seed runs the simultaneous finishers in, the result is the same.
 #[test]
 fn simultaneous_finishers_resolve_by_position_under_every_seed() {
     for seed in 0..32 {
-        let won = FiberIo::with_seed(seed)
+        let won = ioswap::FiberIo::with_seed(seed)
             .run(|cx| async move {
                 let racers: Vec<_> = [10, 20, 10, 10]
                     .into_iter()
@@ -137,12 +138,13 @@ fn simultaneous_finishers_resolve_by_position_under_every_seed() {
     }
 }
 
+#[cfg(feature = "fiber")]
 /// Same seed, same run: a race with cleanup, a timeout and a group give the same schedule
 /// (trace hash) and the same answers every time.
 #[test]
 fn race_runs_are_reproducible_per_seed() {
     let run = |seed: u64| {
-        let fiber = FiberIo::with_seed(seed);
+        let fiber = ioswap::FiberIo::with_seed(seed);
         let log = Log::new();
         let l = log.clone();
         fiber

@@ -2,7 +2,7 @@
 mod support;
 
 use ioswap::channel::{self, TryRecvError};
-use ioswap::{Backend, Canceled, FiberIo};
+use ioswap::{Backend, Canceled};
 use support::{assert_time, where_concurrent, Log};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -413,9 +413,10 @@ conformance!(
     losing_send_case_offers_the_same_value_again,
 );
 
+#[cfg(feature = "fiber")]
 /// The choices among ready cases, over 64 selects on fiber with `seed`.
 fn choices_with_seed(seed: u64) -> Vec<usize> {
-    FiberIo::with_seed(seed)
+    ioswap::FiberIo::with_seed(seed)
         .run(|cx| async move {
             let (atx, arx) = channel::unbounded(&cx);
             let (btx, brx) = channel::unbounded(&cx);
@@ -442,6 +443,7 @@ fn choices_with_seed(seed: u64) -> Vec<usize> {
 
 /// On fiber the choice among ready cases is part of the seeded run: the same seed chooses the
 /// same way every time, different seeds choose differently.
+#[cfg(feature = "fiber")]
 #[test]
 fn fiber_select_choices_follow_the_seed() {
     assert_eq!(choices_with_seed(7), choices_with_seed(7));
@@ -449,9 +451,10 @@ fn fiber_select_choices_follow_the_seed() {
     assert_ne!(choices_with_seed(0), choices_with_seed(1));
 }
 
+#[cfg(feature = "fiber")]
 /// The trace hash of a run of yielding tasks on fiber, drawing from `Io::random_u64` or not.
 fn schedule_hash(seed: u64, draw: bool) -> u64 {
-    let fiber = FiberIo::with_seed(seed);
+    let fiber = ioswap::FiberIo::with_seed(seed);
     fiber
         .run(|cx| async move {
             let tasks: Vec<_> = (0..20)
@@ -478,6 +481,7 @@ fn schedule_hash(seed: u64, draw: bool) -> u64 {
 
 /// Select's draws come from a stream of their own: a program that draws runs the same
 /// schedule as one that does not.
+#[cfg(feature = "fiber")]
 #[test]
 fn fiber_choices_do_not_perturb_the_schedule() {
     for seed in [1, 2, 99] {

@@ -2,8 +2,8 @@
 //! receive-timeout loop. Fiber runs are golden: exact virtual timestamps.
 mod support;
 
-use ioswap::channel::{self, Receiver, RecvError, TryRecvError};
-use ioswap::{Backend, Canceled, Cx, FiberIo};
+use ioswap::channel::{self, RecvError, TryRecvError};
+use ioswap::{Backend, Cx};
 use support::{assert_time, assert_timed, expect_deadlock, where_concurrent, Log};
 
 /// `"{event}@{time}"` on fiber, where times are exact; just the event on a real clock.
@@ -265,8 +265,13 @@ conformance!(
     falls_due_ahead_of_a_blocked_sender,
 );
 
+#[cfg(feature = "fiber")]
 /// Receives one value with `recv`, or with a select of one receive case.
-async fn receive(cx: &Cx, rx: &Receiver<u32>, by_select: bool) -> Result<Option<u32>, Canceled> {
+async fn receive(
+    cx: &Cx,
+    rx: &channel::Receiver<u32>,
+    by_select: bool,
+) -> Result<Option<u32>, ioswap::Canceled> {
     if by_select {
         channel::select(cx).recv(rx, |value| value).await
     } else {
@@ -274,10 +279,11 @@ async fn receive(cx: &Cx, rx: &Receiver<u32>, by_select: bool) -> Result<Option<
     }
 }
 
+#[cfg(feature = "fiber")]
 /// Which of two waiting receivers (the first waits longer) gets a value sent after a
 /// `send_after` was armed — which wakes every waiting receiver to re-arm its timer.
 fn nudged_receiver_winner(seed: u64, by_select: bool) -> &'static str {
-    FiberIo::with_seed(seed)
+    ioswap::FiberIo::with_seed(seed)
         .run(|cx| async move {
             let (tx, rx) = channel::unbounded::<u32>(&cx);
             let (r1, r2) = (rx.clone(), rx.clone());
@@ -307,6 +313,7 @@ fn nudged_receiver_winner(seed: u64, by_select: bool) -> &'static str {
 /// Waiting receivers — `recv`s and selects — keep their places in the queue when arming a
 /// `send_after` wakes them to re-arm their timers: the one that waited longest gets the next
 /// value, whatever the seed.
+#[cfg(feature = "fiber")]
 #[test]
 fn fiber_nudged_receivers_keep_first_come_order() {
     for by_select in [false, true] {

@@ -4,7 +4,7 @@
 mod support;
 mod workers;
 
-use ioswap::{timeout, timeout_at, Backend, Canceled, Cx, Elapsed, FiberIo};
+use ioswap::{timeout, timeout_at, Backend, Canceled, Cx, Elapsed};
 use support::{assert_time, assert_timed, Log};
 use workers::{untimed, worker};
 
@@ -76,11 +76,12 @@ fn completion_in_the_deadline_turn_wins(backend: Backend) {
     }
 }
 
+#[cfg(feature = "fiber")]
 /// The same-turn rule holds whatever order a seed runs the ready tasks in.
 #[test]
 fn completion_in_the_deadline_turn_wins_under_every_seed() {
     for seed in 0..32 {
-        let timed = FiberIo::with_seed(seed)
+        let timed = ioswap::FiberIo::with_seed(seed)
             .run(|cx| async move {
                 let job = |cx: Cx| async move { cx.sleep(10).await.map(|()| cx.now_ms()) };
                 timeout(&cx, 10, job).await
