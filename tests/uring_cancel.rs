@@ -358,3 +358,120 @@ fn io_completes_while_the_loop_is_busy() {
         .unwrap();
     assert!(spins < 1_000_000, "took {spins} busy turns");
 }
+
+/// Runs `f` on its own thread and panics if it has not finished within `secs` (a hang).
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+/// A std-connected pair: (plain std peer, the socket the backend will serve).
+fn std_pair() -> (StdStream, StdStream) {
+    let listener = StdListener::bind(loopback()).unwrap();
+    let peer = std_peer_of(listener.local_addr().unwrap());
+    let (server, _) = listener.accept().unwrap();
+    (peer, server)
+}
+
+/// `TcpStream::close` after writes through `AsyncWrite` finishes, and the peer gets the bytes.
+#[test]
+fn stream_close_after_trait_writes_finishes() {
+    use futures_lite::io::AsyncWriteExt;
+    let (mut peer, server) = std_pair();
+    let io = within(10, "close after a trait write", move || {
+        let io = UringIo::new().unwrap();
+        io.run(move |cx| async move {
+            let mut stream = TcpStream::from_std(&cx, server);
+            AsyncWriteExt::write_all(&mut stream, b"hello").await.unwrap();
+            Ok(stream.close().await.unwrap())
+        })
+        .unwrap();
+        io.ops_owned()
+    });
+    assert_eq!(io, 0);
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hello");
+}
+
+/// `File::close` after writes through `AsyncWrite` finishes, with the bytes on disk.
+#[test]
+fn file_close_after_trait_writes_finishes() {
+    use futures_lite::io::AsyncWriteExt;
+    let path = std::env::temp_dir().join(format!("ioswap-close-trait-{}", std::process::id()));
+    let p = path.clone();
+    within(10, "File::close after a trait write", move || {
+        UringIo::new()
+            .unwrap()
+            .run(move |cx| async move {
+                let mut file = ioswap::File::create(&cx, &p).await.unwrap();
+                AsyncWriteExt::write_all(&mut file, b"hello").await.unwrap();
+                Ok(file.close().await.unwrap())
+            })
+            .unwrap()
+    });
+    let on_disk = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(on_disk, b"hello");
+}
+
+/// A trait read left pending (its future dropped) does not keep `close` waiting: the read is
+/// canceled and the socket closed.
+#[test]
+fn stream_close_after_a_pending_trait_read_finishes() {
+    use futures_lite::io::AsyncReadExt;
+    let (mut peer, server) = std_pair();
+    let owned = within(10, "close after a pending trait read", move || {
+        let io = UringIo::new().unwrap();
+        io.run(move |cx| async move {
+            let mut stream = TcpStream::from_std(&cx, server);
+            let mut buf = [0u8; 16];
+            let first = future::poll_once(AsyncReadExt::read(&mut stream, &mut buf)).await;
+            assert!(first.is_none(), "nothing was sent: the read waits");
+            Ok(stream.close().await.unwrap())
+        })
+        .unwrap();
+        io.ops_owned()
+    });
+    assert_eq!(owned, 0);
+    assert_peer_sees_close(&mut peer);
+}
+
+/// A close waiting for an op on its descriptor finishes once that op's completion is taken by
+/// its (live) future.
+#[test]
+fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
+    use ioswap::op::Closing;
+    let path = std::env::temp_dir().join(format!("ioswap-close-taken-{}", std::process::id()));
+    std::fs::write(&path, b"data").unwrap();
+    let p = path.clone();
+    let (read, closed) = within(10, "close after the read it waited for was taken", move || {
+        UringIo::new()
+            .unwrap()
+            .run(move |cx| async move {
+                let file = Rc::new(std::fs::File::open(&p).unwrap());
+                let read = cx.submit(Op::ReadAt {
+                    file: file.clone(),
+                    buf: Vec::with_capacity(4),
+                    offset: 0,
+                });
+                let close = cx.submit(Op::Close {
+                    fd: Some(Closing::File(file)),
+                });
+                let (read, close) = future::zip(read, close).await;
+                Ok((
+                    read.result.map_err(|e| e.to_string()),
+                    close.result.map_err(|e| e.to_string()),
+                ))
+            })
+            .unwrap()
+    });
+    std::fs::remove_file(&path).unwrap();
+    // The read either completed (4 bytes) or was canceled by the close; both end.
+    assert!(matches!(read, Ok(4)) || read.is_err(), "{read:?}");
+    assert_eq!(closed, Ok(0));
+}

@@ -164,6 +164,13 @@ impl Adapter {
         self.poll_write_in_flight(cx, task, source)
     }
 
+    /// Flushes the write in flight, then lets the adapter go: a read it left in flight is
+    /// dropped (canceled) here, so it holds no handle of the descriptor when the I/O type closes
+    /// it.
+    pub(crate) async fn finish(mut self, cx: &Cx, source: &impl OpSource) -> io::Result<()> {
+        std::future::poll_fn(|task| self.poll_flush(cx, task, source)).await
+    }
+
     pub(crate) fn poll_close(
         &mut self,
         cx: &Cx,

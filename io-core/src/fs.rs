@@ -326,16 +326,15 @@ impl File {
         }
     }
 
-    /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Ops
-    /// still in flight on the file (from futures that were dropped) finish first.
+    /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Bytes
+    /// written through `AsyncWrite` are flushed first (a flush error is reported, and the file
+    /// is closed anyway); ops still in flight on the file (from futures that were dropped)
+    /// finish first.
     pub async fn close(self) -> io::Result<()> {
-        let File { cx, file, .. } = self;
-        cx.submit(Op::Close {
-            fd: Some(Closing::File(file)),
-        })
-        .await
-        .result
-        .map(drop)
+        let File { cx, file, adapter } = self;
+        let flushed = adapter.finish(&cx, &FileOps(&file)).await;
+        let closed = crate::net::close(&cx, Closing::File(file)).await;
+        flushed.and(closed)
     }
 }
 

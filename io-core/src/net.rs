@@ -235,12 +235,18 @@ impl TcpStream {
             .map(drop)
     }
 
-    /// Closes the socket once no op is in flight on it (a trait read left pending is dropped
-    /// and canceled first).
+    /// Closes the socket once no op is in flight on it. Bytes written through `AsyncWrite` are
+    /// flushed first (a flush error is reported, and the socket is closed anyway); a trait read
+    /// left pending is dropped and canceled.
     pub async fn close(self) -> io::Result<()> {
-        // Drop every handle but the one handed to the close (trait ops left pending included).
-        let TcpStream { cx, stream, .. } = self;
-        close(&cx, Closing::Stream(stream)).await
+        let TcpStream {
+            cx,
+            stream,
+            adapter,
+        } = self;
+        let flushed = adapter.finish(&cx, &StreamOps(&stream)).await;
+        let closed = close(&cx, Closing::Stream(stream)).await;
+        flushed.and(closed)
     }
 
     /// The local address of the connection.
@@ -260,7 +266,7 @@ impl TcpStream {
 }
 
 /// Submits an async close of `fd` on `cx`'s backend.
-async fn close(cx: &Cx, fd: Closing) -> io::Result<()> {
+pub(crate) async fn close(cx: &Cx, fd: Closing) -> io::Result<()> {
     cx.submit(Op::Close { fd: Some(fd) }).await.result.map(drop)
 }
 

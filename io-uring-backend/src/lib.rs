@@ -331,7 +331,7 @@ impl Io for Uring {
     }
 
     fn take_completion(&self, id: OpId) -> Option<Completion> {
-        self.ops.borrow_mut().take_completion(id)
+        self.with_ops(|ops, after| ops.take_completion(id, after))
     }
 
     fn cancel_op(&self, id: OpId) {

@@ -499,8 +499,13 @@ impl Ops {
                         if let Op::Close { fd } = &mut slotted.op {
                             drop(fd.take());
                         }
-                        slotted.phase = Phase::Done(Ok(0));
-                        after.ready.push(slotted.park.clone());
+                        if slotted.discarded {
+                            // Nobody will take the result.
+                            after.free(self.remove(user_data));
+                        } else {
+                            slotted.phase = Phase::Done(Ok(0));
+                            after.ready.push(slotted.park.clone());
+                        }
                         self.unfinished -= 1;
                     } else {
                         self.awaiting_fd.push(user_data);
@@ -510,8 +515,9 @@ impl Ops {
         }
     }
 
-    /// The op's completion, if it has completed; the slot is freed.
-    pub(crate) fn take_completion(&mut self, id: OpId) -> Option<Completion> {
+    /// The op's completion, if it has completed; the slot is freed, and a close waiting for the
+    /// op's descriptor is retried (the op no longer holds it here).
+    pub(crate) fn take_completion(&mut self, id: OpId, after: &mut Aftermath) -> Option<Completion> {
         let slotted = self.get_mut(id.get())?;
         if !matches!(slotted.phase, Phase::Done(_)) {
             return None;
@@ -520,6 +526,8 @@ impl Ops {
         let Phase::Done(result) = slotted.phase else {
             unreachable!("checked above")
         };
+        self.retry_awaiting_closes(after);
+        self.flush();
         Some(Completion {
             result,
             op: slotted.op,
