@@ -185,7 +185,72 @@ fn canceled_task_starts_no_io(backend: Backend) {
     assert!(!exists, "a canceled open created the file");
 }
 
+/// `AsyncWrite::write` reports only bytes that reached the file: dropping the file right after
+/// (no flush, no close) loses none of them.
+fn trait_write_reports_only_bytes_in_the_file(backend: Backend) {
+    use futures_lite::io::AsyncWriteExt;
+    let path = TempPath::new("write-reported", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?;
+                let reported = file.write(b"hello").await?;
+                drop(file);
+                Ok::<_, io::Error>(reported)
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            let reported = result.unwrap();
+            assert!(reported > 0, "nothing written");
+            assert_eq!(std::fs::read(&path.0).unwrap(), &b"hello"[..reported]);
+        }
+    }
+}
+
+/// A `poll_write` answered `Pending` and polled again with the same bytes (futures-io's
+/// contract) writes them once, not twice.
+fn trait_write_polled_again_after_pending_writes_once(backend: Backend) {
+    use futures_lite::io::AsyncWriteExt;
+    let path = TempPath::new("write-once", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?;
+                let data = b"hello";
+                let mut written = 0;
+                // The first poll of each write may be Pending; poll the same bytes again.
+                while written < data.len() {
+                    let rest = &data[written..];
+                    let mut write = file.write(rest);
+                    written += match futures_lite::future::poll_once(&mut write).await {
+                        Some(n) => n?,
+                        None => write.await?,
+                    };
+                }
+                file.close().await?;
+                Ok::<_, io::Error>(())
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            result.unwrap();
+            assert_eq!(std::fs::read(&path.0).unwrap(), b"hello");
+        }
+    }
+}
+
 conformance!(
+    trait_write_reports_only_bytes_in_the_file,
+    trait_write_polled_again_after_pending_writes_once,
     file_round_trip,
     futures_io_traits_on_a_file,
     positional_reads_and_writes,

@@ -4,9 +4,12 @@
 //!
 //! - A read in flight survives a dropped read future: the next `poll_read` resumes it, and bytes
 //!   received beyond what the caller's slice takes wait here for the next call.
-//! - `poll_write` copies the bytes into a buffer it owns, starts the write and reports them
-//!   written; a later write, a flush or a close drives it to its end (resubmitting after short
-//!   writes) and reports its error, if any.
+//! - `poll_write` copies the bytes into a buffer it owns, starts the write and returns `Pending`
+//!   until the write's completion, then reports the count the backend wrote — never bytes that
+//!   could still be canceled. After `Pending`, the caller polls again with the same bytes
+//!   (futures-io's contract): that call waits for the write already in flight instead of
+//!   submitting the bytes again. A write left in flight by a caller who gave up is driven to its
+//!   end by the next write, flush, read or close.
 
 use std::io;
 use std::task::{Context, Poll};
@@ -33,10 +36,19 @@ pub(crate) struct Adapter {
     /// Received bytes not handed out yet: `unread[read_pos..]`.
     unread: Vec<u8>,
     read_pos: usize,
-    /// The write in flight and the offset it writes at.
-    writing: Option<(Submit, u64)>,
+    /// The write in flight.
+    writing: Option<Writing>,
     spare_write: Vec<u8>,
     closing: Option<Submit>,
+}
+
+/// A write in flight: its op, the offset it writes at, how many bytes it carries, and whether a
+/// `poll_write` caller waits for its count (`false` for the rest of a write given up on).
+struct Writing {
+    submit: Submit,
+    offset: u64,
+    len: usize,
+    awaited: bool,
 }
 
 impl Adapter {
@@ -50,38 +62,60 @@ impl Adapter {
         self.reading = None;
     }
 
-    /// Drives the write in flight to its end, resubmitting after short writes.
+    /// Drives the write in flight to its end, resubmitting after short writes (its bytes were
+    /// handed over by a caller who no longer waits for the count).
     fn poll_write_in_flight(
         &mut self,
         cx: &Cx,
         task: &mut Context<'_>,
         source: &impl OpSource,
     ) -> Poll<io::Result<()>> {
-        while let Some((writing, offset)) = self.writing.as_mut() {
-            let offset = *offset;
-            let Completion { result, op } = match writing.poll(task) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(done) => done,
-            };
-            self.writing = None;
-            let mut buf = op.into_buf();
+        while self.writing.is_some() {
+            let (result, offset, mut buf) = std::task::ready!(self.poll_write_op(task));
             match result {
                 Ok(n) if n < buf.len() && n > 0 => {
                     buf.drain(..n);
                     let next = offset + n as u64;
-                    self.writing = Some((cx.submit(source.write_op(buf, next)), next));
+                    self.writing = Some(Writing {
+                        len: buf.len(),
+                        submit: cx.submit(source.write_op(buf, next)),
+                        offset: next,
+                        awaited: false,
+                    });
                 }
                 Ok(0) if !buf.is_empty() => {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                Ok(_) => {
-                    buf.clear();
-                    self.spare_write = buf;
-                }
+                Ok(_) => self.keep_spare(buf),
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Polls the write in flight (there must be one) once; at its completion, moves the cursor
+    /// past what it wrote and gives back its result, offset and buffer.
+    fn poll_write_op(&mut self, task: &mut Context<'_>) -> Poll<(io::Result<usize>, u64, Vec<u8>)> {
+        let writing = self.writing.as_mut().expect("a write in flight");
+        let Completion { result, op } = std::task::ready!(writing.submit.poll(task));
+        let offset = writing.offset;
+        self.writing = None;
+        if let Ok(n) = result {
+            self.cursor = offset + n as u64;
+        }
+        Poll::Ready((result, offset, op.into_buf()))
+    }
+
+    fn keep_spare(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        self.spare_write = buf;
+    }
+
+    /// Polls the write in flight for the caller who started it: its count, once it ends.
+    fn poll_write_count(&mut self, task: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let (result, _, buf) = std::task::ready!(self.poll_write_op(task));
+        self.keep_spare(buf);
+        Poll::Ready(result)
     }
 
     pub(crate) fn poll_read(
@@ -137,22 +171,30 @@ impl Adapter {
         source: &impl OpSource,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.poll_write_in_flight(cx, task, source)?.is_pending() {
-            return Poll::Pending;
+        if let Some(writing) = &self.writing {
+            if writing.awaited && writing.len <= data.len() {
+                // Polled again after `Pending`, with the bytes already in flight: their count.
+                return self.poll_write_count(task);
+            }
+            // Other bytes: the write in flight was given up on; it ends first.
+            std::task::ready!(self.poll_write_in_flight(cx, task, source))?;
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
         }
         self.forget_read_ahead();
-        // The bytes are ours now: start writing them and report them written.
         let mut buf = std::mem::take(&mut self.spare_write);
         buf.clear();
         buf.extend_from_slice(data);
         let offset = self.cursor;
-        self.cursor += data.len() as u64;
-        self.writing = Some((cx.submit(source.write_op(buf, offset)), offset));
-        // Poll once so a backend that completes inline (blocking) is done right here.
-        if let Poll::Ready(Err(e)) = self.poll_write_in_flight(cx, task, source) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(data.len()))
+        self.writing = Some(Writing {
+            submit: cx.submit(source.write_op(buf, offset)),
+            offset,
+            len: data.len(),
+            awaited: true,
+        });
+        // A backend that completes inline (blocking) is done right here.
+        self.poll_write_count(task)
     }
 
     pub(crate) fn poll_flush(

@@ -132,9 +132,9 @@ impl fmt::Debug for TcpListener {
 /// ecosystem work unchanged.
 ///
 /// With the traits, a read in flight survives a dropped read future: the next `poll_read`
-/// resumes it, so no received byte is lost. `poll_write` takes the bytes over and returns at
-/// once while the backend sends them; a send error surfaces at the next write or flush, and
-/// `poll_flush` waits until everything has been sent.
+/// resumes it, so no received byte is lost. `poll_write` reports bytes written only once the
+/// backend has sent them (until then it is `Pending`; poll it again with the same bytes), and
+/// `poll_flush` waits until every byte handed over has been sent.
 pub struct TcpStream {
     cx: Cx,
     stream: Rc<net::TcpStream>,
