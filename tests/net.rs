@@ -170,7 +170,44 @@ fn connect_refused(backend: Backend) {
     }
 }
 
+/// Bytes a stream received ahead of the caller survive a write through `AsyncWrite`: the peer
+/// sends "ABCD", the caller reads 2, writes, then reads the rest.
+fn trait_write_keeps_received_bytes(backend: Backend) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    peer.write_all(b"ABCD").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut stream = TcpStream::from_std(&cx, server);
+                let mut head = [0u8; 2];
+                stream.read_exact(&mut head).await?;
+                AsyncWriteExt::write_all(&mut stream, b"ok").await?;
+                stream.flush().await?;
+                let mut all = head.to_vec();
+                stream.read_to_end(&mut all).await?;
+                stream.close().await?;
+                Ok::<_, io::Error>(all)
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            assert_eq!(result.unwrap(), b"ABCD");
+            let mut reply = Vec::new();
+            peer.read_to_end(&mut reply).unwrap();
+            assert_eq!(reply, b"ok");
+        }
+    }
+}
+
 conformance!(
+    trait_write_keeps_received_bytes,
     tcp_echo_over_loopback,
     futures_io_traits_in_one_run,
     connect_refused,

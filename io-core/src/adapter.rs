@@ -26,6 +26,9 @@ pub(crate) trait OpSource {
     fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op;
     /// What `poll_close` runs after flushing (a stream shuts its write half down).
     fn close_op(&self) -> Option<Op>;
+    /// Whether reads and writes share one cursor (a file): a write then drops read-ahead and
+    /// lands at the caller's position. A stream's received bytes are never dropped.
+    fn positional(&self) -> bool;
 }
 
 #[derive(Default)]
@@ -128,8 +131,8 @@ impl Adapter {
         if out.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        // A read after a write sees the written bytes.
-        if self.poll_write_in_flight(cx, task, source)?.is_pending() {
+        // A read after a write sees the written bytes (a stream's halves are independent).
+        if source.positional() && self.poll_write_in_flight(cx, task, source)?.is_pending() {
             return Poll::Pending;
         }
         loop {
@@ -182,7 +185,9 @@ impl Adapter {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.forget_read_ahead();
+        if source.positional() {
+            self.forget_read_ahead();
+        }
         let mut buf = std::mem::take(&mut self.spare_write);
         buf.clear();
         buf.extend_from_slice(data);

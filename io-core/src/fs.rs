@@ -361,6 +361,10 @@ impl OpSource for FileOps<'_> {
     fn close_op(&self) -> Option<Op> {
         None
     }
+
+    fn positional(&self) -> bool {
+        true
+    }
 }
 
 // Sequential reads and writes at a cursor from offset 0, shared by both traits and independent

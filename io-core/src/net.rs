@@ -294,6 +294,10 @@ impl OpSource for StreamOps<'_> {
             how: Shutdown::Write,
         })
     }
+
+    fn positional(&self) -> bool {
+        false
+    }
 }
 
 // `poll_close` flushes, then shuts the write half down.
