@@ -475,3 +475,45 @@ fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
     assert!(matches!(read, Ok(4)) || read.is_err(), "{read:?}");
     assert_eq!(closed, Ok(0));
 }
+
+/// A close waiting for ring room whose task is canceled still closes its descriptor: the peer
+/// sees the connection end.
+#[test]
+fn a_canceled_close_waiting_for_room_still_closes() {
+    let (peers, servers): (Vec<_>, Vec<_>) = (0..3).map(|_| std_pair()).unzip();
+    let (mut victim_peer, victim) = std_pair();
+    let io = UringIo::with_entries(4, 8).unwrap(); // three ops in the kernel at most
+    io.run(move |cx| async move {
+        // Fill the kernel's op budget with reads that never complete.
+        let streams: Vec<_> = servers
+            .into_iter()
+            .map(|s| Rc::new(TcpStream::from_std(&cx, s)))
+            .collect();
+        let readers: Vec<_> = streams
+            .iter()
+            .map(|stream| {
+                let stream = stream.clone();
+                cx.spawn(move |_| async move {
+                    let _ = stream.read(Vec::with_capacity(8)).await;
+                    Ok(())
+                })
+            })
+            .collect();
+        cx.sleep(20).await?;
+        let victim = TcpStream::from_std(&cx, victim);
+        let closer = cx.spawn(move |_| async move { Ok(victim.close().await) });
+        cx.sleep(20).await?; // the close waits for room
+        closer.cancel();
+        // The reads end, making room: the close is never taken back, so it runs then.
+        for reader in readers {
+            reader.cancel();
+            let _ = reader.await;
+        }
+        let _ = closer.await;
+        Ok(())
+    })
+    .unwrap();
+    drop(peers);
+    assert_peer_sees_close(&mut victim_peer);
+    assert_eq!(io.ops_owned(), 0);
+}

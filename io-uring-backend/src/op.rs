@@ -10,8 +10,10 @@
 //!         └─> AwaitingFd (a close whose descriptor other ops still hold) ──> Queued
 //! ```
 //!
-//! - `cancel`: Queued → Done(canceled) at once; InKernel → an `ASYNC_CANCEL` SQE, and the op
-//!   stays InKernel until its own CQE (canceled, or its real result if it won the race).
+//! - `cancel`: Queued → Done(canceled) at once (but a close stays queued: it is never taken
+//!   back); InKernel → an `ASYNC_CANCEL` SQE, and the op stays InKernel until its own CQE
+//!   (canceled, or its real result if it won the race). A queued close owns its descriptor
+//!   (`Aux::Close`) until its SQE is pushed, so freeing or draining it closes the descriptor.
 //! - `discard` (the future is gone): Queued/Done → freed now; InKernel → canceled and freed at its
 //!   CQE, which is also when a late accepted socket or opened file is closed (by dropping it).
 
@@ -22,7 +24,7 @@ use std::fs;
 use std::io;
 use std::mem::{self, MaybeUninit};
 use std::net::{self, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr::NonNull;
 
@@ -108,6 +110,20 @@ enum Aux {
         #[allow(dead_code)] // kept alive for the kernel, never read back
         addr: KernelMem<SockAddr>,
     },
+    /// The descriptor of a close, owned here until its SQE is pushed (the kernel owns it from
+    /// then on); a close freed or drained before that closes it by dropping it.
+    Close(Option<OwnedFd>),
+}
+
+impl Aux {
+    /// The op's SQE was pushed: a close's descriptor now belongs to the kernel.
+    fn pushed(&mut self) {
+        if let Aux::Close(fd) = self {
+            if let Some(fd) = fd.take() {
+                let _kernel_closes_it: RawFd = fd.into_raw_fd();
+            }
+        }
+    }
 }
 
 enum Phase {
@@ -269,7 +285,11 @@ impl Ops {
         let mut aux = Aux::None;
         let phase = if let Op::Close { fd } = &mut op {
             match self.prepare_close(fd) {
-                Ok(Some(entry)) => Phase::Queued(entry),
+                Ok(Some(owned)) => {
+                    let entry = close_entry(owned.as_raw_fd());
+                    aux = Aux::Close(Some(owned));
+                    Phase::Queued(entry)
+                }
                 Ok(None) => Phase::AwaitingFd,
                 Err(result) => return done(result, op),
             }
@@ -304,6 +324,9 @@ impl Ops {
                     // the table keeps untouched until the op's CQE is reaped.
                     && unsafe { self.ring.push(&entry) };
                 if pushed {
+                    if let Some(slotted) = self.get_mut(user_data) {
+                        slotted.aux.pushed();
+                    }
                     self.in_kernel += 1;
                     self.stats.submitted += 1;
                 } else {
@@ -317,12 +340,12 @@ impl Ops {
         Submitted::InFlight(OpId::new(user_data))
     }
 
-    /// A close: the SQE if this was the last holder of the descriptor, `None` if ops in flight
-    /// hold it (they are canceled, and the close waits for them), or an immediate result.
+    /// A close: the descriptor if this was the last holder of it, `None` if ops in flight hold
+    /// it (they are canceled, and the close waits for them), or an immediate result.
     fn prepare_close(
         &mut self,
         fd: &mut Option<Closing>,
-    ) -> Result<Option<squeue::Entry>, io::Result<usize>> {
+    ) -> Result<Option<OwnedFd>, io::Result<usize>> {
         let Some(closing) = fd.take() else {
             return Err(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -330,7 +353,7 @@ impl Ops {
             )));
         };
         match closing.try_into_owned() {
-            Ok(owned) => Ok(Some(close_entry(owned.into_raw_fd()))),
+            Ok(owned) => Ok(Some(owned)),
             Err(closing) => {
                 let raw = closing.as_raw_fd();
                 let holders: Vec<u64> = self.holders_of(raw);
@@ -380,6 +403,7 @@ impl Ops {
         }
         if let Some(slotted) = self.get_mut(user_data) {
             slotted.phase = Phase::InKernel { cancel_sent: false };
+            slotted.aux.pushed();
         }
         self.in_kernel += 1;
         self.stats.submitted += 1;
@@ -488,7 +512,8 @@ impl Ops {
             let Some(closing) = fd.take() else { continue };
             match closing.try_into_owned() {
                 Ok(owned) => {
-                    slotted.phase = Phase::Queued(close_entry(owned.into_raw_fd()));
+                    slotted.phase = Phase::Queued(close_entry(owned.as_raw_fd()));
+                    slotted.aux = Aux::Close(Some(owned));
                     self.queued.push_back(user_data);
                 }
                 Err(closing) => {
@@ -537,6 +562,8 @@ impl Ops {
     fn request_cancel(&mut self, user_data: u64) -> Option<Park> {
         let slotted = self.get_mut(user_data)?;
         match &mut slotted.phase {
+            // A close is never taken back: it stays queued and closes its descriptor.
+            Phase::Queued(_) if matches!(slotted.op, Op::Close { .. }) => None,
             Phase::Queued(_) => {
                 // Never reached the kernel: it ends here, canceled, with its buffers intact.
                 slotted.phase = Phase::Done(Err(Canceled.into()));
@@ -574,6 +601,7 @@ impl Ops {
         slotted.discarded = true;
         match slotted.phase {
             Phase::Queued(_) => {
+                // Never reached the kernel; a close's descriptor closes as its aux drops.
                 self.unfinished -= 1;
                 after.free(self.remove(user_data));
             }
