@@ -517,3 +517,37 @@ fn a_canceled_close_waiting_for_room_still_closes() {
     assert_peer_sees_close(&mut victim_peer);
     assert_eq!(io.ops_owned(), 0);
 }
+
+/// A task looping on already-due timers (`sleep(0)`) never lets the loop sleep, yet another
+/// task's read still reaches the kernel and completes.
+#[test]
+fn io_completes_while_a_task_loops_on_due_timers() {
+    let (mut peer, server) = std_pair();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        peer.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_secs(10));
+    });
+    let read = within(10, "a read while another task loops on sleep(0)", move || {
+        UringIo::new()
+            .unwrap()
+            .run(move |cx| async move {
+                let done = Rc::new(std::cell::Cell::new(false));
+                let stop = done.clone();
+                let spinner = cx.spawn(move |cx| async move {
+                    while !stop.get() {
+                        cx.sleep(0).await?;
+                    }
+                    Ok(())
+                });
+                let server = TcpStream::from_std(&cx, server);
+                cx.sleep(10).await?;
+                let (n, buf) = server.read(Vec::with_capacity(8)).await;
+                done.set(true);
+                spinner.await?;
+                Ok((n.unwrap(), buf))
+            })
+            .unwrap()
+    });
+    assert_eq!(read, (1, b"x".to_vec()));
+}

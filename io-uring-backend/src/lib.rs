@@ -268,7 +268,8 @@ impl Io for Uring {
     /// One turn: fire due timers, reap completions, and run every task ready at the start of
     /// the turn; if none was ready, first sleep in `io_uring_enter` until a completion, the next
     /// timer, or `deadline_ms`, then run what that made ready. SQEs the tasks pushed go to the
-    /// kernel with the next sleep (or at once, when more tasks are already runnable). A turn
+    /// kernel with the next sleep (or at once, when more tasks are already runnable, and at the
+    /// start of any turn that runs tasks without sleeping). A turn
     /// never sleeps after running tasks, so the driver sees at once what they did (the main task
     /// finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no timer is
     /// pending but something will still wake the loop (an op in flight, a task ready to run, a
@@ -283,6 +284,12 @@ impl Io for Uring {
             self.queue.drain_into(&mut batch);
         }
         let ran = !batch.is_empty();
+        if ran {
+            // SQEs pushed by earlier turns reach the kernel even when no turn goes idle (tasks
+            // woken by due timers every turn): no system call when nothing is pushed and no
+            // completion work is pending.
+            self.with_ops(|ops, _| ops.submit_now());
+        }
         while let Some(runnable) = batch.pop_front() {
             runnable.run();
         }
