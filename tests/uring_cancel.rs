@@ -551,3 +551,27 @@ fn io_completes_while_a_task_loops_on_due_timers() {
     });
     assert_eq!(read, (1, b"x".to_vec()));
 }
+
+/// The smallest ring asked for still has room for an op, its cancel and the wakeup read: a
+/// canceled read ends.
+#[test]
+fn a_one_entry_ring_still_cancels_a_read() {
+    let (_peer, server) = std_pair();
+    let canceled = within(10, "a canceled read on with_entries(1, 1)", move || {
+        UringIo::with_entries(1, 1)
+            .unwrap()
+            .run(move |cx| async move {
+                let server = Rc::new(TcpStream::from_std(&cx, server));
+                let reader = cx.spawn(move |_| async move {
+                    let (result, _) = server.read(Vec::with_capacity(8)).await;
+                    Ok(result.is_err_and(|e| Canceled::is_canceled(&e)))
+                });
+                cx.sleep(10).await?;
+                reader.cancel();
+                Ok(reader.await)
+            })
+            .unwrap()
+    });
+    // Either the read was canceled, or the task observed its cancel at the join.
+    assert!(matches!(canceled, Ok(true) | Err(Canceled)), "{canceled:?}");
+}

@@ -97,7 +97,8 @@ impl UringIo {
     }
 
     /// A backend on a ring with `sq_entries` submission and `cq_entries` completion entries
-    /// (powers of two; the kernel rounds up).
+    /// (powers of two; the kernel rounds up). Fewer than 4 completion entries are raised to 4,
+    /// the least that leaves room for an op, its cancel request and the wakeup read.
     pub fn with_entries(sq_entries: u32, cq_entries: u32) -> Result<UringIo, UringError> {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());

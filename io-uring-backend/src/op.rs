@@ -192,7 +192,9 @@ pub(crate) struct Ops {
 impl Ops {
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ops, UringError> {
         let ring = Ring::new(sq_entries, cq_entries)?;
+        // At least one: the ring has at least 4 completion entries.
         let op_limit = (ring.limit() - 1) / 2;
+        debug_assert!(op_limit >= 1);
         Ok(Ops {
             stats: UringStats::default(),
             ring,
@@ -200,7 +202,7 @@ impl Ops {
             free: Vec::new(),
             unfinished: 0,
             in_kernel: 0,
-            op_limit: op_limit.max(1),
+            op_limit,
             queued: VecDeque::new(),
             cancels: VecDeque::new(),
             awaiting_fd: Vec::new(),

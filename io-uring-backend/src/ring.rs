@@ -20,12 +20,18 @@ pub(crate) struct Ring {
     limit: usize,
 }
 
+/// The smallest completion queue built: with `(limit - 1) / 2` ops in the kernel, each can get
+/// a cancel request and the wakeup read still fits (4 gives one op).
+const MIN_CQ_ENTRIES: u32 = 4;
+
 /// One reaped completion: `(user_data, result)`.
 pub(crate) type Cqe = (u64, i32);
 
 impl Ring {
-    /// A ring with `sq_entries` submission slots and a completion queue of `cq_entries`.
+    /// A ring with `sq_entries` submission slots and a completion queue of `cq_entries`, but at
+    /// least [`MIN_CQ_ENTRIES`]: room for one op, its cancel request and the wakeup read.
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ring, UringError> {
+        let cq_entries = cq_entries.max(MIN_CQ_ENTRIES);
         // One thread submits and reaps (the backend is !Send), so completion work can wait for
         // our own `io_uring_enter` instead of interrupting the thread (Linux 6.1). The kernel
         // then raises IORING_SQ_TASKRUN when such work is pending, and `reap` enters to run it.
