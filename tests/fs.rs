@@ -248,7 +248,35 @@ fn trait_write_polled_again_after_pending_writes_once(backend: Backend) {
     }
 }
 
+/// An offset past `i64::MAX` (`u64::MAX` included, which io_uring would read as "the current
+/// position") is `InvalidInput`, as `pread`/`pwrite` give.
+fn offset_past_i64_max_is_invalid_input(backend: Backend) {
+    let path = TempPath::new("huge-offset", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = File::create(&cx, &p).await?;
+                file.write_all_at(b"data".to_vec(), 0).await.0?;
+                let (read, _) = file.read_at(Vec::with_capacity(4), u64::MAX).await;
+                let (written, _) = file.write_at(b"x".to_vec(), u64::MAX).await;
+                file.close().await?;
+                Ok::<_, io::Error>((read.map_err(|e| e.kind()), written.map_err(|e| e.kind())))
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        _ => {
+            let invalid = Err(io::ErrorKind::InvalidInput);
+            assert_eq!(result.unwrap(), (invalid, invalid));
+        }
+    }
+}
+
 conformance!(
+    offset_past_i64_max_is_invalid_input,
     trait_write_reports_only_bytes_in_the_file,
     trait_write_polled_again_after_pending_writes_once,
     file_round_trip,

@@ -256,7 +256,8 @@ impl File {
         (done.result, done.op.into_buf())
     }
 
-    /// Writes all of `buf` at `offset`, resubmitting after short writes.
+    /// Writes all of `buf` at `offset`, resubmitting after short writes and interruptions
+    /// ([`io::ErrorKind::Interrupted`]), like std's `write_all_at`.
     pub async fn write_all_at(&self, mut buf: Vec<u8>, offset: u64) -> (io::Result<()>, Vec<u8>) {
         let total = buf.len();
         let mut done = 0;
@@ -274,13 +275,14 @@ impl File {
             match result {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
                 Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (Err(e), buf),
             }
         }
         (Ok(()), buf)
     }
 
-    /// Reads the whole file, from offset 0 to its end.
+    /// Reads the whole file, from offset 0 to its end (retrying interrupted reads).
     pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
         let len = self.len().await?;
         let chunk_size = usize::try_from(len)
@@ -290,8 +292,11 @@ impl File {
         let mut chunk = Vec::with_capacity(chunk_size);
         loop {
             let (result, back) = self.read_at(chunk, out.len() as u64).await;
-            if result? == 0 {
-                return Ok(out);
+            match result {
+                Ok(0) => return Ok(out),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
             out.extend_from_slice(&back);
             chunk = back;

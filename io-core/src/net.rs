@@ -193,7 +193,8 @@ impl TcpStream {
         (done.result, done.op.into_buf())
     }
 
-    /// Sends all of `buf`, resubmitting after short sends.
+    /// Sends all of `buf`, resubmitting after short sends and interruptions
+    /// ([`io::ErrorKind::Interrupted`]), like std's `write_all`.
     pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         let total = buf.len();
         let mut sent = 0;
@@ -201,6 +202,13 @@ impl TcpStream {
         let mut original = None;
         while sent < total {
             let (result, back) = self.write(pending).await;
+            if result
+                .as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::Interrupted)
+            {
+                pending = back;
+                continue;
+            }
             let n = match result {
                 Ok(0) => Err(io::ErrorKind::WriteZero.into()),
                 other => other,

@@ -676,6 +676,15 @@ fn io_len(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
+/// An offset `pread`/`pwrite` accept: io_uring reads `-1` (u64::MAX) as "the file's current
+/// position", and larger than `i64::MAX` is `EINVAL` for the system calls; both are refused here.
+fn file_offset(offset: u64) -> io::Result<u64> {
+    if offset > i64::MAX as u64 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(offset)
+}
+
 /// Builds the SQE for `op`, with whatever extra kernel-visible memory it needs in `aux`.
 fn prepare(op: &mut Op, aux: &mut Aux) -> io::Result<squeue::Entry> {
     Ok(match op {
@@ -697,11 +706,11 @@ fn prepare(op: &mut Op, aux: &mut Aux) -> io::Result<squeue::Entry> {
             buf.as_mut_ptr(),
             io_len(buf.capacity()),
         )
-        .offset(*offset)
+        .offset(file_offset(*offset)?)
         .build(),
         Op::WriteAt { file, buf, offset } => {
             opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), io_len(buf.len()))
-                .offset(*offset)
+                .offset(file_offset(*offset)?)
                 .build()
         }
         Op::SyncAll { file } => opcode::Fsync::new(types::Fd(file.as_raw_fd())).build(),
@@ -829,10 +838,11 @@ fn finish(op: &mut Op, aux: &mut Aux, result: i32) -> io::Result<usize> {
             };
             // SAFETY: the accept completed, so the kernel wrote the peer address and its length.
             let peer = unsafe { socket_addr(&*addr.ptr()) };
-            let peer = match peer {
-                Some(peer) => peer,
-                None => stream.peer_addr()?,
-            };
+            // The connection is returned even if its peer is already gone (the address is then
+            // unspecified): dropping it here would lose it.
+            let peer = peer
+                .or_else(|| stream.peer_addr().ok())
+                .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
             *accepted = Some((stream, peer));
             Ok(0)
         }

@@ -23,8 +23,11 @@ pub(crate) struct Wakeup {
 
 impl Wakeup {
     pub(crate) fn new() -> Result<Wakeup, UringError> {
+        // Blocking: the ring's read is its only reader, and on 5.11-5.13 io_uring hands a
+        // non-blocking file's EAGAIN back instead of waiting. A write blocks only at a counter of
+        // 2^64 - 2, which the read in flight keeps draining.
         // SAFETY: eventfd takes no pointers; a negative result is handled below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
             return Err(UringError::from_io(&std::io::Error::last_os_error()));
         }
