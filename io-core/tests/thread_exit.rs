@@ -30,7 +30,7 @@ fn queued_tasks_dropped_at_thread_exit_do_not_abort() {
     let joined = std::thread::spawn(|| {
         let fiber = io_fiber::FiberIo::new();
         let cx = Cx::new(fiber.io());
-        cx.spawn(|cx| AsksOnDrop(cx)).detach();
+        cx.spawn(AsksOnDrop).detach();
         fiber.io().poll(0);
         fiber.io().poll(0);
         // Dropped without `run` finishing: the task stays queued on this thread.
