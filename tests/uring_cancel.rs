@@ -386,8 +386,11 @@ fn stream_close_after_trait_writes_finishes() {
         let io = UringIo::new().unwrap();
         io.run(move |cx| async move {
             let mut stream = TcpStream::from_std(&cx, server);
-            AsyncWriteExt::write_all(&mut stream, b"hello").await.unwrap();
-            Ok(stream.close().await.unwrap())
+            AsyncWriteExt::write_all(&mut stream, b"hello")
+                .await
+                .unwrap();
+            stream.close().await.unwrap();
+            Ok(())
         })
         .unwrap();
         io.ops_owned()
@@ -410,7 +413,8 @@ fn file_close_after_trait_writes_finishes() {
             .run(move |cx| async move {
                 let mut file = ioswap::File::create(&cx, &p).await.unwrap();
                 AsyncWriteExt::write_all(&mut file, b"hello").await.unwrap();
-                Ok(file.close().await.unwrap())
+                file.close().await.unwrap();
+                Ok(())
             })
             .unwrap()
     });
@@ -432,7 +436,8 @@ fn stream_close_after_a_pending_trait_read_finishes() {
             let mut buf = [0u8; 16];
             let first = future::poll_once(AsyncReadExt::read(&mut stream, &mut buf)).await;
             assert!(first.is_none(), "nothing was sent: the read waits");
-            Ok(stream.close().await.unwrap())
+            stream.close().await.unwrap();
+            Ok(())
         })
         .unwrap();
         io.ops_owned()
@@ -449,27 +454,31 @@ fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
     let path = std::env::temp_dir().join(format!("ioswap-close-taken-{}", std::process::id()));
     std::fs::write(&path, b"data").unwrap();
     let p = path.clone();
-    let (read, closed) = within(10, "close after the read it waited for was taken", move || {
-        UringIo::new()
-            .unwrap()
-            .run(move |cx| async move {
-                let file = Rc::new(std::fs::File::open(&p).unwrap());
-                let read = cx.submit(Op::ReadAt {
-                    file: file.clone(),
-                    buf: Vec::with_capacity(4),
-                    offset: 0,
-                });
-                let close = cx.submit(Op::Close {
-                    fd: Some(Closing::File(file)),
-                });
-                let (read, close) = future::zip(read, close).await;
-                Ok((
-                    read.result.map_err(|e| e.to_string()),
-                    close.result.map_err(|e| e.to_string()),
-                ))
-            })
-            .unwrap()
-    });
+    let (read, closed) = within(
+        10,
+        "close after the read it waited for was taken",
+        move || {
+            UringIo::new()
+                .unwrap()
+                .run(move |cx| async move {
+                    let file = Rc::new(std::fs::File::open(&p).unwrap());
+                    let read = cx.submit(Op::ReadAt {
+                        file: file.clone(),
+                        buf: Vec::with_capacity(4),
+                        offset: 0,
+                    });
+                    let close = cx.submit(Op::Close {
+                        fd: Some(Closing::File(file)),
+                    });
+                    let (read, close) = future::zip(read, close).await;
+                    Ok((
+                        read.result.map_err(|e| e.to_string()),
+                        close.result.map_err(|e| e.to_string()),
+                    ))
+                })
+                .unwrap()
+        },
+    );
     std::fs::remove_file(&path).unwrap();
     // The read either completed (4 bytes) or was canceled by the close; both end.
     assert!(matches!(read, Ok(4)) || read.is_err(), "{read:?}");
@@ -528,27 +537,31 @@ fn io_completes_while_a_task_loops_on_due_timers() {
         peer.write_all(b"x").unwrap();
         std::thread::sleep(Duration::from_secs(10));
     });
-    let read = within(10, "a read while another task loops on sleep(0)", move || {
-        UringIo::new()
-            .unwrap()
-            .run(move |cx| async move {
-                let done = Rc::new(std::cell::Cell::new(false));
-                let stop = done.clone();
-                let spinner = cx.spawn(move |cx| async move {
-                    while !stop.get() {
-                        cx.sleep(0).await?;
-                    }
-                    Ok(())
-                });
-                let server = TcpStream::from_std(&cx, server);
-                cx.sleep(10).await?;
-                let (n, buf) = server.read(Vec::with_capacity(8)).await;
-                done.set(true);
-                spinner.await?;
-                Ok((n.unwrap(), buf))
-            })
-            .unwrap()
-    });
+    let read = within(
+        10,
+        "a read while another task loops on sleep(0)",
+        move || {
+            UringIo::new()
+                .unwrap()
+                .run(move |cx| async move {
+                    let done = Rc::new(std::cell::Cell::new(false));
+                    let stop = done.clone();
+                    let spinner = cx.spawn(move |cx| async move {
+                        while !stop.get() {
+                            cx.sleep(0).await?;
+                        }
+                        Ok(())
+                    });
+                    let server = TcpStream::from_std(&cx, server);
+                    cx.sleep(10).await?;
+                    let (n, buf) = server.read(Vec::with_capacity(8)).await;
+                    done.set(true);
+                    spinner.await?;
+                    Ok((n.unwrap(), buf))
+                })
+                .unwrap()
+        },
+    );
     assert_eq!(read, (1, b"x".to_vec()));
 }
 

@@ -544,7 +544,11 @@ impl Ops {
 
     /// The op's completion, if it has completed; the slot is freed, and a close waiting for the
     /// op's descriptor is retried (the op no longer holds it here).
-    pub(crate) fn take_completion(&mut self, id: OpId, after: &mut Aftermath) -> Option<Completion> {
+    pub(crate) fn take_completion(
+        &mut self,
+        id: OpId,
+        after: &mut Aftermath,
+    ) -> Option<Completion> {
         let slotted = self.get_mut(id.get())?;
         if !matches!(slotted.phase, Phase::Done(_)) {
             return None;
