@@ -99,7 +99,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 canceled
             })),
-            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => unreachable!("cancel-storm has no floor runner"),
+            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("cancel-storm has no floor runner")
+            }
         }
     });
     check(

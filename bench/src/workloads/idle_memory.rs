@@ -93,7 +93,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             }
             (before, resident_kib())
         }),
-        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => unreachable!("idle-memory has no floor runner"),
+        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            unreachable!("idle-memory has no floor runner")
+        }
     };
     let (before, after) = (before?, after?);
     check(

@@ -43,7 +43,9 @@ pub const RENDEZVOUS: Workload = Workload {
         _ => Some("no rendezvous channel (async_channel::bounded(0) panics): see ping-pong"),
     },
     note: |runner| match runner {
-        Runner::Ioswap(_) => Some("ioswap::channel::bounded(&cx, 0): each send waits for its receiver"),
+        Runner::Ioswap(_) => {
+            Some("ioswap::channel::bounded(&cx, 0): each send waits for its receiver")
+        }
         _ => None,
     },
     measure: measure_rendezvous,

@@ -69,7 +69,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 sum
             })),
-            Runner::RawIoUring | Runner::StdPread => unreachable!("spawn-join's floor is async-task"),
+            Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("spawn-join's floor is async-task")
+            }
         }
     });
     let sum = sum?;

@@ -99,7 +99,9 @@ fn sleep_all(
             }
             (tasks.len(), start.elapsed().as_millis() as u64)
         })),
-        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => unreachable!("the timer workloads have no floor runner"),
+        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            unreachable!("the timer workloads have no floor runner")
+        }
     }
 }
 

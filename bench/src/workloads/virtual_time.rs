@@ -92,7 +92,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 Ok(events)
             })?,
-            Runner::Smol | Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => unreachable!("virtual-time needs a virtual clock"),
+            Runner::Smol | Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("virtual-time needs a virtual clock")
+            }
         }
     });
     let events = events?;

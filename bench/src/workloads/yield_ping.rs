@@ -73,7 +73,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 a.await;
                 b.await;
             }),
-            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => unreachable!("yield-ping has no floor runner"),
+            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("yield-ping has no floor runner")
+            }
         }
         Ok(())
     });
