@@ -259,16 +259,17 @@ fn run_cancels_leftover_tasks(backend: Backend) {
 
 /// A canceled suspend evicts the timers armed for its park: nothing is left to fire.
 fn canceled_suspend_evicts_its_timers(backend: Backend) {
-    let (raised, left) = backend
+    let (raised, left, never_left) = backend
         .run(|cx| async move {
-            let park = cx.park("with timer");
+            let park = cx.park("with timers");
             let timer = cx.arm_timer(cx.now_ms() + 10_000, &park);
+            let never = cx.arm_timer(u64::MAX, &park);
             cx.current_task().unwrap().cancel();
             let raised = cx.suspend(park).await;
-            Ok((raised, cx.disarm_timer(timer)))
+            Ok((raised, cx.disarm_timer(timer), cx.disarm_timer(never)))
         })
         .unwrap();
-    assert_eq!((raised, left), (Err(Canceled), None));
+    assert_eq!((raised, left, never_left), (Err(Canceled), None, None));
 }
 
 /// A joiner canceled after its child finished still gets the child's value (completion wins);

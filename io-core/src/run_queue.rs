@@ -299,8 +299,12 @@ impl RunQueue {
     /// Drops every queued runnable (their tasks' futures are dropped without being polled).
     pub fn clear(&self) {
         let local = self.with_local(std::mem::take).unwrap_or_default();
-        let shared = std::mem::take(&mut self.lock().runnables);
-        self.0.shared_pushes.store(false, Ordering::Release);
+        let shared = {
+            let mut state = self.lock();
+            // Reset under the lock, so a push from another thread right after is not hidden.
+            self.0.shared_pushes.store(false, Ordering::Release);
+            std::mem::take(&mut state.runnables)
+        };
         // Dropped outside the lock: dropping a future may wake (and so push) other tasks.
         drop(shared);
         drop(local);

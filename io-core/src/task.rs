@@ -145,13 +145,22 @@ thread_local! {
 }
 
 /// Runs `f` with the task currently being polled on this thread, if any.
+///
+/// While the thread's locals are being destroyed (a task dropped by a thread-local destructor at
+/// thread exit) there is no current task: drop code may still ask, and must not panic.
 fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
-    CURRENT.with(|cell| {
+    let mut f = Some(f);
+    let result = CURRENT.try_with(|cell| {
         let current = cell.take();
-        let result = f(current.as_ref());
+        let result = (f.take().expect("called once"))(current.as_ref());
         cell.set(current);
         result
-    })
+    });
+    match (result, f) {
+        (Ok(result), _) => result,
+        (Err(_), Some(f)) => f(None),
+        (Err(_), None) => unreachable!("try_with fails before running its closure"),
+    }
 }
 
 /// Makes a task current for the duration of one poll; restores the previous one on drop, even
@@ -160,14 +169,20 @@ struct Enter(Option<Rc<TaskCtl>>);
 
 impl Enter {
     fn new(ctl: &Rc<TaskCtl>) -> Enter {
-        Enter(CURRENT.with(|cell| cell.replace(Some(ctl.clone()))))
+        Enter(
+            CURRENT
+                .try_with(|cell| cell.replace(Some(ctl.clone())))
+                .ok()
+                .flatten(),
+        )
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
         let previous = self.0.take();
-        CURRENT.with(|cell| cell.set(previous));
+        // During thread-local destruction there is nothing to restore.
+        let _ = CURRENT.try_with(|cell| cell.set(previous));
     }
 }
 

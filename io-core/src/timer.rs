@@ -1,6 +1,7 @@
 //! The timer queue every backend keeps: deadline order, ties in arming order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Park;
 
@@ -9,6 +10,8 @@ use crate::Park;
 pub struct TimerId {
     deadline_ms: u64,
     seq: u64,
+    /// Which queue armed it: an id from another backend disarms nothing here.
+    queue: u64,
 }
 
 impl TimerId {
@@ -16,6 +19,7 @@ impl TimerId {
     pub(crate) const NONE: TimerId = TimerId {
         deadline_ms: u64::MAX,
         seq: u64::MAX,
+        queue: u64::MAX,
     };
 
     /// The deadline the timer was armed for (`u64::MAX`: never).
@@ -52,7 +56,7 @@ impl TimerId {
 /// let fired = timers.take_due(10);
 /// assert!(fired[0].same_as(&b));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TimerQueue {
     /// Each pending deadline and the index of its bucket in `buckets`.
     deadlines: BTreeMap<u64, u32>,
@@ -67,6 +71,8 @@ pub struct TimerQueue {
     /// Timers that will fire (never-timers excluded).
     armed: usize,
     next_seq: u64,
+    /// This queue's stamp in the ids it hands out (process-unique; never part of a schedule).
+    stamp: u64,
 }
 
 /// The timers of one deadline: `(arming sequence number, park)` in arming order; a disarmed
@@ -106,7 +112,17 @@ fn position(timers: &[(u64, Option<Park>)], seq: u64) -> Option<usize> {
 impl TimerQueue {
     /// An empty queue.
     pub fn new() -> TimerQueue {
-        TimerQueue::default()
+        static STAMPS: AtomicU64 = AtomicU64::new(0);
+        TimerQueue {
+            deadlines: BTreeMap::new(),
+            buckets: Vec::new(),
+            free: Vec::new(),
+            recent: Vec::new(),
+            never: BTreeSet::new(),
+            armed: 0,
+            next_seq: 0,
+            stamp: STAMPS.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Arms a timer that readies `park` once the clock reaches `deadline_ms`. A deadline at or
@@ -114,9 +130,15 @@ impl TimerQueue {
     pub fn arm(&mut self, deadline_ms: u64, park: &Park) -> TimerId {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = TimerId { deadline_ms, seq };
+        let id = TimerId {
+            deadline_ms,
+            seq,
+            queue: self.stamp,
+        };
         if deadline_ms == u64::MAX {
             self.never.insert(seq);
+            // Noted too, so that a canceled suspend evicts it like any other timer.
+            park.note_timer(id);
         } else {
             let index = self.bucket_for(deadline_ms);
             let bucket = &mut self.buckets[index as usize];
@@ -177,6 +199,9 @@ impl TimerQueue {
     /// Disarms a timer. Returns the time it had left (`u64::MAX` for a never-timer) and its
     /// park (`None` for a never-timer), or `None` if it already fired or was disarmed.
     pub fn disarm(&mut self, id: TimerId, now_ms: u64) -> Option<(u64, Option<Park>)> {
+        if id.queue != self.stamp {
+            return None;
+        }
         if id.deadline_ms == u64::MAX {
             return self.never.remove(&id.seq).then_some((u64::MAX, None));
         }
@@ -206,6 +231,7 @@ impl TimerQueue {
     /// Removes and returns, in firing order, the parks of every timer due at `now_ms`.
     pub fn take_due(&mut self, now_ms: u64) -> Vec<Park> {
         let mut due = Vec::new();
+        let stamp = self.stamp;
         while let Some((&deadline, &index)) = self.deadlines.first_key_value() {
             if deadline > now_ms {
                 break;
@@ -218,6 +244,7 @@ impl TimerQueue {
                 park.forget_timer(TimerId {
                     deadline_ms: deadline,
                     seq,
+                    queue: stamp,
                 });
                 Some(park)
             }));
@@ -241,12 +268,19 @@ impl TimerQueue {
         let buckets = std::mem::take(&mut self.buckets);
         *self = TimerQueue {
             next_seq: self.next_seq,
-            ..TimerQueue::default()
+            stamp: self.stamp,
+            ..TimerQueue::new()
         };
         buckets
             .into_iter()
             .flat_map(|bucket| bucket.timers)
             .filter_map(|(_, park)| park)
             .collect()
+    }
+}
+
+impl Default for TimerQueue {
+    fn default() -> Self {
+        TimerQueue::new()
     }
 }

@@ -145,3 +145,18 @@ fn a_park_keeps_the_ids_of_its_armed_timers() {
     assert!(park.take_timers().is_empty(), "taking them forgets them");
     assert!(timers.disarm(first, 10).is_none());
 }
+
+#[test]
+fn a_timer_id_from_another_queue_disarms_nothing() {
+    let (mut a, mut b) = (TimerQueue::new(), TimerQueue::new());
+    let (park_a, park_b) = (Park::new("a"), Park::new("b"));
+    let id_a = a.arm(10, &park_a);
+    let id_b = b.arm(10, &park_b);
+    assert!(
+        b.disarm(id_a, 0).is_none(),
+        "a's id must not reach b's timer"
+    );
+    assert_eq!(b.len(), 1);
+    assert_eq!(b.disarm(id_b, 0).map(|(left, _)| left), Some(10));
+    assert_eq!(a.disarm(id_a, 0).map(|(left, _)| left), Some(10));
+}
