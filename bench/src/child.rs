@@ -23,7 +23,7 @@ use crate::BenchError;
 pub const MALLOC_TUNABLES: &str =
     "glibc.malloc.trim_threshold=17179869184:glibc.malloc.mmap_threshold=33554432";
 
-/// The hidden subcommand: `COMMAND WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS`.
+/// The hidden subcommand: `COMMAND WORKLOAD RUNNER SIZE`, the size as JSON.
 pub const COMMAND: &str = "__measure";
 
 /// Measures `workload` on `runner` in a fresh child process.
@@ -37,9 +37,7 @@ pub fn measure(
         .arg(COMMAND)
         .arg(workload.name)
         .arg(runner.key())
-        .arg(size.tasks.to_string())
-        .arg(size.max_sleep_ms.to_string())
-        .arg(size.simulated_ms.to_string())
+        .arg(serde_json::to_string(size)?)
         .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
         .output()
         .map_err(BenchError::Child)?;
@@ -72,24 +70,17 @@ fn unexpected(stdout: &str) -> BenchError {
 
 /// The child's side: parses the arguments after [`COMMAND`], measures, prints.
 pub fn main(args: &[String]) -> Result<(), BenchError> {
-    let usage = || {
-        BenchError::Usage(format!(
-            "{COMMAND} WORKLOAD RUNNER TASKS MAX_SLEEP_MS SIMULATED_MS"
-        ))
-    };
-    let [workload, runner, tasks, max_sleep_ms, simulated_ms] = args else {
-        return Err(usage());
+    let [workload, runner, size] = args else {
+        return Err(BenchError::Usage(format!(
+            "{COMMAND} WORKLOAD RUNNER SIZE_JSON"
+        )));
     };
     let workload = workloads::all()
         .into_iter()
         .find(|w| w.name == workload)
         .ok_or_else(|| BenchError::UnknownWorkload(workload.clone()))?;
     let runner = Runner::from_key(runner)?;
-    let size = Size {
-        tasks: tasks.parse().map_err(|_| usage())?,
-        max_sleep_ms: max_sleep_ms.parse().map_err(|_| usage())?,
-        simulated_ms: simulated_ms.parse().map_err(|_| usage())?,
-    };
+    let size: Size = serde_json::from_str(size)?;
     if workload.warm_up {
         (workload.measure)(runner, &size)?;
     }

@@ -282,9 +282,9 @@ fn run(options: Options) -> Result<bool, BenchError> {
     println!("{}", report.table());
     if !report.targets.is_empty() {
         let heading = if options.quick {
-            "targets (ioswap-fiber; --quick sizes are too small to judge them):"
+            "targets (--quick sizes are too small to judge them):"
         } else {
-            "targets (ioswap-fiber, same run):"
+            "targets (same run):"
         };
         println!("{heading}\n{}", report.targets_text());
     }

@@ -22,6 +22,10 @@ pub enum Runner {
     Smol,
     /// A bare async-task loop with no runtime around it: the floor for spawn + join.
     AsyncTask,
+    /// The io-uring crate used directly, no executor: the floor for uring's per-op cost.
+    RawIoUring,
+    /// Plain blocking system calls in a loop on the thread (`pread`): the floor for file reads.
+    StdPread,
 }
 
 impl Runner {
@@ -31,7 +35,13 @@ impl Runner {
             .into_iter()
             .map(Runner::Ioswap)
             .collect();
-        runners.extend([Runner::Tokio, Runner::Smol, Runner::AsyncTask]);
+        runners.extend([
+            Runner::Tokio,
+            Runner::Smol,
+            Runner::AsyncTask,
+            Runner::RawIoUring,
+            Runner::StdPread,
+        ]);
         runners
     }
 
@@ -39,11 +49,19 @@ impl Runner {
     /// the kernel or forbidden (seccomp, memlock limits), and then its row says so.
     pub fn unavailable(self) -> Option<String> {
         match self {
-            Runner::Ioswap(Backend::Uring) => ioswap::UringIo::probe()
+            Runner::Ioswap(Backend::Uring) | Runner::RawIoUring => ioswap::UringIo::probe()
                 .err()
                 .map(|error| format!("io_uring unavailable here: {error}")),
             _ => None,
         }
+    }
+
+    /// Whether this runner is a floor (no runtime), run only by the workloads that list it.
+    pub fn is_floor(self) -> bool {
+        matches!(
+            self,
+            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread
+        )
     }
 
     /// Whether this runner is a peer runtime (what ratios are taken against).
@@ -58,6 +76,8 @@ impl Runner {
             Runner::Tokio => "tokio".to_string(),
             Runner::Smol => "smol".to_string(),
             Runner::AsyncTask => "async-task".to_string(),
+            Runner::RawIoUring => "raw-io-uring".to_string(),
+            Runner::StdPread => "std-pread".to_string(),
         }
     }
 
@@ -89,7 +109,7 @@ pub enum TokioClock {
 /// Runs `main` on a fresh tokio current-thread runtime inside a `LocalSet`.
 pub fn tokio_local<F: Future>(clock: TokioClock, main: F) -> Result<F::Output, BenchError> {
     let mut builder = tokio::runtime::Builder::new_current_thread();
-    builder.enable_time();
+    builder.enable_time().enable_io();
     if clock == TokioClock::Paused {
         builder.start_paused(true);
     }

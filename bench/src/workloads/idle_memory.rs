@@ -24,13 +24,13 @@ pub const WORKLOAD: Workload = Workload {
     name: "idle-memory",
     what: "1M tasks parked forever: resident memory per task (child process per run)",
     unit: Unit::BytesPerTask,
-    has_floor: false,
+    floors: &[],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => {
             Some("inline backend: a parked task blocks its spawner, so only one can park")
         }
-        Runner::AsyncTask => Some("no parking"),
+        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no parking"),
         _ => None,
     },
     note: |runner| match runner {
@@ -93,7 +93,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             }
             (before, resident_kib())
         }),
-        Runner::AsyncTask => unreachable!("idle-memory has no floor runner"),
+        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            unreachable!("idle-memory has no floor runner")
+        }
     };
     let (before, after) = (before?, after?);
     check(

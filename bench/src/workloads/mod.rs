@@ -2,20 +2,24 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::Runner;
 use crate::BenchError;
 
 mod cancel_storm;
 mod idle_memory;
+mod op_overhead;
+mod ping_pong;
+mod random_read;
 mod spawn_join;
+mod tcp_echo;
 mod timers;
 mod virtual_time;
 mod yield_ping;
 
 /// How big the workloads are.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Size {
     /// Tasks (or yields) per measurement: 1,000,000 in a full run.
     pub tasks: usize,
@@ -23,6 +27,16 @@ pub struct Size {
     pub max_sleep_ms: u64,
     /// How long the virtual-time workload simulates, in ms: one hour in a full run.
     pub simulated_ms: u64,
+    /// Round trips of ping-pong: 100,000 in a full run.
+    pub round_trips: usize,
+    /// Ops of op-overhead: 1,000,000 in a full run.
+    pub ops: usize,
+    /// Messages per connection of tcp-echo: 2,000 in a full run.
+    pub messages: usize,
+    /// Reads of random-read: 200,000 in a full run.
+    pub reads: usize,
+    /// Size of random-read's file, in MiB: 64 in a full run.
+    pub file_mib: u64,
 }
 
 impl Size {
@@ -31,6 +45,11 @@ impl Size {
         tasks: 1_000_000,
         max_sleep_ms: 1_000,
         simulated_ms: 3_600_000,
+        round_trips: 100_000,
+        ops: 1_000_000,
+        messages: 2_000,
+        reads: 200_000,
+        file_mib: 64,
     };
 
     /// Small sizes for the CI smoke run: every code path, a few seconds in all.
@@ -38,6 +57,11 @@ impl Size {
         tasks: 10_000,
         max_sleep_ms: 20,
         simulated_ms: 10_000,
+        round_trips: 2_000,
+        ops: 10_000,
+        messages: 20,
+        reads: 4_000,
+        file_mib: 4,
     };
 }
 
@@ -94,8 +118,9 @@ pub struct Workload {
     pub what: &'static str,
     /// The unit of its figure.
     pub unit: Unit,
-    /// Whether the bare async-task loop (the floor) runs it too.
-    pub has_floor: bool,
+    /// The floor runners (no runtime: a bare async-task loop, raw io-uring, std system calls)
+    /// this workload also runs on; the peers and ioswap's backends always run it.
+    pub floors: &'static [Runner],
     /// Whether the child process runs the workload once, unmeasured, before the measured run,
     /// so the measured run finds a warm heap (its pages already faulted in) as a long-running
     /// program would.
@@ -114,7 +139,7 @@ impl Workload {
     pub fn runners(&self) -> Vec<Runner> {
         Runner::all()
             .into_iter()
-            .filter(|runner| self.has_floor || *runner != Runner::AsyncTask)
+            .filter(|runner| !runner.is_floor() || self.floors.contains(runner))
             .collect()
     }
 }
@@ -129,6 +154,11 @@ pub fn all() -> Vec<Workload> {
         timers::REAL,
         idle_memory::WORKLOAD,
         virtual_time::WORKLOAD,
+        ping_pong::BOUNDED,
+        ping_pong::RENDEZVOUS,
+        op_overhead::WORKLOAD,
+        tcp_echo::WORKLOAD,
+        random_read::WORKLOAD,
     ]
 }
 
@@ -158,6 +188,12 @@ pub mod why {
         "inline backend: each task's sleep blocks the spawner, so the sleeps run one after another";
     /// Fiber's clock is virtual: real-clock workloads do not apply.
     pub const VIRTUAL_CLOCK: &str = "virtual clock: see the virtual-clock workloads";
+    /// Fiber refuses real I/O until its simulated disk and network arrive.
+    pub const NO_REAL_IO: &str =
+        "no real I/O: fiber refuses every op but Nop (Unsupported) until its simulated disk and network arrive";
+    /// Blocking runs every spawned task inline, so tasks that wait on each other never meet.
+    pub const INLINE_NO_CONCURRENCY: &str =
+        "inline backend: a spawned task runs to its end inside spawn, so tasks that wait on each other deadlock";
     /// The runner has no virtual clock.
     pub const REAL_CLOCK_ONLY: &str = "real clock only: no virtual or paused clock";
 }

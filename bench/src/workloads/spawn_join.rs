@@ -10,7 +10,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "spawn-join",
     what: "spawn 1M trivial tasks (each returns its index), then join them all",
     unit: Unit::NsPerOp,
-    has_floor: true,
+    floors: &[Runner::AsyncTask],
     warm_up: true,
     skip: |_| None,
     note: |runner| match runner {
@@ -69,6 +69,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 sum
             })),
+            Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("spawn-join's floor is async-task")
+            }
         }
     });
     let sum = sum?;

@@ -19,12 +19,12 @@ pub const WORKLOAD: Workload = Workload {
     name: "virtual-time",
     what: "one simulated hour, 10,000 timer events per simulated second (100 tasks, 10 ms period)",
     unit: Unit::NsPerOp,
-    has_floor: false,
+    floors: &[],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
         Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
-        Runner::AsyncTask => Some("no timers"),
+        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
     },
     note: |runner| match runner {
         Runner::Tokio => Some("paused clock (start_paused)"),
@@ -92,7 +92,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 Ok(events)
             })?,
-            Runner::Smol | Runner::AsyncTask => unreachable!("virtual-time needs a virtual clock"),
+            Runner::Smol | Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+                unreachable!("virtual-time needs a virtual clock")
+            }
         }
     });
     let events = events?;
