@@ -1,8 +1,8 @@
 //! Cancellation at suspend points, on every backend.
 mod support;
 
-use ioswap::{Backend, Canceled};
-use support::Log;
+use ioswap::{Backend, Canceled, Cx, SpawnOptions};
+use support::{new_io, Log};
 
 /// Canceled before it first runs: the body never runs and the join says Canceled. Blocking has
 /// already run the task inline by the time `spawn` returns, so there the join is `Ok`.
@@ -292,7 +292,109 @@ fn joins_under_the_joiners_cancel(backend: Backend) {
     assert_eq!((finished, shielded), (Ok(7), Ok(8)));
 }
 
+/// A task given a deadline at spawn and sleeping past it is canceled when the clock reaches the
+/// deadline: the join says Canceled, the line after its sleep never runs. On blocking too, where
+/// the task runs inline: its sleep waits inside the backend's loop, which fires the deadline.
+fn deadline_cancels_a_task(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let (joined, start, at) = backend
+        .run(|cx| async move {
+            let start = cx.now_ms();
+            let opts = SpawnOptions::new().deadline_ms(start + 30);
+            let task = cx
+                .spawn_with(opts, move |cx| async move {
+                    l.push("sleeping");
+                    cx.sleep(200).await?;
+                    l.push("woke");
+                    Ok(1)
+                })
+                .expect("spawned");
+            let joined = task.await;
+            Ok((joined, start, cx.now_ms()))
+        })
+        .unwrap();
+    assert_eq!(joined, Err(Canceled));
+    assert_eq!(log.joined(), "sleeping");
+    assert!(
+        at >= start + 30,
+        "canceled at {at}, before the deadline {}",
+        start + 30
+    );
+    if backend == Backend::Fiber {
+        assert_eq!(at, 30);
+    }
+}
+
+/// A task that ends before its deadline is `Ok` and leaves no timer armed: the backend reports
+/// no pending deadline afterwards (on fiber the clock stays at the finish time).
+fn task_done_before_its_deadline_leaves_no_timer(backend: Backend) {
+    let io = new_io(backend);
+    let cx = Cx::new(io.clone());
+    let opts = SpawnOptions::new().deadline_ms(io.now_ms() + 60_000);
+    let task = cx
+        .spawn_with(opts, |cx| async move {
+            cx.sleep(5).await?;
+            Ok(7)
+        })
+        .expect("spawned");
+    while !task.is_finished() {
+        io.poll(u64::MAX);
+    }
+    assert_eq!(io.poll(0), None, "the deadline's timer was disarmed");
+    assert_eq!(futures_lite::future::block_on(task), Ok(7));
+    if backend == Backend::Fiber {
+        assert_eq!(io.now_ms(), 5);
+    }
+}
+
+/// A deadline already past when the task starts cancels it at its first suspend point, even
+/// one that would not wait (a yield); the code before it runs.
+fn past_deadline_cancels_at_the_first_suspend(backend: Backend) {
+    let log = Log::new();
+    let l = log.clone();
+    let joined = backend
+        .run(|cx| async move {
+            cx.sleep(5).await?;
+            let opts = SpawnOptions::new().deadline_ms(cx.now_ms() - 5);
+            let task = cx
+                .spawn_with(opts, move |cx| async move {
+                    l.push("before");
+                    cx.yield_now().await?;
+                    l.push("after");
+                    Ok(1)
+                })
+                .expect("spawned");
+            Ok(task.await)
+        })
+        .unwrap();
+    assert_eq!(joined, Err(Canceled));
+    assert_eq!(log.joined(), "before");
+}
+
+/// `u64::MAX` is no deadline: the task runs to its end however long it takes.
+fn max_deadline_is_no_deadline(backend: Backend) {
+    let joined = backend
+        .run(|cx| async move {
+            let opts = SpawnOptions::new().deadline_ms(u64::MAX);
+            assert_eq!(opts.task_deadline_ms(), u64::MAX);
+            let task = cx
+                .spawn_with(opts, |cx| async move {
+                    cx.sleep(20).await?;
+                    Ok(3)
+                })
+                .expect("spawned");
+            Ok(task.await)
+        })
+        .unwrap();
+    assert_eq!(joined, Ok(3));
+}
+
 conformance!(
+    deadline_cancels_a_task,
+    task_done_before_its_deadline_leaves_no_timer,
+    past_deadline_cancels_at_the_first_suspend,
+    max_deadline_is_no_deadline,
     canceled_suspend_evicts_its_timers,
     joins_under_the_joiners_cancel,
     cancel_before_start,

@@ -80,7 +80,7 @@ impl Cx {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        task::spawn_on(&*self.io, &opts, body(self.clone()))
+        task::spawn_on(&self.io, &opts, body(self.clone()))
     }
 
     /// The backend's clock in milliseconds (virtual on fiber).

@@ -183,6 +183,13 @@ impl Park {
         timers
     }
 
+    /// Sets the waker `ready` wakes, without suspending (a task's deadline park, see
+    /// `TaskCtl::watch_deadline`).
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let old = self.0.waker.replace(Some(waker.clone()));
+        drop(old);
+    }
+
     fn store_waker(&self, cx: &mut Context<'_>) {
         let old = self.0.waker.take();
         match old {

@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use pin_project_lite::pin_project;
 
-use crate::{Canceled, Io, RunQueue, Runnable};
+use crate::{Canceled, Io, Park, RunQueue, Runnable, TimerId};
 
 /// How to spawn a task.
 ///
@@ -30,6 +30,8 @@ use crate::{Canceled, Io, RunQueue, Runnable};
 pub struct SpawnOptions {
     name: Option<Cow<'static, str>>,
     concurrent: bool,
+    /// `None`: no deadline.
+    deadline_ms: Option<u64>,
 }
 
 impl SpawnOptions {
@@ -50,6 +52,50 @@ impl SpawnOptions {
     pub fn concurrent(mut self) -> SpawnOptions {
         self.concurrent = true;
         self
+    }
+
+    /// Gives the task a deadline on the backend's clock ([`Cx::now_ms`](crate::Cx::now_ms)):
+    /// when the clock reaches `deadline_ms`, the task is canceled, exactly as by
+    /// [`Task::cancel`] — it gets `Err(Canceled)` at its next suspend point (at once if it is
+    /// waiting), and completion wins as usual. A deadline already past when the task starts
+    /// cancels it at its first suspend point; `u64::MAX` (the default) is no deadline. A task
+    /// that ends before its deadline leaves no timer behind.
+    ///
+    /// Written once in io-core, so it holds on every backend — on blocking too, where the task
+    /// runs inline: its waits happen inside the backend's loop, which fires the deadline.
+    /// Applies to tasks spawned through [`Cx::spawn_with`](crate::Cx::spawn_with).
+    ///
+    /// ```
+    /// use io_core::{Canceled, Cx, SpawnOptions};
+    ///
+    /// let (late, early, at) = io_fiber::FiberIo::new()
+    ///     .run(|cx: Cx| async move {
+    ///         let opts = SpawnOptions::new().deadline_ms(cx.now_ms() + 50);
+    ///         let late = cx.spawn_with(opts.clone(), |cx| async move {
+    ///             cx.sleep(90).await?;
+    ///             Ok("slept") // never reached: canceled at t = 50
+    ///         });
+    ///         let late = late.unwrap().await;
+    ///         let at = cx.now_ms();
+    ///         let early = cx.spawn_with(opts.deadline_ms(at + 50), |cx| async move {
+    ///             cx.sleep(10).await?;
+    ///             Ok("in time")
+    ///         });
+    ///         Ok((late, early.unwrap().await, at))
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(late, Err(Canceled));
+    /// assert_eq!(at, 50);
+    /// assert_eq!(early, Ok("in time"));
+    /// ```
+    pub fn deadline_ms(mut self, deadline_ms: u64) -> SpawnOptions {
+        self.deadline_ms = (deadline_ms != u64::MAX).then_some(deadline_ms);
+        self
+    }
+
+    /// The deadline given, or `u64::MAX` for none.
+    pub fn task_deadline_ms(&self) -> u64 {
+        self.deadline_ms.unwrap_or(u64::MAX)
     }
 
     /// The name given, if any.
@@ -78,9 +124,9 @@ pub(crate) enum ParkedOn {
 /// 72 bytes, which with the `Rc` counts fits glibc's 96-byte size class.
 pub(crate) struct TaskCtl {
     id: u64,
-    /// Boxed: names are rare and read only for reports, and a bare `Cow` would take two more
+    /// The name and the deadline. Boxed: both are rare and a bare `Cow` would take two more
     /// words in every task.
-    name: Option<Box<Cow<'static, str>>>,
+    extra: Option<Box<Extra>>,
     /// The task's own waker, so a cancel request can ready it. Captured when the task first
     /// returns `Pending`: a task that finishes in its first poll never needs one (a clone and
     /// a drop of a waker are two atomic operations).
@@ -95,7 +141,68 @@ pub(crate) struct TaskCtl {
     finished: Cell<bool>,
 }
 
+/// The rarely used parts of a control block: the name, and the deadline.
+struct Extra {
+    name: Option<Cow<'static, str>>,
+    /// `u64::MAX`: none.
+    deadline_ms: u64,
+    /// The backend the deadline's timer is armed on (set by [`spawn_on`]).
+    io: Cell<Option<Weak<dyn Io>>>,
+    /// The deadline's timer once armed, and its park (whose waker is the task's own).
+    timer: Cell<Option<(Park, TimerId)>>,
+}
+
 impl TaskCtl {
+    /// At each poll of a task with a deadline: once the clock has reached it, the task is
+    /// canceled (the flag only: it is being polled, so its next suspend point sees it);
+    /// before that, a timer is armed for it, which wakes the task at the deadline so that this
+    /// check runs again. Written once here, so no backend knows about deadlines.
+    fn watch_deadline(&self, waker: &Waker) {
+        let Some(extra) = self.extra.as_deref() else {
+            return;
+        };
+        if extra.deadline_ms == u64::MAX || self.cancel_requested.get() {
+            return;
+        }
+        let io = extra.io.take();
+        let live = io.as_ref().and_then(Weak::upgrade);
+        extra.io.set(io);
+        let Some(io) = live else {
+            return;
+        };
+        if io.now_ms() >= extra.deadline_ms {
+            self.cancel_requested.set(true);
+            self.disarm_deadline();
+            return;
+        }
+        let timer = extra.timer.take();
+        match timer {
+            Some(timer) => extra.timer.set(Some(timer)),
+            None => {
+                let park = Park::new("deadline");
+                park.set_waker(waker);
+                let id = io.arm_timer(extra.deadline_ms, &park);
+                extra.timer.set(Some((park, id)));
+            }
+        }
+    }
+
+    /// Disarms the deadline's timer, if one is armed. The park is dropped here, after the
+    /// backend has released its timers (a backend's `disarm_timer` borrows them only inside).
+    fn disarm_deadline(&self) {
+        let Some(extra) = self.extra.as_deref() else {
+            return;
+        };
+        let Some((park, id)) = extra.timer.take() else {
+            return;
+        };
+        let io = extra.io.take();
+        if let Some(io) = io.as_ref().and_then(Weak::upgrade) {
+            io.disarm_timer(id);
+        }
+        drop(park);
+    }
+
     fn request_cancel(&self) {
         if self.finished.get() || self.cancel_requested.replace(true) {
             return;
@@ -244,6 +351,9 @@ pin_project! {
             ctl.finished.set(true);
             ctl.parked_on.set(ParkedOn::Nothing);
             ctl.leave_registry();
+            // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
+            // deadline park -> waker -> task.
+            ctl.disarm_deadline();
             // Break the cycle task -> body -> ctl -> waker -> task.
             let waker = ctl.waker.take();
             drop(waker);
@@ -264,6 +374,7 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             }
         }
         this.ctl.parked_on.set(ParkedOn::Nothing);
+        this.ctl.watch_deadline(cx.waker());
         let _enter = Enter::new(this.ctl);
         let poll = this.future.poll(cx);
         match poll {
@@ -286,7 +397,12 @@ impl TaskRef {
 
     /// The task's name, or `task#<id>` when it was spawned unnamed.
     pub fn name(&self) -> Cow<'static, str> {
-        match &self.0.name {
+        match self
+            .0
+            .extra
+            .as_deref()
+            .and_then(|extra| extra.name.as_ref())
+        {
             Some(name) => Cow::clone(name),
             None => Cow::Owned(format!("task#{}", self.0.id)),
         }
@@ -360,7 +476,14 @@ impl RawTask {
         let id = queue.next_task_id();
         let ctl = Rc::new(TaskCtl {
             id,
-            name: opts.name.clone().map(Box::new),
+            extra: (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
+                Box::new(Extra {
+                    name: opts.name.clone(),
+                    deadline_ms: opts.task_deadline_ms(),
+                    io: Cell::new(None),
+                    timer: Cell::new(None),
+                })
+            }),
             waker: Cell::new(None),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
@@ -644,7 +767,7 @@ pub(crate) fn take_finished<T>(task: Task<T>, name: &str) -> Result<T, crate::Ru
 
 /// The io a task-building caller hands around; kept here so `Cx` stays small.
 pub(crate) fn spawn_on<T, F>(
-    io: &dyn Io,
+    io: &Rc<dyn Io>,
     opts: &SpawnOptions,
     future: F,
 ) -> Result<Task<T>, crate::SpawnError>
@@ -653,6 +776,12 @@ where
     F: Future<Output = Result<T, Canceled>> + 'static,
 {
     let (raw, task) = RawTask::new(io.run_queue(), opts, future);
+    if let Some(extra) = task.ctl.extra.as_deref() {
+        // Before `spawn_raw`: a backend may run the task inline right there.
+        if extra.deadline_ms != u64::MAX {
+            extra.io.set(Some(Rc::downgrade(io)));
+        }
+    }
     io.spawn_raw(raw, opts)?;
     Ok(task)
 }
