@@ -34,7 +34,8 @@ pub(crate) trait Lane {
 
 /// One racer: waiting to start, running, or ended.
 pub(crate) enum Slot<R: Racer> {
-    Unstarted(R),
+    /// A body, and the deadline to spawn it with (`u64::MAX`: none).
+    Unstarted(R, u64),
     Running(Task<R::Output>),
     Finished(R::Output),
     Ended,
@@ -42,11 +43,17 @@ pub(crate) enum Slot<R: Racer> {
 
 impl<R: Racer> Slot<R> {
     pub(crate) fn new(cx: &Cx, racer: R) -> Slot<R> {
+        Slot::with_deadline(cx, racer, u64::MAX)
+    }
+
+    /// A slot whose body, once started, is canceled when the clock reaches `deadline_ms`
+    /// ([`Racer::start_until`]); a task passed in keeps running as it is.
+    pub(crate) fn with_deadline(cx: &Cx, racer: R, deadline_ms: u64) -> Slot<R> {
         if racer.is_running() {
             // A task runs already: whatever the race decides, it must be joined.
             Slot::Running(racer.start(cx))
         } else {
-            Slot::Unstarted(racer)
+            Slot::Unstarted(racer, deadline_ms)
         }
     }
 
@@ -67,18 +74,18 @@ impl<R: Racer> Lane for Slot<R> {
         *self = match mem::replace(self, Slot::Ended) {
             // A body that panics before it returns its future ends the race like a racer that
             // panics later.
-            Slot::Unstarted(racer) if start => {
-                match catch_unwind(AssertUnwindSafe(|| racer.start(cx))) {
+            Slot::Unstarted(racer, deadline_ms) if start => {
+                match catch_unwind(AssertUnwindSafe(|| racer.start_until(cx, deadline_ms))) {
                     Ok(task) => Slot::Running(task),
                     Err(payload) => return LaneState::Panicked(payload),
                 }
             }
-            Slot::Unstarted(_) => Slot::Ended, // never started: the body is dropped unrun
+            Slot::Unstarted(..) => Slot::Ended, // never started: the body is dropped unrun
             other => other,
         };
         match self {
             Slot::Finished(_) => LaneState::Value,
-            Slot::Unstarted(_) | Slot::Ended => LaneState::Ended,
+            Slot::Unstarted(..) | Slot::Ended => LaneState::Ended,
             Slot::Running(task) => match poll_join(cx, task, ctx) {
                 Poll::Pending => LaneState::Pending,
                 Poll::Ready(Joined::Value(value)) => {

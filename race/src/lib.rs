@@ -26,8 +26,9 @@
 //!   panic resumes in the caller.
 //!
 //! On the blocking backend a spawn runs the task inline to completion, so there is no overlap to
-//! race: the first racer always wins, and later bodies never start. Each item says what that
-//! means for it.
+//! race: the first racer always wins, and later bodies never start. A [`timeout`] still cuts a
+//! body short there: the body is spawned with the deadline, which cancels it mid-wait. Each item
+//! says what that means for it.
 //!
 //! ```
 //! use io_core::{Canceled, Cx};

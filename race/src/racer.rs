@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use io_core::{Canceled, Cx, Task};
+use io_core::{Canceled, Cx, SpawnOptions, Task};
 
 mod sealed {
     pub trait Sealed {}
@@ -45,7 +45,27 @@ pub trait Racer: sealed::Sealed + Sized {
     fn is_running(&self) -> bool;
 
     /// The racer as a running task: a task as it is, a body spawned on `cx`.
-    fn start(self, cx: &Cx) -> Task<Self::Output>;
+    fn start(self, cx: &Cx) -> Task<Self::Output> {
+        self.start_until(cx, u64::MAX)
+    }
+
+    /// [`start`](Racer::start), with a body spawned with the deadline `deadline_ms`
+    /// ([`SpawnOptions::deadline_ms`]): the task is canceled when the clock reaches it, on
+    /// every backend. A task that already runs is returned as it is (`u64::MAX`: no deadline).
+    ///
+    /// ```
+    /// use io_core::{Canceled, Cx};
+    /// use race::Racer;
+    ///
+    /// let joined = io_fiber::FiberIo::new()
+    ///     .run(|cx: Cx| async move {
+    ///         let body = |cx: Cx| async move { cx.sleep(100).await?; Ok(1) };
+    ///         Ok(body.start_until(&cx, 30).await)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(joined, Err(Canceled));
+    /// ```
+    fn start_until(self, cx: &Cx, deadline_ms: u64) -> Task<Self::Output>;
 }
 
 impl<T: 'static> sealed::Sealed for Task<T> {}
@@ -57,7 +77,7 @@ impl<T: 'static> Racer for Task<T> {
         true
     }
 
-    fn start(self, _cx: &Cx) -> Task<T> {
+    fn start_until(self, _cx: &Cx, _deadline_ms: u64) -> Task<T> {
         self
     }
 }
@@ -82,7 +102,15 @@ where
         false
     }
 
-    fn start(self, cx: &Cx) -> Task<T> {
-        cx.spawn(self)
+    fn start_until(self, cx: &Cx, deadline_ms: u64) -> Task<T> {
+        if deadline_ms == u64::MAX {
+            return cx.spawn(self);
+        }
+        match cx.spawn_with(SpawnOptions::new().deadline_ms(deadline_ms), self) {
+            Ok(task) => task,
+            // Only a shut-down backend refuses a spawn that does not require concurrency; the
+            // body was dropped unrun. What `Cx::spawn` gives then: a task born canceled.
+            Err(_) => cx.spawn(|_| async { Err(Canceled) }),
+        }
     }
 }

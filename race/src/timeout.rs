@@ -35,10 +35,11 @@ pub struct Elapsed {
 ///   returns `Err(Canceled)`, unless the racer completed. A caller canceled before `timeout`
 ///   never starts a body.
 /// - **A panic** in the racer resumes in the caller after the racer has ended.
-/// - **On the blocking backend** a body runs inline to completion when it is spawned, before the
-///   deadline can be looked at, so it is never cut short there: `timeout` returns its value
-///   however long it took (completion wins). The deadline cuts work short on backends that run
-///   tasks concurrently (fiber, uring).
+/// - **On every backend, blocking included.** A body is spawned with the deadline
+///   ([`SpawnOptions::deadline_ms`](io_core::SpawnOptions::deadline_ms)), so it is canceled when
+///   the clock reaches it even where it runs inline (blocking: its waits happen in the backend's
+///   loop, which fires the deadline). A [`Task`](io_core::Task) passed in is canceled by the race
+///   as before; on blocking it has finished by then.
 ///
 /// ```
 /// use io_core::Cx;
@@ -64,8 +65,9 @@ pub async fn timeout<R: Racer>(
 }
 
 /// [`timeout`] with an absolute deadline on the backend's clock ([`Cx::now_ms`]); `u64::MAX`
-/// never elapses. A deadline already past still gives the racer one turn: it is checked when
-/// the timer fires, on the next turn, and then the racer gets the rest of that turn.
+/// never elapses. A deadline already past still starts a body, which runs up to its first
+/// suspend point and is canceled there (a task passed in gets one more turn: the race's timer
+/// fires on the next turn, and the racer gets the rest of that turn).
 ///
 /// ```
 /// use io_core::Cx;
@@ -93,10 +95,18 @@ pub async fn timeout_at<R: Racer>(
     deadline_ms: u64,
     racer: R,
 ) -> Result<Result<R::Output, Elapsed>, Canceled> {
-    let mut slot = Slot::new(cx, racer);
+    let body = !racer.is_running();
+    // A body is spawned with the deadline, so it is canceled there even on a backend that runs
+    // it inline (blocking), where the race below never gets to look at the clock before the
+    // body has ended.
+    let mut slot = Slot::with_deadline(cx, racer, deadline_ms);
     match settle(cx, &mut [&mut slot], Some(deadline_ms)).await {
         Outcome::Won(_) => Ok(Ok(slot.take().expect("the winner holds its value"))),
         Outcome::Elapsed => Ok(Err(Elapsed { deadline_ms })),
+        // The body ended canceled by its deadline, not by the caller's cancellation.
+        Outcome::Canceled if body && cx.check_cancel().is_ok() && cx.now_ms() >= deadline_ms => {
+            Ok(Err(Elapsed { deadline_ms }))
+        }
         Outcome::Canceled => Err(Canceled),
     }
 }
