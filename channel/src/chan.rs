@@ -82,6 +82,7 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             garbage: Vec::new(),
             spare_sender: Spare::new(),
             spare_receiver: Spare::new(),
+            spare_watcher: Spare::new(),
         }),
     });
     (Sender { core: core.clone() }, Receiver { core, next: None })
@@ -113,9 +114,10 @@ pub(crate) struct State<T> {
     closed: bool,
     /// Values to drop once the state is no longer borrowed: a value's drop may touch channels.
     garbage: Vec<T>,
-    /// The waiters of the last finished `send` and `recv`/stream receive, for the next ones.
+    /// The waiters of the last finished `send`, `recv` and stream receive, for the next ones.
     spare_sender: Spare<T>,
     spare_receiver: Spare<T>,
+    spare_watcher: Spare<T>,
 }
 
 /// Takes `waiter` (queued once) off `queue`. The counterpart that completed its case took it off
@@ -129,6 +131,16 @@ fn unqueue<T>(queue: &mut VecDeque<Rc<Waiter<T>>>, waiter: &Rc<Waiter<T>>) {
     }
 }
 
+impl<T> State<T> {
+    /// Where a finished receive of `kind` keeps its waiter.
+    fn spare(&mut self, kind: RecvKind) -> &mut Spare<T> {
+        match kind {
+            RecvKind::HandOff => &mut self.spare_receiver,
+            RecvKind::Watch => &mut self.spare_watcher,
+        }
+    }
+}
+
 /// Names one message armed by `send_after` on its channel.
 pub(crate) type TimedKey = (u64, u64);
 
@@ -137,6 +149,9 @@ impl<T> Core<T> {
     pub(crate) fn lock<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> R {
         let mut state = self.state.borrow_mut();
         let result = f(&mut state);
+        if state.garbage.is_empty() {
+            return result;
+        }
         let garbage = std::mem::take(&mut state.garbage);
         drop(state);
         drop(garbage);
@@ -1008,7 +1023,7 @@ impl<T> RecvOp<T> {
                     Ok(value) => Err(Ok(value)),
                     Err(TryRecvError::Closed) => Err(Err(RecvError::Closed)),
                     Err(TryRecvError::Empty) => {
-                        let waiter = st.spare_receiver.take(what, None);
+                        let waiter = st.spare(self.kind).take(what, None);
                         match self.kind {
                             RecvKind::HandOff => self.core.wait_to_recv(st, &waiter),
                             RecvKind::Watch => st.watchers.push(waiter.wait.clone()),
@@ -1055,7 +1070,7 @@ impl<T> RecvOp<T> {
                     RecvKind::Watch => self.core.unqueue_receiver(st, &waiter, RecvKind::Watch),
                 }
                 if reusable {
-                    st.spare_receiver.keep(waiter)
+                    st.spare(self.kind).keep(waiter)
                 } else {
                     Some(waiter)
                 }

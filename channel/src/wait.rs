@@ -66,8 +66,9 @@ impl<T> Waiter<T> {
 
 /// The waiter of a finished send or receive, kept by its channel for the next one of the same
 /// kind: a ping-pong waits on every receive, and allocating a `Wait` and a `Waiter` each time was
-/// a fifth of a round trip in `bench/`. One slot per kind; nothing is ever shared through it, as
-/// a waiter is kept only once its last other handle is gone.
+/// a fifth of a round trip in `bench/`. One slot per kind of wait (a channel keeps one for
+/// sends, one for `recv`s, one for streams, so a kept park keeps its name); nothing is ever
+/// shared through it, as a waiter is kept only once its last other handle is gone.
 pub(crate) struct Spare<T>(Option<Rc<Waiter<T>>>);
 
 impl<T> Spare<T> {
@@ -75,17 +76,14 @@ impl<T> Spare<T> {
         Spare(None)
     }
 
-    /// A waiter for one plain send or receive (case 0) holding `slot`: the kept one if its park
-    /// waits for `what`, else a new one.
+    /// A waiter for one plain send or receive (case 0) holding `slot`: the kept one, else a new
+    /// one whose park waits for `what` (the same for every waiter of this slot).
     pub(crate) fn take(&mut self, what: &'static str, slot: Option<T>) -> Rc<Waiter<T>> {
         if let Some(mut waiter) = self.0.take() {
-            if waiter.wait.park.what() == what {
-                if let Some(unique) = Rc::get_mut(&mut waiter) {
-                    *unique.slot.get_mut() = slot;
-                    return waiter;
-                }
+            if let Some(unique) = Rc::get_mut(&mut waiter) {
+                *unique.slot.get_mut() = slot;
+                return waiter;
             }
-            self.0 = Some(waiter);
         }
         Waiter::new(Wait::new(what), 0, slot)
     }
