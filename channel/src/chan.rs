@@ -191,10 +191,16 @@ impl<T> Core<T> {
     /// Moves the timed messages whose deadline has come into the channel, in deadline order,
     /// as if sent at their deadline. A timer never waits for room: its message may take the
     /// buffer past its capacity, as a mailbox would.
+    #[inline]
     pub(crate) fn promote_due(&self, st: &mut State<T>) {
-        if st.timed.is_empty() {
-            return;
+        if !st.timed.is_empty() {
+            self.promote_due_now(st);
         }
+    }
+
+    /// [`promote_due`](Self::promote_due) once there are timed messages.
+    #[cold]
+    fn promote_due_now(&self, st: &mut State<T>) {
         let now = self.cx.now_ms();
         while let Some(entry) = st.timed.first_entry() {
             if entry.key().0 > now {
@@ -999,12 +1005,11 @@ pub(crate) struct RecvOp<T> {
 
 impl<T> RecvOp<T> {
     fn new(core: Rc<Core<T>>, kind: RecvKind) -> RecvOp<T> {
-        let alarm = Alarm::new(core.cx.clone());
         RecvOp {
             core,
             kind,
             waiter: None,
-            alarm,
+            alarm: Alarm::default(),
         }
     }
 
@@ -1039,7 +1044,7 @@ impl<T> RecvOp<T> {
         };
         loop {
             let next_timed = self.core.lock(|st| self.core.next_timed(st));
-            self.alarm.set(next_timed, &waiter.wait.park);
+            self.alarm.set(&self.core.cx, next_timed, &waiter.wait.park);
             let woke = std::task::ready!(self.core.cx.io().suspend_raw(&waiter.wait.park, cx));
             let outcome = match woke {
                 // Woken: a value handed over, or a reason to look again. It keeps its place.

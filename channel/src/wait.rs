@@ -112,31 +112,26 @@ impl<T> Spare<T> {
 }
 
 /// At most one protocol timer, kept armed for a changing deadline; disarmed on drop, so a waiter
-/// that leaves leaves no timer behind (which would move fiber's virtual clock for nothing).
+/// that leaves leaves no timer behind (which would move fiber's virtual clock for nothing). It
+/// holds its `Cx` only while armed: most receives never arm one.
+#[derive(Default)]
 pub(crate) struct Alarm {
-    cx: Cx,
-    armed: Option<TimerId>,
-    /// A timer was armed since [`Alarm::new`]: its park is not to be reused.
+    armed: Option<(Cx, TimerId)>,
+    /// A timer was armed since [`Alarm::default`]: its park is not to be reused.
     used: bool,
 }
 
 impl Alarm {
-    pub(crate) fn new(cx: Cx) -> Alarm {
-        Alarm {
-            cx,
-            armed: None,
-            used: false,
-        }
-    }
-
     /// Keeps a timer armed on `park` for `deadline` (`None`: no timer).
-    pub(crate) fn set(&mut self, deadline: Option<u64>, park: &Park) {
-        if self.armed.map(|t| t.deadline_ms()) == deadline {
+    pub(crate) fn set(&mut self, cx: &Cx, deadline: Option<u64>, park: &Park) {
+        if self.armed.as_ref().map(|(_, t)| t.deadline_ms()) == deadline {
             return;
         }
         self.clear();
-        self.armed = deadline.map(|deadline| self.cx.arm_timer(deadline, park));
-        self.used |= self.armed.is_some();
+        if let Some(deadline) = deadline {
+            self.armed = Some((cx.clone(), cx.arm_timer(deadline, park)));
+            self.used = true;
+        }
     }
 
     /// Whether a timer was ever armed on this alarm.
@@ -145,8 +140,8 @@ impl Alarm {
     }
 
     pub(crate) fn clear(&mut self) {
-        if let Some(timer) = self.armed.take() {
-            self.cx.disarm_timer(timer);
+        if let Some((cx, timer)) = self.armed.take() {
+            cx.disarm_timer(timer);
         }
     }
 }
