@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use io_core::{Canceled, Cx};
 
-use crate::wait::{Alarm, Wait, Waiter};
+use crate::wait::{Alarm, Spare, Wait, Waiter};
 use crate::{RecvError, SendError, TryRecvError, TrySendError};
 
 /// A channel with room for `capacity` buffered values; `bounded(cx, 0)` is a rendezvous.
@@ -80,6 +80,9 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             receiver_handles: 1,
             closed: false,
             garbage: Vec::new(),
+            spare_sender: Spare::new(),
+            spare_receiver: Spare::new(),
+            spare_watcher: Spare::new(),
         }),
     });
     (Sender { core: core.clone() }, Receiver { core, next: None })
@@ -111,6 +114,31 @@ pub(crate) struct State<T> {
     closed: bool,
     /// Values to drop once the state is no longer borrowed: a value's drop may touch channels.
     garbage: Vec<T>,
+    /// The waiters of the last finished `send`, `recv` and stream receive, for the next ones.
+    spare_sender: Spare<T>,
+    spare_receiver: Spare<T>,
+    spare_watcher: Spare<T>,
+}
+
+/// Takes `waiter` (queued once) off `queue`. The counterpart that completed its case took it off
+/// already; the other cases of a select it completed are still queued.
+fn unqueue<T>(queue: &mut VecDeque<Rc<Waiter<T>>>, waiter: &Rc<Waiter<T>>) {
+    if waiter.wait.done_case() == Some(waiter.case) {
+        return;
+    }
+    if let Some(at) = queue.iter().position(|w| Rc::ptr_eq(w, waiter)) {
+        queue.remove(at);
+    }
+}
+
+impl<T> State<T> {
+    /// Where a finished receive of `kind` keeps its waiter.
+    fn spare(&mut self, kind: RecvKind) -> &mut Spare<T> {
+        match kind {
+            RecvKind::HandOff => &mut self.spare_receiver,
+            RecvKind::Watch => &mut self.spare_watcher,
+        }
+    }
 }
 
 /// Names one message armed by `send_after` on its channel.
@@ -121,6 +149,9 @@ impl<T> Core<T> {
     pub(crate) fn lock<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> R {
         let mut state = self.state.borrow_mut();
         let result = f(&mut state);
+        if state.garbage.is_empty() {
+            return result;
+        }
         let garbage = std::mem::take(&mut state.garbage);
         drop(state);
         drop(garbage);
@@ -160,10 +191,16 @@ impl<T> Core<T> {
     /// Moves the timed messages whose deadline has come into the channel, in deadline order,
     /// as if sent at their deadline. A timer never waits for room: its message may take the
     /// buffer past its capacity, as a mailbox would.
+    #[inline]
     pub(crate) fn promote_due(&self, st: &mut State<T>) {
-        if st.timed.is_empty() {
-            return;
+        if !st.timed.is_empty() {
+            self.promote_due_now(st);
         }
+    }
+
+    /// [`promote_due`](Self::promote_due) once there are timed messages.
+    #[cold]
+    fn promote_due_now(&self, st: &mut State<T>) {
         let now = self.cx.now_ms();
         while let Some(entry) = st.timed.first_entry() {
             if entry.key().0 > now {
@@ -271,15 +308,19 @@ impl<T> Core<T> {
 
     fn unqueue_receiver(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>, kind: RecvKind) {
         match kind {
-            RecvKind::HandOff => st.receivers.retain(|w| !Rc::ptr_eq(w, waiter)),
-            RecvKind::Watch => st.watchers.retain(|w| !Rc::ptr_eq(w, &waiter.wait)),
+            RecvKind::HandOff => unqueue(&mut st.receivers, waiter),
+            RecvKind::Watch => {
+                if let Some(at) = st.watchers.iter().position(|w| Rc::ptr_eq(w, &waiter.wait)) {
+                    st.watchers.remove(at);
+                }
+            }
         }
     }
 
     /// Takes a sender's waiter off the queue; the value it still holds (if no receiver took it)
     /// goes back to the caller.
     pub(crate) fn stop_sending(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) -> Option<T> {
-        st.senders.retain(|w| !Rc::ptr_eq(w, waiter));
+        unqueue(&mut st.senders, waiter);
         waiter.slot.borrow_mut().take()
     }
 
@@ -882,21 +923,25 @@ impl<T> SendOp<T> {
                     if self.core.cx.check_cancel().is_err() {
                         return Poll::Ready(Err(SendError::Canceled(value)));
                     }
-                    let value = match self.core.lock(|st| self.core.try_send(st, value)) {
-                        Ok(()) => return Poll::Ready(Ok(())),
-                        Err(TrySendError::Closed(value)) => {
-                            return Poll::Ready(Err(SendError::Closed(value)))
+                    let queued = self.core.lock(|st| match self.core.try_send(st, value) {
+                        Ok(()) => Err(Ok(())),
+                        Err(TrySendError::Closed(value)) => Err(Err(SendError::Closed(value))),
+                        Err(TrySendError::Full(value)) => {
+                            let waiter = st.spare_sender.take("channel send", Some(value));
+                            self.core.wait_to_send(st, &waiter);
+                            Ok(waiter)
                         }
-                        Err(TrySendError::Full(value)) => value,
-                    };
-                    let waiter = Waiter::new(Wait::new("channel send"), 0, Some(value));
-                    self.core.lock(|st| self.core.wait_to_send(st, &waiter));
-                    self.waiter.insert(waiter).clone()
+                    });
+                    match queued {
+                        Ok(waiter) => self.waiter.insert(waiter).clone(),
+                        Err(sent) => return Poll::Ready(sent),
+                    }
                 }
             };
             let woke = std::task::ready!(self.core.cx.io().suspend_raw(&waiter.wait.park, cx));
             let taken = waiter.wait.done_case().is_some();
-            let value = self.stop_waiting();
+            drop(waiter);
+            let value = self.stop_waiting(true);
             match (taken, woke) {
                 // A receiver took the value: the send completed, even if a cancel came too.
                 (true, _) => return Poll::Ready(Ok(())),
@@ -910,15 +955,27 @@ impl<T> SendOp<T> {
         }
     }
 
-    fn stop_waiting(&mut self) -> Option<T> {
+    /// Leaves the queue, giving back the value if no receiver took it. `returned`: the suspend
+    /// on the waiter's park has returned, so the waiter may serve the channel's next send.
+    fn stop_waiting(&mut self, returned: bool) -> Option<T> {
         let waiter = self.waiter.take()?;
-        self.core.lock(|st| self.core.stop_sending(st, &waiter))
+        let (value, discard) = self.core.lock(|st| {
+            let value = self.core.stop_sending(st, &waiter);
+            let discard = if returned {
+                st.spare_sender.keep(waiter)
+            } else {
+                Some(waiter)
+            };
+            (value, discard)
+        });
+        drop(discard);
+        value
     }
 }
 
 impl<T> Drop for SendOp<T> {
     fn drop(&mut self) {
-        let withdrawn = self.stop_waiting();
+        let withdrawn = self.stop_waiting(false);
         drop(withdrawn);
     }
 }
@@ -948,12 +1005,11 @@ pub(crate) struct RecvOp<T> {
 
 impl<T> RecvOp<T> {
     fn new(core: Rc<Core<T>>, kind: RecvKind) -> RecvOp<T> {
-        let alarm = Alarm::new(core.cx.clone());
         RecvOp {
             core,
             kind,
             waiter: None,
-            alarm,
+            alarm: Alarm::default(),
         }
     }
 
@@ -968,27 +1024,27 @@ impl<T> RecvOp<T> {
                     RecvKind::HandOff => "channel recv",
                     RecvKind::Watch => "channel stream",
                 };
-                let waiter = Waiter::new(Wait::new(what), 0, None);
-                let received = self.core.lock(|st| {
-                    let received = self.core.try_recv(st);
-                    if let Err(TryRecvError::Empty) = received {
+                let queued = self.core.lock(|st| match self.core.try_recv(st) {
+                    Ok(value) => Err(Ok(value)),
+                    Err(TryRecvError::Closed) => Err(Err(RecvError::Closed)),
+                    Err(TryRecvError::Empty) => {
+                        let waiter = st.spare(self.kind).take(what, None);
                         match self.kind {
                             RecvKind::HandOff => self.core.wait_to_recv(st, &waiter),
                             RecvKind::Watch => st.watchers.push(waiter.wait.clone()),
                         }
+                        Ok(waiter)
                     }
-                    received
                 });
-                match received {
-                    Ok(value) => return Poll::Ready(Ok(value)),
-                    Err(TryRecvError::Closed) => return Poll::Ready(Err(RecvError::Closed)),
-                    Err(TryRecvError::Empty) => self.waiter.insert(waiter).clone(),
+                match queued {
+                    Ok(waiter) => self.waiter.insert(waiter).clone(),
+                    Err(received) => return Poll::Ready(received),
                 }
             }
         };
         loop {
             let next_timed = self.core.lock(|st| self.core.next_timed(st));
-            self.alarm.set(next_timed, &waiter.wait.park);
+            self.alarm.set(&self.core.cx, next_timed, &waiter.wait.park);
             let woke = std::task::ready!(self.core.cx.io().suspend_raw(&waiter.wait.park, cx));
             let outcome = match woke {
                 // Woken: a value handed over, or a reason to look again. It keeps its place.
@@ -999,27 +1055,38 @@ impl<T> RecvOp<T> {
                 Err(Canceled) => Some(waiter.slot.borrow_mut().take().ok_or(RecvError::Canceled)),
             };
             if let Some(outcome) = outcome {
-                self.stop_waiting();
+                drop(waiter);
+                self.stop_waiting(true);
                 return Poll::Ready(outcome);
             }
         }
     }
 
-    fn stop_waiting(&mut self) {
+    /// Leaves the queue (a handed value it does not return goes on, see
+    /// [`Core::stop_receiving`]). `returned`: the suspend on the waiter's park has returned, so
+    /// unless a timer was armed on it the waiter may serve the channel's next receive.
+    fn stop_waiting(&mut self, returned: bool) {
         self.alarm.clear();
+        let reusable = returned && !self.alarm.was_used();
         if let Some(waiter) = self.waiter.take() {
-            match self.kind {
-                RecvKind::HandOff => self.core.lock(|st| self.core.stop_receiving(st, &waiter)),
-                RecvKind::Watch => self.core.lock(|st| {
-                    self.core.unqueue_receiver(st, &waiter, RecvKind::Watch);
-                }),
-            }
+            let discard = self.core.lock(|st| {
+                match self.kind {
+                    RecvKind::HandOff => self.core.stop_receiving(st, &waiter),
+                    RecvKind::Watch => self.core.unqueue_receiver(st, &waiter, RecvKind::Watch),
+                }
+                if reusable {
+                    st.spare(self.kind).keep(waiter)
+                } else {
+                    Some(waiter)
+                }
+            });
+            drop(discard);
         }
     }
 }
 
 impl<T> Drop for RecvOp<T> {
     fn drop(&mut self) {
-        self.stop_waiting();
+        self.stop_waiting(false);
     }
 }

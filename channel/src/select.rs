@@ -68,7 +68,7 @@ pub fn select<'a, R>(cx: &Cx) -> Select<'a, R> {
         cases: Vec::new(),
         default: None,
         wait: None,
-        alarm: Alarm::new(cx.clone()),
+        alarm: Alarm::default(),
         completed: false,
     }
 }
@@ -268,7 +268,7 @@ impl<'a, R> Select<'a, R> {
     /// Keeps the alarm armed for the earliest case deadline.
     fn arm_alarm(&mut self, wait: &Rc<Wait>) {
         let deadline = self.cases.iter().filter_map(|case| case.deadline()).min();
-        self.alarm.set(deadline, &wait.park);
+        self.alarm.set(&self.cx, deadline, &wait.park);
     }
 
     /// Leaves every channel; a case that a counterpart completed meanwhile is returned.
