@@ -36,15 +36,15 @@
 
 mod op;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
+    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
 };
 
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
@@ -57,12 +57,8 @@ pub struct BlockingIo(Rc<Blocking>);
 
 struct Blocking {
     epoch: Instant,
-    queue: RunQueue,
-    timers: RefCell<TimerQueue>,
-    tasks: RefCell<TaskSet>,
+    core: BackendCore,
     deadlock: RefCell<Option<Deadlock>>,
-    ran: Cell<bool>,
-    shut_down: Cell<bool>,
     /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
     /// between runs.
     choices: SplitMix64,
@@ -73,12 +69,8 @@ impl BlockingIo {
     pub fn new() -> BlockingIo {
         BlockingIo(Rc::new(Blocking {
             epoch: Instant::now(),
-            queue: RunQueue::new(),
-            timers: RefCell::new(TimerQueue::new()),
-            tasks: RefCell::new(TaskSet::new()),
+            core: BackendCore::new(RunQueue::new()),
             deadlock: RefCell::new(None),
-            ran: Cell::new(false),
-            shut_down: Cell::new(false),
             choices: SplitMix64::new(0x626c_6f63_6b69_6e67),
         }))
     }
@@ -91,9 +83,7 @@ impl BlockingIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        if self.0.ran.replace(true) {
-            return Err(RunError::ShutDown);
-        }
+        self.0.core.start_run()?;
         let outcome = io_core::run(self.io(), main);
         match self.0.deadlock.borrow_mut().take() {
             Some(deadlock) => Err(RunError::Deadlock(deadlock)),
@@ -123,10 +113,7 @@ impl fmt::Debug for BlockingIo {
 
 impl Blocking {
     fn fire_due(&self) {
-        let due = self.timers.borrow_mut().take_due(self.now_ms());
-        for park in due {
-            park.ready();
-        }
+        self.core.fire_due(|| self.now_ms());
     }
 
     /// Blocks until `task` is runnable again and returns its runnable. Other runnables that show
@@ -134,18 +121,20 @@ impl Blocking {
     /// deadlocked and canceling it did not unstick it; the caller gives up on it.
     fn wait_for(&self, task: &TaskRef) -> Option<Runnable> {
         loop {
-            while let Some(runnable) = self.queue.pop() {
+            while let Some(runnable) = self.core.queue().pop() {
                 if *runnable.metadata() == task.id() {
                     return Some(runnable);
                 }
                 runnable.run();
             }
-            if self.timers.borrow().is_empty() && task.parked_on().is_some() {
+            if self.core.no_timers() && task.parked_on().is_some() {
                 // Parked on the protocol with no timer: only a wake from another thread (a
                 // foreign future raced against the park) could still come. Give it a grace
                 // period before calling it a deadlock.
-                self.queue.wait(Some(Instant::now() + DEADLOCK_GRACE));
-                if self.queue.is_empty() && self.timers.borrow().is_empty() {
+                self.core
+                    .queue()
+                    .wait(Some(Instant::now() + DEADLOCK_GRACE));
+                if self.core.queue().is_empty() && self.core.no_timers() {
                     if !self.break_deadlock() {
                         return None;
                     }
@@ -159,12 +148,12 @@ impl Blocking {
     /// Records the deadlock (the first one) and cancels every live task so they unwind.
     /// Returns `false` if every live task was canceled already: nothing can unstick them.
     fn break_deadlock(&self) -> bool {
-        let blocked = self.tasks.borrow().blocked();
+        let blocked = self.core.blocked_tasks();
         self.deadlock.borrow_mut().get_or_insert_with(|| Deadlock {
             at_ms: self.now_ms(),
             blocked,
         });
-        let live = self.tasks.borrow().live();
+        let live = self.core.live_tasks();
         let mut canceled_any = false;
         for task in live {
             canceled_any |= !task.is_cancel_requested();
@@ -181,13 +170,10 @@ impl Io for Blocking {
 
     /// Runs the task inline, to completion, before returning (or until it is found deadlocked).
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
-        if self.shut_down.get() {
-            return Err(SpawnError::ShutDown);
-        }
-        if opts.requires_concurrency() {
+        if opts.requires_concurrency() && !self.core.is_shut_down() {
             return Err(SpawnError::ConcurrencyUnavailable);
         }
-        self.tasks.borrow_mut().insert(task.task());
+        self.core.admit(&task)?;
         let (mut runnable, task) = task.into_parts();
         loop {
             runnable.run();
@@ -205,15 +191,15 @@ impl Io for Blocking {
     /// wake from another thread (but not once a deadlock was found and no timer is left).
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
-        let stuck = self.deadlock.borrow().is_some() && self.timers.borrow().is_empty();
-        if self.queue.is_empty() && !stuck {
-            let next = self.timers.borrow().next_deadline();
+        let stuck = self.deadlock.borrow().is_some() && self.core.no_timers();
+        if self.core.queue().is_empty() && !stuck {
+            let next = self.core.next_deadline();
             let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
             let until = (wake_at != u64::MAX).then(|| self.epoch + Duration::from_millis(wake_at));
-            self.queue.wait(until);
+            self.core.queue().wait(until);
             self.fire_due();
         }
-        self.timers.borrow().next_deadline()
+        self.core.next_deadline()
     }
 
     fn now_ms(&self) -> u64 {
@@ -221,12 +207,11 @@ impl Io for Blocking {
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.timers.borrow_mut().arm(deadline_ms, park)
+        self.core.arm_timer(deadline_ms, park)
     }
 
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
-        disarmed.map(|(left, _park)| left)
+        self.core.disarm_timer(id, self.now_ms())
     }
 
     fn random_u64(&self) -> u64 {
@@ -240,21 +225,18 @@ impl Io for Blocking {
     }
 
     fn run_queue(&self) -> &RunQueue {
-        &self.queue
+        self.core.queue()
     }
 
     fn live_tasks(&self) -> Vec<TaskRef> {
-        self.tasks.borrow().live()
+        self.core.live_tasks()
     }
 
     fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.tasks.borrow().blocked()
+        self.core.blocked_tasks()
     }
 
     fn shut_down(&self) {
-        self.shut_down.set(true);
-        self.queue.clear();
-        let parks = self.timers.borrow_mut().clear();
-        drop(parks);
+        self.core.shut_down();
     }
 }

@@ -55,6 +55,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod adapter;
+mod backend;
 mod cx;
 mod error;
 mod fs;
@@ -67,6 +68,7 @@ mod run_queue;
 mod task;
 mod timer;
 
+pub use backend::BackendCore;
 pub use cx::{run, Cx, Shield, Sleep, Suspend};
 pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
 pub use fs::{File, OpenOptions};

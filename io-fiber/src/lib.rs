@@ -42,9 +42,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BlockedTask, Canceled, Completion, Cx, Io, Op, Park, RawTask, RunError, RunQueue, Runnable,
-    SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId, TimerQueue,
-    Unsupported,
+    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, Park, RawTask, RunError, RunQueue,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId, Unsupported,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -68,14 +67,10 @@ struct Fiber {
     /// shift the scheduler's choices, and vice versa.
     choices: SplitMix64,
     now_ms: Cell<u64>,
-    queue: RunQueue,
-    timers: RefCell<TimerQueue>,
-    tasks: RefCell<TaskSet>,
+    core: BackendCore,
     /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
     /// (An `Option` so taking it leaves nothing behind to drop.)
     batch: RefCell<Option<VecDeque<Runnable>>>,
-    ran: Cell<bool>,
-    shut_down: Cell<bool>,
     trace_hash: Cell<u64>,
     steps: Cell<u64>,
     trace: RefCell<Option<Vec<TraceEvent>>>,
@@ -94,12 +89,8 @@ impl FiberIo {
             rng: SplitMix64::new(seed),
             choices: SplitMix64::new(seed ^ CHOICE_STREAM),
             now_ms: Cell::new(0),
-            queue: RunQueue::new(),
-            timers: RefCell::new(TimerQueue::new()),
-            tasks: RefCell::new(TaskSet::new()),
+            core: BackendCore::new(RunQueue::new()),
             batch: RefCell::new(Some(VecDeque::new())),
-            ran: Cell::new(false),
-            shut_down: Cell::new(false),
             trace_hash: Cell::new(TRACE_SEED),
             steps: Cell::new(0),
             trace: RefCell::new(None),
@@ -122,9 +113,7 @@ impl FiberIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        if self.0.ran.replace(true) {
-            return Err(RunError::ShutDown);
-        }
+        self.0.core.start_run()?;
         io_core::run(self.io(), main)
     }
 
@@ -217,22 +206,7 @@ impl Fiber {
     }
 
     fn fire_due(&self) {
-        let now = self.now_ms.get();
-        let due = {
-            let mut timers = self.timers.borrow_mut();
-            // Most turns have nothing due: skip building the (empty) list.
-            if timers.next_deadline().is_none_or(|deadline| deadline > now) {
-                return;
-            }
-            timers.take_due(now)
-        };
-        for park in due {
-            park.ready();
-        }
-    }
-
-    fn next_deadline(&self) -> Option<u64> {
-        self.timers.borrow().next_deadline()
+        self.core.fire_due(|| self.now_ms.get());
     }
 }
 
@@ -242,10 +216,7 @@ impl Io for Fiber {
     }
 
     fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
-        if self.shut_down.get() {
-            return Err(SpawnError::ShutDown);
-        }
-        self.tasks.borrow_mut().insert(task.task());
+        self.core.admit(&task)?;
         task.schedule();
         Ok(())
     }
@@ -256,22 +227,26 @@ impl Io for Fiber {
     fn poll(&self, deadline_ms: u64) -> Option<u64> {
         self.fire_due();
         let mut batch = self.batch.take().unwrap_or_default();
-        self.queue.drain_into(&mut batch);
+        self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
             self.batch.replace(Some(batch));
-            let target = self.next_deadline().unwrap_or(u64::MAX).min(deadline_ms);
+            let target = self
+                .core
+                .next_deadline()
+                .unwrap_or(u64::MAX)
+                .min(deadline_ms);
             if target != u64::MAX && target > self.now_ms.get() {
                 self.now_ms.set(target);
             }
             self.fire_due();
-            return self.next_deadline();
+            return self.core.next_deadline();
         }
         while let Some(runnable) = self.pick(&mut batch) {
             self.record(*runnable.metadata());
             runnable.run();
         }
         self.batch.replace(Some(batch));
-        self.next_deadline()
+        self.core.next_deadline()
     }
 
     fn now_ms(&self) -> u64 {
@@ -279,13 +254,11 @@ impl Io for Fiber {
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.timers.borrow_mut().arm(deadline_ms, park)
+        self.core.arm_timer(deadline_ms, park)
     }
 
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms.get());
-        // The park (and the waker it may hold) is dropped here, outside the borrow.
-        disarmed.map(|(left, _park)| left)
+        self.core.disarm_timer(id, self.now_ms.get())
     }
 
     fn random_u64(&self) -> u64 {
@@ -303,21 +276,18 @@ impl Io for Fiber {
     }
 
     fn run_queue(&self) -> &RunQueue {
-        &self.queue
+        self.core.queue()
     }
 
     fn live_tasks(&self) -> Vec<TaskRef> {
-        self.tasks.borrow().live()
+        self.core.live_tasks()
     }
 
     fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.tasks.borrow().blocked()
+        self.core.blocked_tasks()
     }
 
     fn shut_down(&self) {
-        self.shut_down.set(true);
-        self.queue.clear();
-        let parks = self.timers.borrow_mut().clear();
-        drop(parks);
+        self.core.shut_down();
     }
 }

@@ -47,7 +47,7 @@ mod op;
 mod ring;
 mod wakeup;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -55,9 +55,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RunError, RunQueue,
-    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TaskSet, TimerId,
-    TimerQueue,
+    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RunError,
+    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
 };
 
 pub use error::UringError;
@@ -76,15 +75,11 @@ pub struct UringIo(Rc<Uring>);
 
 struct Uring {
     epoch: Instant,
-    queue: RunQueue,
-    timers: RefCell<TimerQueue>,
-    tasks: RefCell<TaskSet>,
+    core: BackendCore,
     ops: RefCell<Ops>,
     /// Reused between table calls; taken out while in use.
     after: RefCell<Aftermath>,
     batch: RefCell<VecDeque<Runnable>>,
-    ran: Cell<bool>,
-    shut_down: Cell<bool>,
     /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
     /// between runs.
     choices: SplitMix64,
@@ -105,14 +100,10 @@ impl UringIo {
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
         Ok(UringIo(Rc::new(Uring {
             epoch: Instant::now(),
-            queue,
-            timers: RefCell::new(TimerQueue::new()),
-            tasks: RefCell::new(TaskSet::new()),
+            core: BackendCore::new(queue),
             ops: RefCell::new(ops),
             after: RefCell::new(Aftermath::default()),
             batch: RefCell::new(VecDeque::new()),
-            ran: Cell::new(false),
-            shut_down: Cell::new(false),
             choices: SplitMix64::new(0x7572_696e_6721),
         })))
     }
@@ -138,9 +129,7 @@ impl UringIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        if self.0.ran.replace(true) {
-            return Err(RunError::ShutDown);
-        }
+        self.0.core.start_run()?;
         io_core::run(self.io(), main)
     }
 
@@ -193,13 +182,7 @@ impl Uring {
     }
 
     fn fire_due(&self) {
-        if self.timers.borrow().is_empty() {
-            return; // no clock read on the hot path of a loop without timers
-        }
-        let due = self.timers.borrow_mut().take_due(self.now_ms());
-        for park in due {
-            park.ready();
-        }
+        self.core.fire_due(|| self.now_ms());
     }
 
     /// Whether anything could ever make a task runnable without a timer: an op that will
@@ -208,9 +191,8 @@ impl Uring {
     fn can_be_woken(&self) -> bool {
         self.ops.borrow().unfinished() > 0
             || self
-                .tasks
-                .borrow()
-                .live()
+                .core
+                .live_tasks()
                 .iter()
                 .any(|task| task.parked_on().is_none())
     }
@@ -220,10 +202,10 @@ impl Uring {
     fn idle(&self, deadline_ms: u64) {
         loop {
             self.fire_due();
-            if !self.queue.is_empty() {
+            if !self.core.queue().is_empty() {
                 return;
             }
-            let next = self.timers.borrow().next_deadline();
+            let next = self.core.next_deadline();
             let target = next.unwrap_or(u64::MAX).min(deadline_ms);
             let timeout = if target == u64::MAX {
                 if !self.can_be_woken() {
@@ -238,11 +220,11 @@ impl Uring {
                 }
                 Some(at - now)
             };
-            if !self.queue.begin_idle() {
+            if !self.core.queue().begin_idle() {
                 return;
             }
             self.with_ops(|ops, _| ops.wait(timeout));
-            self.queue.end_idle();
+            self.core.queue().end_idle();
             self.with_ops(|ops, after| ops.reap(after));
         }
     }
@@ -259,10 +241,7 @@ impl Io for Uring {
     }
 
     fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
-        if self.shut_down.get() {
-            return Err(SpawnError::ShutDown);
-        }
-        self.tasks.borrow_mut().insert(task.task());
+        self.core.admit(&task)?;
         task.schedule();
         Ok(())
     }
@@ -280,10 +259,10 @@ impl Io for Uring {
         self.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
         let mut batch = self.batch.take();
-        self.queue.drain_into(&mut batch);
+        self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
             self.idle(deadline_ms);
-            self.queue.drain_into(&mut batch);
+            self.core.queue().drain_into(&mut batch);
         }
         let ran = !batch.is_empty();
         if ran {
@@ -296,7 +275,7 @@ impl Io for Uring {
             runnable.run();
         }
         self.batch.replace(batch);
-        let more_to_run = !self.queue.is_empty();
+        let more_to_run = !self.core.queue().is_empty();
         if ran {
             self.with_ops(|ops, _| {
                 if more_to_run {
@@ -308,7 +287,7 @@ impl Io for Uring {
                 }
             });
         }
-        let next = self.timers.borrow().next_deadline();
+        let next = self.core.next_deadline();
         match next {
             Some(deadline) => Some(deadline),
             None if more_to_run => Some(u64::MAX),
@@ -321,12 +300,11 @@ impl Io for Uring {
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.timers.borrow_mut().arm(deadline_ms, park)
+        self.core.arm_timer(deadline_ms, park)
     }
 
     fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        let disarmed = self.timers.borrow_mut().disarm(id, self.now_ms());
-        disarmed.map(|(left, _park)| left)
+        self.core.disarm_timer(id, self.now_ms())
     }
 
     fn random_u64(&self) -> u64 {
@@ -352,23 +330,20 @@ impl Io for Uring {
     }
 
     fn run_queue(&self) -> &RunQueue {
-        &self.queue
+        self.core.queue()
     }
 
     fn live_tasks(&self) -> Vec<TaskRef> {
-        self.tasks.borrow().live()
+        self.core.live_tasks()
     }
 
     fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.tasks.borrow().blocked()
+        self.core.blocked_tasks()
     }
 
     /// Refuses later spawns and ops, drops queued tasks and timers, and drains the ring.
     fn shut_down(&self) {
-        self.shut_down.set(true);
-        self.queue.clear();
-        let parks = self.timers.borrow_mut().clear();
-        drop(parks);
+        self.core.shut_down();
         self.drain();
     }
 }

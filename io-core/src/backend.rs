@@ -1,0 +1,150 @@
+//! [`BackendCore`]: the bookkeeping every backend keeps the same way.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+
+use crate::{
+    BlockedTask, Park, RawTask, RunError, RunQueue, SpawnError, TaskRef, TaskSet, TimerId,
+    TimerQueue,
+};
+
+/// A backend's run queue, timers and live tasks, and whether it has run and shut down: the part
+/// of [`Io`](crate::Io) that does not depend on how a backend waits or performs I/O. Backends
+/// embed one and forward to it, so this bookkeeping is written once.
+///
+/// Every method releases its borrows before a park is readied or dropped, so waker and drop code
+/// may call back into the backend.
+///
+/// ```
+/// use io_core::{BackendCore, Park, RunQueue};
+/// let core = BackendCore::new(RunQueue::new());
+/// let park = Park::new("t");
+/// let id = core.arm_timer(20, &park);
+/// assert_eq!(core.next_deadline(), Some(20));
+/// assert_eq!(core.disarm_timer(id, 5), Some(15));
+/// core.arm_timer(10, &park);
+/// core.fire_due(|| 10);
+/// assert!(park.is_ready());
+/// assert!(core.start_run().is_ok());
+/// assert!(core.start_run().is_err(), "a backend runs once");
+/// ```
+pub struct BackendCore {
+    queue: RunQueue,
+    timers: RefCell<TimerQueue>,
+    tasks: RefCell<TaskSet>,
+    ran: Cell<bool>,
+    shut_down: Cell<bool>,
+}
+
+impl BackendCore {
+    /// Bookkeeping around `queue`, the queue the backend's wakers schedule onto.
+    pub fn new(queue: RunQueue) -> BackendCore {
+        BackendCore {
+            queue,
+            timers: RefCell::new(TimerQueue::new()),
+            tasks: RefCell::new(TaskSet::new()),
+            ran: Cell::new(false),
+            shut_down: Cell::new(false),
+        }
+    }
+
+    /// The run queue ([`Io::run_queue`](crate::Io::run_queue)).
+    pub fn queue(&self) -> &RunQueue {
+        &self.queue
+    }
+
+    /// Marks the backend as run: a backend runs once; the second time gives
+    /// [`RunError::ShutDown`].
+    pub fn start_run(&self) -> Result<(), RunError> {
+        if self.ran.replace(true) {
+            Err(RunError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Records a task being spawned, or refuses it with [`SpawnError::ShutDown`].
+    pub fn admit(&self, task: &RawTask) -> Result<(), SpawnError> {
+        if self.shut_down.get() {
+            return Err(SpawnError::ShutDown);
+        }
+        self.tasks.borrow_mut().insert(task.task());
+        Ok(())
+    }
+
+    /// Whether [`BackendCore::shut_down`] has run.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.get()
+    }
+
+    /// Arms a timer ([`Io::arm_timer`](crate::Io::arm_timer)).
+    pub fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.timers.borrow_mut().arm(deadline_ms, park)
+    }
+
+    /// Disarms a timer ([`Io::disarm_timer`](crate::Io::disarm_timer)).
+    pub fn disarm_timer(&self, id: TimerId, now_ms: u64) -> Option<u64> {
+        let disarmed = self.timers.borrow_mut().disarm(id, now_ms);
+        // The park (and the waker it may hold) is dropped here, outside the borrow.
+        disarmed.map(|(left, _park)| left)
+    }
+
+    /// Readies the parks of every timer due at the clock's reading. The clock is only read if
+    /// a timer is armed (a real clock read is not free on a loop's hot path).
+    pub fn fire_due(&self, now_ms: impl FnOnce() -> u64) {
+        let due = {
+            let mut timers = self.timers.borrow_mut();
+            let Some(next) = timers.next_deadline() else {
+                return;
+            };
+            let now = now_ms();
+            if next > now {
+                return;
+            }
+            timers.take_due(now)
+        };
+        for park in due {
+            park.ready();
+        }
+    }
+
+    /// The earliest pending timer deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.borrow().next_deadline()
+    }
+
+    /// Whether no timer will fire.
+    pub fn no_timers(&self) -> bool {
+        self.timers.borrow().is_empty()
+    }
+
+    /// Every live task ([`Io::live_tasks`](crate::Io::live_tasks)).
+    pub fn live_tasks(&self) -> Vec<TaskRef> {
+        self.tasks.borrow().live()
+    }
+
+    /// Every live task and what it waits for
+    /// ([`Io::blocked_tasks`](crate::Io::blocked_tasks)).
+    pub fn blocked_tasks(&self) -> Vec<BlockedTask> {
+        self.tasks.borrow().blocked()
+    }
+
+    /// Refuses later spawns and drops queued tasks and armed timers
+    /// ([`Io::shut_down`](crate::Io::shut_down)).
+    pub fn shut_down(&self) {
+        self.shut_down.set(true);
+        self.queue.clear();
+        let parks = self.timers.borrow_mut().clear();
+        drop(parks);
+    }
+}
+
+impl fmt::Debug for BackendCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendCore")
+            .field("queue", &self.queue)
+            .field("timers", &self.timers.borrow().len())
+            .field("shut_down", &self.shut_down.get())
+            .finish_non_exhaustive()
+    }
+}
