@@ -218,7 +218,38 @@ fn canceled_caller_starts_no_work(backend: Backend) {
     assert_eq!(log.joined(), "");
 }
 
+/// Nested timeouts: the outer, earlier deadline wins on every backend. A task's deadline bounds
+/// the tasks it spawns, so on blocking, where the outer body is not polled while the inner one
+/// runs inline, the inner body is still cut at the outer deadline.
+fn nested_timeouts_the_earlier_deadline_wins(backend: Backend) {
+    let (outcome, at) = backend
+        .run(|cx| async move {
+            let start = cx.now_ms();
+            let outcome = timeout(&cx, 50, |cx: Cx| async move {
+                let inner = timeout(&cx, 150, |cx: Cx| async move {
+                    cx.sleep(300).await?;
+                    Ok("slept")
+                })
+                .await?;
+                Ok(inner)
+            })
+            .await?;
+            Ok((outcome, cx.now_ms() - start))
+        })
+        .unwrap();
+    assert!(
+        matches!(outcome, Err(Elapsed { .. })),
+        "the outer timeout elapsed: {outcome:?}"
+    );
+    assert_time(backend, at, 50);
+    assert!(
+        at < 150,
+        "cut at the outer deadline, not the inner one: {at}"
+    );
+}
+
 conformance!(
+    nested_timeouts_the_earlier_deadline_wins,
     timeout_elapses_and_cancels_the_work,
     canceled_caller_starts_no_work,
     timeout_returns_the_value_in_time,

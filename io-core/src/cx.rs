@@ -62,9 +62,8 @@ impl Cx {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        let opts = SpawnOptions::new();
-        let (raw, task) = crate::RawTask::new(self.io.run_queue(), &opts, body(self.clone()));
-        if self.io.spawn_raw(raw, &opts).is_err() {
+        let (task, spawned) = task::spawn_on(&self.io, &SpawnOptions::new(), body(self.clone()));
+        if spawned.is_err() {
             // Only ShutDown can happen without `concurrent`; the RawTask was dropped unpolled.
             task.cancel();
         }
@@ -80,7 +79,8 @@ impl Cx {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        task::spawn_on(&self.io, &opts, body(self.clone()))
+        let (task, spawned) = task::spawn_on(&self.io, &opts, body(self.clone()));
+        spawned.map(|()| task)
     }
 
     /// The backend's clock in milliseconds (virtual on fiber).

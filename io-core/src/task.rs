@@ -59,7 +59,9 @@ impl SpawnOptions {
     /// [`Task::cancel`] — it gets `Err(Canceled)` at its next suspend point (at once if it is
     /// waiting), and completion wins as usual. A deadline already past when the task starts
     /// cancels it at its first suspend point; `u64::MAX` (the default) is no deadline. A task
-    /// that ends before its deadline leaves no timer behind.
+    /// that ends before its deadline leaves no timer behind. A task's deadline bounds every task
+    /// it spawns (detached ones included): a child gets the earlier of its own and its
+    /// spawner's, as with nested timeouts.
     ///
     /// Written once in io-core, so it holds on every backend — on blocking too, where the task
     /// runs inline: its waits happen inside the backend's loop, which fires the deadline.
@@ -153,6 +155,13 @@ struct Extra {
 }
 
 impl TaskCtl {
+    /// The task's deadline, `u64::MAX` for none.
+    fn deadline_ms(&self) -> u64 {
+        self.extra
+            .as_deref()
+            .map_or(u64::MAX, |extra| extra.deadline_ms)
+    }
+
     /// At each poll of a task with a deadline: once the clock has reached it, the task is
     /// canceled (the flag only: it is being polled, so its next suspend point sees it);
     /// before that, a timer is armed for it, which wakes the task at the deadline so that this
@@ -770,11 +779,22 @@ pub(crate) fn spawn_on<T, F>(
     io: &Rc<dyn Io>,
     opts: &SpawnOptions,
     future: F,
-) -> Result<Task<T>, crate::SpawnError>
+) -> (Task<T>, Result<(), crate::SpawnError>)
 where
     T: 'static,
     F: Future<Output = Result<T, Canceled>> + 'static,
 {
+    // A task's deadline bounds every task it spawns: the child gets the earlier of its own and
+    // its spawner's. (On an inline backend the spawner is not polled while its child runs, so
+    // only the child's own deadline can cut the child short.)
+    let inherited = with_current(|ctl| ctl.map_or(u64::MAX, |ctl| ctl.deadline_ms()));
+    let bounded;
+    let opts = if inherited < opts.task_deadline_ms() {
+        bounded = opts.clone().deadline_ms(inherited);
+        &bounded
+    } else {
+        opts
+    };
     let (raw, task) = RawTask::new(io.run_queue(), opts, future);
     if let Some(extra) = task.ctl.extra.as_deref() {
         // Before `spawn_raw`: a backend may run the task inline right there.
@@ -782,6 +802,6 @@ where
             extra.io.set(Some(Rc::downgrade(io)));
         }
     }
-    io.spawn_raw(raw, opts)?;
-    Ok(task)
+    let spawned = io.spawn_raw(raw, opts);
+    (task, spawned)
 }
