@@ -43,8 +43,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RunError, RunQueue,
-    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
+    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RealClock, RunError,
+    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
 };
 
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
@@ -56,7 +56,7 @@ pub const DEADLOCK_GRACE: Duration = Duration::from_millis(250);
 pub struct BlockingIo(Rc<Blocking>);
 
 struct Blocking {
-    epoch: Instant,
+    clock: RealClock,
     core: BackendCore,
     deadlock: RefCell<Option<Deadlock>>,
     /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
@@ -68,7 +68,7 @@ impl BlockingIo {
     /// A new blocking backend; its clock starts now.
     pub fn new() -> BlockingIo {
         BlockingIo(Rc::new(Blocking {
-            epoch: Instant::now(),
+            clock: RealClock::start(),
             core: BackendCore::new(RunQueue::new()),
             deadlock: RefCell::new(None),
             choices: SplitMix64::new(0x626c_6f63_6b69_6e67),
@@ -195,7 +195,7 @@ impl Io for Blocking {
         if self.core.queue().is_empty() && !stuck {
             let next = self.core.next_deadline();
             let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
-            let until = (wake_at != u64::MAX).then(|| self.epoch + Duration::from_millis(wake_at));
+            let until = (wake_at != u64::MAX).then(|| self.clock.instant_at(wake_at));
             self.core.queue().wait(until);
             self.fire_due();
         }
@@ -203,7 +203,7 @@ impl Io for Blocking {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        self.clock.now_ms()
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {

@@ -56,6 +56,7 @@
 
 mod adapter;
 mod backend;
+mod clock;
 mod cx;
 mod error;
 mod fs;
@@ -69,6 +70,7 @@ mod task;
 mod timer;
 
 pub use backend::BackendCore;
+pub use clock::RealClock;
 pub use cx::{run, Cx, Shield, Sleep, Suspend};
 pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
 pub use fs::{File, OpenOptions};

@@ -52,11 +52,12 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RunError,
-    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
+    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RealClock,
+    RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef,
+    TimerId,
 };
 
 pub use error::UringError;
@@ -74,7 +75,7 @@ pub const DEFAULT_CQ_ENTRIES: u32 = 8192;
 pub struct UringIo(Rc<Uring>);
 
 struct Uring {
-    epoch: Instant,
+    clock: RealClock,
     core: BackendCore,
     ops: RefCell<Ops>,
     /// Reused between table calls; taken out while in use.
@@ -99,7 +100,7 @@ impl UringIo {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
         Ok(UringIo(Rc::new(Uring {
-            epoch: Instant::now(),
+            clock: RealClock::start(),
             core: BackendCore::new(queue),
             ops: RefCell::new(ops),
             after: RefCell::new(Aftermath::default()),
@@ -213,7 +214,7 @@ impl Uring {
                 }
                 None
             } else {
-                let at = self.epoch + Duration::from_millis(target);
+                let at = self.clock.instant_at(target);
                 let now = Instant::now();
                 if now >= at {
                     return;
@@ -296,7 +297,7 @@ impl Io for Uring {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+        self.clock.now_ms()
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
