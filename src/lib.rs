@@ -47,9 +47,9 @@ pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::op;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RawTask, RunError, RunQueue,
-    Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener, TcpStream,
-    TimerId, Unsupported,
+    BlockedTask, Canceled, Cx, Deadlock, File, Io, Next, OpenOptions, Park, RawTask, RunError,
+    RunQueue, Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener,
+    TcpStream, TimerId, Unsupported,
 };
 
 pub use race::{

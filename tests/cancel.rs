@@ -1,7 +1,7 @@
 //! Cancellation at suspend points, on every backend.
 mod support;
 
-use ioswap::{Backend, Canceled, Cx, SpawnOptions};
+use ioswap::{Backend, Canceled, Cx, Next, SpawnOptions};
 use support::{new_io, Log};
 
 /// Canceled before it first runs: the body never runs and the join says Canceled. Blocking has
@@ -341,7 +341,7 @@ fn task_done_before_its_deadline_leaves_no_timer(backend: Backend) {
     while !task.is_finished() {
         io.poll(u64::MAX);
     }
-    assert_eq!(io.poll(0), None, "the deadline's timer was disarmed");
+    assert_eq!(io.poll(0), Next::Idle, "the deadline's timer was disarmed");
     assert_eq!(futures_lite::future::block_on(task), Ok(7));
     if backend == Backend::Fiber {
         assert_eq!(io.now_ms(), 5);

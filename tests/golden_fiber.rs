@@ -46,8 +46,8 @@ fn protocol_round_trip() {
     }
     assert_eq!(
         log.joined(),
-        "spawned run@0 armed turn1:Some(10)@0 turn2:None@10 timer-resumed@10 turn3:None@10 \
-         turn4:None@10 ready(signal) ready-resumed@10 turn5:None@10"
+        "spawned run@0 armed turn1:Timer(10)@0 turn2:Run@10 timer-resumed@10 turn3:Idle@10 \
+         turn4:Idle@10 ready(signal) ready-resumed@10 turn5:Idle@10"
     );
     assert_eq!(futures_lite::future::block_on(task), Ok(7));
 }

@@ -4,7 +4,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 
-use ioswap::{Backend, Park, RunError};
+use ioswap::{Backend, Next, Park, RunError};
 use support::{new_io, Log};
 
 /// Records the order in which parks' wakers are woken.
@@ -75,12 +75,12 @@ fn max_deadline_never_fires(backend: Backend) {
     let park = Park::new("never");
     let id = io.arm_timer(u64::MAX, &park);
     let deadline = io.now_ms() + 20;
-    let mut next = Some(0);
+    let mut next = Next::Run;
     while io.now_ms() < deadline {
         next = io.poll(deadline);
     }
     assert!(!park.is_ready());
-    assert_eq!(next, None, "a never-timer is not a pending deadline");
+    assert_eq!(next, Next::Idle, "a never-timer is not a pending deadline");
     assert_eq!(io.disarm_timer(id), Some(u64::MAX));
     assert_eq!(io.disarm_timer(id), None);
 }

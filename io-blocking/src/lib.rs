@@ -43,8 +43,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Op, Park, RawTask, RealClock, RunError,
-    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
+    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Next, Op, Park, RawTask, RealClock,
+    RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef,
+    TimerId,
 };
 
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
@@ -187,9 +188,14 @@ impl Io for Blocking {
         }
     }
 
-    /// Fires due timers; if nothing is runnable, blocks until the next timer, `deadline_ms`, or a
-    /// wake from another thread (but not once a deadlock was found and no timer is left).
-    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+    /// Runs what is queued (nothing, while a spawn drives its task inline: it runs what it
+    /// meets), fires due timers; if nothing is runnable, blocks until the next timer,
+    /// `deadline_ms`, or a wake from another thread (but not once a deadlock was found and no
+    /// timer is left).
+    fn poll(&self, deadline_ms: u64) -> Next {
+        while let Some(runnable) = self.core.queue().pop() {
+            runnable.run();
+        }
         self.fire_due();
         let stuck = self.deadlock.borrow().is_some() && self.core.no_timers();
         if self.core.queue().is_empty() && !stuck {
@@ -199,7 +205,7 @@ impl Io for Blocking {
             self.core.queue().wait(until);
             self.fire_due();
         }
-        self.core.next_deadline()
+        self.core.next(false, true)
     }
 
     fn now_ms(&self) -> u64 {

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 
 use crate::{
-    BlockedTask, Park, RawTask, RunError, RunQueue, SpawnError, TaskRef, TaskSet, TimerId,
+    BlockedTask, Next, Park, RawTask, RunError, RunQueue, SpawnError, TaskRef, TaskSet, TimerId,
     TimerQueue,
 };
 
@@ -77,8 +77,11 @@ impl BackendCore {
         self.shut_down.get()
     }
 
-    /// Arms a timer ([`Io::arm_timer`](crate::Io::arm_timer)).
+    /// Arms a timer ([`Io::arm_timer`](crate::Io::arm_timer)); after shutdown, none.
     pub fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        if self.shut_down.get() {
+            return TimerId::NONE;
+        }
         self.timers.borrow_mut().arm(deadline_ms, park)
     }
 
@@ -113,6 +116,31 @@ impl BackendCore {
         self.timers.borrow().next_deadline()
     }
 
+    /// What can still make a task runnable ([`Io::poll`](crate::Io::poll)'s answer), given
+    /// whether I/O is in flight and whether the backend waits for wakes from other threads
+    /// (then a task waiting on a foreign future counts).
+    pub fn next(&self, io_in_flight: bool, waits_for_foreign_wakes: bool) -> Next {
+        if !self.queue.is_empty() {
+            Next::Run
+        } else if let Some(deadline) = self.next_deadline() {
+            Next::Timer(deadline)
+        } else if io_in_flight {
+            Next::Io
+        } else if waits_for_foreign_wakes && self.foreign_waits() {
+            Next::Foreign
+        } else {
+            Next::Idle
+        }
+    }
+
+    /// Whether a live task waits on something outside the protocol (a foreign future whose
+    /// waker another thread may wake): it is not parked on a park or a join.
+    pub fn foreign_waits(&self) -> bool {
+        self.live_tasks()
+            .iter()
+            .any(|task| task.parked_on().is_none())
+    }
+
     /// Whether no timer will fire.
     pub fn no_timers(&self) -> bool {
         self.timers.borrow().is_empty()
@@ -129,10 +157,22 @@ impl BackendCore {
         self.tasks.borrow().blocked()
     }
 
-    /// Refuses later spawns and drops queued tasks and armed timers
-    /// ([`Io::shut_down`](crate::Io::shut_down)).
+    /// Refuses later spawns, timers and waits, drops every task still alive, and drops armed
+    /// timers ([`Io::shut_down`](crate::Io::shut_down)).
+    ///
+    /// Tasks are dropped by running them one last time, abandoned: each drops its own future
+    /// inside its body, where a panicking `Drop` is caught and becomes the task's panic (its
+    /// joiner's, if it has one), instead of inside async-task, where it would abort the process.
     pub fn shut_down(&self) {
         self.shut_down.set(true);
+        self.queue.close();
+        for task in self.live_tasks() {
+            task.abandon();
+        }
+        // Dropping a future may wake other tasks; those are abandoned too, or finished.
+        while let Some(runnable) = self.queue.pop() {
+            runnable.run();
+        }
         self.queue.clear();
         let parks = self.timers.borrow_mut().clear();
         drop(parks);

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::task::{self, ShieldGuard};
-use crate::{Canceled, Io, Park, RunError, SpawnError, SpawnOptions, Task, TimerId};
+use crate::{Canceled, Io, Next, Park, RunError, SpawnError, SpawnOptions, Task, TimerId};
 
 /// The handle async code takes to reach its backend: `async fn work(cx: &Cx)`.
 ///
@@ -314,9 +314,10 @@ impl<F: Future> Future for Shield<F> {
 /// shuts the backend down: nothing spawned outlives `run`. A leftover task that can never end
 /// (waiting, shielded, on something nothing will ready) has its future dropped at shutdown.
 ///
-/// When a turn leaves nothing runnable, no timer armed and the main task unfinished, a backend
-/// whose `poll` does not block (fiber) ends with [`RunError::Deadlock`]; backends that wait for
-/// wakes from other threads keep waiting.
+/// When a turn leaves nothing that could make a task runnable ([`Next::Idle`]) and the main task
+/// is unfinished, `run` ends with [`RunError::Deadlock`]; while a task waits on a foreign future
+/// ([`Next::Foreign`]), backends that wait for wakes from other threads keep waiting. The drain
+/// does not: a leftover stuck on a foreign future is dropped like any other stuck leftover.
 pub fn run<T, F, Fut>(io: Rc<dyn Io>, main: F) -> Result<T, RunError>
 where
     T: 'static,
@@ -330,7 +331,7 @@ where
     let mut deadlock = None;
     while !main.is_finished() {
         let next = io.poll(u64::MAX);
-        if !main.is_finished() && next.is_none() && io.run_queue().is_empty() {
+        if !main.is_finished() && next == Next::Idle {
             deadlock = Some(crate::Deadlock {
                 at_ms: io.now_ms(),
                 blocked: io.blocked_tasks(),
@@ -355,14 +356,16 @@ where
         for task in &live {
             task.cancel();
         }
-        let next = io.poll(u64::MAX);
-        if next.is_none() && io.run_queue().is_empty() {
-            // Only stuck tasks remain (shielded waits that nothing will ever end). Queue them
-            // so that shutting down drops their futures, instead of leaking them in a cycle.
-            for task in io.live_tasks() {
-                task.queue_for_drop();
-            }
+        // A turn that does not wait: it runs what the cancels readied. Then wait only for what
+        // the backend will deliver itself (a task, a timer, I/O), never for a foreign wake.
+        let next = io.poll(io.now_ms());
+        if !next.will_come() {
+            // Only stuck tasks remain (shielded waits that nothing will end, foreign futures
+            // that ignore the cancel): shutting down drops their futures.
             break;
+        }
+        if next != Next::Run {
+            io.poll(u64::MAX);
         }
     }
     io.shut_down();

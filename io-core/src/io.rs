@@ -29,8 +29,16 @@ pub trait Io {
     /// One poll of the suspension point: park the current task on `park` until it is readied.
     /// See [`Park::poll_suspend`] for the exact rules, which the default keeps. When it raises
     /// `Canceled`, the default also evicts every timer still armed for `park`.
+    ///
+    /// On a backend that has shut down nothing will ever ready `park`, so every suspend there —
+    /// shielded or not, inside a task of another backend or outside any task — returns
+    /// `Err(Canceled)` at once instead of waiting forever.
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
-        let poll = park.poll_suspend(cx);
+        let poll = if self.run_queue().is_closed() {
+            Poll::Ready(Err(Canceled))
+        } else {
+            park.poll_suspend(cx)
+        };
         if let Poll::Ready(Err(Canceled)) = poll {
             park.evict_timers(|timer| {
                 self.disarm_timer(timer);
@@ -45,16 +53,15 @@ pub trait Io {
     }
 
     /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
-    /// virtually) no later than `deadline_ms` when there is nothing to run. Returns the next
-    /// pending timer deadline, if any — or `Some(u64::MAX)` when no timer is pending but the
-    /// backend still expects a wake (I/O in flight), so a driver does not mistake it for a
-    /// deadlock.
-    fn poll(&self, deadline_ms: u64) -> Option<u64>;
+    /// virtually) no later than `deadline_ms` when there is nothing to run. Returns what could
+    /// still make a task runnable ([`Next`]), so a driver can tell waiting from a deadlock.
+    fn poll(&self, deadline_ms: u64) -> Next;
 
     /// Milliseconds since the backend started: virtual on fiber, monotonic real time elsewhere.
     fn now_ms(&self) -> u64;
 
-    /// Readies `park` once the clock reaches `deadline_ms`.
+    /// Readies `park` once the clock reaches `deadline_ms`. On a backend that has shut down it
+    /// arms nothing (and the wait on `park` fails, see [`Io::suspend_raw`]).
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId;
 
     /// Disarms a timer: the milliseconds it had left, or `None` if it already fired (or was
@@ -107,3 +114,29 @@ pub trait Io {
 }
 
 static_assertions::assert_obj_safe!(Io);
+
+/// What a turn of the loop ([`Io::poll`]) leaves behind: what, if anything, can still make a
+/// task runnable. Drivers wait on the first three and stop at the last two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A task is runnable: the next turn runs it without waiting.
+    Run,
+    /// A timer is armed; the earliest is due at this time (milliseconds on the backend's clock).
+    Timer(u64),
+    /// No timer is armed, but I/O is in flight: its completion will wake the loop.
+    Io,
+    /// Only a wake from outside the protocol can come: a task waits on a foreign future, whose
+    /// waker another thread may wake. A backend that never waits for such wakes (fiber, whose
+    /// run must stay a function of its seed) reports [`Next::Idle`] instead.
+    Foreign,
+    /// Nothing can ever make a task runnable.
+    Idle,
+}
+
+impl Next {
+    /// Whether something the backend drives itself (a task, a timer, I/O) will come: waiting
+    /// for it cannot hang.
+    pub fn will_come(self) -> bool {
+        matches!(self, Next::Run | Next::Timer(_) | Next::Io)
+    }
+}

@@ -319,8 +319,9 @@ impl Future for Submit {
         loop {
             match std::mem::replace(&mut this.state, SubmitState::Finished) {
                 SubmitState::Unsubmitted(op) => {
-                    // A canceled task starts nothing: the op comes back as it went in.
-                    if task::cancel_pending() {
+                    // A canceled task starts nothing, and neither does a backend that has shut
+                    // down (nothing would ever complete the op): it comes back as it went in.
+                    if task::cancel_pending() || this.io.run_queue().is_closed() {
                         return Poll::Ready(Completion {
                             result: Err(Canceled.into()),
                             op,

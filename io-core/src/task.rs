@@ -1,10 +1,10 @@
 //! Tasks: spawning, the join handle, cancellation state, and the "current task".
 //!
-//! A task is an async-task allocation whose future is a [`TaskBody`]: it owns the task's control
-//! block ([`TaskCtl`]) and, around every poll of the user's future, makes that block the thread's
-//! *current task*. Suspend points read the current task's cancel flag from there. Because the
-//! current task is saved and restored around each poll, this also works when a backend runs a
-//! child task inline inside its parent's poll (the blocking backend does).
+//! A task is an async-task allocation whose future is a task body (`body.rs`): it owns the
+//! task's control block ([`TaskCtl`]) and, around every poll of the user's future, makes that
+//! block the thread's *current task*. Suspend points read the current task's cancel flag from
+//! there. Because the current task is saved and restored around each poll, this also works when a
+//! backend runs a child task inline inside its parent's poll (the blocking backend does).
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -14,8 +14,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
-use pin_project_lite::pin_project;
-
+use crate::body::{self, Outcome};
 use crate::{Canceled, Io, Park, RunQueue, Runnable, TimerId};
 
 /// How to spawn a task.
@@ -122,8 +121,8 @@ pub(crate) enum ParkedOn {
 /// The control block of one task, shared by its body, its join handle and the backend.
 ///
 /// One allocation per task besides async-task's own, so it is kept small (an idle task's memory
-/// is measured in `bench/`): cells rather than `RefCell`s, a 16-bit shield depth, a boxed name;
-/// 72 bytes, which with the `Rc` counts fits glibc's 96-byte size class.
+/// is measured in `bench/`): cells rather than `RefCell`s, a 16-bit shield depth, one state
+/// byte, a boxed name; 72 bytes, which with the `Rc` counts fits glibc's 96-byte size class.
 pub(crate) struct TaskCtl {
     id: u64,
     /// The name and the deadline. Boxed: both are rare and a bare `Cow` would take two more
@@ -139,9 +138,17 @@ pub(crate) struct TaskCtl {
     /// This task's slot in `registry`.
     slot: Cell<u32>,
     shield_depth: Cell<u16>,
-    cancel_requested: Cell<bool>,
-    finished: Cell<bool>,
+    /// The task's life in one word: [`CANCEL_REQUESTED`], [`ABANDONED`], [`FINISHED`].
+    state: Cell<u8>,
 }
+
+/// A cancel has been requested; the task's suspend points raise `Canceled` (outside shields).
+const CANCEL_REQUESTED: u8 = 1;
+/// The backend is shutting down and gives up on the task: its next poll drops its future
+/// without polling it (see [`TaskRef::abandon`]). Implies `CANCEL_REQUESTED`.
+const ABANDONED: u8 = 2;
+/// The body has ended (returned, panicked, or was dropped); its future is gone.
+const FINISHED: u8 = 4;
 
 /// The rarely used parts of a control block: the name, and the deadline.
 struct Extra {
@@ -155,6 +162,56 @@ struct Extra {
 }
 
 impl TaskCtl {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.state.get() & flag != 0
+    }
+
+    /// Sets `flags`; whether any of them was set already.
+    fn set(&self, flags: u8) -> bool {
+        let state = self.state.get();
+        self.state.set(state | flags);
+        state & flags != 0
+    }
+
+    pub(crate) fn is_cancel_requested(&self) -> bool {
+        self.has(CANCEL_REQUESTED)
+    }
+
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.has(ABANDONED)
+    }
+
+    fn is_finished(&self) -> bool {
+        self.has(FINISHED)
+    }
+
+    /// At the start of each poll of the user's future.
+    pub(crate) fn before_poll(&self, waker: &Waker) {
+        self.parked_on.set(ParkedOn::Nothing);
+        self.watch_deadline(waker);
+    }
+
+    /// The body has ended and its future is gone: leave the backend's task set (so the slot is
+    /// reused and this block is freed as soon as the handles are gone), disarm the deadline, and
+    /// drop the kept waker. Idempotent.
+    pub(crate) fn finish(&self) {
+        self.set(FINISHED);
+        self.parked_on.set(ParkedOn::Nothing);
+        if let Some(registry) = self.registry.take() {
+            registry.remove(self.slot.get());
+        }
+        // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
+        // deadline park -> waker -> task.
+        self.disarm_deadline();
+        // Break the cycle task -> body -> ctl -> waker -> task.
+        let waker = self.waker.take();
+        drop(waker);
+    }
+
     /// The task's deadline, `u64::MAX` for none.
     fn deadline_ms(&self) -> u64 {
         self.extra
@@ -170,7 +227,7 @@ impl TaskCtl {
         let Some(extra) = self.extra.as_deref() else {
             return;
         };
-        if extra.deadline_ms == u64::MAX || self.cancel_requested.get() {
+        if extra.deadline_ms == u64::MAX || self.is_cancel_requested() {
             return;
         }
         let io = extra.io.take();
@@ -180,7 +237,7 @@ impl TaskCtl {
             return;
         };
         if io.now_ms() >= extra.deadline_ms {
-            self.cancel_requested.set(true);
+            self.set(CANCEL_REQUESTED);
             self.disarm_deadline();
             return;
         }
@@ -213,9 +270,12 @@ impl TaskCtl {
     }
 
     fn request_cancel(&self) {
-        if self.finished.get() || self.cancel_requested.replace(true) {
+        if self.is_finished() || self.set(CANCEL_REQUESTED) {
             return;
         }
+        // The deadline has nothing left to do, and an armed timer would keep a backend waiting
+        // for it (a canceled task stuck on a foreign future, say) until it fired.
+        self.disarm_deadline();
         // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
         // schedules the task; it runs no drop code. No waker yet: the task has not returned
         // `Pending` so far, so it is queued or running, and will see the flag (see
@@ -230,29 +290,21 @@ impl TaskCtl {
     /// requests. The first time, a cancel requested during this very poll found no waker to
     /// ready the task with, so it is readied here instead (inside the poll, exactly where the
     /// waker would have scheduled it).
-    fn keep_waker(&self, waker: &Waker) {
+    pub(crate) fn keep_waker(&self, waker: &Waker) {
         let kept = self.waker.take();
         match kept {
             Some(kept) => self.waker.set(Some(kept)),
             None => {
                 self.waker.set(Some(waker.clone()));
-                if self.cancel_requested.get() {
+                if self.is_cancel_requested() {
                     waker.wake_by_ref();
                 }
             }
         }
     }
 
-    /// The body has ended: leave the backend's task set, so the slot is reused and this
-    /// control block is freed as soon as the handles are gone.
-    fn leave_registry(&self) {
-        if let Some(registry) = self.registry.take() {
-            registry.remove(self.slot.get());
-        }
-    }
-
     fn cancel_pending(&self) -> bool {
-        self.cancel_requested.get() && self.shield_depth.get() == 0
+        self.is_cancel_requested() && self.shield_depth.get() == 0
     }
 }
 
@@ -281,10 +333,10 @@ fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
 
 /// Makes a task current for the duration of one poll; restores the previous one on drop, even
 /// if the poll panics.
-struct Enter(Option<Rc<TaskCtl>>);
+pub(crate) struct Enter(Option<Rc<TaskCtl>>);
 
 impl Enter {
-    fn new(ctl: &Rc<TaskCtl>) -> Enter {
+    pub(crate) fn new(ctl: &Rc<TaskCtl>) -> Enter {
         Enter(
             CURRENT
                 .try_with(|cell| cell.replace(Some(ctl.clone())))
@@ -345,55 +397,6 @@ impl Drop for ShieldGuard {
     }
 }
 
-pin_project! {
-    /// The future async-task runs: the user's future plus the task's control block.
-    struct TaskBody<F> {
-        ctl: Rc<TaskCtl>,
-        started: bool,
-        #[pin]
-        future: F,
-    }
-
-    impl<F> PinnedDrop for TaskBody<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let ctl = this.project().ctl;
-            ctl.finished.set(true);
-            ctl.parked_on.set(ParkedOn::Nothing);
-            ctl.leave_registry();
-            // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
-            // deadline park -> waker -> task.
-            ctl.disarm_deadline();
-            // Break the cycle task -> body -> ctl -> waker -> task.
-            let waker = ctl.waker.take();
-            drop(waker);
-        }
-    }
-}
-
-impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
-    type Output = Result<T, Canceled>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if !*this.started {
-            *this.started = true;
-            // A task canceled before its first poll never runs its body.
-            if this.ctl.cancel_requested.get() {
-                return Poll::Ready(Err(Canceled));
-            }
-        }
-        this.ctl.parked_on.set(ParkedOn::Nothing);
-        this.ctl.watch_deadline(cx.waker());
-        let _enter = Enter::new(this.ctl);
-        let poll = this.future.poll(cx);
-        match poll {
-            Poll::Ready(_) => this.ctl.finished.set(true),
-            Poll::Pending => this.ctl.keep_waker(cx.waker()),
-        }
-        poll
-    }
-}
-
 /// A shared, non-owning view of a task, for backends: its id, name, state and cancel switch.
 #[derive(Clone)]
 pub struct TaskRef(Rc<TaskCtl>);
@@ -419,12 +422,12 @@ impl TaskRef {
 
     /// Whether the task's body is done (returned, panicked, or was dropped).
     pub fn is_finished(&self) -> bool {
-        self.0.finished.get()
+        self.0.is_finished()
     }
 
     /// Whether a cancel request has been made for this task.
     pub fn is_cancel_requested(&self) -> bool {
-        self.0.cancel_requested.get()
+        self.0.is_cancel_requested()
     }
 
     /// Requests cancellation: the task gets `Err(Canceled)` at its next suspend point.
@@ -432,9 +435,17 @@ impl TaskRef {
         self.0.request_cancel();
     }
 
-    /// Schedules the task one last time so that a backend shutting down drops its future (a
-    /// stuck task is otherwise kept alive by the cycle through its own waker).
-    pub(crate) fn queue_for_drop(&self) {
+    /// Gives up on the task: it is canceled and scheduled one last time, and that poll drops
+    /// its future without polling it. A backend shutting down does this to every task still
+    /// alive, then runs them, so their futures are dropped inside the task body (where a
+    /// panicking `Drop` is caught, see `body.rs`) rather than by async-task (which would abort),
+    /// and a stuck task is not leaked in the cycle through its own waker.
+    pub(crate) fn abandon(&self) {
+        if self.0.is_finished() {
+            return;
+        }
+        self.0.set(CANCEL_REQUESTED | ABANDONED);
+        self.0.disarm_deadline();
         if let Some(waker) = self.0.waker.take() {
             waker.wake_by_ref();
             self.0.waker.set(Some(waker));
@@ -498,19 +509,9 @@ impl RawTask {
             registry: Cell::new(None),
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
-            cancel_requested: Cell::new(false),
-            finished: Cell::new(false),
+            state: Cell::new(0),
         });
-        let body = TaskBody {
-            ctl: ctl.clone(),
-            started: false,
-            future,
-        };
-        let queue = queue.clone();
-        let (runnable, inner) = async_task::Builder::new()
-            .metadata(id)
-            .propagate_panic(true)
-            .spawn_local(move |_| body, move |runnable| queue.push(runnable));
+        let (runnable, inner) = body::build(queue, &ctl, future);
         let raw = RawTask {
             runnable,
             task: TaskRef(ctl.clone()),
@@ -556,7 +557,7 @@ impl RawTask {
 /// [`Task::detach`] lets it run on instead.
 #[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
 pub struct Task<T> {
-    inner: Option<async_task::FallibleTask<Result<T, Canceled>, u64>>,
+    inner: Option<async_task::FallibleTask<Outcome<T>, u64>>,
     ctl: Rc<TaskCtl>,
 }
 
@@ -577,7 +578,7 @@ impl<T> Task<T> {
 
     /// Whether the task has finished (its result, if any, is ready to be joined).
     pub fn is_finished(&self) -> bool {
-        self.ctl.finished.get()
+        self.ctl.is_finished()
     }
 
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
@@ -599,10 +600,11 @@ impl<T> Future for Task<T> {
             panic!("a Task was polled after it returned its result");
         };
         match Pin::new(inner).poll(cx) {
-            Poll::Ready(result) => {
+            Poll::Ready(outcome) => {
                 self.inner = None;
-                // `None`: the backend dropped the task unpolled (a refused spawn, a shutdown).
-                Poll::Ready(result.unwrap_or(Err(Canceled)))
+                // `None`: the backend dropped the task unpolled (a refused spawn). A panic of
+                // the task (or of its future's drop) resumes here, in the joiner.
+                Poll::Ready(outcome.map_or(Err(Canceled), Outcome::into_result))
             }
             // Completion wins: the joiner's own cancellation is only looked at when the child
             // has not finished.
@@ -689,7 +691,7 @@ impl TaskSet {
     pub fn insert(&mut self, task: &TaskRef) {
         let ctl = &task.0;
         let registered = ctl.registry.take();
-        if registered.is_some() || ctl.finished.get() {
+        if registered.is_some() || ctl.is_finished() {
             ctl.registry.set(registered);
             return;
         }
@@ -722,7 +724,7 @@ impl TaskSet {
             .iter()
             .flatten()
             .filter_map(Weak::upgrade)
-            .filter(|t| !t.finished.get())
+            .filter(|t| !t.is_finished())
             .map(TaskRef)
             .collect();
         // Slots are reused, so slot order is not spawn order.
@@ -736,11 +738,11 @@ impl TaskSet {
     /// outside the protocol".
     pub fn blocked(&self) -> Vec<crate::BlockedTask> {
         let live = self.live();
-        let name_of = |id: u64| {
-            live.iter()
-                .find(|t| t.id() == id)
-                .map(|t| t.name().into_owned())
-                .unwrap_or_else(|| format!("task#{id}"))
+        // `live` is in id order: a join's target is found by binary search, so a report over a
+        // long chain of joins is O(n log n), not quadratic.
+        let name_of = |id: u64| match live.binary_search_by_key(&id, TaskRef::id) {
+            Ok(at) => live[at].name().into_owned(),
+            Err(_) => format!("task#{id}"),
         };
         live.iter()
             .map(|t| {

@@ -2,7 +2,7 @@
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 
-use io_core::{Cx, Park};
+use io_core::{Cx, Next, Park};
 
 #[test]
 fn first_suspend_always_yields_even_when_ready() {
@@ -37,9 +37,9 @@ fn sleep_disarms_its_timer_when_dropped() {
     let cx = Cx::new(io.clone());
     let mut sleep = task::spawn(cx.sleep(50));
     assert_pending!(sleep.poll());
-    assert_eq!(io.poll(0), Some(50), "armed");
+    assert_eq!(io.poll(0), Next::Timer(50), "armed");
     drop(sleep);
-    assert_eq!(io.poll(0), None, "dropping the sleep disarmed it");
+    assert_eq!(io.poll(0), Next::Idle, "dropping the sleep disarmed it");
 }
 
 #[test]

@@ -42,8 +42,9 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, Park, RawTask, RunError, RunQueue,
-    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId, Unsupported,
+    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Next, Op, Park, RawTask, RunError,
+    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
+    Unsupported,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -223,8 +224,9 @@ impl Io for Fiber {
 
     /// One turn: fire due timers; run every task that was ready at the start of the turn, in
     /// seeded order (tasks woken meanwhile run next turn); if none was ready, move the clock to
-    /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due.
-    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+    /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due. Never
+    /// reports [`Next::Foreign`]: a wake from another thread is not part of a seeded run.
+    fn poll(&self, deadline_ms: u64) -> Next {
         self.fire_due();
         let mut batch = self.batch.take().unwrap_or_default();
         self.core.queue().drain_into(&mut batch);
@@ -239,14 +241,14 @@ impl Io for Fiber {
                 self.now_ms.set(target);
             }
             self.fire_due();
-            return self.core.next_deadline();
+            return self.core.next(false, false);
         }
         while let Some(runnable) = self.pick(&mut batch) {
             self.record(*runnable.metadata());
             runnable.run();
         }
         self.batch.replace(Some(batch));
-        self.core.next_deadline()
+        self.core.next(false, false)
     }
 
     fn now_ms(&self) -> u64 {

@@ -55,9 +55,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Op, OpId, Park, RawTask, RealClock,
-    RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef,
-    TimerId,
+    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Next, Op, OpId, Park, RawTask,
+    RealClock, RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted,
+    TaskRef, TimerId,
 };
 
 pub use error::UringError;
@@ -190,12 +190,11 @@ impl Uring {
     /// complete, or a task waiting on something outside the protocol (a foreign future whose
     /// waker another thread may wake).
     fn can_be_woken(&self) -> bool {
+        self.io_in_flight() || self.core.foreign_waits()
+    }
+
+    fn io_in_flight(&self) -> bool {
         self.ops.borrow().unfinished() > 0
-            || self
-                .core
-                .live_tasks()
-                .iter()
-                .any(|task| task.parked_on().is_none())
     }
 
     /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes.
@@ -253,10 +252,8 @@ impl Io for Uring {
     /// kernel with the next sleep (or at once, when more tasks are already runnable, and at the
     /// start of any turn that runs tasks without sleeping). A turn
     /// never sleeps after running tasks, so the driver sees at once what they did (the main task
-    /// finishing, say). Returns the next timer deadline, or `Some(u64::MAX)` when no timer is
-    /// pending but something will still wake the loop (an op in flight, a task ready to run, a
-    /// task waiting on a foreign waker).
-    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+    /// finishing, say).
+    fn poll(&self, deadline_ms: u64) -> Next {
         self.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
         let mut batch = self.batch.take();
@@ -288,12 +285,7 @@ impl Io for Uring {
                 }
             });
         }
-        let next = self.core.next_deadline();
-        match next {
-            Some(deadline) => Some(deadline),
-            None if more_to_run => Some(u64::MAX),
-            None => self.can_be_woken().then_some(u64::MAX),
-        }
+        self.core.next(self.io_in_flight(), true)
     }
 
     fn now_ms(&self) -> u64 {

@@ -1,0 +1,237 @@
+//! The future async-task runs for every task, and the only `unsafe` in io-core.
+//!
+//! [`TaskBody`] owns the user's future and the task's control block. It does two things async-task
+//! would otherwise do for us, because async-task's way of doing them is wrong for ioswap:
+//!
+//! - **It drops the user's future itself, inside `catch_unwind`.** async-task drops a task's
+//!   future (and a detached task's output) inside an abort-on-panic guard, so a `Drop` that
+//!   panics would abort the process. The body drops the future in its own poll, as soon as the
+//!   task ends (it returned, it panicked, it was canceled before it started, or the backend is
+//!   shutting down and abandoned it), and reports a panic there as the task's panic, which its
+//!   joiner receives. The output travels in an [`Outcome`], whose own drop contains panics.
+//! - **It checks the thread itself.** Task futures capture `Rc`s, so they are `!Send`, and
+//!   async-task's `spawn_local` checks the thread through a shared reference to the whole
+//!   future, which Miri (Stacked and Tree Borrows) flags as undefined behaviour as soon as the
+//!   future holds a borrow of its own local across a suspend point. The body keeps the spawning
+//!   thread's id next to the future and reads it through the same `&mut` projection as the
+//!   future, and the task is built with `spawn_unchecked`.
+#![allow(unsafe_code)]
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::thread::{self, ThreadId};
+
+use crate::task::{Enter, TaskCtl};
+use crate::{Canceled, RunQueue, Runnable};
+
+/// A panic caught while running or dropping a task's code.
+type Panic = Box<dyn Any + Send>;
+
+/// How a task ended, as its join handle receives it: the body's result, or its panic.
+///
+/// Dropping an `Outcome` (a detached task's result, or one nobody joined) contains a panic from
+/// the value's `Drop`: async-task drops outputs inside an abort-on-panic guard.
+pub(crate) struct Outcome<T>(Option<Result<Result<T, Canceled>, Panic>>);
+
+impl<T> Outcome<T> {
+    /// The result, or the task's panic resumed in the caller (the joiner).
+    pub(crate) fn into_result(mut self) -> Result<T, Canceled> {
+        match self.0.take() {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => resume_unwind(panic),
+            None => Err(Canceled),
+        }
+    }
+}
+
+impl<T> Drop for Outcome<T> {
+    fn drop(&mut self) {
+        if let Some(outcome) = self.0.take() {
+            drop_contained(outcome);
+        }
+    }
+}
+
+/// Runs `f`, containing a panic from it (and from dropping that panic's payload). For drop code
+/// whose owner is gone, so no one is left to receive the panic; the panic hook has already
+/// reported it.
+fn contain(f: impl FnOnce()) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(f)) {
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(panic))) {
+            // A payload whose drop panics, twice over: leaking it is the only safe end.
+            std::mem::forget(again);
+        }
+    }
+}
+
+/// Drops `value`, containing a panic from its `Drop` (see [`contain`]).
+fn drop_contained<V>(value: V) {
+    contain(move || drop(value));
+}
+
+/// This thread's id, cached: `thread::current()` clones an `Arc` each call.
+fn thread_id() -> ThreadId {
+    thread_local! {
+        // No destructor, so it can still be read while the thread's locals are torn down.
+        static ID: Cell<Option<ThreadId>> = const { Cell::new(None) };
+    }
+    ID.with(|id| match id.get() {
+        Some(known) => known,
+        None => {
+            let known = thread::current().id();
+            id.set(Some(known));
+            known
+        }
+    })
+}
+
+/// Where a task's body is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not polled yet: a task canceled now never runs its body.
+    New,
+    /// Polled at least once; the user's future is alive.
+    Running,
+    /// The user's future has been dropped (or is being dropped); it is never touched again.
+    Done,
+}
+
+/// The future async-task runs: the user's future, the task's control block, and the thread that
+/// may poll and drop them.
+struct TaskBody<F> {
+    ctl: ManuallyDrop<Rc<TaskCtl>>,
+    thread: ThreadId,
+    stage: Stage,
+    /// Live until `stage` is `Done`; dropped by `finish` or, for a body dropped unpolled, by
+    /// `Drop`.
+    future: ManuallyDrop<F>,
+}
+
+impl<F> TaskBody<F> {
+    /// Ends the task: drops the user's future right here, so that a panic in its `Drop` is
+    /// caught and becomes the task's panic, then marks the task finished.
+    fn finish<T>(&mut self, outcome: Result<Result<T, Canceled>, Panic>) -> Outcome<T> {
+        self.stage = Stage::Done;
+        // SAFETY: `stage` is `Done` from here on, so `future` is dropped exactly once (a panic
+        // inside its drop still leaves it dropped as far as Rust is concerned) and never used
+        // again. It is dropped in place, never moved, as its pinning requires.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(&mut self.future)
+        }));
+        let outcome = match (dropped, outcome) {
+            (Ok(()), outcome) => outcome,
+            // The first panic is the cause; a second one, from the drop, is a consequence.
+            (Err(second), Err(first)) => {
+                drop_contained(second);
+                Err(first)
+            }
+            (Err(panic), Ok(result)) => {
+                drop_contained(result);
+                Err(panic)
+            }
+        };
+        self.ctl.finish();
+        Outcome(Some(outcome))
+    }
+}
+
+impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
+    type Output = Outcome<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        // SAFETY: nothing is moved out of the body; `future` is only ever pinned again (below)
+        // or dropped in place (`finish`, `Drop`). A `&mut` to a `!Unpin` body is what Stacked
+        // Borrows allows alongside the future's borrows of its own locals; a shared reference to
+        // the whole body would not be.
+        let this = unsafe { self.get_unchecked_mut() };
+        assert!(
+            this.thread == thread_id(),
+            "an ioswap task was polled on a thread other than the one that spawned it"
+        );
+        let _enter = Enter::new(&this.ctl);
+        match this.stage {
+            Stage::Done => return Poll::Pending, // async-task never polls a finished future
+            // A task canceled before its first poll never runs its body.
+            Stage::New if this.ctl.is_cancel_requested() => {
+                return Poll::Ready(this.finish(Ok(Err(Canceled))))
+            }
+            Stage::New => this.stage = Stage::Running,
+            Stage::Running => {}
+        }
+        // The backend is shutting down and gives up on this task (see `TaskRef::abandon`).
+        if this.ctl.is_abandoned() {
+            return Poll::Ready(this.finish(Ok(Err(Canceled))));
+        }
+        this.ctl.before_poll(cx.waker());
+        // SAFETY: `future` stays where it is until it is dropped in place: it is pinned because
+        // the body is.
+        let future = unsafe { Pin::new_unchecked(&mut *this.future) };
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Pending) => {
+                this.ctl.keep_waker(cx.waker());
+                Poll::Pending
+            }
+            Ok(Poll::Ready(result)) => Poll::Ready(this.finish(Ok(result))),
+            Err(panic) => Poll::Ready(this.finish(Err(panic))),
+        }
+    }
+}
+
+impl<F> Drop for TaskBody<F> {
+    fn drop(&mut self) {
+        if self.thread != thread_id() {
+            // Only a misused run queue gets a task here (its future and control block hold
+            // `Rc`s of the spawning thread): leaking them is the one safe choice.
+            return;
+        }
+        if self.stage != Stage::Done {
+            // Dropped without finishing: a spawn the backend refused, or a queue dropped with
+            // the task in it. There is no poll to report a panic through, so it is contained.
+            self.stage = Stage::Done;
+            // SAFETY: as in `finish`: dropped once, in place, never used again.
+            contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
+            self.ctl.finish();
+        }
+        // SAFETY: `ctl` is dropped here once; the body is being dropped and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.ctl) };
+    }
+}
+
+/// Builds the async-task allocation of a task: `future` wrapped in its body, scheduled onto
+/// `queue` when woken. The runnable is for the backend, the handle for [`crate::Task`].
+pub(crate) fn build<T, F>(
+    queue: &RunQueue,
+    ctl: &Rc<TaskCtl>,
+    future: F,
+) -> (Runnable, async_task::Task<Outcome<T>, u64>)
+where
+    T: 'static,
+    F: Future<Output = Result<T, Canceled>> + 'static,
+{
+    let body = TaskBody {
+        ctl: ManuallyDrop::new(ctl.clone()),
+        thread: thread_id(),
+        stage: Stage::New,
+        future: ManuallyDrop::new(future),
+    };
+    let queue = queue.clone();
+    // SAFETY: async-task's conditions for `spawn_unchecked`:
+    // - The future is `'static`, and the schedule function is `Send + Sync + 'static` (it pushes
+    //   onto the thread-safe `RunQueue`), so wakers may be used and dropped on any thread.
+    // - The future is `!Send`, so it must only be polled and dropped on this thread. `TaskBody`
+    //   checks that itself: a poll on another thread panics before touching anything, and a drop
+    //   on another thread leaks the body instead of dropping it. (The output, `Outcome<T>`, is
+    //   only dropped by the loop's `Runnable::run` or by the `!Send` join handle, both on this
+    //   thread.)
+    unsafe {
+        async_task::Builder::new()
+            .metadata(ctl.id())
+            .spawn_unchecked(move |_| body, move |runnable| queue.push(runnable))
+    }
+}
