@@ -69,10 +69,54 @@ fn stuck_leftover_is_dropped(backend: Backend) {
     }
 }
 
+/// A detached leftover awaiting a future outside the protocol that ignores its cancel
+/// (`std::future::pending`) is stuck like any other: `run` returns and the leftover's future is
+/// dropped, on every backend that has leftovers. Before, uring waited forever for a foreign
+/// wake. Blocking would run such a task inline and block its spawner on it for good (a foreign
+/// future may be woken by another thread), so there it cannot be spawned concurrently: a typed
+/// refusal.
+fn leftover_on_a_foreign_future_is_dropped(backend: Backend) {
+    struct OnDrop(Log);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.push("dropped");
+        }
+    }
+    let log = Log::new();
+    let l = log.clone();
+    let outcome = backend.run(|cx| async move {
+        let spawned = cx.spawn_with(ioswap::SpawnOptions::new().concurrent(), move |_| {
+            let guard = OnDrop(l);
+            async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        match spawned {
+            Ok(task) => task.detach(),
+            Err(refused) => return Ok(Err(refused)),
+        }
+        cx.sleep(5).await?;
+        Ok(Ok("main done"))
+    });
+    match backend {
+        Backend::Blocking => {
+            assert_eq!(outcome, Ok(Err(ioswap::SpawnError::ConcurrencyUnavailable)));
+            assert_eq!(log.joined(), "dropped", "the refused future is dropped");
+        }
+        _ => {
+            assert_eq!(outcome, Ok(Ok("main done")));
+            assert_eq!(log.joined(), "dropped");
+        }
+    }
+}
+
 conformance!(
     shielded_wait_forever,
     shielded_child_wait_forever,
     stuck_leftover_is_dropped,
+    leftover_on_a_foreign_future_is_dropped,
 );
 
 /// A leftover task that, on its cancel, spawns more work (spawn is not a suspend point): that

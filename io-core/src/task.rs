@@ -740,7 +740,11 @@ impl TaskSet {
         let live = self.live();
         // `live` is in id order: a join's target is found by binary search, so a report over a
         // long chain of joins is O(n log n), not quadratic.
-        let name_of = |id: u64| match live.binary_search_by_key(&id, TaskRef::id) {
+        let name_of = |id: u64| match live.binary_search_by_key(&id, |task| {
+            #[cfg(test)]
+            tests::PROBES.with(|probes| probes.set(probes.get() + 1));
+            task.id()
+        }) {
             Ok(at) => live[at].name().into_owned(),
             Err(_) => format!("task#{id}"),
         };
@@ -806,4 +810,48 @@ where
     }
     let spawned = io.spawn_raw(raw, opts);
     (task, spawned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// How many tasks `TaskSet::blocked` looked at to resolve the names of joined tasks.
+        pub(super) static PROBES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A deadlock report over a long chain of joins (each task joining the next) resolves every
+    /// name in O(log n) probes, not by a scan of every live task (quadratic: seconds at 20k).
+    #[test]
+    fn deadlock_report_over_a_join_chain_is_not_quadratic() {
+        const TASKS: u64 = 20_000;
+        let queue = RunQueue::new();
+        let mut set = TaskSet::new();
+        // Never run: the tasks stay live (and parked, as set below) for the report.
+        let (raws, handles): (Vec<RawTask>, Vec<Task<()>>) = (0..TASKS)
+            .map(|_| {
+                let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(()) });
+                set.insert(raw.task());
+                (raw, task)
+            })
+            .unzip();
+        for pair in handles.windows(2) {
+            pair[0].ctl.parked_on.set(ParkedOn::Join(pair[1].id()));
+        }
+        PROBES.with(|probes| probes.set(0));
+        let blocked = set.blocked();
+        let probes = PROBES.with(Cell::get);
+        assert_eq!(blocked.len(), TASKS as usize);
+        assert_eq!(
+            blocked[0].parked_on,
+            format!("join 'task#2' (#{})", handles[1].id())
+        );
+        // A binary search over 20k tasks probes at most 16 of them (a scan: 10k on average).
+        assert!(probes <= TASKS * 16, "{probes} probes for {TASKS} tasks");
+        drop(raws);
+        assert!(set.live().is_empty(), "dropped unrun, the tasks ended");
+    }
 }
