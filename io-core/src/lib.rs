@@ -3,7 +3,8 @@
 //! User code takes a [`Cx`] and uses what it offers — [`spawn`](Cx::spawn), [`sleep`](Cx::sleep),
 //! [`yield_now`](Cx::yield_now), [`shield`](Cx::shield), [`check_cancel`](Cx::check_cancel) — and
 //! never learns which backend runs it. A backend implements the small object-safe [`Io`] trait:
-//! `spawn_raw`, `suspend_raw`, `ready`, `poll`, `now_ms`, `arm_timer`/`disarm_timer`.
+//! `spawn_raw`, `suspend_raw`, `ready`, `poll` (which answers with a [`Next`]), `now_ms`,
+//! `arm_timer`/`disarm_timer`.
 //!
 //! # The story of a task
 //!
