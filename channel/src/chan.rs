@@ -144,6 +144,35 @@ impl<T> State<T> {
 /// Names one message armed by `send_after` on its channel.
 pub(crate) type TimedKey = (u64, u64);
 
+/// The instant a channel operation moves due timed messages in at.
+///
+/// A check and the action it decides share one: a select reads the clock once per look at its
+/// cases, so a send case it found ready finds the same room when it sends. With a reading per
+/// step, a timed message falling due in between (a real clock moves) filled the buffer after
+/// the check had seen room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum At {
+    /// Reads the clock, if a timed message is pending at all (most operations have none, and
+    /// skip the reading).
+    Now,
+    /// A reading already taken.
+    Ms(u64),
+}
+
+/// Why a send does not complete now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Refused {
+    Full,
+    Closed,
+}
+
+/// Where a send's value goes.
+enum Destination<T> {
+    /// The oldest waiting receiver, which the value completes.
+    Receiver(Rc<Waiter<T>>),
+    Buffer,
+}
+
 impl<T> Core<T> {
     /// Runs `f` on the state, then drops what it discarded, outside the borrow.
     pub(crate) fn lock<R>(&self, f: impl FnOnce(&mut State<T>) -> R) -> R {
@@ -164,16 +193,31 @@ impl<T> Core<T> {
     }
 
     /// Hands `value` to the oldest receiver still waiting; gives it back if there is none.
-    /// Waiters of a select that another case already completed are dropped on the way.
     fn hand_to_receiver(&self, st: &mut State<T>, value: T) -> Result<(), T> {
+        match Self::waiting_receiver(st) {
+            Some(waiter) => {
+                self.hand(&waiter, value);
+                Ok(())
+            }
+            None => Err(value),
+        }
+    }
+
+    /// Takes the oldest receiver still waiting off the queue. Waiters of a select that another
+    /// case already completed are dropped on the way.
+    fn waiting_receiver(st: &mut State<T>) -> Option<Rc<Waiter<T>>> {
         while let Some(waiter) = st.receivers.pop_front() {
             if waiter.wait.is_open() {
-                *waiter.slot.borrow_mut() = Some(value);
-                waiter.wait.complete(&self.cx, waiter.case);
-                return Ok(());
+                return Some(waiter);
             }
         }
-        Err(value)
+        None
+    }
+
+    /// Puts `value` in a receiver's slot, which completes its receive.
+    fn hand(&self, waiter: &Waiter<T>, value: T) {
+        *waiter.slot.borrow_mut() = Some(value);
+        waiter.wait.complete(&self.cx, waiter.case);
     }
 
     /// Takes the value of the oldest sender still waiting, which completes its send.
@@ -192,16 +236,19 @@ impl<T> Core<T> {
     /// as if sent at their deadline. A timer never waits for room: its message may take the
     /// buffer past its capacity, as a mailbox would.
     #[inline]
-    pub(crate) fn promote_due(&self, st: &mut State<T>) {
+    pub(crate) fn promote_due(&self, st: &mut State<T>, at: At) {
         if !st.timed.is_empty() {
-            self.promote_due_now(st);
+            self.promote_due_now(st, at);
         }
     }
 
     /// [`promote_due`](Self::promote_due) once there are timed messages.
     #[cold]
-    fn promote_due_now(&self, st: &mut State<T>) {
-        let now = self.cx.now_ms();
+    fn promote_due_now(&self, st: &mut State<T>, at: At) {
+        let now = match at {
+            At::Now => self.cx.now_ms(),
+            At::Ms(now) => now,
+        };
         while let Some(entry) = st.timed.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -215,24 +262,68 @@ impl<T> Core<T> {
         self.close_if_unreachable(st);
     }
 
-    pub(crate) fn try_send(&self, st: &mut State<T>, value: T) -> Result<(), TrySendError<T>> {
-        self.promote_due(st);
-        if st.closed {
-            return Err(TrySendError::Closed(value));
-        }
-        match self.hand_to_receiver(st, value) {
-            Ok(()) => Ok(()),
-            Err(value) if self.has_room(st) => {
-                st.buffer.push_back(value);
-                self.nudge_watchers(st);
+    pub(crate) fn try_send(
+        &self,
+        st: &mut State<T>,
+        value: T,
+        at: At,
+    ) -> Result<(), TrySendError<T>> {
+        match self.destination(st, at) {
+            Ok(destination) => {
+                self.deliver(st, destination, value);
                 Ok(())
             }
-            Err(value) => Err(TrySendError::Full(value)),
+            Err(Refused::Full) => Err(TrySendError::Full(value)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(value)),
         }
     }
 
-    pub(crate) fn try_recv(&self, st: &mut State<T>) -> Result<T, TryRecvError> {
-        self.promote_due(st);
+    /// [`try_send`](Self::try_send) of the value in `slot`, which must hold one. The value
+    /// leaves the slot only once it has somewhere to go: on `Full` or `Closed` it is still
+    /// there, and no step in between can drop it.
+    pub(crate) fn try_send_from(
+        &self,
+        st: &mut State<T>,
+        slot: &mut Option<T>,
+        at: At,
+    ) -> Result<(), Refused> {
+        let destination = self.destination(st, at)?;
+        let value = slot.take().expect("try_send_from is given a value to send");
+        self.deliver(st, destination, value);
+        Ok(())
+    }
+
+    /// Where a send would put its value now: the oldest waiting receiver (taken off the
+    /// queue), else the buffer if it has room.
+    fn destination(&self, st: &mut State<T>, at: At) -> Result<Destination<T>, Refused> {
+        self.promote_due(st, at);
+        if st.closed {
+            return Err(Refused::Closed);
+        }
+        match Self::waiting_receiver(st) {
+            Some(waiter) => Ok(Destination::Receiver(waiter)),
+            None if self.has_room(st) => Ok(Destination::Buffer),
+            None => Err(Refused::Full),
+        }
+    }
+
+    fn deliver(&self, st: &mut State<T>, destination: Destination<T>, value: T) {
+        match destination {
+            Destination::Receiver(waiter) => self.hand(&waiter, value),
+            Destination::Buffer => {
+                st.buffer.push_back(value);
+                self.nudge_watchers(st);
+            }
+        }
+    }
+
+    pub(crate) fn try_recv(&self, st: &mut State<T>, at: At) -> Result<T, TryRecvError> {
+        self.promote_due(st, at);
+        self.take_available(st)
+    }
+
+    /// [`try_recv`](Self::try_recv) without promoting due timed messages.
+    fn take_available(&self, st: &mut State<T>) -> Result<T, TryRecvError> {
         if let Some(value) = st.buffer.pop_front() {
             // Room was made: the oldest waiting sender's value moves in, completing its send.
             if self.has_room(st) {
@@ -253,8 +344,8 @@ impl<T> Core<T> {
     }
 
     /// Whether a receive would complete now (with a value, or with `Closed`).
-    pub(crate) fn recv_ready(&self, st: &mut State<T>) -> bool {
-        self.promote_due(st);
+    pub(crate) fn recv_ready(&self, st: &mut State<T>, at: At) -> bool {
+        self.promote_due(st, at);
         Self::recv_available(st)
     }
 
@@ -264,8 +355,8 @@ impl<T> Core<T> {
     }
 
     /// Whether a send would complete now (delivered, or refused with `Closed`).
-    pub(crate) fn send_ready(&self, st: &mut State<T>) -> bool {
-        self.promote_due(st);
+    pub(crate) fn send_ready(&self, st: &mut State<T>, at: At) -> bool {
+        self.promote_due(st, at);
         st.closed || self.has_room(st) || st.receivers.iter().any(|w| w.wait.is_open())
     }
 
@@ -291,11 +382,11 @@ impl<T> Core<T> {
         waiter: &Rc<Waiter<T>>,
         kind: RecvKind,
     ) -> Option<Result<T, RecvError>> {
-        self.promote_due(st);
+        self.promote_due(st, At::Now);
         let handed = waiter.slot.borrow_mut().take();
         let outcome = match handed {
             Some(value) => Ok(value),
-            None if Self::recv_available(st) => match self.try_recv(st) {
+            None if Self::recv_available(st) => match self.take_available(st) {
                 Ok(value) => Ok(value),
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
                 Err(TryRecvError::Empty) => return None,
@@ -430,13 +521,13 @@ impl<T> Core<T> {
         true
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.borrow().closed
     }
 
     fn len(&self) -> usize {
         self.lock(|st| {
-            self.promote_due(st);
+            self.promote_due(st, At::Now);
             st.buffer.len()
         })
     }
@@ -506,7 +597,7 @@ impl<T> Sender<T> {
     ///     .unwrap();
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.core.lock(|st| self.core.try_send(st, value))
+        self.core.lock(|st| self.core.try_send(st, value, At::Now))
     }
 
     /// Closes the channel for everyone; `true` if this call closed it. Values already buffered
@@ -693,7 +784,7 @@ impl<T> Receiver<T> {
     ///     .unwrap();
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.core.lock(|st| self.core.try_recv(st))
+        self.core.lock(|st| self.core.try_recv(st, At::Now))
     }
 
     /// Closes the channel from the receiving side; `true` if this call closed it. Senders get
@@ -923,12 +1014,13 @@ impl<T> SendOp<T> {
                     if self.core.cx.check_cancel().is_err() {
                         return Poll::Ready(Err(SendError::Canceled(value)));
                     }
-                    let queued = self.core.lock(|st| match self.core.try_send(st, value) {
+                    let core = &self.core;
+                    let queued = core.lock(|st| match core.try_send(st, value, At::Now) {
                         Ok(()) => Err(Ok(())),
                         Err(TrySendError::Closed(value)) => Err(Err(SendError::Closed(value))),
                         Err(TrySendError::Full(value)) => {
                             let waiter = st.spare_sender.take("channel send", Some(value));
-                            self.core.wait_to_send(st, &waiter);
+                            core.wait_to_send(st, &waiter);
                             Ok(waiter)
                         }
                     });
@@ -1024,7 +1116,7 @@ impl<T> RecvOp<T> {
                     RecvKind::HandOff => "channel recv",
                     RecvKind::Watch => "channel stream",
                 };
-                let queued = self.core.lock(|st| match self.core.try_recv(st) {
+                let queued = self.core.lock(|st| match self.core.try_recv(st, At::Now) {
                     Ok(value) => Err(Ok(value)),
                     Err(TryRecvError::Closed) => Err(Err(RecvError::Closed)),
                     Err(TryRecvError::Empty) => {
