@@ -403,6 +403,33 @@ fn fan_in_loop_until_both_close(backend: Backend) {
     assert_eq!(got, [1, 10, 2, 20, 3, 30]);
 }
 
+/// A waiting send case whose channel closes completes at the close with its value handed back
+/// (`Err(value)`, as a plain `send` gets `Closed(value)`): it neither waits on in the closed
+/// channel's queue holding the value nor loses it.
+fn waiting_send_case_gets_its_value_back_when_the_channel_closes(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, rx) = channel::bounded(&cx, 1);
+        tx.try_send(0).unwrap();
+        let closer = spawn_concurrent!(cx, move |cx| async move {
+            cx.sleep(10).await?;
+            rx.close();
+            Ok(rx)
+        });
+        let mut slot = Some(1);
+        let picked = channel::select(&cx)
+            .send(&tx, &mut slot, Picked::Sent)
+            .timeout(1_000, || Picked::Timeout)
+            .await?;
+        let at = cx.now_ms();
+        let rx = closer.await?;
+        Ok(Ok((picked, slot, at, rx.try_recv())))
+    });
+    if let Some((picked, slot, at, left)) = where_concurrent(backend, outcome) {
+        assert_eq!((picked, slot, left), (Picked::Sent(Err(1)), None, Ok(0)));
+        assert_time(backend, at, 10);
+    }
+}
+
 /// A backend whose clock moves on between any two readings, as a real clock may: the k-th
 /// `now_ms` reads the backend's own clock plus k ms. Everything else is the backend's.
 struct TickingClock {
@@ -529,6 +556,7 @@ conformance!(
     send_case_with_an_empty_slot_is_disabled,
     losing_send_case_offers_the_same_value_again,
     timed_message_falling_due_mid_select_keeps_the_send_case_whole,
+    waiting_send_case_gets_its_value_back_when_the_channel_closes,
 );
 
 #[cfg(feature = "fiber")]

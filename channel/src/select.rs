@@ -414,6 +414,11 @@ impl<T, R, F: FnOnce(Result<(), T>) -> R> SendCase<'_, T, F> {
 
 impl<T, R, F: FnOnce(Result<(), T>) -> R> Case<R> for SendCase<'_, T, F> {
     fn is_ready(&self, now: u64) -> bool {
+        if self.waiter.is_some() {
+            // Queued, its value in the queue: a receiver or room that comes completes it
+            // directly, so all that makes it ready by itself is its channel closing.
+            return self.core.is_closed();
+        }
         self.slot.is_some() && self.core.lock(|st| self.core.send_ready(st, At::Ms(now)))
     }
 
