@@ -17,7 +17,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use io_core::{Canceled, Cx};
 
-use crate::wait::{Alarm, Spare, Wait, Waiter};
+use crate::queue::WaitQueue;
+use crate::wait::{Alarm, Spare, Waiter};
 use crate::{RecvError, SendError, TryRecvError, TrySendError};
 
 /// A channel with room for `capacity` buffered values; `bounded(cx, 0)` is a rendezvous.
@@ -71,9 +72,9 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
         capacity,
         state: RefCell::new(State {
             buffer: VecDeque::new(),
-            senders: VecDeque::new(),
-            receivers: VecDeque::new(),
-            watchers: Vec::new(),
+            senders: WaitQueue::new(),
+            receivers: WaitQueue::new(),
+            watchers: WaitQueue::new(),
             timed: BTreeMap::new(),
             next_timed: 0,
             sender_handles: 1,
@@ -99,13 +100,13 @@ pub(crate) struct Core<T> {
 pub(crate) struct State<T> {
     buffer: VecDeque<T>,
     /// Senders waiting for a receiver or for room, oldest first; each holds its value.
-    senders: VecDeque<Rc<Waiter<T>>>,
+    senders: WaitQueue<T>,
     /// Receivers waiting for a value handed to them (`recv`, select cases), oldest first. They
     /// only wait while nothing is buffered and no sender waits.
-    receivers: VecDeque<Rc<Waiter<T>>>,
+    receivers: WaitQueue<T>,
     /// Streams waiting in `poll_next`: never handed a value (a `next()` future may be dropped
     /// without a word to its receiver), only woken when one becomes available to take.
-    watchers: Vec<Rc<Wait>>,
+    watchers: WaitQueue<T>,
     /// Messages armed by `send_after`, by (deadline, arming order).
     timed: BTreeMap<(u64, u64), T>,
     next_timed: u64,
@@ -122,13 +123,11 @@ pub(crate) struct State<T> {
 
 /// Takes `waiter` (queued once) off `queue`. The counterpart that completed its case took it off
 /// already; the other cases of a select it completed are still queued.
-fn unqueue<T>(queue: &mut VecDeque<Rc<Waiter<T>>>, waiter: &Rc<Waiter<T>>) {
+fn unqueue<T>(queue: &mut WaitQueue<T>, waiter: &Rc<Waiter<T>>) {
     if waiter.wait.done_case() == Some(waiter.case) {
         return;
     }
-    if let Some(at) = queue.iter().position(|w| Rc::ptr_eq(w, waiter)) {
-        queue.remove(at);
-    }
+    queue.remove(waiter);
 }
 
 impl<T> State<T> {
@@ -400,11 +399,7 @@ impl<T> Core<T> {
     fn unqueue_receiver(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>, kind: RecvKind) {
         match kind {
             RecvKind::HandOff => unqueue(&mut st.receivers, waiter),
-            RecvKind::Watch => {
-                if let Some(at) = st.watchers.iter().position(|w| Rc::ptr_eq(w, &waiter.wait)) {
-                    st.watchers.remove(at);
-                }
-            }
+            RecvKind::Watch => st.watchers.remove(waiter),
         }
     }
 
@@ -476,7 +471,7 @@ impl<T> Core<T> {
     /// Waiting receivers look again (their alarms follow the earliest timed message). They
     /// keep their places in the queue.
     fn nudge_waiting_receivers(&self, st: &State<T>) {
-        for waiter in &st.receivers {
+        for waiter in st.receivers.iter() {
             waiter.wait.nudge(&self.cx);
         }
         self.nudge_watchers(st);
@@ -485,8 +480,8 @@ impl<T> Core<T> {
     /// A value became available to take (buffered, or held by a waiting sender): every waiting
     /// stream looks. All of them, because any may belong to a `next()` that was dropped.
     fn nudge_watchers(&self, st: &State<T>) {
-        for wait in &st.watchers {
-            wait.nudge(&self.cx);
+        for waiter in st.watchers.iter() {
+            waiter.wait.nudge(&self.cx);
         }
     }
 
@@ -506,13 +501,13 @@ impl<T> Core<T> {
         st.closed = true;
         let timed = std::mem::take(&mut st.timed);
         st.garbage.extend(timed.into_values());
-        for waiter in st.senders.drain(..).chain(st.receivers.drain(..)) {
+        for waiter in st.senders.drain().chain(st.receivers.drain()) {
             if waiter.wait.is_open() {
                 waiter.wait.nudge(&self.cx);
             }
         }
-        for wait in st.watchers.drain(..) {
-            wait.nudge(&self.cx);
+        for waiter in st.watchers.drain() {
+            waiter.wait.nudge(&self.cx);
         }
         if st.receiver_handles == 0 {
             let buffered = std::mem::take(&mut st.buffer);
@@ -1123,7 +1118,7 @@ impl<T> RecvOp<T> {
                         let waiter = st.spare(self.kind).take(what, None);
                         match self.kind {
                             RecvKind::HandOff => self.core.wait_to_recv(st, &waiter),
-                            RecvKind::Watch => st.watchers.push(waiter.wait.clone()),
+                            RecvKind::Watch => st.watchers.push_back(waiter.clone()),
                         }
                         Ok(waiter)
                     }
