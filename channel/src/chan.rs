@@ -121,15 +121,6 @@ pub(crate) struct State<T> {
     spare_watcher: Spare<T>,
 }
 
-/// Takes `waiter` (queued once) off `queue`. The counterpart that completed its case took it off
-/// already; the other cases of a select it completed are still queued.
-fn unqueue<T>(queue: &mut WaitQueue<T>, waiter: &Rc<Waiter<T>>) {
-    if waiter.wait.done_case() == Some(waiter.case) {
-        return;
-    }
-    queue.remove(waiter);
-}
-
 impl<T> State<T> {
     /// Where a finished receive of `kind` keeps its waiter.
     fn spare(&mut self, kind: RecvKind) -> &mut Spare<T> {
@@ -398,7 +389,7 @@ impl<T> Core<T> {
 
     fn unqueue_receiver(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>, kind: RecvKind) {
         match kind {
-            RecvKind::HandOff => unqueue(&mut st.receivers, waiter),
+            RecvKind::HandOff => st.receivers.remove(waiter),
             RecvKind::Watch => st.watchers.remove(waiter),
         }
     }
@@ -406,7 +397,7 @@ impl<T> Core<T> {
     /// Takes a sender's waiter off the queue; the value it still holds (if no receiver took it)
     /// goes back to the caller.
     pub(crate) fn stop_sending(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) -> Option<T> {
-        unqueue(&mut st.senders, waiter);
+        st.senders.remove(waiter);
         waiter.slot.borrow_mut().take()
     }
 
@@ -1175,5 +1166,90 @@ impl<T> RecvOp<T> {
 impl<T> Drop for RecvOp<T> {
     fn drop(&mut self) {
         self.stop_waiting(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::StreamExt;
+    use io_core::Task;
+
+    use super::*;
+
+    const MANY: usize = 20_000;
+
+    /// Cancels `tasks`, last spawned first, and joins them: each wakes canceled and leaves its
+    /// channel's queue, in that order (fiber's seed 0 runs ready tasks first come first).
+    async fn cancel_in_reverse<T>(tasks: Vec<Task<T>>) {
+        for task in tasks.iter().rev() {
+            task.cancel();
+        }
+        for task in tasks {
+            task.await.ok();
+        }
+    }
+
+    /// Which of a channel's queues.
+    type QueueOf = fn(&State<usize>) -> &WaitQueue<usize>;
+
+    /// How many wait in a queue, and how many slots it has visited so far.
+    fn queue_stats(core: &Core<usize>, queue: QueueOf) -> (usize, u64) {
+        core.lock(|st| (queue(st).iter().count(), queue(st).steps()))
+    }
+
+    /// The storm on a real channel: 20k waiting `recv`s, `send`s and stream `next()`s,
+    /// canceled in reverse order, each leave their queue in a bounded number of steps.
+    #[test]
+    fn canceling_waiters_in_reverse_order_takes_bounded_queue_work_each() {
+        let steps = io_fiber::FiberIo::new()
+            .run(|cx| async move {
+                let (tx, rx) = bounded::<usize>(&cx, 0);
+                let (tx, rx) = (Rc::new(tx), Rc::new(rx));
+                let receivers: QueueOf = |st| &st.receivers;
+                let senders: QueueOf = |st| &st.senders;
+                let streams: QueueOf = |st| &st.watchers;
+                let mut steps = Vec::new();
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        cx.spawn(move |_| async move { Ok(rx.recv().await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, receivers), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, receivers));
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|n| {
+                        let tx = tx.clone();
+                        cx.spawn(move |_| async move { Ok(tx.send(n).await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, senders), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, senders));
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let mut rx = Receiver::clone(&rx);
+                        cx.spawn(move |_| async move { Ok(rx.next().await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, streams), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, streams));
+                Ok(steps)
+            })
+            .unwrap();
+        assert!(
+            steps
+                .iter()
+                .all(|&(left, steps)| left == 0 && steps <= 4 * MANY as u64),
+            "(still waiting, steps) of receivers, senders, streams, {MANY} waiters each: {steps:?}"
+        );
     }
 }
