@@ -1,9 +1,17 @@
 //! `select` on every backend: ready cases, default, timeout, fairness, waiting, cancellation.
 mod support;
 
+use std::cell::Cell;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
 use ioswap::channel::{self, TryRecvError};
-use ioswap::{Backend, Canceled};
-use support::{assert_time, where_concurrent, Log};
+use ioswap::op::{Completion, Op, OpId, Submitted};
+use ioswap::{
+    Backend, BlockedTask, Canceled, Io, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef,
+    TimerId,
+};
+use support::{assert_time, new_io, where_concurrent, Log};
 
 #[derive(Debug, PartialEq, Eq)]
 enum Picked<T> {
@@ -395,6 +403,142 @@ fn fan_in_loop_until_both_close(backend: Backend) {
     assert_eq!(got, [1, 10, 2, 20, 3, 30]);
 }
 
+/// A waiting send case whose channel closes completes at the close with its value handed back
+/// (`Err(value)`, as a plain `send` gets `Closed(value)`): it neither waits on in the closed
+/// channel's queue holding the value nor loses it.
+fn waiting_send_case_gets_its_value_back_when_the_channel_closes(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let (tx, rx) = channel::bounded(&cx, 1);
+        tx.try_send(0).unwrap();
+        let closer = spawn_concurrent!(cx, move |cx| async move {
+            cx.sleep(10).await?;
+            rx.close();
+            Ok(rx)
+        });
+        let mut slot = Some(1);
+        let picked = channel::select(&cx)
+            .send(&tx, &mut slot, Picked::Sent)
+            .timeout(1_000, || Picked::Timeout)
+            .await?;
+        let at = cx.now_ms();
+        let rx = closer.await?;
+        Ok(Ok((picked, slot, at, rx.try_recv())))
+    });
+    if let Some((picked, slot, at, left)) = where_concurrent(backend, outcome) {
+        assert_eq!((picked, slot, left), (Picked::Sent(Err(1)), None, Ok(0)));
+        assert_time(backend, at, 10);
+    }
+}
+
+/// A backend whose clock moves on between any two readings, as a real clock may: the k-th
+/// `now_ms` reads the backend's own clock plus k ms. Everything else is the backend's.
+struct TickingClock {
+    backend: Rc<dyn Io>,
+    readings: Cell<u64>,
+}
+
+impl TickingClock {
+    fn around(backend: Rc<dyn Io>) -> Rc<dyn Io> {
+        Rc::new(TickingClock {
+            backend,
+            readings: Cell::new(0),
+        })
+    }
+}
+
+impl Io for TickingClock {
+    fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
+        self.backend.spawn_raw(task, opts)
+    }
+    fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
+        self.backend.suspend_raw(park, cx)
+    }
+    fn ready(&self, park: &Park) {
+        self.backend.ready(park)
+    }
+    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+        self.backend.poll(deadline_ms)
+    }
+    fn now_ms(&self) -> u64 {
+        let k = self.readings.get();
+        self.readings.set(k + 1);
+        self.backend.now_ms() + k
+    }
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.backend.arm_timer(deadline_ms, park)
+    }
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        self.backend.disarm_timer(id)
+    }
+    fn random_u64(&self) -> u64 {
+        self.backend.random_u64()
+    }
+    fn run_queue(&self) -> &RunQueue {
+        self.backend.run_queue()
+    }
+    fn live_tasks(&self) -> Vec<TaskRef> {
+        self.backend.live_tasks()
+    }
+    fn blocked_tasks(&self) -> Vec<BlockedTask> {
+        self.backend.blocked_tasks()
+    }
+    fn submit(&self, op: Op, park: &Park) -> Submitted {
+        self.backend.submit(op, park)
+    }
+    fn take_completion(&self, id: OpId) -> Option<Completion> {
+        self.backend.take_completion(id)
+    }
+    fn cancel_op(&self, id: OpId) {
+        self.backend.cancel_op(id)
+    }
+    fn discard_op(&self, id: OpId) {
+        self.backend.discard_op(id)
+    }
+    fn shut_down(&self) {
+        self.backend.shut_down()
+    }
+}
+
+/// A `send_after` message that falls due while a select looks at its send case — between
+/// checking that the buffer has room and sending — neither panics the select nor costs the
+/// caller its value: the select sees one instant, so either the message came first (the buffer
+/// is full, the timeout wins, the value stays in the slot) or the value did (then the message
+/// follows it). Every offset of the deadline against the clock's readings is tried, on a clock
+/// that moves at each reading, as a real one may.
+fn timed_message_falling_due_mid_select_keeps_the_send_case_whole(backend: Backend) {
+    for due_in in 0..12 {
+        let io = TickingClock::around(new_io(backend));
+        let (picked, slot, received) = io_core::run(io, move |cx| async move {
+            let (tx, rx) = channel::bounded(&cx, 1);
+            channel::send_after(due_in, &tx, "timed");
+            let mut slot = Some("mine");
+            let picked = channel::select(&cx)
+                .send(&tx, &mut slot, Picked::Sent)
+                .timeout(5, || Picked::Timeout)
+                .await?;
+            drop(tx);
+            let mut received = Vec::new();
+            while let Ok(message) = rx.recv().await {
+                received.push(message);
+            }
+            Ok((picked, slot, received))
+        })
+        .unwrap_or_else(|error| panic!("timed message due in {due_in} ms: {error}"));
+        match picked {
+            Picked::Sent(Ok(())) => {
+                assert_eq!((slot, &received[..]), (None, &["mine", "timed"][..]));
+            }
+            Picked::Timeout => {
+                assert_eq!((slot, &received[..]), (Some("mine"), &["timed"][..]));
+            }
+            other => panic!("timed message due in {due_in} ms: picked {other:?}"),
+        }
+    }
+}
+
 conformance!(
     takes_the_ready_case,
     default_runs_when_nothing_is_ready,
@@ -411,6 +555,8 @@ conformance!(
     dropped_select_puts_the_value_back,
     send_case_with_an_empty_slot_is_disabled,
     losing_send_case_offers_the_same_value_again,
+    timed_message_falling_due_mid_select_keeps_the_send_case_whole,
+    waiting_send_case_gets_its_value_back_when_the_channel_closes,
 );
 
 #[cfg(feature = "fiber")]

@@ -17,7 +17,8 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use io_core::{Canceled, Cx};
 
-use crate::wait::{Alarm, Spare, Wait, Waiter};
+use crate::queue::WaitQueue;
+use crate::wait::{Alarm, Spare, Waiter};
 use crate::{RecvError, SendError, TryRecvError, TrySendError};
 
 /// A channel with room for `capacity` buffered values; `bounded(cx, 0)` is a rendezvous.
@@ -71,9 +72,9 @@ fn channel<T>(cx: &Cx, capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
         capacity,
         state: RefCell::new(State {
             buffer: VecDeque::new(),
-            senders: VecDeque::new(),
-            receivers: VecDeque::new(),
-            watchers: Vec::new(),
+            senders: WaitQueue::new(),
+            receivers: WaitQueue::new(),
+            watchers: WaitQueue::new(),
             timed: BTreeMap::new(),
             next_timed: 0,
             sender_handles: 1,
@@ -99,13 +100,13 @@ pub(crate) struct Core<T> {
 pub(crate) struct State<T> {
     buffer: VecDeque<T>,
     /// Senders waiting for a receiver or for room, oldest first; each holds its value.
-    senders: VecDeque<Rc<Waiter<T>>>,
+    senders: WaitQueue<T>,
     /// Receivers waiting for a value handed to them (`recv`, select cases), oldest first. They
     /// only wait while nothing is buffered and no sender waits.
-    receivers: VecDeque<Rc<Waiter<T>>>,
+    receivers: WaitQueue<T>,
     /// Streams waiting in `poll_next`: never handed a value (a `next()` future may be dropped
     /// without a word to its receiver), only woken when one becomes available to take.
-    watchers: Vec<Rc<Wait>>,
+    watchers: WaitQueue<T>,
     /// Messages armed by `send_after`, by (deadline, arming order).
     timed: BTreeMap<(u64, u64), T>,
     next_timed: u64,
@@ -120,17 +121,6 @@ pub(crate) struct State<T> {
     spare_watcher: Spare<T>,
 }
 
-/// Takes `waiter` (queued once) off `queue`. The counterpart that completed its case took it off
-/// already; the other cases of a select it completed are still queued.
-fn unqueue<T>(queue: &mut VecDeque<Rc<Waiter<T>>>, waiter: &Rc<Waiter<T>>) {
-    if waiter.wait.done_case() == Some(waiter.case) {
-        return;
-    }
-    if let Some(at) = queue.iter().position(|w| Rc::ptr_eq(w, waiter)) {
-        queue.remove(at);
-    }
-}
-
 impl<T> State<T> {
     /// Where a finished receive of `kind` keeps its waiter.
     fn spare(&mut self, kind: RecvKind) -> &mut Spare<T> {
@@ -143,6 +133,35 @@ impl<T> State<T> {
 
 /// Names one message armed by `send_after` on its channel.
 pub(crate) type TimedKey = (u64, u64);
+
+/// The instant a channel operation moves due timed messages in at.
+///
+/// A check and the action it decides share one: a select reads the clock once per look at its
+/// cases, so a send case it found ready finds the same room when it sends. With a reading per
+/// step, a timed message falling due in between (a real clock moves) filled the buffer after
+/// the check had seen room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum At {
+    /// Reads the clock, if a timed message is pending at all (most operations have none, and
+    /// skip the reading).
+    Now,
+    /// A reading already taken.
+    Ms(u64),
+}
+
+/// Why a send does not complete now.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Refused {
+    Full,
+    Closed,
+}
+
+/// Where a send's value goes.
+enum Destination<T> {
+    /// The oldest waiting receiver, which the value completes.
+    Receiver(Rc<Waiter<T>>),
+    Buffer,
+}
 
 impl<T> Core<T> {
     /// Runs `f` on the state, then drops what it discarded, outside the borrow.
@@ -164,16 +183,31 @@ impl<T> Core<T> {
     }
 
     /// Hands `value` to the oldest receiver still waiting; gives it back if there is none.
-    /// Waiters of a select that another case already completed are dropped on the way.
     fn hand_to_receiver(&self, st: &mut State<T>, value: T) -> Result<(), T> {
+        match Self::waiting_receiver(st) {
+            Some(waiter) => {
+                self.hand(&waiter, value);
+                Ok(())
+            }
+            None => Err(value),
+        }
+    }
+
+    /// Takes the oldest receiver still waiting off the queue. Waiters of a select that another
+    /// case already completed are dropped on the way.
+    fn waiting_receiver(st: &mut State<T>) -> Option<Rc<Waiter<T>>> {
         while let Some(waiter) = st.receivers.pop_front() {
             if waiter.wait.is_open() {
-                *waiter.slot.borrow_mut() = Some(value);
-                waiter.wait.complete(&self.cx, waiter.case);
-                return Ok(());
+                return Some(waiter);
             }
         }
-        Err(value)
+        None
+    }
+
+    /// Puts `value` in a receiver's slot, which completes its receive.
+    fn hand(&self, waiter: &Waiter<T>, value: T) {
+        *waiter.slot.borrow_mut() = Some(value);
+        waiter.wait.complete(&self.cx, waiter.case);
     }
 
     /// Takes the value of the oldest sender still waiting, which completes its send.
@@ -192,16 +226,19 @@ impl<T> Core<T> {
     /// as if sent at their deadline. A timer never waits for room: its message may take the
     /// buffer past its capacity, as a mailbox would.
     #[inline]
-    pub(crate) fn promote_due(&self, st: &mut State<T>) {
+    pub(crate) fn promote_due(&self, st: &mut State<T>, at: At) {
         if !st.timed.is_empty() {
-            self.promote_due_now(st);
+            self.promote_due_now(st, at);
         }
     }
 
     /// [`promote_due`](Self::promote_due) once there are timed messages.
     #[cold]
-    fn promote_due_now(&self, st: &mut State<T>) {
-        let now = self.cx.now_ms();
+    fn promote_due_now(&self, st: &mut State<T>, at: At) {
+        let now = match at {
+            At::Now => self.cx.now_ms(),
+            At::Ms(now) => now,
+        };
         while let Some(entry) = st.timed.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -215,24 +252,68 @@ impl<T> Core<T> {
         self.close_if_unreachable(st);
     }
 
-    pub(crate) fn try_send(&self, st: &mut State<T>, value: T) -> Result<(), TrySendError<T>> {
-        self.promote_due(st);
-        if st.closed {
-            return Err(TrySendError::Closed(value));
-        }
-        match self.hand_to_receiver(st, value) {
-            Ok(()) => Ok(()),
-            Err(value) if self.has_room(st) => {
-                st.buffer.push_back(value);
-                self.nudge_watchers(st);
+    pub(crate) fn try_send(
+        &self,
+        st: &mut State<T>,
+        value: T,
+        at: At,
+    ) -> Result<(), TrySendError<T>> {
+        match self.destination(st, at) {
+            Ok(destination) => {
+                self.deliver(st, destination, value);
                 Ok(())
             }
-            Err(value) => Err(TrySendError::Full(value)),
+            Err(Refused::Full) => Err(TrySendError::Full(value)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(value)),
         }
     }
 
-    pub(crate) fn try_recv(&self, st: &mut State<T>) -> Result<T, TryRecvError> {
-        self.promote_due(st);
+    /// [`try_send`](Self::try_send) of the value in `slot`, which must hold one. The value
+    /// leaves the slot only once it has somewhere to go: on `Full` or `Closed` it is still
+    /// there, and no step in between can drop it.
+    pub(crate) fn try_send_from(
+        &self,
+        st: &mut State<T>,
+        slot: &mut Option<T>,
+        at: At,
+    ) -> Result<(), Refused> {
+        let destination = self.destination(st, at)?;
+        let value = slot.take().expect("try_send_from is given a value to send");
+        self.deliver(st, destination, value);
+        Ok(())
+    }
+
+    /// Where a send would put its value now: the oldest waiting receiver (taken off the
+    /// queue), else the buffer if it has room.
+    fn destination(&self, st: &mut State<T>, at: At) -> Result<Destination<T>, Refused> {
+        self.promote_due(st, at);
+        if st.closed {
+            return Err(Refused::Closed);
+        }
+        match Self::waiting_receiver(st) {
+            Some(waiter) => Ok(Destination::Receiver(waiter)),
+            None if self.has_room(st) => Ok(Destination::Buffer),
+            None => Err(Refused::Full),
+        }
+    }
+
+    fn deliver(&self, st: &mut State<T>, destination: Destination<T>, value: T) {
+        match destination {
+            Destination::Receiver(waiter) => self.hand(&waiter, value),
+            Destination::Buffer => {
+                st.buffer.push_back(value);
+                self.nudge_watchers(st);
+            }
+        }
+    }
+
+    pub(crate) fn try_recv(&self, st: &mut State<T>, at: At) -> Result<T, TryRecvError> {
+        self.promote_due(st, at);
+        self.take_available(st)
+    }
+
+    /// [`try_recv`](Self::try_recv) without promoting due timed messages.
+    fn take_available(&self, st: &mut State<T>) -> Result<T, TryRecvError> {
         if let Some(value) = st.buffer.pop_front() {
             // Room was made: the oldest waiting sender's value moves in, completing its send.
             if self.has_room(st) {
@@ -253,8 +334,8 @@ impl<T> Core<T> {
     }
 
     /// Whether a receive would complete now (with a value, or with `Closed`).
-    pub(crate) fn recv_ready(&self, st: &mut State<T>) -> bool {
-        self.promote_due(st);
+    pub(crate) fn recv_ready(&self, st: &mut State<T>, at: At) -> bool {
+        self.promote_due(st, at);
         Self::recv_available(st)
     }
 
@@ -264,8 +345,8 @@ impl<T> Core<T> {
     }
 
     /// Whether a send would complete now (delivered, or refused with `Closed`).
-    pub(crate) fn send_ready(&self, st: &mut State<T>) -> bool {
-        self.promote_due(st);
+    pub(crate) fn send_ready(&self, st: &mut State<T>, at: At) -> bool {
+        self.promote_due(st, at);
         st.closed || self.has_room(st) || st.receivers.iter().any(|w| w.wait.is_open())
     }
 
@@ -291,11 +372,11 @@ impl<T> Core<T> {
         waiter: &Rc<Waiter<T>>,
         kind: RecvKind,
     ) -> Option<Result<T, RecvError>> {
-        self.promote_due(st);
+        self.promote_due(st, At::Now);
         let handed = waiter.slot.borrow_mut().take();
         let outcome = match handed {
             Some(value) => Ok(value),
-            None if Self::recv_available(st) => match self.try_recv(st) {
+            None if Self::recv_available(st) => match self.take_available(st) {
                 Ok(value) => Ok(value),
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
                 Err(TryRecvError::Empty) => return None,
@@ -308,19 +389,15 @@ impl<T> Core<T> {
 
     fn unqueue_receiver(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>, kind: RecvKind) {
         match kind {
-            RecvKind::HandOff => unqueue(&mut st.receivers, waiter),
-            RecvKind::Watch => {
-                if let Some(at) = st.watchers.iter().position(|w| Rc::ptr_eq(w, &waiter.wait)) {
-                    st.watchers.remove(at);
-                }
-            }
+            RecvKind::HandOff => st.receivers.remove(waiter),
+            RecvKind::Watch => st.watchers.remove(waiter),
         }
     }
 
     /// Takes a sender's waiter off the queue; the value it still holds (if no receiver took it)
     /// goes back to the caller.
     pub(crate) fn stop_sending(&self, st: &mut State<T>, waiter: &Rc<Waiter<T>>) -> Option<T> {
-        unqueue(&mut st.senders, waiter);
+        st.senders.remove(waiter);
         waiter.slot.borrow_mut().take()
     }
 
@@ -385,7 +462,7 @@ impl<T> Core<T> {
     /// Waiting receivers look again (their alarms follow the earliest timed message). They
     /// keep their places in the queue.
     fn nudge_waiting_receivers(&self, st: &State<T>) {
-        for waiter in &st.receivers {
+        for waiter in st.receivers.iter() {
             waiter.wait.nudge(&self.cx);
         }
         self.nudge_watchers(st);
@@ -394,8 +471,8 @@ impl<T> Core<T> {
     /// A value became available to take (buffered, or held by a waiting sender): every waiting
     /// stream looks. All of them, because any may belong to a `next()` that was dropped.
     fn nudge_watchers(&self, st: &State<T>) {
-        for wait in &st.watchers {
-            wait.nudge(&self.cx);
+        for waiter in st.watchers.iter() {
+            waiter.wait.nudge(&self.cx);
         }
     }
 
@@ -415,13 +492,13 @@ impl<T> Core<T> {
         st.closed = true;
         let timed = std::mem::take(&mut st.timed);
         st.garbage.extend(timed.into_values());
-        for waiter in st.senders.drain(..).chain(st.receivers.drain(..)) {
+        for waiter in st.senders.drain().chain(st.receivers.drain()) {
             if waiter.wait.is_open() {
                 waiter.wait.nudge(&self.cx);
             }
         }
-        for wait in st.watchers.drain(..) {
-            wait.nudge(&self.cx);
+        for waiter in st.watchers.drain() {
+            waiter.wait.nudge(&self.cx);
         }
         if st.receiver_handles == 0 {
             let buffered = std::mem::take(&mut st.buffer);
@@ -430,13 +507,13 @@ impl<T> Core<T> {
         true
     }
 
-    fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.borrow().closed
     }
 
     fn len(&self) -> usize {
         self.lock(|st| {
-            self.promote_due(st);
+            self.promote_due(st, At::Now);
             st.buffer.len()
         })
     }
@@ -506,7 +583,7 @@ impl<T> Sender<T> {
     ///     .unwrap();
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.core.lock(|st| self.core.try_send(st, value))
+        self.core.lock(|st| self.core.try_send(st, value, At::Now))
     }
 
     /// Closes the channel for everyone; `true` if this call closed it. Values already buffered
@@ -693,7 +770,7 @@ impl<T> Receiver<T> {
     ///     .unwrap();
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.core.lock(|st| self.core.try_recv(st))
+        self.core.lock(|st| self.core.try_recv(st, At::Now))
     }
 
     /// Closes the channel from the receiving side; `true` if this call closed it. Senders get
@@ -923,12 +1000,13 @@ impl<T> SendOp<T> {
                     if self.core.cx.check_cancel().is_err() {
                         return Poll::Ready(Err(SendError::Canceled(value)));
                     }
-                    let queued = self.core.lock(|st| match self.core.try_send(st, value) {
+                    let core = &self.core;
+                    let queued = core.lock(|st| match core.try_send(st, value, At::Now) {
                         Ok(()) => Err(Ok(())),
                         Err(TrySendError::Closed(value)) => Err(Err(SendError::Closed(value))),
                         Err(TrySendError::Full(value)) => {
                             let waiter = st.spare_sender.take("channel send", Some(value));
-                            self.core.wait_to_send(st, &waiter);
+                            core.wait_to_send(st, &waiter);
                             Ok(waiter)
                         }
                     });
@@ -1024,14 +1102,14 @@ impl<T> RecvOp<T> {
                     RecvKind::HandOff => "channel recv",
                     RecvKind::Watch => "channel stream",
                 };
-                let queued = self.core.lock(|st| match self.core.try_recv(st) {
+                let queued = self.core.lock(|st| match self.core.try_recv(st, At::Now) {
                     Ok(value) => Err(Ok(value)),
                     Err(TryRecvError::Closed) => Err(Err(RecvError::Closed)),
                     Err(TryRecvError::Empty) => {
                         let waiter = st.spare(self.kind).take(what, None);
                         match self.kind {
                             RecvKind::HandOff => self.core.wait_to_recv(st, &waiter),
-                            RecvKind::Watch => st.watchers.push(waiter.wait.clone()),
+                            RecvKind::Watch => st.watchers.push_back(waiter.clone()),
                         }
                         Ok(waiter)
                     }
@@ -1088,5 +1166,90 @@ impl<T> RecvOp<T> {
 impl<T> Drop for RecvOp<T> {
     fn drop(&mut self) {
         self.stop_waiting(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::StreamExt;
+    use io_core::Task;
+
+    use super::*;
+
+    const MANY: usize = 20_000;
+
+    /// Cancels `tasks`, last spawned first, and joins them: each wakes canceled and leaves its
+    /// channel's queue, in that order (fiber's seed 0 runs ready tasks first come first).
+    async fn cancel_in_reverse<T>(tasks: Vec<Task<T>>) {
+        for task in tasks.iter().rev() {
+            task.cancel();
+        }
+        for task in tasks {
+            task.await.ok();
+        }
+    }
+
+    /// Which of a channel's queues.
+    type QueueOf = fn(&State<usize>) -> &WaitQueue<usize>;
+
+    /// How many wait in a queue, and how many slots it has visited so far.
+    fn queue_stats(core: &Core<usize>, queue: QueueOf) -> (usize, u64) {
+        core.lock(|st| (queue(st).iter().count(), queue(st).steps()))
+    }
+
+    /// The issue's storm on a real channel: 20k waiting `recv`s, `send`s and stream `next()`s,
+    /// canceled in reverse order, each leave their queue in a bounded number of steps.
+    #[test]
+    fn canceling_waiters_in_reverse_order_takes_bounded_queue_work_each() {
+        let steps = io_fiber::FiberIo::new()
+            .run(|cx| async move {
+                let (tx, rx) = bounded::<usize>(&cx, 0);
+                let (tx, rx) = (Rc::new(tx), Rc::new(rx));
+                let receivers: QueueOf = |st| &st.receivers;
+                let senders: QueueOf = |st| &st.senders;
+                let streams: QueueOf = |st| &st.watchers;
+                let mut steps = Vec::new();
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let rx = rx.clone();
+                        cx.spawn(move |_| async move { Ok(rx.recv().await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, receivers), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, receivers));
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|n| {
+                        let tx = tx.clone();
+                        cx.spawn(move |_| async move { Ok(tx.send(n).await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, senders), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, senders));
+
+                let tasks: Vec<_> = (0..MANY)
+                    .map(|_| {
+                        let mut rx = Receiver::clone(&rx);
+                        cx.spawn(move |_| async move { Ok(rx.next().await) })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_stats(&tx.core, streams), (MANY, 0));
+                cancel_in_reverse(tasks).await;
+                steps.push(queue_stats(&tx.core, streams));
+                Ok(steps)
+            })
+            .unwrap();
+        assert!(
+            steps
+                .iter()
+                .all(|&(left, steps)| left == 0 && steps <= 4 * MANY as u64),
+            "(still waiting, steps) of receivers, senders, streams, {MANY} waiters each: {steps:?}"
+        );
     }
 }

@@ -61,6 +61,7 @@
 
 mod chan;
 mod error;
+mod queue;
 mod select;
 mod send_after;
 mod wait;

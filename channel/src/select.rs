@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 
 use io_core::{Canceled, Cx};
 
-use crate::chan::Core;
+use crate::chan::{At, Core, Refused};
 use crate::wait::{Alarm, Wait, Waiter};
-use crate::{Receiver, Sender, TryRecvError, TrySendError};
+use crate::{Receiver, Sender, TryRecvError};
 
 /// Starts a select: add cases with [`recv`](Select::recv), [`send`](Select::send),
 /// [`timeout`](Select::timeout) and [`default`](Select::default), then await it.
@@ -205,32 +205,43 @@ impl<'a, R> Select<'a, R> {
         self
     }
 
-    /// Completes one of the cases that are ready now, if any, chosen uniformly at random.
-    fn complete_ready(&mut self) -> Option<R> {
-        let now = self.cx.now_ms();
-        let ready: Vec<usize> = (0..self.cases.len())
+    /// Completes one of the cases that are ready at `now`, if any, chosen uniformly at random.
+    ///
+    /// Checking and completing see the same instant `now` (due timed messages move in during
+    /// the check, and nothing moves in between), so the chosen case completes. Should it find
+    /// itself not ready after all, it took nothing — a send case's value is still in its
+    /// slot — and another ready case is drawn.
+    fn complete_ready(&mut self, now: u64) -> Option<R> {
+        let mut ready: Vec<usize> = (0..self.cases.len())
             .filter(|&i| self.cases[i].is_ready(now))
             .collect();
-        let pick = match ready.len() {
-            0 => return None,
-            1 => ready[0],
-            n => {
-                let draw = u128::from(self.cx.io().random_u64()) * n as u128;
-                ready[(draw >> 64) as usize]
+        while !ready.is_empty() {
+            let pick = match ready.len() {
+                1 => 0,
+                n => {
+                    let draw = u128::from(self.cx.io().random_u64()) * n as u128;
+                    (draw >> 64) as usize
+                }
+            };
+            if let Some(result) = self.cases[ready[pick]].complete_now(now) {
+                return Some(result);
             }
-        };
-        Some(self.cases[pick].complete_now())
+            ready.remove(pick);
+        }
+        None
     }
 
     /// The select's poll: wait if it waits, else scan the cases (and wait if none is ready).
+    /// Each look at the cases reads the clock once.
     fn poll_cases(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, Canceled>> {
         loop {
-            if let Some(wait) = self.wait.clone() {
+            let now = if let Some(wait) = self.wait.clone() {
                 let woke = std::task::ready!(self.cx.io().suspend_raw(&wait.park, cx));
+                let now = self.cx.now_ms();
                 // Woken to look again (a timed message armed or canceled) and still nothing:
                 // wait on, keeping every queued case's place in its queue. (Looking may
                 // complete a case: a due timed message handed to it.)
-                if woke.is_ok() && !self.any_ready() && wait.is_open() {
+                if woke.is_ok() && !self.any_ready(now) && wait.is_open() {
                     self.arm_alarm(&wait);
                     continue;
                 }
@@ -240,28 +251,31 @@ impl<'a, R> Select<'a, R> {
                 }
                 woke?;
                 // A case became ready by itself: a deadline came, or a channel closed.
+                now
             } else if self.cx.check_cancel().is_err() {
                 return Poll::Ready(Err(Canceled));
-            }
-            if let Some(result) = self.complete_ready() {
+            } else {
+                self.cx.now_ms()
+            };
+            if let Some(result) = self.complete_ready(now) {
                 return Poll::Ready(Ok(result));
             }
             if let Some(default) = self.default.take() {
                 return Poll::Ready(Ok(default()));
             }
-            let wait = Wait::new("select");
+            // Known as waiting before any case is queued: whatever happens while queuing,
+            // leaving (on drop) takes every queued case, and its value, back.
+            let wait = self.wait.insert(Wait::new("select")).clone();
             for (index, case) in self.cases.iter_mut().enumerate() {
                 case.wait(&wait, index);
             }
             self.arm_alarm(&wait);
-            self.wait = Some(wait);
         }
     }
 
-    /// Whether a case is ready. On channels it is queued on, this first moves due timed
-    /// messages in, which go to the oldest waiters — perhaps completing this select.
-    fn any_ready(&self) -> bool {
-        let now = self.cx.now_ms();
+    /// Whether a case is ready at `now`. On channels it is queued on, this first moves due
+    /// timed messages in, which go to the oldest waiters — perhaps completing this select.
+    fn any_ready(&self, now: u64) -> bool {
         self.cases.iter().any(|case| case.is_ready(now))
     }
 
@@ -317,12 +331,13 @@ impl<R> fmt::Debug for Select<'_, R> {
     }
 }
 
-/// One case of a select.
+/// One case of a select. `now` is the select's one clock reading for a look at its cases.
 trait Case<R> {
-    /// Whether the case can complete now without waiting.
+    /// Whether the case can complete at `now` without waiting.
     fn is_ready(&self, now: u64) -> bool;
-    /// Completes the case; `is_ready` just said it can.
-    fn complete_now(&mut self) -> R;
+    /// Completes the case at `now`, which `is_ready` just said it can; `None` if it cannot
+    /// after all, having taken nothing.
+    fn complete_now(&mut self, now: u64) -> Option<R>;
     /// Queues the case on its channel as case `index` of `wait`.
     fn wait(&mut self, wait: &Rc<Wait>, index: usize);
     /// Leaves the channel's queue, taking back anything left with it.
@@ -347,23 +362,22 @@ impl<T, R, F: FnOnce(Option<T>) -> R> RecvCase<'_, T, F> {
 }
 
 impl<T, R, F: FnOnce(Option<T>) -> R> Case<R> for RecvCase<'_, T, F> {
-    fn is_ready(&self, _now: u64) -> bool {
-        self.core.lock(|st| self.core.recv_ready(st))
+    fn is_ready(&self, now: u64) -> bool {
+        self.core.lock(|st| self.core.recv_ready(st, At::Ms(now)))
     }
 
-    fn complete_now(&mut self) -> R {
-        let received = self.core.lock(|st| self.core.try_recv(st));
-        debug_assert!(
-            !matches!(received, Err(TryRecvError::Empty)),
-            "a receive case completes only when ready"
-        );
-        self.finish(received.ok())
+    fn complete_now(&mut self, now: u64) -> Option<R> {
+        match self.core.lock(|st| self.core.try_recv(st, At::Ms(now))) {
+            Ok(value) => Some(self.finish(Some(value))),
+            Err(TryRecvError::Closed) => Some(self.finish(None)),
+            // Not "closed": nothing to receive yet.
+            Err(TryRecvError::Empty) => None,
+        }
     }
 
     fn wait(&mut self, wait: &Rc<Wait>, index: usize) {
-        let waiter = Waiter::new(wait.clone(), index, None);
-        self.core.lock(|st| self.core.wait_to_recv(st, &waiter));
-        self.waiter = Some(waiter);
+        let waiter = self.waiter.insert(Waiter::new(wait.clone(), index, None));
+        self.core.lock(|st| self.core.wait_to_recv(st, waiter));
     }
 
     fn stop_waiting(&mut self) {
@@ -399,26 +413,41 @@ impl<T, R, F: FnOnce(Result<(), T>) -> R> SendCase<'_, T, F> {
 }
 
 impl<T, R, F: FnOnce(Result<(), T>) -> R> Case<R> for SendCase<'_, T, F> {
-    fn is_ready(&self, _now: u64) -> bool {
-        self.slot.is_some() && self.core.lock(|st| self.core.send_ready(st))
+    fn is_ready(&self, now: u64) -> bool {
+        if self.waiter.is_some() {
+            // Queued, its value in the queue: a receiver or room that comes completes it
+            // directly, so all that makes it ready by itself is its channel closing.
+            return self.core.is_closed();
+        }
+        self.slot.is_some() && self.core.lock(|st| self.core.send_ready(st, At::Ms(now)))
     }
 
-    fn complete_now(&mut self) -> R {
-        let value = self.slot.take().expect("a ready send case holds its value");
-        let sent = match self.core.lock(|st| self.core.try_send(st, value)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Closed(value)) => Err(value),
-            Err(TrySendError::Full(_)) => unreachable!("a send case completes only when ready"),
-        };
-        self.finish(sent)
+    fn complete_now(&mut self, now: u64) -> Option<R> {
+        if self.slot.is_none() {
+            return None;
+        }
+        // The value leaves the slot only to be delivered: refused, it is still there.
+        let sent = self
+            .core
+            .lock(|st| self.core.try_send_from(st, self.slot, At::Ms(now)));
+        match sent {
+            Ok(()) => Some(self.finish(Ok(()))),
+            Err(Refused::Closed) => {
+                let value = self.slot.take()?;
+                Some(self.finish(Err(value)))
+            }
+            Err(Refused::Full) => None,
+        }
     }
 
     fn wait(&mut self, wait: &Rc<Wait>, index: usize) {
         // An empty slot: a disabled case, queued nowhere.
         if let Some(value) = self.slot.take() {
-            let waiter = Waiter::new(wait.clone(), index, Some(value));
-            self.core.lock(|st| self.core.wait_to_send(st, &waiter));
-            self.waiter = Some(waiter);
+            // Kept by the case before it is queued: leaving the queue gives the value back.
+            let waiter = self
+                .waiter
+                .insert(Waiter::new(wait.clone(), index, Some(value)));
+            self.core.lock(|st| self.core.wait_to_send(st, waiter));
         }
     }
 
@@ -451,9 +480,9 @@ impl<R, F: FnOnce() -> R> Case<R> for TimeoutCase<F> {
         now >= self.deadline
     }
 
-    fn complete_now(&mut self) -> R {
+    fn complete_now(&mut self, _now: u64) -> Option<R> {
         let on = self.on.take().expect("a select completes one case, once");
-        on()
+        Some(on())
     }
 
     fn wait(&mut self, _wait: &Rc<Wait>, _index: usize) {}
@@ -466,5 +495,40 @@ impl<R, F: FnOnce() -> R> Case<R> for TimeoutCase<F> {
 
     fn deadline(&self) -> Option<u64> {
         Some(self.deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A case asked to complete when it cannot (the select's check and its completion
+    /// disagree) takes nothing and says so: a send case's value stays in the caller's slot, and
+    /// a receive case on an empty open channel is not told "closed".
+    #[test]
+    fn a_case_that_cannot_complete_takes_nothing() {
+        let cx = Cx::new(io_fiber::FiberIo::new().io());
+        let (tx, rx) = crate::bounded(&cx, 1);
+        tx.try_send(0).unwrap();
+        let mut slot = Some(1);
+        let mut send = SendCase {
+            core: &tx.core,
+            slot: &mut slot,
+            on: Some(|sent: Result<(), i32>| sent),
+            waiter: None,
+        };
+        assert_eq!(send.complete_now(cx.now_ms()), None, "the buffer is full");
+        drop(send);
+        assert_eq!(slot, Some(1), "the value is still the caller's");
+        assert_eq!(rx.try_recv(), Ok(0), "and was not sent");
+
+        let mut recv = RecvCase {
+            core: rx.core(),
+            on: Some(|received: Option<i32>| received),
+            waiter: None,
+        };
+        assert_eq!(recv.complete_now(cx.now_ms()), None, "empty, not closed");
+        tx.close();
+        assert_eq!(recv.complete_now(cx.now_ms()), Some(None), "closed");
     }
 }

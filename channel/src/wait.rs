@@ -6,6 +6,8 @@ use std::rc::Rc;
 
 use io_core::{Cx, Park, TimerId};
 
+use crate::queue::Place;
+
 /// One wait of one task: the park it suspends on, and which of its cases a counterpart
 /// completed. A plain send or receive has one case (0); a select shares one `Wait` among all its
 /// cases, so the first counterpart to complete a case claims the whole select and later
@@ -52,6 +54,8 @@ pub(crate) struct Waiter<T> {
     pub(crate) wait: Rc<Wait>,
     pub(crate) case: usize,
     pub(crate) slot: RefCell<Option<T>>,
+    /// Where it is in the channel queue it waits in, if any.
+    pub(crate) place: Place,
 }
 
 impl<T> Waiter<T> {
@@ -60,6 +64,7 @@ impl<T> Waiter<T> {
             wait,
             case,
             slot: RefCell::new(slot),
+            place: Place::default(),
         })
     }
 }
