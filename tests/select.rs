@@ -459,7 +459,7 @@ impl Io for TickingClock {
     fn ready(&self, park: &Park) {
         self.backend.ready(park)
     }
-    fn poll(&self, deadline_ms: u64) -> Option<u64> {
+    fn poll(&self, deadline_ms: u64) -> ioswap::Next {
         self.backend.poll(deadline_ms)
     }
     fn now_ms(&self) -> u64 {
