@@ -40,7 +40,7 @@ fn main() {
         let file = match won.winner {
             Winner3::A(file) | Winner3::B(file) | Winner3::C(file) => file,
         };
-        let alive = cx.io().live_tasks().len();
+        let alive = cx.live_tasks();
         println!(
             "[{:>3} ms] race: got {file}; tasks still alive: {alive} (main)",
             cx.now_ms()

@@ -45,12 +45,22 @@ pub use channel;
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
-pub use io_core::op;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, File, Io, Next, OpenOptions, Park, RawTask, RunError,
-    RunQueue, Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener,
-    TcpStream, TimerId, Unsupported,
+    BlockedTask, Canceled, Cx, Deadlock, File, OpenOptions, RunError, Shield, Sleep, SpawnError,
+    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
 };
+
+/// For backend authors and protocol-level code: the [`Io`](protocol::Io) protocol and its
+/// [`Driver`](protocol::Driver) side, the bookkeeping a backend is built from
+/// ([`BackendCore`](protocol::BackendCore)), and the pieces primitives are written with (parks,
+/// raw tasks, op submission). Application code needs none of it: it takes a [`Cx`].
+pub mod protocol {
+    pub use io_core::op;
+    pub use io_core::{
+        run, BackendCore, Driver, Io, Next, Park, RawTask, RealClock, RunQueue, Runnable,
+        SplitMix64, Suspend, TaskSet, TimerId, TimerQueue,
+    };
+}
 
 pub use race::{
     group, interval, interval_at, race, race_all, timeout, timeout_at, Elapsed, Group, Interval,

@@ -1,7 +1,8 @@
 //! Cancellation at suspend points, on every backend.
 mod support;
 
-use ioswap::{Backend, Canceled, Cx, Next, SpawnOptions};
+use ioswap::protocol::Next;
+use ioswap::{Backend, Canceled, Cx, SpawnOptions};
 use support::{new_io, Log};
 
 /// Canceled before it first runs: the body never runs and the join says Canceled. Blocking has

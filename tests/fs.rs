@@ -155,7 +155,7 @@ fn canceled_task_starts_no_io(backend: Backend) {
             let task = cx.current_task().unwrap();
             task.cancel();
             let done = cx
-                .submit(ioswap::op::Op::Open {
+                .submit(ioswap::protocol::op::Op::Open {
                     path: p.clone(),
                     options: OpenOptions::new().write(true).create(true),
                     file: None,
@@ -164,7 +164,7 @@ fn canceled_task_starts_no_io(backend: Backend) {
             let (result, buf) = {
                 let file = std::rc::Rc::new(std::fs::File::open("/dev/null").unwrap());
                 let done = cx
-                    .submit(ioswap::op::Op::ReadAt {
+                    .submit(ioswap::protocol::op::Op::ReadAt {
                         file,
                         buf: Vec::with_capacity(64),
                         offset: 0,

@@ -4,7 +4,8 @@ mod support;
 
 use std::future::poll_fn;
 
-use ioswap::{Backend, Canceled, Error, FiberIo, Park, RawTask, RunError, SpawnOptions};
+use ioswap::protocol::{Park, RawTask};
+use ioswap::{Backend, Canceled, Error, FiberIo, RunError, SpawnOptions};
 use support::Log;
 
 /// (a) spawn → arm → suspend → ready → resume, entirely through the `Io` trait, driven turn by
@@ -30,7 +31,7 @@ fn protocol_round_trip() {
             Ok::<_, Canceled>(7)
         }
     };
-    let (raw, task) = RawTask::new(io.run_queue(), &opts, body);
+    let (raw, task) = RawTask::new(io.core().queue(), &opts, body);
     io.spawn_raw(raw, &opts).unwrap();
     log.push("spawned");
     let mut turn = 0;

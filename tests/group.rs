@@ -152,7 +152,7 @@ fn canceled_parent_cancels_every_child(backend: Backend) {
                         Ok(())
                     })
                     .await;
-                    let alive = cx.io().live_tasks().len();
+                    let alive = cx.live_tasks();
                     l.push(format!("group:{result:?}:alive={alive}@{}", cx.now_ms()));
                     result
                 }
@@ -203,7 +203,7 @@ fn no_child_outlives_the_group(backend: Backend) {
                 Ok(()) // the body ends at once; the group still waits
             })
             .await?;
-            let alive = cx.io().live_tasks().len();
+            let alive = cx.live_tasks();
             let g = escaped.borrow_mut().take().expect("kept");
             let late = g.spawn(|_| async { Ok(3) });
             Ok((values, alive, late))

@@ -67,7 +67,7 @@ type Shared = Rc<RefCell<Ledger>>;
 
 /// A number in `0..n` from the run's seeded generator.
 fn random(cx: &Cx, n: u64) -> u64 {
-    cx.io().random_u64() % n
+    cx.random_below(n)
 }
 
 /// A short random pause: nothing, a yield, or a sleep of a few virtual milliseconds.

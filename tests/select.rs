@@ -6,11 +6,9 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use ioswap::channel::{self, TryRecvError};
-use ioswap::op::{Completion, Op, OpId, Submitted};
-use ioswap::{
-    Backend, BlockedTask, Canceled, Io, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef,
-    TimerId,
-};
+use ioswap::protocol::op::{Completion, Op, OpId, Submitted};
+use ioswap::protocol::{BackendCore, Driver, Io, Next, Park, RawTask, TimerId};
+use ioswap::{Backend, Canceled, SpawnError, SpawnOptions};
 use support::{assert_time, new_io, where_concurrent, Log};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -433,12 +431,12 @@ fn waiting_send_case_gets_its_value_back_when_the_channel_closes(backend: Backen
 /// A backend whose clock moves on between any two readings, as a real clock may: the k-th
 /// `now_ms` reads the backend's own clock plus k ms. Everything else is the backend's.
 struct TickingClock {
-    backend: Rc<dyn Io>,
+    backend: Rc<dyn Driver>,
     readings: Cell<u64>,
 }
 
 impl TickingClock {
-    fn around(backend: Rc<dyn Io>) -> Rc<dyn Io> {
+    fn around(backend: Rc<dyn Driver>) -> Rc<dyn Driver> {
         Rc::new(TickingClock {
             backend,
             readings: Cell::new(0),
@@ -447,8 +445,8 @@ impl TickingClock {
 }
 
 impl Io for TickingClock {
-    fn name(&self) -> &'static str {
-        self.backend.name()
+    fn core(&self) -> &BackendCore {
+        self.backend.core()
     }
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
         self.backend.spawn_raw(task, opts)
@@ -458,9 +456,6 @@ impl Io for TickingClock {
     }
     fn ready(&self, park: &Park) {
         self.backend.ready(park)
-    }
-    fn poll(&self, deadline_ms: u64) -> ioswap::Next {
-        self.backend.poll(deadline_ms)
     }
     fn now_ms(&self) -> u64 {
         let k = self.readings.get();
@@ -476,15 +471,6 @@ impl Io for TickingClock {
     fn random_u64(&self) -> u64 {
         self.backend.random_u64()
     }
-    fn run_queue(&self) -> &RunQueue {
-        self.backend.run_queue()
-    }
-    fn live_tasks(&self) -> Vec<TaskRef> {
-        self.backend.live_tasks()
-    }
-    fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.backend.blocked_tasks()
-    }
     fn submit(&self, op: Op, park: &Park) -> Submitted {
         self.backend.submit(op, park)
     }
@@ -496,6 +482,12 @@ impl Io for TickingClock {
     }
     fn discard_op(&self, id: OpId) {
         self.backend.discard_op(id)
+    }
+}
+
+impl Driver for TickingClock {
+    fn poll(&self, deadline_ms: u64) -> Next {
+        self.backend.poll(deadline_ms)
     }
     fn shut_down(&self) {
         self.backend.shut_down()
@@ -511,7 +503,7 @@ impl Io for TickingClock {
 fn timed_message_falling_due_mid_select_keeps_the_send_case_whole(backend: Backend) {
     for due_in in 0..12 {
         let io = TickingClock::around(new_io(backend));
-        let (picked, slot, received) = io_core::run(io, move |cx| async move {
+        let (picked, slot, received) = ioswap::protocol::run(io, move |cx| async move {
             let (tx, rx) = channel::bounded(&cx, 1);
             channel::send_after(due_in, &tx, "timed");
             let mut slot = Some("mine");
@@ -608,7 +600,7 @@ fn schedule_hash(seed: u64, draw: bool) -> u64 {
                     cx.spawn(move |cx| async move {
                         for _ in 0..5 {
                             if draw {
-                                cx.io().random_u64();
+                                cx.random_below(2);
                             }
                             cx.yield_now().await?;
                         }

@@ -3,7 +3,8 @@ mod support;
 
 use futures_lite::future::block_on;
 use ioswap::channel::{self, RecvError};
-use ioswap::{op::Op, Backend, Canceled, Cx};
+use ioswap::protocol::op::Op;
+use ioswap::{Backend, Canceled, Cx};
 
 /// Every wait on a `Cx` whose backend has shut down fails at once with `Canceled` — a sleep, a
 /// yield, a shielded sleep, a channel receive, an op — whether it is polled outside any task or

@@ -4,7 +4,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Wake, Waker};
 
-use ioswap::{Backend, Next, Park, RunError};
+use ioswap::protocol::{Next, Park};
+use ioswap::{Backend, RunError};
 use support::{new_io, Log};
 
 /// Records the order in which parks' wakers are woken.

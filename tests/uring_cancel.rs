@@ -9,8 +9,9 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::future;
-use ioswap::op::Op;
-use ioswap::{Canceled, Park, TcpListener, TcpStream, UringIo};
+use ioswap::protocol::op::Op;
+use ioswap::protocol::Park;
+use ioswap::{Canceled, TcpListener, TcpStream, UringIo};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -195,7 +196,7 @@ fn dropping_the_backend_drains_ops_in_flight() {
         },
         &park,
     );
-    assert!(matches!(submitted, ioswap::op::Submitted::InFlight(_)));
+    assert!(matches!(submitted, ioswap::protocol::op::Submitted::InFlight(_)));
     assert_eq!(io.ops_owned(), 1);
     drop(protocol);
     drop(io); // drains: cancel, wait for the CQE, free the buffer, close the socket
@@ -450,7 +451,7 @@ fn stream_close_after_a_pending_trait_read_finishes() {
 /// its (live) future.
 #[test]
 fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
-    use ioswap::op::Closing;
+    use ioswap::protocol::op::Closing;
     let path = std::env::temp_dir().join(format!("ioswap-close-taken-{}", std::process::id()));
     std::fs::write(&path, b"data").unwrap();
     let p = path.clone();

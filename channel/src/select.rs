@@ -218,10 +218,7 @@ impl<'a, R> Select<'a, R> {
         while !ready.is_empty() {
             let pick = match ready.len() {
                 1 => 0,
-                n => {
-                    let draw = u128::from(self.cx.io().random_u64()) * n as u128;
-                    (draw >> 64) as usize
-                }
+                n => self.cx.random_below(n as u64) as usize,
             };
             if let Some(result) = self.cases[ready[pick]].complete_now(now) {
                 return Some(result);
@@ -236,7 +233,7 @@ impl<'a, R> Select<'a, R> {
     fn poll_cases(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, Canceled>> {
         loop {
             let now = if let Some(wait) = self.wait.clone() {
-                let woke = std::task::ready!(self.cx.io().suspend_raw(&wait.park, cx));
+                let woke = std::task::ready!(self.cx.poll_suspend(&wait.park, cx));
                 let now = self.cx.now_ms();
                 // Woken to look again (a timed message armed or canceled) and still nothing:
                 // wait on, keeping every queued case's place in its queue. (Looking may

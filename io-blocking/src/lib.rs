@@ -43,9 +43,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Cx, Deadlock, Io, Next, Op, Park, RawTask, RealClock,
-    RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef,
-    TimerId,
+    BackendCore, Canceled, Cx, Deadlock, Driver, Io, Next, Op, Park, RawTask, RunError, RunQueue,
+    Runnable, SpawnError, SpawnOptions, Submitted, TaskRef,
 };
 
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
@@ -57,22 +56,17 @@ pub const DEADLOCK_GRACE: Duration = Duration::from_millis(250);
 pub struct BlockingIo(Rc<Blocking>);
 
 struct Blocking {
-    clock: RealClock,
     core: BackendCore,
     deadlock: RefCell<Option<Deadlock>>,
-    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
-    /// between runs.
-    choices: SplitMix64,
 }
 
 impl BlockingIo {
     /// A new blocking backend; its clock starts now.
     pub fn new() -> BlockingIo {
         BlockingIo(Rc::new(Blocking {
-            clock: RealClock::start(),
-            core: BackendCore::new(RunQueue::new()),
+            // A fixed choice seed: choices need only be fair here, not varied between runs.
+            core: BackendCore::real_clock("blocking", RunQueue::new(), 0x626c_6f63_6b69_6e67),
             deadlock: RefCell::new(None),
-            choices: SplitMix64::new(0x626c_6f63_6b69_6e67),
         }))
     }
 
@@ -92,8 +86,8 @@ impl BlockingIo {
         }
     }
 
-    /// This backend as a protocol object.
-    pub fn io(&self) -> Rc<dyn Io> {
+    /// This backend as a protocol object (and its driver side).
+    pub fn io(&self) -> Rc<dyn Driver> {
         self.0.clone()
     }
 }
@@ -107,16 +101,12 @@ impl Default for BlockingIo {
 impl fmt::Debug for BlockingIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockingIo")
-            .field("now_ms", &self.0.now_ms())
+            .field("now_ms", &self.0.core.now_ms())
             .finish_non_exhaustive()
     }
 }
 
 impl Blocking {
-    fn fire_due(&self) {
-        self.core.fire_due(|| self.now_ms());
-    }
-
     /// Blocks until `task` is runnable again and returns its runnable. Other runnables that show
     /// up (a task woken from another thread) are run inline on the way. `None`: the task is
     /// deadlocked and canceling it did not unstick it; the caller gives up on it.
@@ -151,7 +141,7 @@ impl Blocking {
     fn break_deadlock(&self) -> bool {
         let blocked = self.core.blocked_tasks();
         self.deadlock.borrow_mut().get_or_insert_with(|| Deadlock {
-            at_ms: self.now_ms(),
+            at_ms: self.core.now_ms(),
             blocked,
         });
         let live = self.core.live_tasks();
@@ -165,8 +155,8 @@ impl Blocking {
 }
 
 impl Io for Blocking {
-    fn name(&self) -> &'static str {
-        "blocking"
+    fn core(&self) -> &BackendCore {
+        &self.core
     }
 
     /// Runs the task inline, to completion, before returning (or until it is found deadlocked).
@@ -188,6 +178,14 @@ impl Io for Blocking {
         }
     }
 
+    /// Performs the op right here with a plain system call (blocking the thread) and returns
+    /// it done; nothing is ever in flight, so there is nothing to cancel.
+    fn submit(&self, op: Op, _park: &Park) -> Submitted {
+        Submitted::Done(op::perform(op))
+    }
+}
+
+impl Driver for Blocking {
     /// Runs what is queued (nothing, while a spawn drives its task inline: it runs what it
     /// meets), fires due timers; if nothing is runnable, blocks until the next timer,
     /// `deadline_ms`, or a wake from another thread (but not once a deadlock was found and no
@@ -196,53 +194,15 @@ impl Io for Blocking {
         while let Some(runnable) = self.core.queue().pop() {
             runnable.run();
         }
-        self.fire_due();
+        self.core.fire_due();
         let stuck = self.deadlock.borrow().is_some() && self.core.no_timers();
         if self.core.queue().is_empty() && !stuck {
             let next = self.core.next_deadline();
             let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
-            let until = (wake_at != u64::MAX).then(|| self.clock.instant_at(wake_at));
+            let until = self.core.instant_at(wake_at);
             self.core.queue().wait(until);
-            self.fire_due();
+            self.core.fire_due();
         }
         self.core.next(false, true)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
-    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.core.arm_timer(deadline_ms, park)
-    }
-
-    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        self.core.disarm_timer(id, self.now_ms())
-    }
-
-    fn random_u64(&self) -> u64 {
-        self.choices.next_u64()
-    }
-
-    /// Performs the op right here with a plain system call (blocking the thread) and returns
-    /// it done; nothing is ever in flight, so there is nothing to cancel.
-    fn submit(&self, op: Op, _park: &Park) -> Submitted {
-        Submitted::Done(op::perform(op))
-    }
-
-    fn run_queue(&self) -> &RunQueue {
-        self.core.queue()
-    }
-
-    fn live_tasks(&self) -> Vec<TaskRef> {
-        self.core.live_tasks()
-    }
-
-    fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.core.blocked_tasks()
-    }
-
-    fn shut_down(&self) {
-        self.core.shut_down();
     }
 }

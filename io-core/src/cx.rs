@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use crate::task::{self, ShieldGuard};
-use crate::{Canceled, Io, Next, Park, RunError, SpawnError, SpawnOptions, Task, TimerId};
+use crate::{Canceled, Io, Park, SpawnError, SpawnOptions, Task, TimerId};
 
 /// The handle async code takes to reach its backend: `async fn work(cx: &Cx)`.
 ///
@@ -48,7 +48,7 @@ impl Cx {
 
     /// The backend's name: `"blocking"`, `"fiber"`, `"uring"`.
     pub fn backend(&self) -> &'static str {
-        self.io.name()
+        self.io.core().name()
     }
 
     /// Spawns a task; `body` receives its own `Cx`. On the blocking backend the task runs inline
@@ -109,6 +109,32 @@ impl Cx {
     /// it: the request is sticky and its next suspend point returns `Err(Canceled)`.
     pub fn current_task(&self) -> Option<crate::TaskRef> {
         task::current_task()
+    }
+
+    /// How many tasks of this backend are alive (spawned and not finished), this one included.
+    pub fn live_tasks(&self) -> usize {
+        self.io.core().live_count()
+    }
+
+    /// A number in `0..n` (`0` when `n` is 0) from the backend's choice stream: seeded on fiber,
+    /// so a program's random choices are part of the reproducible run.
+    ///
+    /// ```
+    /// let draws = io_fiber::FiberIo::with_seed(3)
+    ///     .run(|cx| async move { Ok((0..5).map(|_| cx.random_below(6)).collect::<Vec<_>>()) })
+    ///     .unwrap();
+    /// assert!(draws.iter().all(|d| *d < 6));
+    /// ```
+    pub fn random_below(&self, n: u64) -> u64 {
+        ((u128::from(self.io.random_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// One poll of the suspension point on `park` ([`Io::suspend_raw`]), for leaf futures that
+    /// wait in their own `poll` (a channel receive, a select): `Pending` until the park is
+    /// readied, `Err(Canceled)` when the current task's cancel is due.
+    #[inline]
+    pub fn poll_suspend(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
+        self.io.suspend_raw(park, cx)
     }
 
     /// Lets every other ready task run once before this one continues.
@@ -185,7 +211,7 @@ impl Cx {
 impl fmt::Debug for Cx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cx")
-            .field("backend", &self.io.name())
+            .field("backend", &self.io.core().name())
             .field("now_ms", &self.io.now_ms())
             .finish()
     }
@@ -307,67 +333,4 @@ impl<F: Future> Future for Shield<F> {
         let _shielded = ShieldGuard::enter();
         self.project().future.poll(cx)
     }
-}
-
-/// Runs `main` as the main task of `io` and drives `io` until it finishes — the driver every
-/// backend's `run` is. Then it cancels every task still alive, drives them to their end, and
-/// shuts the backend down: nothing spawned outlives `run`. A leftover task that can never end
-/// (waiting, shielded, on something nothing will ready) has its future dropped at shutdown.
-///
-/// When a turn leaves nothing that could make a task runnable ([`Next::Idle`]) and the main task
-/// is unfinished, `run` ends with [`RunError::Deadlock`]; while a task waits on a foreign future
-/// ([`Next::Foreign`]), backends that wait for wakes from other threads keep waiting. The drain
-/// does not: a leftover stuck on a foreign future is dropped like any other stuck leftover.
-pub fn run<T, F, Fut>(io: Rc<dyn Io>, main: F) -> Result<T, RunError>
-where
-    T: 'static,
-    F: FnOnce(Cx) -> Fut,
-    Fut: Future<Output = Result<T, Canceled>> + 'static,
-{
-    let cx = Cx::new(io.clone());
-    let main = cx
-        .spawn_with(SpawnOptions::new().name("main"), main)
-        .map_err(|_| RunError::ShutDown)?;
-    let mut deadlock = None;
-    while !main.is_finished() {
-        let next = io.poll(u64::MAX);
-        if !main.is_finished() && next == Next::Idle {
-            deadlock = Some(crate::Deadlock {
-                at_ms: io.now_ms(),
-                blocked: io.blocked_tasks(),
-            });
-            break;
-        }
-    }
-    let outcome = match deadlock {
-        None => task::take_finished(main, "main"),
-        Some(deadlock) => {
-            drop(main); // cancels it, like every other task left
-            Err(RunError::Deadlock(deadlock))
-        }
-    };
-    // Cancel what is left and let it unwind through its suspend points. Canceling again each
-    // turn also catches tasks spawned while unwinding (spawn is not a suspend point).
-    loop {
-        let live = io.live_tasks();
-        if live.is_empty() {
-            break;
-        }
-        for task in &live {
-            task.cancel();
-        }
-        // A turn that does not wait: it runs what the cancels readied. Then wait only for what
-        // the backend will deliver itself (a task, a timer, I/O), never for a foreign wake.
-        let next = io.poll(io.now_ms());
-        if !next.will_come() {
-            // Only stuck tasks remain (shielded waits that nothing will end, foreign futures
-            // that ignore the cancel): shutting down drops their futures.
-            break;
-        }
-        if next != Next::Run {
-            io.poll(u64::MAX);
-        }
-    }
-    io.shut_down();
-    outcome
 }

@@ -1,14 +1,19 @@
-//! The protocol: the object-safe [`Io`] trait every backend implements.
+//! The protocol: the object-safe [`Io`] trait every backend implements, and its [`Driver`] side.
 
 use std::task::{Context, Poll};
 
 use crate::op::{Completion, Op, OpId, Submitted};
-use crate::{Canceled, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef, TimerId};
+use crate::{BackendCore, Canceled, Park, RawTask, SpawnError, SpawnOptions, TimerId};
 
 /// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
-/// once on top of these operations; a backend implements only this.
+/// once on top of these operations.
 ///
 /// User code never calls it directly: it takes a [`Cx`](crate::Cx), which holds an `Rc<dyn Io>`.
+/// A backend implements it together with [`Driver`], the side only a driver loop calls. Most
+/// operations have defaults written once over the backend's [`BackendCore`], which keeps the
+/// bookkeeping every backend shares (run queue, timers, live tasks, clock, choices); a backend
+/// writes only what is its own: how it performs I/O ([`Io::submit`]) and, when it runs tasks
+/// inline, how it spawns.
 ///
 /// Semantics every backend must keep (the conformance suite checks them):
 /// - [`suspend_raw`](Io::suspend_raw) is the only suspension point; it checks the current task's
@@ -17,14 +22,19 @@ use crate::{Canceled, Park, RawTask, RunQueue, SpawnError, SpawnOptions, TaskRef
 /// - Timers fire in deadline order, ties in arming order; a past deadline fires on the next
 ///   turn; `u64::MAX` never fires.
 pub trait Io {
-    /// The backend's short name: `"blocking"`, `"fiber"`, `"uring"`.
-    fn name(&self) -> &'static str;
+    /// The backend's shared bookkeeping, which the defaults below are written over.
+    fn core(&self) -> &BackendCore;
 
-    /// Starts a type-erased task built with [`RawTask::new`] on [`Io::run_queue`]. A backend that
-    /// runs tasks inline runs it to completion before returning, and refuses
-    /// `opts.requires_concurrency()` with [`SpawnError::ConcurrencyUnavailable`]; every backend
-    /// refuses with [`SpawnError::ShutDown`] once its run has returned.
-    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError>;
+    /// Starts a type-erased task built with [`RawTask::new`] on the core's run queue. The default
+    /// queues it. A backend that runs tasks inline runs it to completion before returning, and
+    /// refuses `opts.requires_concurrency()` with [`SpawnError::ConcurrencyUnavailable`]; every
+    /// backend refuses with [`SpawnError::ShutDown`] once its run has returned.
+    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
+        let _ = opts;
+        self.core().admit(&task)?;
+        task.schedule();
+        Ok(())
+    }
 
     /// One poll of the suspension point: park the current task on `park` until it is readied.
     /// See [`Park::poll_suspend`] for the exact rules, which the default keeps. When it raises
@@ -34,7 +44,7 @@ pub trait Io {
     /// shielded or not, inside a task of another backend or outside any task — returns
     /// `Err(Canceled)` at once instead of waiting forever.
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
-        let poll = if self.run_queue().is_closed() {
+        let poll = if self.core().is_shut_down() {
             Poll::Ready(Err(Canceled))
         } else {
             park.poll_suspend(cx)
@@ -52,35 +62,29 @@ pub trait Io {
         park.ready();
     }
 
-    /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
-    /// virtually) no later than `deadline_ms` when there is nothing to run. Returns what could
-    /// still make a task runnable ([`Next`]), so a driver can tell waiting from a deadlock.
-    fn poll(&self, deadline_ms: u64) -> Next;
-
     /// Milliseconds since the backend started: virtual on fiber, monotonic real time elsewhere.
-    fn now_ms(&self) -> u64;
+    fn now_ms(&self) -> u64 {
+        self.core().now_ms()
+    }
 
     /// Readies `park` once the clock reaches `deadline_ms`. On a backend that has shut down it
     /// arms nothing (and the wait on `park` fails, see [`Io::suspend_raw`]).
-    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId;
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.core().arm_timer(deadline_ms, park)
+    }
 
     /// Disarms a timer: the milliseconds it had left, or `None` if it already fired (or was
     /// disarmed). A timer armed for `u64::MAX` reports `u64::MAX`.
-    fn disarm_timer(&self, id: TimerId) -> Option<u64>;
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        self.core().disarm_timer(id)
+    }
 
     /// A random number for choices written once above the protocol (which ready `select` case
     /// wins). Fiber draws it from a generator seeded by its seed, so the choices are part of the
-    /// reproducible run; real backends use a per-backend [`SplitMix64`](crate::SplitMix64).
-    fn random_u64(&self) -> u64;
-
-    /// The queue this backend's wakers schedule onto.
-    fn run_queue(&self) -> &RunQueue;
-
-    /// Every task spawned here that has not finished, in id order.
-    fn live_tasks(&self) -> Vec<TaskRef>;
-
-    /// Every live task that is parked, for a deadlock report.
-    fn blocked_tasks(&self) -> Vec<crate::BlockedTask>;
+    /// reproducible run; real backends use a fixed-seed [`SplitMix64`](crate::SplitMix64).
+    fn random_u64(&self) -> u64 {
+        self.core().random_u64()
+    }
 
     /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
     /// blocking performs it inline, fiber refuses real I/O), or it is in flight and the backend
@@ -107,13 +111,25 @@ pub trait Io {
     fn discard_op(&self, id: OpId) {
         let _ = id;
     }
-
-    /// Ends the backend's run: later spawns fail with [`SpawnError::ShutDown`]; queued tasks and
-    /// armed timers are dropped.
-    fn shut_down(&self);
 }
 
-static_assertions::assert_obj_safe!(Io);
+/// The driver side of a backend: what only a loop that runs it calls ([`run`](crate::run)),
+/// never code written against the protocol.
+pub trait Driver: Io {
+    /// One turn of the loop: fire due timers, run what is ready, reap I/O, and wait (for real or
+    /// virtually) no later than `deadline_ms` when there is nothing to run. Returns what could
+    /// still make a task runnable ([`Next`]), so a driver can tell waiting from a deadlock.
+    fn poll(&self, deadline_ms: u64) -> Next;
+
+    /// Ends the backend's run: later spawns fail with [`SpawnError::ShutDown`], waits fail with
+    /// `Canceled`; every task still alive is dropped and armed timers are cleared. The default
+    /// is [`BackendCore::shut_down`]; a backend with I/O in flight drains it afterwards.
+    fn shut_down(&self) {
+        self.core().shut_down();
+    }
+}
+
+static_assertions::assert_obj_safe!(Io, Driver);
 
 /// What a turn of the loop ([`Io::poll`]) leaves behind: what, if anything, can still make a
 /// task runnable. Drivers wait on the first three and stop at the last two.

@@ -321,7 +321,7 @@ impl Future for Submit {
                 SubmitState::Unsubmitted(op) => {
                     // A canceled task starts nothing, and neither does a backend that has shut
                     // down (nothing would ever complete the op): it comes back as it went in.
-                    if task::cancel_pending() || this.io.run_queue().is_closed() {
+                    if task::cancel_pending() || this.io.core().is_shut_down() {
                         return Poll::Ready(Completion {
                             result: Err(Canceled.into()),
                             op,

@@ -39,8 +39,6 @@ struct Shared {
     /// The mutex-guarded queue may hold runnables: lets the owner skip the lock when it does
     /// not. Set under the lock by every push there, cleared under the lock when it is emptied.
     shared_pushes: AtomicBool,
-    /// Set when the backend shuts down (see [`RunQueue::close`]).
-    closed: AtomicBool,
     pushed: Condvar,
     next_id: AtomicU64,
     on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>,
@@ -96,7 +94,6 @@ impl RunQueue {
         RunQueue(Arc::new(Shared {
             state: Mutex::new(State::default()),
             shared_pushes: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
             pushed: Condvar::new(),
             next_id: AtomicU64::new(1),
             on_push_while_idle,
@@ -297,18 +294,6 @@ impl RunQueue {
             }
         }
         state.idle = false;
-    }
-
-    /// Marks the queue's backend as shut down: nothing will drain it again, so waits on that
-    /// backend fail at once (see [`Io::suspend_raw`](crate::Io::suspend_raw)).
-    pub fn close(&self) {
-        self.0.closed.store(true, Ordering::Release);
-    }
-
-    /// Whether [`RunQueue::close`] was called.
-    #[inline]
-    pub fn is_closed(&self) -> bool {
-        self.0.closed.load(Ordering::Acquire)
     }
 
     /// Drops every queued runnable (their tasks' futures are dropped without being polled).

@@ -713,6 +713,12 @@ impl TaskSet {
         ctl.registry.set(Some(self.registry.clone()));
     }
 
+    /// How many tasks are not yet finished.
+    pub fn live_count(&self) -> usize {
+        let slots = self.registry.slots.borrow();
+        slots.tasks.len() - slots.free.len()
+    }
+
     /// Every task not yet finished, in id order.
     pub fn live(&self) -> Vec<TaskRef> {
         let slots = self.registry.slots.borrow();
@@ -801,7 +807,7 @@ where
     } else {
         opts
     };
-    let (raw, task) = RawTask::new(io.run_queue(), opts, future);
+    let (raw, task) = RawTask::new(io.core().queue(), opts, future);
     if let Some(extra) = task.ctl.extra.as_deref() {
         // Before `spawn_raw`: a backend may run the task inline right there.
         if extra.deadline_ms != u64::MAX {

@@ -42,9 +42,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Next, Op, Park, RawTask, RunError,
-    RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TaskRef, TimerId,
-    Unsupported,
+    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, Park, RunError, RunQueue,
+    Runnable, SplitMix64, Submitted, Unsupported,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -62,12 +61,10 @@ pub struct TraceEvent {
 
 struct Fiber {
     seed: u64,
-    /// Picks among ready tasks.
+    /// Picks among ready tasks. [`Io::random_u64`] draws from the core's generator, a stream of
+    /// its own, so a program's draws (a `select`) never shift the scheduler's choices, and vice
+    /// versa.
     rng: SplitMix64,
-    /// Serves [`Io::random_u64`]: a stream of its own, so a program's draws (a `select`) never
-    /// shift the scheduler's choices, and vice versa.
-    choices: SplitMix64,
-    now_ms: Cell<u64>,
     core: BackendCore,
     /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
     /// (An `Option` so taking it leaves nothing behind to drop.)
@@ -88,9 +85,7 @@ impl FiberIo {
         FiberIo(Rc::new(Fiber {
             seed,
             rng: SplitMix64::new(seed),
-            choices: SplitMix64::new(seed ^ CHOICE_STREAM),
-            now_ms: Cell::new(0),
-            core: BackendCore::new(RunQueue::new()),
+            core: BackendCore::virtual_clock("fiber", RunQueue::new(), seed ^ CHOICE_STREAM),
             batch: RefCell::new(Some(VecDeque::new())),
             trace_hash: Cell::new(TRACE_SEED),
             steps: Cell::new(0),
@@ -118,8 +113,9 @@ impl FiberIo {
         io_core::run(self.io(), main)
     }
 
-    /// This backend as a protocol object, for protocol-level code and tests.
-    pub fn io(&self) -> Rc<dyn Io> {
+    /// This backend as a protocol object (and its driver side), for protocol-level code and
+    /// tests.
+    pub fn io(&self) -> Rc<dyn Driver> {
         self.0.clone()
     }
 
@@ -130,7 +126,7 @@ impl FiberIo {
 
     /// The virtual clock.
     pub fn now_ms(&self) -> u64 {
-        self.0.now_ms.get()
+        self.0.core.now_ms()
     }
 
     /// A hash of the schedule so far (every poll: which task, at what virtual time). Same
@@ -160,7 +156,7 @@ impl fmt::Debug for FiberIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FiberIo")
             .field("seed", &self.0.seed)
-            .field("now_ms", &self.0.now_ms.get())
+            .field("now_ms", &self.0.core.now_ms())
             .field("steps", &self.0.steps.get())
             .finish_non_exhaustive()
     }
@@ -197,7 +193,7 @@ impl Fiber {
     }
 
     fn record(&self, task: u64) {
-        let at_ms = self.now_ms.get();
+        let at_ms = self.core.now_ms();
         self.trace_hash
             .set(mix(self.trace_hash.get(), step_word(task, at_ms)));
         self.steps.set(self.steps.get() + 1);
@@ -205,66 +201,11 @@ impl Fiber {
             trace.push(TraceEvent { at_ms, task });
         }
     }
-
-    fn fire_due(&self) {
-        self.core.fire_due(|| self.now_ms.get());
-    }
 }
 
 impl Io for Fiber {
-    fn name(&self) -> &'static str {
-        "fiber"
-    }
-
-    fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
-        self.core.admit(&task)?;
-        task.schedule();
-        Ok(())
-    }
-
-    /// One turn: fire due timers; run every task that was ready at the start of the turn, in
-    /// seeded order (tasks woken meanwhile run next turn); if none was ready, move the clock to
-    /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due. Never
-    /// reports [`Next::Foreign`]: a wake from another thread is not part of a seeded run.
-    fn poll(&self, deadline_ms: u64) -> Next {
-        self.fire_due();
-        let mut batch = self.batch.take().unwrap_or_default();
-        self.core.queue().drain_into(&mut batch);
-        if batch.is_empty() {
-            self.batch.replace(Some(batch));
-            let target = self
-                .core
-                .next_deadline()
-                .unwrap_or(u64::MAX)
-                .min(deadline_ms);
-            if target != u64::MAX && target > self.now_ms.get() {
-                self.now_ms.set(target);
-            }
-            self.fire_due();
-            return self.core.next(false, false);
-        }
-        while let Some(runnable) = self.pick(&mut batch) {
-            self.record(*runnable.metadata());
-            runnable.run();
-        }
-        self.batch.replace(Some(batch));
-        self.core.next(false, false)
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.now_ms.get()
-    }
-
-    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.core.arm_timer(deadline_ms, park)
-    }
-
-    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        self.core.disarm_timer(id, self.now_ms.get())
-    }
-
-    fn random_u64(&self) -> u64 {
-        self.choices.next_u64()
+    fn core(&self) -> &BackendCore {
+        &self.core
     }
 
     /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
@@ -276,20 +217,35 @@ impl Io for Fiber {
         };
         Submitted::Done(Completion { result, op })
     }
+}
 
-    fn run_queue(&self) -> &RunQueue {
-        self.core.queue()
-    }
-
-    fn live_tasks(&self) -> Vec<TaskRef> {
-        self.core.live_tasks()
-    }
-
-    fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.core.blocked_tasks()
-    }
-
-    fn shut_down(&self) {
-        self.core.shut_down();
+impl Driver for Fiber {
+    /// One turn: fire due timers; run every task that was ready at the start of the turn, in
+    /// seeded order (tasks woken meanwhile run next turn); if none was ready, move the clock to
+    /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due. Never
+    /// reports [`Next::Foreign`]: a wake from another thread is not part of a seeded run.
+    fn poll(&self, deadline_ms: u64) -> Next {
+        self.core.fire_due();
+        let mut batch = self.batch.take().unwrap_or_default();
+        self.core.queue().drain_into(&mut batch);
+        if batch.is_empty() {
+            self.batch.replace(Some(batch));
+            let target = self
+                .core
+                .next_deadline()
+                .unwrap_or(u64::MAX)
+                .min(deadline_ms);
+            if target != u64::MAX {
+                self.core.advance_to(target);
+            }
+            self.core.fire_due();
+            return self.core.next(false, false);
+        }
+        while let Some(runnable) = self.pick(&mut batch) {
+            self.record(*runnable.metadata());
+            runnable.run();
+        }
+        self.batch.replace(Some(batch));
+        self.core.next(false, false)
     }
 }

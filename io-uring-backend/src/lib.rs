@@ -55,9 +55,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use io_core::{
-    BackendCore, BlockedTask, Canceled, Completion, Cx, Io, Next, Op, OpId, Park, RawTask,
-    RealClock, RunError, RunQueue, Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted,
-    TaskRef, TimerId,
+    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpId, Park, RunError, RunQueue,
+    Runnable, Submitted,
 };
 
 pub use error::UringError;
@@ -75,15 +74,11 @@ pub const DEFAULT_CQ_ENTRIES: u32 = 8192;
 pub struct UringIo(Rc<Uring>);
 
 struct Uring {
-    clock: RealClock,
     core: BackendCore,
     ops: RefCell<Ops>,
     /// Reused between table calls; taken out while in use.
     after: RefCell<Aftermath>,
     batch: RefCell<VecDeque<Runnable>>,
-    /// Serves [`Io::random_u64`]. A fixed seed: choices need only be fair here, not varied
-    /// between runs.
-    choices: SplitMix64,
 }
 
 impl UringIo {
@@ -100,12 +95,11 @@ impl UringIo {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
         Ok(UringIo(Rc::new(Uring {
-            clock: RealClock::start(),
-            core: BackendCore::new(queue),
+            // A fixed choice seed: choices need only be fair here, not varied between runs.
+            core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
             after: RefCell::new(Aftermath::default()),
             batch: RefCell::new(VecDeque::new()),
-            choices: SplitMix64::new(0x7572_696e_6721),
         })))
     }
 
@@ -134,14 +128,14 @@ impl UringIo {
         io_core::run(self.io(), main)
     }
 
-    /// This backend as a protocol object.
-    pub fn io(&self) -> Rc<dyn Io> {
+    /// This backend as a protocol object (and its driver side).
+    pub fn io(&self) -> Rc<dyn Driver> {
         self.0.clone()
     }
 
     /// Milliseconds since the backend was built (monotonic).
     pub fn now_ms(&self) -> u64 {
-        self.0.now_ms()
+        self.0.core.now_ms()
     }
 
     /// Ops the backend still owns (in flight, queued for room, or completed and not yet taken
@@ -165,7 +159,7 @@ impl UringIo {
 impl fmt::Debug for UringIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UringIo")
-            .field("now_ms", &self.0.now_ms())
+            .field("now_ms", &self.0.core.now_ms())
             .field("ops_owned", &self.ops_owned())
             .finish_non_exhaustive()
     }
@@ -180,10 +174,6 @@ impl Uring {
         after.apply();
         self.after.replace(after);
         result
-    }
-
-    fn fire_due(&self) {
-        self.core.fire_due(|| self.now_ms());
     }
 
     /// Whether anything could ever make a task runnable without a timer: an op that will
@@ -201,7 +191,7 @@ impl Uring {
     /// Returns at once when nothing could ever wake the loop (the driver reports the deadlock).
     fn idle(&self, deadline_ms: u64) {
         loop {
-            self.fire_due();
+            self.core.fire_due();
             if !self.core.queue().is_empty() {
                 return;
             }
@@ -213,7 +203,7 @@ impl Uring {
                 }
                 None
             } else {
-                let at = self.clock.instant_at(target);
+                let at = self.core.instant_at(target).expect("a real clock");
                 let now = Instant::now();
                 if now >= at {
                     return;
@@ -236,16 +226,30 @@ impl Uring {
 }
 
 impl Io for Uring {
-    fn name(&self) -> &'static str {
-        "uring"
+    fn core(&self) -> &BackendCore {
+        &self.core
     }
 
-    fn spawn_raw(&self, task: RawTask, _opts: &SpawnOptions) -> Result<(), SpawnError> {
-        self.core.admit(&task)?;
-        task.schedule();
-        Ok(())
+    /// Turns the op into an SQE (pushed now, or queued while the ring is full); its park is
+    /// readied by its CQE.
+    fn submit(&self, op: Op, park: &Park) -> Submitted {
+        self.ops.borrow_mut().submit(op, park)
     }
 
+    fn take_completion(&self, id: OpId) -> Option<Completion> {
+        self.with_ops(|ops, after| ops.take_completion(id, after))
+    }
+
+    fn cancel_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.cancel(id, after));
+    }
+
+    fn discard_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.discard(id, after));
+    }
+}
+
+impl Driver for Uring {
     /// One turn: fire due timers, reap completions, and run every task ready at the start of
     /// the turn; if none was ready, first sleep in `io_uring_enter` until a completion, the next
     /// timer, or `deadline_ms`, then run what that made ready. SQEs the tasks pushed go to the
@@ -254,7 +258,7 @@ impl Io for Uring {
     /// never sleeps after running tasks, so the driver sees at once what they did (the main task
     /// finishing, say).
     fn poll(&self, deadline_ms: u64) -> Next {
-        self.fire_due();
+        self.core.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
         let mut batch = self.batch.take();
         self.core.queue().drain_into(&mut batch);
@@ -288,53 +292,7 @@ impl Io for Uring {
         self.core.next(self.io_in_flight(), true)
     }
 
-    fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
-    }
-
-    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
-        self.core.arm_timer(deadline_ms, park)
-    }
-
-    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
-        self.core.disarm_timer(id, self.now_ms())
-    }
-
-    fn random_u64(&self) -> u64 {
-        self.choices.next_u64()
-    }
-
-    /// Turns the op into an SQE (pushed now, or queued while the ring is full); its park is
-    /// readied by its CQE.
-    fn submit(&self, op: Op, park: &Park) -> Submitted {
-        self.ops.borrow_mut().submit(op, park)
-    }
-
-    fn take_completion(&self, id: OpId) -> Option<Completion> {
-        self.with_ops(|ops, after| ops.take_completion(id, after))
-    }
-
-    fn cancel_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.cancel(id, after));
-    }
-
-    fn discard_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.discard(id, after));
-    }
-
-    fn run_queue(&self) -> &RunQueue {
-        self.core.queue()
-    }
-
-    fn live_tasks(&self) -> Vec<TaskRef> {
-        self.core.live_tasks()
-    }
-
-    fn blocked_tasks(&self) -> Vec<BlockedTask> {
-        self.core.blocked_tasks()
-    }
-
-    /// Refuses later spawns and ops, drops queued tasks and timers, and drains the ring.
+    /// Refuses later spawns and ops, drops every task still alive, and drains the ring.
     fn shut_down(&self) {
         self.core.shut_down();
         self.drain();

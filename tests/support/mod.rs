@@ -9,7 +9,8 @@ use std::cell::RefCell;
 use std::fmt::Display;
 use std::rc::Rc;
 
-use ioswap::{Backend, Io};
+use ioswap::protocol::Driver;
+use ioswap::Backend;
 
 /// Instantiates each named behaviour once per compiled backend.
 #[macro_export]
@@ -53,7 +54,7 @@ macro_rules! spawn_concurrent {
 }
 
 /// A fresh backend as a protocol object, for protocol-level behaviours.
-pub fn new_io(backend: Backend) -> Rc<dyn Io> {
+pub fn new_io(backend: Backend) -> Rc<dyn Driver> {
     match backend {
         #[cfg(feature = "blocking")]
         Backend::Blocking => ioswap::BlockingIo::new().io(),

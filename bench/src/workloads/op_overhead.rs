@@ -2,7 +2,7 @@
 //! op that does nothing. On uring each NOP is a real SQE and CQE, so the floor is the io-uring
 //! crate driving a ring directly with the same shape (push one, submit and wait, reap).
 
-use ioswap::op::Op;
+use ioswap::protocol::op::Op;
 use ioswap::Backend;
 
 use super::{check, Measurement, Size, Unit, Workload};
