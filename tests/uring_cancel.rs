@@ -196,7 +196,10 @@ fn dropping_the_backend_drains_ops_in_flight() {
         },
         &park,
     );
-    assert!(matches!(submitted, ioswap::protocol::op::Submitted::InFlight(_)));
+    assert!(matches!(
+        submitted,
+        ioswap::protocol::op::Submitted::InFlight(_)
+    ));
     assert_eq!(io.ops_owned(), 1);
     drop(protocol);
     drop(io); // drains: cancel, wait for the CQE, free the buffer, close the socket

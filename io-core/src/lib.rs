@@ -58,7 +58,6 @@
 
 mod adapter;
 mod backend;
-mod body;
 mod clock;
 mod cx;
 mod error;

@@ -1,0 +1,96 @@
+//! The thread's *current task*: the task being polled, whose cancel state suspend points read.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::ctl::{ParkedOn, TaskCtl};
+use super::TaskRef;
+
+thread_local! {
+    static CURRENT: Cell<Option<Rc<TaskCtl>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the task currently being polled on this thread, if any.
+///
+/// While the thread's locals are being destroyed (a task dropped by a thread-local destructor at
+/// thread exit) there is no current task: drop code may still ask, and must not panic.
+pub(super) fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
+    let mut f = Some(f);
+    let result = CURRENT.try_with(|cell| {
+        let current = cell.take();
+        let result = (f.take().expect("called once"))(current.as_ref());
+        cell.set(current);
+        result
+    });
+    match (result, f) {
+        (Ok(result), _) => result,
+        (Err(_), Some(f)) => f(None),
+        (Err(_), None) => unreachable!("try_with fails before running its closure"),
+    }
+}
+
+/// Makes a task current for the duration of one poll; restores the previous one on drop, even
+/// if the poll panics.
+pub(crate) struct Enter(Option<Rc<TaskCtl>>);
+
+impl Enter {
+    pub(crate) fn new(ctl: &Rc<TaskCtl>) -> Enter {
+        Enter(
+            CURRENT
+                .try_with(|cell| cell.replace(Some(ctl.clone())))
+                .ok()
+                .flatten(),
+        )
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        // During thread-local destruction there is nothing to restore.
+        let _ = CURRENT.try_with(|cell| cell.set(previous));
+    }
+}
+
+/// Whether the current task has a cancel request it must observe now (not shielded).
+/// Outside any task this is `false`.
+pub(crate) fn cancel_pending() -> bool {
+    with_current(|ctl| ctl.is_some_and(|ctl| ctl.cancel_pending()))
+}
+
+/// The task being polled on this thread, if any.
+pub(crate) fn current_task() -> Option<TaskRef> {
+    with_current(|ctl| ctl.cloned().map(TaskRef))
+}
+
+/// Records what the current task is about to park on.
+pub(crate) fn set_parked_on(what: ParkedOn) {
+    with_current(|ctl| {
+        if let Some(ctl) = ctl {
+            ctl.parked_on.set(what);
+        }
+    });
+}
+
+/// Raises the current task's shield depth for one poll of a shielded future.
+pub(crate) struct ShieldGuard(Option<Rc<TaskCtl>>);
+
+impl ShieldGuard {
+    pub(crate) fn enter() -> ShieldGuard {
+        let ctl = with_current(|ctl| ctl.cloned());
+        if let Some(ctl) = &ctl {
+            let depth = ctl.shield_depth.get().checked_add(1);
+            ctl.shield_depth
+                .set(depth.expect("more than 65535 nested shields"));
+        }
+        ShieldGuard(ctl)
+    }
+}
+
+impl Drop for ShieldGuard {
+    fn drop(&mut self) {
+        if let Some(ctl) = &self.0 {
+            ctl.shield_depth.set(ctl.shield_depth.get() - 1);
+        }
+    }
+}

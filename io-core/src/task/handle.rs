@@ -1,0 +1,117 @@
+//! [`Task`]: the join handle.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::body::Outcome;
+use super::ctl::{ParkedOn, TaskCtl};
+use super::current::{cancel_pending, set_parked_on};
+use super::TaskRef;
+use crate::Canceled;
+
+/// A handle to a spawned task; awaiting it joins the task.
+///
+/// Awaiting gives `Ok(value)` if the task finished, or `Err(Canceled)` if it was canceled before
+/// it finished — or if the *awaiting* task is itself canceled while it waits (the handle is then
+/// dropped, which cancels the child in turn). A task that finished before a cancel landed still
+/// gives `Ok`. If the task panicked, awaiting it resumes the panic in the joiner.
+///
+/// Dropping the handle requests cancellation; the task then ends at its next suspend point.
+/// [`Task::detach`] lets it run on instead.
+#[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
+pub struct Task<T> {
+    pub(super) inner: Option<async_task::FallibleTask<Outcome<T>, u64>>,
+    pub(super) ctl: Rc<TaskCtl>,
+}
+
+impl<T> Task<T> {
+    /// Requests cancellation. The task is readied and its next suspend point returns
+    /// `Err(Canceled)`; a task that has not started yet never runs its body. Await the handle to
+    /// learn how it ended.
+    pub fn cancel(&self) {
+        self.ctl.request_cancel();
+    }
+
+    /// Lets the task run to completion in the background; its result is discarded.
+    pub fn detach(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.detach();
+        }
+    }
+
+    /// Whether the task has finished (its result, if any, is ready to be joined).
+    pub fn is_finished(&self) -> bool {
+        self.ctl.is_finished()
+    }
+
+    /// The task's id: 1, 2, 3, … in spawn order within its backend.
+    pub fn id(&self) -> u64 {
+        self.ctl.id
+    }
+
+    /// A backend-level view of the task.
+    pub fn task_ref(&self) -> TaskRef {
+        TaskRef(self.ctl.clone())
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            panic!("a Task was polled after it returned its result");
+        };
+        match Pin::new(inner).poll(cx) {
+            Poll::Ready(outcome) => {
+                self.inner = None;
+                // `None`: the backend dropped the task unpolled (a refused spawn). A panic of
+                // the task (or of its future's drop) resumes here, in the joiner.
+                Poll::Ready(outcome.map_or(Err(Canceled), Outcome::into_result))
+            }
+            // Completion wins: the joiner's own cancellation is only looked at when the child
+            // has not finished.
+            Poll::Pending if cancel_pending() => Poll::Ready(Err(Canceled)),
+            Poll::Pending => {
+                set_parked_on(ParkedOn::Join(self.ctl.id));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            self.ctl.request_cancel();
+            inner.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.ctl.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Polls a finished task's handle once and returns its result, turning a panic into
+/// [`RunError::Panicked`](crate::RunError::Panicked).
+pub(crate) fn take_finished<T>(task: Task<T>, name: &str) -> Result<T, crate::RunError> {
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_lite::future::block_on(task)
+    }));
+    match joined {
+        Ok(result) => Ok(result?),
+        Err(payload) => Err(crate::RunError::Panicked {
+            task: name.to_string(),
+            message: crate::error::panic_message(&*payload),
+        }),
+    }
+}

@@ -1,0 +1,185 @@
+//! [`TaskRef`] and [`RawTask`]: the views of a task a backend gets, and how a task is spawned.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+
+use super::ctl::{Extra, ParkedOn, TaskCtl};
+use super::current::with_current;
+use super::{body, Task};
+use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
+
+/// A shared, non-owning view of a task, for backends: its id, name, state and cancel switch.
+#[derive(Clone)]
+pub struct TaskRef(pub(super) Rc<TaskCtl>);
+
+impl TaskRef {
+    /// The task's id: 1, 2, 3, … in spawn order within its backend.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The task's name, or `task#<id>` when it was spawned unnamed.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self
+            .0
+            .extra
+            .as_deref()
+            .and_then(|extra| extra.name.as_ref())
+        {
+            Some(name) => Cow::clone(name),
+            None => Cow::Owned(format!("task#{}", self.0.id)),
+        }
+    }
+
+    /// Whether the task's body is done (returned, panicked, or was dropped).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Whether a cancel request has been made for this task.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.0.is_cancel_requested()
+    }
+
+    /// Requests cancellation: the task gets `Err(Canceled)` at its next suspend point.
+    pub fn cancel(&self) {
+        self.0.request_cancel();
+    }
+
+    /// Gives up on the task: it is canceled and scheduled one last time, and that poll drops
+    /// its future without polling it. A backend shutting down does this to every task still
+    /// alive, then runs them, so their futures are dropped inside the task body (where a
+    /// panicking `Drop` is caught, see `body.rs`) rather than by async-task (which would abort),
+    /// and a stuck task is not leaked in the cycle through its own waker.
+    pub(crate) fn abandon(&self) {
+        self.0.abandon();
+    }
+
+    /// What the task is parked on, if it is parked (`None` while runnable or finished).
+    /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`] resolves names.
+    pub fn parked_on(&self) -> Option<String> {
+        match self.0.parked_on.get() {
+            ParkedOn::Nothing => None,
+            ParkedOn::Park(what) => Some(what.to_string()),
+            ParkedOn::Join(id) => Some(format!("join task#{id}")),
+        }
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRef")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// A task that has been created but not yet started: what [`Io::spawn_raw`] receives.
+///
+/// The backend either runs it inline ([`Runnable::run`] until [`TaskRef::is_finished`]) or
+/// queues it ([`RawTask::schedule`]). Dropping it drops the future unpolled; the join handle then
+/// reports `Err(Canceled)`.
+#[derive(Debug)]
+pub struct RawTask {
+    runnable: Runnable,
+    task: TaskRef,
+}
+
+impl RawTask {
+    /// Builds a task whose wakers schedule it on `queue`, and its typed join handle.
+    ///
+    /// `Cx::spawn` calls this; backends and protocol-level tests may call it directly.
+    pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
+    where
+        T: 'static,
+        F: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let id = queue.next_task_id();
+        let ctl = Rc::new(TaskCtl {
+            id,
+            extra: (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
+                Box::new(Extra {
+                    name: opts.name.clone(),
+                    deadline_ms: opts.task_deadline_ms(),
+                    io: Cell::new(None),
+                    timer: Cell::new(None),
+                })
+            }),
+            waker: Cell::new(None),
+            parked_on: Cell::new(ParkedOn::Nothing),
+            registry: Cell::new(None),
+            slot: Cell::new(0),
+            shield_depth: Cell::new(0),
+            state: Cell::new(0),
+        });
+        let (runnable, inner) = body::build(queue, &ctl, future);
+        let raw = RawTask {
+            runnable,
+            task: TaskRef(ctl.clone()),
+        };
+        (
+            raw,
+            Task {
+                inner: Some(inner.fallible()),
+                ctl,
+            },
+        )
+    }
+
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.task.id()
+    }
+
+    /// A view of the task.
+    pub fn task(&self) -> &TaskRef {
+        &self.task
+    }
+
+    /// Queues the task on the run queue it was built for.
+    pub fn schedule(self) {
+        self.runnable.schedule();
+    }
+
+    /// Splits into the runnable (to run inline) and the task view.
+    pub fn into_parts(self) -> (Runnable, TaskRef) {
+        (self.runnable, self.task)
+    }
+}
+
+/// The io a task-building caller hands around; kept here so `Cx` stays small.
+pub(crate) fn spawn_on<T, F>(
+    io: &Rc<dyn Io>,
+    opts: &SpawnOptions,
+    future: F,
+) -> (Task<T>, Result<(), crate::SpawnError>)
+where
+    T: 'static,
+    F: Future<Output = Result<T, Canceled>> + 'static,
+{
+    // A task's deadline bounds every task it spawns: the child gets the earlier of its own and
+    // its spawner's. (On an inline backend the spawner is not polled while its child runs, so
+    // only the child's own deadline can cut the child short.)
+    let inherited = with_current(|ctl| ctl.map_or(u64::MAX, |ctl| ctl.deadline_ms()));
+    let bounded;
+    let opts = if inherited < opts.task_deadline_ms() {
+        bounded = opts.clone().deadline_ms(inherited);
+        &bounded
+    } else {
+        opts
+    };
+    let (raw, task) = RawTask::new(io.core().queue(), opts, future);
+    if let Some(extra) = task.ctl.extra.as_deref() {
+        // Before `spawn_raw`: a backend may run the task inline right there.
+        if extra.deadline_ms != u64::MAX {
+            extra.io.set(Some(Rc::downgrade(io)));
+        }
+    }
+    let spawned = io.spawn_raw(raw, opts);
+    (task, spawned)
+}
