@@ -50,6 +50,13 @@ pub use io_core::{
     SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
 };
 
+/// Time, in one place: [`Sleep`] (the future of [`Cx::sleep`]), [`timeout`] and [`interval`].
+/// (Also re-exported at the crate root.)
+pub mod time {
+    pub use io_core::Sleep;
+    pub use race::{interval, interval_at, timeout, timeout_at, Elapsed, Interval, MissedTicks};
+}
+
 /// For backend authors and protocol-level code: the [`Io`](protocol::Io) protocol and its
 /// [`Driver`](protocol::Driver) side, the bookkeeping a backend is built from
 /// ([`BackendCore`](protocol::BackendCore)), and the pieces primitives are written with (parks,

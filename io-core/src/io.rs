@@ -131,7 +131,7 @@ pub trait Driver: Io {
 
 static_assertions::assert_obj_safe!(Io, Driver);
 
-/// What a turn of the loop ([`Io::poll`]) leaves behind: what, if anything, can still make a
+/// What a turn of the loop ([`Driver::poll`]) leaves behind: what, if anything, can still make a
 /// task runnable. Drivers wait on the first three and stop at the last two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {

@@ -11,7 +11,7 @@
 //! 1. [`Cx::spawn`] wraps the future in a task (async-task) whose wakers push it onto the
 //!    backend's [`RunQueue`], and hands it to [`Io::spawn_raw`]. The blocking backend runs it
 //!    inline; the others queue it.
-//! 2. The backend's [`Io::poll`] runs queued tasks. While a task is polled it is the thread's
+//! 2. The backend's [`Driver::poll`] runs queued tasks. While a task is polled it is the thread's
 //!    *current task*, so suspend points can see its cancel flag.
 //! 3. Every wait goes through one suspension point, [`Io::suspend_raw`] on a [`Park`]: a sleep
 //!    arms a timer that readies its park; joining waits for the task's completion.
@@ -52,7 +52,7 @@
 //! assert_eq!(joined, Err(Canceled));
 //! assert_eq!(*log.borrow(), vec![1]);
 //! ```
-// `unsafe` is denied everywhere but in `body.rs`, the task body (see its module docs).
+// `unsafe` is denied everywhere but in `task/body.rs`, the task body (see its module docs).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -70,11 +70,12 @@ mod random;
 mod run;
 mod run_queue;
 mod task;
+mod time;
 mod timer;
 
 pub use backend::BackendCore;
 pub use clock::RealClock;
-pub use cx::{Cx, Shield, Sleep, Suspend};
+pub use cx::{Cx, Shield, Suspend};
 pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
 pub use fs::{File, OpenOptions};
 pub use io::{Driver, Io, Next};
@@ -85,6 +86,7 @@ pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
 pub use task::{RawTask, SpawnOptions, Task, TaskRef, TaskSet};
+pub use time::Sleep;
 pub use timer::{TimerId, TimerQueue};
 
 static_assertions::assert_not_impl_any!(Task<()>: Send, Sync);

@@ -40,7 +40,7 @@ impl SpawnOptions {
 
     /// Gives the task a deadline on the backend's clock ([`Cx::now_ms`](crate::Cx::now_ms)):
     /// when the clock reaches `deadline_ms`, the task is canceled, exactly as by
-    /// [`Task::cancel`] — it gets `Err(Canceled)` at its next suspend point (at once if it is
+    /// [`Task::cancel`](crate::Task::cancel) — it gets `Err(Canceled)` at its next suspend point (at once if it is
     /// waiting), and completion wins as usual. A deadline already past when the task starts
     /// cancels it at its first suspend point; `u64::MAX` (the default) is no deadline. A task
     /// that ends before its deadline leaves no timer behind. A task's deadline bounds every task

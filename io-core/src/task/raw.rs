@@ -59,7 +59,7 @@ impl TaskRef {
     }
 
     /// What the task is parked on, if it is parked (`None` while runnable or finished).
-    /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`] resolves names.
+    /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`](crate::TaskSet::blocked) resolves names.
     pub fn parked_on(&self) -> Option<String> {
         match self.0.parked_on.get() {
             ParkedOn::Nothing => None,
