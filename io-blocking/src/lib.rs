@@ -78,7 +78,6 @@ impl BlockingIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        self.0.core.start_run()?;
         let outcome = io_core::run(self.io(), main);
         match self.0.deadlock.borrow_mut().take() {
             Some(deadlock) => Err(RunError::Deadlock(deadlock)),

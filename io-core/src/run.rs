@@ -15,14 +15,17 @@ use crate::{Canceled, Cx, Driver, Next, RunError, SpawnOptions};
 /// is unfinished, `run` ends with [`RunError::Deadlock`]; while a task waits on a foreign future
 /// ([`Next::Foreign`]), backends that wait for wakes from other threads keep waiting. The drain
 /// does not: a leftover stuck on a foreign future is dropped like any other stuck leftover.
+///
+/// A backend runs once: a second `run` gives [`RunError::ShutDown`].
 pub fn run<T, F, Fut>(io: Rc<dyn Driver>, main: F) -> Result<T, RunError>
 where
     T: 'static,
     F: FnOnce(Cx) -> Fut,
     Fut: Future<Output = Result<T, Canceled>> + 'static,
 {
-    let cx = Cx::new(io.clone());
     let core = io.core();
+    core.start_run()?;
+    let cx = Cx::new(io.clone());
     let main = cx
         .spawn_with(SpawnOptions::new().name("main"), main)
         .map_err(|_| RunError::ShutDown)?;

@@ -109,7 +109,6 @@ impl FiberIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        self.0.core.start_run()?;
         io_core::run(self.io(), main)
     }
 

@@ -124,7 +124,6 @@ impl UringIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        self.0.core.start_run()?;
         io_core::run(self.io(), main)
     }
 
