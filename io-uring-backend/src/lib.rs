@@ -42,7 +42,6 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod error;
-pub mod floor;
 mod op;
 mod ring;
 mod wakeup;

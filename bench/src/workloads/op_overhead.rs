@@ -42,7 +42,7 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 Ok(done)
             })?),
-            Runner::RawIoUring => io_uring_backend::floor::raw_nops(n as u64)
+            Runner::RawIoUring => crate::uring_floor::raw_nops(n as u64)
                 .map(|done| done as usize)
                 .map_err(|error| BenchError::Peer(format!("raw io-uring: {error}"))),
             _ => unreachable!("op-overhead runs on ioswap and its raw floor only"),
