@@ -147,3 +147,87 @@ fn work_spawned_while_draining_is_canceled() {
         .unwrap();
     assert_eq!((value, log.joined().as_str()), (7, "leftover canceled"));
 }
+
+/// A future outside the protocol that a std thread completes (and wakes) after `ms`.
+#[cfg(feature = "blocking")]
+fn woken_from_another_thread(ms: u64) -> impl std::future::Future<Output = ()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::Poll;
+    let done = Arc::new(AtomicBool::new(false));
+    let mut started = false;
+    std::future::poll_fn(move |cx| {
+        if done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if !started {
+            started = true;
+            let (done, waker) = (done.clone(), cx.waker().clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                done.store(true, Ordering::Release);
+                waker.wake();
+            });
+        }
+        Poll::Pending
+    })
+}
+
+/// Runs `run` on a thread of its own and gives its debug output, or fails the test after 10 s
+/// instead of hanging the suite.
+#[cfg(feature = "blocking")]
+fn within_10s<T: std::fmt::Debug>(run: impl FnOnce() -> T + Send + 'static) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(format!("{:?}", run()));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the run never returned")
+}
+
+/// Blocking: an inline child parked on a park (no timer) and racing a foreign future that
+/// another thread wakes during the deadlock grace period finishes with the foreign result, and
+/// its spawner goes on. (A turn of the loop once ran the child's runnable behind the spawn's
+/// back, then waited forever for it.)
+#[cfg(feature = "blocking")]
+#[test]
+fn blocking_child_woken_from_another_thread_in_the_grace_period_finishes() {
+    let out = within_10s(|| {
+        ioswap::BlockingIo::new().run(|cx| async move {
+            let child = cx.spawn(|cx| async move {
+                let park = cx.park("never readied");
+                futures_lite::future::or(async { cx.suspend(park).await.map(|()| "park") }, async {
+                    woken_from_another_thread(50).await;
+                    Ok("foreign")
+                })
+                .await
+            });
+            child.await
+        })
+    });
+    assert_eq!(out, "Ok(\"foreign\")");
+}
+
+/// Blocking: a main task given up on as deadlocked, joining a child that then waits on a
+/// foreign future nothing will wake, is a reported deadlock, not a loop spinning forever.
+#[cfg(feature = "blocking")]
+#[test]
+fn blocking_given_up_main_joining_a_child_on_a_foreign_future_is_a_deadlock() {
+    let out = within_10s(|| {
+        ioswap::BlockingIo::new().run(|cx| async move {
+            let signal = cx.park("signal");
+            let to_child = signal.clone();
+            let child = cx.spawn(move |cx| async move {
+                cx.shield(cx.suspend(to_child)).await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            });
+            cx.shield(async {
+                cx.ready(&signal);
+                child.await
+            })
+            .await
+        })
+    });
+    assert!(out.contains("Deadlock"), "{out}");
+}

@@ -194,8 +194,34 @@ fn panicking_drop_of_main_is_a_typed_error(backend: Backend) {
     assert_eq!(drop_panic_message(err), "main: drop panicked");
 }
 
+/// A panic payload whose own `Drop` panics.
+struct PanickyPayload;
+
+impl Drop for PanickyPayload {
+    fn drop(&mut self) {
+        panic!("payload drop panicked");
+    }
+}
+
+/// The main task panics with a payload whose drop panics too: still `RunError::Panicked`, and
+/// `run` returns (its drain and shutdown ran) instead of unwinding out.
+fn panicking_main_with_a_panicking_payload_is_a_typed_error(backend: Backend) {
+    let outcome = std::panic::catch_unwind(|| {
+        backend.run(|cx| async move {
+            cx.yield_now().await?;
+            if cx.now_ms() < u64::MAX {
+                std::panic::panic_any(PanickyPayload);
+            }
+            Ok(())
+        })
+    });
+    let err = outcome.expect("run returns").unwrap_err();
+    assert_eq!(drop_panic_message(err), "main: <non-string panic payload>");
+}
+
 conformance!(
     panic_reaches_joiner,
+    panicking_main_with_a_panicking_payload_is_a_typed_error,
     panicking_main_is_a_typed_error,
     detached_panic_is_contained,
     panicking_drop_of_a_task_canceled_before_it_ran_reaches_the_joiner,

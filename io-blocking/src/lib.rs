@@ -111,6 +111,10 @@ impl Blocking {
     /// deadlocked and canceling it did not unstick it; the caller gives up on it.
     fn wait_for(&self, task: &TaskRef) -> Option<Runnable> {
         loop {
+            // A nested `wait_for` (a task this one runs on the way) may have run it to its end.
+            if task.is_finished() {
+                return None;
+            }
             while let Some(runnable) = self.core.queue().pop() {
                 if *runnable.metadata() == task.id() {
                     return Some(runnable);
@@ -131,8 +135,25 @@ impl Blocking {
                     continue;
                 }
             }
-            self.poll(u64::MAX);
+            self.wait(u64::MAX);
         }
+    }
+
+    /// Fires due timers; if nothing is queued, blocks until the next timer, `deadline_ms`, or a
+    /// wake from another thread (but not once a deadlock was found and no timer is left).
+    fn wait(&self, deadline_ms: u64) {
+        self.core.fire_due();
+        if self.core.queue().is_empty() && !self.stuck() {
+            let next = self.core.next_deadline();
+            let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
+            self.core.queue().wait(self.core.instant_at(wake_at));
+            self.core.fire_due();
+        }
+    }
+
+    /// A deadlock was found and no timer is left: nothing this thread waits for can come.
+    fn stuck(&self) -> bool {
+        self.deadlock.borrow().is_some() && self.core.no_timers()
     }
 
     /// Records the deadlock (the first one) and cancels every live task so they unwind.
@@ -186,22 +207,20 @@ impl Io for Blocking {
 
 impl Driver for Blocking {
     /// Runs what is queued (nothing, while a spawn drives its task inline: it runs what it
-    /// meets), fires due timers; if nothing is runnable, blocks until the next timer,
-    /// `deadline_ms`, or a wake from another thread (but not once a deadlock was found and no
-    /// timer is left).
+    /// meets); if nothing was, waits as [`Blocking::wait`] does. Once a deadlock was found and no
+    /// timer is left, a wake from another thread is no longer waited for, nor reported as one
+    /// that could come.
     fn poll(&self, deadline_ms: u64) -> Next {
+        let mut ran = false;
         while let Some(runnable) = self.core.queue().pop() {
             runnable.run();
+            ran = true;
         }
-        self.core.fire_due();
-        let stuck = self.deadlock.borrow().is_some() && self.core.no_timers();
-        if self.core.queue().is_empty() && !stuck {
-            let next = self.core.next_deadline();
-            let wake_at = next.unwrap_or(u64::MAX).min(deadline_ms);
-            let until = self.core.instant_at(wake_at);
-            self.core.queue().wait(until);
+        if ran {
             self.core.fire_due();
+        } else {
+            self.wait(deadline_ms);
         }
-        self.core.next(false, true)
+        self.core.next(false, !self.stuck())
     }
 }

@@ -71,7 +71,7 @@ fn contain(f: impl FnOnce()) {
 }
 
 /// Drops `value`, containing a panic from its `Drop` (see [`contain`]).
-fn drop_contained<V>(value: V) {
+pub(crate) fn drop_contained<V>(value: V) {
     contain(move || drop(value));
 }
 
@@ -187,7 +187,11 @@ impl<F> Drop for TaskBody<F> {
     fn drop(&mut self) {
         if self.thread != thread_id() {
             // Only a misused run queue gets a task here (its future and control block hold
-            // `Rc`s of the spawning thread): leaking them is the one safe choice.
+            // `Rc`s of the spawning thread): leaking them is the one safe choice. It also keeps
+            // the pinned future's memory from being reused undropped: a future that was ever
+            // polled is `Running`, so its control block holds the task's own waker (kept at its
+            // first `Pending`), and that leaked waker keeps async-task's allocation alive. A
+            // future never polled (`New`) has never been handed its pinned address.
             return;
         }
         if self.stage != Stage::Done {

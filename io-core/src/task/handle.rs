@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::body::Outcome;
+use super::body::{drop_contained, Outcome};
 use super::ctl::{ParkedOn, TaskCtl};
 use super::current::{cancel_pending, set_parked_on};
 use super::TaskRef;
@@ -109,9 +109,14 @@ pub(crate) fn take_finished<T>(task: Task<T>, name: &str) -> Result<T, crate::Ru
     }));
     match joined {
         Ok(result) => Ok(result?),
-        Err(payload) => Err(crate::RunError::Panicked {
-            task: name.to_string(),
-            message: crate::error::panic_message(&*payload),
-        }),
+        Err(payload) => {
+            let message = crate::error::panic_message(&*payload);
+            // A payload whose own drop panics must not escape `run` (and skip its drain).
+            drop_contained(payload);
+            Err(crate::RunError::Panicked {
+                task: name.to_string(),
+                message,
+            })
+        }
     }
 }
