@@ -117,8 +117,11 @@ fn agrees_with_a_sorted_list_under_random_use() {
 #[test]
 fn a_mostly_disarmed_deadline_keeps_its_order() {
     let mut timers = TimerQueue::new();
-    let names: Vec<&'static str> = (0..40)
-        .map(|i| &*Box::leak(format!("t{i}").into_boxed_str()))
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let names: Vec<&'static str> = NAMES
+        .get_or_init(|| (0..40).map(|i| format!("t{i}")).collect())
+        .iter()
+        .map(String::as_str)
         .collect();
     let ids: Vec<TimerId> = names
         .iter()
