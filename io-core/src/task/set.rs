@@ -11,10 +11,8 @@ use super::TaskRef;
 ///
 /// A slab of weak references: a task takes a free slot when it is inserted and gives it back
 /// itself when its body ends, so nothing is ever swept, a finished task's control block is freed
-/// as soon as its handles are gone, and an empty set answers [`TaskSet::live`] at once. (It
-/// replaced a vector swept of finished tasks whenever it doubled: the sweeps and the end-of-run
-/// scans read every control block, a cache miss each, and kept finished ones allocated until
-/// the next sweep.)
+/// as soon as its handles are gone, and an empty set answers [`TaskSet::live`] at once (see
+/// io-core's DESIGN.md, "Task set", for what it replaced).
 #[derive(Debug, Default)]
 pub struct TaskSet {
     registry: Rc<Registry>,
