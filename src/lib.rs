@@ -46,6 +46,7 @@ pub use channel;
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::op;
+pub use io_core::AbandonedWrite;
 pub use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, File, Io, OpenOptions, Park, RawTask, RunError, RunQueue,
     Shield, Sleep, SpawnError, SpawnOptions, Suspend, Task, TaskRef, TcpListener, TcpStream,

@@ -69,6 +69,7 @@ mod run_queue;
 mod task;
 mod timer;
 
+pub use adapter::AbandonedWrite;
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{run, Cx, Shield, Sleep, Suspend};
