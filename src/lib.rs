@@ -45,6 +45,7 @@ pub use channel;
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 pub use backend::{run, Backend, Error, BACKEND_VAR};
+pub use io_core::AbandonedWrite;
 pub use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, File, OpenOptions, RunError, Shield, Sleep, SpawnError,
     SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,

@@ -4,7 +4,7 @@ mod support;
 use std::io;
 use std::path::PathBuf;
 
-use ioswap::{Backend, Canceled, File, OpenOptions, Unsupported};
+use ioswap::{AbandonedWrite, Backend, Canceled, File, OpenOptions, Unsupported};
 
 /// A fresh path in the temp dir, unique per test and backend; removed on drop.
 struct TempPath(PathBuf);
@@ -248,6 +248,55 @@ fn trait_write_polled_again_after_pending_writes_once(backend: Backend) {
     }
 }
 
+/// A write given up on after `Pending` is never credited to a later write of other bytes: the
+/// file holds exactly the bytes the writer was told were written. (Its bytes were in the kernel
+/// and reached the file; the next write reports them as an `AbandonedWrite` instead of writing.)
+fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
+    use futures_lite::io::AsyncWriteExt;
+    let path = TempPath::new("given-up-write", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?;
+                // Polled once, then given up: `Pending` while the write is in flight (uring);
+                // blocking writes inline.
+                let first = futures_lite::future::poll_once(file.write(b"AAAA"))
+                    .await
+                    .transpose()?;
+                let then = file.write_all(b"BBBBBBBB").await;
+                file.close().await?;
+                Ok::<_, io::Error>((first, then))
+            }
+            .await)
+        })
+        .unwrap();
+    match backend {
+        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        Backend::Blocking => {
+            let (first, then) = result.unwrap();
+            assert_eq!((first, then.ok()), (Some(4), Some(())));
+            assert_eq!(std::fs::read(&path.0).unwrap(), b"AAAABBBBBBBB");
+        }
+        _ => {
+            let (first, then) = result.unwrap();
+            assert_eq!(first, None, "the first write was pending");
+            let err = then.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+            let report = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<AbandonedWrite>());
+            assert_eq!(
+                report,
+                Some(&AbandonedWrite { written: 4, len: 4 }),
+                "{err}"
+            );
+            let on_disk = std::fs::read(&path.0).unwrap();
+            assert_eq!(String::from_utf8_lossy(&on_disk), "AAAA");
+        }
+    }
+}
+
 /// An offset past `i64::MAX` (`u64::MAX` included, which io_uring would read as "the current
 /// position") is `InvalidInput`, as `pread`/`pwrite` give.
 fn offset_past_i64_max_is_invalid_input(backend: Backend) {
@@ -276,6 +325,7 @@ fn offset_past_i64_max_is_invalid_input(backend: Backend) {
 }
 
 conformance!(
+    a_given_up_trait_write_is_never_credited_to_other_bytes,
     offset_past_i64_max_is_invalid_input,
     trait_write_reports_only_bytes_in_the_file,
     trait_write_polled_again_after_pending_writes_once,

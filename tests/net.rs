@@ -5,8 +5,9 @@ use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::mpsc;
 
+use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use ioswap::{Backend, Cx, TcpListener, TcpStream, Unsupported};
+use ioswap::{AbandonedWrite, Backend, Cx, TcpListener, TcpStream, Unsupported};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -206,7 +207,133 @@ fn trait_write_keeps_received_bytes(backend: Backend) {
     }
 }
 
+/// A std-connected pair: (plain std peer, the socket the backend will serve).
+fn std_pair() -> (std::net::TcpStream, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (peer, server)
+}
+
+/// The report an `AsyncWrite` call gave about a write given up on, if that is what it was.
+fn abandoned_write(result: &io::Result<()>) -> Option<AbandonedWrite> {
+    let err = result.as_ref().err()?;
+    let report = err.get_ref()?.downcast_ref::<AbandonedWrite>()?;
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    Some(*report)
+}
+
+/// Runs `body` on a trait-written stream over a std peer, closes the stream, and gives what
+/// `body` returned (the first write's poll, what followed) and every byte the peer received.
+fn given_up_write_then<F>(
+    backend: Backend,
+    then: F,
+) -> io::Result<(Option<usize>, io::Result<()>, Vec<u8>)>
+where
+    F: AsyncFnOnce(&mut TcpStream) -> io::Result<()> + 'static,
+{
+    use std::io::Read;
+    let (mut peer, server) = std_pair();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut stream = TcpStream::from_std(&cx, server);
+                // Polled once, then given up: `Pending` while the write is in flight (uring);
+                // blocking writes inline.
+                let first = future::poll_once(AsyncWriteExt::write(&mut stream, b"AAAA"))
+                    .await
+                    .transpose()?;
+                let then = then(&mut stream).await;
+                stream.close().await?;
+                Ok::<_, io::Error>((first, then))
+            }
+            .await)
+        })
+        .unwrap();
+    let (first, then) = result?;
+    let mut received = Vec::new();
+    peer.read_to_end(&mut received).unwrap();
+    Ok((first, then, received))
+}
+
+/// A write given up on after `Pending` is never credited to a later write of other bytes: the
+/// peer receives exactly the bytes the writer was told were written. (Its bytes were in the
+/// kernel and went out; the next write reports them as an `AbandonedWrite` instead of writing.)
+fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
+    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+        AsyncWriteExt::write_all(stream, b"BBBBBBBB").await
+    });
+    match backend {
+        Backend::Fiber => assert_unsupported(&outcome.unwrap_err()),
+        Backend::Blocking => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!((first, then.ok()), (Some(4), Some(())));
+            assert_eq!(received, b"AAAABBBBBBBB");
+        }
+        _ => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!(first, None, "the first write was pending");
+            assert_eq!(
+                abandoned_write(&then),
+                Some(AbandonedWrite { written: 4, len: 4 }),
+                "{then:?}"
+            );
+            assert_eq!(String::from_utf8_lossy(&received), "AAAA");
+        }
+    }
+}
+
+/// A write given up on after `Pending` whose bytes went out is reported by the next flush: no
+/// byte reaches the peer that no call reported.
+fn a_given_up_trait_write_is_reported_by_flush(backend: Backend) {
+    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+        AsyncWriteExt::flush(stream).await
+    });
+    match backend {
+        Backend::Fiber => assert_unsupported(&outcome.unwrap_err()),
+        Backend::Blocking => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!((first, then.ok()), (Some(4), Some(())));
+            assert_eq!(received, b"AAAA");
+        }
+        _ => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!(first, None, "the first write was pending");
+            assert_eq!(
+                abandoned_write(&then),
+                Some(AbandonedWrite { written: 4, len: 4 }),
+                "{then:?}"
+            );
+            assert_eq!(String::from_utf8_lossy(&received), "AAAA");
+        }
+    }
+}
+
+/// A write retried after `Pending` with its bytes and more (futures-io lets the buffer change)
+/// is credited with what the first attempt wrote: the bytes go out once.
+fn a_given_up_trait_write_retried_with_more_bytes_goes_out_once(backend: Backend) {
+    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+        AsyncWriteExt::write_all(stream, b"AAAABBBB").await
+    });
+    match backend {
+        Backend::Fiber => assert_unsupported(&outcome.unwrap_err()),
+        Backend::Blocking => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!((first, then.ok()), (Some(4), Some(())));
+            assert_eq!(received, b"AAAAAAAABBBB");
+        }
+        _ => {
+            let (first, then, received) = outcome.unwrap();
+            assert_eq!((first, then.ok()), (None, Some(())));
+            assert_eq!(String::from_utf8_lossy(&received), "AAAABBBB");
+        }
+    }
+}
+
 conformance!(
+    a_given_up_trait_write_is_never_credited_to_other_bytes,
+    a_given_up_trait_write_is_reported_by_flush,
+    a_given_up_trait_write_retried_with_more_bytes_goes_out_once,
     trait_write_keeps_received_bytes,
     tcp_echo_over_loopback,
     futures_io_traits_in_one_run,

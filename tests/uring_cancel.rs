@@ -206,14 +206,15 @@ fn dropping_the_backend_drains_ops_in_flight() {
     assert_peer_sees_close(&mut peer);
 }
 
-/// More ops than the ring may hold wait in the backend and all complete: a full ring is
-/// back-pressure, not an error.
+/// Many more ops at once than the ring has entries all complete: a full submission queue is
+/// handed to the kernel and refilled, and completions beyond the completion queue's size wait on
+/// the kernel's overflow list. Neither is an error.
 #[test]
-fn a_full_ring_queues_ops_instead_of_failing() {
+fn more_ops_than_ring_entries_all_complete() {
     let path = std::env::temp_dir().join(format!("ioswap-backpressure-{}", std::process::id()));
     let data: Vec<u8> = (0..64 * 512u32).map(|i| (i % 249) as u8).collect();
     std::fs::write(&path, &data).unwrap();
-    let io = UringIo::with_entries(4, 8).unwrap(); // three ops in the kernel at most
+    let io = UringIo::with_entries(4, 8).unwrap();
     let p = path.clone();
     let reads = io
         .run(move |cx| async move {
@@ -489,15 +490,15 @@ fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
     assert_eq!(closed, Ok(0));
 }
 
-/// A close waiting for ring room whose task is canceled still closes its descriptor: the peer
-/// sees the connection end.
+/// A close whose task is canceled while reads that never complete fill a small ring still
+/// closes its descriptor: the peer sees the connection end. (A close is never taken back.)
 #[test]
-fn a_canceled_close_waiting_for_room_still_closes() {
+fn a_canceled_close_behind_idle_reads_still_closes() {
     let (peers, servers): (Vec<_>, Vec<_>) = (0..3).map(|_| std_pair()).unzip();
     let (mut victim_peer, victim) = std_pair();
-    let io = UringIo::with_entries(4, 8).unwrap(); // three ops in the kernel at most
+    let io = UringIo::with_entries(4, 8).unwrap();
     io.run(move |cx| async move {
-        // Fill the kernel's op budget with reads that never complete.
+        // Reads that never complete.
         let streams: Vec<_> = servers
             .into_iter()
             .map(|s| Rc::new(TcpStream::from_std(&cx, s)))
@@ -515,9 +516,8 @@ fn a_canceled_close_waiting_for_room_still_closes() {
         cx.sleep(20).await?;
         let victim = TcpStream::from_std(&cx, victim);
         let closer = cx.spawn(move |_| async move { Ok(victim.close().await) });
-        cx.sleep(20).await?; // the close waits for room
+        cx.yield_now().await?; // the close is submitted, its completion not yet reaped
         closer.cancel();
-        // The reads end, making room: the close is never taken back, so it runs then.
         for reader in readers {
             reader.cancel();
             let _ = reader.await;
@@ -569,8 +569,8 @@ fn io_completes_while_a_task_loops_on_due_timers() {
     assert_eq!(read, (1, b"x".to_vec()));
 }
 
-/// The smallest ring asked for still has room for an op, its cancel and the wakeup read: a
-/// canceled read ends.
+/// On a one-entry ring (a read, its cancel request and the wakeup read already overflow its
+/// completion queue) a canceled read ends.
 #[test]
 fn a_one_entry_ring_still_cancels_a_read() {
     let (_peer, server) = std_pair();
@@ -591,4 +591,112 @@ fn a_one_entry_ring_still_cancels_a_read() {
     });
     // Either the read was canceled, or the task observed its cancel at the join.
     assert!(matches!(canceled, Ok(true) | Err(Canceled)), "{canceled:?}");
+}
+
+/// Reads parked on idle connections never keep new work waiting: on a tiny ring, with many more
+/// idle reads than its completion queue has entries, a new connection is still accepted and
+/// echoed; and canceling every idle read at once (twice as many completions as the queue holds)
+/// ends with every op accounted for.
+#[test]
+fn idle_reads_never_keep_a_new_connection_waiting() {
+    const IDLE: usize = 64;
+    let (idle_peers, idle_servers): (Vec<_>, Vec<_>) = (0..IDLE).map(|_| std_pair()).unzip();
+    let listener = StdListener::bind(loopback()).unwrap();
+    let client = std::thread::spawn({
+        let addr = listener.local_addr().unwrap();
+        move || {
+            let mut stream = std_peer_of(addr);
+            stream.write_all(b"ping")?;
+            let mut echo = [0u8; 4];
+            stream.read_exact(&mut echo).map(|()| echo)
+        }
+    });
+    let (echoed, canceled, owned) = within(20, "an echo behind idle reads", move || {
+        let io = UringIo::with_entries(4, 4).unwrap();
+        let (echoed, canceled) = io
+            .run(move |cx| async move {
+                let idle: Vec<_> = idle_servers
+                    .into_iter()
+                    .map(|server| {
+                        let server = TcpStream::from_std(&cx, server);
+                        cx.spawn(
+                            move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) },
+                        )
+                    })
+                    .collect();
+                cx.sleep(20).await?; // every idle read is parked in the kernel
+                let listener = ioswap::TcpListener::from_std(&cx, listener);
+                let (stream, _) = listener.accept().await.unwrap();
+                let (n, buf) = stream.read(Vec::with_capacity(4)).await;
+                assert_eq!(n.unwrap(), 4);
+                stream.write_all(buf.clone()).await.0.unwrap();
+                for reader in &idle {
+                    reader.cancel();
+                }
+                let mut canceled = 0;
+                for reader in idle {
+                    canceled += usize::from(match reader.await {
+                        Err(Canceled) => true,
+                        Ok(read) => read.is_err_and(|e| Canceled::is_canceled(&e)),
+                    });
+                }
+                Ok((buf, canceled))
+            })
+            .unwrap();
+        (echoed, canceled, io.ops_owned())
+    });
+    assert_eq!(echoed, b"ping");
+    assert_eq!(canceled, IDLE, "every idle read ended canceled");
+    assert_eq!(owned, 0);
+    assert_eq!(client.join().unwrap().unwrap(), *b"ping");
+    drop(idle_peers);
+}
+
+/// A waker woken on another thread still ends the loop's sleep when a tiny ring holds many more
+/// idle reads than completion entries: the wakeup read is always in flight.
+#[test]
+fn a_cross_thread_wake_ends_a_wait_behind_idle_reads() {
+    const IDLE: usize = 16;
+    let (idle_peers, idle_servers): (Vec<_>, Vec<_>) = (0..IDLE).map(|_| std_pair()).unzip();
+    let woke = within(20, "a cross-thread wake behind idle reads", move || {
+        UringIo::with_entries(4, 4)
+            .unwrap()
+            .run(move |cx| async move {
+                let idle: Vec<_> = idle_servers
+                    .into_iter()
+                    .map(|server| {
+                        let server = TcpStream::from_std(&cx, server);
+                        cx.spawn(
+                            move |_| async move { Ok(server.read(Vec::with_capacity(8)).await.0) },
+                        )
+                    })
+                    .collect();
+                cx.sleep(10).await?;
+                let shared: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+                let remote = shared.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    let mut state = remote.lock().unwrap();
+                    state.0 = true;
+                    if let Some(waker) = state.1.take() {
+                        waker.wake();
+                    }
+                });
+                future::poll_fn(|task_cx| {
+                    let mut state = shared.lock().unwrap();
+                    if state.0 {
+                        Poll::Ready(())
+                    } else {
+                        state.1 = Some(task_cx.waker().clone());
+                        Poll::Pending
+                    }
+                })
+                .await;
+                drop(idle); // canceled and drained at the end of the run
+                Ok(true)
+            })
+            .unwrap()
+    });
+    assert!(woke);
+    drop(idle_peers);
 }

@@ -6,10 +6,13 @@
 //!   received beyond what the caller's slice takes wait here for the next call.
 //! - `poll_write` copies the bytes into a buffer it owns, starts the write and returns `Pending`
 //!   until the write's completion, then reports the count the backend wrote — never bytes that
-//!   could still be canceled. After `Pending`, the caller polls again with the same bytes
-//!   (futures-io's contract): that call waits for the write already in flight instead of
-//!   submitting the bytes again. A write left in flight by a caller who gave up is driven to its
-//!   end by the next write, flush, read or close.
+//!   could still be canceled.
+//! - A write in flight cannot be recalled, so its count is owed to a caller. The `poll_write`
+//!   that finds it ended gets the count if its own bytes start with the ones the write put out
+//!   (futures-io's retry after `Pending`, same bytes or more): the stream then holds exactly
+//!   what was reported. Any other caller — other bytes, a flush, a close — learns that a write
+//!   given up on put bytes out unreported ([`AbandonedWrite`]) instead of writing. A given-up
+//!   write that put out nothing is forgotten.
 
 use std::io;
 use std::task::{Context, Poll};
@@ -18,6 +21,45 @@ use futures_lite::FutureExt;
 
 use crate::op::{Completion, Op};
 use crate::{Cx, Submit};
+
+/// The error of an `AsyncWrite` call on a [`File`](crate::File) or [`TcpStream`](crate::TcpStream)
+/// that found a write the caller had given up on (its `poll_write` answered `Pending` and was
+/// not polled again with the same bytes) already in the file or on the wire. Those bytes were in
+/// the kernel and could not be recalled, and no call had reported them; the call that finds
+/// them reports them instead of doing its own work — a `poll_write` returning this wrote nothing
+/// of its own bytes, a flush or close went no further. The next call proceeds normally.
+///
+/// Reaches the caller as an [`io::Error`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput)
+/// (the calls, taken together, asked for something the adapter could not do: take back bytes
+/// given to the kernel) wrapping this value. A caller that retries a given-up write with the
+/// same bytes never sees it.
+///
+/// ```
+/// use io_core::AbandonedWrite;
+/// let err = AbandonedWrite::io_error(4, 4);
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// let inner = err.get_ref().unwrap().downcast_ref::<AbandonedWrite>().unwrap();
+/// assert_eq!(inner.written, 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a write given up on after `Pending` had already written {written} of its {len} bytes, \
+     which no call reported; this call did nothing else (retry a given-up write with the same \
+     bytes, or account for these {written} bytes)"
+)]
+pub struct AbandonedWrite {
+    /// Bytes of the given-up write that reached the file or the wire.
+    pub written: usize,
+    /// Bytes that write carried.
+    pub len: usize,
+}
+
+impl AbandonedWrite {
+    /// The [`io::Error`] carrying this report.
+    pub fn io_error(written: usize, len: usize) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, AbandonedWrite { written, len })
+    }
+}
 
 /// How an I/O type's reads and writes become ops. `offset` is the adapter's cursor; streams
 /// ignore it.
@@ -39,19 +81,21 @@ pub(crate) struct Adapter {
     /// Received bytes not handed out yet: `unread[read_pos..]`.
     unread: Vec<u8>,
     read_pos: usize,
-    /// The write in flight.
-    writing: Option<Writing>,
+    /// The last write started, until a caller has been told what became of it.
+    write: Option<Unreported>,
     spare_write: Vec<u8>,
     closing: Option<Submit>,
 }
 
-/// A write in flight: its op, the offset it writes at, how many bytes it carries, and whether a
-/// `poll_write` caller waits for its count (`false` for the rest of a write given up on).
-struct Writing {
-    submit: Submit,
-    offset: u64,
-    len: usize,
-    awaited: bool,
+/// A write whose outcome no caller has been told yet.
+enum Unreported {
+    /// In the backend: its op and the offset it writes at.
+    InFlight { submit: Submit, offset: u64 },
+    /// Ended: its result and the bytes it carried.
+    Ended {
+        result: io::Result<usize>,
+        buf: Vec<u8>,
+    },
 }
 
 impl Adapter {
@@ -65,60 +109,59 @@ impl Adapter {
         self.reading = None;
     }
 
-    /// Drives the write in flight to its end, resubmitting after short writes (its bytes were
-    /// handed over by a caller who no longer waits for the count).
-    fn poll_write_in_flight(
-        &mut self,
-        cx: &Cx,
-        task: &mut Context<'_>,
-        source: &impl OpSource,
-    ) -> Poll<io::Result<()>> {
-        while self.writing.is_some() {
-            let (result, offset, mut buf) = std::task::ready!(self.poll_write_op(task));
-            match result {
-                Ok(n) if n < buf.len() && n > 0 => {
-                    buf.drain(..n);
-                    let next = offset + n as u64;
-                    self.writing = Some(Writing {
-                        len: buf.len(),
-                        submit: cx.submit(source.write_op(buf, next)),
-                        offset: next,
-                        awaited: false,
-                    });
-                }
-                Ok(0) if !buf.is_empty() => {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                Ok(_) => self.keep_spare(buf),
-                Err(e) => return Poll::Ready(Err(e)),
+    /// Waits for the write in flight, if any, to end; the cursor moves past what it wrote. Its
+    /// outcome stays unreported.
+    fn poll_write_end(&mut self, task: &mut Context<'_>) -> Poll<()> {
+        if let Some(Unreported::InFlight { submit, offset }) = &mut self.write {
+            let Completion { result, op } = std::task::ready!(submit.poll(task));
+            if let Ok(n) = result {
+                self.cursor = *offset + n as u64;
             }
+            self.write = Some(Unreported::Ended {
+                result,
+                buf: op.into_buf(),
+            });
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(())
     }
 
-    /// Polls the write in flight (there must be one) once; at its completion, moves the cursor
-    /// past what it wrote and gives back its result, offset and buffer.
-    fn poll_write_op(&mut self, task: &mut Context<'_>) -> Poll<(io::Result<usize>, u64, Vec<u8>)> {
-        let writing = self.writing.as_mut().expect("a write in flight");
-        let Completion { result, op } = std::task::ready!(writing.submit.poll(task));
-        let offset = writing.offset;
-        self.writing = None;
-        if let Ok(n) = result {
-            self.cursor = offset + n as u64;
+    /// Tells a `poll_write` of `data` what became of the ended write: its result, if `data`
+    /// starts with the bytes it wrote (all it carried, when it wrote none); an [`AbandonedWrite`]
+    /// if it wrote other bytes; `None` if it wrote nothing and `data` is other bytes.
+    fn report_to_write(&mut self, data: &[u8]) -> Option<io::Result<usize>> {
+        let Some(Unreported::Ended { result, buf }) = self.write.take() else {
+            return None;
+        };
+        let report = match result {
+            Ok(n) if n > 0 => Some(if data.starts_with(&buf[..n]) {
+                Ok(n)
+            } else {
+                Err(AbandonedWrite::io_error(n, buf.len()))
+            }),
+            // Nothing reached the stream: it is a retry's result, or nothing at all.
+            other => data.starts_with(&buf).then_some(other),
+        };
+        self.keep_spare(buf);
+        report
+    }
+
+    /// Tells a flush or close what became of the ended write: nobody claimed it, so bytes it
+    /// wrote are an [`AbandonedWrite`]; one that wrote nothing is forgotten.
+    fn report_given_up(&mut self) -> io::Result<()> {
+        let Some(Unreported::Ended { result, buf }) = self.write.take() else {
+            return Ok(());
+        };
+        let len = buf.len();
+        self.keep_spare(buf);
+        match result {
+            Ok(n) if n > 0 => Err(AbandonedWrite::io_error(n, len)),
+            _ => Ok(()),
         }
-        Poll::Ready((result, offset, op.into_buf()))
     }
 
     fn keep_spare(&mut self, mut buf: Vec<u8>) {
         buf.clear();
         self.spare_write = buf;
-    }
-
-    /// Polls the write in flight for the caller who started it: its count, once it ends.
-    fn poll_write_count(&mut self, task: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let (result, _, buf) = std::task::ready!(self.poll_write_op(task));
-        self.keep_spare(buf);
-        Poll::Ready(result)
     }
 
     pub(crate) fn poll_read(
@@ -132,7 +175,7 @@ impl Adapter {
             return Poll::Ready(Ok(0));
         }
         // A read after a write sees the written bytes (a stream's halves are independent).
-        if source.positional() && self.poll_write_in_flight(cx, task, source)?.is_pending() {
+        if source.positional() && self.poll_write_end(task).is_pending() {
             return Poll::Pending;
         }
         loop {
@@ -174,48 +217,39 @@ impl Adapter {
         source: &impl OpSource,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(writing) = &self.writing {
-            if writing.awaited && writing.len <= data.len() {
-                // Polled again after `Pending`, with the bytes already in flight: their count.
-                return self.poll_write_count(task);
+        loop {
+            std::task::ready!(self.poll_write_end(task));
+            if let Some(report) = self.report_to_write(data) {
+                return Poll::Ready(report);
             }
-            // Other bytes: the write in flight was given up on; it ends first.
-            std::task::ready!(self.poll_write_in_flight(cx, task, source))?;
+            if data.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            if source.positional() {
+                self.forget_read_ahead();
+            }
+            let mut buf = std::mem::take(&mut self.spare_write);
+            buf.clear();
+            buf.extend_from_slice(data);
+            let offset = self.cursor;
+            self.write = Some(Unreported::InFlight {
+                submit: cx.submit(source.write_op(buf, offset)),
+                offset,
+            });
+            // Polled at once: a backend that completes inline (blocking) is done right here.
         }
-        if data.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        if source.positional() {
-            self.forget_read_ahead();
-        }
-        let mut buf = std::mem::take(&mut self.spare_write);
-        buf.clear();
-        buf.extend_from_slice(data);
-        let offset = self.cursor;
-        self.writing = Some(Writing {
-            submit: cx.submit(source.write_op(buf, offset)),
-            offset,
-            len: data.len(),
-            awaited: true,
-        });
-        // A backend that completes inline (blocking) is done right here.
-        self.poll_write_count(task)
     }
 
-    pub(crate) fn poll_flush(
-        &mut self,
-        cx: &Cx,
-        task: &mut Context<'_>,
-        source: &impl OpSource,
-    ) -> Poll<io::Result<()>> {
-        self.poll_write_in_flight(cx, task, source)
+    pub(crate) fn poll_flush(&mut self, task: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_write_end(task));
+        Poll::Ready(self.report_given_up())
     }
 
     /// Flushes the write in flight, then lets the adapter go: a read it left in flight is
     /// dropped (canceled) here, so it holds no handle of the descriptor when the I/O type closes
     /// it.
-    pub(crate) async fn finish(mut self, cx: &Cx, source: &impl OpSource) -> io::Result<()> {
-        std::future::poll_fn(|task| self.poll_flush(cx, task, source)).await
+    pub(crate) async fn finish(mut self) -> io::Result<()> {
+        std::future::poll_fn(|task| self.poll_flush(task)).await
     }
 
     pub(crate) fn poll_close(
@@ -224,10 +258,8 @@ impl Adapter {
         task: &mut Context<'_>,
         source: &impl OpSource,
     ) -> Poll<io::Result<()>> {
-        if self.poll_write_in_flight(cx, task, source)?.is_pending() {
-            return Poll::Pending;
-        }
         if self.closing.is_none() {
+            std::task::ready!(self.poll_flush(task))?;
             match source.close_op() {
                 Some(op) => self.closing = Some(cx.submit(op)),
                 None => return Poll::Ready(Ok(())),
@@ -271,9 +303,7 @@ macro_rules! futures_io_through_adapter {
                 self: std::pin::Pin<&mut Self>,
                 task: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                let this = self.get_mut();
-                this.adapter
-                    .poll_flush(&this.cx, task, &$ops(&this.$handle))
+                self.get_mut().adapter.poll_flush(task)
             }
 
             fn poll_close(

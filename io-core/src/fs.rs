@@ -337,7 +337,7 @@ impl File {
     /// finish first.
     pub async fn close(self) -> io::Result<()> {
         let File { cx, file, adapter } = self;
-        let flushed = adapter.finish(&cx, &FileOps(&file)).await;
+        let flushed = adapter.finish().await;
         let closed = crate::net::close(&cx, Closing::File(file)).await;
         flushed.and(closed)
     }

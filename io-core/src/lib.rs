@@ -73,6 +73,7 @@ mod task;
 mod time;
 mod timer;
 
+pub use adapter::AbandonedWrite;
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{Cx, Shield, Suspend};

@@ -252,7 +252,7 @@ impl TcpStream {
             stream,
             adapter,
         } = self;
-        let flushed = adapter.finish(&cx, &StreamOps(&stream)).await;
+        let flushed = adapter.finish().await;
         let closed = close(&cx, Closing::Stream(stream)).await;
         flushed.and(closed)
     }

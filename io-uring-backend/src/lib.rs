@@ -18,7 +18,8 @@
 //! `ASYNC_CANCEL` and its task waits for the final CQE; an op that completed despite the cancel
 //! returns its result; a late accept or open whose future is gone is closed; a close waits for
 //! the ops still holding its descriptor; and tear-down drains the ring before anything is freed.
-//! More requests than the ring holds wait in the backend (back-pressure), never fail.
+//! No op waits for another to finish: a full submission queue is handed to the kernel at once,
+//! and completions beyond the completion queue's size wait on the kernel's overflow list.
 //!
 //! Needs Linux 5.11 (`IORING_FEAT_EXT_ARG` and `IORING_OP_SHUTDOWN`); anything less, or a
 //! process that may not use io_uring, gets a [`UringError`] naming the cause.
@@ -64,8 +65,9 @@ use op::{Aftermath, Ops};
 
 /// Submission-queue entries of a ring built by [`UringIo::new`].
 pub const DEFAULT_SQ_ENTRIES: u32 = 256;
-/// Completion-queue entries of a ring built by [`UringIo::new`]. Up to half of them (less one)
-/// ops are in the kernel at once; more wait in the backend.
+/// Completion-queue entries of a ring built by [`UringIo::new`]. They bound no count of ops in
+/// flight, only how many completions wait for a reap before the kernel's (slower) overflow list
+/// keeps the rest.
 pub const DEFAULT_CQ_ENTRIES: u32 = 8192;
 
 /// The io_uring backend. Cheap to clone: clones share one ring and one scheduler.
@@ -88,8 +90,30 @@ impl UringIo {
     }
 
     /// A backend on a ring with `sq_entries` submission and `cq_entries` completion entries
-    /// (powers of two; the kernel rounds up). Fewer than 4 completion entries are raised to 4,
-    /// the least that leaves room for an op, its cancel request and the wakeup read.
+    /// (powers of two; the kernel rounds up). Fewer completion than submission entries are
+    /// raised to `sq_entries`, the kernel's minimum. Neither bounds the ops in flight: a full
+    /// submission queue is handed to the kernel at once, and completions beyond the completion
+    /// queue's size wait on the kernel's overflow list (`IORING_FEAT_NODROP`, required).
+    ///
+    /// ```
+    /// use io_uring_backend::UringIo;
+    ///
+    /// let io = UringIo::with_entries(2, 2).expect("io_uring available");
+    /// let done = io
+    ///     .run(|cx| async move {
+    ///         // Eight ops submitted in one turn on a two-entry ring: none waits for another.
+    ///         let tasks: Vec<_> = (0..8)
+    ///             .map(|_| cx.spawn(|cx| async move { Ok(cx.submit(io_core::Op::Nop).await) }))
+    ///             .collect();
+    ///         let mut done = 0;
+    ///         for task in tasks {
+    ///             done += usize::from(task.await?.result.is_ok());
+    ///         }
+    ///         Ok(done)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(done, 8);
+    /// ```
     pub fn with_entries(sq_entries: u32, cq_entries: u32) -> Result<UringIo, UringError> {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
@@ -136,7 +160,7 @@ impl UringIo {
         self.0.core.now_ms()
     }
 
-    /// Ops the backend still owns (in flight, queued for room, or completed and not yet taken
+    /// Ops the backend still owns (in flight, queued for the kernel, or completed and not yet taken
     /// by their future). Zero once every op has ended and every buffer has gone back.
     pub fn ops_owned(&self) -> usize {
         self.0.ops.borrow().owned()
@@ -228,7 +252,7 @@ impl Io for Uring {
         &self.core
     }
 
-    /// Turns the op into an SQE (pushed now, or queued while the ring is full); its park is
+    /// Turns the op into an SQE (pushed now, or queued while the kernel refuses SQEs); its park is
     /// readied by its CQE.
     fn submit(&self, op: Op, park: &Park) -> Submitted {
         self.ops.borrow_mut().submit(op, park)

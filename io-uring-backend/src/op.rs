@@ -6,9 +6,15 @@
 //! id never reaches a reused slot. Phases:
 //!
 //! ```text
-//! submit ─┬─> Queued ──(room)──> InKernel ──(CQE)──> Done ──(take_completion)──> free
+//! submit ─┬─> InKernel ──(CQE)──> Done ──(take_completion)──> free
+//!         ├─> Queued ──(next flush)──> InKernel   (only if the kernel refused SQEs: EBUSY)
 //!         └─> AwaitingFd (a close whose descriptor other ops still hold) ──> Queued
 //! ```
+//!
+//! No op waits for another to finish: a full submission queue is submitted on the spot, and the
+//! kernel keeps completions beyond the completion queue's size (NODROP), so any number of ops
+//! that may never complete (reads on idle connections) leave room for the next accept or send,
+//! for a cancel of any op in flight, and for the wakeup read.
 //!
 //! - `cancel`: Queued → Done(canceled) at once (but a close stays queued: it is never taken
 //!   back); InKernel → an `ASYNC_CANCEL` SQE, and the op stays InKernel until its own CQE
@@ -127,7 +133,7 @@ impl Aux {
 }
 
 enum Phase {
-    /// Waiting for room on the ring; its SQE is built.
+    /// Waiting for the kernel to take SQEs again (it answered `EBUSY`); its SQE is built.
     Queued(squeue::Entry),
     /// A close whose descriptor ops in flight still hold.
     AwaitingFd,
@@ -158,7 +164,8 @@ pub struct UringStats {
     pub submitted: u64,
     /// `ASYNC_CANCEL` requests sent.
     pub cancels_sent: u64,
-    /// Ops canceled before they reached the kernel (they were waiting for room).
+    /// Ops canceled before they reached the kernel (it was refusing SQEs until completions
+    /// were reaped).
     pub canceled_while_queued: u64,
     /// Ops whose future was dropped and that completed successfully anyway: their results
     /// (an accepted socket, an opened file, received bytes) were dropped — sockets and files
@@ -176,10 +183,8 @@ pub(crate) struct Ops {
     free: Vec<u32>,
     /// Ops queued, in the kernel, or awaiting their descriptor.
     unfinished: usize,
-    /// Ops in the kernel; kept at most `op_limit` so every one of them can still get a cancel
-    /// request, and the wakeup read its place, without overflowing the completion queue.
-    in_kernel: usize,
-    op_limit: usize,
+    /// Ops whose SQE the kernel has not taken yet (it refused SQEs until completions are
+    /// reaped), in submission order.
     queued: VecDeque<u64>,
     cancels: VecDeque<u64>,
     awaiting_fd: Vec<u64>,
@@ -192,17 +197,12 @@ pub(crate) struct Ops {
 impl Ops {
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ops, UringError> {
         let ring = Ring::new(sq_entries, cq_entries)?;
-        // At least one: the ring has at least 4 completion entries.
-        let op_limit = (ring.limit() - 1) / 2;
-        debug_assert!(op_limit >= 1);
         Ok(Ops {
             stats: UringStats::default(),
             ring,
             slots: Vec::new(),
             free: Vec::new(),
             unfinished: 0,
-            in_kernel: 0,
-            op_limit,
             queued: VecDeque::new(),
             cancels: VecDeque::new(),
             awaiting_fd: Vec::new(),
@@ -301,8 +301,8 @@ impl Ops {
                 Err(e) => return done(Err(e), op),
             }
         };
-        // The common case goes straight to the ring; only an op that finds no room keeps its
-        // SQE in its slot (Queued).
+        // The common case goes straight to the ring; only an op the kernel would not take yet
+        // (or that would overtake one it refused) keeps its SQE in its slot (Queued).
         let (phase, entry) = match phase {
             Phase::Queued(entry) => (Phase::InKernel { cancel_sent: false }, Some(entry)),
             other => (other, None),
@@ -320,7 +320,6 @@ impl Ops {
             Some(entry) => {
                 let entry = entry.user_data(user_data);
                 let pushed = self.queued.is_empty()
-                    && self.in_kernel < self.op_limit
                     // SAFETY: the SQE points into the op and aux now owned by this slot (heap
                     // buffers, `KernelMem`, `CString`: moving the slot moves none of them), which
                     // the table keeps untouched until the op's CQE is reaped.
@@ -329,7 +328,6 @@ impl Ops {
                     if let Some(slotted) = self.get_mut(user_data) {
                         slotted.aux.pushed();
                     }
-                    self.in_kernel += 1;
                     self.stats.submitted += 1;
                 } else {
                     if let Some(slotted) = self.get_mut(user_data) {
@@ -385,11 +383,8 @@ impl Ops {
             .collect()
     }
 
-    /// Pushes a queued op's SQE if there is room. `true` if it left the queue state.
+    /// Pushes a queued op's SQE if the kernel takes it. `true` if it left the queue state.
     fn push_queued_op(&mut self, user_data: u64) -> bool {
-        if self.in_kernel >= self.op_limit {
-            return false;
-        }
         let Some(slotted) = self.get_mut(user_data) else {
             return true; // freed meanwhile
         };
@@ -407,13 +402,13 @@ impl Ops {
             slotted.phase = Phase::InKernel { cancel_sent: false };
             slotted.aux.pushed();
         }
-        self.in_kernel += 1;
         self.stats.submitted += 1;
         true
     }
 
-    /// Pushes queued cancels, the wakeup read, and queued ops while there is room (without a
-    /// system call; see [`Ops::submit_now`] and [`Ops::wait`]).
+    /// Pushes queued cancels, the wakeup read, and queued ops (a system call only when the
+    /// submission queue fills up; see [`Ops::submit_now`] and [`Ops::wait`] for the rest). Each
+    /// waits only for a free submission slot, never for another request to complete.
     pub(crate) fn flush(&mut self) {
         while let Some(&target) = self.cancels.front() {
             let entry = opcode::AsyncCancel::new(target).build().user_data(CANCEL);
@@ -474,7 +469,6 @@ impl Ops {
     }
 
     fn complete(&mut self, user_data: u64, result: i32, after: &mut Aftermath) {
-        self.in_kernel -= 1;
         self.unfinished -= 1;
         let Some(slotted) = self.get_mut(user_data) else {
             unreachable!("a completion for an op the table does not own");
@@ -645,8 +639,9 @@ impl Ops {
         self.retry_awaiting_closes(after);
         self.flush();
         // Nothing in the kernel: no op's memory is in use any more. (A close still awaiting
-        // its descriptor holds no kernel memory; its handle closes when dropped.)
-        if self.ring.outstanding() == 0 {
+        // its descriptor holds no kernel memory; its handle closes when dropped.) A ring that
+        // lost a completion is never waited on again: `Drop` leaks what it may still hold.
+        if self.ring.outstanding() == 0 || self.ring.is_broken() {
             return true;
         }
         self.ring.wait(None);

@@ -1,9 +1,10 @@
-//! The ring itself: setup with feature checks, room accounting, submit, wait, reap.
+//! The ring itself: setup with feature checks, submit, wait, reap.
 //!
-//! Room accounting is what makes "ring full" back-pressure instead of an error: at most
-//! `cq_entries` requests are ever outstanding (pushed and not yet reaped), so the completion
-//! queue can never overflow and a push is refused — the caller queues the request — rather than
-//! failing in the kernel.
+//! Nothing here caps the requests in the kernel. A request waits only for a submission-queue
+//! slot, and a full submission queue is handed to the kernel on the spot to free its slots. The
+//! completion queue may overflow: the ring requires `IORING_FEAT_NODROP`, so the kernel keeps
+//! completions that do not fit on its overflow list, and every reap enters the kernel to move
+//! them into the queue once it has room (see DESIGN.md, "Back-pressure").
 
 use std::io;
 use std::time::Duration;
@@ -15,23 +16,21 @@ use crate::UringError;
 /// One io_uring instance and the count of requests it holds.
 pub(crate) struct Ring {
     ring: IoUring,
-    /// Requests pushed whose completion has not been reaped yet.
+    /// Requests pushed whose completion has not been reaped yet: tear-down waits for zero.
     outstanding: usize,
-    limit: usize,
+    /// The kernel lost a completion or refused to enter: what the ring holds can no longer be
+    /// accounted for, so tear-down stops waiting for it.
+    broken: bool,
 }
-
-/// The smallest completion queue built: with `(limit - 1) / 2` ops in the kernel, each can get
-/// a cancel request and the wakeup read still fits (4 gives one op).
-const MIN_CQ_ENTRIES: u32 = 4;
 
 /// One reaped completion: `(user_data, result)`.
 pub(crate) type Cqe = (u64, i32);
 
 impl Ring {
-    /// A ring with `sq_entries` submission slots and a completion queue of `cq_entries`, but at
-    /// least [`MIN_CQ_ENTRIES`]: room for one op, its cancel request and the wakeup read.
+    /// A ring with `sq_entries` submission slots and a completion queue of `cq_entries` (raised
+    /// to `sq_entries` if smaller: the kernel's minimum).
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ring, UringError> {
-        let cq_entries = cq_entries.max(MIN_CQ_ENTRIES);
+        let cq_entries = cq_entries.max(sq_entries);
         // One thread submits and reaps (the backend is !Send), so completion work can wait for
         // our own `io_uring_enter` instead of interrupting the thread (Linux 6.1). The kernel
         // then raises IORING_SQ_TASKRUN when such work is pending, and `reap` enters to run it.
@@ -58,22 +57,19 @@ impl Ring {
                 since: "5.11",
             });
         }
-        let limit = params.cq_entries() as usize;
+        // Requests in the kernel are not bounded by the completion queue's size: completions
+        // that do not fit must be kept, not dropped. (Every 5.11 kernel has it; checked anyway.)
+        if !params.is_feature_nodrop() {
+            return Err(UringError::MissingFeature {
+                feature: "IORING_FEAT_NODROP",
+                since: "5.5",
+            });
+        }
         Ok(Ring {
             ring,
             outstanding: 0,
-            limit,
+            broken: false,
         })
-    }
-
-    /// Whether one more request fits without risking a completion-queue overflow.
-    pub(crate) fn has_room(&self) -> bool {
-        self.outstanding < self.limit
-    }
-
-    /// The most requests ever outstanding at once (the completion queue's size).
-    pub(crate) fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Requests pushed and not reaped yet.
@@ -81,17 +77,21 @@ impl Ring {
         self.outstanding
     }
 
-    /// Pushes one request. Returns `false` (and pushes nothing) when the ring has no room; the
-    /// caller keeps the request and pushes it later.
+    /// Whether the kernel lost track of a request (see [`Ring::broken`]'s field).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Pushes one request, first handing the queued ones to the kernel if the submission queue
+    /// is full. Returns `false` (and pushes nothing) only if the kernel took none of them
+    /// (`EBUSY`/`EAGAIN`: it wants completions reaped first); the caller keeps the request and
+    /// pushes it after the next reap.
     ///
     /// # Safety
     ///
     /// Every pointer in `entry` must stay valid (and, for buffers the kernel writes, unaliased)
     /// until the request's completion has been reaped.
     pub(crate) unsafe fn push(&mut self, entry: &squeue::Entry) -> bool {
-        if !self.has_room() {
-            return false;
-        }
         if self.ring.submission().is_full() {
             self.submit();
         }
@@ -103,16 +103,19 @@ impl Ring {
         pushed
     }
 
-    /// Hands the queued submissions to the kernel without waiting, and lets it post completions
-    /// whose work is pending (IORING_SQ_TASKRUN). No system call when there is neither.
+    /// Hands the queued submissions to the kernel without waiting, lets it post completions
+    /// whose work is pending (IORING_SQ_TASKRUN) and moves overflowed completions into the
+    /// queue (IORING_SQ_CQ_OVERFLOW). No system call when there is none of these.
     pub(crate) fn submit(&mut self) {
         let sq = self.ring.submission();
-        if sq.is_empty() && !sq.taskrun() {
+        if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
             return;
         }
         drop(sq);
-        // With the TASKRUN flag set the crate adds IORING_ENTER_GETEVENTS, which runs that work.
-        enter_result(self.ring.submit());
+        // With either flag set the crate adds IORING_ENTER_GETEVENTS, which runs that work and
+        // flushes the overflow list.
+        let result = self.ring.submit();
+        self.check_enter(result);
     }
 
     /// Submits what is queued and waits until at least one completion is ready, `timeout`
@@ -126,33 +129,58 @@ impl Ring {
                 self.ring.submitter().submit_with_args(1, &args)
             }
         };
-        enter_result(result);
+        self.check_enter(result);
     }
 
-    /// Moves every ready completion into `out` (first letting the kernel post those whose work is
-    /// pending).
+    /// Moves every ready completion into `out`: those in the queue, those whose work is pending,
+    /// and those the kernel kept on its overflow list while the queue was full.
     pub(crate) fn reap(&mut self, out: &mut Vec<Cqe>) {
-        if self.ring.submission().taskrun() {
-            self.submit();
+        loop {
+            let sq = self.ring.submission();
+            let enter = sq.taskrun() || sq.cq_overflow();
+            drop(sq);
+            if enter {
+                self.submit();
+            }
+            let before = out.len();
+            let mut cq = self.ring.completion();
+            let dropped = cq.overflow();
+            if dropped != 0 && !self.broken {
+                // With NODROP the kernel counts here only the completions it could not keep
+                // (it failed to allocate their overflow entries).
+                self.broken = true;
+                panic!(
+                    "the kernel dropped {dropped} io_uring completions (out of memory): the ops \
+                     they ended can never be accounted for"
+                );
+            }
+            out.extend(cq.by_ref().map(|cqe| (cqe.user_data(), cqe.result())));
+            drop(cq);
+            let reaped = out.len() - before;
+            self.outstanding -= reaped;
+            // More wait on the overflow list: the queue has room for them now. Stop if the last
+            // enter moved none (a signal): the next reap or wait flushes them.
+            if reaped == 0 || !self.ring.submission().cq_overflow() {
+                return;
+            }
         }
-        let before = out.len();
-        out.extend(
-            self.ring
-                .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
-        );
-        self.outstanding -= out.len() - before;
     }
-}
 
-/// `io_uring_enter` results that are part of normal operation: a timeout (`ETIME`), a signal
-/// (`EINTR`), or the kernel asking us to reap first (`EBUSY`, `EAGAIN`). Anything else means the
-/// ring is unusable, which no caller can recover from.
-fn enter_result(result: io::Result<usize>) {
-    if let Err(err) = result {
-        match err.raw_os_error() {
-            Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
-            _ => panic!("io_uring_enter failed: {err}"),
+    /// Accepts the `io_uring_enter` results that are part of normal operation: a timeout
+    /// (`ETIME`), a signal (`EINTR`), or the kernel asking us to reap first (`EBUSY`, `EAGAIN`:
+    /// what it did not take stays queued for the next enter). Anything else means the ring is
+    /// unusable (`EBADR`: the kernel dropped a completion), which no caller can recover from.
+    fn check_enter(&mut self, result: io::Result<usize>) {
+        if let Err(err) = result {
+            match err.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => {}
+                // Tear-down after the first failure does not wait on the ring again.
+                _ if self.broken => {}
+                _ => {
+                    self.broken = true;
+                    panic!("io_uring_enter failed: {err}");
+                }
+            }
         }
     }
 }
