@@ -1,0 +1,104 @@
+//! Close: the ops still holding the descriptor are canceled and the close waits until it holds
+//! the last handle; it then owns the descriptor until its SQE is pushed (the kernel owns it from
+//! then on).
+
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use io_core::op::Closing;
+use io_core::Op;
+use io_uring::{opcode, squeue, types};
+
+use super::{Aftermath, Aux, Key, Ops, Phase};
+
+impl Ops {
+    /// A close: the descriptor if this was the last holder of it, `None` if ops in flight hold
+    /// it (they are canceled, and the close waits for them), or an immediate result.
+    pub(super) fn prepare_close(
+        &mut self,
+        fd: &mut Option<Closing>,
+    ) -> Result<Option<OwnedFd>, io::Result<usize>> {
+        let Some(closing) = fd.take() else {
+            return Err(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nothing to close",
+            )));
+        };
+        match closing.try_into_owned() {
+            Ok(owned) => Ok(Some(owned)),
+            Err(closing) => {
+                let raw = closing.as_raw_fd();
+                let holders: Vec<Key> = self.holders_of(raw);
+                if holders.is_empty() {
+                    // Someone outside the backend holds a handle: it closes when that drops.
+                    drop(closing);
+                    return Err(Ok(0));
+                }
+                for holder in holders {
+                    self.request_cancel(holder);
+                }
+                *fd = Some(closing);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The ops in the table that hold the descriptor `raw`.
+    fn holders_of(&self, raw: RawFd) -> Vec<Key> {
+        self.slotted()
+            .filter(|(_, slotted)| slotted.op.fd() == Some(raw))
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Closes whose descriptor is now free get their SQE. One whose other holders are all gone
+    /// from the table, yet cannot take the descriptor (a handle kept outside the backend),
+    /// completes at once: the descriptor closes when that handle drops.
+    pub(super) fn retry_awaiting_closes(&mut self, after: &mut Aftermath) {
+        if self.awaiting_fd.is_empty() {
+            return;
+        }
+        for key in mem::take(&mut self.awaiting_fd) {
+            let Some(slotted) = self.get_mut(key) else {
+                continue;
+            };
+            let Op::Close { fd } = &mut slotted.op else {
+                continue;
+            };
+            let Some(closing) = fd.take() else { continue };
+            match closing.try_into_owned() {
+                Ok(owned) => {
+                    slotted.phase = Phase::Queued(close_entry(owned.as_raw_fd()));
+                    slotted.aux = Aux::Close(Some(owned));
+                    self.queued.push_back(key);
+                }
+                Err(closing) => {
+                    let raw = closing.as_raw_fd();
+                    *fd = Some(closing);
+                    if self.holders_of(raw).iter().all(|&h| h == key) {
+                        let slotted = self.get_mut(key).expect("looked up above");
+                        if let Op::Close { fd } = &mut slotted.op {
+                            drop(fd.take());
+                        }
+                        if slotted.discarded {
+                            // Nobody will take the result.
+                            after.free(self.remove(key));
+                        } else {
+                            slotted.phase = Phase::Done(Ok(0));
+                            after.ready.push(slotted.park.clone());
+                        }
+                        self.unfinished -= 1;
+                    } else {
+                        self.awaiting_fd.push(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn close_entry(raw: RawFd) -> squeue::Entry {
+    // The kernel owns the descriptor from here: IORING_OP_CLOSE closes it.
+    opcode::Close::new(types::Fd(raw)).build()
+}

@@ -1,0 +1,591 @@
+//! Ops in flight: the table that owns each op's memory until its final completion. The SQE each
+//! op becomes and what its completion turns into are in `prepare`, close handling in `close`.
+//!
+//! An op lives in a slot from `submit` until its completion is taken (or, if its future was
+//! dropped, until its final CQE). Its `Key` (its user_data, `generation << 32 | slot index`)
+//! never reaches a reused slot once stale. Phases:
+//!
+//! ```text
+//! submit ─┬─> InKernel ──(CQE)──> Done ──(take_completion)──> free
+//!         ├─> Queued ──(next flush)──> InKernel   (only if the kernel refused SQEs: EBUSY)
+//!         └─> AwaitingFd (a close whose descriptor other ops still hold) ──> Queued
+//! ```
+//!
+//! No op waits for another to finish: a full submission queue is submitted on the spot, and the
+//! kernel keeps completions beyond the completion queue's size (NODROP), so any number of ops
+//! that may never complete (reads on idle connections) leave room for the next accept or send,
+//! for a cancel of any op in flight, and for the wakeup read.
+//!
+//! - `cancel`: Queued → Done(canceled) at once (but a close stays queued: it is never taken
+//!   back); InKernel → an `ASYNC_CANCEL` SQE, and the op stays InKernel until its own CQE
+//!   (canceled, or its real result if it won the race). A queued close owns its descriptor
+//!   (`Aux::Close`) until its SQE is pushed, so freeing or draining it closes the descriptor.
+//! - `discard` (the future is gone): Queued/Done → freed now; InKernel → canceled and freed at its
+//!   CQE, which is also when a late accepted socket or opened file is closed (by dropping it).
+
+mod close;
+mod kernel_mem;
+mod prepare;
+mod sockaddr;
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use io_core::{Canceled, Completion, Op, OpId, Park, Submitted};
+use io_uring::{opcode, squeue};
+
+use crate::ring::{Cqe, Ring};
+use crate::wakeup::Wakeup;
+use crate::UringError;
+use close::close_entry;
+use kernel_mem::KernelMem;
+use prepare::{finish, prepare};
+use sockaddr::SockAddr;
+
+/// user_data of the wakeup eventfd's read.
+const WAKE: u64 = u64::MAX;
+/// user_data of `ASYNC_CANCEL` requests (their own results are not needed: the target's CQE
+/// tells how it ended).
+const CANCEL: u64 = u64::MAX - 1;
+
+/// An op's place in the table: its slot's index and the generation the slot had when the op
+/// was put there, so a stale key never reaches a reused slot. The op's SQE carries it as its
+/// user_data, `generation << 32 | index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    generation: u32,
+    index: u32,
+}
+
+impl Key {
+    fn from_user_data(user_data: u64) -> Key {
+        Key {
+            generation: (user_data >> 32) as u32,
+            index: (user_data & 0xffff_ffff) as u32,
+        }
+    }
+
+    fn user_data(self) -> u64 {
+        u64::from(self.generation) << 32 | u64::from(self.index)
+    }
+}
+
+impl From<OpId> for Key {
+    fn from(id: OpId) -> Key {
+        Key::from_user_data(id.get())
+    }
+}
+
+/// What a table operation leaves to do once the table is no longer borrowed: parks to ready or
+/// to drop. A park holds a task's waker; waking it, or dropping the last one, may drop the
+/// task's futures, which call back into the backend — so neither may happen under the borrow.
+/// (Ops themselves hold no wakers: they are dropped at once, so a descriptor they held is free
+/// for a waiting close right away.)
+#[derive(Default)]
+pub(crate) struct Aftermath {
+    ready: Vec<Park>,
+    dropped: Vec<Park>,
+}
+
+impl Aftermath {
+    pub(crate) fn apply(&mut self) {
+        for park in self.ready.drain(..) {
+            park.ready();
+        }
+        self.dropped.clear();
+    }
+
+    /// Frees a slot's op now (closing whatever it produced) and keeps its park for later.
+    fn free(&mut self, slotted: Option<Slotted>) {
+        if let Some(Slotted { op, aux, park, .. }) = slotted {
+            drop(aux);
+            drop(op);
+            self.dropped.push(park);
+        }
+    }
+}
+
+/// Kernel-visible memory an op needs besides its own buffers.
+enum Aux {
+    None,
+    Path(#[allow(dead_code)] CString), // kept alive for the kernel, never read back
+    Statx(KernelMem<MaybeUninit<libc::statx>>),
+    Accept(KernelMem<SockAddr>),
+    Connect {
+        socket: Option<net::TcpStream>,
+        #[allow(dead_code)] // kept alive for the kernel, never read back
+        addr: KernelMem<SockAddr>,
+    },
+    /// The descriptor of a close, owned here until its SQE is pushed (the kernel owns it from
+    /// then on); a close freed or drained before that closes it by dropping it.
+    Close(Option<OwnedFd>),
+}
+
+impl Aux {
+    /// The op's SQE was pushed: a close's descriptor now belongs to the kernel.
+    fn pushed(&mut self) {
+        if let Aux::Close(fd) = self {
+            if let Some(fd) = fd.take() {
+                let _kernel_closes_it: RawFd = fd.into_raw_fd();
+            }
+        }
+    }
+}
+
+enum Phase {
+    /// Waiting for the kernel to take SQEs again (it answered `EBUSY`); its SQE is built.
+    Queued(squeue::Entry),
+    /// A close whose descriptor ops in flight still hold.
+    AwaitingFd,
+    /// Submitted; the kernel may be using the op's memory.
+    InKernel { cancel_sent: bool },
+    /// Completed; the result waits for `take_completion`.
+    Done(io::Result<usize>),
+}
+
+/// One op owned by the table.
+pub(crate) struct Slotted {
+    op: Op,
+    aux: Aux,
+    park: Park,
+    discarded: bool,
+    phase: Phase,
+}
+
+struct Slot {
+    generation: u32,
+    op: Option<Slotted>,
+}
+
+/// Counters of what the table has seen, for monitoring and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UringStats {
+    /// Ops handed to the kernel.
+    pub submitted: u64,
+    /// `ASYNC_CANCEL` requests sent.
+    pub cancels_sent: u64,
+    /// Ops canceled before they reached the kernel (it was refusing SQEs until completions
+    /// were reaped).
+    pub canceled_while_queued: u64,
+    /// Ops whose future was dropped and that completed successfully anyway: their results
+    /// (an accepted socket, an opened file, received bytes) were dropped — sockets and files
+    /// closed — because nobody was left to take them.
+    pub late_completions_dropped: u64,
+    /// Bytes those late reads had already consumed from their file or socket.
+    pub late_bytes_dropped: u64,
+}
+
+/// The ring and every op it owns.
+pub(crate) struct Ops {
+    stats: UringStats,
+    ring: Ring,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Ops queued, in the kernel, or awaiting their descriptor.
+    unfinished: usize,
+    /// Ops whose SQE the kernel has not taken yet (it refused SQEs until completions are
+    /// reaped), in submission order.
+    queued: VecDeque<Key>,
+    /// user_data of the requests to cancel (an op's key, or the wakeup read's `WAKE`).
+    cancels: VecDeque<u64>,
+    awaiting_fd: Vec<Key>,
+    wakeup: Wakeup,
+    wake_armed: bool,
+    closing: bool,
+    cqes: Vec<Cqe>,
+}
+
+impl Ops {
+    pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ops, UringError> {
+        let ring = Ring::new(sq_entries, cq_entries)?;
+        Ok(Ops {
+            stats: UringStats::default(),
+            ring,
+            slots: Vec::new(),
+            free: Vec::new(),
+            unfinished: 0,
+            queued: VecDeque::new(),
+            cancels: VecDeque::new(),
+            awaiting_fd: Vec::new(),
+            wakeup: Wakeup::new()?,
+            wake_armed: false,
+            closing: false,
+            cqes: Vec::new(),
+        })
+    }
+
+    pub(crate) fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
+    }
+
+    /// Ops that will still complete (queued, in the kernel, or awaiting their descriptor).
+    pub(crate) fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    pub(crate) fn stats(&self) -> UringStats {
+        self.stats
+    }
+
+    /// Ops the table still owns, finished or not.
+    pub(crate) fn owned(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    fn insert(&mut self, slotted: Slotted) -> Key {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.slots.len()).expect("more than 2^32 ops in flight");
+                self.slots.push(Slot {
+                    generation: 0,
+                    op: None,
+                });
+                index
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        // Generations stay below 0x7fff_ffff so no id collides with WAKE or CANCEL.
+        slot.generation = (slot.generation % 0x7fff_fffe) + 1;
+        slot.op = Some(slotted);
+        Key {
+            generation: slot.generation,
+            index,
+        }
+    }
+
+    /// Every op the table owns, with its key.
+    fn slotted(&self) -> impl Iterator<Item = (Key, &Slotted)> + '_ {
+        self.slots.iter().zip(0..).filter_map(|(slot, index)| {
+            let key = Key {
+                generation: slot.generation,
+                index,
+            };
+            Some((key, slot.op.as_ref()?))
+        })
+    }
+
+    fn get_mut(&mut self, key: Key) -> Option<&mut Slotted> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.op.as_mut()
+    }
+
+    fn remove(&mut self, key: Key) -> Option<Slotted> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let taken = slot.op.take();
+        if taken.is_some() {
+            self.free.push(key.index);
+        }
+        taken
+    }
+
+    /// Starts `op`. Bind is a plain system call (it never waits); a close waits for the ops
+    /// still holding its descriptor; everything else becomes one SQE.
+    pub(crate) fn submit(&mut self, mut op: Op, park: &Park) -> Submitted {
+        if self.closing {
+            return done(Err(io::Error::other("the uring backend has shut down")), op);
+        }
+        if let Op::Bind { addr, listener } = &mut op {
+            let result = net::TcpListener::bind(*addr).map(|bound| {
+                *listener = Some(bound);
+                0
+            });
+            return done(result, op);
+        }
+        let mut aux = Aux::None;
+        let phase = if let Op::Close { fd } = &mut op {
+            match self.prepare_close(fd) {
+                Ok(Some(owned)) => {
+                    let entry = close_entry(owned.as_raw_fd());
+                    aux = Aux::Close(Some(owned));
+                    Phase::Queued(entry)
+                }
+                Ok(None) => Phase::AwaitingFd,
+                Err(result) => return done(result, op),
+            }
+        } else {
+            match prepare(&mut op, &mut aux) {
+                Ok(entry) => Phase::Queued(entry),
+                Err(e) => return done(Err(e), op),
+            }
+        };
+        // The common case goes straight to the ring; only an op the kernel would not take yet
+        // (or that would overtake one it refused) keeps its SQE in its slot (Queued).
+        let (phase, entry) = match phase {
+            Phase::Queued(entry) => (Phase::InKernel { cancel_sent: false }, Some(entry)),
+            other => (other, None),
+        };
+        let key = self.insert(Slotted {
+            op,
+            aux,
+            park: park.clone(),
+            discarded: false,
+            phase,
+        });
+        self.unfinished += 1;
+        match entry {
+            None => self.awaiting_fd.push(key),
+            Some(entry) => {
+                let entry = entry.user_data(key.user_data());
+                let pushed = self.queued.is_empty()
+                    // SAFETY: the SQE points into the op and aux now owned by this slot (heap
+                    // buffers, `KernelMem`, `CString`: moving the slot moves none of them), which
+                    // the table keeps untouched until the op's CQE is reaped.
+                    && unsafe { self.ring.push(&entry) };
+                if pushed {
+                    if let Some(slotted) = self.get_mut(key) {
+                        slotted.aux.pushed();
+                    }
+                    self.stats.submitted += 1;
+                } else {
+                    if let Some(slotted) = self.get_mut(key) {
+                        slotted.phase = Phase::Queued(entry);
+                    }
+                    self.queued.push_back(key);
+                }
+            }
+        }
+        Submitted::InFlight(OpId::new(key.user_data()))
+    }
+
+    /// Pushes a queued op's SQE if the kernel takes it. `true` if it left the queue state.
+    fn push_queued_op(&mut self, key: Key) -> bool {
+        let Some(slotted) = self.get_mut(key) else {
+            return true; // freed meanwhile
+        };
+        let Phase::Queued(entry) = &slotted.phase else {
+            return true; // canceled while queued
+        };
+        let entry = entry.clone().user_data(key.user_data());
+        // SAFETY: the SQE points into this slot's op and aux (heap buffers, `KernelMem`,
+        // `CString`), which the table keeps, unmoved and untouched, until the op's CQE is reaped:
+        // no phase transition out of InKernel frees them before `complete`.
+        if !unsafe { self.ring.push(&entry) } {
+            return false;
+        }
+        if let Some(slotted) = self.get_mut(key) {
+            slotted.phase = Phase::InKernel { cancel_sent: false };
+            slotted.aux.pushed();
+        }
+        self.stats.submitted += 1;
+        true
+    }
+
+    /// Pushes queued cancels, the wakeup read, and queued ops (a system call only when the
+    /// submission queue fills up; see [`Ops::submit_now`] and [`Ops::wait`] for the rest). Each
+    /// waits only for a free submission slot, never for another request to complete.
+    pub(crate) fn flush(&mut self) {
+        while let Some(&target) = self.cancels.front() {
+            let entry = opcode::AsyncCancel::new(target).build().user_data(CANCEL);
+            // SAFETY: a cancel request carries no pointers.
+            if !unsafe { self.ring.push(&entry) } {
+                break;
+            }
+            self.cancels.pop_front();
+        }
+        if !self.wake_armed && !self.closing {
+            let entry = self.wakeup.read_entry(WAKE);
+            // SAFETY: the read's 8-byte buffer belongs to `self.wakeup`, which outlives every
+            // request: the ring is drained (including this read) before the table drops.
+            self.wake_armed = unsafe { self.ring.push(&entry) };
+        }
+        while let Some(&key) = self.queued.front() {
+            if !self.push_queued_op(key) {
+                break;
+            }
+            self.queued.pop_front();
+        }
+    }
+
+    /// Hands pushed SQEs to the kernel now, without waiting.
+    pub(crate) fn submit_now(&mut self) {
+        self.flush();
+        self.ring.submit();
+    }
+
+    /// Submits and sleeps in the kernel until a completion (an op, or the wakeup read) arrives
+    /// or `timeout` passes.
+    pub(crate) fn wait(&mut self, timeout: Option<std::time::Duration>) {
+        self.flush();
+        self.ring.wait(timeout);
+    }
+
+    /// Handles every completion that is ready. Returns how many op completions it handled.
+    pub(crate) fn reap(&mut self, after: &mut Aftermath) -> usize {
+        let mut cqes = mem::take(&mut self.cqes);
+        self.ring.reap(&mut cqes);
+        let mut handled = 0;
+        for (user_data, result) in cqes.drain(..) {
+            match user_data {
+                WAKE => self.wake_armed = false,
+                CANCEL => {}
+                _ => {
+                    self.complete(Key::from_user_data(user_data), result, after);
+                    handled += 1;
+                }
+            }
+        }
+        self.cqes = cqes;
+        if handled > 0 {
+            self.retry_awaiting_closes(after);
+            self.flush();
+        }
+        handled
+    }
+
+    fn complete(&mut self, key: Key, result: i32, after: &mut Aftermath) {
+        self.unfinished -= 1;
+        let Some(slotted) = self.get_mut(key) else {
+            unreachable!("a completion for an op the table does not own");
+        };
+        let outcome = finish(&mut slotted.op, &mut slotted.aux, result);
+        if slotted.discarded {
+            if let Ok(count) = outcome {
+                let read = matches!(slotted.op, Op::ReadAt { .. } | Op::Recv { .. });
+                self.stats.late_completions_dropped += 1;
+                if read {
+                    self.stats.late_bytes_dropped += count as u64;
+                }
+            }
+            // Whatever it produced (an accepted socket, an opened file) is closed by the drop.
+            after.free(self.remove(key));
+        } else {
+            slotted.phase = Phase::Done(outcome);
+            slotted.aux = Aux::None;
+            after.ready.push(slotted.park.clone());
+        }
+    }
+
+    /// The op's completion, if it has completed; the slot is freed, and a close waiting for the
+    /// op's descriptor is retried (the op no longer holds it here).
+    pub(crate) fn take_completion(
+        &mut self,
+        id: OpId,
+        after: &mut Aftermath,
+    ) -> Option<Completion> {
+        let key = Key::from(id);
+        let slotted = self.get_mut(key)?;
+        if !matches!(slotted.phase, Phase::Done(_)) {
+            return None;
+        }
+        let slotted = self.remove(key)?;
+        let Phase::Done(result) = slotted.phase else {
+            unreachable!("checked above")
+        };
+        self.retry_awaiting_closes(after);
+        self.flush();
+        Some(Completion {
+            result,
+            op: slotted.op,
+        })
+    }
+
+    fn request_cancel(&mut self, key: Key) -> Option<Park> {
+        let slotted = self.get_mut(key)?;
+        match &mut slotted.phase {
+            // A close is never taken back: it stays queued and closes its descriptor.
+            Phase::Queued(_) if matches!(slotted.op, Op::Close { .. }) => None,
+            Phase::Queued(_) => {
+                // Never reached the kernel: it ends here, canceled, with its buffers intact.
+                slotted.phase = Phase::Done(Err(Canceled.into()));
+                let park = slotted.park.clone();
+                self.unfinished -= 1;
+                self.stats.canceled_while_queued += 1;
+                Some(park)
+            }
+            Phase::InKernel { cancel_sent } if !*cancel_sent => {
+                *cancel_sent = true;
+                self.cancels.push_back(key.user_data());
+                self.stats.cancels_sent += 1;
+                self.flush();
+                None
+            }
+            // A close cannot be taken back; a canceled or finished op has nothing to cancel.
+            _ => None,
+        }
+    }
+
+    /// Asks for the op to be canceled; it completes (canceled, or with its real result).
+    pub(crate) fn cancel(&mut self, id: OpId, after: &mut Aftermath) {
+        if let Some(park) = self.request_cancel(Key::from(id)) {
+            after.ready.push(park);
+        }
+    }
+
+    /// The op's future is gone: free what can be freed now, cancel the rest and free it at its
+    /// final completion.
+    pub(crate) fn discard(&mut self, id: OpId, after: &mut Aftermath) {
+        let key = Key::from(id);
+        let Some(slotted) = self.get_mut(key) else {
+            return;
+        };
+        slotted.discarded = true;
+        match slotted.phase {
+            Phase::Queued(_) => {
+                // Never reached the kernel; a close's descriptor closes as its aux drops.
+                self.unfinished -= 1;
+                after.free(self.remove(key));
+            }
+            Phase::Done(_) => after.free(self.remove(key)),
+            Phase::InKernel { .. } => {
+                self.request_cancel(key);
+            }
+            Phase::AwaitingFd => {} // the close still happens
+        }
+        self.retry_awaiting_closes(after);
+    }
+
+    /// One step of tear-down: cancel everything in the kernel (and the wakeup read), drop what
+    /// never got there, wait for completions. Returns `true` once nothing is outstanding and the
+    /// memory of every op can be freed.
+    pub(crate) fn drain_step(&mut self, after: &mut Aftermath) -> bool {
+        if !self.closing {
+            self.closing = true;
+            if self.wake_armed {
+                self.cancels.push_back(WAKE);
+            }
+        }
+        let live: Vec<Key> = self.slotted().map(|(key, _)| key).collect();
+        for key in live {
+            if let Some(park) = self.request_cancel(key) {
+                after.ready.push(park);
+            }
+        }
+        self.retry_awaiting_closes(after);
+        self.flush();
+        // Nothing in the kernel: no op's memory is in use any more. (A close still awaiting
+        // its descriptor holds no kernel memory; its handle closes when dropped.) A ring that
+        // lost a completion is never waited on again: `Drop` leaks what it may still hold.
+        if self.ring.outstanding() == 0 || self.ring.is_broken() {
+            return true;
+        }
+        self.ring.wait(None);
+        self.reap(after);
+        false
+    }
+}
+
+impl Drop for Ops {
+    fn drop(&mut self) {
+        if self.ring.outstanding() > 0 {
+            // Only after a drain that did not finish (a panic while waiting): the kernel may
+            // still write into op memory, so leak it rather than free it under the kernel.
+            mem::forget(mem::take(&mut self.slots));
+            self.wakeup.leak_buffer();
+        }
+    }
+}
+
+fn done(result: io::Result<usize>, op: Op) -> Submitted {
+    Submitted::Done(Completion { result, op })
+}

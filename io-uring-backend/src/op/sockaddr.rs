@@ -1,0 +1,97 @@
+//! Socket addresses between std and the kernel: a connect's sockaddr, an accepted peer's, and
+//! the socket a connect starts from.
+
+use std::io;
+use std::mem;
+use std::net::{self, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::FromRawFd;
+
+/// The sockaddr of an accept (written by the kernel) or a connect (read by it).
+pub(super) struct SockAddr {
+    pub(super) storage: libc::sockaddr_storage,
+    pub(super) len: libc::socklen_t,
+}
+
+/// A new, unconnected TCP socket of `addr`'s family (close-on-exec).
+pub(super) fn new_tcp_socket(addr: &SocketAddr) -> io::Result<net::TcpStream> {
+    let family = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket takes no pointers; a negative result is handled below.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket and nothing else owns it.
+    Ok(unsafe { net::TcpStream::from_raw_fd(fd) })
+}
+
+/// `addr` as a sockaddr the kernel reads.
+pub(super) fn sockaddr_of(addr: &SocketAddr) -> SockAddr {
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(v4) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: v6.port().to_be(),
+                sin6_flowinfo: v6.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
+                sin6_scope_id: v6.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    SockAddr {
+        storage,
+        len: len as libc::socklen_t,
+    }
+}
+
+/// The address in a kernel-filled sockaddr, if it is IPv4 or IPv6.
+///
+/// # Safety
+///
+/// `addr.len` bytes of `addr.storage` must have been written by the kernel.
+pub(super) unsafe fn socket_addr(addr: &SockAddr) -> Option<SocketAddr> {
+    let storage: *const libc::sockaddr_storage = &addr.storage;
+    match i32::from(addr.storage.ss_family) {
+        libc::AF_INET if addr.len as usize >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and it is long enough.
+            let sin = unsafe { &*storage.cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if addr.len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in6, and it is long enough.
+            let sin6 = unsafe { &*storage.cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
