@@ -31,9 +31,7 @@ fn perform_in_place(op: &mut Op) -> io::Result<usize> {
         Op::WriteAt { file, buf, offset } => {
             std_of::<fs::File>(file, "write_at")?.write_at(buf, *offset)
         }
-        Op::SyncAll { file } => std_of::<fs::File>(file, "sync_all")?
-            .sync_all()
-            .map(|()| 0),
+        Op::SyncAll { file } => std_of::<fs::File>(file, "sync_all")?.sync_all().map(|()| 0),
         Op::Len { file, len } => {
             *len = std_of::<fs::File>(file, "len")?.metadata()?.len();
             Ok(0)
