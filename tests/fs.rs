@@ -162,7 +162,8 @@ fn canceled_task_starts_no_io(backend: Backend) {
                 })
                 .await;
             let (result, buf) = {
-                let file = std::rc::Rc::new(std::fs::File::open("/dev/null").unwrap());
+                let file =
+                    ioswap::protocol::op::Handle::new(std::fs::File::open("/dev/null").unwrap());
                 let done = cx
                     .submit(ioswap::protocol::op::Op::ReadAt {
                         file,

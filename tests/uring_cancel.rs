@@ -9,8 +9,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::future;
-use ioswap::protocol::op::Op;
-use ioswap::protocol::Park;
+use ioswap::protocol::op::{Handle, Op, OpSlot};
 use ioswap::{Canceled, TcpListener, TcpStream, UringIo};
 
 fn loopback() -> SocketAddr {
@@ -179,8 +178,8 @@ fn close_waits_for_a_dropped_in_flight_read() {
     assert_eq!(io.ops_owned(), 0);
 }
 
-/// Dropping the backend with an op still in the kernel cancels it and waits for its
-/// completion before freeing its memory; the op's socket is then closed.
+/// Dropping the backend with an op still in the kernel cancels it and waits for its final
+/// completion before anything is freed; the op comes back, canceled, through its slot.
 #[test]
 fn dropping_the_backend_drains_ops_in_flight() {
     let std_listener = StdListener::bind(loopback()).unwrap();
@@ -188,13 +187,13 @@ fn dropping_the_backend_drains_ops_in_flight() {
     let (server, _) = std_listener.accept().unwrap();
     let io = UringIo::new().unwrap();
     let protocol = io.io();
-    let park = Park::new("read");
+    let slot = OpSlot::new("read");
     let submitted = protocol.submit(
         Op::Recv {
-            stream: Rc::new(server),
+            stream: Handle::new(server),
             buf: Vec::with_capacity(4096),
         },
-        &park,
+        &slot,
     );
     assert!(matches!(
         submitted,
@@ -202,7 +201,11 @@ fn dropping_the_backend_drains_ops_in_flight() {
     ));
     assert_eq!(io.ops_owned(), 1);
     drop(protocol);
-    drop(io); // drains: cancel, wait for the CQE, free the buffer, close the socket
+    drop(io); // drains: cancel, wait for the CQE, then hand the op back through its slot
+    let done = slot.take().expect("the drain delivers the op's completion");
+    assert!(Canceled::is_canceled(done.result.as_ref().unwrap_err()));
+    assert_eq!(done.op.into_buf().capacity(), 4096, "the buffer comes back");
+    // The op held the last handle on the socket: dropping it closed the socket.
     assert_peer_sees_close(&mut peer);
 }
 
@@ -451,11 +454,11 @@ fn stream_close_after_a_pending_trait_read_finishes() {
     assert_peer_sees_close(&mut peer);
 }
 
-/// A close waiting for an op on its descriptor finishes once that op's completion is taken by
-/// its (live) future.
+/// A close waiting for an op on its descriptor finishes once that op has completed (its
+/// completion, still holding a handle, is with its live future: the descriptor closes when that
+/// last handle drops).
 #[test]
-fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
-    use ioswap::protocol::op::Closing;
+fn close_waiting_on_an_op_finishes_when_the_op_completes() {
     let path = std::env::temp_dir().join(format!("ioswap-close-taken-{}", std::process::id()));
     std::fs::write(&path, b"data").unwrap();
     let p = path.clone();
@@ -466,15 +469,13 @@ fn close_waiting_on_an_op_finishes_when_its_completion_is_taken() {
             UringIo::new()
                 .unwrap()
                 .run(move |cx| async move {
-                    let file = Rc::new(std::fs::File::open(&p).unwrap());
+                    let file = Handle::new(std::fs::File::open(&p).unwrap());
                     let read = cx.submit(Op::ReadAt {
                         file: file.clone(),
                         buf: Vec::with_capacity(4),
                         offset: 0,
                     });
-                    let close = cx.submit(Op::Close {
-                        fd: Some(Closing::File(file)),
-                    });
+                    let close = cx.submit(Op::Close { handle: Some(file) });
                     let (read, close) = future::zip(read, close).await;
                     Ok((
                         read.result.map_err(|e| e.to_string()),

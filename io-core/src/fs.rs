@@ -5,10 +5,9 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::rc::Rc;
 
 use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
-use crate::op::{Closing, Op};
+use crate::op::{Handle, Op};
 use crate::Cx;
 
 /// How to open a file: the flags of `open(2)`, as a builder.
@@ -157,7 +156,7 @@ impl OpenOptions {
                 file: Some(file), ..
             } => Ok(File {
                 cx: cx.clone(),
-                file: Rc::new(file),
+                file,
                 adapter: Adapter::default(),
             }),
             op => Err(missing_output(&op)),
@@ -208,7 +207,7 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
 /// ```
 pub struct File {
     cx: Cx,
-    file: Rc<fs::File>,
+    file: Handle,
     adapter: Adapter,
 }
 
@@ -338,13 +337,13 @@ impl File {
     pub async fn close(self) -> io::Result<()> {
         let File { cx, file, adapter } = self;
         let flushed = adapter.finish().await;
-        let closed = crate::net::close(&cx, Closing::File(file)).await;
+        let closed = crate::net::close(&cx, file).await;
         flushed.and(closed)
     }
 }
 
 /// The file's ops for the `futures-io` adapter, at the adapter's cursor.
-struct FileOps<'a>(&'a Rc<fs::File>);
+struct FileOps<'a>(&'a Handle);
 
 impl OpSource for FileOps<'_> {
     fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
@@ -376,22 +375,25 @@ impl OpSource for FileOps<'_> {
 // of the positional methods; `poll_close` flushes (the descriptor closes with `File::close`).
 futures_io_through_adapter!(File, FileOps, file);
 
+/// Panics on a backend whose files have no descriptor (none of today's: blocking and uring
+/// issue real ones, fiber opens none).
 impl AsRawFd for File {
     fn as_raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
+        self.file.expect_fd().as_raw_fd()
     }
 }
 
+/// Panics on a backend whose files have no descriptor, as `AsRawFd` does.
 impl AsFd for File {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+        self.file.expect_fd()
     }
 }
 
 impl fmt::Debug for File {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("File")
-            .field("fd", &self.file.as_raw_fd())
+            .field("handle", &self.file)
             .field("backend", &self.cx.backend())
             .finish()
     }

@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use crate::op::{Completion, Op, OpId, Submitted};
+use crate::op::{Op, OpId, OpSlot, Submitted};
 use crate::{BackendCore, Canceled, Park, RawTask, SpawnError, SpawnOptions, TimerId};
 
 /// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
@@ -88,17 +88,10 @@ pub trait Io {
 
     /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
     /// blocking performs it inline, fiber refuses real I/O), or it is in flight and the backend
-    /// owns it — buffers included — until its completion, when it readies `park` and keeps the
-    /// [`Completion`] for [`Io::take_completion`]. A backend with too many ops in flight queues
-    /// the op (back-pressure); it never fails a submit for lack of room.
-    fn submit(&self, op: Op, park: &Park) -> Submitted;
-
-    /// The completion of an op in flight, once it has completed (then the id is spent).
-    /// The default suits backends whose `submit` always returns [`Submitted::Done`].
-    fn take_completion(&self, id: OpId) -> Option<Completion> {
-        let _ = id;
-        None
-    }
+    /// owns it — buffers included — until its completion, which it delivers through `slot`
+    /// ([`OpSlot::complete`], which also readies the waiting task). A backend with too many ops in
+    /// flight queues the op (back-pressure); it never fails a submit for lack of room.
+    fn submit(&self, op: Op, slot: &OpSlot) -> Submitted;
 
     /// Asks the backend to cancel an op in flight. The op still completes — with a canceled
     /// error, or with its real result if it finished first — and its park is readied then.
@@ -107,7 +100,8 @@ pub trait Io {
     }
 
     /// The op's future is gone: cancel the op, keep its memory until its final completion, then
-    /// drop it, closing whatever it produced (an accepted socket, an opened file).
+    /// drop it, closing whatever it produced (an accepted socket, an opened file). Also called
+    /// for an op whose completion was delivered but never taken (its handles are gone now).
     fn discard_op(&self, id: OpId) {
         let _ = id;
     }

@@ -5,11 +5,10 @@ use std::fmt;
 use std::io;
 use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::rc::Rc;
 
 use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
 use crate::fs::missing_output;
-use crate::op::{Closing, Op};
+use crate::op::{Handle, Op};
 use crate::Cx;
 
 /// A TCP socket listening for connections.
@@ -38,7 +37,7 @@ use crate::Cx;
 /// ```
 pub struct TcpListener {
     cx: Cx,
-    listener: Rc<net::TcpListener>,
+    listener: Handle,
 }
 
 impl TcpListener {
@@ -57,7 +56,7 @@ impl TcpListener {
                 ..
             } => Ok(TcpListener {
                 cx: cx.clone(),
-                listener: Rc::new(listener),
+                listener,
             }),
             op => Err(missing_output(&op)),
         }
@@ -67,13 +66,15 @@ impl TcpListener {
     pub fn from_std(cx: &Cx, listener: net::TcpListener) -> TcpListener {
         TcpListener {
             cx: cx.clone(),
-            listener: Rc::new(listener),
+            listener: Handle::new(listener),
         }
     }
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listener
+            .std::<net::TcpListener>(self.cx.backend(), "local_addr")?
+            .local_addr()
     }
 
     /// Waits for one connection. Canceled while waiting, it returns a canceled error — unless a
@@ -98,26 +99,28 @@ impl TcpListener {
 
     /// Closes the listener once no accept is in flight on it.
     pub async fn close(self) -> io::Result<()> {
-        close(&self.cx, Closing::Listener(self.listener)).await
+        close(&self.cx, self.listener).await
     }
 }
 
+/// Panics on a backend whose sockets have no descriptor (none of today's).
 impl AsRawFd for TcpListener {
     fn as_raw_fd(&self) -> RawFd {
-        self.listener.as_raw_fd()
+        self.listener.expect_fd().as_raw_fd()
     }
 }
 
+/// Panics on a backend whose sockets have no descriptor, as `AsRawFd` does.
 impl AsFd for TcpListener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.listener.as_fd()
+        self.listener.expect_fd()
     }
 }
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpListener")
-            .field("addr", &self.listener.local_addr().ok())
+            .field("addr", &self.local_addr().ok())
             .field("backend", &self.cx.backend())
             .finish()
     }
@@ -137,22 +140,22 @@ impl fmt::Debug for TcpListener {
 /// `poll_flush` waits until every byte handed over has been sent.
 pub struct TcpStream {
     cx: Cx,
-    stream: Rc<net::TcpStream>,
+    stream: Handle,
     adapter: Adapter,
 }
 
 impl TcpStream {
-    fn new(cx: &Cx, stream: net::TcpStream) -> TcpStream {
+    fn new(cx: &Cx, stream: Handle) -> TcpStream {
         TcpStream {
             cx: cx.clone(),
-            stream: Rc::new(stream),
+            stream,
             adapter: Adapter::default(),
         }
     }
 
     /// Adopts a stream connected elsewhere (with std, or inherited); `cx`'s backend serves it.
     pub fn from_std(cx: &Cx, stream: net::TcpStream) -> TcpStream {
-        TcpStream::new(cx, stream)
+        TcpStream::new(cx, Handle::new(stream))
     }
 
     /// Connects to `addr`.
@@ -253,33 +256,43 @@ impl TcpStream {
             adapter,
         } = self;
         let flushed = adapter.finish().await;
-        let closed = close(&cx, Closing::Stream(stream)).await;
+        let closed = close(&cx, stream).await;
         flushed.and(closed)
     }
 
     /// The local address of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.std("local_addr")?.local_addr()
     }
 
     /// The remote address of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.std("peer_addr")?.peer_addr()
     }
 
     /// Sets `TCP_NODELAY` (send small writes at once instead of coalescing them).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.stream.set_nodelay(on)
+        self.std("set_nodelay")?.set_nodelay(on)
+    }
+
+    /// The std socket behind a kernel backend's handle, for the synchronous queries.
+    fn std(&self, what: &'static str) -> io::Result<&net::TcpStream> {
+        self.stream.std(self.cx.backend(), what)
     }
 }
 
-/// Submits an async close of `fd` on `cx`'s backend.
-pub(crate) async fn close(cx: &Cx, fd: Closing) -> io::Result<()> {
-    cx.submit(Op::Close { fd: Some(fd) }).await.result.map(drop)
+/// Submits an async close of `handle` on `cx`'s backend.
+pub(crate) async fn close(cx: &Cx, handle: Handle) -> io::Result<()> {
+    cx.submit(Op::Close {
+        handle: Some(handle),
+    })
+    .await
+    .result
+    .map(drop)
 }
 
 /// The stream's ops for the `futures-io` adapter (no offsets on a stream).
-struct StreamOps<'a>(&'a Rc<net::TcpStream>);
+struct StreamOps<'a>(&'a Handle);
 
 impl OpSource for StreamOps<'_> {
     fn read_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
@@ -311,22 +324,24 @@ impl OpSource for StreamOps<'_> {
 // `poll_close` flushes, then shuts the write half down.
 futures_io_through_adapter!(TcpStream, StreamOps, stream);
 
+/// Panics on a backend whose sockets have no descriptor (none of today's).
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {
-        self.stream.as_raw_fd()
+        self.stream.expect_fd().as_raw_fd()
     }
 }
 
+/// Panics on a backend whose sockets have no descriptor, as `AsRawFd` does.
 impl AsFd for TcpStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.stream.as_fd()
+        self.stream.expect_fd()
     }
 }
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpStream")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.peer_addr().ok())
             .field("backend", &self.cx.backend())
             .finish()
     }

@@ -21,17 +21,17 @@
 //! until its completion, and whatever it produced late (an accepted socket, an opened file) is
 //! closed.
 
+use std::cell::Cell;
 use std::fmt;
-use std::fs;
 use std::future::Future;
 use std::io;
 use std::net::{self, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+pub use crate::handle::Handle;
 use crate::task::{self, ShieldGuard};
 use crate::{Canceled, Io, Park};
 
@@ -49,13 +49,13 @@ pub enum Op {
         /// How to open it.
         options: crate::OpenOptions,
         /// The opened file (output).
-        file: Option<fs::File>,
+        file: Option<Handle>,
     },
     /// Reads into `buf` from `offset`: up to `buf.capacity()` bytes land at the start of `buf`,
     /// whose length becomes the count read.
     ReadAt {
         /// The file to read.
-        file: Rc<fs::File>,
+        file: Handle,
         /// The buffer; only its capacity matters on the way in.
         buf: Vec<u8>,
         /// The byte offset in the file.
@@ -64,7 +64,7 @@ pub enum Op {
     /// Writes `buf` (all of its length) at `offset`; the result is the count written.
     WriteAt {
         /// The file to write.
-        file: Rc<fs::File>,
+        file: Handle,
         /// The bytes to write.
         buf: Vec<u8>,
         /// The byte offset in the file.
@@ -73,12 +73,12 @@ pub enum Op {
     /// Flushes the file's data and metadata to the device (`fsync`).
     SyncAll {
         /// The file to flush.
-        file: Rc<fs::File>,
+        file: Handle,
     },
     /// Reads the file's length (output `len`).
     Len {
         /// The file to measure.
-        file: Rc<fs::File>,
+        file: Handle,
         /// Its length in bytes (output).
         len: u64,
     },
@@ -87,48 +87,48 @@ pub enum Op {
         /// The address to bind (port 0 picks a free port).
         addr: SocketAddr,
         /// The bound listener (output).
-        listener: Option<net::TcpListener>,
+        listener: Option<Handle>,
     },
     /// Accepts one connection; on success `accepted` holds the stream and the peer address.
     Accept {
         /// The listening socket.
-        listener: Rc<net::TcpListener>,
+        listener: Handle,
         /// The accepted connection and its peer (output).
-        accepted: Option<(net::TcpStream, SocketAddr)>,
+        accepted: Option<(Handle, SocketAddr)>,
     },
     /// Connects a new TCP socket to `addr`; on success `stream` holds it.
     Connect {
         /// The address to connect to.
         addr: SocketAddr,
         /// The connected stream (output).
-        stream: Option<net::TcpStream>,
+        stream: Option<Handle>,
     },
     /// Receives into `buf` (up to its capacity, at its start; its length becomes the count).
     Recv {
         /// The connected socket.
-        stream: Rc<net::TcpStream>,
+        stream: Handle,
         /// The buffer; only its capacity matters on the way in.
         buf: Vec<u8>,
     },
     /// Sends `buf` (all of its length); the result is the count sent.
     Send {
         /// The connected socket.
-        stream: Rc<net::TcpStream>,
+        stream: Handle,
         /// The bytes to send.
         buf: Vec<u8>,
     },
     /// Shuts down the read half, the write half, or both.
     Shutdown {
         /// The connected socket.
-        stream: Rc<net::TcpStream>,
+        stream: Handle,
         /// Which halves.
         how: net::Shutdown,
     },
-    /// Closes a descriptor once no other op in flight holds it. The backend takes `fd` (it is
-    /// `None` in the completion).
+    /// Closes a file or socket once no other op in flight holds it. The backend takes `handle`
+    /// (it is `None` in the completion).
     Close {
-        /// The descriptor to close.
-        fd: Option<Closing>,
+        /// What to close: the I/O type's last handle of its own.
+        handle: Option<Handle>,
     },
 }
 
@@ -152,18 +152,18 @@ impl Op {
         }
     }
 
-    /// The descriptor the op works on, if it works on an open one.
-    pub fn fd(&self) -> Option<RawFd> {
+    /// The file or socket the op works on, if it works on an open one.
+    pub fn handle(&self) -> Option<&Handle> {
         match self {
             Op::ReadAt { file, .. }
             | Op::WriteAt { file, .. }
             | Op::SyncAll { file }
-            | Op::Len { file, .. } => Some(file.as_raw_fd()),
-            Op::Accept { listener, .. } => Some(listener.as_raw_fd()),
+            | Op::Len { file, .. } => Some(file),
+            Op::Accept { listener, .. } => Some(listener),
             Op::Recv { stream, .. } | Op::Send { stream, .. } | Op::Shutdown { stream, .. } => {
-                Some(stream.as_raw_fd())
+                Some(stream)
             }
-            Op::Close { fd } => fd.as_ref().map(Closing::as_raw_fd),
+            Op::Close { handle } => handle.as_ref(),
             Op::Nop | Op::Open { .. } | Op::Bind { .. } | Op::Connect { .. } => None,
         }
     }
@@ -176,43 +176,6 @@ impl Op {
             | Op::Recv { buf, .. }
             | Op::Send { buf, .. } => buf,
             _ => Vec::new(),
-        }
-    }
-}
-
-/// A descriptor handed to [`Op::Close`]. The I/O type gives up its handle; ops still in flight
-/// may hold others, so the backend closes only once it holds the last one.
-#[derive(Debug)]
-pub enum Closing {
-    /// A file.
-    File(Rc<fs::File>),
-    /// A listening socket.
-    Listener(Rc<net::TcpListener>),
-    /// A connected socket.
-    Stream(Rc<net::TcpStream>),
-}
-
-impl Closing {
-    /// The descriptor number.
-    pub fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Closing::File(f) => f.as_raw_fd(),
-            Closing::Listener(l) => l.as_raw_fd(),
-            Closing::Stream(s) => s.as_raw_fd(),
-        }
-    }
-
-    /// The owned descriptor if nothing else holds it; otherwise `self` back (an op holding it is
-    /// still in flight).
-    pub fn try_into_owned(self) -> Result<OwnedFd, Closing> {
-        match self {
-            Closing::File(f) => Rc::try_unwrap(f).map(OwnedFd::from).map_err(Closing::File),
-            Closing::Listener(l) => Rc::try_unwrap(l)
-                .map(OwnedFd::from)
-                .map_err(Closing::Listener),
-            Closing::Stream(s) => Rc::try_unwrap(s)
-                .map(OwnedFd::from)
-                .map_err(Closing::Stream),
         }
     }
 }
@@ -251,8 +214,65 @@ pub struct Completion {
 pub enum Submitted {
     /// The op already finished (blocking performs it inline; fiber refuses it).
     Done(Completion),
-    /// The op is in flight; the park will be readied when it completes.
+    /// The op is in flight; its completion will come through its [`OpSlot`].
     InFlight(OpId),
+}
+
+/// Where a backend delivers an op's completion: the completion's place and the park of the task
+/// waiting for it, shared by the op's future and the backend (which keeps a clone while the op
+/// is in flight). The backend calls [`OpSlot::complete`]; the future takes the completion from
+/// the slot itself, with no call back into the backend.
+///
+/// ```
+/// use io_core::op::{Completion, Op, OpSlot};
+/// let slot = OpSlot::new("nop");
+/// assert!(!slot.park().is_ready());
+/// slot.complete(Completion { result: Ok(0), op: Op::Nop });
+/// assert!(slot.park().is_ready());
+/// assert!(matches!(slot.take(), Some(Completion { result: Ok(0), .. })));
+/// assert!(slot.take().is_none());
+/// ```
+#[derive(Clone)]
+pub struct OpSlot(Rc<SlotState>);
+
+struct SlotState {
+    park: Park,
+    completion: Cell<Option<Completion>>,
+}
+
+impl OpSlot {
+    /// An empty slot with a new park; `what` names the op in deadlock reports.
+    pub fn new(what: &'static str) -> OpSlot {
+        OpSlot(Rc::new(SlotState {
+            park: Park::new(what),
+            completion: Cell::new(None),
+        }))
+    }
+
+    /// The park the op's task waits on.
+    pub fn park(&self) -> &Park {
+        &self.0.park
+    }
+
+    /// Delivers the op's completion and readies its park (the backend, once, at the end).
+    pub fn complete(&self, done: Completion) {
+        let replaced = self.0.completion.replace(Some(done));
+        debug_assert!(replaced.is_none(), "an op completed twice");
+        self.0.park.ready();
+    }
+
+    /// Takes the completion, once it has been delivered.
+    pub fn take(&self) -> Option<Completion> {
+        self.0.completion.take()
+    }
+}
+
+impl fmt::Debug for OpSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpSlot")
+            .field("ready", &self.0.park.is_ready())
+            .finish()
+    }
 }
 
 /// The error of an op on a backend that offers no real I/O (fiber, until its simulated disk and
@@ -297,8 +317,8 @@ pub struct Submit {
 
 enum SubmitState {
     Unsubmitted(Op),
-    InFlight { id: OpId, park: Park },
-    Canceling { id: OpId, park: Park },
+    InFlight { id: OpId, slot: OpSlot },
+    Canceling { id: OpId, slot: OpSlot },
     Finished,
 }
 
@@ -327,50 +347,44 @@ impl Future for Submit {
                             op,
                         });
                     }
-                    let park = Park::new(op.name());
-                    match this.io.submit(op, &park) {
+                    let slot = OpSlot::new(op.name());
+                    match this.io.submit(op, &slot) {
                         Submitted::Done(done) => return Poll::Ready(done),
-                        Submitted::InFlight(id) => this.state = SubmitState::InFlight { id, park },
+                        Submitted::InFlight(id) => this.state = SubmitState::InFlight { id, slot },
                     }
                 }
-                SubmitState::InFlight { id, park } => match this.io.suspend_raw(&park, cx) {
+                SubmitState::InFlight { id, slot } => match this.io.suspend_raw(slot.park(), cx) {
                     Poll::Pending => {
-                        this.state = SubmitState::InFlight { id, park };
+                        this.state = SubmitState::InFlight { id, slot };
                         return Poll::Pending;
                     }
-                    Poll::Ready(Ok(())) => match this.io.take_completion(id) {
+                    Poll::Ready(Ok(())) => match slot.take() {
                         Some(done) => return Poll::Ready(done),
                         // Only the completion readies this park; wait again if it was early.
-                        None => this.state = SubmitState::InFlight { id, park },
+                        None => this.state = SubmitState::InFlight { id, slot },
                     },
                     Poll::Ready(Err(Canceled)) => {
                         // Completion wins: a result already there is returned.
-                        if let Some(done) = this.io.take_completion(id) {
+                        if let Some(done) = slot.take() {
                             return Poll::Ready(done);
                         }
                         this.io.cancel_op(id);
-                        this.state = SubmitState::Canceling { id, park };
+                        this.state = SubmitState::Canceling { id, slot };
                     }
                 },
-                SubmitState::Canceling { id, park } => {
+                SubmitState::Canceling { id, slot } => {
                     // The op's memory is the kernel's until its final completion: wait for it
                     // even though the task is canceled.
                     let polled = {
                         let _shielded = ShieldGuard::enter();
-                        this.io.suspend_raw(&park, cx)
+                        this.io.suspend_raw(slot.park(), cx)
                     };
-                    let completed = match polled {
-                        Poll::Ready(_) => this.io.take_completion(id),
-                        Poll::Pending => None,
-                    };
-                    match completed {
-                        Some(done) => return Poll::Ready(done),
-                        None => {
-                            this.state = SubmitState::Canceling { id, park };
-                            if polled.is_pending() {
-                                return Poll::Pending;
-                            }
-                        }
+                    if let Some(done) = slot.take() {
+                        return Poll::Ready(done);
+                    }
+                    this.state = SubmitState::Canceling { id, slot };
+                    if polled.is_pending() {
+                        return Poll::Pending;
                     }
                 }
                 SubmitState::Finished => panic!("a Submit future was polled after it completed"),
@@ -381,9 +395,12 @@ impl Future for Submit {
 
 impl Drop for Submit {
     fn drop(&mut self) {
-        if let SubmitState::InFlight { id, .. } | SubmitState::Canceling { id, .. } =
+        if let SubmitState::InFlight { id, slot } | SubmitState::Canceling { id, slot } =
             std::mem::replace(&mut self.state, SubmitState::Finished)
         {
+            // A completion already delivered is dropped first (closing what it produced and
+            // releasing its handles), so the backend sees the op's handles gone.
+            drop(slot.take());
             self.io.discard_op(id);
         }
     }

@@ -42,7 +42,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, Park, RunError, RunQueue,
+    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpSlot, RunError, RunQueue,
     Runnable, SplitMix64, Submitted, Unsupported,
 };
 
@@ -209,7 +209,7 @@ impl Io for Fiber {
 
     /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
     /// [`Unsupported`], at once and without touching the system.
-    fn submit(&self, op: Op, _park: &Park) -> Submitted {
+    fn submit(&self, op: Op, _slot: &OpSlot) -> Submitted {
         let result = match op {
             Op::Nop => Ok(0),
             ref other => Err(Unsupported::io_error("fiber", other.name())),

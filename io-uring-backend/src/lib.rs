@@ -55,8 +55,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use io_core::{
-    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpId, Park, RunError, RunQueue,
-    Runnable, Submitted,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, OpSlot, RunError, RunQueue, Runnable,
+    Submitted,
 };
 
 pub use error::UringError;
@@ -254,12 +254,8 @@ impl Io for Uring {
 
     /// Turns the op into an SQE (pushed now, or queued while the kernel refuses SQEs); its park is
     /// readied by its CQE.
-    fn submit(&self, op: Op, park: &Park) -> Submitted {
-        self.ops.borrow_mut().submit(op, park)
-    }
-
-    fn take_completion(&self, id: OpId) -> Option<Completion> {
-        self.with_ops(|ops, after| ops.take_completion(id, after))
+    fn submit(&self, op: Op, slot: &OpSlot) -> Submitted {
+        self.with_ops(|ops, after| ops.submit(op, slot, after))
     }
 
     fn cancel_op(&self, id: OpId) {

@@ -6,8 +6,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use io_core::op::Closing;
-use io_core::Op;
+use io_core::{Handle, Op};
 use io_uring::{opcode, squeue, types};
 
 use super::{Aftermath, Aux, Key, Ops, Phase};
@@ -17,37 +16,40 @@ impl Ops {
     /// it (they are canceled, and the close waits for them), or an immediate result.
     pub(super) fn prepare_close(
         &mut self,
-        fd: &mut Option<Closing>,
+        handle: &mut Option<Handle>,
+        after: &mut Aftermath,
     ) -> Result<Option<OwnedFd>, io::Result<usize>> {
-        let Some(closing) = fd.take() else {
+        let Some(closing) = handle.take() else {
             return Err(Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "nothing to close",
             )));
         };
-        match closing.try_into_owned() {
+        if closing.raw_fd().is_none() {
+            return Err(Err(io_core::Unsupported::io_error("uring", "close")));
+        }
+        match closing.try_into_fd() {
             Ok(owned) => Ok(Some(owned)),
             Err(closing) => {
-                let raw = closing.as_raw_fd();
-                let holders: Vec<Key> = self.holders_of(raw);
+                let holders: Vec<Key> = self.holders_of(&closing);
                 if holders.is_empty() {
                     // Someone outside the backend holds a handle: it closes when that drops.
                     drop(closing);
                     return Err(Ok(0));
                 }
                 for holder in holders {
-                    self.request_cancel(holder);
+                    self.request_cancel(holder, after);
                 }
-                *fd = Some(closing);
+                *handle = Some(closing);
                 Ok(None)
             }
         }
     }
 
-    /// The ops in the table that hold the descriptor `raw`.
-    fn holders_of(&self, raw: RawFd) -> Vec<Key> {
+    /// The ops in the table that hold `handle` (the close itself included, once queued).
+    fn holders_of(&self, handle: &Handle) -> Vec<Key> {
         self.slotted()
-            .filter(|(_, slotted)| slotted.op.fd() == Some(raw))
+            .filter(|(_, slotted)| slotted.op.handle().is_some_and(|h| h.same_as(handle)))
             .map(|(key, _)| key)
             .collect()
     }
@@ -63,33 +65,36 @@ impl Ops {
             let Some(slotted) = self.get_mut(key) else {
                 continue;
             };
-            let Op::Close { fd } = &mut slotted.op else {
+            let Op::Close { handle } = &mut slotted.op else {
                 continue;
             };
-            let Some(closing) = fd.take() else { continue };
-            match closing.try_into_owned() {
+            let Some(closing) = handle.take() else {
+                continue;
+            };
+            match closing.try_into_fd() {
                 Ok(owned) => {
                     slotted.phase = Phase::Queued(close_entry(owned.as_raw_fd()));
                     slotted.aux = Aux::Close(Some(owned));
                     self.queued.push_back(key);
                 }
                 Err(closing) => {
-                    let raw = closing.as_raw_fd();
-                    *fd = Some(closing);
-                    if self.holders_of(raw).iter().all(|&h| h == key) {
-                        let slotted = self.get_mut(key).expect("looked up above");
-                        if let Op::Close { fd } = &mut slotted.op {
-                            drop(fd.take());
-                        }
-                        if slotted.discarded {
-                            // Nobody will take the result.
-                            after.free(self.remove(key));
-                        } else {
-                            slotted.phase = Phase::Done(Ok(0));
-                            after.ready.push(slotted.park.clone());
-                        }
+                    let others = self.holders_of(&closing);
+                    if others.iter().all(|&h| h == key) {
+                        // Only handles outside the table are left (a completion not yet taken,
+                        // an I/O type kept elsewhere): the descriptor closes when they drop.
+                        drop(closing);
                         self.unfinished -= 1;
+                        let slotted = self.remove(key).expect("looked up above");
+                        if slotted.discarded {
+                            after.free(Some(slotted)); // nobody will take the result
+                        } else {
+                            after.deliver(slotted, Ok(0));
+                        }
                     } else {
+                        let slotted = self.get_mut(key).expect("looked up above");
+                        if let Op::Close { handle } = &mut slotted.op {
+                            *handle = Some(closing);
+                        }
                         self.awaiting_fd.push(key);
                     }
                 }

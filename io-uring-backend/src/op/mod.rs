@@ -1,12 +1,12 @@
 //! Ops in flight: the table that owns each op's memory until its final completion. The SQE each
 //! op becomes and what its completion turns into are in `prepare`, close handling in `close`.
 //!
-//! An op lives in a slot from `submit` until its completion is taken (or, if its future was
-//! dropped, until its final CQE). Its `Key` (its user_data, `generation << 32 | slot index`)
-//! never reaches a reused slot once stale. Phases:
+//! An op lives in a slot from `submit` until its final CQE, when its completion goes to the
+//! op's `OpSlot` (or, if its future was dropped, is dropped). Its `Key` (its user_data,
+//! `generation << 32 | slot index`) never reaches a reused slot once stale. Phases:
 //!
 //! ```text
-//! submit ─┬─> InKernel ──(CQE)──> Done ──(take_completion)──> free
+//! submit ─┬─> InKernel ──(CQE)──> delivered to the OpSlot, slot freed
 //!         ├─> Queued ──(next flush)──> InKernel   (only if the kernel refused SQEs: EBUSY)
 //!         └─> AwaitingFd (a close whose descriptor other ops still hold) ──> Queued
 //! ```
@@ -16,11 +16,11 @@
 //! that may never complete (reads on idle connections) leave room for the next accept or send,
 //! for a cancel of any op in flight, and for the wakeup read.
 //!
-//! - `cancel`: Queued → Done(canceled) at once (but a close stays queued: it is never taken
+//! - `cancel`: Queued → delivered canceled at once (but a close stays queued: it is never taken
 //!   back); InKernel → an `ASYNC_CANCEL` SQE, and the op stays InKernel until its own CQE
 //!   (canceled, or its real result if it won the race). A queued close owns its descriptor
 //!   (`Aux::Close`) until its SQE is pushed, so freeing or draining it closes the descriptor.
-//! - `discard` (the future is gone): Queued/Done → freed now; InKernel → canceled and freed at its
+//! - `discard` (the future is gone): Queued → freed now; InKernel → canceled and freed at its
 //!   CQE, which is also when a late accepted socket or opened file is closed (by dropping it).
 
 mod close;
@@ -35,7 +35,7 @@ use std::mem::{self, MaybeUninit};
 use std::net;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use io_core::{Canceled, Completion, Op, OpId, Park, Submitted};
+use io_core::{Canceled, Completion, Op, OpId, OpSlot, Submitted};
 use io_uring::{opcode, squeue};
 
 use crate::ring::{Cqe, Ring};
@@ -80,32 +80,39 @@ impl From<OpId> for Key {
     }
 }
 
-/// What a table operation leaves to do once the table is no longer borrowed: parks to ready or
-/// to drop. A park holds a task's waker; waking it, or dropping the last one, may drop the
-/// task's futures, which call back into the backend — so neither may happen under the borrow.
-/// (Ops themselves hold no wakers: they are dropped at once, so a descriptor they held is free
-/// for a waiting close right away.)
+/// What a table operation leaves to do once the table is no longer borrowed: completions to
+/// deliver and op slots to drop. A slot's park holds a task's waker; waking it, or dropping the
+/// last one, may drop the task's futures, which call back into the backend — so neither may
+/// happen under the borrow. (Freed ops themselves hold no wakers: they are dropped at once, so a
+/// descriptor they held is free for a waiting close right away.)
 #[derive(Default)]
 pub(crate) struct Aftermath {
-    ready: Vec<Park>,
-    dropped: Vec<Park>,
+    delivered: Vec<(OpSlot, Completion)>,
+    dropped: Vec<OpSlot>,
 }
 
 impl Aftermath {
     pub(crate) fn apply(&mut self) {
-        for park in self.ready.drain(..) {
-            park.ready();
+        for (slot, done) in self.delivered.drain(..) {
+            slot.complete(done);
         }
         self.dropped.clear();
     }
 
-    /// Frees a slot's op now (closing whatever it produced) and keeps its park for later.
+    /// Frees a slot's op now (closing whatever it produced) and keeps its op slot for later.
     fn free(&mut self, slotted: Option<Slotted>) {
-        if let Some(Slotted { op, aux, park, .. }) = slotted {
+        if let Some(Slotted { op, aux, slot, .. }) = slotted {
             drop(aux);
             drop(op);
-            self.dropped.push(park);
+            self.dropped.push(slot);
         }
+    }
+
+    /// Hands a finished op and its result to its future's slot (once the table is released).
+    fn deliver(&mut self, slotted: Slotted, result: io::Result<usize>) {
+        let Slotted { op, aux, slot, .. } = slotted;
+        drop(aux);
+        self.delivered.push((slot, Completion { result, op }));
     }
 }
 
@@ -143,15 +150,14 @@ enum Phase {
     AwaitingFd,
     /// Submitted; the kernel may be using the op's memory.
     InKernel { cancel_sent: bool },
-    /// Completed; the result waits for `take_completion`.
-    Done(io::Result<usize>),
 }
 
 /// One op owned by the table.
 pub(crate) struct Slotted {
     op: Op,
     aux: Aux,
-    park: Park,
+    /// Where the op's completion goes.
+    slot: OpSlot,
     discarded: bool,
     phase: Phase,
 }
@@ -291,20 +297,20 @@ impl Ops {
 
     /// Starts `op`. Bind is a plain system call (it never waits); a close waits for the ops
     /// still holding its descriptor; everything else becomes one SQE.
-    pub(crate) fn submit(&mut self, mut op: Op, park: &Park) -> Submitted {
+    pub(crate) fn submit(&mut self, mut op: Op, slot: &OpSlot, after: &mut Aftermath) -> Submitted {
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
         }
         if let Op::Bind { addr, listener } = &mut op {
             let result = net::TcpListener::bind(*addr).map(|bound| {
-                *listener = Some(bound);
+                *listener = Some(io_core::Handle::new(bound));
                 0
             });
             return done(result, op);
         }
         let mut aux = Aux::None;
-        let phase = if let Op::Close { fd } = &mut op {
-            match self.prepare_close(fd) {
+        let phase = if let Op::Close { handle } = &mut op {
+            match self.prepare_close(handle, after) {
                 Ok(Some(owned)) => {
                     let entry = close_entry(owned.as_raw_fd());
                     aux = Aux::Close(Some(owned));
@@ -328,7 +334,7 @@ impl Ops {
         let key = self.insert(Slotted {
             op,
             aux,
-            park: park.clone(),
+            slot: slot.clone(),
             discarded: false,
             phase,
         });
@@ -459,90 +465,65 @@ impl Ops {
             }
             // Whatever it produced (an accepted socket, an opened file) is closed by the drop.
             after.free(self.remove(key));
-        } else {
-            slotted.phase = Phase::Done(outcome);
-            slotted.aux = Aux::None;
-            after.ready.push(slotted.park.clone());
+        } else if let Some(slotted) = self.remove(key) {
+            after.deliver(slotted, outcome);
         }
     }
 
-    /// The op's completion, if it has completed; the slot is freed, and a close waiting for the
-    /// op's descriptor is retried (the op no longer holds it here).
-    pub(crate) fn take_completion(
-        &mut self,
-        id: OpId,
-        after: &mut Aftermath,
-    ) -> Option<Completion> {
-        let key = Key::from(id);
-        let slotted = self.get_mut(key)?;
-        if !matches!(slotted.phase, Phase::Done(_)) {
-            return None;
-        }
-        let slotted = self.remove(key)?;
-        let Phase::Done(result) = slotted.phase else {
-            unreachable!("checked above")
+    fn request_cancel(&mut self, key: Key, after: &mut Aftermath) {
+        let Some(slotted) = self.get_mut(key) else {
+            return;
         };
-        self.retry_awaiting_closes(after);
-        self.flush();
-        Some(Completion {
-            result,
-            op: slotted.op,
-        })
-    }
-
-    fn request_cancel(&mut self, key: Key) -> Option<Park> {
-        let slotted = self.get_mut(key)?;
         match &mut slotted.phase {
             // A close is never taken back: it stays queued and closes its descriptor.
-            Phase::Queued(_) if matches!(slotted.op, Op::Close { .. }) => None,
+            Phase::Queued(_) if matches!(slotted.op, Op::Close { .. }) => {}
             Phase::Queued(_) => {
                 // Never reached the kernel: it ends here, canceled, with its buffers intact.
-                slotted.phase = Phase::Done(Err(Canceled.into()));
-                let park = slotted.park.clone();
                 self.unfinished -= 1;
                 self.stats.canceled_while_queued += 1;
-                Some(park)
+                if let Some(slotted) = self.remove(key) {
+                    if slotted.discarded {
+                        after.free(Some(slotted));
+                    } else {
+                        after.deliver(slotted, Err(Canceled.into()));
+                    }
+                }
             }
             Phase::InKernel { cancel_sent } if !*cancel_sent => {
                 *cancel_sent = true;
                 self.cancels.push_back(key.user_data());
                 self.stats.cancels_sent += 1;
                 self.flush();
-                None
             }
-            // A close cannot be taken back; a canceled or finished op has nothing to cancel.
-            _ => None,
+            // A close cannot be taken back; a canceled op has nothing more to cancel.
+            _ => {}
         }
     }
 
     /// Asks for the op to be canceled; it completes (canceled, or with its real result).
     pub(crate) fn cancel(&mut self, id: OpId, after: &mut Aftermath) {
-        if let Some(park) = self.request_cancel(Key::from(id)) {
-            after.ready.push(park);
-        }
+        self.request_cancel(Key::from(id), after);
     }
 
     /// The op's future is gone: free what can be freed now, cancel the rest and free it at its
-    /// final completion.
+    /// final completion. An op already delivered (its completion dropped with the future) is not
+    /// here any more; its handles are gone, so a close waiting for them is retried either way.
     pub(crate) fn discard(&mut self, id: OpId, after: &mut Aftermath) {
         let key = Key::from(id);
-        let Some(slotted) = self.get_mut(key) else {
-            return;
-        };
-        slotted.discarded = true;
-        match slotted.phase {
-            Phase::Queued(_) => {
-                // Never reached the kernel; a close's descriptor closes as its aux drops.
-                self.unfinished -= 1;
-                after.free(self.remove(key));
+        if let Some(slotted) = self.get_mut(key) {
+            slotted.discarded = true;
+            match slotted.phase {
+                Phase::Queued(_) => {
+                    // Never reached the kernel; a close's descriptor closes as its aux drops.
+                    self.unfinished -= 1;
+                    after.free(self.remove(key));
+                }
+                Phase::InKernel { .. } => self.request_cancel(key, after),
+                Phase::AwaitingFd => {} // the close still happens
             }
-            Phase::Done(_) => after.free(self.remove(key)),
-            Phase::InKernel { .. } => {
-                self.request_cancel(key);
-            }
-            Phase::AwaitingFd => {} // the close still happens
         }
         self.retry_awaiting_closes(after);
+        self.flush();
     }
 
     /// One step of tear-down: cancel everything in the kernel (and the wakeup read), drop what
@@ -557,9 +538,7 @@ impl Ops {
         }
         let live: Vec<Key> = self.slotted().map(|(key, _)| key).collect();
         for key in live {
-            if let Some(park) = self.request_cancel(key) {
-                after.ready.push(park);
-            }
+            self.request_cancel(key, after);
         }
         self.retry_awaiting_closes(after);
         self.flush();

@@ -9,11 +9,20 @@ use std::net::{self, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use io_core::{Canceled, Op, OpenOptions};
+use io_core::{Canceled, Handle, Op, OpenOptions, Unsupported};
 use io_uring::{opcode, squeue, types};
 
 use super::sockaddr::{new_tcp_socket, sockaddr_of, socket_addr, SockAddr};
 use super::{Aux, KernelMem};
+
+/// The descriptor behind a handle this backend issued; a handle of another kind (a simulated
+/// object) is refused with the typed [`Unsupported`].
+fn fd_of(handle: &Handle, op: &'static str) -> io::Result<types::Fd> {
+    handle
+        .raw_fd()
+        .map(types::Fd)
+        .ok_or_else(|| Unsupported::io_error("uring", op))
+}
 
 /// The largest length one SQE can carry.
 fn io_len(len: usize) -> u32 {
@@ -66,22 +75,22 @@ fn prepare_file(op: &mut Op, aux: &mut Aux) -> io::Result<squeue::Entry> {
             entry
         }
         Op::ReadAt { file, buf, offset } => opcode::Read::new(
-            types::Fd(file.as_raw_fd()),
+            fd_of(file, "read_at")?,
             buf.as_mut_ptr(),
             io_len(buf.capacity()),
         )
         .offset(file_offset(*offset)?)
         .build(),
         Op::WriteAt { file, buf, offset } => {
-            opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), io_len(buf.len()))
+            opcode::Write::new(fd_of(file, "write_at")?, buf.as_ptr(), io_len(buf.len()))
                 .offset(file_offset(*offset)?)
                 .build()
         }
-        Op::SyncAll { file } => opcode::Fsync::new(types::Fd(file.as_raw_fd())).build(),
+        Op::SyncAll { file } => opcode::Fsync::new(fd_of(file, "sync_all")?).build(),
         Op::Len { file, .. } => {
             let statx = KernelMem::new(MaybeUninit::<libc::statx>::zeroed());
             let entry = opcode::Statx::new(
-                types::Fd(file.as_raw_fd()),
+                fd_of(file, "len")?,
                 c"".as_ptr(),
                 statx.ptr().cast::<types::statx>(),
             )
@@ -113,7 +122,7 @@ fn prepare_net(op: &mut Op, aux: &mut Aux) -> io::Result<squeue::Entry> {
                     std::ptr::addr_of_mut!((*ptr).len),
                 )
             };
-            let entry = opcode::Accept::new(types::Fd(listener.as_raw_fd()), storage, len)
+            let entry = opcode::Accept::new(fd_of(listener, "accept")?, storage, len)
                 .flags(libc::SOCK_CLOEXEC)
                 .build();
             *aux = Aux::Accept(addr);
@@ -139,25 +148,23 @@ fn prepare_net(op: &mut Op, aux: &mut Aux) -> io::Result<squeue::Entry> {
             entry
         }
         Op::Recv { stream, buf } => opcode::Recv::new(
-            types::Fd(stream.as_raw_fd()),
+            fd_of(stream, "recv")?,
             buf.as_mut_ptr(),
             io_len(buf.capacity()),
         )
         .build(),
-        Op::Send { stream, buf } => opcode::Send::new(
-            types::Fd(stream.as_raw_fd()),
-            buf.as_ptr(),
-            io_len(buf.len()),
-        )
-        .flags(libc::MSG_NOSIGNAL)
-        .build(),
+        Op::Send { stream, buf } => {
+            opcode::Send::new(fd_of(stream, "send")?, buf.as_ptr(), io_len(buf.len()))
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        }
         Op::Shutdown { stream, how } => {
             let how = match how {
                 net::Shutdown::Read => libc::SHUT_RD,
                 net::Shutdown::Write => libc::SHUT_WR,
                 net::Shutdown::Both => libc::SHUT_RDWR,
             };
-            opcode::Shutdown::new(types::Fd(stream.as_raw_fd()), how).build()
+            opcode::Shutdown::new(fd_of(stream, "shutdown")?, how).build()
         }
         other => unreachable!("`{}` is not a socket op", other.name()),
     })
@@ -194,7 +201,7 @@ fn finish_file(op: &mut Op, aux: &mut Aux, result: i32) -> io::Result<usize> {
     match op {
         Op::Open { file, .. } => {
             // SAFETY: a successful openat returns a new descriptor that nothing else owns.
-            *file = Some(unsafe { fs::File::from_raw_fd(result) });
+            *file = Some(Handle::new(unsafe { fs::File::from_raw_fd(result) }));
             Ok(0)
         }
         Op::Len { len, .. } => {
@@ -225,14 +232,14 @@ fn finish_net(op: &mut Op, aux: &mut Aux, result: i32) -> io::Result<usize> {
             let peer = peer
                 .or_else(|| stream.peer_addr().ok())
                 .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-            *accepted = Some((stream, peer));
+            *accepted = Some((Handle::new(stream), peer));
             Ok(0)
         }
         Op::Connect { stream, .. } => {
             let Aux::Connect { socket, .. } = aux else {
                 unreachable!("a connect op always has its socket")
             };
-            *stream = socket.take();
+            *stream = socket.take().map(Handle::new);
             Ok(0)
         }
         other => unreachable!("`{}` has no socket outputs", other.name()),
