@@ -325,7 +325,36 @@ fn offset_past_i64_max_is_invalid_input(backend: Backend) {
     }
 }
 
+/// An op on a handle the backend did not issue (not a descriptor: another backend's object) is
+/// refused with the typed `Unsupported` naming the backend and the op, on every backend, and
+/// its buffer comes back.
+fn op_on_a_foreign_handle_is_a_typed_unsupported(backend: Backend) {
+    use ioswap::protocol::op::{Handle, Op};
+    let (result, capacity) = backend
+        .run(|cx| async move {
+            let done = cx
+                .submit(Op::ReadAt {
+                    file: Handle::new("not a descriptor"),
+                    buf: Vec::with_capacity(16),
+                    offset: 0,
+                })
+                .await;
+            Ok((done.result, done.op.into_buf().capacity()))
+        })
+        .unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+    let refusal = err
+        .get_ref()
+        .unwrap()
+        .downcast_ref::<Unsupported>()
+        .unwrap();
+    assert_eq!((refusal.backend, refusal.op), (backend.name(), "read_at"));
+    assert_eq!(capacity, 16);
+}
+
 conformance!(
+    op_on_a_foreign_handle_is_a_typed_unsupported,
     a_given_up_trait_write_is_never_credited_to_other_bytes,
     offset_past_i64_max_is_invalid_input,
     trait_write_reports_only_bytes_in_the_file,
