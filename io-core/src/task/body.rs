@@ -37,24 +37,30 @@ type Panic = Box<dyn Any + Send>;
 ///
 /// Dropping an `Outcome` (a detached task's result, or one nobody joined) contains a panic from
 /// the value's `Drop`: async-task drops outputs inside an abort-on-panic guard.
-pub(crate) struct Outcome<T>(Option<Result<Result<T, Canceled>, Panic>>);
+pub(crate) struct Outcome<T>(ManuallyDrop<Result<Result<T, Canceled>, Panic>>);
 
 impl<T> Outcome<T> {
+    fn new(outcome: Result<Result<T, Canceled>, Panic>) -> Outcome<T> {
+        Outcome(ManuallyDrop::new(outcome))
+    }
+
     /// The result, or the task's panic resumed in the caller (the joiner).
-    pub(crate) fn into_result(mut self) -> Result<T, Canceled> {
-        match self.0.take() {
-            Some(Ok(result)) => result,
-            Some(Err(panic)) => resume_unwind(panic),
-            None => Err(Canceled),
+    pub(crate) fn into_result(self) -> Result<T, Canceled> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so the value is taken out exactly once.
+        match unsafe { ManuallyDrop::take(&mut this.0) } {
+            Ok(result) => result,
+            Err(panic) => resume_unwind(panic),
         }
     }
 }
 
 impl<T> Drop for Outcome<T> {
     fn drop(&mut self) {
-        if let Some(outcome) = self.0.take() {
-            drop_contained(outcome);
-        }
+        // SAFETY: dropped here once; `into_result` takes the value only from an `Outcome` that
+        // is never dropped.
+        let outcome = unsafe { ManuallyDrop::take(&mut self.0) };
+        drop_contained(outcome);
     }
 }
 
@@ -76,6 +82,7 @@ pub(crate) fn drop_contained<V>(value: V) {
 }
 
 /// This thread's id, cached: `thread::current()` clones an `Arc` each call.
+#[inline]
 fn thread_id() -> ThreadId {
     thread_local! {
         // No destructor, so it can still be read while the thread's locals are torn down.
@@ -137,7 +144,7 @@ impl<F> TaskBody<F> {
             }
         };
         self.ctl.finish();
-        Outcome(Some(outcome))
+        Outcome::new(outcome)
     }
 }
 

@@ -14,6 +14,7 @@ thread_local! {
 ///
 /// While the thread's locals are being destroyed (a task dropped by a thread-local destructor at
 /// thread exit) there is no current task: drop code may still ask, and must not panic.
+#[inline]
 pub(super) fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
     let mut f = Some(f);
     let result = CURRENT.try_with(|cell| {
