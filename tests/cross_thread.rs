@@ -1,37 +1,15 @@
 //! A waker woken on another thread.
 mod support;
 
-use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::Poll;
-use std::time::Duration;
-
 use ioswap::{Backend, Error, RunError};
+use support::woken_from_another_thread;
 
 /// A task waits on a future whose waker is woken from a std thread. Real-clock backends block
 /// until that wake arrives. Fiber is single-threaded and deterministic by design: with nothing
 /// runnable and no timer armed it reports a deadlock instead of waiting for the outside world.
 fn wake_from_another_thread(backend: Backend) {
     let outcome = backend.run(|_| async move {
-        let done = Arc::new(AtomicBool::new(false));
-        let mut started = false;
-        poll_fn(|cx| {
-            if done.load(Ordering::Acquire) {
-                return Poll::Ready(());
-            }
-            if !started {
-                started = true;
-                let (done, waker) = (done.clone(), cx.waker().clone());
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(20));
-                    done.store(true, Ordering::Release);
-                    waker.wake();
-                });
-            }
-            Poll::Pending
-        })
-        .await;
+        woken_from_another_thread(20).await;
         Ok("woken")
     });
     match backend {

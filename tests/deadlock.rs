@@ -2,7 +2,7 @@
 mod support;
 
 use ioswap::{Backend, Error, RunError};
-use support::Log;
+use support::{woken_from_another_thread, Log, OnDrop};
 
 fn deadlock_of(outcome: Result<impl std::fmt::Debug, Error>) -> ioswap::Deadlock {
     match outcome {
@@ -42,17 +42,11 @@ fn shielded_child_wait_forever(backend: Backend) {
 /// A leftover task stuck in a shield when main returns has its future dropped at shutdown
 /// (its drop code runs) instead of leaking. On blocking the stuck child is found at its spawn.
 fn stuck_leftover_is_dropped(backend: Backend) {
-    struct OnDrop(Log);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.push("dropped");
-        }
-    }
     let log = Log::new();
     let l = log.clone();
     let outcome = backend.run(|cx| async move {
         cx.spawn(move |cx| async move {
-            let _guard = OnDrop(l);
+            let _guard = OnDrop(l, "dropped");
             let never = cx.park("never readied");
             cx.shield(cx.suspend(never)).await
         })
@@ -76,17 +70,11 @@ fn stuck_leftover_is_dropped(backend: Backend) {
 /// future may be woken by another thread), so there it cannot be spawned concurrently: a typed
 /// refusal.
 fn leftover_on_a_foreign_future_is_dropped(backend: Backend) {
-    struct OnDrop(Log);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.push("dropped");
-        }
-    }
     let log = Log::new();
     let l = log.clone();
     let outcome = backend.run(|cx| async move {
         let spawned = cx.spawn_with(ioswap::SpawnOptions::new().concurrent(), move |_| {
-            let guard = OnDrop(l);
+            let guard = OnDrop(l, "dropped");
             async move {
                 let _guard = guard;
                 std::future::pending::<()>().await;
@@ -146,31 +134,6 @@ fn work_spawned_while_draining_is_canceled() {
         })
         .unwrap();
     assert_eq!((value, log.joined().as_str()), (7, "leftover canceled"));
-}
-
-/// A future outside the protocol that a std thread completes (and wakes) after `ms`.
-#[cfg(feature = "blocking")]
-fn woken_from_another_thread(ms: u64) -> impl std::future::Future<Output = ()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::task::Poll;
-    let done = Arc::new(AtomicBool::new(false));
-    let mut started = false;
-    std::future::poll_fn(move |cx| {
-        if done.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        if !started {
-            started = true;
-            let (done, waker) = (done.clone(), cx.waker().clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-                done.store(true, Ordering::Release);
-                waker.wake();
-            });
-        }
-        Poll::Pending
-    })
 }
 
 /// Runs `run` on a thread of its own and gives its debug output, or fails the test after 10 s

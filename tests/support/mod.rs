@@ -157,3 +157,37 @@ pub fn assert_time(backend: Backend, at: u64, expected: u64) {
         assert_eq!(at, expected);
     }
 }
+
+/// A future outside the protocol that a std thread completes, and wakes, after `ms`: what a
+/// foreign channel or a blocking pool looks like to a task.
+pub fn woken_from_another_thread(ms: u64) -> impl std::future::Future<Output = ()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::Poll;
+    let done = Arc::new(AtomicBool::new(false));
+    let mut started = false;
+    std::future::poll_fn(move |cx| {
+        if done.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if !started {
+            started = true;
+            let (done, waker) = (done.clone(), cx.waker().clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                done.store(true, Ordering::Release);
+                waker.wake();
+            });
+        }
+        Poll::Pending
+    })
+}
+
+/// Pushes `what` onto `log` when dropped: shows that a future was dropped.
+pub struct OnDrop(pub Log, pub &'static str);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.push(self.1);
+    }
+}
