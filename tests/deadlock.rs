@@ -2,7 +2,7 @@
 mod support;
 
 use ioswap::{Backend, Error, RunError};
-use support::{woken_from_another_thread, Log, OnDrop};
+use support::{Log, OnDrop};
 
 fn deadlock_of(outcome: Result<impl std::fmt::Debug, Error>) -> ioswap::Deadlock {
     match outcome {
@@ -160,7 +160,7 @@ fn blocking_child_woken_from_another_thread_in_the_grace_period_finishes() {
             let child = cx.spawn(|cx| async move {
                 let park = cx.park("never readied");
                 futures_lite::future::or(async { cx.suspend(park).await.map(|()| "park") }, async {
-                    woken_from_another_thread(50).await;
+                    support::woken_from_another_thread(50).await;
                     Ok("foreign")
                 })
                 .await
