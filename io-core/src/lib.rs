@@ -2,9 +2,14 @@
 //!
 //! User code takes a [`Cx`] and uses what it offers — [`spawn`](Cx::spawn), [`sleep`](Cx::sleep),
 //! [`yield_now`](Cx::yield_now), [`shield`](Cx::shield), [`check_cancel`](Cx::check_cancel) — and
-//! never learns which backend runs it. A backend implements the small object-safe [`Io`] trait:
-//! `spawn_raw`, `suspend_raw`, `ready`, `poll` (which answers with a [`Next`]), `now_ms`,
-//! `arm_timer`/`disarm_timer`.
+//! never learns which backend runs it. A backend implements two small object-safe traits over
+//! one [`BackendCore`] (its run queue, timers, live tasks, clock and choices):
+//!
+//! - [`Io`], what code written once calls: `spawn_raw`, `suspend_raw`, `ready`, `now_ms`,
+//!   `arm_timer`/`disarm_timer`, `random_u64`, and op submission (`submit`, `cancel_op`,
+//!   `discard_op`; see [`op`]). All but `submit` have defaults written once over the core.
+//! - [`Driver`], what a loop calls: `poll` (one turn, answering with a [`Next`]) and
+//!   `shut_down`. [`run`] is the loop every backend's `run` is.
 //!
 //! # The story of a task
 //!

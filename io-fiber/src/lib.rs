@@ -35,6 +35,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod op;
+
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -42,8 +44,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpSlot, RunError, RunQueue,
-    Runnable, SplitMix64, Submitted, Unsupported,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpSlot, RunError, RunQueue, Runnable,
+    SplitMix64, Submitted,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -208,13 +210,9 @@ impl Io for Fiber {
     }
 
     /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
-    /// [`Unsupported`], at once and without touching the system.
+    /// [`Unsupported`](io_core::Unsupported), at once and without touching the system.
     fn submit(&self, op: Op, _slot: &OpSlot) -> Submitted {
-        let result = match op {
-            Op::Nop => Ok(0),
-            ref other => Err(Unsupported::io_error("fiber", other.name())),
-        };
-        Submitted::Done(Completion { result, op })
+        Submitted::Done(op::perform(op))
     }
 }
 
