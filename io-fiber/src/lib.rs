@@ -17,7 +17,7 @@
 //! Real file and network I/O is not simulated yet: it arrives with the simulated disk and
 //! network. Until then every I/O op ([`Io::submit`]) except [`Op::Nop`] completes at once with
 //! an [`io::ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error wrapping the typed
-//! [`Unsupported`]: fiber never touches a real file or socket.
+//! [`Unsupported`](io_core::Unsupported): fiber never touches a real file or socket.
 //!
 //! ```
 //! use io_fiber::FiberIo;
