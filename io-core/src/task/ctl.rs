@@ -167,10 +167,15 @@ impl TaskCtl {
 
     /// Disarms the deadline's timer, if one is armed. The park is dropped here, after the
     /// backend has released its timers (a backend's `disarm_timer` borrows them only inside).
+    #[inline]
     pub(super) fn disarm_deadline(&self) {
-        let Some(extra) = self.extra.as_deref() else {
-            return;
-        };
+        if let Some(extra) = self.extra.as_deref() {
+            Self::disarm_deadline_of(extra);
+        }
+    }
+
+    /// The part of [`TaskCtl::disarm_deadline`] for tasks with a name or a deadline (rare).
+    fn disarm_deadline_of(extra: &Extra) {
         let Some((park, id)) = extra.timer.take() else {
             return;
         };
