@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use ioswap::channel::{self, TryRecvError};
-use ioswap::protocol::op::{Op, OpId, OpSlot, Submitted};
+use ioswap::protocol::op::{Op, OpId, Submitted};
 use ioswap::protocol::{BackendCore, Driver, Io, Next, Park, RawTask, TimerId};
 use ioswap::{Backend, Canceled, SpawnError, SpawnOptions};
 use support::{assert_time, new_io, where_concurrent, Log};
@@ -471,8 +471,8 @@ impl Io for TickingClock {
     fn random_u64(&self) -> u64 {
         self.backend.random_u64()
     }
-    fn submit(&self, op: Op, slot: &OpSlot) -> Submitted {
-        self.backend.submit(op, slot)
+    fn submit(&self, op: Op) -> Submitted {
+        self.backend.submit(op)
     }
     fn cancel_op(&self, id: OpId) {
         self.backend.cancel_op(id)

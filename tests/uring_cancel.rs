@@ -9,7 +9,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::future;
-use ioswap::protocol::op::{Handle, Op, OpSlot};
+use ioswap::protocol::op::{Handle, Op, Submitted};
 use ioswap::{Canceled, TcpListener, TcpStream, UringIo};
 
 fn loopback() -> SocketAddr {
@@ -187,18 +187,13 @@ fn dropping_the_backend_drains_ops_in_flight() {
     let (server, _) = std_listener.accept().unwrap();
     let io = UringIo::new().unwrap();
     let protocol = io.io();
-    let slot = OpSlot::new("read");
-    let submitted = protocol.submit(
-        Op::Recv {
-            stream: Handle::new(server),
-            buf: Vec::with_capacity(4096),
-        },
-        &slot,
-    );
-    assert!(matches!(
-        submitted,
-        ioswap::protocol::op::Submitted::InFlight(_)
-    ));
+    let submitted = protocol.submit(Op::Recv {
+        stream: Handle::new(server),
+        buf: Vec::with_capacity(4096),
+    });
+    let Submitted::InFlight { slot, .. } = submitted else {
+        panic!("a recv on an idle socket is in flight, got {submitted:?}");
+    };
     assert_eq!(io.ops_owned(), 1);
     drop(protocol);
     drop(io); // drains: cancel, wait for the CQE, then hand the op back through its slot

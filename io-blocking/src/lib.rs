@@ -43,7 +43,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BackendCore, Canceled, Cx, Deadlock, Driver, Io, Next, Op, OpSlot, RawTask, RunError, RunQueue,
+    BackendCore, Canceled, Cx, Deadlock, Driver, Io, Next, Op, RawTask, RunError, RunQueue,
     Runnable, SpawnError, SpawnOptions, Submitted, TaskRef,
 };
 
@@ -200,7 +200,7 @@ impl Io for Blocking {
 
     /// Performs the op right here with a plain system call (blocking the thread) and returns
     /// it done; nothing is ever in flight, so there is nothing to cancel.
-    fn submit(&self, op: Op, _slot: &OpSlot) -> Submitted {
+    fn submit(&self, op: Op) -> Submitted {
         Submitted::Done(op::perform(op))
     }
 }

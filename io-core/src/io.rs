@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use crate::op::{Op, OpId, OpSlot, Submitted};
+use crate::op::{Op, OpId, Submitted};
 use crate::{BackendCore, Canceled, Park, RawTask, SpawnError, SpawnOptions, TimerId};
 
 /// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
@@ -87,11 +87,13 @@ pub trait Io {
     }
 
     /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
-    /// blocking performs it inline, fiber refuses real I/O), or it is in flight and the backend
-    /// owns it — buffers included — until its completion, which it delivers through `slot`
-    /// ([`OpSlot::complete`], which also readies the waiting task). A backend with too many ops in
-    /// flight queues the op (back-pressure); it never fails a submit for lack of room.
-    fn submit(&self, op: Op, slot: &OpSlot) -> Submitted;
+    /// blocking performs it inline, fiber refuses real I/O), or it is in flight
+    /// ([`Submitted::InFlight`]) and the backend owns it — buffers included — until its
+    /// completion, which it delivers through the [`OpSlot`](crate::OpSlot) it returned
+    /// ([`OpSlot::complete`](crate::OpSlot::complete) also readies the waiting task). A backend
+    /// with too many ops in flight queues the op (back-pressure); it never fails a submit for lack
+    /// of room.
+    fn submit(&self, op: Op) -> Submitted;
 
     /// Asks the backend to cancel an op in flight. The op still completes — with a canceled
     /// error, or with its real result if it finished first — and its park is readied then.

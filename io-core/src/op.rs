@@ -214,13 +214,20 @@ pub struct Completion {
 pub enum Submitted {
     /// The op already finished (blocking performs it inline; fiber refuses it).
     Done(Completion),
-    /// The op is in flight; its completion will come through its [`OpSlot`].
-    InFlight(OpId),
+    /// The op is in flight: `id` names it for [`Io::cancel_op`] and [`Io::discard_op`], and its
+    /// completion will come through `slot` (made by the backend only for ops that go in flight,
+    /// so an op done inline costs no allocation).
+    InFlight {
+        /// The op's name in the backend.
+        id: OpId,
+        /// Where its completion will be delivered.
+        slot: OpSlot,
+    },
 }
 
 /// Where a backend delivers an op's completion: the completion's place and the park of the task
-/// waiting for it, shared by the op's future and the backend (which keeps a clone while the op
-/// is in flight). The backend calls [`OpSlot::complete`]; the future takes the completion from
+/// waiting for it, shared by the op's future and the backend, which makes it when the op goes in
+/// flight ([`Submitted::InFlight`]) and keeps a clone until the op ends. The backend calls [`OpSlot::complete`]; the future takes the completion from
 /// the slot itself, with no call back into the backend.
 ///
 /// ```
@@ -347,10 +354,11 @@ impl Future for Submit {
                             op,
                         });
                     }
-                    let slot = OpSlot::new(op.name());
-                    match this.io.submit(op, &slot) {
+                    match this.io.submit(op) {
                         Submitted::Done(done) => return Poll::Ready(done),
-                        Submitted::InFlight(id) => this.state = SubmitState::InFlight { id, slot },
+                        Submitted::InFlight { id, slot } => {
+                            this.state = SubmitState::InFlight { id, slot }
+                        }
                     }
                 }
                 SubmitState::InFlight { id, slot } => match this.io.suspend_raw(slot.park(), cx) {

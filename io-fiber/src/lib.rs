@@ -44,8 +44,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpSlot, RunError, RunQueue, Runnable,
-    SplitMix64, Submitted,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, RunError, RunQueue, Runnable, SplitMix64,
+    Submitted,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -211,7 +211,7 @@ impl Io for Fiber {
 
     /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
     /// [`Unsupported`](io_core::Unsupported), at once and without touching the system.
-    fn submit(&self, op: Op, _slot: &OpSlot) -> Submitted {
+    fn submit(&self, op: Op) -> Submitted {
         Submitted::Done(op::perform(op))
     }
 }

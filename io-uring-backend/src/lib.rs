@@ -55,8 +55,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, OpSlot, RunError, RunQueue, Runnable,
-    Submitted,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue, Runnable, Submitted,
 };
 
 pub use error::UringError;
@@ -254,8 +253,8 @@ impl Io for Uring {
 
     /// Turns the op into an SQE (pushed now, or queued while the kernel refuses SQEs); its park is
     /// readied by its CQE.
-    fn submit(&self, op: Op, slot: &OpSlot) -> Submitted {
-        self.with_ops(|ops, after| ops.submit(op, slot, after))
+    fn submit(&self, op: Op) -> Submitted {
+        self.with_ops(|ops, after| ops.submit(op, after))
     }
 
     fn cancel_op(&self, id: OpId) {

@@ -297,7 +297,7 @@ impl Ops {
 
     /// Starts `op`. Bind is a plain system call (it never waits); a close waits for the ops
     /// still holding its descriptor; everything else becomes one SQE.
-    pub(crate) fn submit(&mut self, mut op: Op, slot: &OpSlot, after: &mut Aftermath) -> Submitted {
+    pub(crate) fn submit(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
         }
@@ -331,6 +331,7 @@ impl Ops {
             Phase::Queued(entry) => (Phase::InKernel { cancel_sent: false }, Some(entry)),
             other => (other, None),
         };
+        let slot = OpSlot::new(op.name());
         let key = self.insert(Slotted {
             op,
             aux,
@@ -361,7 +362,10 @@ impl Ops {
                 }
             }
         }
-        Submitted::InFlight(OpId::new(key.user_data()))
+        Submitted::InFlight {
+            id: OpId::new(key.user_data()),
+            slot,
+        }
     }
 
     /// Pushes a queued op's SQE if the kernel takes it. `true` if it left the queue state.
