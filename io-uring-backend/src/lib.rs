@@ -323,3 +323,60 @@ impl Drop for Uring {
         self.drain();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use io_core::{Op, TcpStream};
+
+    use super::UringIo;
+    use crate::ring::tests::refuse_submits;
+
+    /// While the kernel refuses submits for a moment (a passing `EAGAIN`), ops held back in user
+    /// space still reach it although everything in flight is an idle read that never completes:
+    /// a wait is bounded while anything is held back. (Unbounded, the loop slept forever with
+    /// the held-back op in user space, and no deadlock was reported.)
+    #[test]
+    fn ops_held_back_by_a_refused_submit_reach_the_kernel_behind_idle_reads() {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Peers that never write: a read on each never completes.
+        let pairs: Vec<(StdStream, StdStream)> = (0..16)
+            .map(|_| {
+                let client = StdStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (peers, servers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+            let io = UringIo::with_entries(4, 4).unwrap();
+            let result = io.run(move |cx| async move {
+                refuse_submits(8);
+                let readers: Vec<_> = servers
+                    .into_iter()
+                    .map(|server| {
+                        let stream = TcpStream::from_std(&cx, server);
+                        cx.spawn(move |_| async move {
+                            let _ = stream.read(Vec::with_capacity(16)).await;
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                cx.yield_now().await?; // every reader submits its read
+                let nop = cx.submit(Op::Nop).await.result;
+                drop(readers); // cancels the reads
+                Ok(nop.ok())
+            });
+            drop(peers);
+            let _ = done.send(result);
+        });
+        let result = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("hung: an op held back behind idle reads never reached the kernel");
+        assert_eq!(result, Ok(Some(0)));
+    }
+}

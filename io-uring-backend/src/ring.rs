@@ -107,6 +107,10 @@ impl Ring {
     /// whose work is pending (IORING_SQ_TASKRUN) and moves overflowed completions into the
     /// queue (IORING_SQ_CQ_OVERFLOW). No system call when there is none of these.
     pub(crate) fn submit(&mut self) {
+        #[cfg(test)]
+        if tests::refuse_submit() {
+            return; // as if the kernel answered EAGAIN and took nothing
+        }
         let sq = self.ring.submission();
         if sq.is_empty() && !sq.taskrun() && !sq.cq_overflow() {
             return;
@@ -182,5 +186,29 @@ impl Ring {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// How many of this thread's next `Ring::submit` calls the "kernel" refuses, taking
+        /// nothing (a passing `EAGAIN`: no memory for a request right now).
+        static REFUSALS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Makes the next `count` submits on this thread be refused.
+    pub(crate) fn refuse_submits(count: u32) {
+        REFUSALS.with(|refusals| refusals.set(count));
+    }
+
+    pub(super) fn refuse_submit() -> bool {
+        REFUSALS.with(|refusals| {
+            let left = refusals.get();
+            refusals.set(left.saturating_sub(1));
+            left > 0
+        })
     }
 }

@@ -80,6 +80,10 @@ impl From<OpId> for Key {
     }
 }
 
+/// How long a wait sleeps at most while requests are held back in user space, before it tries to
+/// push them again.
+const RETRY_HELD_BACK: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// What a table operation leaves to do once the table is no longer borrowed: completions to
 /// deliver and op slots to drop. A slot's park holds a task's waker; waking it, or dropping the
 /// last one, may drop the task's futures, which call back into the backend — so neither may
@@ -427,7 +431,22 @@ impl Ops {
     /// or `timeout` passes.
     pub(crate) fn wait(&mut self, timeout: Option<std::time::Duration>) {
         self.flush();
-        self.ring.wait(timeout);
+        self.ring.wait(self.bounded(timeout));
+    }
+
+    /// A wait's timeout, cut to [`RETRY_HELD_BACK`] while requests are held back in user space
+    /// (the kernel refused a submit): the wait's own enter takes only what is in the submission
+    /// queue, and if everything in the kernel is an op that never completes (idle reads),
+    /// nothing would end an unbounded wait and the held-back ops would never be pushed.
+    fn bounded(&self, timeout: Option<std::time::Duration>) -> Option<std::time::Duration> {
+        let held_back = !self.queued.is_empty()
+            || !self.cancels.is_empty()
+            || (!self.wake_armed && !self.closing);
+        if held_back {
+            Some(timeout.map_or(RETRY_HELD_BACK, |t| t.min(RETRY_HELD_BACK)))
+        } else {
+            timeout
+        }
     }
 
     /// Handles every completion that is ready. Returns how many op completions it handled.
@@ -552,7 +571,7 @@ impl Ops {
         if self.ring.outstanding() == 0 || self.ring.is_broken() {
             return true;
         }
-        self.ring.wait(None);
+        self.ring.wait(self.bounded(None));
         self.reap(after);
         false
     }
