@@ -105,13 +105,15 @@ enum Stage {
     New,
     /// Polled at least once; the user's future is alive.
     Running,
-    /// The user's future has been dropped (or is being dropped); it is never touched again.
+    /// The user's future has been dropped (or is being dropped), and so has the body's handle on
+    /// the control block: nothing of the spawning thread's is left to touch.
     Done,
 }
 
 /// The future async-task runs: the user's future, the task's control block, and the thread that
 /// may poll and drop them.
 struct TaskBody<F> {
+    /// Live until `stage` is `Done`, like `future`.
     ctl: ManuallyDrop<Rc<TaskCtl>>,
     thread: ThreadId,
     stage: Stage,
@@ -122,7 +124,8 @@ struct TaskBody<F> {
 
 impl<F> TaskBody<F> {
     /// Ends the task: drops the user's future right here, so that a panic in its `Drop` is
-    /// caught and becomes the task's panic, then marks the task finished.
+    /// caught and becomes the task's panic, then marks the task finished and lets go of its
+    /// control block (the poll's `Enter` still holds one). Called on the spawning thread only.
     fn finish<T>(&mut self, outcome: Result<Result<T, Canceled>, Panic>) -> Outcome<T> {
         self.stage = Stage::Done;
         // SAFETY: `stage` is `Done` from here on, so `future` is dropped exactly once (a panic
@@ -144,6 +147,8 @@ impl<F> TaskBody<F> {
             }
         };
         self.ctl.finish();
+        // SAFETY: `stage` is `Done`: `ctl` is dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.ctl) };
         Outcome::new(outcome)
     }
 }
@@ -161,9 +166,12 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             this.thread == thread_id(),
             "an ioswap task was polled on a thread other than the one that spawned it"
         );
+        if this.stage == Stage::Done {
+            return Poll::Pending; // async-task never polls a finished future
+        }
         let _enter = Enter::new(&this.ctl);
         match this.stage {
-            Stage::Done => return Poll::Pending, // async-task never polls a finished future
+            Stage::Done => unreachable!("checked above"),
             // A task canceled before its first poll never runs its body.
             Stage::New if this.ctl.is_cancel_requested() => {
                 return Poll::Ready(this.finish(Ok(Err(Canceled))))
@@ -192,6 +200,9 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
 
 impl<F> Drop for TaskBody<F> {
     fn drop(&mut self) {
+        if self.stage == Stage::Done {
+            return; // `finish` dropped the future and the control block
+        }
         if self.thread != thread_id() {
             // Only a misused run queue gets a task here (its future and control block hold
             // `Rc`s of the spawning thread): leaking them is the one safe choice. It also keeps
@@ -201,15 +212,13 @@ impl<F> Drop for TaskBody<F> {
             // future never polled (`New`) has never been handed its pinned address.
             return;
         }
-        if self.stage != Stage::Done {
-            // Dropped without finishing: a spawn the backend refused, or a queue dropped with
-            // the task in it. There is no poll to report a panic through, so it is contained.
-            self.stage = Stage::Done;
-            // SAFETY: as in `finish`: dropped once, in place, never used again.
-            contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
-            self.ctl.finish();
-        }
-        // SAFETY: `ctl` is dropped here once; the body is being dropped and never used again.
+        // Dropped without finishing: a spawn the backend refused, or a queue dropped with the
+        // task in it. There is no poll to report a panic through, so it is contained.
+        self.stage = Stage::Done;
+        // SAFETY: as in `finish`: dropped once, in place, never used again.
+        contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
+        self.ctl.finish();
+        // SAFETY: as in `finish`: `ctl` is dropped once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.ctl) };
     }
 }
