@@ -19,13 +19,15 @@ pub enum Backend {
     Fiber,
     /// io_uring ([`UringIo`](crate::UringIo), feature `uring`; Linux 5.11 or later).
     Uring,
+    /// Readiness through epoll/kqueue ([`PollIo`](crate::PollIo), feature `poll`).
+    Poll,
 }
 
 /// Why [`run`] could not give the main task's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// `IOSWAP_BACKEND` (or [`Backend::from_str`]) named no backend.
-    #[error("unknown backend {0:?}: expected one of blocking, fiber, uring")]
+    #[error("unknown backend {0:?}: expected one of blocking, fiber, uring, poll")]
     UnknownBackend(String),
     /// The backend asked for by name is not compiled in.
     #[error("the {0} backend is not compiled in; enable the ioswap feature \"{0}\"")]
@@ -38,6 +40,10 @@ pub enum Error {
     #[cfg(feature = "uring")]
     #[error(transparent)]
     Uring(#[from] io_uring_backend::UringError),
+    /// The poll backend was asked for and the system refused it a poller (out of descriptors
+    /// or memory).
+    #[error("the poll backend could not make its poller: {0}")]
+    Poll(String),
     /// The backend ran, and the run failed.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -45,7 +51,12 @@ pub enum Error {
 
 impl Backend {
     /// Every backend, compiled in or not.
-    pub const ALL: [Backend; 3] = [Backend::Blocking, Backend::Fiber, Backend::Uring];
+    pub const ALL: [Backend; 4] = [
+        Backend::Blocking,
+        Backend::Fiber,
+        Backend::Uring,
+        Backend::Poll,
+    ];
 
     /// The backend's name, as `IOSWAP_BACKEND` spells it.
     pub fn name(self) -> &'static str {
@@ -53,6 +64,7 @@ impl Backend {
             Backend::Blocking => "blocking",
             Backend::Fiber => "fiber",
             Backend::Uring => "uring",
+            Backend::Poll => "poll",
         }
     }
 
@@ -62,6 +74,7 @@ impl Backend {
             Backend::Blocking => cfg!(feature = "blocking"),
             Backend::Fiber => cfg!(feature = "fiber"),
             Backend::Uring => cfg!(feature = "uring"),
+            Backend::Poll => cfg!(feature = "poll"),
         }
     }
 
@@ -120,6 +133,10 @@ impl Backend {
             Backend::Fiber => Ok(io_fiber::FiberIo::new().run(main)?),
             #[cfg(feature = "uring")]
             Backend::Uring => Ok(io_uring_backend::UringIo::new()?.run(main)?),
+            #[cfg(feature = "poll")]
+            Backend::Poll => Ok(io_poll::PollIo::new()
+                .map_err(|err| Error::Poll(err.to_string()))?
+                .run(main)?),
             #[allow(unreachable_patterns)]
             other => Err(Error::NotCompiled(other.name())),
         }

@@ -65,6 +65,9 @@ fn names_round_trip() {
     if cfg!(feature = "uring") {
         expected.push(Backend::Uring);
     }
+    if cfg!(feature = "poll") {
+        expected.push(Backend::Poll);
+    }
     assert_eq!(Backend::compiled(), expected);
 }
 
