@@ -280,3 +280,110 @@ impl Drop for PollBackend {
         self.drain();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use io_core::{Canceled, Handle, Op, TcpStream};
+
+    use super::PollIo;
+
+    fn std_pair() -> (StdStream, StdStream) {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        (client, listener.accept().unwrap().0)
+    }
+
+    /// Runs `test` on its own thread and fails, instead of hanging, if it takes over 10 s.
+    fn with_watchdog<T: Send + 'static>(
+        what: &str,
+        test: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(test());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("hung: {what}"))
+    }
+
+    /// A task that never waits (it yields every turn) does not keep a socket's readiness from
+    /// the loop: each turn that runs tasks first collects what is ready without waiting.
+    #[test]
+    fn io_completes_while_a_task_loops_on_yields() {
+        let received = with_watchdog("a read starved by a busy task", || {
+            let (mut peer, server) = std_pair();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                peer.write_all(b"ping").unwrap();
+                peer
+            });
+            let io = PollIo::new().unwrap();
+            let received = io
+                .run(|cx| async move {
+                    let stream = TcpStream::from_std(&cx, server);
+                    let reader = cx.spawn(move |_| async move {
+                        let (n, buf) = stream.read(Vec::with_capacity(16)).await;
+                        n.unwrap();
+                        Ok(buf)
+                    });
+                    while !reader.is_finished() {
+                        cx.yield_now().await?;
+                    }
+                    reader.await
+                })
+                .unwrap();
+            drop(writer.join().unwrap());
+            received
+        });
+        assert_eq!(received, b"ping");
+    }
+
+    /// Closing a descriptor an op waits on cancels the op (it ends with a canceled error and
+    /// its buffer), then closes the descriptor: the peer sees the end of the stream.
+    #[test]
+    fn close_cancels_the_ops_waiting_on_the_descriptor_then_closes_it() {
+        let (read, close, peer_saw) = with_watchdog("a close waiting on a read", || {
+            let (mut peer, server) = std_pair();
+            let io = PollIo::new().unwrap();
+            let (read, close) = io
+                .run(|cx| async move {
+                    let handle = Handle::new(server);
+                    cx.io().adopt(&handle);
+                    let held = handle.clone();
+                    let reader = cx.spawn(move |cx| async move {
+                        let done = cx
+                            .submit(Op::Recv {
+                                stream: held,
+                                buf: Vec::with_capacity(64),
+                            })
+                            .await;
+                        Ok((
+                            done.result.map_err(|e| Canceled::is_canceled(&e)),
+                            done.op.into_buf().capacity(),
+                        ))
+                    });
+                    cx.yield_now().await?; // the read is waiting on the socket
+                    let close = cx
+                        .submit(Op::Close {
+                            handle: Some(handle),
+                        })
+                        .await;
+                    Ok((reader.await?, close.result.unwrap()))
+                })
+                .unwrap();
+            assert_eq!(io.ops_owned(), 0);
+            let mut rest = Vec::new();
+            let peer_saw = peer.read_to_end(&mut rest).map(|_| rest);
+            (read, close, peer_saw.unwrap())
+        });
+        assert_eq!(read, (Err(true), 64), "canceled, buffer back");
+        assert_eq!(close, 0);
+        assert!(peer_saw.is_empty(), "end of stream");
+    }
+}
