@@ -22,10 +22,11 @@
 //!     Ok(format!("hello, {}", name.await?))
 //! }
 //!
-//! // On the default backend (uring if the kernel allows it, else blocking; IOSWAP_BACKEND
+//! // On the default backend (uring if the kernel allows it, else poll; IOSWAP_BACKEND
 //! // overrides)...
 //! assert_eq!(ioswap::run(|cx| async move { greet(&cx).await }).unwrap(), "hello, world");
 //! // ...and on the virtual clock, where the 50 ms pass in no time.
+//! # #[cfg(feature = "fiber")]
 //! assert_eq!(ioswap::sim(7, |cx| async move { greet(&cx).await }).unwrap(), "hello, world");
 //! ```
 //!
