@@ -50,12 +50,12 @@ fn main() {
                 let how = match backend {
                     Backend::Fiber => "virtual clock: tasks overlap, time jumps to the next timer",
                     Backend::Blocking => "real clock: each task runs inline, one after another",
-                    Backend::Uring => "real clock: tasks overlap on one thread",
+                    Backend::Uring | Backend::Poll => "real clock: tasks overlap on one thread",
                 };
                 println!("{backend:>8}: {beats} beats, {clock_ms:>9} ms on the backend clock, {wall_ms:>8.2} ms of wall time ({how})");
             }
             Err(e) => println!("{backend:>8}: failed: {e}"),
         }
     }
-    println!("\nPick the backend for `ioswap::run` with IOSWAP_BACKEND=blocking|fiber|uring.");
+    println!("\nPick the backend for `ioswap::run` with IOSWAP_BACKEND=blocking|fiber|uring|poll.");
 }

@@ -6,6 +6,7 @@
 //! | [`BlockingIo`] (feature `blocking`) | real | the simplest execution: tasks run inline, waits block |
 //! | [`FiberIo`] (feature `fiber`) | virtual | tests and simulation: seeded, deterministic, no hangs |
 //! | [`UringIo`] (feature `uring`) | real | production on Linux: one thread driven by io_uring |
+//! | [`PollIo`] (feature `poll`) | real | where io_uring is refused, and off Linux: readiness through epoll/kqueue |
 //!
 //! Code takes a [`Cx`] and never learns which backend runs it. [`run`] picks a backend at run
 //! time (see [`Backend::from_env`]); [`sim`] runs on the fiber backend with a seed.
@@ -21,10 +22,11 @@
 //!     Ok(format!("hello, {}", name.await?))
 //! }
 //!
-//! // On the default backend (uring if the kernel allows it, else blocking; IOSWAP_BACKEND
+//! // On the default backend (uring if the kernel allows it, else poll; IOSWAP_BACKEND
 //! // overrides)...
 //! assert_eq!(ioswap::run(|cx| async move { greet(&cx).await }).unwrap(), "hello, world");
 //! // ...and on the virtual clock, where the 50 ms pass in no time.
+//! # #[cfg(feature = "fiber")]
 //! assert_eq!(ioswap::sim(7, |cx| async move { greet(&cx).await }).unwrap(), "hello, world");
 //! ```
 //!
@@ -80,5 +82,7 @@ pub use race::{
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{FiberIo, TraceEvent};
+#[cfg(feature = "poll")]
+pub use io_poll::PollIo;
 #[cfg(feature = "uring")]
 pub use io_uring_backend::{UringError, UringIo};

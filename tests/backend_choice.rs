@@ -17,14 +17,33 @@ fn uring_usable() -> bool {
 #[test]
 fn backend_choice_follows_the_environment() {
     std::env::remove_var(BACKEND_VAR);
-    // Unnamed: uring where it is compiled in and the kernel allows it, else blocking; fiber is
-    // never picked silently.
-    let best = if cfg!(feature = "uring") && uring_usable() {
-        "uring"
+    // Unnamed: uring where it is compiled in and the kernel allows it, else poll; blocking and
+    // fiber are never picked silently.
+    let picked = backend_name_of_a_run();
+    if cfg!(feature = "uring") && uring_usable() {
+        assert_eq!(picked, Ok("uring"));
+    } else if cfg!(feature = "poll") {
+        assert_eq!(picked, Ok("poll"));
+        let (_, why) = Backend::explain_choice().unwrap();
+        assert!(
+            why.is_some() || !cfg!(feature = "uring"),
+            "uring passed over without a reason"
+        );
+    } else if cfg!(feature = "uring") {
+        assert!(
+            picked.is_err(),
+            "uring refused, nothing to fall back to: a typed error"
+        );
     } else {
-        "blocking"
-    };
-    assert_eq!(backend_name_of_a_run(), Ok(best));
+        assert_eq!(picked, Err(Error::NoBackend));
+    }
+
+    std::env::set_var(BACKEND_VAR, "poll");
+    if cfg!(feature = "poll") {
+        assert_eq!(backend_name_of_a_run(), Ok("poll"));
+    } else {
+        assert_eq!(backend_name_of_a_run(), Err(Error::NotCompiled("poll")));
+    }
 
     std::env::set_var(BACKEND_VAR, "fiber");
     assert_eq!(backend_name_of_a_run(), Ok("fiber"));
@@ -64,6 +83,9 @@ fn names_round_trip() {
     let mut expected = vec![Backend::Blocking, Backend::Fiber];
     if cfg!(feature = "uring") {
         expected.push(Backend::Uring);
+    }
+    if cfg!(feature = "poll") {
+        expected.push(Backend::Poll);
     }
     assert_eq!(Backend::compiled(), expected);
 }

@@ -2,7 +2,7 @@
 
 use std::task::{Context, Poll};
 
-use crate::op::{Op, OpId, Submitted};
+use crate::op::{Handle, Op, OpId, Submitted};
 use crate::{BackendCore, Canceled, Park, RawTask, SpawnError, SpawnOptions, TimerId};
 
 /// The Io protocol. Everything else in ioswap (sleep, join, cancel, race, channels, I/O) is written
@@ -106,6 +106,13 @@ pub trait Io {
     /// for an op whose completion was delivered but never taken (its handles are gone now).
     fn discard_op(&self, id: OpId) {
         let _ = id;
+    }
+
+    /// A file, listener or socket made outside the backend (`TcpStream::from_std`,
+    /// `TcpListener::from_std`) is handed to it. The default does nothing; a readiness-based
+    /// backend makes sockets non-blocking here, once, rather than before every op.
+    fn adopt(&self, handle: &Handle) {
+        let _ = handle;
     }
 }
 

@@ -64,9 +64,11 @@ impl TcpListener {
 
     /// Adopts a listener bound elsewhere (with std, or inherited); `cx`'s backend serves it.
     pub fn from_std(cx: &Cx, listener: net::TcpListener) -> TcpListener {
+        let listener = Handle::new(listener);
+        cx.io().adopt(&listener);
         TcpListener {
             cx: cx.clone(),
-            listener: Handle::new(listener),
+            listener,
         }
     }
 
@@ -155,7 +157,9 @@ impl TcpStream {
 
     /// Adopts a stream connected elsewhere (with std, or inherited); `cx`'s backend serves it.
     pub fn from_std(cx: &Cx, stream: net::TcpStream) -> TcpStream {
-        TcpStream::new(cx, Handle::new(stream))
+        let stream = Handle::new(stream);
+        cx.io().adopt(&stream);
+        TcpStream::new(cx, stream)
     }
 
     /// Connects to `addr`.

@@ -37,6 +37,13 @@ macro_rules! conformance {
                 super::$behaviour(ioswap::Backend::Uring)
             })*
         }
+        #[cfg(feature = "poll")]
+        mod poll {
+            $(#[test]
+            fn $behaviour() {
+                super::$behaviour(ioswap::Backend::Poll)
+            })*
+        }
     };
 }
 
@@ -62,6 +69,8 @@ pub fn new_io(backend: Backend) -> Rc<dyn Driver> {
         Backend::Fiber => ioswap::FiberIo::new().io(),
         #[cfg(feature = "uring")]
         Backend::Uring => ioswap::UringIo::new().expect("io_uring available").io(),
+        #[cfg(feature = "poll")]
+        Backend::Poll => ioswap::PollIo::new().expect("a poller").io(),
         #[allow(unreachable_patterns)]
         other => panic!("backend {other} is not compiled in"),
     }
@@ -118,7 +127,7 @@ pub fn where_concurrent<T: std::fmt::Debug>(
 /// fiber (the virtual clock). On uring (a real clock) the same events in the same order, each no
 /// earlier than its virtual time: real sleeps only ever overrun.
 pub fn assert_timed(backend: Backend, actual: &str, expected: &str) {
-    if backend != Backend::Uring {
+    if !is_real_clock_concurrent(backend) {
         assert_eq!(actual, expected);
         return;
     }
@@ -146,9 +155,15 @@ pub fn assert_timed(backend: Backend, actual: &str, expected: &str) {
     }
 }
 
-/// Asserts a clock reading: exact on fiber, no earlier on uring (a real clock).
+/// Whether `backend` runs tasks concurrently on the real clock (uring, poll): its timed events
+/// come no earlier than fiber's virtual times, never exactly at them.
+pub fn is_real_clock_concurrent(backend: Backend) -> bool {
+    matches!(backend, Backend::Uring | Backend::Poll)
+}
+
+/// Asserts a clock reading: exact on fiber, no earlier on uring and poll (a real clock).
 pub fn assert_time(backend: Backend, at: u64, expected: u64) {
-    if backend == Backend::Uring {
+    if is_real_clock_concurrent(backend) {
         assert!(
             at >= expected,
             "at {at} ms, expected no earlier than {expected}"

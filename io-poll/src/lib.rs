@@ -1,0 +1,389 @@
+//! `PollIo`: ioswap's readiness-based backend — one thread, sockets non-blocking, readiness
+//! through the [`polling`] crate (epoll on Linux, kqueue on the BSDs and macOS). The fallback
+//! where io_uring is refused (container seccomp profiles, gVisor, older kernels) and the
+//! backend off Linux.
+//!
+//! One turn of [`Driver::poll`]:
+//!
+//! 1. fire due timers;
+//! 2. run every task that was ready at the start of the turn (spawned tasks are deferred, as on
+//!    fiber and uring); when tasks were ready and ops wait for readiness, first collect the
+//!    readiness already there without waiting, so a busy loop never starves I/O;
+//! 3. if nothing was runnable, wait in the poller until a socket is ready, the next timer is
+//!    due, or another thread wakes a task (the run queue's idle hook calls
+//!    [`Poller::notify`](polling::Poller::notify)); then try the ready sockets' ops again.
+//!
+//! The ops keep the protocol of [`io_core::op`]: a socket op is tried at once; if it would
+//! block, the backend owns it — buffers included — until its socket is ready and a retry ends
+//! it. A canceled op still waiting ends at once with a canceled error and its buffers (it never
+//! touched the socket, so nothing completed is lost), and a dropped one is dropped. File ops are
+//! performed inline (see the crate's DESIGN.md).
+//!
+//! ```
+//! use io_poll::PollIo;
+//!
+//! let io = PollIo::new().expect("a poller");
+//! let (sum, slept) = io
+//!     .run(|cx| async move {
+//!         let start = cx.now_ms();
+//!         let a = cx.spawn(|cx| async move { cx.sleep(20).await?; Ok(1) });
+//!         let b = cx.spawn(|cx| async move { cx.sleep(20).await?; Ok(2) });
+//!         let sum = a.await? + b.await?;
+//!         Ok((sum, cx.now_ms() - start))
+//!     })
+//!     .unwrap();
+//! assert_eq!(sum, 3);
+//! assert!(slept >= 20); // the two sleeps overlapped on the real clock
+//! ```
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod op;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_core::{
+    BackendCore, Canceled, Cx, Driver, Handle, Io, Next, Op, OpId, RunError, RunQueue, Runnable,
+    Submitted,
+};
+use polling::{Events, Poller};
+
+use op::{Aftermath, Ops};
+
+/// The readiness-based backend. Cheap to clone: clones share one poller and one scheduler.
+#[derive(Clone)]
+pub struct PollIo(Rc<PollBackend>);
+
+struct PollBackend {
+    core: BackendCore,
+    poller: Arc<Poller>,
+    ops: RefCell<Ops>,
+    /// Reused between table calls; taken out while in use.
+    after: RefCell<Aftermath>,
+    events: RefCell<Events>,
+    batch: RefCell<VecDeque<Runnable>>,
+}
+
+impl PollIo {
+    /// A backend on a new poller; its clock starts now. Fails only if the system refuses a
+    /// poller (out of descriptors or memory).
+    pub fn new() -> io::Result<PollIo> {
+        let poller = Arc::new(Poller::new()?);
+        let notifier = poller.clone();
+        let queue = RunQueue::with_idle_hook(move || {
+            // A failed notify leaves the loop to its timeout; it cannot fail short of a bug.
+            let _ = notifier.notify();
+        });
+        Ok(PollIo(Rc::new(PollBackend {
+            // A fixed choice seed: choices need only be fair here, not varied between runs.
+            core: BackendCore::real_clock("poll", queue, 0x706f_6c6c),
+            ops: RefCell::new(Ops::new(poller.clone())),
+            poller,
+            after: RefCell::new(Aftermath::default()),
+            events: RefCell::new(Events::new()),
+            batch: RefCell::new(VecDeque::new()),
+        })))
+    }
+
+    /// Runs `main` as the main task and drives the poller until it finishes. See
+    /// [`io_core::run`] for what happens to tasks still alive then. A backend runs once; a
+    /// second `run` gives [`RunError::ShutDown`].
+    pub fn run<T, F, Fut>(&self, main: F) -> Result<T, RunError>
+    where
+        T: 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        io_core::run(self.io(), main)
+    }
+
+    /// This backend as a protocol object (and its driver side).
+    pub fn io(&self) -> Rc<dyn Driver> {
+        self.0.clone()
+    }
+
+    /// Milliseconds since the backend was built (monotonic).
+    pub fn now_ms(&self) -> u64 {
+        self.0.core.now_ms()
+    }
+
+    /// Ops the backend still owns (waiting for readiness, or closes waiting for their
+    /// descriptor). Zero once every op has ended and every buffer has gone back.
+    ///
+    /// ```
+    /// let io = io_poll::PollIo::new().unwrap();
+    /// io.run(|cx| async move { Ok(cx.submit(io_core::Op::Nop).await.result.unwrap()) }).unwrap();
+    /// assert_eq!(io.ops_owned(), 0);
+    /// ```
+    pub fn ops_owned(&self) -> usize {
+        self.0.ops.borrow().owned()
+    }
+}
+
+impl fmt::Debug for PollIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PollIo")
+            .field("now_ms", &self.0.core.now_ms())
+            .field("ops_owned", &self.ops_owned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PollBackend {
+    /// Runs `f` on the op table, then — with the table released — readies the parks and drops
+    /// the ops it left.
+    fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
+        let mut after = self.after.take();
+        let result = f(&mut self.ops.borrow_mut(), &mut after);
+        after.apply();
+        self.after.replace(after);
+        result
+    }
+
+    fn io_in_flight(&self) -> bool {
+        self.ops.borrow().owned() > 0
+    }
+
+    /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready),
+    /// then tries again the ops of every socket it reported ready.
+    fn wait_and_retry(&self, timeout: Option<Duration>) {
+        let mut events = self.events.borrow_mut();
+        events.clear();
+        // EINTR (a signal) ends the wait like a timeout; the caller's loop decides what next.
+        let _ = self.poller.wait(&mut events, timeout);
+        if events.is_empty() {
+            return;
+        }
+        self.with_ops(|ops, after| {
+            for event in events.iter() {
+                // Keys are descriptor numbers (see `op`), which always fit.
+                if let Ok(fd) = RawFd::try_from(event.key) {
+                    ops.ready(fd, after);
+                }
+            }
+        });
+    }
+
+    /// Sleeps in the poller until a task is runnable, a timer is due, or `deadline_ms` passes.
+    /// Returns at once when nothing could ever wake the loop (the driver reports the deadlock).
+    fn idle(&self, deadline_ms: u64) {
+        loop {
+            self.core.fire_due();
+            // Every task readied by a close's cancels has run: what still holds its descriptor
+            // is outside the backend, and the close need not wait for it.
+            self.with_ops(|ops, after| ops.retry_closes(true, after));
+            if !self.core.queue().is_empty() {
+                return;
+            }
+            let next = self.core.next_deadline();
+            let target = next.unwrap_or(u64::MAX).min(deadline_ms);
+            let timeout = if target == u64::MAX {
+                if !self.io_in_flight() && !self.core.foreign_waits() {
+                    return;
+                }
+                None
+            } else {
+                let at = self.core.instant_at(target).expect("a real clock");
+                let now = Instant::now();
+                if now >= at {
+                    return;
+                }
+                Some(at - now)
+            };
+            if !self.core.queue().begin_idle() {
+                return;
+            }
+            self.wait_and_retry(timeout);
+            self.core.queue().end_idle();
+        }
+    }
+
+    /// Ends every op still owned (canceled) and deregisters every descriptor.
+    fn drain(&self) {
+        self.with_ops(|ops, after| ops.drain(after));
+    }
+}
+
+impl Io for PollBackend {
+    fn core(&self) -> &BackendCore {
+        &self.core
+    }
+
+    /// Tries the op now; one that would block waits for its socket's readiness.
+    fn submit(&self, op: Op) -> Submitted {
+        self.with_ops(|ops, after| ops.submit(op, after))
+    }
+
+    fn cancel_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.cancel(id, after));
+    }
+
+    fn discard_op(&self, id: OpId) {
+        self.with_ops(|ops, after| ops.discard(id, after));
+    }
+
+    /// Sockets made elsewhere become non-blocking, as this backend's own are.
+    fn adopt(&self, handle: &Handle) {
+        // Failing on a valid socket is impossible short of a bug; an op on a socket left
+        // blocking would still be correct, only stall the loop.
+        if let Some(stream) = handle.get::<net::TcpStream>() {
+            let _ = stream.set_nonblocking(true);
+        } else if let Some(listener) = handle.get::<net::TcpListener>() {
+            let _ = listener.set_nonblocking(true);
+        }
+    }
+}
+
+impl Driver for PollBackend {
+    /// One turn: fire due timers and run every task ready at the start of the turn (after
+    /// collecting, without waiting, the readiness already there if ops wait for it); if none was
+    /// ready, first wait in the poller until a socket is ready, the next timer, a wake from
+    /// another thread, or `deadline_ms`, then run what that made ready. A turn never waits after
+    /// running tasks, so the driver sees at once what they did.
+    fn poll(&self, deadline_ms: u64) -> Next {
+        self.core.fire_due();
+        let mut batch = self.batch.take();
+        self.core.queue().drain_into(&mut batch);
+        if batch.is_empty() {
+            self.idle(deadline_ms);
+            self.core.queue().drain_into(&mut batch);
+        } else if self.io_in_flight() {
+            self.wait_and_retry(Some(Duration::ZERO));
+            self.core.queue().drain_into(&mut batch);
+        }
+        while let Some(runnable) = batch.pop_front() {
+            runnable.run();
+        }
+        self.batch.replace(batch);
+        self.with_ops(|ops, after| ops.retry_closes(false, after));
+        self.core.next(self.io_in_flight(), true)
+    }
+
+    /// Refuses later spawns and ops, drops every task still alive, and ends every op left.
+    fn shut_down(&self) {
+        self.core.shut_down();
+        self.drain();
+    }
+}
+
+impl Drop for PollBackend {
+    fn drop(&mut self) {
+        // Descriptors are deregistered before the ops holding them drop.
+        self.drain();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use io_core::{Canceled, Handle, Op, TcpStream};
+
+    use super::PollIo;
+
+    fn std_pair() -> (StdStream, StdStream) {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let client = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        (client, listener.accept().unwrap().0)
+    }
+
+    /// Runs `test` on its own thread and fails, instead of hanging, if it takes over 10 s.
+    fn with_watchdog<T: Send + 'static>(
+        what: &str,
+        test: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(test());
+        });
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("hung: {what}"))
+    }
+
+    /// A task that never waits (it yields every turn) does not keep a socket's readiness from
+    /// the loop: each turn that runs tasks first collects what is ready without waiting.
+    #[test]
+    fn io_completes_while_a_task_loops_on_yields() {
+        let received = with_watchdog("a read starved by a busy task", || {
+            let (mut peer, server) = std_pair();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                peer.write_all(b"ping").unwrap();
+                peer
+            });
+            let io = PollIo::new().unwrap();
+            let received = io
+                .run(|cx| async move {
+                    let stream = TcpStream::from_std(&cx, server);
+                    let reader = cx.spawn(move |_| async move {
+                        let (n, buf) = stream.read(Vec::with_capacity(16)).await;
+                        n.unwrap();
+                        Ok(buf)
+                    });
+                    while !reader.is_finished() {
+                        cx.yield_now().await?;
+                    }
+                    reader.await
+                })
+                .unwrap();
+            drop(writer.join().unwrap());
+            received
+        });
+        assert_eq!(received, b"ping");
+    }
+
+    /// Closing a descriptor an op waits on cancels the op (it ends with a canceled error and
+    /// its buffer), then closes the descriptor: the peer sees the end of the stream.
+    #[test]
+    fn close_cancels_the_ops_waiting_on_the_descriptor_then_closes_it() {
+        let (read, close, peer_saw) = with_watchdog("a close waiting on a read", || {
+            let (mut peer, server) = std_pair();
+            let io = PollIo::new().unwrap();
+            let (read, close) = io
+                .run(|cx| async move {
+                    let handle = Handle::new(server);
+                    cx.io().adopt(&handle);
+                    let held = handle.clone();
+                    let reader = cx.spawn(move |cx| async move {
+                        let done = cx
+                            .submit(Op::Recv {
+                                stream: held,
+                                buf: Vec::with_capacity(64),
+                            })
+                            .await;
+                        Ok((
+                            done.result.map_err(|e| Canceled::is_canceled(&e)),
+                            done.op.into_buf().capacity(),
+                        ))
+                    });
+                    cx.yield_now().await?; // the read is waiting on the socket
+                    let close = cx
+                        .submit(Op::Close {
+                            handle: Some(handle),
+                        })
+                        .await;
+                    Ok((reader.await?, close.result.unwrap()))
+                })
+                .unwrap();
+            assert_eq!(io.ops_owned(), 0);
+            let mut rest = Vec::new();
+            let peer_saw = peer.read_to_end(&mut rest).map(|_| rest);
+            (read, close, peer_saw.unwrap())
+        });
+        assert_eq!(read, (Err(true), 64), "canceled, buffer back");
+        assert_eq!(close, 0);
+        assert!(peer_saw.is_empty(), "end of stream");
+    }
+}

@@ -1,0 +1,456 @@
+//! The op table: ops waiting for readiness (under a generation-checked key, an op's `OpId`),
+//! the descriptors registered with the poller and the ops queued on each, closes waiting for
+//! their descriptor; submit, readiness, cancel, discard and tear-down.
+//!
+//! A descriptor is registered once (key: the descriptor's number), whatever number of ops wait
+//! on it, in oneshot mode with the union of what they wait for, and re-armed after each event it
+//! delivers. It is deregistered as soon as no op waits on it, before the op holding it can drop
+//! its handle, so a registered descriptor is always open (what `polling` requires) and a number
+//! reused by a new descriptor never meets an old registration.
+
+mod attempt;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+use io_core::{Canceled, Completion, Handle, Op, OpId, OpSlot, Submitted, Unsupported};
+use polling::{Event, Poller};
+
+use attempt::{Attempt, Interest};
+
+/// What the table leaves to do once it is released: parks to ready (a completion), things to
+/// drop. Neither may happen under the table's borrow: readying a park and dropping a waker can
+/// run code that calls back into the backend.
+#[derive(Default)]
+pub(crate) struct Aftermath {
+    done: Vec<(OpSlot, Completion)>,
+    dropped: Vec<Op>,
+    handles: Vec<Handle>,
+}
+
+impl Aftermath {
+    fn complete(&mut self, slot: OpSlot, result: io::Result<usize>, op: Op) {
+        self.done.push((slot, Completion { result, op }));
+    }
+
+    /// Delivers the completions and drops what the table let go.
+    pub(crate) fn apply(&mut self) {
+        for (slot, done) in self.done.drain(..) {
+            slot.complete(done);
+        }
+        self.dropped.clear();
+        self.handles.clear();
+    }
+}
+
+/// An op the backend owns.
+struct Entry {
+    op: Op,
+    slot: OpSlot,
+    state: State,
+}
+
+enum State {
+    /// Waiting for its socket (this descriptor) to be ready so.
+    Waiting(RawFd, Interest),
+    /// A close waiting for the ops it canceled to hand back their handles of its descriptor.
+    AwaitingFd,
+}
+
+/// One descriptor registered with the poller and the ops waiting on it, in submission order.
+struct Registration {
+    /// A handle of the descriptor, for re-arming and deregistering it.
+    source: Handle,
+    readers: VecDeque<u64>,
+    writers: VecDeque<u64>,
+}
+
+impl Registration {
+    fn queue(&mut self, interest: Interest) -> &mut VecDeque<u64> {
+        match interest {
+            Interest::Read => &mut self.readers,
+            Interest::Write => &mut self.writers,
+        }
+    }
+
+    fn event(&self, fd: RawFd) -> Event {
+        Event::new(
+            key_of(fd),
+            !self.readers.is_empty(),
+            !self.writers.is_empty(),
+        )
+    }
+}
+
+fn key_of(fd: RawFd) -> usize {
+    usize::try_from(fd).expect("a descriptor is never negative")
+}
+
+/// A slot of the table: its generation (so a stale `OpId` never hits a reused slot) and entry.
+#[derive(Default)]
+struct Slot {
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+pub(crate) struct Ops {
+    poller: Arc<Poller>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    owned: usize,
+    registered: HashMap<RawFd, Registration>,
+    closes: Vec<u64>,
+}
+
+impl Ops {
+    pub(crate) fn new(poller: Arc<Poller>) -> Ops {
+        Ops {
+            poller,
+            slots: Vec::new(),
+            free: Vec::new(),
+            owned: 0,
+            registered: HashMap::new(),
+            closes: Vec::new(),
+        }
+    }
+
+    /// Ops the backend owns: waiting for readiness, or closes waiting for their descriptor.
+    pub(crate) fn owned(&self) -> usize {
+        self.owned
+    }
+
+    fn insert(&mut self, entry: Entry) -> u64 {
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot::default());
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 ops in flight")
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.entry = Some(entry);
+        self.owned += 1;
+        (u64::from(slot.generation) << 32) | u64::from(index)
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut Entry> {
+        let slot = self.slots.get_mut((key & 0xffff_ffff) as usize)?;
+        if u64::from(slot.generation) != key >> 32 {
+            return None;
+        }
+        slot.entry.as_mut()
+    }
+
+    fn remove(&mut self, key: u64) -> Option<Entry> {
+        let index = (key & 0xffff_ffff) as usize;
+        let slot = self.slots.get_mut(index)?;
+        if u64::from(slot.generation) != key >> 32 {
+            return None;
+        }
+        let entry = slot.entry.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index as u32);
+        self.owned -= 1;
+        Some(entry)
+    }
+
+    /// Starts an op: done at once if its first try ends it, else queued on its socket.
+    pub(crate) fn submit(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
+        if let Op::Close { handle } = &mut op {
+            return match self.close(handle, after) {
+                Some(result) => Submitted::Done(Completion { result, op }),
+                None => {
+                    let slot = OpSlot::new(op.name());
+                    let key = self.insert(Entry {
+                        op,
+                        slot: slot.clone(),
+                        state: State::AwaitingFd,
+                    });
+                    self.closes.push(key);
+                    Submitted::InFlight {
+                        id: OpId::new(key),
+                        slot,
+                    }
+                }
+            };
+        }
+        let interest = match attempt::first_try(&mut op) {
+            Attempt::Done(result) => return Submitted::Done(Completion { result, op }),
+            Attempt::Wait(interest) => interest,
+        };
+        let source = attempt::waits_on(&op)
+            .expect("an op that waits names its socket")
+            .clone();
+        let fd = source
+            .as_fd()
+            .expect("a socket has a descriptor")
+            .as_raw_fd();
+        let slot = OpSlot::new(op.name());
+        let key = self.insert(Entry {
+            op,
+            slot: slot.clone(),
+            state: State::Waiting(fd, interest),
+        });
+        if let Err(err) = self.enqueue(key, fd, source, interest) {
+            let entry = self.remove(key).expect("just inserted");
+            return Submitted::Done(Completion {
+                result: Err(err),
+                op: entry.op,
+            });
+        }
+        Submitted::InFlight {
+            id: OpId::new(key),
+            slot,
+        }
+    }
+
+    /// Queues op `key` on descriptor `fd` and arms the poller for what its ops wait for.
+    fn enqueue(
+        &mut self,
+        key: u64,
+        fd: RawFd,
+        source: Handle,
+        interest: Interest,
+    ) -> io::Result<()> {
+        if let Some(registration) = self.registered.get_mut(&fd) {
+            let queue = registration.queue(interest);
+            queue.push_back(key);
+            if queue.len() == 1 {
+                // A new kind of readiness: arm for the union.
+                if let Err(err) = self
+                    .poller
+                    .modify(source.as_fd().expect("a socket"), registration.event(fd))
+                {
+                    registration.queue(interest).pop_back();
+                    return Err(err);
+                }
+            }
+            return Ok(());
+        }
+        let mut registration = Registration {
+            source,
+            readers: VecDeque::new(),
+            writers: VecDeque::new(),
+        };
+        registration.queue(interest).push_back(key);
+        // SAFETY: `polling` requires the descriptor to be deregistered before it is closed. The
+        // registration holds a handle of it (so does every op queued on it), and it is deleted
+        // from the poller (`rearm`, `drain`) as soon as no op waits on it, before that handle is
+        // dropped; nothing else closes a descriptor a handle holds.
+        unsafe { self.poller.add(fd, registration.event(fd)) }?;
+        self.registered.insert(fd, registration);
+        Ok(())
+    }
+
+    /// After the ops queued on `fd` changed or its oneshot event fired: arms it again for what
+    /// they wait for, or deregisters it if none waits.
+    fn rearm(&mut self, fd: RawFd, after: &mut Aftermath) {
+        let Some(registration) = self.registered.get(&fd) else {
+            return;
+        };
+        let source = registration.source.as_fd().expect("a socket");
+        if registration.readers.is_empty() && registration.writers.is_empty() {
+            // Failing to delete a registered, open descriptor is impossible short of a bug;
+            // the kernel forgets it when the descriptor closes anyway.
+            let _ = self.poller.delete(source);
+            let registration = self.registered.remove(&fd).expect("just seen");
+            after.handles.push(registration.source);
+        } else {
+            let result = self.poller.modify(source, registration.event(fd));
+            if let Err(err) = result {
+                // The descriptor cannot be waited on: its ops end with the error.
+                let registration = self.registered.get_mut(&fd).expect("just seen");
+                let keys: Vec<u64> = registration.readers.drain(..).collect::<Vec<_>>();
+                let keys = keys
+                    .into_iter()
+                    .chain(registration.writers.drain(..))
+                    .collect::<Vec<_>>();
+                for key in keys {
+                    if let Some(entry) = self.remove(key) {
+                        let err = io::Error::new(err.kind(), err.to_string());
+                        after.complete(entry.slot, Err(err), entry.op);
+                    }
+                }
+                self.rearm(fd, after);
+            }
+        }
+    }
+
+    /// The poller reported descriptor `fd` ready: each queue of ops on it is tried in order
+    /// until one would block again, then the descriptor is re-armed for what is left.
+    pub(crate) fn ready(&mut self, fd: RawFd, after: &mut Aftermath) {
+        if !self.registered.contains_key(&fd) {
+            return;
+        }
+        for interest in [Interest::Read, Interest::Write] {
+            loop {
+                let registration = self.registered.get_mut(&fd).expect("registered");
+                let Some(&key) = registration.queue(interest).front() else {
+                    break;
+                };
+                let Some(entry) = self.get_mut(key) else {
+                    // Gone without leaving the queue: cannot happen, but never loop on it.
+                    self.registered
+                        .get_mut(&fd)
+                        .expect("registered")
+                        .queue(interest)
+                        .pop_front();
+                    continue;
+                };
+                match attempt::retry(&mut entry.op) {
+                    Attempt::Wait(_) => break,
+                    Attempt::Done(result) => {
+                        self.registered
+                            .get_mut(&fd)
+                            .expect("registered")
+                            .queue(interest)
+                            .pop_front();
+                        let entry = self.remove(key).expect("just tried");
+                        after.complete(entry.slot, result, entry.op);
+                    }
+                }
+            }
+        }
+        self.rearm(fd, after);
+    }
+
+    /// Takes op `key` off its descriptor's queue (it is no longer waiting).
+    fn unqueue(&mut self, key: u64, fd: RawFd, interest: Interest, after: &mut Aftermath) {
+        let Some(registration) = self.registered.get_mut(&fd) else {
+            return;
+        };
+        let queue = registration.queue(interest);
+        queue.retain(|&queued| queued != key);
+        if queue.is_empty() {
+            self.rearm(fd, after);
+        }
+    }
+
+    /// Cancels op `id`: one still waiting for readiness ends now with a canceled error, its
+    /// buffers intact (a connect in progress closes its socket). A close waiting for its
+    /// descriptor still happens. An op already ended keeps its result.
+    pub(crate) fn cancel(&mut self, id: OpId, after: &mut Aftermath) {
+        let key = id.get();
+        let Some(entry) = self.get_mut(key) else {
+            return;
+        };
+        let State::Waiting(fd, interest) = entry.state else {
+            return;
+        };
+        let mut entry = self.remove(key).expect("just seen");
+        self.unqueue(key, fd, interest, after);
+        if let Op::Connect { stream, .. } = &mut entry.op {
+            // Deregistered above; now the half-open socket closes with this handle.
+            if let Some(socket) = stream.take() {
+                after.handles.push(socket);
+            }
+        }
+        after.complete(entry.slot, Err(Canceled.into()), entry.op);
+    }
+
+    /// Op `id`'s future is gone: the op is dropped (closing what it produced). A close still
+    /// closes, when its descriptor's last handle drops.
+    pub(crate) fn discard(&mut self, id: OpId, after: &mut Aftermath) {
+        let key = id.get();
+        let Some(entry) = self.remove(key) else {
+            return;
+        };
+        match entry.state {
+            State::Waiting(fd, interest) => self.unqueue(key, fd, interest, after),
+            State::AwaitingFd => self.closes.retain(|&close| close != key),
+        }
+        after.dropped.push(entry.op);
+    }
+
+    /// A close: `Some(result)` if it is done now, `None` if it must wait for the ops it
+    /// canceled to hand back their handles of the descriptor (it keeps `handle` meanwhile).
+    fn close(
+        &mut self,
+        handle: &mut Option<Handle>,
+        after: &mut Aftermath,
+    ) -> Option<io::Result<usize>> {
+        let Some(closing) = handle.take() else {
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nothing to close",
+            )));
+        };
+        if closing.raw_fd().is_none() {
+            return Some(Err(Unsupported::io_error("poll", "close")));
+        }
+        let closing = match closing.try_into_fd() {
+            Ok(owned) => {
+                drop(owned); // std reports no error from close(2)
+                return Some(Ok(0));
+            }
+            Err(closing) => closing,
+        };
+        let holders: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let entry = slot.entry.as_ref()?;
+                let holds = attempt::waits_on(&entry.op).is_some_and(|h| h.same_as(&closing));
+                holds.then_some((u64::from(slot.generation) << 32) | index as u64)
+            })
+            .collect();
+        if holders.is_empty() {
+            // Someone outside the backend holds a handle: it closes when that drops.
+            drop(closing);
+            return Some(Ok(0));
+        }
+        for holder in holders {
+            self.cancel(OpId::new(holder), after);
+        }
+        *handle = Some(closing);
+        None
+    }
+
+    /// Closes whose descriptor is free now complete. With `give_up`, so do the others: called
+    /// when no task is runnable, so every op the close canceled has handed its handle back, and
+    /// what still holds one is outside the backend (the descriptor closes when that drops).
+    pub(crate) fn retry_closes(&mut self, give_up: bool, after: &mut Aftermath) {
+        if self.closes.is_empty() {
+            return;
+        }
+        for key in std::mem::take(&mut self.closes) {
+            let Some(entry) = self.get_mut(key) else {
+                continue;
+            };
+            let Op::Close { handle } = &mut entry.op else {
+                continue;
+            };
+            let closing = handle.take().expect("a waiting close holds its handle");
+            match closing.try_into_fd() {
+                Ok(owned) => drop(owned),
+                Err(closing) if !give_up => {
+                    *handle = Some(closing);
+                    self.closes.push(key);
+                    continue;
+                }
+                Err(closing) => after.handles.push(closing),
+            }
+            let entry = self.remove(key).expect("just seen");
+            after.complete(entry.slot, Ok(0), entry.op);
+        }
+    }
+
+    /// Tear-down: every op still owned ends canceled, every descriptor is deregistered, waiting
+    /// closes close.
+    pub(crate) fn drain(&mut self, after: &mut Aftermath) {
+        self.retry_closes(true, after);
+        let keys: Vec<u64> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.entry.is_some())
+            .map(|(index, slot)| (u64::from(slot.generation) << 32) | index as u64)
+            .collect();
+        for key in keys {
+            self.cancel(OpId::new(key), after);
+        }
+    }
+}
