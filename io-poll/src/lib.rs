@@ -386,4 +386,51 @@ mod tests {
         assert_eq!(close, 0);
         assert!(peer_saw.is_empty(), "end of stream");
     }
+
+    /// A close cancels the reads waiting on its socket; a task that retries its read on its own
+    /// handle clone after that cancel is refused (`EBADF`, as on a closed descriptor) instead
+    /// of keeping the socket open under a close that reported success: the peer sees the
+    /// connection end.
+    #[test]
+    fn an_op_submitted_on_a_socket_being_closed_is_refused_and_the_close_closes_it() {
+        let (close, retried, peer_saw) = with_watchdog("a close behind a retried read", || {
+            let (peer, server) = std_pair();
+            let io = PollIo::new().unwrap();
+            io.run(|cx| async move {
+                let handle = Handle::new(server);
+                cx.io().adopt(&handle);
+                let held = handle.clone();
+                let reader = cx.spawn(move |cx| async move {
+                    loop {
+                        let done = cx
+                            .submit(Op::Recv {
+                                stream: held.clone(),
+                                buf: Vec::with_capacity(8),
+                            })
+                            .await;
+                        match done.result {
+                            Err(e) if Canceled::is_canceled(&e) => continue,
+                            other => return Ok(other.map_err(|e| e.raw_os_error())),
+                        }
+                    }
+                });
+                cx.yield_now().await?;
+                let close = cx
+                    .submit(Op::Close {
+                        handle: Some(handle),
+                    })
+                    .await;
+                let retried = reader.await?;
+                let mut peer = peer;
+                peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut byte = [0u8; 1];
+                let peer_saw = peer.read(&mut byte).map_err(|e| e.kind());
+                Ok((close.result.map_err(|e| e.to_string()), retried, peer_saw))
+            })
+            .unwrap()
+        });
+        assert_eq!(close, Ok(0));
+        assert_eq!(retried, Err(Some(libc::EBADF)));
+        assert_eq!(peer_saw, Ok(0), "the peer sees the connection end");
+    }
 }

@@ -135,6 +135,14 @@ impl Ops {
         (u64::from(slot.generation) << 32) | u64::from(index)
     }
 
+    fn get(&self, key: u64) -> Option<&Entry> {
+        let slot = self.slots.get((key & 0xffff_ffff) as usize)?;
+        if u64::from(slot.generation) != key >> 32 {
+            return None;
+        }
+        slot.entry.as_ref()
+    }
+
     fn get_mut(&mut self, key: u64) -> Option<&mut Entry> {
         let slot = self.slots.get_mut((key & 0xffff_ffff) as usize)?;
         if u64::from(slot.generation) != key >> 32 {
@@ -175,6 +183,16 @@ impl Ops {
                     }
                 }
             };
+        }
+        // A close waits for the ops holding its socket, which it canceled; an op on that socket
+        // submitted since (a task retrying after the cancel) would keep the close waiting, or be
+        // left on a socket the close reported closed: it is refused, as on a closed descriptor.
+        if self.closing(&op) {
+            let closed = io::Error::from_raw_os_error(libc::EBADF);
+            return Submitted::Done(Completion {
+                result: Err(closed),
+                op,
+            });
         }
         let interest = match attempt::first_try(&mut op) {
             Attempt::Done(result) => return Submitted::Done(Completion { result, op }),
@@ -407,6 +425,21 @@ impl Ops {
         }
         *handle = Some(closing);
         None
+    }
+
+    /// Whether `op` works on a socket a waiting close is closing.
+    fn closing(&self, op: &Op) -> bool {
+        let Some(target) = op.handle() else {
+            return false;
+        };
+        self.closes.iter().any(|&key| {
+            self.get(key).is_some_and(|entry| match &entry.op {
+                Op::Close {
+                    handle: Some(closing),
+                } => closing.same_as(target),
+                _ => false,
+            })
+        })
     }
 
     /// Closes whose descriptor is free now complete. With `give_up`, so do the others: called
