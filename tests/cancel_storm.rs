@@ -95,10 +95,10 @@ fn cancel_storm_loses_no_byte_no_buffer_and_no_descriptor() {
         let (tally, written, drained) = storm(io.io(), seed);
         assert_eq!(io.ops_owned(), 0, "every op ended and its memory went back");
         drop(io);
-        // The storm drops futures only while their reads wait (a read on poll runs when the
-        // poller reports the socket ready, and the storm drops between turns, before that): no
-        // byte is consumed on behalf of a dropped future here. A read that completed in the turn
-        // its future was dropped would lose its bytes, as on uring (io-poll/DESIGN.md).
+        // Poll keeps no count of late bytes: a read whose future was dropped while it waited
+        // never touched the socket. The totals checked below balance with none, so no dropped
+        // future here had a completed read (one would lose its bytes, as on uring: see
+        // io-poll/DESIGN.md).
         let report = Report {
             backend: "poll",
             seed,
