@@ -4,7 +4,7 @@
 //! - `spawn` runs the task to completion before it returns (Zig's `io.async` on a blocking Io), so
 //!   a spawned task has always finished by the time its handle is awaited — or canceled. A spawn
 //!   that *requires* concurrency fails with [`SpawnError::ConcurrencyUnavailable`].
-//! - Sleeping blocks on the real monotonic clock; [`Io::poll`] blocks until the next timer or a
+//! - Sleeping blocks on the real monotonic clock; [`Driver::poll`] blocks until the next timer or a
 //!   wake from another thread.
 //! - I/O ops ([`Io::submit`]) are plain blocking system calls made inside `submit`: a read
 //!   blocks the thread until data arrives, so a blocking program that talks to itself over a

@@ -1,7 +1,7 @@
 //! `UringIo`: ioswap's production backend on Linux — a single-threaded executor driven by
 //! io_uring.
 //!
-//! One turn of [`Io::poll`]:
+//! One turn of [`Driver::poll`]:
 //!
 //! 1. fire due timers and reap ready completions (each readies the park of the task waiting on
 //!    it);
