@@ -391,7 +391,11 @@ impl Future for Submit {
                         return Poll::Ready(done);
                     }
                     this.state = SubmitState::Canceling { id, slot };
-                    if polled.is_pending() {
+                    // A shielded suspend is ready without a completion only on a backend that
+                    // has shut down (every suspend fails there): its drain delivered every op it
+                    // could, and this one will never come. Waiting is all that is left; looping
+                    // would spin.
+                    if polled.is_pending() || this.io.core().is_shut_down() {
                         return Poll::Pending;
                     }
                 }

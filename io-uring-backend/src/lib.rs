@@ -330,7 +330,8 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use io_core::{Op, TcpStream};
+    use futures_lite::future;
+    use io_core::{Handle, Op, TcpStream};
 
     use super::UringIo;
     use crate::ring::tests::refuse_submits;
@@ -377,6 +378,70 @@ mod tests {
         let result = finished
             .recv_timeout(Duration::from_secs(10))
             .expect("hung: an op held back behind idle reads never reached the kernel");
+        assert_eq!(result, Ok(Some(0)));
+    }
+
+    /// A close whose only holder is an op still queued in user space (the kernel refused
+    /// SQEs): the holder is canceled on the spot and leaves the table, and the close completes.
+    /// (It waited forever in AwaitingFd: nothing retried it, no CQE, no discard.)
+    #[test]
+    fn a_close_whose_holders_were_canceled_while_queued_completes() {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pairs: Vec<(StdStream, StdStream)> = (0..8)
+            .map(|_| {
+                let client = StdStream::connect(addr).unwrap();
+                (client, listener.accept().unwrap().0)
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!("ioswap-close-queued-{}", std::process::id()));
+        std::fs::write(&path, b"hello").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (peers, servers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+            let io = UringIo::with_entries(4, 4).unwrap();
+            let result = io.run(move |cx| async move {
+                cx.yield_now().await?; // the wakeup read is armed and submitted
+                refuse_submits(1_000);
+                let streams: Vec<_> = servers
+                    .into_iter()
+                    .map(|s| TcpStream::from_std(&cx, s))
+                    .collect();
+                // Idle reads (peers never write) fill the submission queue.
+                let mut idle = Vec::new();
+                for s in &streams {
+                    let mut read = Box::pin(s.read(Vec::with_capacity(16)));
+                    assert!(future::poll_once(&mut read).await.is_none());
+                    idle.push(read);
+                }
+                let handle = Handle::new(file);
+                let mut read = Box::pin(cx.submit(Op::ReadAt {
+                    file: handle.clone(),
+                    buf: Vec::with_capacity(8),
+                    offset: 0,
+                }));
+                assert!(future::poll_once(&mut read).await.is_none()); // queued in user space
+                let mut close = Box::pin(cx.submit(Op::Close {
+                    handle: Some(handle),
+                }));
+                assert!(future::poll_once(&mut close).await.is_none()); // AwaitingFd
+                let read_done = read.await; // canceled while queued, taken now
+                assert!(io_core::Canceled::is_canceled(
+                    read_done.result.as_ref().unwrap_err()
+                ));
+                drop(read_done);
+                let closed = close.await.result;
+                drop(idle);
+                Ok(closed.ok())
+            });
+            drop(peers);
+            let _ = done.send(result);
+        });
+        let result = finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("hung: a close waits forever for a holder canceled while queued");
+        let _ = std::fs::remove_file(&path);
         assert_eq!(result, Ok(Some(0)));
     }
 }

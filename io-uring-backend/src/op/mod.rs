@@ -345,7 +345,13 @@ impl Ops {
         });
         self.unfinished += 1;
         match entry {
-            None => self.awaiting_fd.push(key),
+            None => {
+                self.awaiting_fd.push(key);
+                // Holders canceled while still queued in user space left the table just now,
+                // and no CQE of theirs will come to retry the close: retry it here.
+                self.retry_awaiting_closes(after);
+                self.flush();
+            }
             Some(entry) => {
                 let entry = entry.user_data(key.user_data());
                 let pushed = self.queued.is_empty()
