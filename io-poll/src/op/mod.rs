@@ -3,10 +3,14 @@
 //! their descriptor; submit, readiness, cancel, discard and tear-down.
 //!
 //! A descriptor is registered once (key: the descriptor's number), whatever number of ops wait
-//! on it, in oneshot mode with the union of what they wait for, and re-armed after each event it
-//! delivers. It is deregistered as soon as no op waits on it, before the op holding it can drop
-//! its handle, so a registered descriptor is always open (what `polling` requires) and a number
-//! reused by a new descriptor never meets an old registration.
+//! on it. Where the poller supports edge mode, it is registered edge-triggered for both
+//! readiness kinds at its first wait and stays registered until the backend holds its only
+//! handle (`sweep`), it is closed (`close`), or the backend ends (`drain`): an event never needs
+//! re-arming, so a wait costs no `epoll_ctl`. Elsewhere it is registered oneshot with the union of
+//! what its ops wait for, re-armed after each event it delivers, and deregistered as soon as no
+//! op waits on it. Either way the registration holds a handle of the descriptor and is deleted
+//! from the poller before that handle can drop, so a registered descriptor is always open (what
+//! `polling` requires) and a number reused by a new descriptor never meets an old registration.
 
 mod attempt;
 
@@ -16,7 +20,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use io_core::{Canceled, Completion, Handle, Op, OpId, OpSlot, Submitted, Unsupported};
-use polling::{Event, Poller};
+use polling::{Event, PollMode, Poller};
 
 use attempt::{Attempt, Interest};
 
@@ -97,21 +101,28 @@ struct Slot {
 
 pub(crate) struct Ops {
     poller: Arc<Poller>,
+    /// Registrations are edge-triggered and kept between waits (else oneshot, re-armed).
+    edge: bool,
     slots: Vec<Slot>,
     free: Vec<u32>,
     owned: usize,
     registered: HashMap<RawFd, Registration>,
+    /// Reused by `sweep`.
+    quiet: Vec<RawFd>,
     closes: Vec<u64>,
 }
 
 impl Ops {
-    pub(crate) fn new(poller: Arc<Poller>) -> Ops {
+    /// Edge-triggered registrations if `edge` and the poller supports them, else oneshot.
+    pub(crate) fn new(poller: Arc<Poller>, edge: bool) -> Ops {
         Ops {
+            edge: edge && poller.supports_edge(),
             poller,
             slots: Vec::new(),
             free: Vec::new(),
             owned: 0,
             registered: HashMap::new(),
+            quiet: Vec::new(),
             closes: Vec::new(),
         }
     }
@@ -235,7 +246,10 @@ impl Ops {
         if let Some(registration) = self.registered.get_mut(&fd) {
             let queue = registration.queue(interest);
             queue.push_back(key);
-            if queue.len() == 1 {
+            // Edge-triggered: registered for both kinds already. The op got `WouldBlock` in this
+            // same call, and the loop has not waited since, so an edge that came after that
+            // attempt is still pending in the kernel and the next wait reports it.
+            if queue.len() == 1 && !self.edge {
                 // A new kind of readiness: arm for the union.
                 if let Err(err) = self
                     .poller
@@ -253,11 +267,20 @@ impl Ops {
             writers: VecDeque::new(),
         };
         registration.queue(interest).push_back(key);
+        let (event, mode) = if self.edge {
+            // Adding a descriptor that is ready already reports it: nothing since the op's
+            // attempt is missed.
+            (Event::all(key_of(fd)), PollMode::Edge)
+        } else {
+            (registration.event(fd), PollMode::Oneshot)
+        };
         // SAFETY: `polling` requires the descriptor to be deregistered before it is closed. The
         // registration holds a handle of it (so does every op queued on it), and it is deleted
-        // from the poller (`rearm`, `drain`) as soon as no op waits on it, before that handle is
-        // dropped; nothing else closes a descriptor a handle holds.
-        unsafe { self.poller.add(fd, registration.event(fd)) }?;
+        // from the poller before that handle is dropped: oneshot, as soon as no op waits on it
+        // (`rearm`); edge, once its handle is the last one (`sweep`), or at a close (`close`) or
+        // the end (`drain`), with the handle dropped only after the delete; nothing else closes
+        // a descriptor a handle holds.
+        unsafe { self.poller.add_with_mode(fd, event, mode) }?;
         self.registered.insert(fd, registration);
         Ok(())
     }
@@ -265,6 +288,9 @@ impl Ops {
     /// After the ops queued on `fd` changed or its oneshot event fired: arms it again for what
     /// they wait for, or deregisters it if none waits.
     fn rearm(&mut self, fd: RawFd, after: &mut Aftermath) {
+        if self.edge {
+            return; // kept registered, never re-armed
+        }
         let Some(registration) = self.registered.get(&fd) else {
             return;
         };
@@ -297,12 +323,25 @@ impl Ops {
     }
 
     /// The poller reported descriptor `fd` ready: each queue of ops on it is tried in order
-    /// until one would block again, then the descriptor is re-armed for what is left.
-    pub(crate) fn ready(&mut self, fd: RawFd, after: &mut Aftermath) {
+    /// until one would block again, then (oneshot) the descriptor is re-armed for what is left.
+    /// Edge-triggered, only the queues of the kinds reported are tried (an error or hang-up
+    /// reports both); an op that would block again waits for the next edge, which comes with the
+    /// next change of the socket's state.
+    pub(crate) fn ready(&mut self, event: Event, after: &mut Aftermath) {
+        // Keys are descriptor numbers, which always fit.
+        let Ok(fd) = RawFd::try_from(event.key) else {
+            return;
+        };
         if !self.registered.contains_key(&fd) {
             return;
         }
-        for interest in [Interest::Read, Interest::Write] {
+        for (interest, reported) in [
+            (Interest::Read, event.readable),
+            (Interest::Write, event.writable),
+        ] {
+            if self.edge && !reported {
+                continue;
+            }
             loop {
                 let registration = self.registered.get_mut(&fd).expect("registered");
                 let Some(&key) = registration.queue(interest).front() else {
@@ -360,7 +399,8 @@ impl Ops {
         let mut entry = self.remove(key).expect("just seen");
         self.unqueue(key, fd, interest, after);
         if let Op::Connect { stream, .. } = &mut entry.op {
-            // Deregistered above; now the half-open socket closes with this handle.
+            // Oneshot: deregistered above, the half-open socket closes with this handle. Edge:
+            // the kept registration holds it until the turn's `sweep` deletes it, then closes it.
             if let Some(socket) = stream.take() {
                 after.handles.push(socket);
             }
@@ -398,6 +438,9 @@ impl Ops {
         if closing.raw_fd().is_none() {
             return Some(Err(Unsupported::io_error("poll", "close")));
         }
+        // A registration kept between waits holds a handle: it goes first (the ops queued on it
+        // hold the descriptor too, and are canceled below).
+        self.release(&closing);
         let closing = match closing.try_into_fd() {
             Ok(owned) => {
                 drop(owned); // std reports no error from close(2)
@@ -485,5 +528,68 @@ impl Ops {
         for key in keys {
             self.cancel(OpId::new(key), after);
         }
+        for (_, registration) in self.registered.drain() {
+            let _ = self
+                .poller
+                .delete(registration.source.as_fd().expect("a socket"));
+            after.handles.push(registration.source);
+        }
+    }
+
+    /// Deletes the registration of `handle`'s descriptor, if it is kept for this handle, and
+    /// drops the registration's handle (not the last: the caller holds `handle`).
+    fn release(&mut self, handle: &Handle) {
+        let Some(fd) = handle.raw_fd() else {
+            return;
+        };
+        let Some(registration) = self.registered.get(&fd) else {
+            return;
+        };
+        if !registration.source.same_as(handle) {
+            return;
+        }
+        // The ops still queued on it are canceled by the close next (unqueuing them from a
+        // registration that is gone does nothing).
+        let registration = self.registered.remove(&fd).expect("just seen");
+        let _ = self
+            .poller
+            .delete(registration.source.as_fd().expect("a socket"));
+    }
+
+    /// Edge-triggered registrations whose handle is the last one of their descriptor (every op
+    /// and I/O object on it is gone) are deleted from the poller, then the descriptor closes.
+    /// Called once a turn's tasks ran and before the loop sleeps: a dropped socket closes within
+    /// the turn that dropped it.
+    pub(crate) fn sweep(&mut self) {
+        if !self.edge || self.registered.is_empty() {
+            return;
+        }
+        let mut quiet = std::mem::take(&mut self.quiet);
+        quiet.extend(
+            self.registered
+                .iter()
+                .filter(|(_, r)| r.readers.is_empty() && r.writers.is_empty())
+                .map(|(&fd, _)| fd),
+        );
+        for fd in quiet.drain(..) {
+            let registration = self.registered.remove(&fd).expect("just seen");
+            match registration.source.try_into_fd() {
+                Ok(owned) => {
+                    let _ = self.poller.delete(&owned);
+                    drop(owned); // closes it, after the delete
+                }
+                Err(source) => {
+                    self.registered.insert(
+                        fd,
+                        Registration {
+                            source,
+                            readers: registration.readers,
+                            writers: registration.writers,
+                        },
+                    );
+                }
+            }
+        }
+        self.quiet = quiet;
     }
 }
