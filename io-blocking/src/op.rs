@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::net;
 use std::os::unix::fs::FileExt;
 
+use io_core::op::read_into;
 use io_core::{Completion, Handle, Op, Unsupported};
 
 /// Performs `op` now, blocking the thread, and returns its completion.
@@ -71,16 +72,4 @@ fn perform_in_place(op: &mut Op) -> io::Result<usize> {
 /// did not (a handle of another backend's kind).
 fn std_of<'a, R: std::any::Any>(handle: &'a Handle, op: &'static str) -> io::Result<&'a R> {
     handle.std::<R>("blocking", op)
-}
-
-/// Reads into the spare room of `buf` from its start, up to its capacity; its length becomes the
-/// count read.
-fn read_into(
-    buf: &mut Vec<u8>,
-    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-) -> io::Result<usize> {
-    buf.resize(buf.capacity(), 0);
-    let result = read(buf);
-    buf.truncate(*result.as_ref().unwrap_or(&0));
-    result
 }

@@ -180,6 +180,28 @@ impl Op {
     }
 }
 
+/// Reads into the spare room of `buf` from its start, up to its capacity; its length becomes the
+/// count read (0 on an error). For backends performing [`Op::ReadAt`] and [`Op::Recv`] with a
+/// plain `read`-like call.
+///
+/// ```
+/// let mut buf = Vec::with_capacity(8);
+/// let n = io_core::op::read_into(&mut buf, |space| {
+///     space[..3].copy_from_slice(b"abc");
+///     Ok(3)
+/// });
+/// assert_eq!((n.unwrap(), buf.as_slice()), (3, &b"abc"[..]));
+/// ```
+pub fn read_into(
+    buf: &mut Vec<u8>,
+    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<usize> {
+    buf.resize(buf.capacity(), 0);
+    let result = read(buf);
+    buf.truncate(*result.as_ref().unwrap_or(&0));
+    result
+}
+
 /// Names one op in flight on a backend; what [`Io::submit`] returns for an op that has not
 /// completed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

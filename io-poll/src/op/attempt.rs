@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{self, SocketAddr};
 use std::os::unix::fs::FileExt;
 
+use io_core::op::read_into;
 use io_core::{Handle, Op, Unsupported};
 use socket2::{Domain, Socket, Type};
 
@@ -185,16 +186,4 @@ fn finish_connect(stream: &mut Option<Handle>) -> Attempt {
 /// did not (a handle of another backend's kind).
 fn std_of<'a, R: std::any::Any>(handle: &'a Handle, op: &'static str) -> io::Result<&'a R> {
     handle.std::<R>("poll", op)
-}
-
-/// Reads into the spare room of `buf` from its start, up to its capacity; its length becomes the
-/// count read.
-fn read_into(
-    buf: &mut Vec<u8>,
-    read: impl FnOnce(&mut [u8]) -> io::Result<usize>,
-) -> io::Result<usize> {
-    buf.resize(buf.capacity(), 0);
-    let result = read(buf);
-    buf.truncate(*result.as_ref().unwrap_or(&0));
-    result
 }
