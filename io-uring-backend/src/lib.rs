@@ -336,21 +336,26 @@ mod tests {
     use super::UringIo;
     use crate::ring::tests::refuse_submits;
 
+    /// `count` connected pairs (peer, server) whose peers never write: a read on a server side
+    /// never completes.
+    fn idle_pairs(count: usize) -> Vec<(StdStream, StdStream)> {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        (0..count)
+            .map(|_| {
+                let peer = StdStream::connect(addr).unwrap();
+                (peer, listener.accept().unwrap().0)
+            })
+            .collect()
+    }
+
     /// While the kernel refuses submits for a moment (a passing `EAGAIN`), ops held back in user
     /// space still reach it although everything in flight is an idle read that never completes:
     /// a wait is bounded while anything is held back. (Unbounded, the loop slept forever with
     /// the held-back op in user space, and no deadlock was reported.)
     #[test]
     fn ops_held_back_by_a_refused_submit_reach_the_kernel_behind_idle_reads() {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Peers that never write: a read on each never completes.
-        let pairs: Vec<(StdStream, StdStream)> = (0..16)
-            .map(|_| {
-                let client = StdStream::connect(addr).unwrap();
-                (client, listener.accept().unwrap().0)
-            })
-            .collect();
+        let pairs = idle_pairs(16);
         let (done, finished) = mpsc::channel();
         std::thread::spawn(move || {
             let (peers, servers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
@@ -386,14 +391,7 @@ mod tests {
     /// (It waited forever in AwaitingFd: nothing retried it, no CQE, no discard.)
     #[test]
     fn a_close_whose_holders_were_canceled_while_queued_completes() {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let pairs: Vec<(StdStream, StdStream)> = (0..8)
-            .map(|_| {
-                let client = StdStream::connect(addr).unwrap();
-                (client, listener.accept().unwrap().0)
-            })
-            .collect();
+        let pairs = idle_pairs(8);
         let path = std::env::temp_dir().join(format!("ioswap-close-queued-{}", std::process::id()));
         std::fs::write(&path, b"hello").unwrap();
         let file = std::fs::File::open(&path).unwrap();
