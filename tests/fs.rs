@@ -327,6 +327,11 @@ fn offset_past_i64_max_is_invalid_input(backend: Backend) {
     }
 }
 
+/// A resource no backend issued.
+struct NotADescriptor;
+
+impl ioswap::protocol::op::Resource for NotADescriptor {}
+
 /// An op on a handle the backend did not issue (not a descriptor: another backend's object) is
 /// refused with the typed `Unsupported` naming the backend and the op, on every backend, and
 /// its buffer comes back.
@@ -336,7 +341,7 @@ fn op_on_a_foreign_handle_is_a_typed_unsupported(backend: Backend) {
         .run(|cx| async move {
             let done = cx
                 .submit(Op::ReadAt {
-                    file: Handle::new("not a descriptor"),
+                    file: Handle::new(NotADescriptor),
                     buf: Vec::with_capacity(16),
                     offset: 0,
                 })

@@ -70,6 +70,16 @@ impl Cx {
         task
     }
 
+    /// Whether the fault point `site` fires here: FoundationDB's `BUGGIFY`. Put it where a rare
+    /// but legal behaviour (a slow path, an early timeout, a retry) should be exercised:
+    /// `if cx.buggify("flush-early") { ... }`. Real backends never fire it. The fiber backend's
+    /// simulated world decides per run, from the seed, whether each site is enabled at all, and
+    /// an enabled site fires on a seeded share of the times it is reached, so one run explores
+    /// some sites hard and leaves the others alone.
+    pub fn buggify(&self, site: &'static str) -> bool {
+        self.io.buggify(site)
+    }
+
     /// Spawns a task with options (a name; required concurrency), reporting refusals as typed
     /// errors: [`SpawnError::ConcurrencyUnavailable`] on an inline backend when concurrency is
     /// required, [`SpawnError::ShutDown`] after the backend's run returned.

@@ -4,9 +4,54 @@ use std::any::Any;
 use std::fmt;
 use std::fs;
 use std::io;
-use std::net;
+use std::net::{self, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
+
+/// What a backend puts in a [`Handle`]: a file, listener or socket, answering the synchronous
+/// queries the I/O types make without an op (addresses, socket options). The std types the
+/// kernel backends issue implement it; a backend with no kernel implements it for its own
+/// objects. Every query has a default that refuses with the typed
+/// [`Unsupported`](crate::Unsupported).
+pub trait Resource: Any {
+    /// The local address of a listener or socket.
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Err(crate::Unsupported::io_error("this resource", "local_addr"))
+    }
+
+    /// The peer address of a connected socket.
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Err(crate::Unsupported::io_error("this resource", "peer_addr"))
+    }
+
+    /// Sets `TCP_NODELAY` on a connected socket.
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let _ = on;
+        Err(crate::Unsupported::io_error("this resource", "set_nodelay"))
+    }
+}
+
+impl Resource for fs::File {}
+
+impl Resource for net::TcpListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        net::TcpListener::local_addr(self)
+    }
+}
+
+impl Resource for net::TcpStream {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        net::TcpStream::local_addr(self)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        net::TcpStream::peer_addr(self)
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        net::TcpStream::set_nodelay(self, on)
+    }
+}
 
 /// A file, listener or socket issued by a backend, which ops name it by.
 ///
@@ -27,17 +72,23 @@ use std::rc::Rc;
 /// assert!(file.get::<std::net::TcpStream>().is_none());
 /// ```
 #[derive(Clone)]
-pub struct Handle(Rc<dyn Any>);
+pub struct Handle(Rc<dyn Resource>);
 
 impl Handle {
     /// A handle on `resource`, for the backend that made it.
-    pub fn new<R: Any>(resource: R) -> Handle {
+    pub fn new<R: Resource>(resource: R) -> Handle {
         Handle(Rc::new(resource))
     }
 
     /// The resource, if it is an `R`.
     pub fn get<R: Any>(&self) -> Option<&R> {
-        self.0.downcast_ref()
+        let any: &dyn Any = &*self.0;
+        any.downcast_ref()
+    }
+
+    /// The resource, for its synchronous queries ([`Resource::local_addr`], …).
+    pub fn resource(&self) -> &dyn Resource {
+        &*self.0
     }
 
     /// The descriptor, if the resource is one of the std types a kernel backend issues.
@@ -59,20 +110,24 @@ impl Handle {
     /// The owned descriptor, if this is the last handle on a std resource; otherwise the handle
     /// back (an op holding another is still in flight, or the resource is not a descriptor).
     pub fn try_into_fd(self) -> Result<OwnedFd, Handle> {
-        if Rc::strong_count(&self.0) != 1 {
+        if self.get::<fs::File>().is_some() {
+            self.take::<fs::File>().map(OwnedFd::from)
+        } else if self.get::<net::TcpListener>().is_some() {
+            self.take::<net::TcpListener>().map(OwnedFd::from)
+        } else {
+            self.take::<net::TcpStream>().map(OwnedFd::from)
+        }
+    }
+
+    /// The resource itself, if it is an `R` and this is its last handle.
+    fn take<R: Resource>(self) -> Result<R, Handle> {
+        if Rc::strong_count(&self.0) != 1 || self.get::<R>().is_none() {
             return Err(self);
         }
-        let resource = match self.0.downcast::<fs::File>() {
-            Ok(file) => return sole(file).map(OwnedFd::from),
-            Err(other) => other,
-        };
-        let resource = match resource.downcast::<net::TcpListener>() {
-            Ok(listener) => return sole(listener).map(OwnedFd::from),
-            Err(other) => other,
-        };
-        match resource.downcast::<net::TcpStream>() {
-            Ok(stream) => sole(stream).map(OwnedFd::from),
-            Err(other) => Err(Handle(other)),
+        let any: Rc<dyn Any> = self.0;
+        match any.downcast::<R>().map(Rc::try_unwrap) {
+            Ok(Ok(resource)) => Ok(resource),
+            _ => unreachable!("checked: the last handle on an `R`"),
         }
     }
 
@@ -95,11 +150,6 @@ impl Handle {
     pub fn same_as(&self, other: &Handle) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
     }
-}
-
-/// The value of an `Rc` known to be its only strong handle.
-fn sole<R: Any>(rc: Rc<R>) -> Result<R, Handle> {
-    Rc::try_unwrap(rc).map_err(|rc| Handle(rc))
 }
 
 impl fmt::Debug for Handle {

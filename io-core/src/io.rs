@@ -86,6 +86,13 @@ pub trait Io {
         self.core().random_u64()
     }
 
+    /// Whether the fault point `site` in user code fires now ([`Cx::buggify`](crate::Cx::buggify)).
+    /// Real backends never fire one (the default); a simulation decides from its seed.
+    fn buggify(&self, site: &'static str) -> bool {
+        let _ = site;
+        false
+    }
+
     /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
     /// blocking performs it inline, fiber refuses real I/O), or it is in flight
     /// ([`Submitted::InFlight`]) and the backend owns it — buffers included — until its

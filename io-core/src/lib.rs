@@ -87,7 +87,7 @@ pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
 pub use fs::{File, OpenOptions};
 pub use io::{Driver, Io, Next};
 pub use net::{TcpListener, TcpStream};
-pub use op::{Completion, Handle, Op, OpId, OpSlot, Submit, Submitted, Unsupported};
+pub use op::{Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported};
 pub use park::Park;
 pub use random::SplitMix64;
 pub use run::run;

@@ -74,9 +74,7 @@ impl TcpListener {
 
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener
-            .std::<net::TcpListener>(self.cx.backend(), "local_addr")?
-            .local_addr()
+        self.listener.resource().local_addr()
     }
 
     /// Waits for one connection. Canceled while waiting, it returns a canceled error — unless a
@@ -266,22 +264,17 @@ impl TcpStream {
 
     /// The local address of the connection.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.std("local_addr")?.local_addr()
+        self.stream.resource().local_addr()
     }
 
     /// The remote address of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.std("peer_addr")?.peer_addr()
+        self.stream.resource().peer_addr()
     }
 
     /// Sets `TCP_NODELAY` (send small writes at once instead of coalescing them).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.std("set_nodelay")?.set_nodelay(on)
-    }
-
-    /// The std socket behind a kernel backend's handle, for the synchronous queries.
-    fn std(&self, what: &'static str) -> io::Result<&net::TcpStream> {
-        self.stream.std(self.cx.backend(), what)
+        self.stream.resource().set_nodelay(on)
     }
 }
 

@@ -35,7 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
-mod op;
+pub mod sim;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -44,8 +44,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, RunError, RunQueue, Runnable, SplitMix64,
-    Submitted,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue, Runnable,
+    SplitMix64, Submitted,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -74,6 +74,8 @@ struct Fiber {
     trace_hash: Cell<u64>,
     steps: Cell<u64>,
     trace: RefCell<Option<Vec<TraceEvent>>>,
+    /// The simulated world that serves I/O.
+    sim: sim::Sim,
 }
 
 impl FiberIo {
@@ -84,7 +86,16 @@ impl FiberIo {
 
     /// A fiber backend whose choice among ready tasks is driven by `seed` (0 = FIFO).
     pub fn with_seed(seed: u64) -> FiberIo {
-        FiberIo(Rc::new(Fiber {
+        FiberIo::with_sim(seed, sim::Sim::new(seed))
+    }
+
+    /// A backend serving the world of `hosts` (after host 0, itself) with `faults`.
+    pub(crate) fn world(seed: u64, faults: sim::Faults, hosts: Vec<sim::Host>) -> FiberIo {
+        FiberIo::with_sim(seed, sim::Sim::with(seed, faults, hosts))
+    }
+
+    fn with_sim(seed: u64, sim: sim::Sim) -> FiberIo {
+        let fiber = Rc::new(Fiber {
             seed,
             rng: SplitMix64::new(seed),
             core: BackendCore::virtual_clock("fiber", RunQueue::new(), seed ^ CHOICE_STREAM),
@@ -92,7 +103,14 @@ impl FiberIo {
             trace_hash: Cell::new(TRACE_SEED),
             steps: Cell::new(0),
             trace: RefCell::new(None),
-        }))
+            sim,
+        });
+        fiber.sim.attach(Rc::downgrade(&fiber));
+        FiberIo(fiber)
+    }
+
+    pub(crate) fn fiber(&self) -> Rc<Fiber> {
+        self.0.clone()
     }
 
     /// Also records the full schedule, step by step, for [`FiberIo::trace`]. (The trace hash is
@@ -193,6 +211,28 @@ impl Fiber {
         batch.swap_remove_back(index)
     }
 
+    /// Fires the timers and world events that are due.
+    fn fire_due(&self) {
+        self.core.fire_due();
+        if self.sim.fire_due(self.core.now_ms()) > 0 {
+            self.trace_hash
+                .set(mix(self.trace_hash.get(), self.sim.hash()));
+        }
+    }
+
+    /// What can still make a task runnable: scheduled world events count as I/O in flight.
+    fn next(&self) -> Next {
+        match self.core.next(self.sim.is_busy(), false) {
+            // The core reports the earliest timer; a world event may come first.
+            Next::Timer(at) => Next::Timer(at.min(self.sim.next_event().unwrap_or(u64::MAX))),
+            Next::Io => match self.sim.next_event() {
+                Some(at) => Next::Timer(at),
+                None => Next::Io,
+            },
+            other => other,
+        }
+    }
+
     fn record(&self, task: u64) {
         let at_ms = self.core.now_ms();
         self.trace_hash
@@ -209,10 +249,22 @@ impl Io for Fiber {
         &self.core
     }
 
-    /// No real I/O on the virtual clock: [`Op::Nop`] succeeds, every other op is refused with
-    /// [`Unsupported`](io_core::Unsupported), at once and without touching the system.
+    /// I/O is served by the simulated world ([`sim`]): this backend is its host 0,
+    /// `localhost`. No real file or socket is ever touched.
     fn submit(&self, op: Op) -> Submitted {
-        Submitted::Done(op::perform(op))
+        self.sim.submit(0, 0, op, self.core.now_ms())
+    }
+
+    fn cancel_op(&self, id: OpId) {
+        self.sim.cancel_op(id)
+    }
+
+    fn discard_op(&self, id: OpId) {
+        self.sim.discard_op(id)
+    }
+
+    fn buggify(&self, site: &'static str) -> bool {
+        self.sim.buggify(site)
     }
 }
 
@@ -222,7 +274,7 @@ impl Driver for Fiber {
     /// the earliest timer (or to `deadline_ms`, whichever is first) and fire what is due. Never
     /// reports [`Next::Foreign`]: a wake from another thread is not part of a seeded run.
     fn poll(&self, deadline_ms: u64) -> Next {
-        self.core.fire_due();
+        self.fire_due();
         let mut batch = self.batch.take().unwrap_or_default();
         self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
@@ -231,18 +283,19 @@ impl Driver for Fiber {
                 .core
                 .next_deadline()
                 .unwrap_or(u64::MAX)
+                .min(self.sim.next_event().unwrap_or(u64::MAX))
                 .min(deadline_ms);
             if target != u64::MAX {
                 self.core.advance_to(target);
             }
-            self.core.fire_due();
-            return self.core.next(false, false);
+            self.fire_due();
+            return self.next();
         }
         while let Some(runnable) = self.pick(&mut batch) {
             self.record(*runnable.metadata());
             runnable.run();
         }
         self.batch.replace(Some(batch));
-        self.core.next(false, false)
+        self.next()
     }
 }

@@ -53,8 +53,9 @@ impl TaskRef {
     /// its future without polling it. A backend shutting down does this to every task still
     /// alive, then runs them, so their futures are dropped inside the task body (where a
     /// panicking `Drop` is caught, see `body.rs`) rather than by async-task (which would abort),
-    /// and a stuck task is not leaked in the cycle through its own waker.
-    pub(crate) fn abandon(&self) {
+    /// and a stuck task is not leaked in the cycle through its own waker. The fiber backend's
+    /// simulated world does it to the tasks of a host it crashes: none runs past the crash.
+    pub fn abandon(&self) {
         self.0.abandon();
     }
 

@@ -1,0 +1,624 @@
+//! The simulated world the fiber backend serves I/O from: hosts with addresses, a TCP network
+//! between them, a disk per host, and the faults a seed draws.
+//!
+//! Everything here is a pure function of the seed and the program: state lives in ordered maps
+//! and queues (no hash-map iteration), every choice is drawn from the world's own [`SplitMix64`]
+//! stream, and time is the fiber backend's virtual clock. Each step of the world (a segment
+//! delivered, an op completed, a host crashed) is folded into the backend's trace hash.
+//!
+//! The world is a queue of timed events ([`Event`]) beside the backend's timers. The fiber
+//! driver fires the events that are due in each turn and, when nothing is runnable, moves the
+//! clock to the earlier of the next timer and the next event.
+
+mod disk;
+mod faults;
+mod host;
+mod net;
+mod world;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io;
+use std::rc::{Rc, Weak};
+
+use io_core::op::{Completion, Handle, Op, OpId, OpSlot, Submitted};
+use io_core::{Canceled, SplitMix64, Unsupported};
+
+pub use faults::{DiskFaults, Faults, NetFaults};
+pub(crate) use host::Host;
+pub use world::{Control, HostStart, Outcome, SimError, World, WorldReport};
+
+use crate::Fiber;
+
+/// A host's index in the world. Host 0 is the fiber backend itself (the runner of a plain
+/// [`FiberIo`](crate::FiberIo) run and of a world's control code); declared hosts follow.
+pub(crate) type HostId = usize;
+
+/// The world's state, owned by the fiber backend.
+pub(crate) struct Sim {
+    state: RefCell<State>,
+    /// Sockets whose last handle user code dropped, closed at the world's next step. (A handle's
+    /// `Drop` must not borrow `state`: it may run while the world is mid-step.)
+    dropped: Rc<RefCell<Vec<net::SockId>>>,
+    /// The backend, for starting a host's tasks again after a restart.
+    fiber: RefCell<Weak<Fiber>>,
+    /// Folded into the backend's trace hash at each step.
+    hash: Cell<u64>,
+}
+
+/// An op the world has not completed yet.
+struct Pending {
+    host: HostId,
+    op: Op,
+    slot: OpSlot,
+}
+
+/// Something the world does at a virtual time.
+#[derive(Debug)]
+enum Event {
+    /// A network event (a segment or handshake step arrives).
+    Net(net::Event),
+    /// An op whose effect is done completes (the latency of a disk).
+    Complete { op: u64, result: io::Result<usize> },
+    /// A cancel that arrived late reaches its op: unless it completed meanwhile, it ends canceled.
+    Cancel { op: u64 },
+    /// A host crashes.
+    Crash(HostId),
+    /// A crashed host boots again.
+    Restart(HostId),
+    /// Packets from one host to another start being dropped (a one-way partition).
+    Cut { from: HostId, to: HostId },
+    /// A cut heals.
+    Heal { from: HostId, to: HostId },
+    /// The fault plan draws its next partition.
+    NextPartition,
+}
+
+pub(crate) struct State {
+    /// The world's choices: latencies, faults, the kernel's freedoms.
+    rng: SplitMix64,
+    faults: Faults,
+    /// Timed events, in time order, ties in scheduling order.
+    events: BTreeMap<(u64, u64), Event>,
+    next_event: u64,
+    /// Ops in flight, by id.
+    ops: BTreeMap<u64, Pending>,
+    next_op: u64,
+    hosts: Vec<host::Host>,
+    net: net::Net,
+    /// What the world did to the program, for a failing run's report.
+    log: Vec<String>,
+    /// Buggify sites seen so far, and whether this run enabled each.
+    buggify: BTreeMap<&'static str, bool>,
+    now: u64,
+    /// Where dropped socket handles are noted (see [`Sim::dropped`]).
+    dropped: Rc<RefCell<Vec<net::SockId>>>,
+    /// The clients of a world's run, canceled if it fails.
+    clients: Vec<io_core::TaskRef>,
+    /// The first failure of a host.
+    failure: Option<String>,
+    /// Hosts `1..=crash_hosts` are crashed by the fault plan.
+    crash_hosts: usize,
+    /// The clients are done.
+    ended: bool,
+}
+
+impl Sim {
+    /// A world with only host 0 (`localhost`, 127.0.0.1) and no faults: a plain fiber backend.
+    pub(crate) fn new(seed: u64) -> Sim {
+        Sim::with(seed, Faults::none(), Vec::new())
+    }
+
+    pub(crate) fn with(seed: u64, faults: Faults, hosts: Vec<host::Host>) -> Sim {
+        let mut all = vec![host::Host::runner()];
+        all.extend(hosts);
+        let dropped = Rc::new(RefCell::new(Vec::new()));
+        Sim {
+            state: RefCell::new(State {
+                rng: SplitMix64::new(seed ^ WORLD_STREAM),
+                faults,
+                events: BTreeMap::new(),
+                next_event: 0,
+                ops: BTreeMap::new(),
+                next_op: 1,
+                hosts: all,
+                net: net::Net::default(),
+                log: Vec::new(),
+                buggify: BTreeMap::new(),
+                now: 0,
+                dropped: dropped.clone(),
+                clients: Vec::new(),
+                failure: None,
+                crash_hosts: 0,
+                ended: false,
+            }),
+            dropped,
+            fiber: RefCell::new(Weak::new()),
+            hash: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn attach(&self, fiber: Weak<Fiber>) {
+        *self.fiber.borrow_mut() = fiber;
+    }
+
+    /// The time of the world's next event, if any is scheduled.
+    pub(crate) fn next_event(&self) -> Option<u64> {
+        self.state.borrow().events.keys().next().map(|&(at, _)| at)
+    }
+
+    /// Whether an event is scheduled (the world will make progress on its own).
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.state.borrow().events.is_empty()
+    }
+
+    /// A hash of every world step so far.
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash.get()
+    }
+
+    /// What the world did (faults, crashes), one line each.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.state.borrow().log.clone()
+    }
+
+    /// Fires every event due at `now`, in order. Returns how many fired.
+    pub(crate) fn fire_due(&self, now: u64) -> usize {
+        self.sweep(now);
+        let mut fired = 0;
+        loop {
+            let event = {
+                let mut state = self.state.borrow_mut();
+                state.now = now;
+                match state.events.first_key_value() {
+                    Some((&(at, _), _)) if at <= now => state.events.pop_first().map(|(_, e)| e),
+                    _ => None,
+                }
+            };
+            let Some(event) = event else { break };
+            fired += 1;
+            self.fold(event_word(&event));
+            self.handle(event, now);
+            self.sweep(now);
+        }
+        fired
+    }
+
+    fn handle(&self, event: Event, now: u64) {
+        match event {
+            Event::Net(event) => {
+                let mut state = self.state.borrow_mut();
+                net::on_event(&mut state, event);
+            }
+            Event::Complete { op, result } => {
+                let mut state = self.state.borrow_mut();
+                state.complete(op, result);
+            }
+            Event::Cancel { op } => {
+                let mut state = self.state.borrow_mut();
+                state.cancel_now(op);
+            }
+            Event::Crash(host) => self.crash(host, now),
+            Event::NextPartition => self.state.borrow_mut().schedule_partition(),
+            Event::Restart(host) => self.restart(host),
+            Event::Cut { from, to } => {
+                let mut state = self.state.borrow_mut();
+                state.net.cut(from, to);
+                let line = format!(
+                    "{now} ms: partition {} -> {}",
+                    state.hosts[from].name, state.hosts[to].name
+                );
+                state.log.push(line);
+            }
+            Event::Heal { from, to } => {
+                let mut state = self.state.borrow_mut();
+                state.net.heal(from, to);
+                let line = format!(
+                    "{now} ms: heal {} -> {}",
+                    state.hosts[from].name, state.hosts[to].name
+                );
+                state.log.push(line);
+            }
+        }
+    }
+
+    /// Closes the sockets whose handles were dropped since the last step.
+    fn sweep(&self, now: u64) {
+        loop {
+            let dropped = std::mem::take(&mut *self.dropped.borrow_mut());
+            if dropped.is_empty() {
+                return;
+            }
+            let mut state = self.state.borrow_mut();
+            state.now = now;
+            for sock in dropped {
+                net::on_drop(&mut state, sock);
+            }
+        }
+    }
+
+    /// Serves `op` for `host` (incarnation `epoch`).
+    pub(crate) fn submit(&self, host: HostId, epoch: u32, op: Op, now: u64) -> Submitted {
+        self.sweep(now);
+        let mut state = self.state.borrow_mut();
+        state.now = now;
+        if !state.hosts[host].is_current(epoch) {
+            // A task of a crashed incarnation: it is being dropped and will never see this.
+            return Submitted::Done(Completion {
+                result: Err(Canceled.into()),
+                op,
+            });
+        }
+        let reply = match op {
+            Op::Nop => Reply::Done(Ok(0), op),
+            Op::Open { .. }
+            | Op::ReadAt { .. }
+            | Op::WriteAt { .. }
+            | Op::SyncAll { .. }
+            | Op::Len { .. } => disk::submit(&mut state, host, op),
+            Op::Bind { .. }
+            | Op::Accept { .. }
+            | Op::Connect { .. }
+            | Op::Recv { .. }
+            | Op::Send { .. }
+            | Op::Shutdown { .. } => net::submit(&mut state, host, op),
+            Op::Close { handle } => {
+                let result = close(handle);
+                Reply::Done(result, Op::Close { handle: None })
+            }
+            other => {
+                let name = other.name();
+                Reply::Done(Err(Unsupported::io_error("fiber", name)), other)
+            }
+        };
+        let submitted = match reply {
+            Reply::Done(result, op) => Submitted::Done(Completion { result, op }),
+            Reply::Wait(op, then) => {
+                let id = state.next_op;
+                state.next_op += 1;
+                let slot = OpSlot::new(op.name());
+                state.ops.insert(
+                    id,
+                    Pending {
+                        host,
+                        op,
+                        slot: slot.clone(),
+                    },
+                );
+                match then {
+                    Then::Park(park) => net::park(&mut state, id, park),
+                    Then::After(delay, result) => {
+                        state.schedule(delay, Event::Complete { op: id, result })
+                    }
+                }
+                Submitted::InFlight {
+                    id: OpId::new(id),
+                    slot,
+                }
+            }
+        };
+        drop(state);
+        self.sweep(now);
+        submitted
+    }
+
+    /// The task waiting on op `id` was canceled.
+    pub(crate) fn cancel_op(&self, id: OpId) {
+        let mut state = self.state.borrow_mut();
+        let id = id.get();
+        if !state.ops.contains_key(&id) {
+            return;
+        }
+        // The kernel's freedom: a cancel may arrive after the op could complete.
+        let late = state.faults.late_cancel_ms;
+        if late > 0 && state.rng.below(2) == 0 {
+            let delay = 1 + state.rng.below(late);
+            state.schedule(delay, Event::Cancel { op: id });
+        } else {
+            state.cancel_now(id);
+        }
+    }
+
+    /// The op's future is gone: forget it (its handles close at the next sweep).
+    pub(crate) fn discard_op(&self, id: OpId) {
+        let pending = {
+            let mut state = self.state.borrow_mut();
+            let pending = state.ops.remove(&id.get());
+            if pending.is_some() {
+                net::unpark(&mut state, id.get());
+            }
+            pending
+        };
+        drop(pending);
+    }
+
+    /// Whether the fault point `site` fires (FoundationDB's rule: each site is enabled for a
+    /// run with probability 1/4 the first time it is reached; an enabled site fires 1/4 of the
+    /// times it is reached). Never on a world whose faults are off.
+    pub(crate) fn buggify(&self, site: &'static str) -> bool {
+        let mut state = self.state.borrow_mut();
+        if !state.faults.buggify {
+            return false;
+        }
+        let enabled = match state.buggify.get(site) {
+            Some(&enabled) => enabled,
+            None => {
+                let enabled = state.rng.below(4) == 0;
+                state.buggify.insert(site, enabled);
+                enabled
+            }
+        };
+        enabled && state.rng.below(4) == 0
+    }
+
+    fn fold(&self, word: u64) {
+        let h = (self.hash.get() ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.hash.set(h ^ (h >> 29));
+    }
+}
+
+/// Separates the world's stream from the scheduler's and the program's.
+const WORLD_STREAM: u64 = 0x776f_726c_6421_0001;
+
+/// One word per event, for the trace hash.
+fn event_word(event: &Event) -> u64 {
+    match event {
+        Event::Net(event) => net::event_word(event),
+        Event::Complete { op, result } => {
+            1 ^ (op << 8) ^ (*result.as_ref().unwrap_or(&usize::MAX) as u64).rotate_left(32)
+        }
+        Event::Cancel { op } => 2 ^ (op << 8),
+        Event::Crash(host) => 3 ^ ((*host as u64) << 8),
+        Event::Restart(host) => 4 ^ ((*host as u64) << 8),
+        Event::Cut { from, to } => 5 ^ ((*from as u64) << 8) ^ ((*to as u64) << 32),
+        Event::Heal { from, to } => 6 ^ ((*from as u64) << 8) ^ ((*to as u64) << 32),
+        Event::NextPartition => 7,
+    }
+}
+
+/// What serving an op gave: its result now, or a wait.
+pub(crate) enum Reply {
+    Done(io::Result<usize>, Op),
+    Wait(Op, Then),
+}
+
+/// How a waiting op ends.
+pub(crate) enum Then {
+    /// When the world says so (data arrives, a handshake ends): it waits in a queue of the net.
+    Park(net::ParkOn),
+    /// After `delay` ms, with `result` (its effect is already done).
+    After(u64, io::Result<usize>),
+}
+
+/// Closes a file or socket: its last handle is dropped here, or when the op holding another ends.
+fn close(handle: Option<Handle>) -> io::Result<usize> {
+    match handle {
+        Some(handle) if handle.get::<net::SimSocket>().is_some() => Ok(0),
+        Some(handle) if handle.get::<disk::SimFile>().is_some() => Ok(0),
+        Some(_) => Err(Unsupported::io_error("fiber", "close")),
+        None => Ok(0),
+    }
+}
+
+impl State {
+    fn schedule(&mut self, delay: u64, event: Event) {
+        let at = self.now.saturating_add(delay);
+        let seq = self.next_event;
+        self.next_event += 1;
+        self.events.insert((at, seq), event);
+    }
+
+    fn schedule_at(&mut self, at: u64, event: Event) {
+        let seq = self.next_event;
+        self.next_event += 1;
+        self.events.insert((at.max(self.now), seq), event);
+    }
+
+    /// Completes op `id` with `result`, unless it already ended (canceled, discarded).
+    fn complete(&mut self, id: u64, result: io::Result<usize>) {
+        if let Some(pending) = self.ops.remove(&id) {
+            net::unpark(self, id);
+            pending.slot.complete(Completion {
+                result,
+                op: pending.op,
+            });
+        }
+    }
+
+    /// Ends op `id` canceled, buffers intact, unless it already ended.
+    fn cancel_now(&mut self, id: u64) {
+        self.complete(id, Err(Canceled.into()));
+    }
+
+    /// A draw in `min..=max`.
+    fn between(&self, min: u64, max: u64) -> u64 {
+        if max <= min {
+            min
+        } else {
+            min + self.rng.below(max - min + 1)
+        }
+    }
+
+    /// Whether an event of probability `per_million` / 1,000,000 happens.
+    fn chance(&self, per_million: u32) -> bool {
+        per_million > 0 && self.rng.below(1_000_000) < u64::from(per_million)
+    }
+
+    /// The kernel's freedom to move fewer bytes than asked: `n` or, when the world's faults
+    /// allow short transfers and the seed says so, fewer (at least one).
+    fn transfer(&self, n: usize) -> usize {
+        if n > 1 && self.chance(self.faults.short_transfer_ppm) {
+            1 + self.rng.below(n as u64 - 1) as usize
+        } else {
+            n
+        }
+    }
+}
+
+impl Sim {
+    fn crash(&self, host: HostId, now: u64) {
+        let tasks = {
+            let mut state = self.state.borrow_mut();
+            if !state.hosts[host].up {
+                return;
+            }
+            let line = format!("{now} ms: crash {}", state.hosts[host].name);
+            state.log.push(line);
+            net::crash(&mut state, host);
+            // Its ops end with it: their tasks are dropped before they could see a result.
+            state.ops.retain(|_, pending| pending.host != host);
+            disk::crash(&mut state, host);
+            let host_state = &mut state.hosts[host];
+            host_state.up = false;
+            host_state.epoch += 1;
+            let tasks = std::mem::take(&mut host_state.tasks);
+            let restart = state.faults.restart_after_ms;
+            if let Some((min, max)) = restart {
+                let delay = state.between(min, max);
+                state.schedule(delay, Event::Restart(host));
+            }
+            tasks
+        };
+        // Each task drops its future at its next run, without polling it: no code of the host
+        // runs past the crash.
+        for task in tasks {
+            task.abandon();
+        }
+    }
+
+    fn restart(&self, host: HostId) {
+        let start = {
+            let mut state = self.state.borrow_mut();
+            let now = state.now;
+            let host_state = &mut state.hosts[host];
+            if host_state.up {
+                return;
+            }
+            host_state.up = true;
+            let line = format!("{now} ms: restart {}", host_state.name);
+            let start = host_state.start.clone();
+            state.log.push(line);
+            if let Some((min, max)) = state.faults.crash_every_ms {
+                if host <= state.crash_hosts {
+                    let at = state.between(min, max);
+                    state.schedule(at, Event::Crash(host));
+                }
+            }
+            start
+        };
+        let Some(fiber) = self.fiber.borrow().upgrade() else {
+            return;
+        };
+        if let Some(start) = start {
+            host::boot(&fiber, host, &start);
+        }
+    }
+
+    /// Crashes `host` now (from a test or the fault plan).
+    pub(crate) fn crash_now(&self, host: HostId) {
+        let now = self.state.borrow().now;
+        self.crash(host, now);
+    }
+
+    /// Boots a crashed `host` now.
+    pub(crate) fn restart_now(&self, host: HostId) {
+        self.restart(host);
+    }
+
+    /// Cuts the network from `from` to `to` now.
+    pub(crate) fn cut_now(&self, from: HostId, to: HostId) {
+        let now = self.state.borrow().now;
+        self.handle(Event::Cut { from, to }, now);
+    }
+
+    /// Heals a cut now.
+    pub(crate) fn heal_now(&self, from: HostId, to: HostId) {
+        let now = self.state.borrow().now;
+        self.handle(Event::Heal { from, to }, now);
+    }
+
+    /// What `host` runs when it boots.
+    pub(crate) fn set_start(&self, host: HostId, start: host::Start) {
+        self.state.borrow_mut().hosts[host].start = Some(start);
+    }
+
+    /// Boots `host` (its first start).
+    pub(crate) fn boot(&self, host: HostId) {
+        let start = self.state.borrow().hosts[host].start.clone();
+        if let (Some(start), Some(fiber)) = (start, self.fiber.borrow().upgrade()) {
+            host::boot(&fiber, host, &start);
+        }
+    }
+
+    /// A client of the run: canceled if the run fails elsewhere.
+    pub(crate) fn add_client(&self, task: io_core::TaskRef) {
+        self.state.borrow_mut().clients.push(task);
+    }
+
+    /// The run fails with `cause` (the first failure is kept): every client is canceled.
+    pub(crate) fn fail(&self, cause: String) {
+        let clients = {
+            let mut state = self.state.borrow_mut();
+            let now = state.now;
+            if state.failure.is_none() && !state.ended {
+                state.failure = Some(format!("{cause} (at {now} ms)"));
+            }
+            state.clients.clone()
+        };
+        for client in clients {
+            client.cancel();
+        }
+    }
+
+    /// The run is over: later failures of hosts are not its failures.
+    pub(crate) fn end(&self) {
+        self.state.borrow_mut().ended = true;
+    }
+
+    /// The run's failure, if a host failed.
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.state.borrow().failure.clone()
+    }
+
+    /// Schedules the fault plan's first crashes and partition (`servers`: hosts 1..=servers
+    /// may crash; clients never do).
+    pub(crate) fn plan(&self, faults: &Faults, servers: usize) {
+        let mut state = self.state.borrow_mut();
+        if let Some((min, max)) = faults.crash_every_ms {
+            for host in 1..=servers {
+                let at = state.between(min, max);
+                state.schedule(at, Event::Crash(host));
+            }
+        }
+        state.crash_hosts = servers;
+        if faults.partition_every_ms.is_some() && state.hosts.len() > 2 {
+            state.schedule_partition();
+        }
+    }
+}
+
+impl State {
+    /// Schedules the next partition of the plan: a random pair, one way or both.
+    fn schedule_partition(&mut self) {
+        let Some((min, max)) = self.faults.partition_every_ms else {
+            return;
+        };
+        let hosts = self.hosts.len() as u64 - 1;
+        let from = 1 + self.rng.below(hosts) as usize;
+        let mut to = 1 + self.rng.below(hosts - 1) as usize;
+        if to >= from {
+            to += 1;
+        }
+        let start = self.between(min, max);
+        let (lo, hi) = self.faults.partition_for_ms;
+        let length = self.between(lo, hi);
+        let both = self.rng.below(2) == 0;
+        self.schedule(start, Event::Cut { from, to });
+        self.schedule(start + length, Event::Heal { from, to });
+        if both {
+            self.schedule(start, Event::Cut { from: to, to: from });
+            self.schedule(start + length, Event::Heal { from: to, to: from });
+        }
+        self.schedule(start + length, Event::NextPartition);
+    }
+}

@@ -1,0 +1,1034 @@
+//! The simulated TCP network.
+//!
+//! A connection is two stream sockets, one per host, each with a receive buffer and a queue of
+//! segments it sent that have not arrived yet. A segment (bytes, a FIN or a RST) arrives after a
+//! latency drawn from the seed, in order per direction; a segment the network drops (a partition,
+//! a lost packet, a host that is down) is sent again after a retransmission timeout that
+//! doubles, and a connection whose head segment has not arrived for the give-up time ends with
+//! `TimedOut`, as a kernel gives it up. Back-pressure is a window: a sender may have at most
+//! [`WINDOW`] bytes unread by the receiver (in flight or in its buffer). The handshake is three
+//! events (SYN, then SYN-ACK or RST), with SYN retries until the connect timeout.
+//!
+//! The error kinds are those Linux gives: `ConnectionRefused` for a port nobody listens on,
+//! `ConnectionReset` once after a RST (then `BrokenPipe` on a write, `0` on a read), `TimedOut`
+//! for a connect or a connection given up on, `AddrInUse`, `AddrNotAvailable`, `NotConnected`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::rc::Rc;
+
+use io_core::op::{Completion, Handle, Op, Resource};
+use io_core::Unsupported;
+
+use super::host::FIRST_EPHEMERAL_PORT;
+use super::{HostId, Reply, State, Then};
+
+pub(crate) type SockId = u64;
+
+/// The most bytes a sender may have unread by its receiver (in flight plus buffered).
+pub(crate) const WINDOW: usize = 256 * 1024;
+/// Linux's default listen backlog for `std::net::TcpListener::bind`.
+const BACKLOG: usize = 128;
+/// The first retransmission timeout (Linux's minimum RTO), doubled at each retry.
+const FIRST_RTO_MS: u64 = 200;
+/// The longest retransmission timeout.
+const MAX_RTO_MS: u64 = 10_000;
+
+#[derive(Default)]
+pub(crate) struct Net {
+    socks: BTreeMap<SockId, Sock>,
+    next_sock: SockId,
+    /// Directions packets are dropped in: (from, to).
+    cut: BTreeSet<(HostId, HostId)>,
+    /// Which queue each waiting op is in.
+    parked: BTreeMap<u64, ParkOn>,
+}
+
+/// Where a waiting op waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ParkOn {
+    Accept(SockId),
+    Recv(SockId),
+    Send(SockId),
+    Connect(SockId),
+}
+
+enum Sock {
+    Listener(Listener),
+    Stream(Stream),
+}
+
+struct Listener {
+    host: HostId,
+    addr: SocketAddr,
+    /// Connections the handshake finished for, not accepted yet.
+    ready: VecDeque<SockId>,
+    acceptors: VecDeque<u64>,
+}
+
+struct Stream {
+    host: HostId,
+    local: SocketAddr,
+    peer: SocketAddr,
+    peer_host: HostId,
+    /// The other end, once the handshake created it.
+    peer_sock: Option<SockId>,
+    phase: Phase,
+    rx: VecDeque<u8>,
+    /// The peer's FIN arrived.
+    fin_in: bool,
+    /// An error to report once, to the next op (then reads give 0 and writes `BrokenPipe`).
+    error: Option<ErrorKind>,
+    /// Reset or given up: no more traffic either way.
+    dead: bool,
+    read_shut: bool,
+    write_shut: bool,
+    /// The last handle is gone: the socket lingers until what it sent has arrived.
+    closed: bool,
+    out: VecDeque<Segment>,
+    out_bytes: usize,
+    /// Whether a delivery of `out`'s head is scheduled.
+    sending: bool,
+    /// When the head segment was first dropped, and the current retransmission timeout.
+    lost_since: Option<u64>,
+    rto: u64,
+    /// The arrival time of the last segment sent (arrivals never overtake each other).
+    last_arrival: u64,
+    readers: VecDeque<u64>,
+    writers: VecDeque<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// SYN sent (`tries` times since `since`); the connect op waits.
+    Connecting {
+        op: Option<u64>,
+        tries: u32,
+        since: u64,
+    },
+    Open,
+}
+
+struct Segment {
+    kind: Kind,
+    arrive_at: u64,
+}
+
+enum Kind {
+    Data(Vec<u8>),
+    Fin,
+    Rst,
+}
+
+/// A network event, scheduled in the world's queue.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A client's SYN reaches the server host.
+    Syn { client: SockId },
+    /// The client's SYN timer: if it is still connecting after `tries`, send again or give up.
+    SynTimer { client: SockId, tries: u32 },
+    /// The handshake's answer reaches the client.
+    SynAck { client: SockId },
+    /// The server host answered the SYN with a RST.
+    Refused { client: SockId },
+    /// The head of `from`'s sent segments reaches (or fails to reach) the peer.
+    Deliver { from: SockId },
+    /// A RST reaches `sock`.
+    Reset { sock: SockId },
+}
+
+/// The handle of a simulated socket. Dropping the last one closes it (at the world's next step).
+pub(crate) struct SimSocket {
+    id: SockId,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+    dropped: Rc<RefCell<Vec<SockId>>>,
+}
+
+impl Resource for SimSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.peer.ok_or_else(|| ErrorKind::NotConnected.into())
+    }
+
+    fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        let _ = on; // segments are never coalesced here
+        Ok(())
+    }
+}
+
+impl Drop for SimSocket {
+    fn drop(&mut self) {
+        self.dropped.borrow_mut().push(self.id);
+    }
+}
+
+fn handle(state: &State, id: SockId, local: SocketAddr, peer: Option<SocketAddr>) -> Handle {
+    Handle::new(SimSocket {
+        id,
+        local,
+        peer,
+        dropped: state.dropped.clone(),
+    })
+}
+
+fn sock_of(handle: &Handle) -> Option<SockId> {
+    handle.get::<SimSocket>().map(|socket| socket.id)
+}
+
+pub(crate) fn event_word(event: &Event) -> u64 {
+    let (tag, id) = match event {
+        Event::Syn { client } => (16, *client),
+        Event::SynTimer { client, tries } => (17 ^ (u64::from(*tries) << 48), *client),
+        Event::SynAck { client } => (18, *client),
+        Event::Refused { client } => (19, *client),
+        Event::Deliver { from } => (20, *from),
+        Event::Reset { sock } => (21, *sock),
+    };
+    tag ^ (id << 8)
+}
+
+impl Net {
+    pub(crate) fn cut(&mut self, from: HostId, to: HostId) {
+        self.cut.insert((from, to));
+    }
+
+    pub(crate) fn heal(&mut self, from: HostId, to: HostId) {
+        self.cut.remove(&(from, to));
+    }
+
+    fn stream(&mut self, id: SockId) -> Option<&mut Stream> {
+        match self.socks.get_mut(&id) {
+            Some(Sock::Stream(stream)) => Some(stream),
+            _ => None,
+        }
+    }
+
+    fn new_id(&mut self) -> SockId {
+        self.next_sock += 1;
+        self.next_sock
+    }
+
+    fn port_in_use(&self, host: HostId, port: u16) -> bool {
+        self.socks.values().any(|sock| match sock {
+            Sock::Listener(l) => l.host == host && l.addr.port() == port,
+            Sock::Stream(s) => s.host == host && s.local.port() == port,
+        })
+    }
+}
+
+/// Serves a network op for `host`.
+pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
+    match op {
+        Op::Bind { addr, .. } => match bind(state, host, addr) {
+            Ok(listener) => Reply::Done(
+                Ok(0),
+                Op::Bind {
+                    addr,
+                    listener: Some(listener),
+                },
+            ),
+            Err(err) => Reply::Done(Err(err), op),
+        },
+        Op::Connect { addr, .. } => connect(state, host, op, addr),
+        Op::Accept { ref listener, .. } => {
+            let Some(id) = sock_of(listener) else {
+                return foreign(op);
+            };
+            match state.net.socks.get(&id) {
+                Some(Sock::Listener(_)) => {}
+                Some(Sock::Stream(_)) => {
+                    return Reply::Done(Err(ErrorKind::InvalidInput.into()), op)
+                }
+                None => return Reply::Done(Err(ErrorKind::NotConnected.into()), op),
+            }
+            let mut op = op;
+            match try_accept(state, id, &mut op) {
+                Some(result) => Reply::Done(result, op),
+                None => Reply::Wait(op, Then::Park(ParkOn::Accept(id))),
+            }
+        }
+        Op::Recv { ref stream, .. } | Op::Send { ref stream, .. } => {
+            let Some(id) = sock_of(stream) else {
+                return foreign(op);
+            };
+            let is_recv = matches!(op, Op::Recv { .. });
+            if state.net.stream(id).is_none() {
+                return Reply::Done(Err(ErrorKind::NotConnected.into()), op);
+            }
+            let mut op = op;
+            let attempt = if is_recv {
+                try_recv(state, id, &mut op)
+            } else {
+                try_send(state, id, &mut op)
+            };
+            match attempt {
+                Some(result) => Reply::Done(result, op),
+                None if is_recv => Reply::Wait(op, Then::Park(ParkOn::Recv(id))),
+                None => Reply::Wait(op, Then::Park(ParkOn::Send(id))),
+            }
+        }
+        Op::Shutdown { ref stream, how } => {
+            let Some(id) = sock_of(stream) else {
+                return foreign(op);
+            };
+            let result = shutdown(state, id, how);
+            Reply::Done(result, op)
+        }
+        other => {
+            let name = other.name();
+            Reply::Done(Err(Unsupported::io_error("fiber", name)), other)
+        }
+    }
+}
+
+/// An op on a handle the simulated network did not issue.
+fn foreign(op: Op) -> Reply {
+    let name = op.name();
+    Reply::Done(Err(Unsupported::io_error("fiber", name)), op)
+}
+
+fn bind(state: &mut State, host: HostId, addr: SocketAddr) -> io::Result<Handle> {
+    let owner = &state.hosts[host];
+    if !owner.owns(addr.ip()) {
+        return Err(ErrorKind::AddrNotAvailable.into());
+    }
+    let port = if addr.port() == 0 {
+        ephemeral_port(state, host)?
+    } else {
+        let clash = state.net.socks.values().any(|sock| match sock {
+            Sock::Listener(l) => {
+                l.host == host
+                    && l.addr.port() == addr.port()
+                    && (l.addr.ip() == addr.ip()
+                        || l.addr.ip().is_unspecified()
+                        || addr.ip().is_unspecified())
+            }
+            Sock::Stream(_) => false,
+        });
+        if clash {
+            return Err(ErrorKind::AddrInUse.into());
+        }
+        addr.port()
+    };
+    let local = SocketAddr::new(addr.ip(), port);
+    let id = state.net.new_id();
+    state.net.socks.insert(
+        id,
+        Sock::Listener(Listener {
+            host,
+            addr: local,
+            ready: VecDeque::new(),
+            acceptors: VecDeque::new(),
+        }),
+    );
+    Ok(handle(state, id, local, None))
+}
+
+fn ephemeral_port(state: &mut State, host: HostId) -> io::Result<u16> {
+    for _ in 0..=(u16::MAX - FIRST_EPHEMERAL_PORT) {
+        let port = state.hosts[host].next_port;
+        state.hosts[host].next_port = if port == u16::MAX - 1 {
+            FIRST_EPHEMERAL_PORT
+        } else {
+            port + 1
+        };
+        if !state.net.port_in_use(host, port) {
+            return Ok(port);
+        }
+    }
+    Err(ErrorKind::AddrInUse.into())
+}
+
+/// The host `ip` names, seen from `from`.
+fn host_of(state: &State, from: HostId, ip: IpAddr) -> Option<HostId> {
+    if ip.is_loopback() || ip.is_unspecified() || ip == state.hosts[from].ip {
+        return Some(from);
+    }
+    state.hosts.iter().position(|host| host.ip == ip)
+}
+
+fn connect(state: &mut State, host: HostId, op: Op, addr: SocketAddr) -> Reply {
+    if addr.port() == 0 {
+        return Reply::Done(Err(ErrorKind::AddrNotAvailable.into()), op);
+    }
+    let Some(target) = host_of(state, host, addr.ip()) else {
+        // No host has the address: a real network gets no answer, and the connect times out.
+        let timeout = state.faults.net.connect_timeout_ms;
+        return Reply::Wait(op, Then::After(timeout, Err(ErrorKind::TimedOut.into())));
+    };
+    let port = match ephemeral_port(state, host) {
+        Ok(port) => port,
+        Err(err) => return Reply::Done(Err(err), op),
+    };
+    let local_ip = if target == host && addr.ip().is_loopback() {
+        addr.ip()
+    } else {
+        state.hosts[host].ip
+    };
+    let peer = if addr.ip().is_unspecified() {
+        SocketAddr::new(local_ip, addr.port())
+    } else {
+        addr
+    };
+    let id = state.net.new_id();
+    let now = state.now;
+    state.net.socks.insert(
+        id,
+        Sock::Stream(Stream {
+            host,
+            local: SocketAddr::new(local_ip, port),
+            peer,
+            peer_host: target,
+            peer_sock: None,
+            phase: Phase::Connecting {
+                op: None,
+                tries: 0,
+                since: now,
+            },
+            rx: VecDeque::new(),
+            fin_in: false,
+            error: None,
+            dead: false,
+            read_shut: false,
+            write_shut: false,
+            closed: false,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            sending: false,
+            lost_since: None,
+            rto: FIRST_RTO_MS,
+            last_arrival: now,
+            readers: VecDeque::new(),
+            writers: VecDeque::new(),
+        }),
+    );
+    send_syn(state, id);
+    Reply::Wait(op, Then::Park(ParkOn::Connect(id)))
+}
+
+/// Records where op `id` waits (called once the op has its id).
+pub(crate) fn park(state: &mut State, op: u64, on: ParkOn) {
+    state.net.parked.insert(op, on);
+    match on {
+        ParkOn::Accept(sock) => {
+            if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&sock) {
+                l.acceptors.push_back(op);
+            }
+        }
+        ParkOn::Recv(sock) => {
+            if let Some(s) = state.net.stream(sock) {
+                s.readers.push_back(op);
+            }
+        }
+        ParkOn::Send(sock) => {
+            if let Some(s) = state.net.stream(sock) {
+                s.writers.push_back(op);
+            }
+        }
+        ParkOn::Connect(sock) => {
+            if let Some(s) = state.net.stream(sock) {
+                if let Phase::Connecting { op: waiting, .. } = &mut s.phase {
+                    *waiting = Some(op);
+                }
+            }
+        }
+    }
+}
+
+/// Op `op` ended (completed, canceled or discarded): it waits nowhere any more. A connect that
+/// ends before its handshake abandons its socket.
+pub(crate) fn unpark(state: &mut State, op: u64) {
+    let Some(on) = state.net.parked.remove(&op) else {
+        return;
+    };
+    match on {
+        ParkOn::Accept(sock) => {
+            if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&sock) {
+                l.acceptors.retain(|&waiting| waiting != op);
+            }
+        }
+        ParkOn::Recv(sock) => {
+            if let Some(s) = state.net.stream(sock) {
+                s.readers.retain(|&waiting| waiting != op);
+            }
+        }
+        ParkOn::Send(sock) => {
+            if let Some(s) = state.net.stream(sock) {
+                s.writers.retain(|&waiting| waiting != op);
+            }
+        }
+        ParkOn::Connect(sock) => {
+            let connecting = state
+                .net
+                .stream(sock)
+                .is_some_and(|s| matches!(s.phase, Phase::Connecting { .. }));
+            if connecting {
+                // Nobody will get this socket: forget it (a SYN-ACK that comes later is
+                // answered with a RST, as a kernel does for a socket closed mid-handshake).
+                state.net.socks.remove(&sock);
+            }
+        }
+    }
+}
+
+/// Latency of one packet from `from` to `to`, and whether the network drops it.
+fn path(state: &State, from: HostId, to: HostId) -> (u64, bool) {
+    if from == to {
+        return (0, false);
+    }
+    let faults = &state.faults.net;
+    let dropped = !state.hosts[to].up
+        || !state.hosts[from].up
+        || state.net.cut.contains(&(from, to))
+        || state.chance(faults.loss_ppm);
+    let latency = state.between(faults.latency_ms.0, faults.latency_ms.1);
+    (latency, dropped)
+}
+
+fn send_syn(state: &mut State, client: SockId) {
+    let Some(stream) = state.net.stream(client) else {
+        return;
+    };
+    let Phase::Connecting { tries, .. } = &mut stream.phase else {
+        return;
+    };
+    *tries += 1;
+    let tries = *tries;
+    let (from, to) = (stream.host, stream.peer_host);
+    let (latency, dropped) = path(state, from, to);
+    if !dropped {
+        state.schedule(latency, super::Event::Net(Event::Syn { client }));
+    }
+    // Linux's SYN retry timer: 1 s, doubled at each try.
+    let wait = 1_000u64 << (tries - 1).min(10);
+    state.schedule(wait, super::Event::Net(Event::SynTimer { client, tries }));
+}
+
+pub(crate) fn on_event(state: &mut State, event: Event) {
+    match event {
+        Event::Syn { client } => on_syn(state, client),
+        Event::SynTimer { client, tries } => {
+            let Some(stream) = state.net.stream(client) else {
+                return;
+            };
+            let Phase::Connecting {
+                op,
+                tries: now_tries,
+                since,
+            } = stream.phase
+            else {
+                return;
+            };
+            if now_tries != tries {
+                return;
+            }
+            if state.now.saturating_sub(since) >= state.faults.net.connect_timeout_ms {
+                state.net.socks.remove(&client);
+                if let Some(op) = op {
+                    state.complete(op, Err(ErrorKind::TimedOut.into()));
+                }
+            } else {
+                send_syn(state, client);
+            }
+        }
+        Event::SynAck { client } => on_syn_ack(state, client),
+        Event::Refused { client } => {
+            let Some(stream) = state.net.stream(client) else {
+                return;
+            };
+            if let Phase::Connecting { op, .. } = stream.phase {
+                state.net.socks.remove(&client);
+                if let Some(op) = op {
+                    state.complete(op, Err(ErrorKind::ConnectionRefused.into()));
+                }
+            }
+        }
+        Event::Deliver { from } => deliver(state, from),
+        Event::Reset { sock } => reset(state, sock, ErrorKind::ConnectionReset),
+    }
+}
+
+fn on_syn(state: &mut State, client: SockId) {
+    let Some(stream) = state.net.stream(client) else {
+        return;
+    };
+    if !matches!(stream.phase, Phase::Connecting { .. }) {
+        return;
+    }
+    let (from, to, peer, local) = (stream.host, stream.peer_host, stream.peer, stream.local);
+    if stream.peer_sock.is_some() {
+        // A SYN sent again after its SYN-ACK was lost: answer again.
+        answer(state, to, from, Event::SynAck { client });
+        return;
+    }
+    let listener = state.net.socks.iter().find_map(|(&id, sock)| match sock {
+        Sock::Listener(l)
+            if l.host == to
+                && l.addr.port() == peer.port()
+                && (l.addr.ip() == peer.ip() || l.addr.ip().is_unspecified()) =>
+        {
+            Some(id)
+        }
+        _ => None,
+    });
+    let Some(listener) = listener else {
+        answer(state, to, from, Event::Refused { client });
+        return;
+    };
+    let full = matches!(state.net.socks.get(&listener), Some(Sock::Listener(l)) if l.ready.len() >= BACKLOG);
+    if full {
+        // A full accept queue drops the SYN; the client tries again.
+        return;
+    }
+    let server = state.net.new_id();
+    let now = state.now;
+    state.net.socks.insert(
+        server,
+        Sock::Stream(Stream {
+            host: to,
+            local: peer,
+            peer: local,
+            peer_host: from,
+            peer_sock: Some(client),
+            phase: Phase::Open,
+            rx: VecDeque::new(),
+            fin_in: false,
+            error: None,
+            dead: false,
+            read_shut: false,
+            write_shut: false,
+            closed: false,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            sending: false,
+            lost_since: None,
+            rto: FIRST_RTO_MS,
+            last_arrival: now,
+            readers: VecDeque::new(),
+            writers: VecDeque::new(),
+        }),
+    );
+    if let Some(stream) = state.net.stream(client) {
+        stream.peer_sock = Some(server);
+    }
+    if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&listener) {
+        l.ready.push_back(server);
+    }
+    if let Some(&acceptor) = match state.net.socks.get(&listener) {
+        Some(Sock::Listener(l)) => l.acceptors.front(),
+        _ => None,
+    } {
+        finish(state, acceptor, |state, op| {
+            try_accept(state, listener, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
+        });
+    }
+    answer(state, to, from, Event::SynAck { client });
+}
+
+/// Sends a handshake answer from `from` to `to` (dropped like any packet).
+fn answer(state: &mut State, from: HostId, to: HostId, event: Event) {
+    let (latency, dropped) = path(state, from, to);
+    if !dropped {
+        state.schedule(latency, super::Event::Net(event));
+    }
+}
+
+fn on_syn_ack(state: &mut State, client: SockId) {
+    let Some(stream) = state.net.stream(client) else {
+        return;
+    };
+    let Phase::Connecting { op, .. } = stream.phase else {
+        return;
+    };
+    let Some(op) = op else {
+        return;
+    };
+    stream.phase = Phase::Open;
+    let (local, peer) = (stream.local, stream.peer);
+    let socket = handle(state, client, local, Some(peer));
+    finish(state, op, move |_, op| {
+        if let Op::Connect { stream, .. } = op {
+            *stream = Some(socket);
+        }
+        Ok(0)
+    });
+}
+
+/// Takes op `id` out of the world, computes its result with `f` (which may fill its outputs),
+/// and completes it.
+fn finish(state: &mut State, id: u64, f: impl FnOnce(&mut State, &mut Op) -> io::Result<usize>) {
+    unpark(state, id);
+    let Some(mut pending) = state.ops.remove(&id) else {
+        return;
+    };
+    let result = f(state, &mut pending.op);
+    pending.slot.complete(Completion {
+        result,
+        op: pending.op,
+    });
+}
+
+fn try_accept(state: &mut State, listener: SockId, op: &mut Op) -> Option<io::Result<usize>> {
+    let Some(Sock::Listener(l)) = state.net.socks.get_mut(&listener) else {
+        return Some(Err(ErrorKind::NotConnected.into()));
+    };
+    let server = l.ready.pop_front()?;
+    let (local, peer) = match state.net.stream(server) {
+        Some(s) => (s.local, s.peer),
+        None => return Some(Err(ErrorKind::ConnectionAborted.into())),
+    };
+    let socket = handle(state, server, local, Some(peer));
+    if let Op::Accept { accepted, .. } = op {
+        *accepted = Some((socket, peer));
+    }
+    Some(Ok(0))
+}
+
+fn try_recv(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usize>> {
+    let Op::Recv { buf, .. } = op else {
+        return Some(Err(ErrorKind::InvalidInput.into()));
+    };
+    buf.clear();
+    let available = state
+        .net
+        .stream(id)
+        .map_or(0, |s| if s.read_shut { 0 } else { s.rx.len() });
+    if available > 0 && buf.capacity() > 0 {
+        let n = state.transfer(buf.capacity().min(available));
+        let stream = state.net.stream(id)?;
+        buf.extend(stream.rx.drain(..n));
+        // Room in the window: the peer's blocked writes may go on.
+        if let Some(peer) = stream.peer_sock {
+            serve_writers(state, peer);
+        }
+        return Some(Ok(n));
+    }
+    let stream = state.net.stream(id)?;
+    if let Some(err) = stream.error.take() {
+        return Some(Err(err.into()));
+    }
+    if matches!(stream.phase, Phase::Connecting { .. }) {
+        return Some(Err(ErrorKind::NotConnected.into()));
+    }
+    if stream.fin_in || stream.read_shut || stream.dead || buf.capacity() == 0 {
+        return Some(Ok(0));
+    }
+    None
+}
+
+/// Whether a read on `stream` would complete now.
+fn readable(stream: &Stream) -> bool {
+    !stream.rx.is_empty()
+        || stream.error.is_some()
+        || stream.fin_in
+        || stream.read_shut
+        || stream.dead
+        || matches!(stream.phase, Phase::Connecting { .. })
+}
+
+/// The bytes `id` may still send before its peer reads (the window's free part).
+fn room(state: &mut State, id: SockId) -> usize {
+    let Some(stream) = state.net.stream(id) else {
+        return 0;
+    };
+    let (peer, out_bytes) = (stream.peer_sock, stream.out_bytes);
+    let buffered = peer
+        .and_then(|peer| state.net.stream(peer).map(|s| s.rx.len()))
+        .unwrap_or(0);
+    WINDOW.saturating_sub(out_bytes + buffered)
+}
+
+/// Whether a write on `id` would complete now.
+fn writable(state: &mut State, id: SockId) -> bool {
+    let Some(stream) = state.net.stream(id) else {
+        return true;
+    };
+    if stream.error.is_some()
+        || stream.dead
+        || stream.write_shut
+        || matches!(stream.phase, Phase::Connecting { .. })
+    {
+        return true;
+    }
+    room(state, id) > 0
+}
+
+fn try_send(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usize>> {
+    let Op::Send { buf, .. } = op else {
+        return Some(Err(ErrorKind::InvalidInput.into()));
+    };
+    {
+        let stream = state.net.stream(id)?;
+        if let Some(err) = stream.error.take() {
+            return Some(Err(err.into()));
+        }
+        if stream.dead || stream.write_shut {
+            return Some(Err(ErrorKind::BrokenPipe.into()));
+        }
+        if matches!(stream.phase, Phase::Connecting { .. }) {
+            return Some(Err(ErrorKind::NotConnected.into()));
+        }
+        if buf.is_empty() {
+            return Some(Ok(0));
+        }
+    }
+    let room = room(state, id);
+    if room == 0 {
+        return None;
+    }
+    let n = state.transfer(buf.len().min(room));
+    push(state, id, Kind::Data(buf[..n].to_vec()));
+    Some(Ok(n))
+}
+
+/// Queues a segment on `id`'s way to its peer.
+fn push(state: &mut State, id: SockId, kind: Kind) {
+    let now = state.now;
+    let Some(stream) = state.net.stream(id) else {
+        return;
+    };
+    let (from, to) = (stream.host, stream.peer_host);
+    let (latency, _) = path(state, from, to);
+    let stream = state.net.stream(id).expect("checked above");
+    let arrive_at = (now + latency).max(stream.last_arrival);
+    stream.last_arrival = arrive_at;
+    if let Kind::Data(bytes) = &kind {
+        stream.out_bytes += bytes.len();
+    }
+    stream.out.push_back(Segment { kind, arrive_at });
+    if !stream.sending {
+        stream.sending = true;
+        state.schedule_at(arrive_at, super::Event::Net(Event::Deliver { from: id }));
+    }
+}
+
+fn deliver(state: &mut State, from: SockId) {
+    let now = state.now;
+    let Some(stream) = state.net.stream(from) else {
+        return;
+    };
+    stream.sending = false;
+    if stream.out.is_empty() || stream.dead {
+        return;
+    }
+    let (src, dst, peer) = (stream.host, stream.peer_host, stream.peer_sock);
+    let (_, dropped) = path(state, src, dst);
+    if dropped {
+        let give_up = state.faults.net.give_up_ms;
+        let stream = state.net.stream(from).expect("checked above");
+        let since = *stream.lost_since.get_or_insert(now);
+        if now.saturating_sub(since) >= give_up {
+            reset(state, from, ErrorKind::TimedOut);
+            return;
+        }
+        let rto = stream.rto;
+        stream.rto = (rto * 2).min(MAX_RTO_MS);
+        stream.sending = true;
+        state.schedule(rto, super::Event::Net(Event::Deliver { from }));
+        return;
+    }
+    let stream = state.net.stream(from).expect("checked above");
+    stream.lost_since = None;
+    stream.rto = FIRST_RTO_MS;
+    let segment = stream.out.pop_front().expect("checked above");
+    if let Kind::Data(bytes) = &segment.kind {
+        stream.out_bytes -= bytes.len();
+    }
+    if let Some(next) = stream.out.front() {
+        let at = next.arrive_at.max(now);
+        stream.sending = true;
+        state.schedule_at(at, super::Event::Net(Event::Deliver { from }));
+    }
+    let lingering_done = {
+        let stream = state.net.stream(from).expect("checked above");
+        stream.closed && stream.out.is_empty()
+    };
+    // The receiving end: gone (closed and drained, or its host rebooted) answers with a RST.
+    let target = peer.filter(|&peer| {
+        state
+            .net
+            .stream(peer)
+            .is_some_and(|s| !s.closed || matches!(segment.kind, Kind::Rst))
+    });
+    match (target, segment.kind) {
+        (None, Kind::Rst) => {}
+        (None, _) => answer_reset(state, dst, src, from),
+        (Some(target), Kind::Data(bytes)) => {
+            let stream = state.net.stream(target).expect("checked above");
+            if stream.dead {
+            } else if stream.read_shut {
+                // Linux drops data for a read-shut socket... and resets the sender.
+                answer_reset(state, dst, src, from);
+            } else {
+                stream.rx.extend(bytes);
+                serve_readers(state, target);
+            }
+        }
+        (Some(target), Kind::Fin) => {
+            if let Some(stream) = state.net.stream(target) {
+                stream.fin_in = true;
+            }
+            serve_readers(state, target);
+        }
+        (Some(target), Kind::Rst) => reset(state, target, ErrorKind::ConnectionReset),
+    }
+    if lingering_done {
+        state.net.socks.remove(&from);
+    }
+}
+
+/// `to`'s socket answers a segment from `sock` on `from` with a RST.
+fn answer_reset(state: &mut State, at: HostId, to: HostId, sock: SockId) {
+    let (latency, dropped) = path(state, at, to);
+    if !dropped {
+        state.schedule(latency, super::Event::Net(Event::Reset { sock }));
+    }
+}
+
+/// `sock`'s connection ends with `kind` (a RST arrived, or it was given up on).
+fn reset(state: &mut State, sock: SockId, kind: ErrorKind) {
+    let Some(stream) = state.net.stream(sock) else {
+        return;
+    };
+    if stream.dead {
+        return;
+    }
+    stream.dead = true;
+    stream.error = Some(kind);
+    stream.rx.clear();
+    stream.out.clear();
+    stream.out_bytes = 0;
+    let closed = stream.closed;
+    if closed {
+        state.net.socks.remove(&sock);
+        return;
+    }
+    serve_readers(state, sock);
+    serve_writers(state, sock);
+}
+
+/// Completes the waiting reads of `sock` that can complete now, in order.
+fn serve_readers(state: &mut State, sock: SockId) {
+    loop {
+        let Some(stream) = state.net.stream(sock) else {
+            return;
+        };
+        let Some(&op) = stream.readers.front() else {
+            return;
+        };
+        if !readable(stream) {
+            return;
+        }
+        finish(state, op, |state, op| {
+            try_recv(state, sock, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
+        });
+    }
+}
+
+/// Completes the waiting writes of `sock` that can complete now, in order.
+fn serve_writers(state: &mut State, sock: SockId) {
+    loop {
+        let Some(&op) = state.net.stream(sock).and_then(|s| s.writers.front()) else {
+            return;
+        };
+        if !writable(state, sock) {
+            return;
+        }
+        finish(state, op, |state, op| {
+            try_send(state, sock, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
+        });
+    }
+}
+
+fn shutdown(state: &mut State, id: SockId, how: Shutdown) -> io::Result<usize> {
+    let Some(stream) = state.net.stream(id) else {
+        return Err(ErrorKind::NotConnected.into());
+    };
+    if matches!(stream.phase, Phase::Connecting { .. }) || stream.dead {
+        return Err(ErrorKind::NotConnected.into());
+    }
+    if matches!(how, Shutdown::Read | Shutdown::Both) {
+        stream.read_shut = true;
+    }
+    let fin = matches!(how, Shutdown::Write | Shutdown::Both) && !stream.write_shut;
+    if fin {
+        stream.write_shut = true;
+    }
+    if fin {
+        push(state, id, Kind::Fin);
+    }
+    serve_readers(state, id);
+    serve_writers(state, id);
+    Ok(0)
+}
+
+/// The last handle on `sock` is gone: close it as a kernel does.
+pub(crate) fn on_drop(state: &mut State, sock: SockId) {
+    match state.net.socks.get_mut(&sock) {
+        None => {}
+        Some(Sock::Listener(l)) => {
+            let host = l.host;
+            let queued: Vec<SockId> = l.ready.drain(..).collect();
+            state.net.socks.remove(&sock);
+            // Connections nobody accepted are reset.
+            for server in queued {
+                if let Some(stream) = state.net.stream(server) {
+                    let (to, peer) = (stream.peer_host, stream.peer_sock);
+                    state.net.socks.remove(&server);
+                    if let Some(peer) = peer {
+                        answer_reset(state, host, to, peer);
+                    }
+                }
+            }
+        }
+        Some(Sock::Stream(stream)) => {
+            stream.closed = true;
+            if stream.dead || matches!(stream.phase, Phase::Connecting { .. }) {
+                state.net.socks.remove(&sock);
+                return;
+            }
+            if !stream.rx.is_empty() {
+                // Unread data: Linux resets the connection instead of closing it.
+                stream.out.clear();
+                stream.out_bytes = 0;
+                stream.rx.clear();
+                stream.write_shut = true;
+                push(state, sock, Kind::Rst);
+            } else if !stream.write_shut {
+                stream.write_shut = true;
+                push(state, sock, Kind::Fin);
+            } else if stream.out.is_empty() {
+                state.net.socks.remove(&sock);
+            }
+        }
+    }
+}
+
+/// `host` crashed: its sockets vanish. Its peers get a RST or silence, as the seed says (a
+/// machine that loses power sends nothing; one whose kernel survives a process crash resets).
+pub(crate) fn crash(state: &mut State, host: HostId) {
+    let mine: Vec<SockId> = state
+        .net
+        .socks
+        .iter()
+        .filter(|(_, sock)| match sock {
+            Sock::Listener(l) => l.host == host,
+            Sock::Stream(s) => s.host == host,
+        })
+        .map(|(&id, _)| id)
+        .collect();
+    let reset_peers = state.rng.below(2) == 0;
+    for id in mine {
+        if let Some(Sock::Stream(stream)) = state.net.socks.remove(&id) {
+            if let (true, Some(peer), false) = (reset_peers, stream.peer_sock, stream.dead) {
+                answer_reset(state, host, stream.peer_host, peer);
+            }
+        }
+    }
+}

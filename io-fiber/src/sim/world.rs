@@ -1,0 +1,413 @@
+//! [`World`]: hosts and clients on one simulated network, with seeded faults, run to an end.
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::AssertUnwindSafe;
+use std::rc::{Rc, Weak};
+
+use futures_lite::FutureExt;
+use io_core::{Canceled, Cx, RunError, Task};
+
+use super::host::{Host, HostIo, Start};
+use super::{Faults, HostId};
+use crate::{Fiber, FiberIo};
+
+/// What a host or client body returns: `Ok(())`, or an error that fails the run (an invariant
+/// broken, an I/O error nobody handled). `?` works on `Canceled` and `io::Error`.
+pub type Outcome = Result<(), Box<dyn Error>>;
+
+/// A host's start function: called with the host's [`Cx`] and the world's [`Control`] when the
+/// host boots, and again after each restart.
+pub type HostStart = Rc<dyn Fn(Cx, Control) -> std::pin::Pin<Box<dyn Future<Output = Outcome>>>>;
+
+type ClientStart = Box<dyn FnOnce(Cx, Control) -> std::pin::Pin<Box<dyn Future<Output = Outcome>>>>;
+
+/// A simulated world: hosts that serve, clients that drive a workload, a network and a disk per
+/// host, and the faults the seed draws. [`World::run`] returns when every client has returned.
+///
+/// Hosts get the addresses `10.0.0.1`, `10.0.0.2`, … in the order they are declared (servers
+/// and clients alike); [`Control::ip`] resolves a name. Each host has its own disk and clock
+/// offset, and its own tasks: a crash drops them all (none runs past the crash point) and a
+/// restart runs its start function again on what its disk kept.
+///
+/// ```
+/// use io_fiber::sim::{Faults, World};
+/// use io_core::{TcpListener, TcpStream};
+///
+/// let report = World::new(7)
+///     .host("echo", |cx, _world| async move {
+///         let listener = TcpListener::bind(&cx, "0.0.0.0:7000".parse()?).await?;
+///         loop {
+///             let (conn, _) = listener.accept().await?;
+///             cx.spawn(move |_| async move {
+///                 let echo = async {
+///                     let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+///                     n?;
+///                     conn.write_all(buf).await.0
+///                 };
+///                 let _ = echo.await; // an error ends only this connection
+///                 Ok(())
+///             })
+///             .detach();
+///         }
+///     })
+///     .client("test", |cx, world| async move {
+///         let addr = std::net::SocketAddr::new(world.ip("echo"), 7000);
+///         let conn = TcpStream::connect(&cx, addr).await?;
+///         conn.write_all(b"hello".to_vec()).await.0?;
+///         let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+///         n?;
+///         assert_eq!(buf, b"hello");
+///         Ok(())
+///     })
+///     .faults(Faults::none())
+///     .run()
+///     .unwrap();
+/// assert_eq!(report.seed, 7);
+/// assert!(report.now_ms >= 4); // two round trips of 1 ms one-way latency
+/// ```
+pub struct World {
+    seed: u64,
+    faults: Faults,
+    hosts: Vec<(String, HostStart)>,
+    clients: Vec<(String, ClientStart)>,
+    time_limit_ms: u64,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldReport {
+    /// The seed the run was drawn from.
+    pub seed: u64,
+    /// The virtual time when the last client returned.
+    pub now_ms: u64,
+    /// A hash of the whole run: the schedule and every world event. Same seed, same hash.
+    pub trace_hash: u64,
+    /// The faults the world injected, one line each (`"5210 ms: crash db-1"`).
+    pub faults: Vec<String>,
+}
+
+/// A failed run: why, with everything needed to replay it.
+#[derive(Debug)]
+pub struct SimError {
+    /// The seed of the failing run.
+    pub seed: u64,
+    /// The virtual time of the failure.
+    pub at_ms: u64,
+    /// What failed.
+    pub cause: String,
+    /// The faults the world had injected by then, one line each.
+    pub faults: Vec<String>,
+}
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "simulation failed with seed {} at {} ms: {}",
+            self.seed, self.at_ms, self.cause
+        )?;
+        if self.faults.is_empty() {
+            writeln!(f, "faults injected: none")?;
+        } else {
+            writeln!(f, "faults injected:")?;
+            for line in &self.faults {
+                writeln!(f, "  {line}")?;
+            }
+        }
+        write!(
+            f,
+            "replay: run the same world with World::new({}) (same hosts, clients and faults)",
+            self.seed
+        )
+    }
+}
+
+impl Error for SimError {}
+
+/// The world, as its hosts and clients see it: names, and the test's own faults.
+#[derive(Clone)]
+pub struct Control {
+    sim: Weak<Fiber>,
+    names: Rc<Vec<(String, IpAddr)>>,
+}
+
+impl Control {
+    /// The address of the host named `name`. Panics on a name the world does not have (a typo
+    /// in a test).
+    pub fn ip(&self, name: &str) -> IpAddr {
+        self.lookup(name)
+            .unwrap_or_else(|| panic!("no host named {name:?} in this world"))
+    }
+
+    /// The address of the host named `name`, if there is one.
+    pub fn lookup(&self, name: &str) -> Option<IpAddr> {
+        self.names
+            .iter()
+            .find(|(host, _)| host == name)
+            .map(|&(_, ip)| ip)
+    }
+
+    /// `ip(name)` with a port.
+    pub fn addr(&self, name: &str, port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip(name), port)
+    }
+
+    /// Crashes the host named `name` now (see [`World`]). It boots again after the faults'
+    /// restart delay, or when [`Control::restart`] says so.
+    pub fn crash(&self, name: &str) {
+        if let (Some(fiber), Some(host)) = (self.sim.upgrade(), self.host(name)) {
+            fiber.sim.crash_now(host);
+        }
+    }
+
+    /// Boots the crashed host named `name` now.
+    pub fn restart(&self, name: &str) {
+        if let (Some(fiber), Some(host)) = (self.sim.upgrade(), self.host(name)) {
+            fiber.sim.restart_now(host);
+        }
+    }
+
+    /// Cuts the network from `from` to `to` (one way) until [`Control::heal`].
+    pub fn partition(&self, from: &str, to: &str) {
+        if let (Some(fiber), Some(from), Some(to)) =
+            (self.sim.upgrade(), self.host(from), self.host(to))
+        {
+            fiber.sim.cut_now(from, to);
+        }
+    }
+
+    /// Heals a cut made by [`Control::partition`].
+    pub fn heal(&self, from: &str, to: &str) {
+        if let (Some(fiber), Some(from), Some(to)) =
+            (self.sim.upgrade(), self.host(from), self.host(to))
+        {
+            fiber.sim.heal_now(from, to);
+        }
+    }
+
+    fn host(&self, name: &str) -> Option<HostId> {
+        self.names
+            .iter()
+            .position(|(host, _)| host == name)
+            .map(|index| index + 1)
+    }
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("hosts", &self.names)
+            .finish()
+    }
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World")
+            .field("seed", &self.seed)
+            .field(
+                "hosts",
+                &self.hosts.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field(
+                "clients",
+                &self.clients.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+impl World {
+    /// An empty world whose every choice is drawn from `seed`, with no faults and a time limit
+    /// of one simulated day.
+    pub fn new(seed: u64) -> World {
+        World {
+            seed,
+            faults: Faults::none(),
+            hosts: Vec::new(),
+            clients: Vec::new(),
+            time_limit_ms: 24 * 3_600_000,
+        }
+    }
+
+    /// Adds a host that runs `start` when it boots (and again after each restart). It serves
+    /// until it returns (its sockets stay open) or the run ends.
+    pub fn host<F, Fut>(mut self, name: &str, start: F) -> World
+    where
+        F: Fn(Cx, Control) -> Fut + 'static,
+        Fut: Future<Output = Outcome> + 'static,
+    {
+        let start: HostStart = Rc::new(move |cx, world| Box::pin(start(cx, world)));
+        self.hosts.push((name.to_string(), start));
+        self
+    }
+
+    /// Adds a client: a host that runs `body` once and is never crashed. The run ends when
+    /// every client has returned; a client's error fails it.
+    pub fn client<F, Fut>(mut self, name: &str, body: F) -> World
+    where
+        F: FnOnce(Cx, Control) -> Fut + 'static,
+        Fut: Future<Output = Outcome> + 'static,
+    {
+        let body: ClientStart = Box::new(move |cx, world| Box::pin(body(cx, world)));
+        self.clients.push((name.to_string(), body));
+        self
+    }
+
+    /// The faults to inject ([`Faults::none`] unless set).
+    pub fn faults(mut self, faults: Faults) -> World {
+        self.faults = faults;
+        self
+    }
+
+    /// A run still going at this virtual time fails (a workload stuck behind faults that keep
+    /// coming would otherwise never end).
+    pub fn time_limit_ms(mut self, ms: u64) -> World {
+        self.time_limit_ms = ms;
+        self
+    }
+
+    /// Runs the world until every client has returned.
+    pub fn run(self) -> Result<WorldReport, SimError> {
+        let World {
+            seed,
+            faults,
+            hosts,
+            clients,
+            time_limit_ms,
+        } = self;
+        let names: Vec<(String, IpAddr)> = hosts
+            .iter()
+            .map(|(name, _)| name.clone())
+            .chain(clients.iter().map(|(name, _)| name.clone()))
+            .enumerate()
+            .map(|(index, name)| (name, ip_of(index)))
+            .collect();
+        let skew = faults.clock_skew_ms;
+        let skews = super::SplitMix64::new(seed ^ SKEW_STREAM);
+        let members = names
+            .iter()
+            .map(|(name, ip)| {
+                let offset = if skew == 0 { 0 } else { skews.below(skew + 1) };
+                Host::new(name.clone(), *ip, None, offset)
+            })
+            .collect();
+        let servers = hosts.len();
+        let io = FiberIo::world(seed, faults.clone(), members);
+        let fiber = io.fiber();
+        let control = Control {
+            sim: Rc::downgrade(&fiber),
+            names: Rc::new(names),
+        };
+        // Host starts, wrapped to report their failures.
+        for (index, (name, start)) in hosts.into_iter().enumerate() {
+            let host = index + 1;
+            let control = control.clone();
+            let weak = Rc::downgrade(&fiber);
+            let wrapped: Start = Rc::new(move |cx: Cx| {
+                let body = start(cx, control.clone());
+                let weak = weak.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    let cause = match AssertUnwindSafe(body).catch_unwind().await {
+                        Ok(Ok(())) => return Ok(()),
+                        Ok(Err(err)) => format!("host {name:?} failed: {err}"),
+                        Err(panic) => format!("host {name:?} {}", panic_text(&*panic)),
+                    };
+                    if let Some(fiber) = weak.upgrade() {
+                        fiber.sim.fail(cause);
+                    }
+                    Ok(())
+                }) as std::pin::Pin<Box<dyn Future<Output = Result<(), Canceled>>>>
+            });
+            fiber.sim.set_start(host, wrapped);
+        }
+        fiber.sim.plan(&faults, servers);
+        let run = io.run(move |cx| async move {
+            for host in 1..=servers {
+                fiber.sim.boot(host);
+            }
+            let mut tasks: Vec<(String, Task<Outcome>)> = Vec::new();
+            for (index, (name, body)) in clients.into_iter().enumerate() {
+                let host = servers + 1 + index;
+                let io: Rc<dyn io_core::Io> = Rc::new(HostIo::new(fiber.clone(), host));
+                let client_cx = Cx::new(io);
+                let control = control.clone();
+                let task = client_cx.spawn(move |cx| async move {
+                    match AssertUnwindSafe(body(cx, control)).catch_unwind().await {
+                        Ok(outcome) => Ok(outcome),
+                        Err(panic) => Ok(Err(panic_text(&*panic).into())),
+                    }
+                });
+                fiber.sim.add_client(task.task_ref());
+                tasks.push((name, task));
+            }
+            let watchdog = cx.spawn(move |cx| async move {
+                cx.sleep_until(time_limit_ms).await?;
+                Ok(())
+            });
+            let mut failure = None;
+            for (name, task) in tasks {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        failure.get_or_insert(format!("client {name:?} failed: {err}"));
+                    }
+                    Err(Canceled) => {
+                        failure.get_or_insert(format!("client {name:?} was canceled"));
+                    }
+                }
+            }
+            drop(watchdog);
+            // What hosts do while the run winds down is not the run's failure.
+            fiber.sim.end();
+            Ok((failure, cx.now_ms()))
+        });
+        let fiber = io.fiber();
+        let at_ms = fiber.core.now_ms();
+        let faults_log = fiber.sim.log();
+        let fail = |cause: String| SimError {
+            seed,
+            at_ms,
+            cause,
+            faults: faults_log.clone(),
+        };
+        // A host's failure comes first: the clients were canceled because of it.
+        if let Some(cause) = fiber.sim.failure() {
+            return Err(fail(cause));
+        }
+        match run {
+            Ok((None, now_ms)) => Ok(WorldReport {
+                seed,
+                now_ms,
+                trace_hash: io.trace_hash(),
+                faults: faults_log,
+            }),
+            Ok((Some(cause), _)) => Err(fail(cause)),
+            Err(RunError::Deadlock(deadlock)) => Err(fail(deadlock.to_string())),
+            Err(err) => Err(fail(err.to_string())),
+        }
+    }
+}
+
+/// Host `index` (0-based, in declaration order) is `10.0.0.{index + 1}`.
+fn ip_of(index: usize) -> IpAddr {
+    let n = index as u32 + 1;
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n))
+}
+
+const SKEW_STREAM: u64 = 0x736b_6577_0000_0001;
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
