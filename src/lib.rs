@@ -46,6 +46,15 @@ pub use channel;
 
 #[cfg(feature = "fiber")]
 pub use backend::sim;
+
+/// The simulated world the fiber backend serves I/O from: [`World`](sim::World) (hosts,
+/// clients, a network and a disk per host), [`Faults`](sim::Faults) drawn from the seed, and
+/// the [`Control`](sim::Control) a workload crashes and partitions hosts with. (The function
+/// [`sim()`] runs one program on the fiber backend: one host, no faults.)
+#[cfg(feature = "fiber")]
+pub mod sim {
+    pub use io_fiber::sim::*;
+}
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::AbandonedWrite;
 pub use io_core::{

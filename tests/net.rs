@@ -13,6 +13,8 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// Fiber's simulated network never touches a real socket: a std socket handed to it
+/// (`TcpStream::from_std`) is refused with the typed `Unsupported`, by design.
 fn assert_unsupported(err: &io::Error) {
     assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
     assert!(
@@ -45,73 +47,90 @@ async fn echo_server(cx: &Cx, listener: TcpListener, connections: usize) -> io::
     Ok(echoed)
 }
 
-/// A TCP echo over loopback: the server runs on its own thread (its own run of the same
-/// backend), the client here; every byte comes back in order.
-fn tcp_echo_over_loopback(backend: Backend) {
-    if backend == Backend::Fiber {
-        let err = backend
-            .run(|cx| async move { Ok(TcpListener::bind(&cx, loopback()).await.map(drop)) })
-            .unwrap()
-            .unwrap_err();
-        assert_unsupported(&err);
-        return;
+/// Sends `message` in pieces on `connections` connections to `addr` one after another,
+/// reading the echo back as it comes (so neither side's socket buffer has to hold the whole
+/// message); gives what came back on each.
+async fn echo_client(
+    cx: &Cx,
+    addr: SocketAddr,
+    message: &[u8],
+    connections: usize,
+) -> io::Result<Vec<Vec<u8>>> {
+    let mut all = Vec::new();
+    for _ in 0..connections {
+        let stream = TcpStream::connect(cx, addr).await?;
+        let mut got = Vec::new();
+        let mut sent = 0;
+        for piece in message.chunks(5_000) {
+            stream.write_all(piece.to_vec()).await.0?;
+            sent += piece.len();
+            while got.len() < sent {
+                let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
+                if n? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                got.extend_from_slice(&buf);
+            }
+        }
+        stream.shutdown(Shutdown::Write).await?;
+        loop {
+            let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
+            if n? == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        stream.close().await?;
+        all.push(got);
     }
+    Ok(all)
+}
+
+/// A TCP echo over loopback; every byte comes back in order. The server runs on its own thread
+/// (its own run of the same backend), the client here; on fiber, whose simulated network is
+/// the run's own, both run in one run, the server as a task.
+fn tcp_echo_over_loopback(backend: Backend) {
     const CONNECTIONS: usize = 4;
-    let (port_tx, port_rx) = mpsc::channel();
-    let server = std::thread::spawn(move || {
+    let message: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    let expected = message.clone();
+    let (echoed, received) = if backend == Backend::Fiber {
         backend
             .run(move |cx| async move {
                 Ok(async {
                     let listener = TcpListener::bind(&cx, loopback()).await?;
-                    port_tx.send(listener.local_addr()?).unwrap();
-                    echo_server(&cx, listener, CONNECTIONS).await
+                    let addr = listener.local_addr()?;
+                    let server = cx.spawn(move |cx| async move {
+                        Ok(echo_server(&cx, listener, CONNECTIONS).await)
+                    });
+                    let received = echo_client(&cx, addr, &message, CONNECTIONS).await?;
+                    let echoed = server.await.unwrap()?;
+                    Ok::<_, io::Error>((echoed, received))
                 }
                 .await)
             })
             .unwrap()
-    });
-    let addr = port_rx.recv().unwrap();
-    let message: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
-    let expected = message.clone();
-    let received = backend
-        .run(move |cx| async move {
-            Ok(async {
-                let mut all = Vec::new();
-                for _ in 0..CONNECTIONS {
-                    let stream = TcpStream::connect(&cx, addr).await?;
-                    let mut got = Vec::new();
-                    // Send in pieces and read the echo back as it comes, so neither side's
-                    // socket buffer has to hold the whole message.
-                    let mut sent = 0;
-                    for piece in message.chunks(5_000) {
-                        stream.write_all(piece.to_vec()).await.0?;
-                        sent += piece.len();
-                        while got.len() < sent {
-                            let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
-                            if n? == 0 {
-                                return Err(io::ErrorKind::UnexpectedEof.into());
-                            }
-                            got.extend_from_slice(&buf);
-                        }
+            .unwrap()
+    } else {
+        let (port_tx, port_rx) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            backend
+                .run(move |cx| async move {
+                    Ok(async {
+                        let listener = TcpListener::bind(&cx, loopback()).await?;
+                        port_tx.send(listener.local_addr()?).unwrap();
+                        echo_server(&cx, listener, CONNECTIONS).await
                     }
-                    stream.shutdown(Shutdown::Write).await?;
-                    loop {
-                        let (n, buf) = stream.read(Vec::with_capacity(8192)).await;
-                        if n? == 0 {
-                            break;
-                        }
-                        got.extend_from_slice(&buf);
-                    }
-                    stream.close().await?;
-                    all.push(got);
-                }
-                Ok::<_, io::Error>(all)
-            }
-            .await)
-        })
-        .unwrap()
-        .unwrap();
-    let echoed = server.join().unwrap().unwrap();
+                    .await)
+                })
+                .unwrap()
+        });
+        let addr = port_rx.recv().unwrap();
+        let received = backend
+            .run(move |cx| async move { Ok(echo_client(&cx, addr, &message, CONNECTIONS).await) })
+            .unwrap()
+            .unwrap();
+        (server.join().unwrap().unwrap(), received)
+    };
     assert_eq!(echoed, CONNECTIONS * expected.len());
     for got in received {
         assert!(got == expected, "echo differs ({} bytes back)", got.len());
@@ -144,15 +163,10 @@ fn futures_io_traits_in_one_run(backend: Backend) {
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            let (peer_ok, request, response) = result.unwrap();
-            assert!(peer_ok, "accept's peer address is the client's");
-            assert_eq!(request, b"request: hello");
-            assert_eq!(response, "response: world");
-        }
-    }
+    let (peer_ok, request, response) = result.unwrap();
+    assert!(peer_ok, "accept's peer address is the client's");
+    assert_eq!(request, b"request: hello");
+    assert_eq!(response, "response: world");
 }
 
 /// Connecting where nobody listens is `ConnectionRefused`.
@@ -165,10 +179,7 @@ fn connect_refused(backend: Backend) {
         .run(move |cx| async move { Ok(TcpStream::connect(&cx, addr).await.map(drop)) })
         .unwrap()
         .unwrap_err();
-    match backend {
-        Backend::Fiber => assert_unsupported(&err),
-        _ => assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused),
-    }
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
 }
 
 /// Bytes a stream received ahead of the caller survive a write through `AsyncWrite`: the peer

@@ -95,8 +95,8 @@ pub(crate) struct State {
     dropped: Rc<RefCell<Vec<net::SockId>>>,
     /// The clients of a world's run, canceled if it fails.
     clients: Vec<io_core::TaskRef>,
-    /// The first failure of a host.
-    failure: Option<String>,
+    /// The first failure of a host, and its time.
+    failure: Option<(String, u64)>,
     /// Hosts `1..=crash_hosts` are crashed by the fault plan.
     crash_hosts: usize,
     /// The clients are done.
@@ -561,7 +561,7 @@ impl Sim {
             let mut state = self.state.borrow_mut();
             let now = state.now;
             if state.failure.is_none() && !state.ended {
-                state.failure = Some(format!("{cause} (at {now} ms)"));
+                state.failure = Some((cause, now));
             }
             state.clients.clone()
         };
@@ -576,7 +576,7 @@ impl Sim {
     }
 
     /// The run's failure, if a host failed.
-    pub(crate) fn failure(&self) -> Option<String> {
+    pub(crate) fn failure(&self) -> Option<(String, u64)> {
         self.state.borrow().failure.clone()
     }
 

@@ -352,15 +352,12 @@ impl World {
             });
             let mut failure = None;
             for (name, task) in tasks {
-                match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        failure.get_or_insert(format!("client {name:?} failed: {err}"));
-                    }
-                    Err(Canceled) => {
-                        failure.get_or_insert(format!("client {name:?} was canceled"));
-                    }
-                }
+                let cause = match task.await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(err)) => format!("client {name:?} failed: {err}"),
+                    Err(Canceled) => format!("client {name:?} was canceled"),
+                };
+                failure.get_or_insert((cause, cx.now_ms()));
             }
             drop(watchdog);
             // What hosts do while the run winds down is not the run's failure.
@@ -368,18 +365,18 @@ impl World {
             Ok((failure, cx.now_ms()))
         });
         let fiber = io.fiber();
-        let at_ms = fiber.core.now_ms();
         let faults_log = fiber.sim.log();
-        let fail = |cause: String| SimError {
+        let fail = |(cause, at_ms): (String, u64)| SimError {
             seed,
             at_ms,
             cause,
             faults: faults_log.clone(),
         };
         // A host's failure comes first: the clients were canceled because of it.
-        if let Some(cause) = fiber.sim.failure() {
-            return Err(fail(cause));
+        if let Some(failure) = fiber.sim.failure() {
+            return Err(fail(failure));
         }
+        let now = fiber.core.now_ms();
         match run {
             Ok((None, now_ms)) => Ok(WorldReport {
                 seed,
@@ -387,9 +384,9 @@ impl World {
                 trace_hash: io.trace_hash(),
                 faults: faults_log,
             }),
-            Ok((Some(cause), _)) => Err(fail(cause)),
-            Err(RunError::Deadlock(deadlock)) => Err(fail(deadlock.to_string())),
-            Err(err) => Err(fail(err.to_string())),
+            Ok((Some(failure), _)) => Err(fail(failure)),
+            Err(RunError::Deadlock(deadlock)) => Err(fail((deadlock.to_string(), now))),
+            Err(err) => Err(fail((err.to_string(), now))),
         }
     }
 }

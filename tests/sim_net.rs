@@ -1,0 +1,435 @@
+//! The simulated network of the fiber backend: exact virtual times, the error kinds a kernel
+//! gives, partitions, crashes, back-pressure, and determinism under seeded faults.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+
+use ioswap::sim::{Control, Faults, World};
+use ioswap::{Cx, TcpListener, TcpStream};
+
+const PORT: u16 = 7000;
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// Serves echo on `PORT`: each connection's bytes come back until its peer shuts down.
+async fn echo_host(cx: Cx, _world: Control) -> ioswap::sim::Outcome {
+    let listener = TcpListener::bind(&cx, any(PORT)).await?;
+    loop {
+        let (conn, _) = listener.accept().await?;
+        cx.spawn(move |_| async move {
+            let echo = async {
+                let mut buf = Vec::with_capacity(4096);
+                loop {
+                    let (n, back) = conn.read(buf).await;
+                    if n? == 0 {
+                        return conn.close().await;
+                    }
+                    let (sent, back) = conn.write_all(back).await;
+                    sent?;
+                    buf = back;
+                }
+            };
+            let _ = echo.await;
+            Ok(())
+        })
+        .detach();
+    }
+}
+
+/// Runs `client` against one echo host in a healthy world (1 ms each way), and returns what
+/// it returned.
+fn with_echo<T: 'static>(
+    seed: u64,
+    client: impl AsyncFnOnce(Cx, Control) -> io::Result<T> + 'static,
+) -> T {
+    let out = Rc::new(RefCell::new(None));
+    let slot = out.clone();
+    World::new(seed)
+        .host("echo", echo_host)
+        .client("test", move |cx, world| async move {
+            let value = client(cx, world).await?;
+            *slot.borrow_mut() = Some(value);
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    out.take().unwrap()
+}
+
+#[test]
+fn a_handshake_and_an_echo_take_exactly_their_round_trips() {
+    let (connected_at, echoed_at, back) = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        let connected_at = cx.now_ms();
+        conn.write_all(b"ping".to_vec()).await.0?;
+        let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+        n?;
+        Ok((connected_at, cx.now_ms(), buf))
+    });
+    // SYN 1 ms there, SYN-ACK 1 ms back; then the bytes there and back.
+    assert_eq!((connected_at, echoed_at), (2, 4));
+    assert_eq!(back, b"ping");
+}
+
+#[test]
+fn addresses_are_the_hosts_own() {
+    let (local, peer, expected_local, expected_peer) = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        Ok((
+            conn.local_addr()?,
+            conn.peer_addr()?,
+            world.ip("test"),
+            world.addr("echo", PORT),
+        ))
+    });
+    assert_eq!(local.ip(), expected_local);
+    assert_eq!(peer, expected_peer);
+    assert!(local.port() >= 32768, "an ephemeral port: {local}");
+}
+
+#[test]
+fn a_port_nobody_listens_on_refuses_after_one_round_trip() {
+    let (kind, at) = with_echo(1, async |cx, world| {
+        let err = TcpStream::connect(&cx, world.addr("echo", PORT + 1))
+            .await
+            .unwrap_err();
+        Ok((err.kind(), cx.now_ms()))
+    });
+    assert_eq!((kind, at), (ErrorKind::ConnectionRefused, 2));
+}
+
+#[test]
+fn an_address_no_host_has_times_out() {
+    let (kind, at) = with_echo(1, async |cx, _world| {
+        let nowhere = SocketAddr::from(([10, 9, 9, 9], PORT));
+        let err = TcpStream::connect(&cx, nowhere).await.unwrap_err();
+        Ok((err.kind(), cx.now_ms()))
+    });
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert_eq!(at, Faults::none().net.connect_timeout_ms);
+}
+
+#[test]
+fn binding_is_checked_as_a_kernel_checks_it() {
+    let (again, foreign) = with_echo(1, async |cx, world| {
+        let first = TcpListener::bind(&cx, any(9000)).await?;
+        let again = TcpListener::bind(&cx, any(9000)).await.unwrap_err().kind();
+        let foreign = TcpListener::bind(&cx, world.addr("echo", 9001))
+            .await
+            .unwrap_err()
+            .kind();
+        drop(first);
+        Ok((again, foreign))
+    });
+    assert_eq!(again, ErrorKind::AddrInUse);
+    assert_eq!(foreign, ErrorKind::AddrNotAvailable);
+}
+
+#[test]
+fn a_shut_down_write_half_reads_as_end_of_stream() {
+    let got = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        conn.write_all(b"abc".to_vec()).await.0?;
+        conn.shutdown(Shutdown::Write).await?;
+        let mut got = Vec::new();
+        loop {
+            let (n, buf) = conn.read(Vec::with_capacity(2)).await;
+            if n? == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf);
+        }
+        // Writing after shutting the write half down is a broken pipe, as on Linux.
+        let after = conn.write(b"x".to_vec()).await.0.unwrap_err().kind();
+        Ok((got, after))
+    });
+    assert_eq!(got, (b"abc".to_vec(), ErrorKind::BrokenPipe));
+}
+
+#[test]
+fn closing_with_unread_data_resets_the_peer() {
+    let kinds = with_echo(1, async |cx, _world| {
+        let listener = TcpListener::bind(&cx, any(9100)).await?;
+        let client = TcpStream::connect(&cx, listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        client.write_all(b"never read".to_vec()).await.0?;
+        cx.sleep(1).await?;
+        server.close().await?; // unread bytes: a RST, not a FIN
+        cx.sleep(1).await?;
+        let first = client
+            .read(Vec::with_capacity(8))
+            .await
+            .0
+            .unwrap_err()
+            .kind();
+        let then_write = client.write(b"x".to_vec()).await.0.unwrap_err().kind();
+        let then_read = client.read(Vec::with_capacity(8)).await.0?;
+        Ok((first, then_write, then_read))
+    });
+    assert_eq!(
+        kinds,
+        (ErrorKind::ConnectionReset, ErrorKind::BrokenPipe, 0)
+    );
+}
+
+#[test]
+fn a_receiver_that_does_not_read_holds_the_sender_back() {
+    let (accepted, after_read) = with_echo(1, async |cx, _world| {
+        let listener = TcpListener::bind(&cx, any(9200)).await?;
+        let client = TcpStream::connect(&cx, listener.local_addr()?).await?;
+        let (server, _) = listener.accept().await?;
+        let sent = Rc::new(Cell::new(0usize));
+        let counter = sent.clone();
+        let writer = cx.spawn(move |_| async move {
+            let chunk = vec![7u8; 64 * 1024];
+            for _ in 0..16 {
+                let (n, _) = client.write_all(chunk.clone()).await;
+                if n.is_err() {
+                    break;
+                }
+                counter.set(counter.get() + chunk.len());
+            }
+            Ok(client)
+        });
+        cx.sleep(100).await?;
+        let accepted = sent.get();
+        let mut read = 0;
+        while read < 16 * 64 * 1024 {
+            let (n, _) = server.read(Vec::with_capacity(64 * 1024)).await;
+            read += n?;
+        }
+        let _client = writer.await?;
+        Ok((accepted, sent.get()))
+    });
+    // The window is 256 KiB: four 64 KiB writes went through, the fifth waits for the reader.
+    assert_eq!(accepted, 4 * 64 * 1024);
+    assert_eq!(after_read, 16 * 64 * 1024);
+}
+
+/// A client whose path to the server is cut: its bytes stall (retransmitted with a backoff),
+/// and arrive once the partition heals, in order.
+#[test]
+fn a_healed_partition_delivers_what_stalled() {
+    let (at, back) = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        world.partition("test", "echo");
+        conn.write_all(b"late".to_vec()).await.0?;
+        cx.sleep(1_000).await?;
+        world.heal("test", "echo");
+        let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+        n?;
+        Ok((cx.now_ms(), buf))
+    });
+    assert_eq!(back, b"late");
+    // Sent at 2 ms and lost on arrival at 3 ms; sent again to arrive at 203, 603 and 1403 ms
+    // (200, 400, 800 ms backoff): the heal at 1002 ms lets the last one through, and the echo
+    // is back 1 ms later.
+    assert_eq!(at, 1_404);
+}
+
+#[test]
+fn a_partition_that_outlasts_the_give_up_time_ends_the_connection() {
+    let (kind, at) = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        world.partition("test", "echo");
+        conn.write_all(b"lost".to_vec()).await.0?;
+        let err = conn.read(Vec::with_capacity(16)).await.0.unwrap_err();
+        Ok((err.kind(), cx.now_ms()))
+    });
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert!(at >= Faults::none().net.give_up_ms, "gave up at {at} ms");
+}
+
+/// A crashed server's clients see a reset or silence (the seed decides); a restarted server
+/// runs its start function again and serves new connections.
+#[test]
+fn a_crashed_host_restarts_and_serves_again() {
+    let boots = Rc::new(Cell::new(0));
+    let counted = boots.clone();
+    let outcome = Rc::new(RefCell::new(None));
+    let slot = outcome.clone();
+    World::new(3)
+        .host("echo", move |cx, world| {
+            counted.set(counted.get() + 1);
+            echo_host(cx, world)
+        })
+        .client("test", move |cx, world| async move {
+            let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+            world.crash("echo");
+            conn.write_all(b"to a dead host".to_vec()).await.0?;
+            let during = race_read(&cx, Rc::new(conn), 100).await;
+            world.restart("echo");
+            let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+            conn.write_all(b"again".to_vec()).await.0?;
+            let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+            n?;
+            *slot.borrow_mut() = Some((during, buf));
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let (during, again) = outcome.take().unwrap();
+    assert_eq!(boots.get(), 2);
+    assert_eq!(again, b"again");
+    // No echo ever comes from the crashed incarnation.
+    assert!(
+        matches!(during, Some(Err(ErrorKind::ConnectionReset)) | None),
+        "{during:?}"
+    );
+}
+
+/// A read that gives up after `ms`: `None` if nothing came, else its result's kind.
+async fn race_read(cx: &Cx, conn: Rc<TcpStream>, ms: u64) -> Option<Result<usize, ErrorKind>> {
+    let read = |_| async move { Ok(conn.read(Vec::with_capacity(64)).await.0) };
+    match ioswap::timeout(cx, ms, read).await {
+        Ok(Ok(result)) => Some(result.map_err(|err| err.kind())),
+        _ => None,
+    }
+}
+
+/// Many clients against three echo hosts under every default fault: crashes, partitions,
+/// loss, short transfers, late cancels. Each client retries on errors; the run's report is a
+/// pure function of the seed.
+fn stormy(seed: u64) -> Result<ioswap::sim::WorldReport, ioswap::sim::SimError> {
+    let mut world = World::new(seed).faults(Faults::default());
+    for name in ["a", "b", "c"] {
+        world = world.host(name, echo_host);
+    }
+    for client in 0..4 {
+        world = world.client(&format!("client{client}"), move |cx, world| async move {
+            let target = ["a", "b", "c"][client % 3];
+            let mut echoed = 0;
+            while echoed < 40 {
+                let world = world.clone();
+                let attempt =
+                    move |cx: Cx| async move { Ok(echo_once(&cx, world.addr(target, PORT)).await) };
+                match ioswap::timeout(&cx, 2_000, attempt).await? {
+                    Ok(Ok(())) => {
+                        echoed += 1;
+                        cx.sleep(250).await?;
+                    }
+                    Ok(Err(_)) | Err(_) => cx.sleep(100).await?,
+                }
+            }
+            Ok(())
+        });
+    }
+    world.time_limit_ms(3_600_000).run()
+}
+
+/// One echo of "hello" on a new connection.
+async fn echo_once(cx: &Cx, addr: SocketAddr) -> io::Result<()> {
+    let conn = TcpStream::connect(cx, addr).await?;
+    conn.write_all(b"hello".to_vec()).await.0?;
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+        if n? == 0 {
+            return Err(io::Error::from(ErrorKind::UnexpectedEof));
+        }
+        got.extend_from_slice(&buf);
+    }
+    assert_eq!(got, b"hello", "an echo is never corrupted");
+    Ok(())
+}
+
+#[test]
+fn the_same_seed_gives_the_same_stormy_run() {
+    for seed in [1, 2, 3] {
+        let first = stormy(seed).unwrap_or_else(|err| panic!("{err}"));
+        let again = stormy(seed).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(first, again, "seed {seed}");
+    }
+    let hashes: std::collections::BTreeSet<u64> = (1..=5)
+        .map(|seed| stormy(seed).unwrap().trace_hash)
+        .collect();
+    assert_eq!(hashes.len(), 5, "different seeds, different runs");
+}
+
+#[test]
+fn stormy_runs_inject_faults_and_still_finish() {
+    let mut crashes = 0;
+    let mut partitions = 0;
+    for seed in 0..20 {
+        let report = stormy(seed).unwrap_or_else(|err| panic!("{err}"));
+        crashes += report.faults.iter().filter(|l| l.contains("crash")).count();
+        partitions += report
+            .faults
+            .iter()
+            .filter(|l| l.contains("partition"))
+            .count();
+    }
+    assert!(
+        crashes > 0 && partitions > 0,
+        "{crashes} crashes, {partitions} partitions"
+    );
+}
+
+#[test]
+fn a_failing_run_names_its_seed_and_how_to_replay_it() {
+    let err = World::new(42)
+        .host("echo", echo_host)
+        .client("test", |cx, world| async move {
+            let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+            world.crash("echo");
+            cx.sleep(10).await?;
+            Err(format!("invariant broken with {:?}", conn.peer_addr()?).into())
+        })
+        .run()
+        .unwrap_err();
+    assert_eq!(err.seed, 42);
+    assert_eq!(err.at_ms, 12);
+    let text = err.to_string();
+    assert!(text.contains("seed 42"), "{text}");
+    assert!(text.contains("invariant broken"), "{text}");
+    assert!(text.contains("crash echo"), "{text}");
+    assert!(text.contains("World::new(42)"), "{text}");
+}
+
+#[test]
+fn buggify_fires_only_where_a_seed_enables_it() {
+    let fired = |seed: u64, faults: Faults| {
+        let count = Rc::new(Cell::new(0));
+        let counter = count.clone();
+        World::new(seed)
+            .faults(faults)
+            .client("test", move |cx, _| async move {
+                for _ in 0..100 {
+                    if cx.buggify("site") {
+                        counter.set(counter.get() + 1);
+                    }
+                }
+                Ok(())
+            })
+            .run()
+            .unwrap();
+        count.get()
+    };
+    let mut quiet = Faults::default();
+    quiet.crash_every_ms = None;
+    quiet.partition_every_ms = None;
+    let counts: Vec<usize> = (0..16).map(|seed| fired(seed, quiet.clone())).collect();
+    assert!(
+        counts.contains(&0),
+        "some seeds leave the site off: {counts:?}"
+    );
+    assert!(
+        counts.iter().any(|&n| n > 0 && n < 100),
+        "an enabled site fires on some of its visits: {counts:?}"
+    );
+    assert_eq!(
+        counts,
+        (0..16)
+            .map(|seed| fired(seed, quiet.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!((0..16).all(|seed| fired(seed, Faults::none()) == 0));
+    let real = ioswap::BlockingIo::new()
+        .run(|cx| async move { Ok((0..100).any(|_| cx.buggify("site"))) })
+        .unwrap();
+    assert!(!real, "buggify is inert on real backends");
+}
