@@ -50,7 +50,7 @@ pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::AbandonedWrite;
 pub use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, File, OpenOptions, RunError, Shield, Sleep, SpawnError,
-    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
+    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported, WouldDeadlock,
 };
 
 /// Time, in one place: [`Sleep`] (the future of [`Cx::sleep`]), [`timeout`] and [`interval`].
