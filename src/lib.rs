@@ -3,7 +3,7 @@
 //!
 //! | backend | clock | for |
 //! |---|---|---|
-//! | [`BlockingIo`] (feature `blocking`) | real | the simplest execution: tasks run inline, waits block |
+//! | [`BlockingIo`] (feature `blocking`) | real | scripts, CLIs, tests of sequential code: tasks run inline, waits block; no servers |
 //! | [`FiberIo`] (feature `fiber`) | virtual | tests and simulation: seeded, deterministic, no hangs |
 //! | [`UringIo`] (feature `uring`) | real | production on Linux: one thread driven by io_uring |
 //! | [`PollIo`] (feature `poll`) | real | where io_uring is refused, and off Linux: readiness through epoll/kqueue |
