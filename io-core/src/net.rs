@@ -140,7 +140,8 @@ impl TcpListener {
     /// let refused = io_blocking::BlockingIo::new()
     ///     .run(|cx| async move {
     ///         let listener = TcpListener::bind(&cx, "127.0.0.1:0".parse().unwrap()).await;
-    ///         let served = listener.unwrap().serve(|_cx, stream| async move {
+    ///         let listener = listener.unwrap();
+    ///         let served = listener.serve(|_cx, stream| async move {
     ///             let _ = stream.write_all(b"hello".to_vec()).await;
     ///         });
     ///         Ok(served.await.unwrap_err())
