@@ -9,8 +9,11 @@
 //! ```
 //!
 //! The client opens CONNECTIONS connections and sends MESSAGES messages of SIZE bytes on each,
-//! waiting for every echo before the next message, then reports messages per second. On the
-//! blocking backend tasks run inline, so connections are served (and driven) one at a time.
+//! waiting for every echo before the next message, then reports messages per second.
+//!
+//! The server needs concurrency (it serves connections while it accepts more), so on the
+//! blocking backend it fails at once with a typed error — a server has no business there. The
+//! client runs there too, driving its connections one at a time.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,22 +22,22 @@ use std::time::Instant;
 
 use ioswap::{Cx, TcpListener, TcpStream};
 
-/// Serves connections until `limit` have been served (`None`: forever), each in its own task.
-async fn serve(cx: &Cx, listener: TcpListener, limit: Option<usize>) -> io::Result<()> {
-    let mut sessions = Vec::new();
-    let mut served = 0;
-    while limit.is_none_or(|limit| served < limit) {
-        let (stream, _peer) = listener.accept().await?;
-        stream.set_nodelay(true)?;
-        served += 1;
-        sessions.push(cx.spawn(move |_| async move { Ok(echo_session(stream).await) }));
-    }
-    for session in sessions {
-        if let Ok(Err(e)) = session.await {
-            eprintln!("echo: session failed: {e}");
-        }
-    }
-    listener.close().await
+/// Serves connections until an accept fails, each in a task of its own: `serve` asks for
+/// concurrency, so on the blocking backend it fails at once instead of serving one client
+/// while the others wait.
+async fn serve(listener: TcpListener) -> io::Result<()> {
+    let never = listener
+        .serve(|_cx, stream| async move {
+            let session = async {
+                stream.set_nodelay(true)?;
+                echo_session(stream).await
+            };
+            if let Err(e) = session.await {
+                eprintln!("echo: session failed: {e}");
+            }
+        })
+        .await?;
+    match never {}
 }
 
 /// Sends every chunk back until the peer closes its side.
@@ -116,7 +119,7 @@ fn main() -> ExitCode {
                     listener.local_addr()?,
                     cx.backend()
                 );
-                serve(&cx, listener, None).await
+                serve(listener).await
             }
             .await)
         })
@@ -130,7 +133,7 @@ fn main() -> ExitCode {
                         Ok(async {
                             let listener = TcpListener::bind(&cx, addr).await?;
                             tx.send(listener.local_addr()?).expect("main thread waits");
-                            serve(&cx, listener, Some(connections)).await
+                            serve(listener).await
                         }
                         .await)
                     })
@@ -157,11 +160,13 @@ fn main() -> ExitCode {
                     .await
                     .map(|r| (backend, r)))
             });
-            if let Some(server) = server {
+            // The server thread serves until the process ends; if it has already ended, it
+            // failed, and says why the load did.
+            if let Some(server) = server.filter(|server| server.is_finished()) {
                 match server.join() {
-                    Ok(Ok(Ok(()))) => {}
                     Ok(Ok(Err(e))) => eprintln!("echo: server failed: {e}"),
                     Ok(Err(e)) => eprintln!("echo: server failed: {e}"),
+                    Ok(Ok(Ok(()))) => {}
                     Err(_) => eprintln!("echo: server panicked"),
                 }
             }

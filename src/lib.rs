@@ -3,7 +3,7 @@
 //!
 //! | backend | clock | for |
 //! |---|---|---|
-//! | [`BlockingIo`] (feature `blocking`) | real | the simplest execution: tasks run inline, waits block |
+//! | [`BlockingIo`] (feature `blocking`) | real | scripts, CLIs, tests of sequential code: tasks run inline, waits block; no servers |
 //! | [`FiberIo`] (feature `fiber`) | virtual | tests and simulation: seeded, deterministic, no hangs |
 //! | [`UringIo`] (feature `uring`) | real | production on Linux: one thread driven by io_uring |
 //! | [`PollIo`] (feature `poll`) | real | where io_uring is refused, and off Linux: readiness through epoll/kqueue |
@@ -59,7 +59,7 @@ pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::AbandonedWrite;
 pub use io_core::{
     BlockedTask, Canceled, Cx, Deadlock, File, OpenOptions, RunError, Shield, Sleep, SpawnError,
-    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
+    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported, WouldDeadlock,
 };
 
 /// Time, in one place: [`Sleep`] (the future of [`Cx::sleep`]), [`timeout`] and [`interval`].

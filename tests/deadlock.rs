@@ -136,16 +136,10 @@ fn work_spawned_while_draining_is_canceled() {
     assert_eq!((value, log.joined().as_str()), (7, "leftover canceled"));
 }
 
-/// Runs `run` on a thread of its own and gives its debug output, or fails the test after 10 s
-/// instead of hanging the suite.
+/// Runs `run` under the watchdog and gives its debug output.
 #[cfg(feature = "blocking")]
 fn within_10s<T: std::fmt::Debug>(run: impl FnOnce() -> T + Send + 'static) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(format!("{:?}", run()));
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(10))
-        .expect("the run never returned")
+    support::within(10, "the run", move || format!("{:?}", run()))
 }
 
 /// Blocking: an inline child parked on a park (no timer) and racing a foreign future that

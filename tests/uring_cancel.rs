@@ -1,5 +1,6 @@
 //! io_uring cancellation and ownership rules (DESIGN.md "io_uring rules"), on the uring backend.
 #![cfg(feature = "uring")]
+mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use futures_lite::future;
 use ioswap::protocol::op::{Handle, Op, Submitted};
 use ioswap::{Canceled, TcpListener, TcpStream, UringIo};
+use support::within;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -360,16 +362,6 @@ fn io_completes_while_the_loop_is_busy() {
         })
         .unwrap();
     assert!(spins < 1_000_000, "took {spins} busy turns");
-}
-
-/// Runs `f` on its own thread and panics if it has not finished within `secs` (a hang).
-fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .unwrap_or_else(|_| panic!("hung: {what}"))
 }
 
 /// A std-connected pair: (plain std peer, the socket the backend will serve).

@@ -7,8 +7,16 @@
 //! - Sleeping blocks on the real monotonic clock; [`Driver::poll`] blocks until the next timer or a
 //!   wake from another thread.
 //! - I/O ops ([`Io::submit`]) are plain blocking system calls made inside `submit`: a read
-//!   blocks the thread until data arrives, so a blocking program that talks to itself over a
-//!   socket needs a second thread (or the peer's kernel-side buffering).
+//!   blocks the thread until data arrives. A read whose peer is a socket of this same backend
+//!   (client and server of one connection in one run), with nothing arrived, could only be
+//!   satisfied by this thread: after [`DEADLOCK_GRACE`] it fails with [`WouldDeadlock`](io_core::WouldDeadlock)
+//!   instead of hanging; so does a send such a peer does not take. A program that talks to
+//!   itself over a socket works as long as each read comes after the write it waits for;
+//!   otherwise it needs a second thread, or a backend with concurrency. (An accept with no
+//!   connection queued still blocks: another thread or process may connect.)
+//! - Servers are out of reach: [`TcpListener::serve`](io_core::TcpListener::serve) requires
+//!   concurrency, so it fails at once here. Blocking is for scripts, CLIs and tests of
+//!   sequential code.
 //! - An inline task parked on the protocol (a park, a join) with no timer armed can only be
 //!   readied by its own thread, which is blocked on it — or by a foreign future it races against
 //!   the park, woken from another thread. After [`DEADLOCK_GRACE`] with no such wake, that is a
@@ -35,6 +43,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod op;
+mod own_sockets;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -43,12 +52,15 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_core::{
-    BackendCore, Canceled, Cx, Deadlock, Driver, Io, Next, Op, RawTask, RunError, RunQueue,
+    BackendCore, Canceled, Cx, Deadlock, Driver, Handle, Io, Next, Op, RawTask, RunError, RunQueue,
     Runnable, SpawnError, SpawnOptions, Submitted, TaskRef,
 };
 
+use own_sockets::OwnSockets;
+
 /// How long an inline task parked on the protocol, with no timer armed, may wait for a wake from
-/// another thread before it is reported as deadlocked.
+/// another thread before it is reported as deadlocked; and how long a read or a send whose peer
+/// is a socket of this backend waits for it before it fails with [`WouldDeadlock`](io_core::WouldDeadlock).
 pub const DEADLOCK_GRACE: Duration = Duration::from_millis(250);
 
 /// The inline, real-clock backend. Cheap to clone: clones share one backend.
@@ -58,6 +70,8 @@ pub struct BlockingIo(Rc<Blocking>);
 struct Blocking {
     core: BackendCore,
     deadlock: RefCell<Option<Deadlock>>,
+    /// The sockets this backend issued, to tell a read that only this thread could satisfy.
+    own_sockets: RefCell<OwnSockets>,
 }
 
 impl BlockingIo {
@@ -67,6 +81,7 @@ impl BlockingIo {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("blocking", RunQueue::new(), 0x626c_6f63_6b69_6e67),
             deadlock: RefCell::new(None),
+            own_sockets: RefCell::default(),
         }))
     }
 
@@ -201,7 +216,12 @@ impl Io for Blocking {
     /// Performs the op right here with a plain system call (blocking the thread) and returns
     /// it done; nothing is ever in flight, so there is nothing to cancel.
     fn submit(&self, op: Op) -> Submitted {
-        Submitted::Done(op::perform(op))
+        Submitted::Done(op::perform(op, &self.own_sockets))
+    }
+
+    /// Records an adopted listener or stream as this backend's own, like those it issues.
+    fn adopt(&self, handle: &Handle) {
+        self.own_sockets.borrow_mut().record(handle);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The typed errors of the protocol.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The current task was canceled.
 ///
@@ -39,11 +40,77 @@ impl From<Canceled> for std::io::Error {
 pub enum SpawnError {
     /// The spawn required real concurrency (`SpawnOptions::concurrent`) and this backend runs
     /// every task inline. Pick the fiber or io_uring backend, or drop the requirement.
-    #[error("this backend runs tasks inline and cannot give the required concurrency; use the fiber or uring backend")]
+    #[error("this backend runs tasks inline and cannot give the required concurrency; use a backend that has it (uring or poll; fiber for simulations)")]
     ConcurrencyUnavailable,
     /// The backend's `run` has returned; nothing will ever poll a task spawned now.
     #[error("the backend has shut down (its run returned); spawn inside a running backend")]
     ShutDown,
+}
+
+/// A refused spawn as an I/O error, for I/O code that spawns (such as
+/// [`TcpListener::serve`](crate::TcpListener::serve)): `ConcurrencyUnavailable` is of kind
+/// [`Unsupported`](std::io::ErrorKind::Unsupported) (this backend cannot do it, whatever the
+/// retry), `ShutDown` of kind `Other`. The `SpawnError` is inside, for a downcast:
+///
+/// ```
+/// use io_core::SpawnError;
+/// let err = std::io::Error::from(SpawnError::ConcurrencyUnavailable);
+/// assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+/// let inner = err.get_ref().and_then(|e| e.downcast_ref::<SpawnError>());
+/// assert_eq!(inner, Some(&SpawnError::ConcurrencyUnavailable));
+/// ```
+impl From<SpawnError> for std::io::Error {
+    fn from(refused: SpawnError) -> std::io::Error {
+        let kind = match refused {
+            SpawnError::ConcurrencyUnavailable => std::io::ErrorKind::Unsupported,
+            SpawnError::ShutDown => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, refused)
+    }
+}
+
+/// An I/O op that could only ever complete through work the waiting thread itself would have to
+/// do, reported instead of waiting forever.
+///
+/// The blocking backend gives it for a read whose peer is a socket of the same backend — the
+/// client and the server of one connection in one run — when nothing has arrived: the only code
+/// that could write to that peer runs on this thread, which the read would block. (It waits a
+/// short grace first, for bytes the peer's kernel still holds back, such as a Nagle-delayed
+/// segment.) The program needs tasks that run at the same time: spawn the other side with
+/// `SpawnOptions::concurrent()` on a backend that has it (uring, poll), or run it on another
+/// thread.
+///
+/// In an `io::Error` of kind [`Other`](std::io::ErrorKind::Other): the kernel's would-block
+/// kind would send retry loops spinning, nothing timed out, and `ErrorKind::Deadlock` is not
+/// stable. [`WouldDeadlock::of`] finds it.
+///
+/// ```
+/// use io_core::WouldDeadlock;
+/// let err: std::io::Error = WouldDeadlock { op: "recv", peer: "127.0.0.1:80".parse().unwrap() }.into();
+/// assert_eq!(err.kind(), std::io::ErrorKind::Other);
+/// assert_eq!(WouldDeadlock::of(&err).map(|d| d.op), Some("recv"));
+/// assert!(WouldDeadlock::of(&std::io::Error::other("disk on fire")).is_none());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{op} would wait forever: its peer {peer} is a socket of this same blocking run, and only this thread, blocked in the {op}, could make it send; run the peer on another thread, or spawn it with SpawnOptions::concurrent() on a backend that has concurrency (uring, poll)")]
+pub struct WouldDeadlock {
+    /// The op that would have blocked: `"recv"`.
+    pub op: &'static str,
+    /// The address of the peer that would have had to act.
+    pub peer: SocketAddr,
+}
+
+impl WouldDeadlock {
+    /// The report inside `err`, if `err` is one.
+    pub fn of(err: &std::io::Error) -> Option<&WouldDeadlock> {
+        err.get_ref()?.downcast_ref()
+    }
+}
+
+impl From<WouldDeadlock> for std::io::Error {
+    fn from(report: WouldDeadlock) -> std::io::Error {
+        std::io::Error::other(report)
+    }
 }
 
 /// A task that can never make progress, as seen in a deadlock report.

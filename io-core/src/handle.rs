@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::net::{self, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 /// What a backend puts in a [`Handle`]: a file, listener or socket, answering the synchronous
 /// queries the I/O types make without an op (addresses, socket options). The std types the
@@ -149,6 +149,51 @@ impl Handle {
     /// Whether two handles are the same resource.
     pub fn same_as(&self, other: &Handle) -> bool {
         Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A handle that does not keep the resource open, for a backend's own bookkeeping of what it
+    /// issued: the resource still closes when the last [`Handle`] goes.
+    ///
+    /// ```
+    /// use io_core::op::Handle;
+    /// let listener = Handle::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    /// let weak = listener.downgrade();
+    /// assert!(weak.upgrade().is_some_and(|h| h.same_as(&listener)));
+    /// drop(listener);
+    /// assert!(weak.upgrade().is_none());
+    /// ```
+    pub fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Rc::downgrade(&self.0))
+    }
+}
+
+/// A [`Handle`] that does not keep its resource open ([`Handle::downgrade`]).
+#[derive(Clone)]
+pub struct WeakHandle(Weak<dyn Resource>);
+
+impl WeakHandle {
+    /// The handle, if its resource is still open.
+    pub fn upgrade(&self) -> Option<Handle> {
+        self.0.upgrade().map(Handle)
+    }
+
+    /// Whether the resource has been closed (every [`Handle`] on it is gone).
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+
+    /// Whether this is a weak handle on `handle`'s resource.
+    pub fn is(&self, handle: &Handle) -> bool {
+        std::ptr::addr_eq(self.0.as_ptr(), Rc::as_ptr(&handle.0))
+    }
+}
+
+impl fmt::Debug for WeakHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.upgrade() {
+            Some(handle) => f.debug_tuple("WeakHandle").field(&handle).finish(),
+            None => f.write_str("WeakHandle(closed)"),
+        }
     }
 }
 

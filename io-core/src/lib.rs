@@ -83,11 +83,13 @@ pub use adapter::AbandonedWrite;
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{Cx, Shield, Suspend};
-pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError};
+pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError, WouldDeadlock};
 pub use fs::{File, OpenOptions};
 pub use io::{Driver, Io, Next};
 pub use net::{TcpListener, TcpStream};
-pub use op::{Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported};
+pub use op::{
+    Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported, WeakHandle,
+};
 pub use park::Park;
 pub use random::SplitMix64;
 pub use run::run;

@@ -1,17 +1,36 @@
 //! [`TcpListener`] and [`TcpStream`]: TCP with owned buffers, written once over op submission,
 //! plus `futures-io` `AsyncRead`/`AsyncWrite` for the ecosystem's codecs.
 
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
 
 use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
 use crate::fs::missing_output;
 use crate::op::{Handle, Op};
-use crate::Cx;
+use crate::{Cx, SpawnOptions, Task};
 
 /// A TCP socket listening for connections.
+///
+/// # Which spawns need concurrency
+///
+/// A server serves a connection while it goes on accepting the next ones, so the task that
+/// handles a connection must run *beside* the accept loop that spawned it: that spawn requires
+/// concurrency. [`TcpListener::serve`] is the server loop, and it asks for it
+/// ([`SpawnOptions::concurrent`]), so on the blocking backend, which runs every spawned task
+/// inline, it fails at once with a typed error instead of serving one connection while the
+/// others wait (forever, if that client waits for another one). Serve on uring or poll.
+///
+/// What does not need concurrency, and runs on blocking too: one connection at a time, in
+/// order — accept, serve it to the end, accept the next — as sequential code, and a client and a
+/// server in one run as long as each read comes after the write it waits for. A read that could
+/// only be satisfied by its own thread is reported there as [`WouldDeadlock`](crate::WouldDeadlock)
+/// rather than waited for forever.
 ///
 /// ```
 /// use io_core::{TcpListener, TcpStream};
@@ -97,9 +116,122 @@ impl TcpListener {
         }
     }
 
+    /// Serves connections: accepts them in a loop and runs `handler` on each, in a task of its
+    /// own spawned with [`SpawnOptions::concurrent`] (named `connection`), so connections are
+    /// served at the same time and the loop keeps accepting.
+    ///
+    /// On a backend that runs tasks inline (blocking) it fails at once, before any connection
+    /// is taken, with an error of kind [`Unsupported`](io::ErrorKind::Unsupported) that holds
+    /// [`SpawnError::ConcurrencyUnavailable`](crate::SpawnError::ConcurrencyUnavailable): the
+    /// task for the next connection is spawned before that connection is accepted, and waits
+    /// for it.
+    ///
+    /// It runs until an accept fails (it returns that error) or until it is canceled (it
+    /// returns the canceled error, [`Canceled::is_canceled`](crate::Canceled::is_canceled)).
+    /// Either way it cancels the handlers still running and joins them before it returns: no
+    /// handler outlives it, and a handler's panic resumes in it. A handler deals with its own
+    /// errors (its future gives `()`): one failed connection does not stop the server.
+    ///
+    /// ```
+    /// use io_core::{SpawnError, TcpListener};
+    ///
+    /// let refused = io_blocking::BlockingIo::new()
+    ///     .run(|cx| async move {
+    ///         let listener = TcpListener::bind(&cx, "127.0.0.1:0".parse().unwrap()).await;
+    ///         let listener = listener.unwrap();
+    ///         let served = listener.serve(|_cx, stream| async move {
+    ///             let _ = stream.write_all(b"hello".to_vec()).await;
+    ///         });
+    ///         Ok(served.await.unwrap_err())
+    ///     })
+    ///     .unwrap();
+    /// let inner = refused.get_ref().and_then(|e| e.downcast_ref::<SpawnError>());
+    /// assert_eq!(inner, Some(&SpawnError::ConcurrencyUnavailable));
+    /// ```
+    pub async fn serve<F, Fut>(&self, mut handler: F) -> io::Result<Infallible>
+    where
+        F: FnMut(Cx, TcpStream) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let cx = &self.cx;
+        let mut handlers: Vec<Task<()>> = Vec::new();
+        // Finished handlers are joined when the list reaches this length, so it holds about the
+        // live ones without a scan per connection.
+        let mut join_finished_at = 16;
+        let failed = loop {
+            if handlers.len() >= join_finished_at {
+                let mut i = 0;
+                while i < handlers.len() {
+                    if handlers[i].is_finished() {
+                        // Finished: this join returns at once (or resumes the handler's panic).
+                        let _ = handlers.swap_remove(i).await;
+                    } else {
+                        i += 1;
+                    }
+                }
+                join_finished_at = (handlers.len() * 2).max(16);
+            }
+            let (next, handed) = match next_connection::<Fut>(cx) {
+                Ok(spawned) => spawned,
+                Err(refused) => break refused,
+            };
+            match self.accept().await {
+                Ok((stream, _peer)) => {
+                    handed.hand(cx, handler(cx.clone(), stream));
+                    handlers.push(next);
+                }
+                // `next` is dropped: canceled before it ever had a connection.
+                Err(e) => break e,
+            }
+        };
+        for handler in &handlers {
+            handler.cancel();
+        }
+        for handler in handlers {
+            // Shielded: the joins must happen even when serve itself was canceled.
+            let _ = cx.shield(handler).await;
+        }
+        Err(failed)
+    }
+
     /// Closes the listener once no accept is in flight on it.
     pub async fn close(self) -> io::Result<()> {
         close(&self.cx, self.listener).await
+    }
+}
+
+/// Spawns, with concurrency required, the task that will run the handler of the next
+/// connection, and returns it with where to hand it that handler.
+fn next_connection<Fut>(cx: &Cx) -> io::Result<(Task<()>, Handover<Fut>)>
+where
+    Fut: Future<Output = ()> + 'static,
+{
+    let handover = Handover {
+        park: cx.park("serve: a connection to handle"),
+        handler: Rc::new(Cell::new(None)),
+    };
+    let (park, handler) = (handover.park.clone(), handover.handler.clone());
+    let opts = SpawnOptions::new().name("connection").concurrent();
+    let task = cx.spawn_with(opts, move |cx| async move {
+        cx.suspend(park).await?;
+        if let Some(handler) = handler.take() {
+            handler.await;
+        }
+        Ok(())
+    })?;
+    Ok((task, handover))
+}
+
+/// Where [`TcpListener::serve`] hands a connection's handler to the task spawned for it.
+struct Handover<Fut> {
+    park: crate::Park,
+    handler: Rc<Cell<Option<Fut>>>,
+}
+
+impl<Fut> Handover<Fut> {
+    fn hand(self, cx: &Cx, handler: Fut) {
+        self.handler.set(Some(handler));
+        cx.ready(&self.park);
     }
 }
 

@@ -31,7 +31,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-pub use crate::handle::{Handle, Resource};
+pub use crate::handle::{Handle, Resource, WeakHandle};
 use crate::task::{self, ShieldGuard};
 use crate::{Canceled, Io, Park};
 

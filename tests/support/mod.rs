@@ -206,3 +206,18 @@ impl Drop for OnDrop {
         self.0.push(self.1);
     }
 }
+
+/// Runs `f` on a thread of its own and gives its value, or fails the test after `secs` (a
+/// hang) instead of hanging the suite.
+pub fn within<T: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("hung: {what} did not end within {secs} s"))
+}
