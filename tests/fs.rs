@@ -23,11 +23,13 @@ impl Drop for TempPath {
     }
 }
 
-/// Asserts the fiber backend refused real I/O with the typed error.
-fn assert_unsupported(err: &io::Error) {
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-    let refusal = err.get_ref().and_then(|e| e.downcast_ref::<Unsupported>());
-    assert_eq!(refusal.map(|u| u.backend), Some("fiber"), "{err}");
+/// The whole file at `path`, read back through the backend (fiber's files live on its simulated
+/// disk, which `std::fs` cannot see).
+async fn read_back(cx: &ioswap::Cx, path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let file = File::open(cx, path).await?;
+    let data = file.read_to_end().await?;
+    file.close().await?;
+    Ok(data)
 }
 
 /// Write, sync, close, reopen, read back: the bytes survive the round trip.
@@ -54,15 +56,9 @@ fn file_round_trip(backend: Backend) {
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            let (len, read) = result.unwrap();
-            assert_eq!(len, 100_000);
-            assert!(read == expected, "read back different bytes");
-            assert_eq!(std::fs::read(&path.0).unwrap(), expected);
-        }
-    }
+    let (len, read) = result.unwrap();
+    assert_eq!(len, 100_000);
+    assert!(read == expected, "read back different bytes");
 }
 
 /// `read_at`/`write_at` work at offsets; a read fills at most the buffer's capacity, at its
@@ -93,15 +89,10 @@ fn positional_reads_and_writes(backend: Backend) {
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            let (middle, tail, past_end) = result.unwrap();
-            assert_eq!(middle, (5, b"World".to_vec()));
-            assert_eq!(tail, (2, b"ld".to_vec()));
-            assert_eq!(past_end, (0, 0));
-        }
-    }
+    let (middle, tail, past_end) = result.unwrap();
+    assert_eq!(middle, (5, b"World".to_vec()));
+    assert_eq!(tail, (2, b"ld".to_vec()));
+    assert_eq!(past_end, (0, 0));
 }
 
 /// `futures-io` on files: sequential writes through `AsyncWriteExt`, then lines read back with
@@ -126,10 +117,7 @@ fn futures_io_traits_on_a_file(backend: Backend) {
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => assert_eq!(result.unwrap(), ["first line", "second line", "third line"]),
-    }
+    assert_eq!(result.unwrap(), ["first line", "second line", "third line"]);
 }
 
 /// Opening a missing file is `NotFound`, with the OS's error.
@@ -140,10 +128,7 @@ fn open_missing_file_is_not_found(backend: Backend) {
         .run(|cx| async move { Ok(File::open(&cx, &p).await.map(drop)) })
         .unwrap()
         .unwrap_err();
-    match backend {
-        Backend::Fiber => assert_unsupported(&err),
-        _ => assert_eq!(err.kind(), io::ErrorKind::NotFound),
-    }
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
 
 /// A task canceled before its I/O starts never starts it, and its buffer comes back.
@@ -162,8 +147,8 @@ fn canceled_task_starts_no_io(backend: Backend) {
                 })
                 .await;
             let (result, buf) = {
-                let file =
-                    ioswap::protocol::op::Handle::new(std::fs::File::open("/dev/null").unwrap());
+                // Never submitted: on any backend this handle would be refused as `Unsupported`.
+                let file = ioswap::protocol::op::Handle::new(NotADescriptor);
                 let done = cx
                     .submit(ioswap::protocol::op::Op::ReadAt {
                         file,
@@ -174,10 +159,12 @@ fn canceled_task_starts_no_io(backend: Backend) {
                 (done.result, done.op.into_buf())
             };
             assert!(Canceled::is_canceled(&result.unwrap_err()));
+            // Looked up through the backend (fiber's disk is its own), shielded from the cancel.
+            let exists = cx.shield(File::open(&cx, &p)).await.is_ok();
             Ok((
                 done.result.is_err_and(|e| Canceled::is_canceled(&e)),
                 buf.capacity(),
-                p.exists(),
+                exists,
             ))
         })
         .unwrap();
@@ -198,19 +185,14 @@ fn trait_write_reports_only_bytes_in_the_file(backend: Backend) {
                 let mut file = File::create(&cx, &p).await?;
                 let reported = file.write(b"hello").await?;
                 drop(file);
-                Ok::<_, io::Error>(reported)
+                Ok::<_, io::Error>((reported, read_back(&cx, &p).await?))
             }
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            let reported = result.unwrap();
-            assert!(reported > 0, "nothing written");
-            assert_eq!(std::fs::read(&path.0).unwrap(), &b"hello"[..reported]);
-        }
-    }
+    let (reported, in_file) = result.unwrap();
+    assert!(reported > 0, "nothing written");
+    assert_eq!(in_file, &b"hello"[..reported]);
 }
 
 /// A `poll_write` answered `Pending` and polled again with the same bytes (futures-io's
@@ -235,18 +217,12 @@ fn trait_write_polled_again_after_pending_writes_once(backend: Backend) {
                     };
                 }
                 file.close().await?;
-                Ok::<_, io::Error>(())
+                read_back(&cx, &p).await
             }
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            result.unwrap();
-            assert_eq!(std::fs::read(&path.0).unwrap(), b"hello");
-        }
-    }
+    assert_eq!(result.unwrap(), b"hello");
 }
 
 /// A write given up on after `Pending` is never credited to a later write of other bytes: the
@@ -267,22 +243,21 @@ fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
                     .transpose()?;
                 let then = file.write_all(b"BBBBBBBB").await;
                 file.close().await?;
-                Ok::<_, io::Error>((first, then))
+                Ok::<_, io::Error>((first, then, read_back(&cx, &p).await?))
             }
             .await)
         })
         .unwrap();
+    let (first, then, on_disk) = result.unwrap();
     match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
         // Poll, like blocking, writes at once when the socket or file takes the bytes: a
-        // readiness-based write is only ever `Pending` before it has written anything.
-        Backend::Blocking | Backend::Poll => {
-            let (first, then) = result.unwrap();
+        // readiness-based write is only ever `Pending` before it has written anything. Fiber's
+        // disk has no latency in a plain run (`Faults::none`): its writes complete at once too.
+        Backend::Blocking | Backend::Poll | Backend::Fiber => {
             assert_eq!((first, then.ok()), (Some(4), Some(())));
-            assert_eq!(std::fs::read(&path.0).unwrap(), b"AAAABBBBBBBB");
+            assert_eq!(on_disk, b"AAAABBBBBBBB");
         }
         _ => {
-            let (first, then) = result.unwrap();
             assert_eq!(first, None, "the first write was pending");
             let err = then.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
@@ -294,7 +269,6 @@ fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
                 Some(&AbandonedWrite { written: 4, len: 4 }),
                 "{err}"
             );
-            let on_disk = std::fs::read(&path.0).unwrap();
             assert_eq!(String::from_utf8_lossy(&on_disk), "AAAA");
         }
     }
@@ -318,13 +292,126 @@ fn offset_past_i64_max_is_invalid_input(backend: Backend) {
             .await)
         })
         .unwrap();
-    match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
-        _ => {
-            let invalid = Err(io::ErrorKind::InvalidInput);
-            assert_eq!(result.unwrap(), (invalid, invalid));
-        }
-    }
+    let invalid = Err(io::ErrorKind::InvalidInput);
+    assert_eq!(result.unwrap(), (invalid, invalid));
+}
+
+/// Open follows `open(2)`: `create_new` refuses an existing file, `truncate` empties one, and a
+/// write on an `append` file goes to its end whatever the offset (as `pwrite` on `O_APPEND`).
+fn open_modes_create_new_truncate_and_append(backend: Backend) {
+    let path = TempPath::new("open-modes", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&cx, &p)
+                    .await?;
+                file.write_all_at(b"hello".to_vec(), 0).await.0?;
+                file.close().await?;
+                let again = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&cx, &p)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.kind());
+                let file = OpenOptions::new().append(true).open(&cx, &p).await?;
+                let (appended, _) = file.write_at(b" world".to_vec(), 0).await;
+                file.close().await?;
+                let after_append = read_back(&cx, &p).await?;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&cx, &p)
+                    .await?;
+                let truncated_len = file.len().await?;
+                file.close().await?;
+                Ok::<_, io::Error>((again, appended?, after_append, truncated_len))
+            }
+            .await)
+        })
+        .unwrap();
+    let (again, appended, after_append, truncated_len) = result.unwrap();
+    assert_eq!(again, Err(io::ErrorKind::AlreadyExists));
+    assert_eq!(appended, 6);
+    assert_eq!(after_append, b"hello world");
+    assert_eq!(truncated_len, 0);
+}
+
+/// A write past the end leaves zeros in the gap; `len` counts them.
+fn a_write_past_the_end_leaves_zeros(backend: Backend) {
+    let path = TempPath::new("past-end", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = File::create(&cx, &p).await?;
+                file.write_all_at(b"x".to_vec(), 4).await.0?;
+                let len = file.len().await?;
+                let data = file.read_to_end().await?;
+                file.close().await?;
+                Ok::<_, io::Error>((len, data))
+            }
+            .await)
+        })
+        .unwrap();
+    assert_eq!(result.unwrap(), (5, b"\0\0\0\0x".to_vec()));
+}
+
+/// A write on a file opened only for reading, or a read on one opened only for writing, fails
+/// as Linux fails it: `EBADF`.
+fn access_the_file_was_not_opened_for_is_ebadf(backend: Backend) {
+    let path = TempPath::new("access-mode", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .open(&cx, &p)
+                    .await?;
+                let (read, _) = file.read_at(Vec::with_capacity(4), 0).await;
+                file.close().await?;
+                let file = File::open(&cx, &p).await?;
+                let (written, _) = file.write_at(b"x".to_vec(), 0).await;
+                file.close().await?;
+                let errno = |r: io::Result<usize>| r.map_err(|e| (e.kind(), e.raw_os_error()));
+                Ok::<_, io::Error>((errno(read), errno(written)))
+            }
+            .await)
+        })
+        .unwrap();
+    let ebadf = io::Error::from_raw_os_error(9);
+    let bad_descriptor = Err((ebadf.kind(), Some(9)));
+    assert_eq!(result.unwrap(), (bad_descriptor, bad_descriptor));
+}
+
+/// Options std refuses (no access, `create` or `truncate` without write access, `append` with
+/// `truncate`) are `InvalidInput`, whether or not the file exists.
+fn open_options_std_refuses_are_invalid_input(backend: Backend) {
+    let path = TempPath::new("bad-options", backend);
+    let p = path.0.clone();
+    let kinds = backend
+        .run(|cx| async move {
+            let refused = [
+                OpenOptions::new(),
+                OpenOptions::new().read(true).create(true),
+                OpenOptions::new().read(true).truncate(true),
+                OpenOptions::new().append(true).truncate(true),
+            ];
+            let mut kinds = Vec::new();
+            for options in refused {
+                let opened = options.open(&cx, &p).await;
+                kinds.push(opened.map(drop).map_err(|e| e.kind()));
+            }
+            Ok(kinds)
+        })
+        .unwrap();
+    assert_eq!(kinds, [Err(io::ErrorKind::InvalidInput); 4]);
 }
 
 /// A resource no backend issued.
@@ -361,6 +448,10 @@ fn op_on_a_foreign_handle_is_a_typed_unsupported(backend: Backend) {
 }
 
 conformance!(
+    open_modes_create_new_truncate_and_append,
+    a_write_past_the_end_leaves_zeros,
+    access_the_file_was_not_opened_for_is_ebadf,
+    open_options_std_refuses_are_invalid_input,
     op_on_a_foreign_handle_is_a_typed_unsupported,
     a_given_up_trait_write_is_never_credited_to_other_bytes,
     offset_past_i64_max_is_invalid_input,

@@ -178,8 +178,8 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
 ///
 /// Every method hands its buffer to the backend and gets it back with the result, so a buffer is
 /// never borrowed by an operation the kernel may still be running. On the blocking backend each
-/// call is a plain system call; on io_uring it is one SQE; on fiber, real files are
-/// [`Unsupported`](crate::Unsupported).
+/// call is a plain system call; on io_uring it is one SQE; on fiber, it is served by the host's
+/// simulated disk (files that live only in the simulation, with a real disk's durability).
 ///
 /// ```
 /// use io_core::File;

@@ -94,7 +94,7 @@ pub trait Io {
     }
 
     /// Starts an I/O op (see [`crate::op`]). Either it is already finished ([`Submitted::Done`]:
-    /// blocking performs it inline, fiber refuses real I/O), or it is in flight
+    /// blocking performs it inline, fiber may answer from its simulated world), or it is in flight
     /// ([`Submitted::InFlight`]) and the backend owns it — buffers included — until its
     /// completion, which it delivers through the [`OpSlot`](crate::OpSlot) it returned
     /// ([`OpSlot::complete`](crate::OpSlot::complete) also readies the waiting task). A backend

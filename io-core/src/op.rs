@@ -8,8 +8,8 @@
 //!
 //! - The blocking backend performs the op synchronously inside `submit`.
 //! - The io_uring backend turns it into an SQE; the op stays in the backend until its final CQE.
-//! - The fiber backend offers no real I/O (yet): every op but [`Op::Nop`] completes at once with
-//!   an [`Unsupported`] error.
+//! - The fiber backend serves it from its simulated world (a disk and a network per host), at
+//!   once or after a simulated latency; it never touches a real file or socket.
 //!
 //! Cancellation follows DESIGN.md rule 3 and the io_uring rules: a task canceled while its op is
 //! in flight asks the backend to cancel the op ([`Io::cancel_op`]) and then waits — shielded —
@@ -234,7 +234,7 @@ pub struct Completion {
 /// What [`Io::submit`] did with an op.
 #[derive(Debug)]
 pub enum Submitted {
-    /// The op already finished (blocking performs it inline; fiber refuses it).
+    /// The op already finished (blocking performs it inline; fiber's simulated disk may too).
     Done(Completion),
     /// The op is in flight: `id` names it for [`Io::cancel_op`] and [`Io::discard_op`], and its
     /// completion will come through `slot` (made by the backend only for ops that go in flight,
@@ -304,8 +304,9 @@ impl fmt::Debug for OpSlot {
     }
 }
 
-/// The error of an op on a backend that offers no real I/O (fiber, until its simulated disk and
-/// network arrive). Reaches the caller as an [`io::Error`] of kind
+/// The error of an op a backend cannot serve: one on a handle another backend issued (a real
+/// descriptor on fiber, a simulated file on a kernel backend), or one it does not know. Reaches
+/// the caller as an [`io::Error`] of kind
 /// [`Unsupported`](io::ErrorKind::Unsupported) wrapping this value.
 ///
 /// ```
@@ -316,7 +317,7 @@ impl fmt::Debug for OpSlot {
 /// assert_eq!(inner.backend, "fiber");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the {backend} backend does not perform real I/O (op `{op}`); run it on the blocking or uring backend")]
+#[error("the {backend} backend cannot serve op `{op}` here: ops work only on the files and sockets that backend opened")]
 pub struct Unsupported {
     /// The backend that refused.
     pub backend: &'static str,

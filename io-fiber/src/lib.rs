@@ -10,14 +10,16 @@
 //!   and the seed, and [`FiberIo::trace_hash`] proves it.
 //! - **No hangs**: when nothing is runnable, no timer is armed and the main task is unfinished,
 //!   [`FiberIo::run`] returns [`RunError::Deadlock`] naming every blocked task and its park.
+//! - **Simulated I/O**: files and sockets are served by a simulated world ([`sim`]), never by
+//!   the kernel: a disk with a real disk's durability (what was not synced may be lost or torn
+//!   when a host crashes) and a TCP network with latency. A plain run is host 0, `localhost`,
+//!   on a healthy world (an exact, instant disk; a 1 ms network) whose disk starts empty;
+//!   [`sim::World`] adds hosts, crashes and the faults a seed draws. Fiber never touches a real
+//!   file or socket: a handle a real backend opened is refused with the typed
+//!   [`Unsupported`](io_core::Unsupported).
 //!
 //! Wakes from other threads are accepted (the run queue is thread-safe) but break determinism
 //! and can race the deadlock check; keep fiber programs on one thread.
-//!
-//! Real file and network I/O is not simulated yet: it arrives with the simulated disk and
-//! network. Until then every I/O op ([`Io::submit`]) except [`Op::Nop`] completes at once with
-//! an [`io::ErrorKind::Unsupported`](std::io::ErrorKind::Unsupported) error wrapping the typed
-//! [`Unsupported`](io_core::Unsupported): fiber never touches a real file or socket.
 //!
 //! ```
 //! use io_fiber::FiberIo;

@@ -63,12 +63,13 @@ pub struct NetFaults {
 pub struct DiskFaults {
     /// How long a file op takes.
     pub latency_ms: (u64, u64),
-    /// Share of reads and writes that fail with `EIO` (nothing is written).
+    /// Share of reads, writes and syncs that fail with `EIO` (nothing is read, written or made
+    /// durable).
     pub eio_ppm: u32,
     /// Share of writes that fail with `ENOSPC` (nothing is written).
     pub enospc_ppm: u32,
-    /// On a crash, an unsynced write may survive whole, be lost, or be torn (a prefix of it
-    /// kept). Off: every unsynced write is lost.
+    /// On a crash, an unsynced write may also be torn (a prefix of it kept). Off: each unsynced
+    /// write is lost or kept whole (as a healthy disk may do either).
     pub torn_writes: bool,
     /// Opt-in lying hardware: a completed `sync_all` may still lose the writes before it on a
     /// crash.

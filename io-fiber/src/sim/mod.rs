@@ -306,7 +306,13 @@ impl Sim {
     pub(crate) fn cancel_op(&self, id: OpId) {
         let mut state = self.state.borrow_mut();
         let id = id.get();
-        if !state.ops.contains_key(&id) {
+        let Some(pending) = state.ops.get(&id) else {
+            return;
+        };
+        if disk::is_file_op(&pending.op) {
+            // A file op's effect is done when it is submitted; it only waits out the disk's
+            // latency. Like a read or write io_uring has started, it cannot be canceled: its
+            // result arrives (rule 3, completion wins).
             return;
         }
         // The kernel's freedom: a cancel may arrive after the op could complete.
