@@ -188,9 +188,9 @@ pub mod why {
         "inline backend: each task's sleep blocks the spawner, so the sleeps run one after another";
     /// Fiber's clock is virtual: real-clock workloads do not apply.
     pub const VIRTUAL_CLOCK: &str = "virtual clock: see the virtual-clock workloads";
-    /// Fiber refuses real I/O until its simulated disk and network arrive.
-    pub const NO_REAL_IO: &str =
-        "no real I/O: fiber refuses every op but Nop (Unsupported) until its simulated disk and network arrive";
+    /// Fiber serves I/O from its simulated world, not from the kernel.
+    pub const SIMULATED_IO: &str =
+        "simulated I/O: fiber serves ops from its simulated network and disk, not the kernel's, so its time is not comparable";
     /// Blocking runs every spawned task inline, so tasks that wait on each other never meet.
     pub const INLINE_NO_CONCURRENCY: &str =
         "inline backend: a spawned task runs to its end inside spawn, so tasks that wait on each other deadlock";

@@ -28,7 +28,7 @@ pub const WORKLOAD: Workload = Workload {
     floors: &[Runner::StdPread],
     warm_up: false,
     skip: |runner| match runner {
-        Runner::Ioswap(Backend::Fiber) => Some(why::NO_REAL_IO),
+        Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
         Runner::Ioswap(_) | Runner::Tokio | Runner::StdPread => None,
         _ => Some("not measured: tokio::fs is this workload's peer (issue 5)"),
     },

@@ -27,7 +27,7 @@ pub const WORKLOAD: Workload = Workload {
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
-        Runner::Ioswap(Backend::Fiber) => Some(why::NO_REAL_IO),
+        Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
         Runner::Ioswap(_) | Runner::Tokio => None,
         _ => Some("not measured: tokio is this workload's peer (issue 5)"),
     },
