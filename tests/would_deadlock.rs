@@ -225,6 +225,8 @@ fn a_read_waits_for_a_peer_on_another_thread(backend: Backend) {
         Backend::Fiber => {
             let err = outcome.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+            // The real peer still waits for a connection: give it one, so it ends.
+            let _unblock = std::net::TcpStream::connect(addr).unwrap();
             peer.join().unwrap();
         }
         _ => {
