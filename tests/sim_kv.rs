@@ -2,6 +2,7 @@
 //! run in the simulated world over a thousand seeds with crashes, partitions, lost packets and
 //! disk faults. Its invariant: every acknowledged write is read back. The planted bug
 //! (`ack_before_sync`) breaks it, and the simulator finds a seed that shows it.
+#![cfg(feature = "fiber")]
 
 #[path = "../examples/kv/service.rs"]
 #[allow(dead_code)]
