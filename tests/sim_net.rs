@@ -439,3 +439,56 @@ fn buggify_is_inert_on_real_backends() {
         .unwrap();
     assert!(!real);
 }
+
+/// A plain fiber run: a socket dropped while its peer reads is closed in that same turn (its
+/// FIN is an event the world will deliver), not taken for a deadlock.
+#[test]
+fn a_dropped_socket_ends_its_peers_read_on_plain_fiber() {
+    let got = ioswap::FiberIo::new()
+        .run(|cx| async move {
+            Ok(async {
+                let listener = TcpListener::bind(&cx, any(0)).await?;
+                let client = TcpStream::connect(&cx, listener.local_addr()?).await?;
+                let (server, _) = listener.accept().await?;
+                let closer = cx.spawn(move |cx| async move {
+                    cx.sleep(5_000).await?;
+                    drop(server);
+                    Ok(())
+                });
+                let (n, _) = client.read(Vec::with_capacity(8)).await;
+                closer.await.ok();
+                Ok::<_, io::Error>((n?, cx.now_ms()))
+            }
+            .await)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (0, 5_000));
+}
+
+#[test]
+fn a_run_past_its_time_limit_fails_with_its_seed() {
+    let err = World::new(9)
+        .client("test", |cx, _| async move {
+            cx.sleep(5_000).await?;
+            Ok(())
+        })
+        .time_limit_ms(1_000)
+        .run()
+        .unwrap_err();
+    assert_eq!(err.at_ms, 1_000);
+    assert!(err.cause.contains("time limit"), "{err}");
+}
+
+#[test]
+fn clients_are_never_crashed() {
+    World::new(1)
+        .host("echo", echo_host)
+        .client("test", |cx, world| async move {
+            world.crash("test");
+            cx.sleep(10).await?;
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+}

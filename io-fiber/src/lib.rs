@@ -223,7 +223,9 @@ impl Fiber {
     }
 
     /// What can still make a task runnable: scheduled world events count as I/O in flight.
+    /// (Sockets dropped during the turn are closed first: their FIN or RST is such an event.)
     fn next(&self) -> Next {
+        self.sim.sweep(self.core.now_ms());
         match self.core.next(self.sim.is_busy(), false) {
             // The core reports the earliest timer; a world event may come first.
             Next::Timer(at) => Next::Timer(at.min(self.sim.next_event().unwrap_or(u64::MAX))),

@@ -223,7 +223,7 @@ impl Sim {
     }
 
     /// Closes the sockets whose handles were dropped since the last step.
-    fn sweep(&self, now: u64) {
+    pub(crate) fn sweep(&self, now: u64) {
         loop {
             let dropped = std::mem::take(&mut *self.dropped.borrow_mut());
             if dropped.is_empty() {

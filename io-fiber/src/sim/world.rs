@@ -132,6 +132,8 @@ impl Error for SimError {}
 pub struct Control {
     sim: Weak<Fiber>,
     names: Rc<Vec<(String, IpAddr)>>,
+    /// The first `servers` names are hosts; the rest are clients.
+    servers: usize,
 }
 
 impl Control {
@@ -173,7 +175,7 @@ impl Control {
     /// Cuts the network from `from` to `to` (one way) until [`Control::heal`].
     pub fn partition(&self, from: &str, to: &str) {
         if let (Some(fiber), Some(from), Some(to)) =
-            (self.sim.upgrade(), self.host(from), self.host(to))
+            (self.sim.upgrade(), self.member(from), self.member(to))
         {
             fiber.sim.cut_now(from, to);
         }
@@ -182,15 +184,25 @@ impl Control {
     /// Heals a cut made by [`Control::partition`].
     pub fn heal(&self, from: &str, to: &str) {
         if let (Some(fiber), Some(from), Some(to)) =
-            (self.sim.upgrade(), self.host(from), self.host(to))
+            (self.sim.upgrade(), self.member(from), self.member(to))
         {
             fiber.sim.heal_now(from, to);
         }
     }
 
+    /// A host or client by name.
+    fn member(&self, name: &str) -> Option<HostId> {
+        self.names
+            .iter()
+            .position(|(host, _)| host == name)
+            .map(|index| index + 1)
+    }
+
+    /// A host (not a client: clients are never crashed) by name.
     fn host(&self, name: &str) -> Option<HostId> {
         self.names
             .iter()
+            .take(self.servers)
             .position(|(host, _)| host == name)
             .map(|index| index + 1)
     }
@@ -302,6 +314,7 @@ impl World {
         let control = Control {
             sim: Rc::downgrade(&fiber),
             names: Rc::new(names),
+            servers: hosts.len(),
         };
         // Host starts, wrapped to report their failures.
         for (index, (name, start)) in hosts.into_iter().enumerate() {
@@ -309,10 +322,12 @@ impl World {
             let control = control.clone();
             let weak = Rc::downgrade(&fiber);
             let wrapped: Start = Rc::new(move |cx: Cx| {
-                let body = start(cx, control.clone());
+                let (start, control) = (start.clone(), control.clone());
                 let weak = weak.clone();
                 let name = name.clone();
                 Box::pin(async move {
+                    // Inside the catch: a start function that panics is the run's failure too.
+                    let body = async move { start(cx, control).await };
                     let cause = match AssertUnwindSafe(body).catch_unwind().await {
                         Ok(Ok(())) => return Ok(()),
                         Ok(Err(err)) => format!("host {name:?} failed: {err}"),
@@ -346,8 +361,12 @@ impl World {
                 fiber.sim.add_client(task.task_ref());
                 tasks.push((name, task));
             }
+            let limit = fiber.clone();
             let watchdog = cx.spawn(move |cx| async move {
                 cx.sleep_until(time_limit_ms).await?;
+                limit.sim.fail(format!(
+                    "still running at the time limit ({time_limit_ms} ms)"
+                ));
                 Ok(())
             });
             let mut failure = None;
