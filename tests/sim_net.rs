@@ -492,3 +492,326 @@ fn clients_are_never_crashed() {
         .run()
         .unwrap_or_else(|err| panic!("{err}"));
 }
+
+/// Runs `client` in a healthy world beside a host named "srv" that runs `server` (its result
+/// is ignored: these tests look at what each side saw). Gives what `client` returned.
+fn pair<T: 'static>(
+    server: impl AsyncFn(Cx, Control) -> io::Result<()> + 'static,
+    client: impl AsyncFnOnce(Cx, Control) -> io::Result<T> + 'static,
+) -> T {
+    let out = Rc::new(RefCell::new(None));
+    let slot = out.clone();
+    let server = Rc::new(server);
+    World::new(1)
+        .host("srv", move |cx, world| {
+            let server = server.clone();
+            async move {
+                let _ = server(cx, world).await;
+                Ok(())
+            }
+        })
+        .client("test", move |cx, world| async move {
+            *slot.borrow_mut() = Some(client(cx, world).await?);
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    out.take().unwrap()
+}
+
+/// Accepts one connection on `PORT`.
+async fn accept_one(cx: &Cx) -> io::Result<TcpStream> {
+    let listener = TcpListener::bind(cx, any(PORT)).await?;
+    Ok(listener.accept().await?.0)
+}
+
+/// A shared cell a host fills in for the client to read.
+type Seen<T> = Rc<RefCell<Option<T>>>;
+
+#[test]
+fn a_socket_that_gave_up_answers_later_data_with_a_reset() {
+    let (read, write) = pair(
+        async |cx, _| {
+            let conn = accept_one(&cx).await?;
+            cx.sleep(10).await?;
+            // Its path to the client is cut: this write is given up on (TimedOut)...
+            let _ = conn.write_all(b"lost".to_vec()).await;
+            let _ = conn.read(Vec::with_capacity(8)).await;
+            // ...and the socket stays open, dead, while the client writes again.
+            cx.sleep(10_000_000).await?;
+            Ok(())
+        },
+        async |cx, world| {
+            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
+            world.partition("srv", "test");
+            cx.sleep(Faults::none().net.give_up_ms + 10_000).await?;
+            world.heal("srv", "test");
+            conn.write_all(b"ping".to_vec()).await.0?;
+            let read = conn
+                .read(Vec::with_capacity(8))
+                .await
+                .0
+                .map_err(|e| e.kind());
+            // A big write into a reset connection fails instead of waiting for window room.
+            let write = conn
+                .write_all(vec![0; 1 << 20])
+                .await
+                .0
+                .map_err(|e| e.kind());
+            Ok((read, write))
+        },
+    );
+    assert_eq!(read, Err(ErrorKind::ConnectionReset));
+    assert_eq!(write, Err(ErrorKind::BrokenPipe));
+}
+
+#[test]
+fn a_window_filled_toward_a_dead_socket_is_freed_by_its_reset() {
+    let got = pair(
+        async |cx, _| {
+            let conn = accept_one(&cx).await?;
+            cx.sleep(10).await?; // after the partition
+            let _ = conn.write_all(b"lost".to_vec()).await;
+            let _ = conn.read(Vec::with_capacity(8)).await;
+            cx.sleep(10_000_000).await?;
+            Ok(())
+        },
+        async |cx, world| {
+            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
+            world.partition("srv", "test");
+            cx.sleep(Faults::none().net.give_up_ms + 10_000).await?;
+            world.heal("srv", "test");
+            // Twice the window: bytes that land on the dead socket free it again (and bring
+            // back a RST), so this ends, where it waited forever before.
+            let write = conn
+                .write_all(vec![0; 512 * 1024])
+                .await
+                .0
+                .map_err(|e| e.kind());
+            let read = conn
+                .read(Vec::with_capacity(8))
+                .await
+                .0
+                .map_err(|e| e.kind());
+            Ok((write, read, cx.now_ms()))
+        },
+    );
+    let (write, read, at) = got;
+    assert!(
+        matches!(
+            write,
+            Ok(()) | Err(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+        ),
+        "{write:?}"
+    );
+    assert!(
+        read == Err(ErrorKind::ConnectionReset) || (write.is_err() && read == Ok(0)),
+        "{read:?}"
+    );
+    let healed_at = 2 + Faults::none().net.give_up_ms + 10_000;
+    assert!(
+        at <= healed_at + 10,
+        "ended at {at} ms, healed at {healed_at} ms"
+    );
+}
+
+#[test]
+fn a_connect_canceled_mid_handshake_resets_the_accepted_side() {
+    let seen: Seen<(Result<usize, ErrorKind>, u64)> = Rc::new(RefCell::new(None));
+    let server_seen = seen.clone();
+    let got = pair(
+        move |cx, _| {
+            let seen = server_seen.clone();
+            async move {
+                let conn = accept_one(&cx).await?;
+                let read = conn.read(Vec::with_capacity(8)).await.0;
+                *seen.borrow_mut() = Some((read.map_err(|e| e.kind()), cx.now_ms()));
+                Ok(())
+            }
+        },
+        async move |cx, world| {
+            let addr = world.addr("srv", PORT);
+            let connect = move |cx: Cx| async move { Ok(TcpStream::connect(&cx, addr).await) };
+            // The SYN arrives at 1 ms, when the caller gives up.
+            let connected = matches!(ioswap::timeout(&cx, 1, connect).await?, Ok(Ok(_)));
+            assert!(!connected);
+            cx.sleep(100).await?;
+            Ok(seen.take())
+        },
+    );
+    // The SYN-ACK reaches the abandoned client at 2 ms; its RST is back at 3 ms.
+    assert_eq!(got, Some((Err(ErrorKind::ConnectionReset), 3)));
+}
+
+#[test]
+fn after_the_peer_closed_a_reset_reads_as_the_end_then_a_broken_pipe() {
+    let got = pair(
+        async |cx, _| {
+            let conn = accept_one(&cx).await?;
+            conn.close().await
+        },
+        async |cx, world| {
+            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
+            cx.sleep(10).await?;
+            let first = conn.write(b"x".to_vec()).await.0.map_err(|e| e.kind());
+            cx.sleep(10).await?; // the closed peer answers with a RST
+            let read = conn
+                .read(Vec::with_capacity(8))
+                .await
+                .0
+                .map_err(|e| e.kind());
+            let second = conn.write(b"y".to_vec()).await.0.map_err(|e| e.kind());
+            Ok((first, read, second))
+        },
+    );
+    assert_eq!(got, (Ok(1), Ok(0), Err(ErrorKind::BrokenPipe)));
+}
+
+#[test]
+fn data_that_arrived_before_a_reset_is_read_first() {
+    let got = pair(
+        async |cx, _| {
+            let conn = accept_one(&cx).await?;
+            cx.sleep(5).await?; // the client's request arrives, unread
+            conn.write_all(b"resp".to_vec()).await.0?;
+            conn.close().await // unread data: a RST, after the response
+        },
+        async |cx, world| {
+            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
+            conn.write_all(b"req".to_vec()).await.0?;
+            cx.sleep(20).await?;
+            let (n, response) = conn.read(Vec::with_capacity(16)).await;
+            n?;
+            let then = conn
+                .read(Vec::with_capacity(8))
+                .await
+                .0
+                .map_err(|e| e.kind());
+            let last = conn
+                .read(Vec::with_capacity(8))
+                .await
+                .0
+                .map_err(|e| e.kind());
+            Ok((response, then, last))
+        },
+    );
+    assert_eq!(
+        got,
+        (b"resp".to_vec(), Err(ErrorKind::ConnectionReset), Ok(0))
+    );
+}
+
+#[test]
+fn a_read_shut_socket_keeps_what_arrives_and_resets_nobody() {
+    let seen: Seen<Vec<u8>> = Rc::new(RefCell::new(None));
+    let server_seen = seen.clone();
+    let (second, read) = pair(
+        move |cx, _| {
+            let seen = server_seen.clone();
+            async move {
+                let conn = accept_one(&cx).await?;
+                conn.shutdown(Shutdown::Read).await?;
+                cx.sleep(10).await?;
+                let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+                n?;
+                *seen.borrow_mut() = Some(buf);
+                cx.sleep(1_000).await?;
+                Ok(())
+            }
+        },
+        async move |cx, world| {
+            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
+            conn.write_all(b"abcd".to_vec()).await.0?;
+            cx.sleep(20).await?;
+            let second = conn.write(b"efgh".to_vec()).await.0.map_err(|e| e.kind());
+            cx.sleep(20).await?;
+            Ok((second, seen.take()))
+        },
+    );
+    assert_eq!(second, Ok(4));
+    assert_eq!(read.as_deref(), Some(&b"abcd"[..]));
+}
+
+#[test]
+fn a_host_that_crashes_itself_stops_at_its_next_suspend_point() {
+    let steps = Rc::new(Cell::new(0));
+    let counted = steps.clone();
+    World::new(1)
+        .host("srv", move |cx, world| {
+            let steps = counted.clone();
+            async move {
+                world.crash("srv");
+                steps.set(steps.get() + 1);
+                let _ = cx.sleep(1).await;
+                steps.set(steps.get() + 1);
+                Ok(())
+            }
+        })
+        .client("test", |cx, _| async move {
+            cx.sleep(100).await?;
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(steps.get(), 1);
+}
+
+#[test]
+fn a_connect_to_a_host_that_is_down_times_out_at_the_connect_timeout() {
+    let (kind, at) = pair(
+        async |cx, _| {
+            cx.sleep(u64::MAX).await?;
+            Ok(())
+        },
+        async |cx, world| {
+            world.crash("srv");
+            cx.sleep(1).await?;
+            let err = TcpStream::connect(&cx, world.addr("srv", PORT))
+                .await
+                .unwrap_err();
+            Ok((err.kind(), cx.now_ms()))
+        },
+    );
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert_eq!(at, 1 + Faults::none().net.connect_timeout_ms);
+}
+
+#[test]
+fn fault_ranges_up_to_u64_max_do_not_overflow() {
+    let mut faults = Faults::none();
+    faults.net.latency_ms = (0, u64::MAX);
+    let err = World::new(1)
+        .faults(faults)
+        .host("echo", echo_host)
+        .client("test", |cx, world| async move {
+            TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+            Ok(())
+        })
+        .time_limit_ms(10_000)
+        .run()
+        .unwrap_err();
+    assert!(err.cause.contains("time limit"), "{err}");
+}
+
+#[test]
+fn a_start_function_that_panics_on_restart_fails_the_run() {
+    let boots = Rc::new(Cell::new(0));
+    let counted = boots.clone();
+    let err = World::new(1)
+        .host("srv", move |cx, world| {
+            counted.set(counted.get() + 1);
+            assert!(counted.get() < 2, "refusing to boot twice");
+            echo_host(cx, world)
+        })
+        .client("test", |cx, world| async move {
+            world.crash("srv");
+            cx.sleep(10).await?;
+            world.restart("srv");
+            cx.sleep(10).await?;
+            Ok(())
+        })
+        .run()
+        .unwrap_err();
+    assert!(err.cause.contains("refusing to boot twice"), "{err}");
+    assert_eq!(boots.get(), 2);
+}

@@ -441,7 +441,7 @@ impl State {
         if max <= min {
             min
         } else {
-            min + self.rng.below(max - min + 1)
+            min + self.rng.below((max - min).saturating_add(1))
         }
     }
 
@@ -472,7 +472,16 @@ impl Sim {
             state.log.push(line);
             net::crash(&mut state, host);
             // Its ops end with it: their tasks are dropped before they could see a result.
-            state.ops.retain(|_, pending| pending.host != host);
+            let ended: Vec<u64> = state
+                .ops
+                .iter()
+                .filter(|(_, pending)| pending.host == host)
+                .map(|(&id, _)| id)
+                .collect();
+            for id in ended {
+                net::unpark(&mut state, id);
+                state.ops.remove(&id);
+            }
             disk::crash(&mut state, host);
             let host_state = &mut state.hosts[host];
             host_state.up = false;
@@ -520,15 +529,15 @@ impl Sim {
         }
     }
 
-    /// Crashes `host` now (from a test or the fault plan).
+    /// Crashes `host` at the start of the next turn (from a test): a task that crashes its own
+    /// host stops at its next suspend point, as it would if another host had done it.
     pub(crate) fn crash_now(&self, host: HostId) {
-        let now = self.state.borrow().now;
-        self.crash(host, now);
+        self.state.borrow_mut().schedule(0, Event::Crash(host));
     }
 
-    /// Boots a crashed `host` now.
+    /// Boots a crashed `host` at the start of the next turn.
     pub(crate) fn restart_now(&self, host: HostId) {
-        self.restart(host);
+        self.state.borrow_mut().schedule(0, Event::Restart(host));
     }
 
     /// Cuts the network from `from` to `to` now.
@@ -619,12 +628,13 @@ impl State {
         let (lo, hi) = self.faults.partition_for_ms;
         let length = self.between(lo, hi);
         let both = self.rng.below(2) == 0;
+        let end = start.saturating_add(length);
         self.schedule(start, Event::Cut { from, to });
-        self.schedule(start + length, Event::Heal { from, to });
+        self.schedule(end, Event::Heal { from, to });
         if both {
             self.schedule(start, Event::Cut { from: to, to: from });
-            self.schedule(start + length, Event::Heal { from: to, to: from });
+            self.schedule(end, Event::Heal { from: to, to: from });
         }
-        self.schedule(start + length, Event::NextPartition);
+        self.schedule(end, Event::NextPartition);
     }
 }

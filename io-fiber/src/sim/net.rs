@@ -100,6 +100,42 @@ struct Stream {
     writers: VecDeque<u64>,
 }
 
+impl Stream {
+    /// A socket of `host` at `local`, talking to `peer` on `peer_host`, with nothing sent or
+    /// received yet.
+    fn new(
+        host: HostId,
+        local: SocketAddr,
+        (peer_host, peer): (HostId, SocketAddr),
+        phase: Phase,
+        now: u64,
+    ) -> Stream {
+        Stream {
+            host,
+            local,
+            peer,
+            peer_host,
+            peer_sock: None,
+            phase,
+            rx: VecDeque::new(),
+            fin_in: false,
+            error: None,
+            dead: false,
+            read_shut: false,
+            write_shut: false,
+            closed: false,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            sending: false,
+            lost_since: None,
+            rto: FIRST_RTO_MS,
+            last_arrival: now,
+            readers: VecDeque::new(),
+            writers: VecDeque::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// SYN sent (`tries` times since `since`); the connect op waits.
@@ -129,8 +165,14 @@ pub(crate) enum Event {
     Syn { client: SockId },
     /// The client's SYN timer: if it is still connecting after `tries`, send again or give up.
     SynTimer { client: SockId, tries: u32 },
-    /// The handshake's answer reaches the client.
-    SynAck { client: SockId },
+    /// The handshake's answer reaches the client (`server` is the other end, on `at`; `from`
+    /// is the client's host, which answers with a RST if the client is gone).
+    SynAck {
+        client: SockId,
+        server: SockId,
+        from: HostId,
+        at: HostId,
+    },
     /// The server host answered the SYN with a RST.
     Refused { client: SockId },
     /// The head of `from`'s sent segments reaches (or fails to reach) the peer.
@@ -185,7 +227,7 @@ pub(crate) fn event_word(event: &Event) -> u64 {
     let (tag, id) = match event {
         Event::Syn { client } => (16, *client),
         Event::SynTimer { client, tries } => (17 ^ (u64::from(*tries) << 48), *client),
-        Event::SynAck { client } => (18, *client),
+        Event::SynAck { client, .. } => (18, *client),
         Event::Refused { client } => (19, *client),
         Event::Deliver { from } => (20, *from),
         Event::Reset { sock } => (21, *sock),
@@ -378,36 +420,19 @@ fn connect(state: &mut State, host: HostId, op: Op, addr: SocketAddr) -> Reply {
     };
     let id = state.net.new_id();
     let now = state.now;
-    state.net.socks.insert(
-        id,
-        Sock::Stream(Stream {
-            host,
-            local: SocketAddr::new(local_ip, port),
-            peer,
-            peer_host: target,
-            peer_sock: None,
-            phase: Phase::Connecting {
-                op: None,
-                tries: 0,
-                since: now,
-            },
-            rx: VecDeque::new(),
-            fin_in: false,
-            error: None,
-            dead: false,
-            read_shut: false,
-            write_shut: false,
-            closed: false,
-            out: VecDeque::new(),
-            out_bytes: 0,
-            sending: false,
-            lost_since: None,
-            rto: FIRST_RTO_MS,
-            last_arrival: now,
-            readers: VecDeque::new(),
-            writers: VecDeque::new(),
-        }),
+    let connecting = Phase::Connecting {
+        op: None,
+        tries: 0,
+        since: now,
+    };
+    let client = Stream::new(
+        host,
+        SocketAddr::new(local_ip, port),
+        (target, peer),
+        connecting,
+        now,
     );
+    state.net.socks.insert(id, Sock::Stream(client));
     send_syn(state, id);
     Reply::Wait(op, Then::Park(ParkOn::Connect(id)))
 }
@@ -495,18 +520,20 @@ fn send_syn(state: &mut State, client: SockId) {
     let Some(stream) = state.net.stream(client) else {
         return;
     };
-    let Phase::Connecting { tries, .. } = &mut stream.phase else {
+    let Phase::Connecting { tries, since, .. } = &mut stream.phase else {
         return;
     };
     *tries += 1;
-    let tries = *tries;
+    let (tries, since) = (*tries, *since);
     let (from, to) = (stream.host, stream.peer_host);
     let (latency, dropped) = path(state, from, to);
     if !dropped {
         state.schedule(latency, super::Event::Net(Event::Syn { client }));
     }
-    // Linux's SYN retry timer: 1 s, doubled at each try.
-    let wait = 1_000u64 << (tries - 1).min(10);
+    // Linux's SYN retry timer: 1 s, doubled at each try, and never past the connect timeout.
+    let backoff = 1_000u64 << (tries - 1).min(10);
+    let deadline = since.saturating_add(state.faults.net.connect_timeout_ms);
+    let wait = backoff.min(deadline.saturating_sub(state.now));
     state.schedule(wait, super::Event::Net(Event::SynTimer { client, tries }));
 }
 
@@ -537,7 +564,12 @@ pub(crate) fn on_event(state: &mut State, event: Event) {
                 send_syn(state, client);
             }
         }
-        Event::SynAck { client } => on_syn_ack(state, client),
+        Event::SynAck {
+            client,
+            server,
+            from,
+            at,
+        } => on_syn_ack(state, client, server, (from, at)),
         Event::Refused { client } => {
             let Some(stream) = state.net.stream(client) else {
                 return;
@@ -562,9 +594,15 @@ fn on_syn(state: &mut State, client: SockId) {
         return;
     }
     let (from, to, peer, local) = (stream.host, stream.peer_host, stream.peer, stream.local);
-    if stream.peer_sock.is_some() {
+    if let Some(server) = stream.peer_sock {
         // A SYN sent again after its SYN-ACK was lost: answer again.
-        answer(state, to, from, Event::SynAck { client });
+        let ack = Event::SynAck {
+            client,
+            server,
+            from,
+            at: to,
+        };
+        answer(state, to, from, ack);
         return;
     }
     let listener = state.net.socks.iter().find_map(|(&id, sock)| match sock {
@@ -587,33 +625,9 @@ fn on_syn(state: &mut State, client: SockId) {
         return;
     }
     let server = state.net.new_id();
-    let now = state.now;
-    state.net.socks.insert(
-        server,
-        Sock::Stream(Stream {
-            host: to,
-            local: peer,
-            peer: local,
-            peer_host: from,
-            peer_sock: Some(client),
-            phase: Phase::Open,
-            rx: VecDeque::new(),
-            fin_in: false,
-            error: None,
-            dead: false,
-            read_shut: false,
-            write_shut: false,
-            closed: false,
-            out: VecDeque::new(),
-            out_bytes: 0,
-            sending: false,
-            lost_since: None,
-            rto: FIRST_RTO_MS,
-            last_arrival: now,
-            readers: VecDeque::new(),
-            writers: VecDeque::new(),
-        }),
-    );
+    let mut accepted = Stream::new(to, peer, (from, local), Phase::Open, state.now);
+    accepted.peer_sock = Some(client);
+    state.net.socks.insert(server, Sock::Stream(accepted));
     if let Some(stream) = state.net.stream(client) {
         stream.peer_sock = Some(server);
     }
@@ -628,7 +642,13 @@ fn on_syn(state: &mut State, client: SockId) {
             try_accept(state, listener, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
         });
     }
-    answer(state, to, from, Event::SynAck { client });
+    let ack = Event::SynAck {
+        client,
+        server,
+        from,
+        at: to,
+    };
+    answer(state, to, from, ack);
 }
 
 /// Sends a handshake answer from `from` to `to` (dropped like any packet).
@@ -639,16 +659,22 @@ fn answer(state: &mut State, from: HostId, to: HostId, event: Event) {
     }
 }
 
-fn on_syn_ack(state: &mut State, client: SockId) {
-    let Some(stream) = state.net.stream(client) else {
+fn on_syn_ack(state: &mut State, client: SockId, server: SockId, (from, at): (HostId, HostId)) {
+    let waiting = match state.net.stream(client) {
+        Some(stream) => match stream.phase {
+            Phase::Connecting { op, .. } => op,
+            Phase::Open => return,
+        },
+        None => None,
+    };
+    let Some(op) = waiting else {
+        // Nobody waits for this connection any more (the connect was canceled or dropped):
+        // the client's kernel answers with a RST, and the server side ends.
+        state.net.socks.remove(&client);
+        answer_reset(state, from, at, server);
         return;
     };
-    let Phase::Connecting { op, .. } = stream.phase else {
-        return;
-    };
-    let Some(op) = op else {
-        return;
-    };
+    let stream = state.net.stream(client).expect("checked above");
     stream.phase = Phase::Open;
     let (local, peer) = (stream.local, stream.peer);
     let socket = handle(state, client, local, Some(peer));
@@ -695,10 +721,7 @@ fn try_recv(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usi
         return Some(Err(ErrorKind::InvalidInput.into()));
     };
     buf.clear();
-    let available = state
-        .net
-        .stream(id)
-        .map_or(0, |s| if s.read_shut { 0 } else { s.rx.len() });
+    let available = state.net.stream(id).map_or(0, |s| s.rx.len());
     if available > 0 && buf.capacity() > 0 {
         let n = state.transfer(buf.capacity().min(available));
         let stream = state.net.stream(id)?;
@@ -710,13 +733,17 @@ fn try_recv(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usi
         return Some(Ok(n));
     }
     let stream = state.net.stream(id)?;
+    // The end of the stream comes before an error that arrived after it.
+    if stream.fin_in || stream.read_shut {
+        return Some(Ok(0));
+    }
     if let Some(err) = stream.error.take() {
         return Some(Err(err.into()));
     }
     if matches!(stream.phase, Phase::Connecting { .. }) {
         return Some(Err(ErrorKind::NotConnected.into()));
     }
-    if stream.fin_in || stream.read_shut || stream.dead || buf.capacity() == 0 {
+    if stream.dead || buf.capacity() == 0 {
         return Some(Ok(0));
     }
     None
@@ -796,7 +823,7 @@ fn push(state: &mut State, id: SockId, kind: Kind) {
     let (from, to) = (stream.host, stream.peer_host);
     let (latency, _) = path(state, from, to);
     let stream = state.net.stream(id).expect("checked above");
-    let arrive_at = (now + latency).max(stream.last_arrival);
+    let arrive_at = now.saturating_add(latency).max(stream.last_arrival);
     stream.last_arrival = arrive_at;
     if let Kind::Data(bytes) = &kind {
         stream.out_bytes += bytes.len();
@@ -854,21 +881,21 @@ fn deliver(state: &mut State, from: SockId) {
         state
             .net
             .stream(peer)
-            .is_some_and(|s| !s.closed || matches!(segment.kind, Kind::Rst))
+            .is_some_and(|s| !s.dead && (!s.closed || matches!(segment.kind, Kind::Rst)))
     });
     match (target, segment.kind) {
         (None, Kind::Rst) => {}
-        (None, _) => answer_reset(state, dst, src, from),
+        (None, kind) => {
+            answer_reset(state, dst, src, from);
+            if matches!(kind, Kind::Data(_)) {
+                // The bytes landed nowhere: the sender's window has room again.
+                serve_writers(state, from);
+            }
+        }
         (Some(target), Kind::Data(bytes)) => {
             let stream = state.net.stream(target).expect("checked above");
-            if stream.dead {
-            } else if stream.read_shut {
-                // Linux drops data for a read-shut socket... and resets the sender.
-                answer_reset(state, dst, src, from);
-            } else {
-                stream.rx.extend(bytes);
-                serve_readers(state, target);
-            }
+            stream.rx.extend(bytes);
+            serve_readers(state, target);
         }
         (Some(target), Kind::Fin) => {
             if let Some(stream) = state.net.stream(target) {
@@ -899,18 +926,35 @@ fn reset(state: &mut State, sock: SockId, kind: ErrorKind) {
     if stream.dead {
         return;
     }
-    stream.dead = true;
-    stream.error = Some(kind);
-    stream.rx.clear();
-    stream.out.clear();
-    stream.out_bytes = 0;
-    let closed = stream.closed;
-    if closed {
+    if let Phase::Connecting { op, .. } = stream.phase {
+        // A RST before the handshake finished: the connect is refused.
         state.net.socks.remove(&sock);
+        if let Some(op) = op {
+            state.complete(op, Err(ErrorKind::ConnectionRefused.into()));
+        }
         return;
     }
-    serve_readers(state, sock);
-    serve_writers(state, sock);
+    stream.dead = true;
+    // Data that arrived before the RST is still read first. A socket whose peer had already
+    // closed (Linux's CLOSE_WAIT) reports the RST as a broken pipe.
+    stream.error = Some(if stream.fin_in {
+        ErrorKind::BrokenPipe
+    } else {
+        kind
+    });
+    stream.out.clear();
+    stream.out_bytes = 0;
+    let (closed, peer) = (stream.closed, stream.peer_sock);
+    if closed {
+        state.net.socks.remove(&sock);
+    } else {
+        serve_readers(state, sock);
+        serve_writers(state, sock);
+    }
+    // What the peer had in flight to us is gone: its window has room again.
+    if let Some(peer) = peer {
+        serve_writers(state, peer);
+    }
 }
 
 /// Completes the waiting reads of `sock` that can complete now, in order.
@@ -994,9 +1038,8 @@ pub(crate) fn on_drop(state: &mut State, sock: SockId) {
                 return;
             }
             if !stream.rx.is_empty() {
-                // Unread data: Linux resets the connection instead of closing it.
-                stream.out.clear();
-                stream.out_bytes = 0;
+                // Unread data: Linux resets the connection instead of closing it (what was
+                // already sent still arrives first).
                 stream.rx.clear();
                 stream.write_shut = true;
                 push(state, sock, Kind::Rst);

@@ -304,7 +304,11 @@ impl World {
         let members = names
             .iter()
             .map(|(name, ip)| {
-                let offset = if skew == 0 { 0 } else { skews.below(skew + 1) };
+                let offset = if skew == 0 {
+                    0
+                } else {
+                    skews.below(skew.saturating_add(1))
+                };
                 Host::new(name.clone(), *ip, None, offset)
             })
             .collect();
