@@ -201,24 +201,8 @@ impl Sim {
             Event::Crash(host) => self.crash(host, now),
             Event::NextPartition => self.state.borrow_mut().schedule_partition(),
             Event::Restart(host) => self.restart(host),
-            Event::Cut { from, to } => {
-                let mut state = self.state.borrow_mut();
-                state.net.cut(from, to);
-                let line = format!(
-                    "{now} ms: partition {} -> {}",
-                    state.hosts[from].name, state.hosts[to].name
-                );
-                state.log.push(line);
-            }
-            Event::Heal { from, to } => {
-                let mut state = self.state.borrow_mut();
-                state.net.heal(from, to);
-                let line = format!(
-                    "{now} ms: heal {} -> {}",
-                    state.hosts[from].name, state.hosts[to].name
-                );
-                state.log.push(line);
-            }
+            Event::Cut { from, to } => self.state.borrow_mut().link(from, to, true),
+            Event::Heal { from, to } => self.state.borrow_mut().link(from, to, false),
         }
     }
 
@@ -613,6 +597,22 @@ impl Sim {
 }
 
 impl State {
+    /// Cuts (or heals) the network from `from` to `to`, and logs it.
+    fn link(&mut self, from: HostId, to: HostId, cut: bool) {
+        let what = if cut {
+            self.net.cut(from, to);
+            "partition"
+        } else {
+            self.net.heal(from, to);
+            "heal"
+        };
+        let line = format!(
+            "{} ms: {what} {} -> {}",
+            self.now, self.hosts[from].name, self.hosts[to].name
+        );
+        self.log.push(line);
+    }
+
     /// Schedules the next partition of the plan: a random pair, one way or both.
     fn schedule_partition(&mut self) {
         let Some((min, max)) = self.faults.partition_every_ms else {
