@@ -22,13 +22,12 @@ fn would_deadlock(err: &io::Error) -> WouldDeadlock {
     *WouldDeadlock::of(err).unwrap_or_else(|| panic!("not a WouldDeadlock: {err}"))
 }
 
-/// Runs `body` (which gets the listener's address back with its value) under a watchdog;
-/// fiber, which performs no real I/O, gets `None` after checking it refused the bind.
+/// Runs `body` (which gets the listener's address back with its value) under a watchdog.
 fn run_pair<T: std::fmt::Debug + Send + 'static>(
     backend: Backend,
     what: &str,
     body: impl AsyncFnOnce(&ioswap::Cx, TcpListener) -> io::Result<T> + Send + 'static,
-) -> Option<(io::Result<T>, SocketAddr)> {
+) -> (io::Result<T>, SocketAddr) {
     let outcome = within(20, what, move || {
         backend
             .run(|cx| async move {
@@ -41,14 +40,26 @@ fn run_pair<T: std::fmt::Debug + Send + 'static>(
             })
             .unwrap()
     });
-    Some(outcome.unwrap())
+    outcome.unwrap()
+}
+
+/// What a read of "hi" its own peer writes gives: the bytes with concurrency, a `WouldDeadlock`
+/// naming `peer` on blocking.
+fn assert_read_or_reported(backend: Backend, read: io::Result<Vec<u8>>, peer: SocketAddr) {
+    match backend {
+        Backend::Blocking => {
+            let report = would_deadlock(&read.unwrap_err());
+            assert_eq!(report, WouldDeadlock { op: "recv", peer });
+        }
+        _ => assert_eq!(read.unwrap(), b"hi"),
+    }
 }
 
 /// The client reads, in a task of its own, before the server wrote. With concurrency the task
 /// waits while the server writes; on blocking the task runs inline, right there, and nothing
 /// could ever write: its read fails with `WouldDeadlock`, naming the server's address.
 fn a_read_before_its_own_peer_wrote(backend: Backend) {
-    let Some((outcome, addr)) = run_pair(
+    let (outcome, addr) = run_pair(
         backend,
         "read before the peer wrote",
         async |cx, listener| {
@@ -61,56 +72,24 @@ fn a_read_before_its_own_peer_wrote(backend: Backend) {
             server.write_all(b"hi".to_vec()).await.0?;
             Ok(reader.await?)
         },
-    ) else {
-        return;
-    };
-    let read = outcome.unwrap();
-    match backend {
-        Backend::Blocking => {
-            let report = would_deadlock(&read.unwrap_err());
-            assert_eq!(
-                report,
-                WouldDeadlock {
-                    op: "recv",
-                    peer: addr
-                }
-            );
-        }
-        _ => assert_eq!(read.unwrap(), b"hi"),
-    }
+    );
+    assert_read_or_reported(backend, outcome.unwrap(), addr);
 }
 
 /// The same with the connection not even accepted yet: the peer is the listener's backlog,
 /// which only this run could accept from.
 fn a_read_before_its_own_listener_accepted(backend: Backend) {
-    let Some((outcome, addr)) =
-        run_pair(backend, "read before the accept", async |cx, listener| {
-            let client = TcpStream::connect(cx, listener.local_addr()?).await?;
-            let reader = cx.spawn(move |_| async move {
-                let (n, buf) = client.read(Vec::with_capacity(16)).await;
-                Ok(n.map(|_| buf))
-            });
-            let (server, _) = listener.accept().await?;
-            server.write_all(b"hi".to_vec()).await.0?;
-            Ok(reader.await?)
-        })
-    else {
-        return;
-    };
-    let read = outcome.unwrap();
-    match backend {
-        Backend::Blocking => {
-            let report = would_deadlock(&read.unwrap_err());
-            assert_eq!(
-                report,
-                WouldDeadlock {
-                    op: "recv",
-                    peer: addr
-                }
-            );
-        }
-        _ => assert_eq!(read.unwrap(), b"hi"),
-    }
+    let (outcome, addr) = run_pair(backend, "read before the accept", async |cx, listener| {
+        let client = TcpStream::connect(cx, listener.local_addr()?).await?;
+        let reader = cx.spawn(move |_| async move {
+            let (n, buf) = client.read(Vec::with_capacity(16)).await;
+            Ok(n.map(|_| buf))
+        });
+        let (server, _) = listener.accept().await?;
+        server.write_all(b"hi".to_vec()).await.0?;
+        Ok(reader.await?)
+    });
+    assert_read_or_reported(backend, outcome.unwrap(), addr);
 }
 
 /// An HTTP/1-style server task reads a request, writes the response, and reads ahead for the
@@ -118,7 +97,7 @@ fn a_read_before_its_own_listener_accepted(backend: Backend) {
 /// read-ahead waits and sees the client close (0 bytes); on blocking it fails with
 /// `WouldDeadlock` — and the response still reaches the client, which reads it afterwards.
 fn a_read_ahead_after_the_response(backend: Backend) {
-    let Some((outcome, _)) = run_pair(backend, "a read-ahead", async |cx, listener| {
+    let (outcome, _) = run_pair(backend, "a read-ahead", async |cx, listener| {
         let client = TcpStream::connect(cx, listener.local_addr()?).await?;
         let (server, _) = listener.accept().await?;
         client.write_all(b"GET /".to_vec()).await.0?;
@@ -137,9 +116,7 @@ fn a_read_ahead_after_the_response(backend: Backend) {
         client.close().await?;
         let (request, ahead) = server.await??;
         Ok((request, response, ahead))
-    }) else {
-        return;
-    };
+    });
     let (request, response, ahead) = outcome.unwrap();
     assert_eq!(
         (request.as_slice(), response.as_slice()),
@@ -160,7 +137,7 @@ fn a_read_ahead_after_the_response(backend: Backend) {
 /// exactly what went out before.
 fn a_send_its_own_peer_does_not_read(backend: Backend) {
     const LEN: usize = 64 << 20;
-    let Some((outcome, _)) = run_pair(backend, "a send nobody reads", async |cx, listener| {
+    let (outcome, _) = run_pair(backend, "a send nobody reads", async |cx, listener| {
         let client = TcpStream::connect(cx, listener.local_addr()?).await?;
         let (server, _) = listener.accept().await?;
         let writer = cx.spawn(move |_| async move {
@@ -177,9 +154,7 @@ fn a_send_its_own_peer_does_not_read(backend: Backend) {
             }
         }
         Ok((writer.await?, received))
-    }) else {
-        return;
-    };
+    });
     let (sent, received) = outcome.unwrap();
     match backend {
         Backend::Blocking => {
