@@ -528,74 +528,66 @@ async fn accept_one(cx: &Cx) -> io::Result<TcpStream> {
 /// A shared cell a host fills in for the client to read.
 type Seen<T> = Rc<RefCell<Option<T>>>;
 
+/// Accepts, then writes into a cut path until the write is given up on (TimedOut), and keeps
+/// the socket open, dead, while the client writes again.
+async fn gives_up(cx: Cx, _world: Control) -> io::Result<()> {
+    let conn = accept_one(&cx).await?;
+    cx.sleep(10).await?; // after the partition
+    let _ = conn.write_all(b"lost".to_vec()).await;
+    let _ = conn.read(Vec::with_capacity(8)).await;
+    cx.sleep(10_000_000).await?;
+    Ok(())
+}
+
+/// Connects to `gives_up`, cuts its path back until it gave up, and heals.
+async fn connect_past_a_give_up(cx: &Cx, world: &Control) -> io::Result<TcpStream> {
+    let conn = TcpStream::connect(cx, world.addr("srv", PORT)).await?;
+    world.partition("srv", "test");
+    cx.sleep(Faults::none().net.give_up_ms + 10_000).await?;
+    world.heal("srv", "test");
+    Ok(conn)
+}
+
 #[test]
 fn a_socket_that_gave_up_answers_later_data_with_a_reset() {
-    let (read, write) = pair(
-        async |cx, _| {
-            let conn = accept_one(&cx).await?;
-            cx.sleep(10).await?;
-            // Its path to the client is cut: this write is given up on (TimedOut)...
-            let _ = conn.write_all(b"lost".to_vec()).await;
-            let _ = conn.read(Vec::with_capacity(8)).await;
-            // ...and the socket stays open, dead, while the client writes again.
-            cx.sleep(10_000_000).await?;
-            Ok(())
-        },
-        async |cx, world| {
-            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
-            world.partition("srv", "test");
-            cx.sleep(Faults::none().net.give_up_ms + 10_000).await?;
-            world.heal("srv", "test");
-            conn.write_all(b"ping".to_vec()).await.0?;
-            let read = conn
-                .read(Vec::with_capacity(8))
-                .await
-                .0
-                .map_err(|e| e.kind());
-            // A big write into a reset connection fails instead of waiting for window room.
-            let write = conn
-                .write_all(vec![0; 1 << 20])
-                .await
-                .0
-                .map_err(|e| e.kind());
-            Ok((read, write))
-        },
-    );
+    let (read, write) = pair(gives_up, async |cx, world| {
+        let conn = connect_past_a_give_up(&cx, &world).await?;
+        conn.write_all(b"ping".to_vec()).await.0?;
+        let read = conn
+            .read(Vec::with_capacity(8))
+            .await
+            .0
+            .map_err(|e| e.kind());
+        // A big write into a reset connection fails instead of waiting for window room.
+        let write = conn
+            .write_all(vec![0; 1 << 20])
+            .await
+            .0
+            .map_err(|e| e.kind());
+        Ok((read, write))
+    });
     assert_eq!(read, Err(ErrorKind::ConnectionReset));
     assert_eq!(write, Err(ErrorKind::BrokenPipe));
 }
 
 #[test]
 fn a_window_filled_toward_a_dead_socket_is_freed_by_its_reset() {
-    let got = pair(
-        async |cx, _| {
-            let conn = accept_one(&cx).await?;
-            cx.sleep(10).await?; // after the partition
-            let _ = conn.write_all(b"lost".to_vec()).await;
-            let _ = conn.read(Vec::with_capacity(8)).await;
-            cx.sleep(10_000_000).await?;
-            Ok(())
-        },
-        async |cx, world| {
-            let conn = TcpStream::connect(&cx, world.addr("srv", PORT)).await?;
-            world.partition("srv", "test");
-            cx.sleep(Faults::none().net.give_up_ms + 10_000).await?;
-            world.heal("srv", "test");
-            // Twice the window: bytes that land on the dead socket free it again (and bring
-            // back a RST), so this ends, where it waited forever before.
-            let write = conn
-                .write_all(vec![0; 512 * 1024])
-                .await
-                .0
-                .map_err(|e| e.kind());
-            let read = conn
-                .read(Vec::with_capacity(8))
-                .await
-                .0
-                .map_err(|e| e.kind());
-            Ok((write, read, cx.now_ms()))
-        },
-    );
+    let got = pair(gives_up, async |cx, world| {
+        let conn = connect_past_a_give_up(&cx, &world).await?;
+        // Twice the window: bytes that land on the dead socket free it again (and bring
+        // back a RST), so this ends, where it waited forever before.
+        let write = conn
+            .write_all(vec![0; 512 * 1024])
+            .await
+            .0
+            .map_err(|e| e.kind());
+        let read = conn
+            .read(Vec::with_capacity(8))
+            .await
+            .0
+            .map_err(|e| e.kind());
+        Ok((write, read, cx.now_ms()))
+    });
     let (write, read, at) = got;
     assert!(
         matches!(

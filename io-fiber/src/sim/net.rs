@@ -596,13 +596,7 @@ fn on_syn(state: &mut State, client: SockId) {
     let (from, to, peer, local) = (stream.host, stream.peer_host, stream.peer, stream.local);
     if let Some(server) = stream.peer_sock {
         // A SYN sent again after its SYN-ACK was lost: answer again.
-        let ack = Event::SynAck {
-            client,
-            server,
-            from,
-            at: to,
-        };
-        answer(state, to, from, ack);
+        syn_ack(state, client, server, (from, to));
         return;
     }
     let listener = state.net.socks.iter().find_map(|(&id, sock)| match sock {
@@ -642,6 +636,11 @@ fn on_syn(state: &mut State, client: SockId) {
             try_accept(state, listener, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
         });
     }
+    syn_ack(state, client, server, (from, to));
+}
+
+/// The server host `to` answers `client`'s SYN (from `from`): `server` is its side.
+fn syn_ack(state: &mut State, client: SockId, server: SockId, (from, to): (HostId, HostId)) {
     let ack = Event::SynAck {
         client,
         server,
