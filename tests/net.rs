@@ -7,20 +7,10 @@ use std::sync::mpsc;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use ioswap::{AbandonedWrite, Backend, Cx, TcpListener, TcpStream, Unsupported};
+use ioswap::{AbandonedWrite, Backend, Cx, TcpListener, TcpStream};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-/// Fiber's simulated network never touches a real socket: a std socket handed to it
-/// (`TcpStream::from_std`) is refused with the typed `Unsupported`, by design.
-fn assert_unsupported(err: &io::Error) {
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-    assert!(
-        err.get_ref().is_some_and(|e| e.is::<Unsupported>()),
-        "{err}"
-    );
 }
 
 /// Serves `connections` echo sessions, one after another: reads until the peer shuts down its
@@ -208,7 +198,7 @@ fn trait_write_keeps_received_bytes(backend: Backend) {
         })
         .unwrap();
     match backend {
-        Backend::Fiber => assert_unsupported(&result.unwrap_err()),
+        Backend::Fiber => support::assert_unsupported(&result.unwrap_err()),
         _ => {
             assert_eq!(result.unwrap(), b"ABCD");
             let mut reply = Vec::new();
@@ -277,7 +267,7 @@ fn assert_given_up_write_reported(
     inline_received: &[u8],
 ) {
     match backend {
-        Backend::Fiber => assert_unsupported(&outcome.unwrap_err()),
+        Backend::Fiber => support::assert_unsupported(&outcome.unwrap_err()),
         // Poll, like blocking, writes at once when the socket or file takes the bytes: a
         // readiness-based write is only ever `Pending` before it has written anything.
         Backend::Blocking | Backend::Poll => {
@@ -324,7 +314,7 @@ fn a_given_up_trait_write_retried_with_more_bytes_goes_out_once(backend: Backend
         AsyncWriteExt::write_all(stream, b"AAAABBBB").await
     });
     match backend {
-        Backend::Fiber => assert_unsupported(&outcome.unwrap_err()),
+        Backend::Fiber => support::assert_unsupported(&outcome.unwrap_err()),
         // Poll, like blocking, writes at once when the socket or file takes the bytes: a
         // readiness-based write is only ever `Pending` before it has written anything.
         Backend::Blocking | Backend::Poll => {

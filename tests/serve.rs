@@ -8,19 +8,11 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use ioswap::{Backend, Canceled, Elapsed, SpawnError, TcpListener, TcpStream, Unsupported};
+use ioswap::{Backend, Canceled, Elapsed, SpawnError, TcpListener, TcpStream};
 use support::within;
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
-}
-
-fn assert_unsupported(err: &io::Error) {
-    assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
-    assert!(
-        err.get_ref().is_some_and(|e| e.is::<Unsupported>()),
-        "{err}"
-    );
 }
 
 /// Sends every chunk back until the peer closes its side.
@@ -89,7 +81,7 @@ fn serve_refuses_up_front_without_concurrency(backend: Backend) {
         }
         // Fiber's simulated network refuses a real socket handed to it (`from_std`), by design:
         // serve returns that error.
-        Backend::Fiber => assert_unsupported(&outcome.0.unwrap().unwrap_err()),
+        Backend::Fiber => support::assert_unsupported(&outcome.0.unwrap().unwrap_err()),
         _ => {
             let (served, left) = outcome;
             // At the deadline serve is canceled, and returns: it completed, so it is not `Elapsed`.

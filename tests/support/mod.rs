@@ -221,3 +221,13 @@ pub fn within<T: Send + 'static>(
     rx.recv_timeout(std::time::Duration::from_secs(secs))
         .unwrap_or_else(|_| panic!("hung: {what} did not end within {secs} s"))
 }
+
+/// `err` is the typed `Unsupported` refusal. Fiber's simulated network never touches a real
+/// socket, so a std socket handed to it (`TcpStream::from_std`) is refused this way, by design.
+pub fn assert_unsupported(err: &std::io::Error) {
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+    assert!(
+        err.get_ref().is_some_and(|e| e.is::<ioswap::Unsupported>()),
+        "{err}"
+    );
+}
