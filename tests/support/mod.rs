@@ -231,3 +231,27 @@ pub fn assert_unsupported(err: &std::io::Error) {
         "{err}"
     );
 }
+
+/// The differential test: runs `body` on every compiled backend and asserts each observed the
+/// same value as the first, so a behaviour written once is checked against the kernel's answer
+/// (blocking, uring, poll) and the simulator's (fiber) in one place. `body` gets the backend
+/// it runs on, for what must differ (a temporary path, say), and should observe only what is
+/// the same everywhere (bytes, lengths, error kinds; not ports or addresses).
+pub fn same_on_every_backend<T, F, Fut>(what: &str, body: F) -> T
+where
+    T: PartialEq + std::fmt::Debug + 'static,
+    F: Fn(ioswap::Cx, Backend) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ioswap::Canceled>> + 'static,
+{
+    let mut seen = Backend::compiled().into_iter().map(|backend| {
+        let value = backend
+            .run(|cx| body(cx, backend))
+            .unwrap_or_else(|err| panic!("{what} on {backend}: {err}"));
+        (backend, value)
+    });
+    let (first, expected) = seen.next().expect("a backend is compiled in");
+    for (backend, value) in seen {
+        assert_eq!(value, expected, "{what}: {backend} differs from {first}");
+    }
+    expected
+}
