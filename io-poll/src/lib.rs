@@ -157,16 +157,19 @@ impl PollBackend {
         self.ops.borrow().owned() > 0
     }
 
-    /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready),
-    /// then tries again the ops of every socket it reported ready.
-    fn wait_and_retry(&self, timeout: Option<Duration>) {
+    /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready).
+    /// Returns whether it reported any descriptor ready.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
         let mut events = self.events.borrow_mut();
         events.clear();
         // EINTR (a signal) ends the wait like a timeout; the caller's loop decides what next.
         let _ = self.poller.wait(&mut events, timeout);
-        if events.is_empty() {
-            return;
-        }
+        !events.is_empty()
+    }
+
+    /// Tries again the ops of every descriptor the last wait reported ready.
+    fn retry_ready(&self) {
+        let events = self.events.borrow();
         self.with_ops(|ops, after| {
             for event in events.iter() {
                 ops.ready(event, after);
@@ -179,11 +182,17 @@ impl PollBackend {
     fn idle(&self, deadline_ms: u64) {
         loop {
             self.core.fire_due();
+            if !self.core.queue().is_empty() {
+                return;
+            }
             // Every task readied by a close's cancels has run: what still holds its descriptor
             // is outside the backend, and the close need not wait for it.
+            // Reads whose socket's readiness is unsure are tried now, the latest moment before
+            // the wait (more has had time to arrive since they were submitted).
             self.with_ops(|ops, after| {
                 ops.retry_closes(true, after);
                 ops.sweep();
+                ops.try_unsure(after);
             });
             if !self.core.queue().is_empty() {
                 return;
@@ -206,8 +215,13 @@ impl PollBackend {
             if !self.core.queue().begin_idle() {
                 return;
             }
-            self.wait_and_retry(timeout);
+            let reported = self.wait(timeout);
+            // Idle ends before the retries ready their tasks: a push while idle calls the
+            // idle hook, and a `notify` from this thread would only cut the next wait short.
             self.core.queue().end_idle();
+            if reported {
+                self.retry_ready();
+            }
         }
     }
 
@@ -261,7 +275,10 @@ impl Driver for PollBackend {
             self.idle(deadline_ms);
             self.core.queue().drain_into(&mut batch);
         } else if self.io_in_flight() {
-            self.wait_and_retry(Some(Duration::ZERO));
+            self.with_ops(|ops, after| ops.try_unsure(after));
+            if self.wait(Some(Duration::ZERO)) {
+                self.retry_ready();
+            }
             self.core.queue().drain_into(&mut batch);
         }
         while let Some(runnable) = batch.pop_front() {
