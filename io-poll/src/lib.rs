@@ -13,11 +13,12 @@
 //!    due, or another thread wakes a task (the run queue's idle hook calls
 //!    [`Poller::notify`](polling::Poller::notify)); then try the ready sockets' ops again.
 //!
-//! The ops keep the protocol of [`io_core::op`]: a socket op is tried at once; if it would
-//! block, the backend owns it — buffers included — until its socket is ready and a retry ends
-//! it. A canceled op still waiting ends at once with a canceled error and its buffers (it never
-//! touched the socket, so nothing completed is lost), and a dropped one is dropped. File ops are
-//! performed inline (see the crate's DESIGN.md).
+//! The ops keep the protocol of [`io_core::op`]: a socket op is tried at once (a read on a
+//! socket whose last read succeeded: just before the loop next waits; see the crate's
+//! DESIGN.md); if it would block, the backend owns it — buffers included — until its socket is
+//! ready and a retry ends it. A canceled op still waiting ends at once with a canceled error and
+//! its buffers (it never touched the socket, so nothing completed is lost), and a dropped one is
+//! dropped. File ops are performed inline (see the crate's DESIGN.md).
 //!
 //! ```
 //! use io_poll::PollIo;
@@ -368,6 +369,36 @@ mod tests {
                 received
             });
             assert_eq!(received, b"ping");
+        }
+    }
+
+    /// A read that came back short may have stopped at the peer's end of stream, whose edge it
+    /// used: the next read still sees the end (0) instead of waiting for an edge that never
+    /// comes.
+    #[test]
+    fn a_read_after_a_short_one_sees_the_end_of_stream() {
+        for edge in [true, false] {
+            let reads = with_watchdog("a read after a short one, at the end", move || {
+                let (mut peer, server) = std_pair();
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    peer.write_all(b"abc").unwrap();
+                    peer.shutdown(std::net::Shutdown::Write).unwrap();
+                    peer
+                });
+                let io = PollIo::with_edge(edge).unwrap();
+                let reads = io
+                    .run(|cx| async move {
+                        let stream = TcpStream::from_std(&cx, server);
+                        let (first, buf) = stream.read(Vec::with_capacity(16)).await; // waits
+                        let (second, _) = stream.read(Vec::with_capacity(16)).await;
+                        Ok((first.unwrap(), buf, second.unwrap()))
+                    })
+                    .unwrap();
+                drop(writer.join().unwrap());
+                reads
+            });
+            assert_eq!(reads, (3, b"abc".to_vec(), 0));
         }
     }
 

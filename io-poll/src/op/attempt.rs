@@ -125,8 +125,8 @@ fn would_block(interest: Interest, mut call: impl FnMut() -> io::Result<usize>) 
 }
 
 /// Receives into the spare room of `buf` from its start, up to its capacity; its length becomes
-/// the count received (0 on an error), as [`read_into`] does, but without zeroing the room first:
-/// a read per message zeroing a 4 KiB buffer showed as a third of tcp-echo's instructions.
+/// the count received (0 on an error), as [`read_into`] does, but without zeroing the room first
+/// (see DESIGN.md, "Receives into the buffer's room").
 fn recv_into(stream: &net::TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     buf.clear();
     let received = SockRef::from(stream).recv(buf.spare_capacity_mut())?;
