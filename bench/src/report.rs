@@ -172,10 +172,11 @@ struct Target {
 
 const FIBER: Runner = Runner::Ioswap(Backend::Fiber);
 const URING: Runner = Runner::Ioswap(Backend::Uring);
+const POLL: Runner = Runner::Ioswap(Backend::Poll);
 
 /// The targets for this 2-core machine: the scheduler's for fiber (issue 3), the I/O ones for
-/// uring (issue 5). "≥ k× the throughput" is "≤ 1/k × the time per op".
-const TARGETS: [Target; 10] = [
+/// uring (issue 5) and poll (issue 12). "≥ k× the throughput" is "≤ 1/k × the time per op".
+const TARGETS: [Target; 12] = [
     Target {
         runner: FIBER,
         workload: "spawn-join",
@@ -244,6 +245,20 @@ const TARGETS: [Target; 10] = [
         workload: "random-read",
         peer: Runner::StdPread,
         at_most: 1.0,
+        throughput: false,
+    },
+    Target {
+        runner: POLL,
+        workload: "tcp-echo",
+        peer: Runner::Tokio,
+        at_most: 1.0,
+        throughput: true,
+    },
+    Target {
+        runner: POLL,
+        workload: "tcp-echo",
+        peer: URING,
+        at_most: 1.2,
         throughput: false,
     },
 ];

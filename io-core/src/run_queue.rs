@@ -262,9 +262,11 @@ impl RunQueue {
         state.idle
     }
 
-    /// The loop woke up: pushes no longer need to wake it.
+    /// The loop woke up: pushes no longer need to wake it. Call it on the loop's thread, which
+    /// owns the queue again: what it readies next (reaping completions) skips the mutex.
     pub fn end_idle(&self) {
         self.lock().idle = false;
+        self.claim_with(|_| ());
     }
 
     /// Blocks the calling thread until a runnable is queued or `until` passes (`None`: no time

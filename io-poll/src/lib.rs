@@ -13,11 +13,12 @@
 //!    due, or another thread wakes a task (the run queue's idle hook calls
 //!    [`Poller::notify`](polling::Poller::notify)); then try the ready sockets' ops again.
 //!
-//! The ops keep the protocol of [`io_core::op`]: a socket op is tried at once; if it would
-//! block, the backend owns it — buffers included — until its socket is ready and a retry ends
-//! it. A canceled op still waiting ends at once with a canceled error and its buffers (it never
-//! touched the socket, so nothing completed is lost), and a dropped one is dropped. File ops are
-//! performed inline (see the crate's DESIGN.md).
+//! The ops keep the protocol of [`io_core::op`]: a socket op is tried at once (a read on a
+//! socket whose last read succeeded: just before the loop next waits; see the crate's
+//! DESIGN.md); if it would block, the backend owns it — buffers included — until its socket is
+//! ready and a retry ends it. A canceled op still waiting ends at once with a canceled error and
+//! its buffers (it never touched the socket, so nothing completed is lost), and a dropped one is
+//! dropped. File ops are performed inline (see the crate's DESIGN.md).
 //!
 //! ```
 //! use io_poll::PollIo;
@@ -157,16 +158,19 @@ impl PollBackend {
         self.ops.borrow().owned() > 0
     }
 
-    /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready),
-    /// then tries again the ops of every socket it reported ready.
-    fn wait_and_retry(&self, timeout: Option<Duration>) {
+    /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready).
+    /// Returns whether it reported any descriptor ready.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
         let mut events = self.events.borrow_mut();
         events.clear();
         // EINTR (a signal) ends the wait like a timeout; the caller's loop decides what next.
         let _ = self.poller.wait(&mut events, timeout);
-        if events.is_empty() {
-            return;
-        }
+        !events.is_empty()
+    }
+
+    /// Tries again the ops of every descriptor the last wait reported ready.
+    fn retry_ready(&self) {
+        let events = self.events.borrow();
         self.with_ops(|ops, after| {
             for event in events.iter() {
                 ops.ready(event, after);
@@ -179,11 +183,17 @@ impl PollBackend {
     fn idle(&self, deadline_ms: u64) {
         loop {
             self.core.fire_due();
+            if !self.core.queue().is_empty() {
+                return;
+            }
             // Every task readied by a close's cancels has run: what still holds its descriptor
             // is outside the backend, and the close need not wait for it.
+            // Reads whose socket's readiness is unsure are tried now, the latest moment before
+            // the wait (more has had time to arrive since they were submitted).
             self.with_ops(|ops, after| {
                 ops.retry_closes(true, after);
                 ops.sweep();
+                ops.try_unsure(after);
             });
             if !self.core.queue().is_empty() {
                 return;
@@ -206,8 +216,13 @@ impl PollBackend {
             if !self.core.queue().begin_idle() {
                 return;
             }
-            self.wait_and_retry(timeout);
+            let reported = self.wait(timeout);
+            // Idle ends before the retries ready their tasks: a push while idle calls the
+            // idle hook, and a `notify` from this thread would only cut the next wait short.
             self.core.queue().end_idle();
+            if reported {
+                self.retry_ready();
+            }
         }
     }
 
@@ -261,7 +276,10 @@ impl Driver for PollBackend {
             self.idle(deadline_ms);
             self.core.queue().drain_into(&mut batch);
         } else if self.io_in_flight() {
-            self.wait_and_retry(Some(Duration::ZERO));
+            self.with_ops(|ops, after| ops.try_unsure(after));
+            if self.wait(Some(Duration::ZERO)) {
+                self.retry_ready();
+            }
             self.core.queue().drain_into(&mut batch);
         }
         while let Some(runnable) = batch.pop_front() {
@@ -351,6 +369,36 @@ mod tests {
                 received
             });
             assert_eq!(received, b"ping");
+        }
+    }
+
+    /// A read that came back short may have stopped at the peer's end of stream, whose edge it
+    /// used: the next read still sees the end (0) instead of waiting for an edge that never
+    /// comes.
+    #[test]
+    fn a_read_after_a_short_one_sees_the_end_of_stream() {
+        for edge in [true, false] {
+            let reads = with_watchdog("a read after a short one, at the end", move || {
+                let (mut peer, server) = std_pair();
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    peer.write_all(b"abc").unwrap();
+                    peer.shutdown(std::net::Shutdown::Write).unwrap();
+                    peer
+                });
+                let io = PollIo::with_edge(edge).unwrap();
+                let reads = io
+                    .run(|cx| async move {
+                        let stream = TcpStream::from_std(&cx, server);
+                        let (first, buf) = stream.read(Vec::with_capacity(16)).await; // waits
+                        let (second, _) = stream.read(Vec::with_capacity(16)).await;
+                        Ok((first.unwrap(), buf, second.unwrap()))
+                    })
+                    .unwrap();
+                drop(writer.join().unwrap());
+                reads
+            });
+            assert_eq!(reads, (3, b"abc".to_vec(), 0));
         }
     }
 

@@ -23,6 +23,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Ioswap(Backend::Blocking) => Some("performed inline in submit: no system call"),
         Runner::Ioswap(Backend::Fiber) => Some("completes at once in submit: no system call"),
         Runner::Ioswap(Backend::Uring) => Some("one NOP SQE per op, one io_uring_enter each"),
+        Runner::Ioswap(Backend::Poll) => Some("completes at once in submit: no system call"),
         Runner::RawIoUring => {
             Some("floor: io-uring crate, push one NOP, submit_and_wait(1), reap; no executor")
         }

@@ -37,6 +37,7 @@ pub const WORKLOAD: Workload = Workload {
             Some("inline: the 32 tasks read one after another, each read a pread")
         }
         Runner::Ioswap(Backend::Uring) => Some("32 tasks, up to 32 READ SQEs in flight"),
+        Runner::Ioswap(Backend::Poll) => Some("32 tasks, each read a pread inside submit"),
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
         _ => None,

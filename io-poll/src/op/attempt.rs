@@ -3,13 +3,13 @@
 //! socket is ready. Files are served inline with std calls (see DESIGN.md, "Files inline").
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{self, SocketAddr};
 use std::os::unix::fs::FileExt;
 
 use io_core::op::read_into;
 use io_core::{Handle, Op, Unsupported};
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
 /// What one try of an op came to.
 #[derive(Debug)]
@@ -33,6 +33,19 @@ pub(crate) fn waits_on(op: &Op) -> Option<&Handle> {
         Op::Accept { listener, .. } => Some(listener),
         Op::Recv { stream, .. } | Op::Send { stream, .. } => Some(stream),
         Op::Connect { stream, .. } => stream.as_ref(),
+        _ => None,
+    }
+}
+
+/// The readiness a socket op waits for when it would block (`None` for ops that never wait, and
+/// for a connect not begun: its socket does not exist yet).
+pub(crate) fn interest(op: &Op) -> Option<Interest> {
+    match op {
+        Op::Accept { .. } | Op::Recv { .. } => Some(Interest::Read),
+        Op::Send { .. }
+        | Op::Connect {
+            stream: Some(_), ..
+        } => Some(Interest::Write),
         _ => None,
     }
 }
@@ -83,8 +96,7 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
         Op::Connect { stream, .. } => return finish_connect(stream),
         Op::Recv { stream, buf } => {
             return would_block(Interest::Read, || {
-                let mut stream = std_of::<net::TcpStream>(stream, "recv")?;
-                read_into(buf, |space| stream.read(space))
+                recv_into(std_of::<net::TcpStream>(stream, "recv")?, buf)
             })
         }
         Op::Send { stream, buf } => {
@@ -110,6 +122,18 @@ fn would_block(interest: Interest, mut call: impl FnMut() -> io::Result<usize>) 
             result => return Attempt::Done(result),
         }
     }
+}
+
+/// Receives into the spare room of `buf` from its start, up to its capacity; its length becomes
+/// the count received (0 on an error), as [`read_into`] does, but without zeroing the room first
+/// (see DESIGN.md, "Receives into the buffer's room").
+fn recv_into(stream: &net::TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    let received = SockRef::from(stream).recv(buf.spare_capacity_mut())?;
+    // SAFETY: `recv` initialized the first `received` bytes of the spare room, which starts at
+    // index 0 (the vector was cleared) and is at least that long.
+    unsafe { buf.set_len(received) };
+    Ok(received)
 }
 
 /// A listener on `addr`, non-blocking (its accepts wait for readiness).

@@ -14,9 +14,9 @@
 
 mod attempt;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use io_core::{Canceled, Completion, Handle, Op, OpId, OpSlot, Submitted, Unsupported};
@@ -63,12 +63,34 @@ enum State {
     AwaitingFd,
 }
 
+/// What the backend knows of one kind of readiness of a socket registered edge-triggered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// An edge reported it and no try found it used up since: an op of that kind is tried at
+    /// once.
+    Ready,
+    /// Nothing tried yet, or the last try succeeded, which does not show whether more is there
+    /// (a receive that came back short may have stopped at the end of the stream, whose edge is
+    /// gone). A write is tried at once; a read is tried just before the loop next waits, or
+    /// at the next edge, whichever comes first (see `try_unsure`): by then more has had time to
+    /// arrive, and a read that would block there costs no more than one tried at once.
+    Unsure,
+    /// The last try would have blocked, and no edge came since: a promise that the next change
+    /// of the socket's state brings one, so an op of that kind waits for it without a try.
+    UsedUp,
+}
+
 /// One descriptor registered with the poller and the ops waiting on it, in submission order.
 struct Registration {
     /// A handle of the descriptor, for re-arming and deregistering it.
     source: Handle,
     readers: VecDeque<u64>,
     writers: VecDeque<u64>,
+    /// Edge-triggered: what is known of the socket's readability and writability.
+    readable: Known,
+    writable: Known,
+    /// Edge-triggered: listed for `sweep` (no op waited on it at some point since the last one).
+    swept: bool,
 }
 
 impl Registration {
@@ -76,6 +98,17 @@ impl Registration {
         match interest {
             Interest::Read => &mut self.readers,
             Interest::Write => &mut self.writers,
+        }
+    }
+
+    fn is_quiet(&self) -> bool {
+        self.readers.is_empty() && self.writers.is_empty()
+    }
+
+    fn known(&mut self, interest: Interest) -> &mut Known {
+        match interest {
+            Interest::Read => &mut self.readable,
+            Interest::Write => &mut self.writable,
         }
     }
 
@@ -92,6 +125,51 @@ fn key_of(fd: RawFd) -> usize {
     usize::try_from(fd).expect("a descriptor is never negative")
 }
 
+/// The registrations, by descriptor number. Descriptors are small integers, the lowest free one
+/// given out first, so a vector indexed by them is dense, and finding the registration of an
+/// event costs an index rather than a hash.
+#[derive(Default)]
+struct ByFd {
+    slots: Vec<Option<Registration>>,
+    len: usize,
+}
+
+impl ByFd {
+    fn get(&self, fd: RawFd) -> Option<&Registration> {
+        self.slots.get(key_of(fd))?.as_ref()
+    }
+
+    fn get_mut(&mut self, fd: RawFd) -> Option<&mut Registration> {
+        self.slots.get_mut(key_of(fd))?.as_mut()
+    }
+
+    fn contains_key(&self, fd: RawFd) -> bool {
+        self.get(fd).is_some()
+    }
+
+    fn insert(&mut self, fd: RawFd, registration: Registration) {
+        let index = key_of(fd);
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        if self.slots[index].replace(registration).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, fd: RawFd) -> Option<Registration> {
+        let registration = self.slots.get_mut(key_of(fd))?.take()?;
+        self.len -= 1;
+        Some(registration)
+    }
+
+    /// Takes every registration out.
+    fn drain(&mut self) -> impl Iterator<Item = Registration> + '_ {
+        self.len = 0;
+        self.slots.drain(..).flatten()
+    }
+}
+
 /// A slot of the table: its generation (so a stale `OpId` never hits a reused slot) and entry.
 #[derive(Default)]
 struct Slot {
@@ -106,9 +184,12 @@ pub(crate) struct Ops {
     slots: Vec<Slot>,
     free: Vec<u32>,
     owned: usize,
-    registered: HashMap<RawFd, Registration>,
-    /// Reused by `sweep`.
+    registered: ByFd,
+    /// Edge-triggered registrations no op waited on at some point since the last `sweep`
+    /// (possibly stale: `sweep` checks each again).
     quiet: Vec<RawFd>,
+    /// Edge-triggered: sockets with reads waiting that no try has shown used up (`try_unsure`).
+    unsure: Vec<RawFd>,
     closes: Vec<u64>,
 }
 
@@ -121,8 +202,9 @@ impl Ops {
             slots: Vec::new(),
             free: Vec::new(),
             owned: 0,
-            registered: HashMap::new(),
+            registered: ByFd::default(),
             quiet: Vec::new(),
+            unsure: Vec::new(),
             closes: Vec::new(),
         }
     }
@@ -205,17 +287,26 @@ impl Ops {
                 op,
             });
         }
-        let interest = match attempt::first_try(&mut op) {
-            Attempt::Done(result) => return Submitted::Done(Completion { result, op }),
-            Attempt::Wait(interest) => interest,
+        // The socket's number, if it has one yet (a connect makes its socket in its first try).
+        let known_fd = attempt::waits_on(&op).and_then(Handle::raw_fd);
+        let interest = match known_fd.and_then(|fd| self.known_used_up(fd, &op)) {
+            // Edge-triggered, nothing there for it: the next edge tries it.
+            Some(interest) => interest,
+            None => {
+                let attempt = attempt::first_try(&mut op);
+                if let Some(fd) = known_fd {
+                    self.note(fd, &op, &attempt);
+                }
+                match attempt {
+                    Attempt::Done(result) => return Submitted::Done(Completion { result, op }),
+                    Attempt::Wait(interest) => interest,
+                }
+            }
         };
         let source = attempt::waits_on(&op)
             .expect("an op that waits names its socket")
             .clone();
-        let fd = source
-            .as_fd()
-            .expect("a socket has a descriptor")
-            .as_raw_fd();
+        let fd = known_fd.unwrap_or_else(|| source.raw_fd().expect("a socket has a descriptor"));
         let slot = OpSlot::new(op.name());
         let key = self.insert(Entry {
             op,
@@ -235,6 +326,64 @@ impl Ops {
         }
     }
 
+    /// Edge-triggered: the readiness `op` is to wait for without a try now, if the registration
+    /// of its socket `fd` knows it is used up, or is unsure of it and `op` reads (the read is
+    /// then listed to be tried before the loop next waits).
+    fn known_used_up(&mut self, fd: RawFd, op: &Op) -> Option<Interest> {
+        if !self.edge {
+            return None;
+        }
+        let interest = attempt::interest(op)?;
+        let registration = self.registered.get_mut(fd)?;
+        match (*registration.known(interest), interest) {
+            (Known::UsedUp, _) => Some(interest),
+            (Known::Unsure, Interest::Read) => {
+                self.unsure.push(fd);
+                Some(interest)
+            }
+            _ => None,
+        }
+    }
+
+    /// Edge-triggered: records what a try of `op` found used up on its socket `fd`, if that is
+    /// registered.
+    fn note(&mut self, fd: RawFd, op: &Op, attempt: &Attempt) {
+        if !self.edge {
+            return;
+        }
+        let Some(registration) = self.registered.get_mut(fd) else {
+            return;
+        };
+        match attempt {
+            Attempt::Wait(interest) => *registration.known(*interest) = Known::UsedUp,
+            Attempt::Done(Ok(_)) if attempt::interest(op) == Some(Interest::Read) => {
+                registration.readable = Known::Unsure;
+            }
+            Attempt::Done(_) => {}
+        }
+    }
+
+    /// Edge-triggered: tries the reads listed by `known_used_up` whose socket is still unsure
+    /// (no edge and no try since), in order, until one would block. Called before the loop
+    /// waits, and on turns that collect readiness without waiting.
+    pub(crate) fn try_unsure(&mut self, after: &mut Aftermath) {
+        if self.unsure.is_empty() {
+            return;
+        }
+        let mut unsure = std::mem::take(&mut self.unsure);
+        for fd in unsure.drain(..) {
+            let still = self
+                .registered
+                .get_mut(fd)
+                .is_some_and(|r| *r.known(Interest::Read) == Known::Unsure);
+            if still {
+                self.try_queue(fd, Interest::Read, after);
+                self.rearm(fd, after);
+            }
+        }
+        self.unsure = unsure;
+    }
+
     /// Queues op `key` on descriptor `fd` and arms the poller for what its ops wait for.
     fn enqueue(
         &mut self,
@@ -243,7 +392,7 @@ impl Ops {
         source: Handle,
         interest: Interest,
     ) -> io::Result<()> {
-        if let Some(registration) = self.registered.get_mut(&fd) {
+        if let Some(registration) = self.registered.get_mut(fd) {
             let queue = registration.queue(interest);
             queue.push_back(key);
             // Edge-triggered: registered for both kinds already. The op got `WouldBlock` in this
@@ -265,8 +414,13 @@ impl Ops {
             source,
             readers: VecDeque::new(),
             writers: VecDeque::new(),
+            readable: Known::Unsure,
+            writable: Known::Unsure,
+            swept: false,
         };
         registration.queue(interest).push_back(key);
+        // The op's try found it used up; the `add` below reports the socket if that changed.
+        *registration.known(interest) = Known::UsedUp;
         let (event, mode) = if self.edge {
             // Adding a descriptor that is ready already reports it: nothing since the op's
             // attempt is missed.
@@ -289,9 +443,16 @@ impl Ops {
     /// they wait for, or deregisters it if none waits.
     fn rearm(&mut self, fd: RawFd, after: &mut Aftermath) {
         if self.edge {
-            return; // kept registered, never re-armed
+            // Kept registered, never re-armed; one no op waits on is a candidate for `sweep`.
+            if let Some(registration) = self.registered.get_mut(fd) {
+                if registration.is_quiet() && !registration.swept {
+                    registration.swept = true;
+                    self.quiet.push(fd);
+                }
+            }
+            return;
         }
-        let Some(registration) = self.registered.get(&fd) else {
+        let Some(registration) = self.registered.get(fd) else {
             return;
         };
         let source = registration.source.as_fd().expect("a socket");
@@ -299,13 +460,13 @@ impl Ops {
             // Failing to delete a registered, open descriptor is impossible short of a bug;
             // the kernel forgets it when the descriptor closes anyway.
             let _ = self.poller.delete(source);
-            let registration = self.registered.remove(&fd).expect("just seen");
+            let registration = self.registered.remove(fd).expect("just seen");
             after.handles.push(registration.source);
         } else {
             let result = self.poller.modify(source, registration.event(fd));
             if let Err(err) = result {
                 // The descriptor cannot be waited on: its ops end with the error.
-                let registration = self.registered.get_mut(&fd).expect("just seen");
+                let registration = self.registered.get_mut(fd).expect("just seen");
                 let keys: Vec<u64> = registration.readers.drain(..).collect::<Vec<_>>();
                 let keys = keys
                     .into_iter()
@@ -332,50 +493,65 @@ impl Ops {
         let Ok(fd) = RawFd::try_from(event.key) else {
             return;
         };
-        if !self.registered.contains_key(&fd) {
+        if !self.registered.contains_key(fd) {
             return;
         }
         for (interest, reported) in [
             (Interest::Read, event.readable),
             (Interest::Write, event.writable),
         ] {
-            if self.edge && !reported {
-                continue;
-            }
-            loop {
-                let registration = self.registered.get_mut(&fd).expect("registered");
-                let Some(&key) = registration.queue(interest).front() else {
-                    break;
-                };
-                let Some(entry) = self.get_mut(key) else {
-                    // Gone without leaving the queue: cannot happen, but never loop on it.
-                    self.registered
-                        .get_mut(&fd)
-                        .expect("registered")
-                        .queue(interest)
-                        .pop_front();
+            if self.edge {
+                if !reported {
                     continue;
-                };
-                match attempt::retry(&mut entry.op) {
-                    Attempt::Wait(_) => break,
-                    Attempt::Done(result) => {
-                        self.registered
-                            .get_mut(&fd)
-                            .expect("registered")
-                            .queue(interest)
-                            .pop_front();
-                        let entry = self.remove(key).expect("just tried");
-                        after.complete(entry.slot, result, entry.op);
-                    }
                 }
+                let registration = self.registered.get_mut(fd).expect("registered");
+                *registration.known(interest) = Known::Ready;
             }
+            self.try_queue(fd, interest, after);
         }
         self.rearm(fd, after);
     }
 
+    /// Tries the ops queued on registered descriptor `fd` for `interest`, in order, until one
+    /// would block.
+    fn try_queue(&mut self, fd: RawFd, interest: Interest, after: &mut Aftermath) {
+        loop {
+            let registration = self.registered.get_mut(fd).expect("registered");
+            let Some(&key) = registration.queue(interest).front() else {
+                return;
+            };
+            let Some(entry) = self.get_mut(key) else {
+                // Gone without leaving the queue: cannot happen, but never loop on it.
+                self.registered
+                    .get_mut(fd)
+                    .expect("registered")
+                    .queue(interest)
+                    .pop_front();
+                continue;
+            };
+            let attempt = attempt::retry(&mut entry.op);
+            let registration = self.registered.get_mut(fd).expect("registered");
+            if self.edge {
+                *registration.known(interest) = match attempt {
+                    Attempt::Wait(_) => Known::UsedUp,
+                    Attempt::Done(Ok(_)) if interest == Interest::Read => Known::Unsure,
+                    Attempt::Done(_) => *registration.known(interest),
+                };
+            }
+            match attempt {
+                Attempt::Wait(_) => return,
+                Attempt::Done(result) => {
+                    registration.queue(interest).pop_front();
+                    let entry = self.remove(key).expect("just tried");
+                    after.complete(entry.slot, result, entry.op);
+                }
+            }
+        }
+    }
+
     /// Takes op `key` off its descriptor's queue (it is no longer waiting).
     fn unqueue(&mut self, key: u64, fd: RawFd, interest: Interest, after: &mut Aftermath) {
-        let Some(registration) = self.registered.get_mut(&fd) else {
+        let Some(registration) = self.registered.get_mut(fd) else {
             return;
         };
         let queue = registration.queue(interest);
@@ -528,7 +704,7 @@ impl Ops {
         for key in keys {
             self.cancel(OpId::new(key), after);
         }
-        for (_, registration) in self.registered.drain() {
+        for registration in self.registered.drain() {
             let _ = self
                 .poller
                 .delete(registration.source.as_fd().expect("a socket"));
@@ -542,7 +718,7 @@ impl Ops {
         let Some(fd) = handle.raw_fd() else {
             return;
         };
-        let Some(registration) = self.registered.get(&fd) else {
+        let Some(registration) = self.registered.get(fd) else {
             return;
         };
         if !registration.source.same_as(handle) {
@@ -550,7 +726,7 @@ impl Ops {
         }
         // The ops still queued on it are canceled by the close next (unqueuing them from a
         // registration that is gone does nothing).
-        let registration = self.registered.remove(&fd).expect("just seen");
+        let registration = self.registered.remove(fd).expect("just seen");
         let _ = self
             .poller
             .delete(registration.source.as_fd().expect("a socket"));
@@ -561,35 +737,35 @@ impl Ops {
     /// Called once a turn's tasks ran and before the loop sleeps: a dropped socket closes within
     /// the turn that dropped it.
     pub(crate) fn sweep(&mut self) {
-        if !self.edge || self.registered.is_empty() {
-            return;
-        }
         let mut quiet = std::mem::take(&mut self.quiet);
-        quiet.extend(
-            self.registered
-                .iter()
-                .filter(|(_, r)| r.readers.is_empty() && r.writers.is_empty())
-                .map(|(&fd, _)| fd),
-        );
-        for fd in quiet.drain(..) {
-            let registration = self.registered.remove(&fd).expect("just seen");
+        quiet.retain(|&fd| {
+            let Some(slot) = self.registered.slots.get_mut(key_of(fd)) else {
+                return false;
+            };
+            let Some(registration) = slot.take_if(|r| r.is_quiet()) else {
+                // Gone, or an op waits on it again.
+                if let Some(registration) = slot {
+                    registration.swept = false;
+                }
+                return false;
+            };
             match registration.source.try_into_fd() {
                 Ok(owned) => {
+                    self.registered.len -= 1;
                     let _ = self.poller.delete(&owned);
                     drop(owned); // closes it, after the delete
+                    false
                 }
                 Err(source) => {
-                    self.registered.insert(
-                        fd,
-                        Registration {
-                            source,
-                            readers: registration.readers,
-                            writers: registration.writers,
-                        },
-                    );
+                    *slot = Some(Registration {
+                        source,
+                        swept: true,
+                        ..registration
+                    });
+                    true // still open elsewhere: looked at again next time
                 }
             }
-        }
+        });
         self.quiet = quiet;
     }
 }
