@@ -131,7 +131,6 @@ fn key_of(fd: RawFd) -> usize {
 #[derive(Default)]
 struct ByFd {
     slots: Vec<Option<Registration>>,
-    len: usize,
 }
 
 impl ByFd {
@@ -152,20 +151,15 @@ impl ByFd {
         if index >= self.slots.len() {
             self.slots.resize_with(index + 1, || None);
         }
-        if self.slots[index].replace(registration).is_none() {
-            self.len += 1;
-        }
+        self.slots[index] = Some(registration);
     }
 
     fn remove(&mut self, fd: RawFd) -> Option<Registration> {
-        let registration = self.slots.get_mut(key_of(fd))?.take()?;
-        self.len -= 1;
-        Some(registration)
+        self.slots.get_mut(key_of(fd))?.take()
     }
 
     /// Takes every registration out.
     fn drain(&mut self) -> impl Iterator<Item = Registration> + '_ {
-        self.len = 0;
         self.slots.drain(..).flatten()
     }
 }
@@ -751,7 +745,6 @@ impl Ops {
             };
             match registration.source.try_into_fd() {
                 Ok(owned) => {
-                    self.registered.len -= 1;
                     let _ = self.poller.delete(&owned);
                     drop(owned); // closes it, after the delete
                     false
