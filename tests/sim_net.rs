@@ -807,3 +807,98 @@ fn a_start_function_that_panics_on_restart_fails_the_run() {
     assert!(err.cause.contains("refusing to boot twice"), "{err}");
     assert_eq!(boots.get(), 2);
 }
+
+/// Faults where every op done at once reports up to 3 ms later.
+fn late_completions() -> Faults {
+    let mut faults = Faults::none();
+    faults.late_completion_ppm = 1_000_000;
+    faults.late_completion_ms = 3;
+    faults
+}
+
+#[test]
+fn late_completions_arrive_out_of_submission_order() {
+    let order = |seed: u64| {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        World::new(seed)
+            .faults(late_completions())
+            .client("test", move |cx, _| async move {
+                let tasks: Vec<_> = (0..8)
+                    .map(|i| {
+                        let log = log.clone();
+                        cx.spawn(move |cx| async move {
+                            let done = cx.submit(ioswap::protocol::op::Op::Nop).await;
+                            log.borrow_mut().push((i, done.result.ok()));
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await?;
+                }
+                Ok(())
+            })
+            .run()
+            .unwrap_or_else(|err| panic!("{err}"));
+        seen.take()
+    };
+    let runs: Vec<Vec<(usize, Option<usize>)>> = (1..=8).map(order).collect();
+    for run in &runs {
+        let mut ids: Vec<usize> = run.iter().map(|&(i, _)| i).collect();
+        ids.sort();
+        assert_eq!(ids, (0..8).collect::<Vec<_>>(), "every op completes once");
+        assert!(run.iter().all(|&(_, result)| result == Some(0)));
+    }
+    let in_order: Vec<(usize, Option<usize>)> = (0..8).map(|i| (i, Some(0))).collect();
+    assert!(runs.iter().any(|run| *run != in_order), "{runs:?}");
+    assert_eq!(
+        runs,
+        (1..=8).map(order).collect::<Vec<_>>(),
+        "same seed, same order"
+    );
+}
+
+#[test]
+fn a_write_reported_late_is_not_lost_to_a_cancel() {
+    let (sent, received) = with_echo_faults(late_completions(), async |cx, world| {
+        let conn = Rc::new(TcpStream::connect(&cx, world.addr("echo", PORT)).await?);
+        let writer = conn.clone();
+        let started = Rc::new(Cell::new(false));
+        let submitted = started.clone();
+        let task = cx.spawn(move |_| async move {
+            submitted.set(true); // the write below is submitted in this same poll
+            Ok(writer.write(b"kept".to_vec()).await.0)
+        });
+        while !started.get() {
+            cx.yield_now().await?;
+        }
+        task.cancel();
+        let sent = task.await?;
+        let (n, buf) = conn.read(Vec::with_capacity(16)).await;
+        n?;
+        Ok((sent.map_err(|e| e.kind()), buf))
+    });
+    // The write was done when it was submitted: the cancel cannot take it back.
+    assert_eq!(sent, Ok(4));
+    assert_eq!(received, b"kept");
+}
+
+/// `with_echo` under `faults`.
+fn with_echo_faults<T: 'static>(
+    faults: Faults,
+    client: impl AsyncFnOnce(Cx, Control) -> io::Result<T> + 'static,
+) -> T {
+    let out = Rc::new(RefCell::new(None));
+    let slot = out.clone();
+    World::new(1)
+        .faults(faults)
+        .host("echo", echo_host)
+        .client("test", move |cx, world| async move {
+            *slot.borrow_mut() = Some(client(cx, world).await?);
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    out.take().unwrap()
+}

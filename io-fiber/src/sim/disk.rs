@@ -173,18 +173,6 @@ pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
     }
 }
 
-/// Whether `op` is served here (and so cannot be canceled once submitted: see the module docs).
-pub(crate) fn is_file_op(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Open { .. }
-            | Op::ReadAt { .. }
-            | Op::WriteAt { .. }
-            | Op::SyncAll { .. }
-            | Op::Len { .. }
-    )
-}
-
 fn os(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }

@@ -39,6 +39,13 @@ pub struct Faults {
     /// io_uring's freedom to deliver a cancel late: a canceled op may still complete within
     /// this many milliseconds (its result is then returned, rule 3). `0`: cancels land at once.
     pub late_cancel_ms: u64,
+    /// io_uring's freedom to complete ops out of order: this share of the ops that are done at
+    /// once report their result up to `late_completion_ms` later, so completions arrive in
+    /// another order than their submissions (the op's effect is done; it can no longer be
+    /// canceled).
+    pub late_completion_ppm: u32,
+    /// How late such a report may come.
+    pub late_completion_ms: u64,
     /// Whether `cx.buggify(..)` fault points may fire.
     pub buggify: bool,
 }
@@ -100,6 +107,8 @@ impl Faults {
             clock_skew_ms: 0,
             short_transfer_ppm: 0,
             late_cancel_ms: 0,
+            late_completion_ppm: 0,
+            late_completion_ms: 0,
             buggify: false,
         }
     }
@@ -129,6 +138,8 @@ impl Default for Faults {
             clock_skew_ms: 100,
             short_transfer_ppm: 50_000,
             late_cancel_ms: 5,
+            late_completion_ppm: 100_000,
+            late_completion_ms: 3,
             buggify: true,
         }
     }

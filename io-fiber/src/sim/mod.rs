@@ -51,6 +51,9 @@ struct Pending {
     host: HostId,
     op: Op,
     slot: OpSlot,
+    /// The op's effect is done (bytes moved, a file written) and only its report waits: like
+    /// an op io_uring has started, it can no longer be canceled (rule 3, completion wins).
+    done: bool,
 }
 
 /// Something the world does at a virtual time.
@@ -255,23 +258,33 @@ impl Sim {
                 Reply::Done(Err(Unsupported::io_error("fiber", name)), other)
             }
         };
+        // io_uring's freedom to complete out of order: an op done at once may report later.
+        let reply = match reply {
+            Reply::Done(result, op) if state.chance(state.faults.late_completion_ppm) => {
+                let delay = state.between(1, state.faults.late_completion_ms.max(1));
+                Reply::Wait(op, Then::After(delay, result))
+            }
+            reply => reply,
+        };
         let submitted = match reply {
             Reply::Done(result, op) => Submitted::Done(Completion { result, op }),
             Reply::Wait(op, then) => {
                 let id = state.next_op;
                 state.next_op += 1;
                 let slot = OpSlot::new(op.name());
+                let done = matches!(then, Then::After(..));
                 state.ops.insert(
                     id,
                     Pending {
                         host,
                         op,
                         slot: slot.clone(),
+                        done,
                     },
                 );
                 match then {
                     Then::Park(park) => net::park(&mut state, id, park),
-                    Then::After(delay, result) => {
+                    Then::After(delay, result) | Then::Fail(delay, result) => {
                         state.schedule(delay, Event::Complete { op: id, result })
                     }
                 }
@@ -293,10 +306,9 @@ impl Sim {
         let Some(pending) = state.ops.get(&id) else {
             return;
         };
-        if disk::is_file_op(&pending.op) {
-            // A file op's effect is done when it is submitted; it only waits out the disk's
-            // latency. Like a read or write io_uring has started, it cannot be canceled: its
-            // result arrives (rule 3, completion wins).
+        if pending.done {
+            // Its effect is done (a file op waiting out the disk's latency, a late report):
+            // its result arrives, as for an op io_uring has started.
             return;
         }
         // The kernel's freedom: a cancel may arrive after the op could complete.
@@ -376,8 +388,11 @@ pub(crate) enum Reply {
 pub(crate) enum Then {
     /// When the world says so (data arrives, a handshake ends): it waits in a queue of the net.
     Park(net::ParkOn),
-    /// After `delay` ms, with `result` (its effect is already done).
+    /// After `delay` ms, with `result` (its effect is already done: it cannot be canceled).
     After(u64, io::Result<usize>),
+    /// After `delay` ms, with `result`, unless canceled first (nothing was done yet: a connect
+    /// that no host will ever answer).
+    Fail(u64, io::Result<usize>),
 }
 
 /// Closes a file or socket: its last handle is dropped here, or when the op holding another ends.

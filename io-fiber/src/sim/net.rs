@@ -402,7 +402,7 @@ fn connect(state: &mut State, host: HostId, op: Op, addr: SocketAddr) -> Reply {
     let Some(target) = host_of(state, host, addr.ip()) else {
         // No host has the address: a real network gets no answer, and the connect times out.
         let timeout = state.faults.net.connect_timeout_ms;
-        return Reply::Wait(op, Then::After(timeout, Err(ErrorKind::TimedOut.into())));
+        return Reply::Wait(op, Then::Fail(timeout, Err(ErrorKind::TimedOut.into())));
     };
     let port = match ephemeral_port(state, host) {
         Ok(port) => port,
