@@ -17,7 +17,7 @@ mod net;
 mod world;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::rc::{Rc, Weak};
 
@@ -51,6 +51,8 @@ struct Pending {
     host: HostId,
     op: Op,
     slot: OpSlot,
+    /// The network queue it waits in, if it waits in one.
+    parked: Option<net::ParkOn>,
 }
 
 /// Something the world does at a virtual time.
@@ -78,9 +80,10 @@ pub(crate) struct State {
     /// The world's choices: latencies, faults, the kernel's freedoms.
     rng: SplitMix64,
     faults: Faults,
-    /// Timed events, in time order, ties in scheduling order.
-    events: BTreeMap<(u64, u64), Event>,
-    next_event: u64,
+    /// Timed events, in time order, ties in scheduling order: one queue per virtual time (few
+    /// times are pending at once, so the map stays small; a map keyed by (time, sequence) was a
+    /// tenth of a simulated echo's time). No queue in it is empty.
+    events: BTreeMap<u64, VecDeque<Event>>,
     /// Ops in flight, by id.
     ops: BTreeMap<u64, Pending>,
     next_op: u64,
@@ -118,7 +121,6 @@ impl Sim {
                 rng: SplitMix64::new(seed ^ WORLD_STREAM),
                 faults,
                 events: BTreeMap::new(),
-                next_event: 0,
                 ops: BTreeMap::new(),
                 next_op: 1,
                 hosts: all,
@@ -144,7 +146,7 @@ impl Sim {
 
     /// The time of the world's next event, if any is scheduled.
     pub(crate) fn next_event(&self) -> Option<u64> {
-        self.state.borrow().events.keys().next().map(|&(at, _)| at)
+        self.state.borrow().events.keys().next().copied()
     }
 
     /// Whether an event is scheduled (the world will make progress on its own).
@@ -170,10 +172,7 @@ impl Sim {
             let event = {
                 let mut state = self.state.borrow_mut();
                 state.now = now;
-                match state.events.first_key_value() {
-                    Some((&(at, _), _)) if at <= now => state.events.pop_first().map(|(_, e)| e),
-                    _ => None,
-                }
+                state.pop_due(now)
             };
             let Some(event) = event else { break };
             fired += 1;
@@ -277,12 +276,17 @@ impl Sim {
                 let id = state.next_op;
                 state.next_op += 1;
                 let slot = OpSlot::new(op.name());
+                let parked = match then {
+                    Then::Park(park) => Some(park),
+                    Then::After(..) => None,
+                };
                 state.ops.insert(
                     id,
                     Pending {
                         host,
                         op,
                         slot: slot.clone(),
+                        parked,
                     },
                 );
                 match then {
@@ -330,8 +334,8 @@ impl Sim {
         let pending = {
             let mut state = self.state.borrow_mut();
             let pending = state.ops.remove(&id.get());
-            if pending.is_some() {
-                net::unpark(&mut state, id.get());
+            if let Some(on) = pending.as_ref().and_then(|p| p.parked) {
+                net::unpark(&mut state, id.get(), on);
             }
             pending
         };
@@ -409,21 +413,33 @@ fn close(handle: Option<Handle>) -> io::Result<usize> {
 impl State {
     fn schedule(&mut self, delay: u64, event: Event) {
         let at = self.now.saturating_add(delay);
-        let seq = self.next_event;
-        self.next_event += 1;
-        self.events.insert((at, seq), event);
+        self.events.entry(at).or_default().push_back(event);
     }
 
     fn schedule_at(&mut self, at: u64, event: Event) {
-        let seq = self.next_event;
-        self.next_event += 1;
-        self.events.insert((at.max(self.now), seq), event);
+        let at = at.max(self.now);
+        self.events.entry(at).or_default().push_back(event);
+    }
+
+    /// The first event due at `now`, taken out of the queue.
+    fn pop_due(&mut self, now: u64) -> Option<Event> {
+        let mut first = self.events.first_entry()?;
+        if *first.key() > now {
+            return None;
+        }
+        let event = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        event
     }
 
     /// Completes op `id` with `result`, unless it already ended (canceled, discarded).
     fn complete(&mut self, id: u64, result: io::Result<usize>) {
         if let Some(pending) = self.ops.remove(&id) {
-            net::unpark(self, id);
+            if let Some(on) = pending.parked {
+                net::unpark(self, id, on);
+            }
             pending.slot.complete(Completion {
                 result,
                 op: pending.op,
