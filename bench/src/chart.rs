@@ -18,6 +18,7 @@ fn colour(runner: &str) -> RGBColor {
     match runner {
         "tokio" => RGBColor(214, 96, 77),
         "smol" => RGBColor(244, 165, 50),
+        "turmoil" => RGBColor(118, 42, 131),
         "async-task" | "raw-io-uring" | "std-pread" => RGBColor(150, 150, 150),
         "ioswap-blocking" => RGBColor(146, 197, 222),
         "ioswap-fiber" => RGBColor(33, 102, 172),

@@ -7,7 +7,7 @@ use ioswap::Backend;
 use serde::Serialize;
 
 use crate::runner::Runner;
-use crate::workloads::{Measurement, Size, Unit, Workload};
+use crate::workloads::{Measurement, Size, Unit, Workload, HOUR_MS};
 
 /// Everything one run measured.
 #[derive(Debug, Serialize)]
@@ -175,8 +175,9 @@ const URING: Runner = Runner::Ioswap(Backend::Uring);
 const POLL: Runner = Runner::Ioswap(Backend::Poll);
 
 /// The targets for this 2-core machine: the scheduler's for fiber (issue 3), the I/O ones for
-/// uring (issue 5) and poll (issue 12). "≥ k× the throughput" is "≤ 1/k × the time per op".
-const TARGETS: [Target; 12] = [
+/// uring (issue 5), poll (issue 12) and the simulator (issue 11). "≥ k× the throughput" is
+/// "≤ 1/k × the time per op".
+const TARGETS: [Target; 13] = [
     Target {
         runner: FIBER,
         workload: "spawn-join",
@@ -260,6 +261,13 @@ const TARGETS: [Target; 12] = [
         peer: URING,
         at_most: 1.2,
         throughput: false,
+    },
+    Target {
+        runner: Runner::IoswapSim,
+        workload: "sim-echo",
+        peer: Runner::Turmoil,
+        at_most: 1.0 / 5.0,
+        throughput: true,
     },
 ];
 
@@ -369,8 +377,28 @@ impl Report {
                     .map(|r| format!("{r:.2}×"))
                     .unwrap_or_default();
                 let mut note = row.note.unwrap_or("").to_string();
-                if let (Outcome::Measured(s), "virtual-time") = (&row.outcome, workload.name) {
-                    note = join_note(&note, &format!("wall {} per run", seconds(s.median_wall_s)));
+                match (&row.outcome, workload.name) {
+                    (Outcome::Measured(s), "virtual-time") => {
+                        note =
+                            join_note(&note, &format!("wall {} per run", seconds(s.median_wall_s)));
+                    }
+                    (Outcome::Measured(s), "sim-echo") => {
+                        let per_second = 1e9 / s.median / 1e6;
+                        note = join_note(
+                            &note,
+                            &format!("{per_second:.2} M simulated messages per wall second"),
+                        );
+                    }
+                    (Outcome::Measured(_), "sim-hour") if self.size.simulated_ms != HOUR_MS => {
+                        note = join_note(
+                            &note,
+                            &format!(
+                                "{} s simulated, scaled to the hour",
+                                self.size.simulated_ms / 1000
+                            ),
+                        );
+                    }
+                    _ => {}
                 }
                 let _ = writeln!(
                     out,

@@ -26,6 +26,11 @@ pub enum Runner {
     RawIoUring,
     /// Plain blocking system calls in a loop on the thread (`pread`): the floor for file reads.
     StdPread,
+    /// ioswap's simulated world (`ioswap::sim::World`, on the fiber backend): hosts on a
+    /// simulated network, the peer of turmoil.
+    IoswapSim,
+    /// turmoil's `Sim`: hosts on its simulated network, each a tokio runtime on a paused clock.
+    Turmoil,
 }
 
 impl Runner {
@@ -41,6 +46,8 @@ impl Runner {
             Runner::AsyncTask,
             Runner::RawIoUring,
             Runner::StdPread,
+            Runner::IoswapSim,
+            Runner::Turmoil,
         ]);
         runners
     }
@@ -64,9 +71,15 @@ impl Runner {
         )
     }
 
-    /// Whether this runner is a peer runtime (what ratios are taken against).
+    /// Whether this runner is a simulated world, run only by the workloads that list it.
+    pub fn is_simulator(self) -> bool {
+        matches!(self, Runner::IoswapSim | Runner::Turmoil)
+    }
+
+    /// Whether this runner is a peer (what ratios are taken against): the runtimes, and turmoil
+    /// for the simulators.
     pub fn is_peer(self) -> bool {
-        matches!(self, Runner::Tokio | Runner::Smol)
+        matches!(self, Runner::Tokio | Runner::Smol | Runner::Turmoil)
     }
 
     /// The short name used in the table, the JSON and on the command line of the child process.
@@ -78,6 +91,8 @@ impl Runner {
             Runner::AsyncTask => "async-task".to_string(),
             Runner::RawIoUring => "raw-io-uring".to_string(),
             Runner::StdPread => "std-pread".to_string(),
+            Runner::IoswapSim => "ioswap-sim".to_string(),
+            Runner::Turmoil => "turmoil".to_string(),
         }
     }
 

@@ -18,7 +18,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "cancel-storm",
     what: "spawn 1M tasks that sleep 1 h, let all start sleeping, cancel all, join all",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_SLEEPS),
@@ -99,7 +99,11 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 canceled
             })),
-            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            Runner::AsyncTask
+            | Runner::RawIoUring
+            | Runner::StdPread
+            | Runner::IoswapSim
+            | Runner::Turmoil => {
                 unreachable!("cancel-storm has no floor runner")
             }
         }

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use ioswap::Backend;
 
-use super::{check, Measurement, Size, Unit, Workload};
+use super::{check, why, Measurement, Size, Unit, Workload};
 use crate::runner::{self, Runner, TokioClock};
 use crate::BenchError;
 
@@ -24,13 +24,14 @@ pub const WORKLOAD: Workload = Workload {
     name: "idle-memory",
     what: "1M tasks parked forever: resident memory per task (child process per run)",
     unit: Unit::BytesPerTask,
-    floors: &[],
+    opt_in: &[],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => {
             Some("inline backend: a parked task blocks its spawner, so only one can park")
         }
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no parking"),
+        Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
         _ => None,
     },
     note: |runner| match runner {
@@ -93,7 +94,11 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             }
             (before, resident_kib())
         }),
-        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+        Runner::AsyncTask
+        | Runner::RawIoUring
+        | Runner::StdPread
+        | Runner::IoswapSim
+        | Runner::Turmoil => {
             unreachable!("idle-memory has no floor runner")
         }
     };

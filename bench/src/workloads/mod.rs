@@ -12,11 +12,15 @@ mod idle_memory;
 mod op_overhead;
 mod ping_pong;
 mod random_read;
+mod sim;
 mod spawn_join;
 mod tcp_echo;
 mod timers;
 mod virtual_time;
 mod yield_ping;
+
+/// One simulated hour, in ms: what virtual-time and sim-hour simulate in a full run.
+pub const HOUR_MS: u64 = 3_600_000;
 
 /// How big the workloads are.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -25,13 +29,13 @@ pub struct Size {
     pub tasks: usize,
     /// The longest random sleep of the timer workloads, in ms: 1,000 in a full run.
     pub max_sleep_ms: u64,
-    /// How long the virtual-time workload simulates, in ms: one hour in a full run.
+    /// How long virtual-time and sim-hour simulate, in ms: one hour in a full run.
     pub simulated_ms: u64,
     /// Round trips of ping-pong: 100,000 in a full run.
     pub round_trips: usize,
     /// Ops of op-overhead: 1,000,000 in a full run.
     pub ops: usize,
-    /// Messages per connection of tcp-echo: 2,000 in a full run.
+    /// Messages per connection of tcp-echo and sim-echo: 2,000 in a full run.
     pub messages: usize,
     /// Reads of random-read: 200,000 in a full run.
     pub reads: usize,
@@ -44,7 +48,7 @@ impl Size {
     pub const FULL: Size = Size {
         tasks: 1_000_000,
         max_sleep_ms: 1_000,
-        simulated_ms: 3_600_000,
+        simulated_ms: HOUR_MS,
         round_trips: 100_000,
         ops: 1_000_000,
         messages: 2_000,
@@ -77,6 +81,9 @@ pub enum Unit {
     /// Resident bytes per task.
     #[serde(rename = "B/task")]
     BytesPerTask,
+    /// Wall seconds per simulated hour (a shorter simulated span is scaled up to the hour).
+    #[serde(rename = "wall s/simulated h")]
+    WallSecondsPerSimulatedHour,
 }
 
 impl Unit {
@@ -86,6 +93,7 @@ impl Unit {
             Unit::NsPerOp => "ns/op",
             Unit::CpuNsPerOp => "cpu ns/op",
             Unit::BytesPerTask => "B/task",
+            Unit::WallSecondsPerSimulatedHour => "wall s/simulated h",
         }
     }
 }
@@ -118,9 +126,10 @@ pub struct Workload {
     pub what: &'static str,
     /// The unit of its figure.
     pub unit: Unit,
-    /// The floor runners (no runtime: a bare async-task loop, raw io-uring, std system calls)
-    /// this workload also runs on; the peers and ioswap's backends always run it.
-    pub floors: &'static [Runner],
+    /// The runners this workload also runs on that run only where named: the floors (no
+    /// runtime: a bare async-task loop, raw io-uring, std system calls) and the simulated
+    /// worlds (ioswap-sim, turmoil). The peers and ioswap's backends always run it.
+    pub opt_in: &'static [Runner],
     /// Whether the child process runs the workload once, unmeasured, before the measured run,
     /// so the measured run finds a warm heap (its pages already faulted in) as a long-running
     /// program would.
@@ -139,7 +148,9 @@ impl Workload {
     pub fn runners(&self) -> Vec<Runner> {
         Runner::all()
             .into_iter()
-            .filter(|runner| !runner.is_floor() || self.floors.contains(runner))
+            .filter(|runner| {
+                !(runner.is_floor() || runner.is_simulator()) || self.opt_in.contains(runner)
+            })
             .collect()
     }
 }
@@ -159,6 +170,8 @@ pub fn all() -> Vec<Workload> {
         op_overhead::WORKLOAD,
         tcp_echo::WORKLOAD,
         random_read::WORKLOAD,
+        sim::ECHO,
+        sim::HOUR,
     ]
 }
 
@@ -194,6 +207,11 @@ pub mod why {
     /// Blocking runs every spawned task inline, so tasks that wait on each other never meet.
     pub const INLINE_NO_CONCURRENCY: &str =
         "inline backend: a spawned task runs to its end inside spawn, so tasks that wait on each other deadlock";
+    /// Only the simulated worlds run the simulator workloads.
+    pub const NOT_A_SIMULATOR: &str =
+        "not a simulated world: these workloads compare ioswap-sim with turmoil";
+    /// A simulated world runs only the simulator workloads.
+    pub const SIMULATOR: &str = "a simulated world: see sim-echo and sim-hour";
     /// The runner has no virtual clock.
     pub const REAL_CLOCK_ONLY: &str = "real clock only: no virtual or paused clock";
 }

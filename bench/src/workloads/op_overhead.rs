@@ -13,7 +13,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "op-overhead",
     what: "1M Op::Nop submitted one at a time by one task",
     unit: Unit::NsPerOp,
-    floors: &[Runner::RawIoUring],
+    opt_in: &[Runner::RawIoUring],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(_) | Runner::RawIoUring => None,

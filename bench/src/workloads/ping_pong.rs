@@ -15,7 +15,7 @@ pub const BOUNDED: Workload = Workload {
     name: "ping-pong",
     what: "two tasks, two channels of capacity 1, 100k round trips",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
@@ -34,7 +34,7 @@ pub const RENDEZVOUS: Workload = Workload {
     name: "ping-pong-rendezvous",
     what: "two tasks, two rendezvous channels (capacity 0), 100k round trips",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
@@ -148,7 +148,11 @@ fn measure(
                 let trips = pinger.await;
                 (trips, ponger.await)
             })),
-            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            Runner::AsyncTask
+            | Runner::RawIoUring
+            | Runner::StdPread
+            | Runner::IoswapSim
+            | Runner::Turmoil => {
                 unreachable!("ping-pong has no floor runner")
             }
         }

@@ -25,7 +25,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "random-read",
     what: "200k reads of 4 KiB at random offsets of a page-cached 64 MiB file, 32 readers",
     unit: Unit::NsPerOp,
-    floors: &[Runner::StdPread],
+    opt_in: &[Runner::StdPread],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),

@@ -10,7 +10,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "spawn-join",
     what: "spawn 1M trivial tasks (each returns its index), then join them all",
     unit: Unit::NsPerOp,
-    floors: &[Runner::AsyncTask],
+    opt_in: &[Runner::AsyncTask],
     warm_up: true,
     skip: |_| None,
     note: |runner| match runner {
@@ -69,7 +69,7 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 sum
             })),
-            Runner::RawIoUring | Runner::StdPread => {
+            Runner::RawIoUring | Runner::StdPread | Runner::IoswapSim | Runner::Turmoil => {
                 unreachable!("spawn-join's floor is async-task")
             }
         }

@@ -23,7 +23,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "tcp-echo",
     what: "TCP echo on 127.0.0.1: 64 connections × 2,000 messages of 1 KiB, one at a time each",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),

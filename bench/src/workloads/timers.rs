@@ -16,12 +16,13 @@ pub const VIRTUAL: Workload = Workload {
     name: "timers-virtual",
     what: "1M tasks sleep random deadlines up to 1 s on a virtual clock, all joined",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
         Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
+        Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
     },
     note: |runner| match runner {
         Runner::Tokio => Some("paused clock (start_paused): time jumps to the next timer"),
@@ -34,12 +35,13 @@ pub const REAL: Workload = Workload {
     name: "timers-real",
     what: "1M tasks sleep random deadlines up to 1 s on the real clock, all joined",
     unit: Unit::CpuNsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_SLEEPS),
         Runner::Ioswap(Backend::Fiber) => Some(why::VIRTUAL_CLOCK),
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
+        Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
         _ => None,
     },
     note: |_| Some("process CPU time; the wall time is at least the longest sleep"),
@@ -99,7 +101,11 @@ fn sleep_all(
             }
             (tasks.len(), start.elapsed().as_millis() as u64)
         })),
-        Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+        Runner::AsyncTask
+        | Runner::RawIoUring
+        | Runner::StdPread
+        | Runner::IoswapSim
+        | Runner::Turmoil => {
             unreachable!("the timer workloads have no floor runner")
         }
     }

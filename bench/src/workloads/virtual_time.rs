@@ -19,12 +19,13 @@ pub const WORKLOAD: Workload = Workload {
     name: "virtual-time",
     what: "one simulated hour, 10,000 timer events per simulated second (100 tasks, 10 ms period)",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
         Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
+        Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
     },
     note: |runner| match runner {
         Runner::Tokio => Some("paused clock (start_paused)"),
@@ -92,7 +93,12 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 Ok(events)
             })?,
-            Runner::Smol | Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            Runner::Smol
+            | Runner::AsyncTask
+            | Runner::RawIoUring
+            | Runner::StdPread
+            | Runner::IoswapSim
+            | Runner::Turmoil => {
                 unreachable!("virtual-time needs a virtual clock")
             }
         }

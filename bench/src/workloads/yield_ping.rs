@@ -13,7 +13,7 @@ pub const WORKLOAD: Workload = Workload {
     name: "yield-ping",
     what: "two tasks yield to each other, 1M yields in all (500k each)",
     unit: Unit::NsPerOp,
-    floors: &[],
+    opt_in: &[],
     warm_up: true,
     skip: |_| None,
     note: |runner| match runner {
@@ -73,7 +73,11 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 a.await;
                 b.await;
             }),
-            Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => {
+            Runner::AsyncTask
+            | Runner::RawIoUring
+            | Runner::StdPread
+            | Runner::IoswapSim
+            | Runner::Turmoil => {
                 unreachable!("yield-ping has no floor runner")
             }
         }

@@ -17,7 +17,7 @@ mod net;
 mod world;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::rc::{Rc, Weak};
 
@@ -54,6 +54,8 @@ struct Pending {
     /// The op's effect is done (bytes moved, a file written) and only its report waits: like
     /// an op io_uring has started, it can no longer be canceled (rule 3, completion wins).
     done: bool,
+    /// The network queue it waits in, if it waits in one.
+    parked: Option<net::ParkOn>,
 }
 
 /// Something the world does at a virtual time.
@@ -81,9 +83,10 @@ pub(crate) struct State {
     /// The world's choices: latencies, faults, the kernel's freedoms.
     rng: SplitMix64,
     faults: Faults,
-    /// Timed events, in time order, ties in scheduling order.
-    events: BTreeMap<(u64, u64), Event>,
-    next_event: u64,
+    /// Timed events, in time order, ties in scheduling order: one queue per virtual time (few
+    /// times are pending at once, so the map stays small; a map keyed by (time, sequence) was a
+    /// tenth of a simulated echo's time). No queue in it is empty.
+    events: BTreeMap<u64, VecDeque<Event>>,
     /// Ops in flight, by id.
     ops: BTreeMap<u64, Pending>,
     next_op: u64,
@@ -121,7 +124,6 @@ impl Sim {
                 rng: SplitMix64::new(seed ^ WORLD_STREAM),
                 faults,
                 events: BTreeMap::new(),
-                next_event: 0,
                 ops: BTreeMap::new(),
                 next_op: 1,
                 hosts: all,
@@ -147,7 +149,7 @@ impl Sim {
 
     /// The time of the world's next event, if any is scheduled.
     pub(crate) fn next_event(&self) -> Option<u64> {
-        self.state.borrow().events.keys().next().map(|&(at, _)| at)
+        self.state.borrow().events.keys().next().copied()
     }
 
     /// Whether an event is scheduled (the world will make progress on its own).
@@ -173,10 +175,7 @@ impl Sim {
             let event = {
                 let mut state = self.state.borrow_mut();
                 state.now = now;
-                match state.events.first_key_value() {
-                    Some((&(at, _), _)) if at <= now => state.events.pop_first().map(|(_, e)| e),
-                    _ => None,
-                }
+                state.pop_due(now)
             };
             let Some(event) = event else { break };
             fired += 1;
@@ -273,6 +272,10 @@ impl Sim {
                 state.next_op += 1;
                 let slot = OpSlot::new(op.name());
                 let done = matches!(then, Then::After(..));
+                let parked = match then {
+                    Then::Park(park) => Some(park),
+                    Then::After(..) | Then::Fail(..) => None,
+                };
                 state.ops.insert(
                     id,
                     Pending {
@@ -280,6 +283,7 @@ impl Sim {
                         op,
                         slot: slot.clone(),
                         done,
+                        parked,
                     },
                 );
                 match then {
@@ -326,8 +330,8 @@ impl Sim {
         let pending = {
             let mut state = self.state.borrow_mut();
             let pending = state.ops.remove(&id.get());
-            if pending.is_some() {
-                net::unpark(&mut state, id.get());
+            if let Some(on) = pending.as_ref().and_then(|p| p.parked) {
+                net::unpark(&mut state, id.get(), on);
             }
             pending
         };
@@ -408,21 +412,33 @@ fn close(handle: Option<Handle>) -> io::Result<usize> {
 impl State {
     fn schedule(&mut self, delay: u64, event: Event) {
         let at = self.now.saturating_add(delay);
-        let seq = self.next_event;
-        self.next_event += 1;
-        self.events.insert((at, seq), event);
+        self.events.entry(at).or_default().push_back(event);
     }
 
     fn schedule_at(&mut self, at: u64, event: Event) {
-        let seq = self.next_event;
-        self.next_event += 1;
-        self.events.insert((at.max(self.now), seq), event);
+        let at = at.max(self.now);
+        self.events.entry(at).or_default().push_back(event);
+    }
+
+    /// The first event due at `now`, taken out of the queue.
+    fn pop_due(&mut self, now: u64) -> Option<Event> {
+        let mut first = self.events.first_entry()?;
+        if *first.key() > now {
+            return None;
+        }
+        let event = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        event
     }
 
     /// Completes op `id` with `result`, unless it already ended (canceled, discarded).
     fn complete(&mut self, id: u64, result: io::Result<usize>) {
         if let Some(pending) = self.ops.remove(&id) {
-            net::unpark(self, id);
+            if let Some(on) = pending.parked {
+                net::unpark(self, id, on);
+            }
             pending.slot.complete(Completion {
                 result,
                 op: pending.op,
@@ -478,8 +494,9 @@ impl Sim {
                 .map(|(&id, _)| id)
                 .collect();
             for id in ended {
-                net::unpark(&mut state, id);
-                state.ops.remove(&id);
+                if let Some(on) = state.ops.remove(&id).and_then(|pending| pending.parked) {
+                    net::unpark(&mut state, id, on);
+                }
             }
             disk::crash(&mut state, host);
             let host_state = &mut state.hosts[host];

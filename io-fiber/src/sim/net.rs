@@ -14,7 +14,7 @@
 //! for a connect or a connection given up on, `AddrInUse`, `AddrNotAvailable`, `NotConnected`.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::rc::Rc;
@@ -38,12 +38,10 @@ const MAX_RTO_MS: u64 = 10_000;
 
 #[derive(Default)]
 pub(crate) struct Net {
-    socks: BTreeMap<SockId, Sock>,
+    socks: Socks,
     next_sock: SockId,
     /// Directions packets are dropped in: (from, to).
     cut: BTreeSet<(HostId, HostId)>,
-    /// Which queue each waiting op is in.
-    parked: BTreeMap<u64, ParkOn>,
 }
 
 /// Where a waiting op waits.
@@ -58,6 +56,51 @@ pub(crate) enum ParkOn {
 enum Sock {
     Listener(Listener),
     Stream(Stream),
+}
+
+/// The sockets by id. Ids count up from 1 and are never reused, so a socket's slot is its id:
+/// a lookup is an index (a map's search was a fifth of a simulated echo's time), and the live
+/// ids, kept in order, make every walk over the sockets go in id order as before.
+#[derive(Default)]
+struct Socks {
+    slots: Vec<Option<Box<Sock>>>,
+    live: BTreeSet<SockId>,
+}
+
+impl Socks {
+    fn get(&self, id: &SockId) -> Option<&Sock> {
+        self.slots.get(*id as usize)?.as_deref()
+    }
+
+    fn get_mut(&mut self, id: &SockId) -> Option<&mut Sock> {
+        self.slots.get_mut(*id as usize)?.as_deref_mut()
+    }
+
+    fn insert(&mut self, id: SockId, sock: Sock) {
+        let index = id as usize;
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(Box::new(sock));
+        self.live.insert(id);
+    }
+
+    fn remove(&mut self, id: &SockId) -> Option<Sock> {
+        let sock = self.slots.get_mut(*id as usize)?.take()?;
+        self.live.remove(id);
+        Some(*sock)
+    }
+
+    /// The live sockets, in id order.
+    fn iter(&self) -> impl Iterator<Item = (SockId, &Sock)> {
+        self.live
+            .iter()
+            .filter_map(|&id| Some((id, self.get(&id)?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Sock> {
+        self.iter().map(|(_, sock)| sock)
+    }
 }
 
 struct Listener {
@@ -437,9 +480,9 @@ fn connect(state: &mut State, host: HostId, op: Op, addr: SocketAddr) -> Reply {
     Reply::Wait(op, Then::Park(ParkOn::Connect(id)))
 }
 
-/// Records where op `id` waits (called once the op has its id).
+/// Queues op `op` where it waits (called once the op has its id; the op's entry in the world
+/// remembers where, for [`unpark`]).
 pub(crate) fn park(state: &mut State, op: u64, on: ParkOn) {
-    state.net.parked.insert(op, on);
     match on {
         ParkOn::Accept(sock) => {
             if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&sock) {
@@ -466,12 +509,9 @@ pub(crate) fn park(state: &mut State, op: u64, on: ParkOn) {
     }
 }
 
-/// Op `op` ended (completed, canceled or discarded): it waits nowhere any more. A connect that
-/// ends before its handshake abandons its socket.
-pub(crate) fn unpark(state: &mut State, op: u64) {
-    let Some(on) = state.net.parked.remove(&op) else {
-        return;
-    };
+/// Op `op`, parked `on` a queue, ended (completed, canceled or discarded): it waits nowhere any
+/// more. A connect that ends before its handshake abandons its socket.
+pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
     match on {
         ParkOn::Accept(sock) => {
             if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&sock) {
@@ -599,7 +639,7 @@ fn on_syn(state: &mut State, client: SockId) {
         syn_ack(state, client, server, (from, to));
         return;
     }
-    let listener = state.net.socks.iter().find_map(|(&id, sock)| match sock {
+    let listener = state.net.socks.iter().find_map(|(id, sock)| match sock {
         Sock::Listener(l)
             if l.host == to
                 && l.addr.port() == peer.port()
@@ -688,10 +728,12 @@ fn on_syn_ack(state: &mut State, client: SockId, server: SockId, (from, at): (Ho
 /// Takes op `id` out of the world, computes its result with `f` (which may fill its outputs),
 /// and completes it.
 fn finish(state: &mut State, id: u64, f: impl FnOnce(&mut State, &mut Op) -> io::Result<usize>) {
-    unpark(state, id);
     let Some(mut pending) = state.ops.remove(&id) else {
         return;
     };
+    if let Some(on) = pending.parked {
+        unpark(state, id, on);
+    }
     let result = f(state, &mut pending.op);
     pending.slot.complete(Completion {
         result,
@@ -724,7 +766,12 @@ fn try_recv(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usi
     if available > 0 && buf.capacity() > 0 {
         let n = state.transfer(buf.capacity().min(available));
         let stream = state.net.stream(id)?;
-        buf.extend(stream.rx.drain(..n));
+        // Slice copies: draining byte by byte was a fifth of a simulated echo's time.
+        let (front, back) = stream.rx.as_slices();
+        let head = n.min(front.len());
+        buf.extend_from_slice(&front[..head]);
+        buf.extend_from_slice(&back[..n - head]);
+        stream.rx.drain(..n);
         // Room in the window: the peer's blocked writes may go on.
         if let Some(peer) = stream.peer_sock {
             serve_writers(state, peer);
@@ -1063,7 +1110,7 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
             Sock::Listener(l) => l.host == host,
             Sock::Stream(s) => s.host == host,
         })
-        .map(|(&id, _)| id)
+        .map(|(id, _)| id)
         .collect();
     let reset_peers = state.rng.below(2) == 0;
     for id in mine {
