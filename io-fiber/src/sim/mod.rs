@@ -40,6 +40,8 @@ pub(crate) struct Sim {
     /// Sockets whose last handle user code dropped, closed at the world's next step. (A handle's
     /// `Drop` must not borrow `state`: it may run while the world is mid-step.)
     dropped: Rc<RefCell<Vec<net::SockId>>>,
+    /// The time of the world's first event (see [`State::first_event`]).
+    first_event: Rc<Cell<u64>>,
     /// The backend, for starting a host's tasks again after a restart.
     fiber: RefCell<Weak<Fiber>>,
     /// Folded into the backend's trace hash at each step.
@@ -87,6 +89,9 @@ pub(crate) struct State {
     /// times are pending at once, so the map stays small; a map keyed by (time, sequence) was a
     /// tenth of a simulated echo's time). No queue in it is empty.
     events: BTreeMap<u64, VecDeque<Event>>,
+    /// The time of the first of `events` (`u64::MAX`: none), shared with [`Sim`] so a turn with
+    /// nothing due costs the driver no borrow of the state.
+    first_event: Rc<Cell<u64>>,
     /// Ops in flight, by id.
     ops: BTreeMap<u64, Pending>,
     next_op: u64,
@@ -119,11 +124,13 @@ impl Sim {
         let mut all = vec![host::Host::runner()];
         all.extend(hosts);
         let dropped = Rc::new(RefCell::new(Vec::new()));
+        let first_event = Rc::new(Cell::new(u64::MAX));
         Sim {
             state: RefCell::new(State {
                 rng: SplitMix64::new(seed ^ WORLD_STREAM),
                 faults,
                 events: BTreeMap::new(),
+                first_event: first_event.clone(),
                 ops: BTreeMap::new(),
                 next_op: 1,
                 hosts: all,
@@ -138,6 +145,7 @@ impl Sim {
                 ended: false,
             }),
             dropped,
+            first_event,
             fiber: RefCell::new(Weak::new()),
             hash: Cell::new(0),
         }
@@ -149,12 +157,12 @@ impl Sim {
 
     /// The time of the world's next event, if any is scheduled.
     pub(crate) fn next_event(&self) -> Option<u64> {
-        self.state.borrow().events.keys().next().copied()
+        Some(self.first_event.get()).filter(|&at| at != u64::MAX)
     }
 
     /// Whether an event is scheduled (the world will make progress on its own).
     pub(crate) fn is_busy(&self) -> bool {
-        !self.state.borrow().events.is_empty()
+        self.first_event.get() != u64::MAX
     }
 
     /// A hash of every world step so far.
@@ -168,8 +176,17 @@ impl Sim {
     }
 
     /// Fires every event due at `now`, in order. Returns how many fired.
+    #[inline]
     pub(crate) fn fire_due(&self, now: u64) -> usize {
-        self.sweep(now);
+        // The driver calls this every turn: a turn with nothing due stays this cheap.
+        if self.first_event.get() > now && self.dropped.borrow().is_empty() {
+            return 0;
+        }
+        self.fire_due_now(now)
+    }
+
+    fn fire_due_now(&self, now: u64) -> usize {
+        self.sweep_now(now);
         let mut fired = 0;
         loop {
             let event = {
@@ -209,7 +226,14 @@ impl Sim {
     }
 
     /// Closes the sockets whose handles were dropped since the last step.
+    #[inline]
     pub(crate) fn sweep(&self, now: u64) {
+        if !self.dropped.borrow().is_empty() {
+            self.sweep_now(now);
+        }
+    }
+
+    fn sweep_now(&self, now: u64) {
         loop {
             let dropped = std::mem::take(&mut *self.dropped.borrow_mut());
             if dropped.is_empty() {
@@ -411,13 +435,15 @@ fn close(handle: Option<Handle>) -> io::Result<usize> {
 
 impl State {
     fn schedule(&mut self, delay: u64, event: Event) {
-        let at = self.now.saturating_add(delay);
-        self.events.entry(at).or_default().push_back(event);
+        self.schedule_at(self.now.saturating_add(delay), event);
     }
 
     fn schedule_at(&mut self, at: u64, event: Event) {
         let at = at.max(self.now);
         self.events.entry(at).or_default().push_back(event);
+        if at < self.first_event.get() {
+            self.first_event.set(at);
+        }
     }
 
     /// The first event due at `now`, taken out of the queue.
@@ -429,6 +455,8 @@ impl State {
         let event = first.get_mut().pop_front();
         if first.get().is_empty() {
             first.remove();
+            let next = self.events.keys().next().copied().unwrap_or(u64::MAX);
+            self.first_event.set(next);
         }
         event
     }
@@ -548,24 +576,36 @@ impl Sim {
     /// Crashes `host` at the start of the next turn (from a test): a task that crashes its own
     /// host stops at its next suspend point, as it would if another host had done it.
     pub(crate) fn crash_now(&self, host: HostId) {
+        self.sync_clock();
         self.state.borrow_mut().schedule(0, Event::Crash(host));
     }
 
     /// Boots a crashed `host` at the start of the next turn.
     pub(crate) fn restart_now(&self, host: HostId) {
+        self.sync_clock();
         self.state.borrow_mut().schedule(0, Event::Restart(host));
     }
 
     /// Cuts the network from `from` to `to` now.
     pub(crate) fn cut_now(&self, from: HostId, to: HostId) {
-        let now = self.state.borrow().now;
+        let now = self.sync_clock();
         self.handle(Event::Cut { from, to }, now);
     }
 
     /// Heals a cut now.
     pub(crate) fn heal_now(&self, from: HostId, to: HostId) {
-        let now = self.state.borrow().now;
+        let now = self.sync_clock();
         self.handle(Event::Heal { from, to }, now);
+    }
+
+    /// Brings the world's idea of now up to the backend's clock (a turn with nothing due does
+    /// not touch the world), for what the program does to the world between its events.
+    fn sync_clock(&self) -> u64 {
+        let mut state = self.state.borrow_mut();
+        if let Some(fiber) = self.fiber.borrow().upgrade() {
+            state.now = fiber.core.now_ms();
+        }
+        state.now
     }
 
     /// What `host` runs when it boots.
@@ -588,6 +628,7 @@ impl Sim {
 
     /// The run fails with `cause` (the first failure is kept): every client is canceled.
     pub(crate) fn fail(&self, cause: String) {
+        self.sync_clock();
         let clients = {
             let mut state = self.state.borrow_mut();
             let now = state.now;
