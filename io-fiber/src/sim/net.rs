@@ -780,11 +780,14 @@ fn try_recv(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usi
     }
     let stream = state.net.stream(id)?;
     // The end of the stream comes before an error that arrived after it.
-    if stream.fin_in || stream.read_shut {
+    if stream.fin_in {
         return Some(Ok(0));
     }
     if let Some(err) = stream.error.take() {
         return Some(Err(err.into()));
+    }
+    if stream.read_shut {
+        return Some(Ok(0));
     }
     if matches!(stream.phase, Phase::Connecting { .. }) {
         return Some(Err(ErrorKind::NotConnected.into()));
@@ -983,7 +986,7 @@ fn reset(state: &mut State, sock: SockId, kind: ErrorKind) {
     stream.dead = true;
     // Data that arrived before the RST is still read first. A socket whose peer had already
     // closed (Linux's CLOSE_WAIT) reports the RST as a broken pipe.
-    stream.error = Some(if stream.fin_in {
+    stream.error = Some(if stream.fin_in && kind == ErrorKind::ConnectionReset {
         ErrorKind::BrokenPipe
     } else {
         kind
@@ -1088,7 +1091,11 @@ pub(crate) fn on_drop(state: &mut State, sock: SockId) {
                 // already sent still arrives first).
                 stream.rx.clear();
                 stream.write_shut = true;
+                let peer = stream.peer_sock;
                 push(state, sock, Kind::Rst);
+                if let Some(peer) = peer {
+                    serve_writers(state, peer);
+                }
             } else if !stream.write_shut {
                 stream.write_shut = true;
                 push(state, sock, Kind::Fin);
@@ -1113,11 +1120,19 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
         .map(|(id, _)| id)
         .collect();
     let reset_peers = state.rng.below(2) == 0;
+    let mut peers = Vec::new();
     for id in mine {
         if let Some(Sock::Stream(stream)) = state.net.socks.remove(&id) {
             if let (true, Some(peer), false) = (reset_peers, stream.peer_sock, stream.dead) {
                 answer_reset(state, host, stream.peer_host, peer);
             }
+            peers.extend(stream.peer_sock);
         }
+    }
+    // What the peers had buffered here is gone: their blocked writes go on (into a host
+    // that is down, so they are retransmitted and given up on, or reset once it is back), as
+    // a kernel's zero-window probes would find out.
+    for peer in peers {
+        serve_writers(state, peer);
     }
 }
