@@ -155,12 +155,14 @@ impl Handle {
     /// issued: the resource still closes when the last [`Handle`] goes.
     ///
     /// ```
-    /// use io_core::op::Handle;
-    /// let listener = Handle::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
-    /// let weak = listener.downgrade();
-    /// assert!(weak.upgrade().is_some_and(|h| h.same_as(&listener)));
-    /// drop(listener);
-    /// assert!(weak.upgrade().is_none());
+    /// use io_core::op::{Handle, Resource};
+    /// struct Socket; // a backend's own resource
+    /// impl Resource for Socket {}
+    /// let socket = Handle::new(Socket);
+    /// let weak = socket.downgrade();
+    /// assert!(weak.upgrade().is_some_and(|h| h.same_as(&socket)));
+    /// drop(socket);
+    /// assert!(weak.upgrade().is_none() && weak.is_closed());
     /// ```
     pub fn downgrade(&self) -> WeakHandle {
         WeakHandle(Rc::downgrade(&self.0))
