@@ -47,7 +47,7 @@ fn perform_in_place(op: &mut Op, own: &RefCell<OwnSockets>) -> io::Result<usize>
             *len = std_of::<fs::File>(file, "len")?.metadata()?.len();
             Ok(0)
         }
-        Op::Bind { addr, listener } => {
+        Op::Bind { addr, listener, .. } => {
             let bound = Handle::new(net::TcpListener::bind(*addr)?);
             own.borrow_mut().record(&bound);
             *listener = Some(bound);

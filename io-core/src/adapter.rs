@@ -85,6 +85,8 @@ pub(crate) struct Adapter {
     write: Option<Unreported>,
     spare_write: Vec<u8>,
     closing: Option<Submit>,
+    /// A seek from the end, waiting for the file's length.
+    seeking: Option<Submit>,
 }
 
 /// A write whose outcome no caller has been told yet.
@@ -238,6 +240,49 @@ impl Adapter {
             });
             // Polled at once: a backend that completes inline (blocking) is done right here.
         }
+    }
+
+    /// Moves the cursor (files): flushes the write in flight and drops read-ahead first; a seek
+    /// from the end reads the file's length with `len_op`.
+    pub(crate) fn poll_seek(
+        &mut self,
+        cx: &Cx,
+        task: &mut Context<'_>,
+        len_op: impl FnOnce() -> Op,
+        pos: io::SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        if self.seeking.is_none() {
+            std::task::ready!(self.poll_flush(task))?;
+            self.forget_read_ahead();
+            match pos {
+                io::SeekFrom::Start(to) => return Poll::Ready(self.seek_to(to.into())),
+                io::SeekFrom::Current(by) => {
+                    return Poll::Ready(self.seek_to(i128::from(self.cursor) + i128::from(by)))
+                }
+                io::SeekFrom::End(_) => self.seeking = Some(cx.submit(len_op())),
+            }
+        }
+        let seeking = self.seeking.as_mut().expect("set above");
+        let Completion { result, op } = std::task::ready!(seeking.poll(task));
+        self.seeking = None;
+        result?;
+        match (op, pos) {
+            (Op::Len { len, .. }, io::SeekFrom::End(by)) => {
+                Poll::Ready(self.seek_to(i128::from(len) + i128::from(by)))
+            }
+            (op, _) => Poll::Ready(Err(crate::fs::missing_output(&op))),
+        }
+    }
+
+    fn seek_to(&mut self, to: i128) -> io::Result<u64> {
+        let to = u64::try_from(to).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a seek to before the start of the file (or past 2^64)",
+            )
+        })?;
+        self.cursor = to;
+        Ok(to)
     }
 
     pub(crate) fn poll_flush(&mut self, task: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,10 +1,15 @@
-//! [`File`]: positional file I/O with owned buffers, written once over op submission.
+//! [`File`]: positional file I/O with owned buffers, and the file system by path (metadata,
+//! directories, renames, links, whole-file helpers), written once over op submission.
 
 use std::fmt;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::offload::{FsOp, Offload};
 
 use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
 use crate::op::{Handle, Op};
@@ -330,6 +335,37 @@ impl File {
         }
     }
 
+    /// Truncates or extends the file to `len` bytes (new bytes read as zeros).
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        self.cx
+            .submit(Op::SetLen {
+                file: self.file.clone(),
+                len,
+            })
+            .await
+            .result
+            .map(drop)
+    }
+
+    /// The open file's metadata.
+    pub async fn metadata(&self) -> io::Result<Metadata> {
+        let done = self
+            .cx
+            .submit(Op::Stat {
+                file: self.file.clone(),
+                metadata: None,
+            })
+            .await;
+        done.result?;
+        match done.op {
+            Op::Stat {
+                metadata: Some(metadata),
+                ..
+            } => Ok(metadata),
+            op => Err(missing_output(&op)),
+        }
+    }
+
     /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Bytes
     /// written through `AsyncWrite` are flushed first (a flush error is reported, and the file
     /// is closed anyway); ops still in flight on the file (from futures that were dropped)
@@ -374,6 +410,394 @@ impl OpSource for FileOps<'_> {
 // Sequential reads and writes at a cursor from offset 0, shared by both traits and independent
 // of the positional methods; `poll_close` flushes (the descriptor closes with `File::close`).
 futures_io_through_adapter!(File, FileOps, file);
+
+/// Moves the cursor of the `futures-io` adapter: a pending write is flushed and read-ahead
+/// dropped first; `SeekFrom::End` reads the file's length. A seek before offset 0 is
+/// [`InvalidInput`](io::ErrorKind::InvalidInput).
+impl futures_lite::io::AsyncSeek for File {
+    fn poll_seek(
+        self: std::pin::Pin<&mut Self>,
+        task: &mut std::task::Context<'_>,
+        pos: io::SeekFrom,
+    ) -> std::task::Poll<io::Result<u64>> {
+        let this = self.get_mut();
+        let file = &this.file;
+        this.adapter.poll_seek(
+            &this.cx,
+            task,
+            || Op::Len {
+                file: file.clone(),
+                len: 0,
+            },
+            pos,
+        )
+    }
+}
+
+/// What kind of file a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (seen only when links are not followed).
+    Symlink,
+    /// Anything else: a socket, a FIFO, a device.
+    Other,
+}
+
+impl FileType {
+    /// The kind of a std file type.
+    pub fn from_std(std: fs::FileType) -> FileType {
+        if std.is_symlink() {
+            FileType::Symlink
+        } else if std.is_dir() {
+            FileType::Dir
+        } else if std.is_file() {
+            FileType::File
+        } else {
+            FileType::Other
+        }
+    }
+}
+
+/// A file's metadata, as `stat(2)` gives it (on fiber, as the simulated disk keeps it: times
+/// are the virtual clock's, counted from the Unix epoch).
+///
+/// ```
+/// use io_core::fs::{FileType, Metadata};
+/// let meta = Metadata::new(FileType::File, 12, 0o644, None);
+/// assert!(meta.is_file() && !meta.is_dir());
+/// assert_eq!((meta.len(), meta.mode()), (12, 0o644));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    file_type: FileType,
+    len: u64,
+    mode: u32,
+    modified: Option<SystemTime>,
+}
+
+impl Metadata {
+    /// Metadata from its parts (for backends that keep their own files).
+    pub fn new(file_type: FileType, len: u64, mode: u32, modified: Option<SystemTime>) -> Metadata {
+        Metadata {
+            file_type,
+            len,
+            mode,
+            modified,
+        }
+    }
+
+    /// Metadata from std's.
+    pub fn from_std(std: &fs::Metadata) -> Metadata {
+        Metadata {
+            file_type: FileType::from_std(std.file_type()),
+            len: std.len(),
+            mode: std.permissions().mode() & 0o7777,
+            modified: std.modified().ok(),
+        }
+    }
+
+    /// The kind of file.
+    pub fn file_type(&self) -> FileType {
+        self.file_type
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.file_type == FileType::File
+    }
+
+    /// Whether it is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.file_type == FileType::Dir
+    }
+
+    /// Whether it is a symbolic link (only from [`symlink_metadata`]).
+    pub fn is_symlink(&self) -> bool {
+        self.file_type == FileType::Symlink
+    }
+
+    /// The size in bytes.
+    #[allow(clippy::len_without_is_empty)] // a file's size, not a collection
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The permission bits (`0o7777`).
+    pub fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// The last modification time, where the platform records it.
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.modified
+    }
+}
+
+/// Builds metadata from a raw `stat` (for backends that read one themselves, as io_uring's
+/// `STATX` does): `mode` is `st_mode`, with its type bits.
+pub fn metadata_from_raw(mode: u32, len: u64, modified_ns: Option<(i64, u32)>) -> Metadata {
+    let file_type = match mode & 0o170000 {
+        0o100000 => FileType::File,
+        0o040000 => FileType::Dir,
+        0o120000 => FileType::Symlink,
+        _ => FileType::Other,
+    };
+    let modified = modified_ns.and_then(|(secs, nanos)| {
+        let since = Duration::new(secs.unsigned_abs(), nanos);
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(since)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(since)
+        }
+    });
+    Metadata::new(file_type, len, mode & 0o7777, modified)
+}
+
+/// One entry of a directory listing ([`read_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    path: PathBuf,
+    file_type: FileType,
+}
+
+impl DirEntry {
+    /// An entry: its full path (the directory joined with its name) and kind.
+    pub fn new(path: PathBuf, file_type: FileType) -> DirEntry {
+        DirEntry { path, file_type }
+    }
+
+    /// The entry's full path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The entry's name in its directory.
+    pub fn file_name(&self) -> &std::ffi::OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+
+    /// The entry's kind (a symbolic link is reported as one, not followed).
+    pub fn file_type(&self) -> FileType {
+        self.file_type
+    }
+}
+
+/// Submits a file-system op by path and returns it done.
+async fn fs_op(cx: &Cx, op: FsOp) -> io::Result<FsOp> {
+    let done = cx.submit(Op::Offload(Offload::Fs(op))).await;
+    done.result?;
+    match done.op {
+        Op::Offload(Offload::Fs(op)) => Ok(op),
+        op => Err(missing_output(&op)),
+    }
+}
+
+/// The metadata of the file `path` names, following symbolic links.
+pub async fn metadata(cx: &Cx, path: impl AsRef<Path>) -> io::Result<Metadata> {
+    stat(cx, path.as_ref(), true).await
+}
+
+/// The metadata of `path` itself: a symbolic link is reported as one.
+pub async fn symlink_metadata(cx: &Cx, path: impl AsRef<Path>) -> io::Result<Metadata> {
+    stat(cx, path.as_ref(), false).await
+}
+
+async fn stat(cx: &Cx, path: &Path, follow: bool) -> io::Result<Metadata> {
+    let op = FsOp::Metadata {
+        path: path.to_path_buf(),
+        follow,
+        metadata: None,
+    };
+    match fs_op(cx, op).await? {
+        FsOp::Metadata {
+            metadata: Some(metadata),
+            ..
+        } => Ok(metadata),
+        op => Err(missing_output(&Op::Offload(Offload::Fs(op)))),
+    }
+}
+
+/// Whether `path` names something (following links); errors other than "not found" are
+/// returned.
+pub async fn exists(cx: &Cx, path: impl AsRef<Path>) -> io::Result<bool> {
+    match metadata(cx, path).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The entries of the directory `path`, sorted by name (every backend lists in the same
+/// order), without `.` and `..`.
+pub async fn read_dir(cx: &Cx, path: impl AsRef<Path>) -> io::Result<Vec<DirEntry>> {
+    let op = FsOp::ReadDir {
+        path: path.as_ref().to_path_buf(),
+        entries: Vec::new(),
+    };
+    match fs_op(cx, op).await? {
+        FsOp::ReadDir { entries, .. } => Ok(entries),
+        op => Err(missing_output(&Op::Offload(Offload::Fs(op)))),
+    }
+}
+
+/// Creates the directory `path`; its parent must exist.
+pub async fn create_dir(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref().to_path_buf();
+    fs_op(cx, FsOp::CreateDir { path }).await.map(drop)
+}
+
+/// Creates the directory `path` and any missing parents; a directory already there is fine.
+pub async fn create_dir_all(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref();
+    // Find the deepest ancestor that exists, then create downwards.
+    let mut missing = Vec::new();
+    let mut at = Some(path);
+    while let Some(dir) = at {
+        if dir.as_os_str().is_empty() {
+            break;
+        }
+        match metadata(cx, dir).await {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("`{}` exists and is not a directory", dir.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(dir.to_path_buf()),
+            Err(e) => return Err(e),
+        }
+        at = dir.parent();
+    }
+    for dir in missing.into_iter().rev() {
+        match create_dir(cx, &dir).await {
+            // Someone else made it meanwhile: what was asked for is there.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes the file (or symbolic link) `path`.
+pub async fn remove_file(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref().to_path_buf();
+    fs_op(cx, FsOp::RemoveFile { path }).await.map(drop)
+}
+
+/// Removes the empty directory `path`.
+pub async fn remove_dir(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
+    let path = path.as_ref().to_path_buf();
+    fs_op(cx, FsOp::RemoveDir { path }).await.map(drop)
+}
+
+/// Removes the directory `path` and everything in it. Symbolic links inside are removed, never
+/// followed.
+pub async fn remove_dir_all(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
+    let root = path.as_ref().to_path_buf();
+    if !symlink_metadata(cx, &root).await?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("`{}` is not a directory", root.display()),
+        ));
+    }
+    // Depth first without recursion (an async fn cannot call itself without boxing): a
+    // directory is listed when first met and removed when met again, emptied.
+    let mut stack = vec![(root, false)];
+    while let Some((dir, listed)) = stack.pop() {
+        if listed {
+            remove_dir(cx, &dir).await?;
+            continue;
+        }
+        stack.push((dir.clone(), true));
+        for entry in read_dir(cx, &dir).await? {
+            match entry.file_type() {
+                FileType::Dir => stack.push((entry.path().to_path_buf(), false)),
+                _ => remove_file(cx, entry.path()).await?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames `from` to `to`, replacing `to` if it is a file.
+pub async fn rename(cx: &Cx, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    let op = FsOp::Rename {
+        from: from.as_ref().to_path_buf(),
+        to: to.as_ref().to_path_buf(),
+    };
+    fs_op(cx, op).await.map(drop)
+}
+
+/// Makes `link` a hard link to the file `original`.
+pub async fn hard_link(
+    cx: &Cx,
+    original: impl AsRef<Path>,
+    link: impl AsRef<Path>,
+) -> io::Result<()> {
+    let op = FsOp::HardLink {
+        original: original.as_ref().to_path_buf(),
+        link: link.as_ref().to_path_buf(),
+    };
+    fs_op(cx, op).await.map(drop)
+}
+
+/// Makes `link` a symbolic link pointing at `original` (which need not exist).
+pub async fn symlink(
+    cx: &Cx,
+    original: impl AsRef<Path>,
+    link: impl AsRef<Path>,
+) -> io::Result<()> {
+    let op = FsOp::Symlink {
+        original: original.as_ref().to_path_buf(),
+        link: link.as_ref().to_path_buf(),
+    };
+    fs_op(cx, op).await.map(drop)
+}
+
+/// The target of the symbolic link `path`.
+pub async fn read_link(cx: &Cx, path: impl AsRef<Path>) -> io::Result<PathBuf> {
+    let op = FsOp::ReadLink {
+        path: path.as_ref().to_path_buf(),
+        target: None,
+    };
+    match fs_op(cx, op).await? {
+        FsOp::ReadLink {
+            target: Some(target),
+            ..
+        } => Ok(target),
+        op => Err(missing_output(&Op::Offload(Offload::Fs(op)))),
+    }
+}
+
+/// Reads the whole file `path`.
+pub async fn read(cx: &Cx, path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    let file = File::open(cx, path).await?;
+    let read = file.read_to_end().await;
+    let closed = file.close().await;
+    let bytes = read?;
+    closed?;
+    Ok(bytes)
+}
+
+/// Writes `contents` as the whole file `path`, creating it or truncating it first. (Not
+/// atomic, and not synced: write a temporary file, `sync_all` it and [`rename`] it for that.)
+pub async fn write(
+    cx: &Cx,
+    path: impl AsRef<Path>,
+    contents: impl Into<Vec<u8>>,
+) -> io::Result<()> {
+    let file = File::create(cx, path).await?;
+    let (written, _) = file.write_all_at(contents.into(), 0).await;
+    let closed = file.close().await;
+    written?;
+    closed
+}
 
 /// Panics on a backend whose files have no descriptor (none of today's: blocking and uring
 /// issue real ones, fiber opens none).

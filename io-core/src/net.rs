@@ -65,6 +65,7 @@ impl TcpListener {
         let done = cx
             .submit(Op::Bind {
                 addr,
+                options: crate::op::SocketOptions::default(),
                 listener: None,
             })
             .await;

@@ -82,10 +82,13 @@ pub enum Op {
         /// Its length in bytes (output).
         len: u64,
     },
-    /// Binds a TCP listener to `addr` and starts listening; on success `listener` holds it.
+    /// Binds a TCP listener to `addr` and starts listening with `options`' backlog; on success
+    /// `listener` holds it.
     Bind {
         /// The address to bind (port 0 picks a free port).
         addr: SocketAddr,
+        /// Backlog and address reuse.
+        options: SocketOptions,
         /// The bound listener (output).
         listener: Option<Handle>,
     },
@@ -104,26 +107,130 @@ pub enum Op {
         stream: Option<Handle>,
     },
     /// Receives into `buf` (up to its capacity, at its start; its length becomes the count).
+    /// Works on every connected socket: TCP, Unix stream, and a connected UDP socket (one
+    /// datagram, truncated to the buffer's capacity).
     Recv {
         /// The connected socket.
         stream: Handle,
         /// The buffer; only its capacity matters on the way in.
         buf: Vec<u8>,
     },
-    /// Sends `buf` (all of its length); the result is the count sent.
+    /// Sends `buf` (all of its length); the result is the count sent. Works on every connected
+    /// socket (on a connected UDP socket, `buf` is one datagram).
     Send {
         /// The connected socket.
         stream: Handle,
         /// The bytes to send.
         buf: Vec<u8>,
     },
-    /// Shuts down the read half, the write half, or both.
+    /// Shuts down the read half, the write half, or both (TCP and Unix streams).
     Shutdown {
         /// The connected socket.
         stream: Handle,
         /// Which halves.
         how: net::Shutdown,
     },
+    /// Binds a UDP socket to `addr` (with `options`' address reuse; the backlog is unused); on
+    /// success `socket` holds it.
+    BindUdp {
+        /// The address to bind (port 0 picks a free port).
+        addr: SocketAddr,
+        /// Address reuse.
+        options: SocketOptions,
+        /// The bound socket (output).
+        socket: Option<Handle>,
+    },
+    /// Connects a UDP socket to `addr`: it sends there by default ([`Op::Send`]) and receives
+    /// only from there ([`Op::Recv`]).
+    ConnectUdp {
+        /// The UDP socket.
+        socket: Handle,
+        /// Its peer from now on.
+        addr: SocketAddr,
+    },
+    /// Sends `buf` as one datagram to `addr`; the result is the count sent.
+    SendTo {
+        /// The UDP socket.
+        socket: Handle,
+        /// The datagram.
+        buf: Vec<u8>,
+        /// Where to.
+        addr: SocketAddr,
+    },
+    /// Receives one datagram into `buf` (up to its capacity; the rest of a longer datagram is
+    /// discarded, as `recvfrom(2)` does); `from` holds the sender's address.
+    RecvFrom {
+        /// The UDP socket.
+        socket: Handle,
+        /// The buffer; only its capacity matters on the way in.
+        buf: Vec<u8>,
+        /// The sender (output).
+        from: Option<SocketAddr>,
+    },
+    /// Binds a Unix socket to the path `path`: a stream listener (listening with `backlog`) or a
+    /// datagram socket, as `kind` says; on success `socket` holds it.
+    BindUnix {
+        /// The socket's path in the file system (it must not exist yet).
+        path: PathBuf,
+        /// Listener or datagram socket.
+        kind: UnixKind,
+        /// The listen backlog (listeners only).
+        backlog: u32,
+        /// The bound socket (output).
+        socket: Option<Handle>,
+    },
+    /// Connects a new Unix stream socket to the listener bound at `path`.
+    ConnectUnix {
+        /// The listener's path.
+        path: PathBuf,
+        /// The connected stream (output).
+        stream: Option<Handle>,
+    },
+    /// Accepts one connection on a Unix stream listener.
+    AcceptUnix {
+        /// The listening socket.
+        listener: Handle,
+        /// The accepted connection (output).
+        accepted: Option<Handle>,
+    },
+    /// Sends `buf` as one datagram to the Unix datagram socket bound at `path`.
+    SendToUnix {
+        /// The Unix datagram socket.
+        socket: Handle,
+        /// The datagram.
+        buf: Vec<u8>,
+        /// The receiver's path.
+        path: PathBuf,
+    },
+    /// Receives one datagram on a Unix datagram socket; `from` holds the sender's path when the
+    /// sender is bound to one.
+    RecvFromUnix {
+        /// The Unix datagram socket.
+        socket: Handle,
+        /// The buffer; only its capacity matters on the way in.
+        buf: Vec<u8>,
+        /// The sender's path (output; `None` for an unbound sender).
+        from: Option<PathBuf>,
+    },
+    /// Truncates or extends the file to `len` bytes (`ftruncate`).
+    SetLen {
+        /// The file.
+        file: Handle,
+        /// Its new length.
+        len: u64,
+    },
+    /// Reads an open file's metadata (`fstat`).
+    Stat {
+        /// The file.
+        file: Handle,
+        /// Its metadata (output).
+        metadata: Option<crate::Metadata>,
+    },
+    /// Work that needs nothing of the loop's thread: a file-system op by path, a name lookup, a
+    /// blocking closure, a read or write of the standard streams. Real backends other than
+    /// blocking run it on their [`Offloader`](crate::offload::Offloader)'s thread pool (io_uring
+    /// may use an opcode instead); fiber simulates it.
+    Offload(crate::offload::Offload),
     /// Closes a file or socket once no other op in flight holds it. The backend takes `handle`
     /// (it is `None` in the completion).
     Close {
@@ -148,6 +255,18 @@ impl Op {
             Op::Recv { .. } => "recv",
             Op::Send { .. } => "send",
             Op::Shutdown { .. } => "shutdown",
+            Op::BindUdp { .. } => "bind_udp",
+            Op::ConnectUdp { .. } => "connect_udp",
+            Op::SendTo { .. } => "send_to",
+            Op::RecvFrom { .. } => "recv_from",
+            Op::BindUnix { .. } => "bind_unix",
+            Op::ConnectUnix { .. } => "connect_unix",
+            Op::AcceptUnix { .. } => "accept_unix",
+            Op::SendToUnix { .. } => "send_to_unix",
+            Op::RecvFromUnix { .. } => "recv_from_unix",
+            Op::SetLen { .. } => "set_len",
+            Op::Stat { .. } => "stat",
+            Op::Offload(work) => work.name(),
             Op::Close { .. } => "close",
         }
     }
@@ -158,13 +277,27 @@ impl Op {
             Op::ReadAt { file, .. }
             | Op::WriteAt { file, .. }
             | Op::SyncAll { file }
-            | Op::Len { file, .. } => Some(file),
-            Op::Accept { listener, .. } => Some(listener),
+            | Op::Len { file, .. }
+            | Op::SetLen { file, .. }
+            | Op::Stat { file, .. } => Some(file),
+            Op::Accept { listener, .. } | Op::AcceptUnix { listener, .. } => Some(listener),
             Op::Recv { stream, .. } | Op::Send { stream, .. } | Op::Shutdown { stream, .. } => {
                 Some(stream)
             }
+            Op::ConnectUdp { socket, .. }
+            | Op::SendTo { socket, .. }
+            | Op::RecvFrom { socket, .. }
+            | Op::SendToUnix { socket, .. }
+            | Op::RecvFromUnix { socket, .. } => Some(socket),
             Op::Close { handle } => handle.as_ref(),
-            Op::Nop | Op::Open { .. } | Op::Bind { .. } | Op::Connect { .. } => None,
+            Op::Nop
+            | Op::Open { .. }
+            | Op::Bind { .. }
+            | Op::Connect { .. }
+            | Op::BindUdp { .. }
+            | Op::BindUnix { .. }
+            | Op::ConnectUnix { .. }
+            | Op::Offload(_) => None,
         }
     }
 
@@ -174,10 +307,87 @@ impl Op {
             Op::ReadAt { buf, .. }
             | Op::WriteAt { buf, .. }
             | Op::Recv { buf, .. }
-            | Op::Send { buf, .. } => buf,
+            | Op::Send { buf, .. }
+            | Op::SendTo { buf, .. }
+            | Op::RecvFrom { buf, .. }
+            | Op::SendToUnix { buf, .. }
+            | Op::RecvFromUnix { buf, .. } => buf,
+            Op::Offload(work) => work.into_buf(),
             _ => Vec::new(),
         }
     }
+}
+
+/// How a socket is bound: the listen backlog and address reuse (`SO_REUSEADDR`,
+/// `SO_REUSEPORT`).
+///
+/// The default backlog is 1,024, as tokio's: with the standard library's 128, a burst of
+/// connections beyond it is refused or reset by the kernel before the server sees it.
+///
+/// ```
+/// use io_core::op::SocketOptions;
+/// let opts = SocketOptions::default().backlog(4096).reuse_port(true);
+/// assert_eq!((opts.backlog, opts.reuse_addr, opts.reuse_port), (4096, true, true));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SocketOptions {
+    /// The listen backlog (listeners only): how many connections the kernel completes and
+    /// queues before the server accepts them.
+    pub backlog: u32,
+    /// `SO_REUSEADDR`: bind a port whose old connections are still in `TIME_WAIT` (on by
+    /// default for listeners, as std and tokio do).
+    pub reuse_addr: bool,
+    /// `SO_REUSEPORT`: several sockets bind the same address and the kernel spreads the
+    /// connections (or datagrams) among them.
+    pub reuse_port: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            backlog: 1024,
+            reuse_addr: true,
+            reuse_port: false,
+        }
+    }
+}
+
+impl SocketOptions {
+    /// The options of a UDP socket: no reuse (the backlog is unused).
+    pub fn udp() -> SocketOptions {
+        SocketOptions {
+            reuse_addr: false,
+            ..SocketOptions::default()
+        }
+    }
+
+    /// Sets the listen backlog.
+    pub fn backlog(mut self, backlog: u32) -> SocketOptions {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Sets `SO_REUSEADDR`.
+    pub fn reuse_addr(mut self, on: bool) -> SocketOptions {
+        self.reuse_addr = on;
+        self
+    }
+
+    /// Sets `SO_REUSEPORT`.
+    pub fn reuse_port(mut self, on: bool) -> SocketOptions {
+        self.reuse_port = on;
+        self
+    }
+}
+
+/// Which Unix socket [`Op::BindUnix`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixKind {
+    /// A stream listener.
+    Listener,
+    /// A datagram socket.
+    Datagram,
 }
 
 /// Reads into the spare room of `buf` from its start, up to its capacity; its length becomes the

@@ -310,11 +310,12 @@ impl Net {
 /// Serves a network op for `host`.
 pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
     match op {
-        Op::Bind { addr, .. } => match bind(state, host, addr) {
+        Op::Bind { addr, options, .. } => match bind(state, host, addr) {
             Ok(listener) => Reply::Done(
                 Ok(0),
                 Op::Bind {
                     addr,
+                    options,
                     listener: Some(listener),
                 },
             ),

@@ -84,7 +84,9 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
             .and_then(fs::File::metadata)
             .map(|meta| *len = meta.len())
             .map(|()| 0),
-        Op::Bind { addr, listener } => bind(*addr).map(|bound| *listener = Some(bound)).map(|()| 0),
+        Op::Bind { addr, listener, .. } => {
+            bind(*addr).map(|bound| *listener = Some(bound)).map(|()| 0)
+        }
         Op::Accept { listener, accepted } => {
             return would_block(Interest::Read, || {
                 let (stream, peer) = std_of::<net::TcpListener>(listener, "accept")?.accept()?;

@@ -305,7 +305,7 @@ impl Ops {
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
         }
-        if let Op::Bind { addr, listener } = &mut op {
+        if let Op::Bind { addr, listener, .. } = &mut op {
             let result = net::TcpListener::bind(*addr).map(|bound| {
                 *listener = Some(io_core::Handle::new(bound));
                 0

@@ -1,0 +1,747 @@
+//! Work done off the loop's thread: [`Offload`], the part of an op that is `Send` and runs with
+//! plain blocking calls, the [`Pool`] of threads that runs it on real backends, and the
+//! [`Offloader`] that ties the two to a backend's op protocol.
+//!
+//! Which ops are offloaded, and why:
+//! - file-system ops by path ([`FsOp`]): no readiness exists for a disk, and io_uring lacks an
+//!   opcode for some (reading a directory);
+//! - name lookups ([`Offload::Resolve`]): `getaddrinfo` blocks and has no async form;
+//! - closures given to `spawn_blocking` ([`Blocking`]);
+//! - the standard streams ([`Stdio`]): stdin may be a terminal, a pipe or a file, and only some
+//!   of those can be polled.
+//!
+//! The blocking backend performs the work inline ([`Offload::perform`]); poll and io_uring hand
+//! it to their [`Offloader`]; fiber simulates it (its disk, its host table, a closure run at a
+//! turn the seed chooses), never on a real thread.
+//!
+//! # Cancellation
+//! A job still queued is canceled and comes back untouched. A job already running cannot be
+//! recalled: for a file-system op or a lookup the cancel waits for it (completion wins, as for
+//! an io_uring op the kernel has started), while a blocking closure and a stdin read, which may
+//! run for any time, complete as canceled at once and their result is dropped when it arrives —
+//! except stdin's bytes, which are kept for the next stdin read ([`Stdio`]).
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use crate::fs::{DirEntry, Metadata};
+use crate::op::{OpSlot, Submitted};
+use crate::{Canceled, Completion, Op, OpId};
+
+/// A file-system op by path. Each performs one system call (see [`FsOp::perform`]); the
+/// recursive helpers (`create_dir_all`, `remove_dir_all`) are written over these in
+/// [`crate::fs`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FsOp {
+    /// `stat` (`follow`) or `lstat` of `path`.
+    Metadata {
+        /// The path.
+        path: PathBuf,
+        /// Follow a final symbolic link.
+        follow: bool,
+        /// The metadata (output).
+        metadata: Option<Metadata>,
+    },
+    /// Lists a directory: `entries` holds its entries, sorted by name, without `.` and `..`.
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its entries (output).
+        entries: Vec<DirEntry>,
+    },
+    /// Creates one directory (its parent must exist).
+    CreateDir {
+        /// The new directory.
+        path: PathBuf,
+    },
+    /// Removes a file (or a symbolic link).
+    RemoveFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Removes an empty directory.
+    RemoveDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Renames `from` to `to`, replacing `to` if it is a file.
+    Rename {
+        /// The old path.
+        from: PathBuf,
+        /// The new path.
+        to: PathBuf,
+    },
+    /// Makes `link` a hard link to the file `original`.
+    HardLink {
+        /// The existing file.
+        original: PathBuf,
+        /// The new name.
+        link: PathBuf,
+    },
+    /// Makes `link` a symbolic link whose target is `original`.
+    Symlink {
+        /// The link's target (not checked).
+        original: PathBuf,
+        /// The new link.
+        link: PathBuf,
+    },
+    /// Reads the target of the symbolic link `path`.
+    ReadLink {
+        /// The link.
+        path: PathBuf,
+        /// Its target (output).
+        target: Option<PathBuf>,
+    },
+}
+
+impl FsOp {
+    /// The op's name: `"metadata"`, `"read_dir"`, …
+    pub fn name(&self) -> &'static str {
+        match self {
+            FsOp::Metadata { .. } => "metadata",
+            FsOp::ReadDir { .. } => "read_dir",
+            FsOp::CreateDir { .. } => "create_dir",
+            FsOp::RemoveFile { .. } => "remove_file",
+            FsOp::RemoveDir { .. } => "remove_dir",
+            FsOp::Rename { .. } => "rename",
+            FsOp::HardLink { .. } => "hard_link",
+            FsOp::Symlink { .. } => "symlink",
+            FsOp::ReadLink { .. } => "read_link",
+        }
+    }
+
+    /// Performs the op with the standard library's blocking calls, filling its outputs.
+    pub fn perform(&mut self) -> io::Result<usize> {
+        match self {
+            FsOp::Metadata {
+                path,
+                follow,
+                metadata,
+            } => {
+                let std = if *follow {
+                    std::fs::metadata(path)?
+                } else {
+                    std::fs::symlink_metadata(path)?
+                };
+                *metadata = Some(Metadata::from_std(&std));
+            }
+            FsOp::ReadDir { path, entries } => {
+                let mut listed = Vec::new();
+                for entry in std::fs::read_dir(path)? {
+                    let entry = entry?;
+                    listed.push(DirEntry::new(
+                        entry.path(),
+                        crate::fs::FileType::from_std(entry.file_type()?),
+                    ));
+                }
+                listed.sort_by(|a, b| a.path().cmp(b.path()));
+                *entries = listed;
+            }
+            FsOp::CreateDir { path } => std::fs::create_dir(path)?,
+            FsOp::RemoveFile { path } => std::fs::remove_file(path)?,
+            FsOp::RemoveDir { path } => std::fs::remove_dir(path)?,
+            FsOp::Rename { from, to } => std::fs::rename(from, to)?,
+            FsOp::HardLink { original, link } => std::fs::hard_link(original, link)?,
+            FsOp::Symlink { original, link } => std::os::unix::fs::symlink(original, link)?,
+            FsOp::ReadLink { path, target } => *target = Some(std::fs::read_link(path)?),
+        }
+        Ok(0)
+    }
+}
+
+/// A closure's output, or its panic.
+pub type BlockingOutput = thread::Result<Box<dyn Any + Send>>;
+
+/// A closure given to `spawn_blocking`, and then its output.
+pub struct Blocking {
+    job: Option<Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>>,
+    output: Option<BlockingOutput>,
+}
+
+impl Blocking {
+    /// Wraps `f`; its output is boxed for the trip back.
+    pub fn new<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Blocking {
+        Blocking {
+            job: Some(Box::new(move || Box::new(f()) as Box<dyn Any + Send>)),
+            output: None,
+        }
+    }
+
+    /// Runs the closure (once; later calls do nothing), catching its panic into the output.
+    pub fn run(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.output = Some(panic::catch_unwind(AssertUnwindSafe(job)));
+        }
+    }
+
+    /// Whether the closure has not run yet.
+    pub fn is_pending(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Takes the output (or the panic), once the closure has run.
+    pub fn take_output(&mut self) -> Option<BlockingOutput> {
+        self.output.take()
+    }
+}
+
+impl fmt::Debug for Blocking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocking")
+            .field("ran", &self.job.is_none())
+            .finish()
+    }
+}
+
+/// One of the process's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdStream {
+    /// Standard input.
+    In,
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
+/// A read of stdin into `buf` (up to its capacity) or a write of `buf` to stdout or stderr
+/// (flushed).
+///
+/// Bytes read from stdin by a read whose caller has gone (canceled, or its future dropped)
+/// are not lost: dropped undelivered, they are kept, in order, and the next stdin read returns
+/// them first.
+pub struct Stdio {
+    /// Which stream.
+    pub stream: StdStream,
+    buf: Vec<u8>,
+}
+
+/// Stdin bytes read for a caller that had gone; the next stdin read returns them first.
+static STDIN_KEPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+impl Stdio {
+    /// A read of `stream` (stdin) into `buf`, or a write of `buf` to it (stdout, stderr).
+    pub fn new(stream: StdStream, buf: Vec<u8>) -> Stdio {
+        Stdio { stream, buf }
+    }
+
+    /// The buffer: for a read, what it holds so far.
+    pub fn buf(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The buffer, to fill or drain (a simulated stream's way in).
+    pub fn buf_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Takes the buffer out (delivered: a read's bytes no longer need keeping).
+    pub fn take_buf(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Reads or writes with the standard library's blocking calls.
+    pub fn perform(&mut self) -> io::Result<usize> {
+        match self.stream {
+            StdStream::In => {
+                let kept = std::mem::take(&mut *lock(&STDIN_KEPT));
+                if !kept.is_empty() {
+                    let n = kept.len().min(self.buf.capacity());
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&kept[..n]);
+                    lock(&STDIN_KEPT).splice(0..0, kept[n..].iter().copied());
+                    return Ok(n);
+                }
+                crate::op::read_into(&mut self.buf, |space| io::stdin().lock().read(space))
+            }
+            StdStream::Out => write_flushed(&mut io::stdout().lock(), &self.buf),
+            StdStream::Err => write_flushed(&mut io::stderr().lock(), &self.buf),
+        }
+    }
+}
+
+fn write_flushed(out: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
+    let n = out.write(buf)?;
+    out.flush()?;
+    Ok(n)
+}
+
+impl Drop for Stdio {
+    fn drop(&mut self) {
+        if self.stream == StdStream::In && !self.buf.is_empty() {
+            lock(&STDIN_KEPT).extend_from_slice(&self.buf);
+        }
+    }
+}
+
+impl fmt::Debug for Stdio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stdio")
+            .field("stream", &self.stream)
+            .field("len", &self.buf.len())
+            .finish()
+    }
+}
+
+/// Work that needs nothing of the loop's thread (see the module docs): `Send`, performed with
+/// blocking calls by [`Offload::perform`] on any thread.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Offload {
+    /// A file-system op by path.
+    Fs(FsOp),
+    /// Looks `host` up (a name or an address literal) and pairs each address with `port`.
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The addresses found, in the resolver's order (output).
+        addrs: Vec<SocketAddr>,
+    },
+    /// A closure given to `spawn_blocking`.
+    Blocking(Blocking),
+    /// A read or write of a standard stream.
+    Stdio(Stdio),
+}
+
+impl Offload {
+    /// The op's name, for errors and traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Offload::Fs(op) => op.name(),
+            Offload::Resolve { .. } => "resolve",
+            Offload::Blocking(_) => "spawn_blocking",
+            Offload::Stdio(Stdio {
+                stream: StdStream::In,
+                ..
+            }) => "stdin_read",
+            Offload::Stdio(_) => "stdout_write",
+        }
+    }
+
+    /// Performs the work with blocking calls, filling its outputs: what the blocking backend
+    /// does inline and the [`Pool`]'s threads do elsewhere.
+    pub fn perform(&mut self) -> io::Result<usize> {
+        match self {
+            Offload::Fs(op) => op.perform(),
+            Offload::Resolve { host, port, addrs } => {
+                *addrs = (host.as_str(), *port).to_socket_addrs()?.collect();
+                if addrs.is_empty() {
+                    return Err(no_address(host));
+                }
+                Ok(0)
+            }
+            Offload::Blocking(job) => {
+                job.run();
+                Ok(0)
+            }
+            Offload::Stdio(stdio) => stdio.perform(),
+        }
+    }
+
+    /// Whether a cancel lets the caller go at once while the work runs on (its result dropped
+    /// when it arrives): a closure or a stdin read may take any time. Other work is waited for.
+    pub fn detaches_on_cancel(&self) -> bool {
+        matches!(
+            self,
+            Offload::Blocking(_)
+                | Offload::Stdio(Stdio {
+                    stream: StdStream::In,
+                    ..
+                })
+        )
+    }
+
+    /// What stays of the work for its canceled caller once it detached: an empty shell of the
+    /// same kind.
+    fn detached_shell(&self) -> Offload {
+        match self {
+            Offload::Stdio(stdio) => Offload::Stdio(Stdio::new(stdio.stream, Vec::new())),
+            _ => Offload::Blocking(Blocking {
+                job: None,
+                output: None,
+            }),
+        }
+    }
+
+    /// Gives the buffer back (a standard stream's; empty for the others).
+    pub fn into_buf(self) -> Vec<u8> {
+        match self {
+            Offload::Stdio(mut stdio) => stdio.take_buf(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The error of a lookup that found no address for `host`.
+pub fn no_address(host: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no address found for host `{host}`"),
+    )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Jobs run outside the lock and catch their panics: a poisoned lock holds consistent data.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A finished job: its key, the work (with its outputs) and its result.
+pub type Finished = (u64, Offload, io::Result<usize>);
+
+/// A bounded pool of threads running [`Offload`] work: threads start on demand up to a limit,
+/// and one idle for [`Pool::IDLE`] exits. Finished jobs wait in the pool until the owner takes
+/// them ([`Pool::take_finished`]); after each one the pool calls the owner's `notify`, which
+/// wakes the owner's loop.
+///
+/// Dropping the pool lets its threads go: queued jobs are dropped, running ones finish and their
+/// results are dropped (a thread blocked in a stdin read is never joined).
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
+/// use io_core::offload::{FsOp, Offload, Pool};
+///
+/// let notified = Arc::new(AtomicUsize::new(0));
+/// let seen = notified.clone();
+/// let pool = Pool::new(2, move || { seen.fetch_add(1, Ordering::SeqCst); });
+/// pool.submit(7, Offload::Fs(FsOp::Metadata { path: ".".into(), follow: true, metadata: None }));
+/// let mut done = Vec::new();
+/// while done.is_empty() {
+///     pool.take_finished(&mut done);
+///     std::thread::yield_now();
+/// }
+/// let (key, work, result) = done.pop().unwrap();
+/// assert_eq!((key, result.unwrap()), (7, 0));
+/// assert!(matches!(work, Offload::Fs(FsOp::Metadata { metadata: Some(m), .. }) if m.is_dir()));
+/// assert!(notified.load(Ordering::SeqCst) >= 1);
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<PoolState>,
+    work: Condvar,
+    notify: Box<dyn Fn() + Send + Sync>,
+    max_threads: usize,
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: VecDeque<(u64, Offload)>,
+    running: Vec<u64>,
+    finished: Vec<Finished>,
+    threads: usize,
+    idle: usize,
+    closed: bool,
+}
+
+impl Pool {
+    /// How long a thread waits for work before it exits.
+    pub const IDLE: Duration = Duration::from_secs(10);
+
+    /// A pool of at most `max_threads` threads (at least one); `notify` runs on a pool thread
+    /// after each job finishes.
+    pub fn new(max_threads: usize, notify: impl Fn() + Send + Sync + 'static) -> Pool {
+        Pool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(PoolState::default()),
+                work: Condvar::new(),
+                notify: Box::new(notify),
+                max_threads: max_threads.max(1),
+            }),
+        }
+    }
+
+    /// Queues `work` under `key`, starting a thread if none is idle and the limit allows.
+    pub fn submit(&self, key: u64, work: Offload) {
+        let mut state = lock(&self.shared.state);
+        state.queue.push_back((key, work));
+        if state.idle >= state.queue.len() || state.threads >= self.shared.max_threads {
+            self.shared.work.notify_one();
+            return;
+        }
+        state.threads += 1;
+        drop(state);
+        let shared = self.shared.clone();
+        let started = thread::Builder::new()
+            .name("ioswap-pool".into())
+            .spawn(move || work_loop(&shared));
+        if started.is_err() {
+            // No thread: the job waits for a running one (there is at least one unless the
+            // first ever failed, which then fails every job rather than hanging it).
+            let mut state = lock(&self.shared.state);
+            state.threads -= 1;
+            if state.threads == 0 {
+                let failed: Vec<_> = state.queue.drain(..).collect();
+                for (key, work) in failed {
+                    let err = io::Error::other("ioswap: the pool could not start a thread");
+                    state.finished.push((key, work, Err(err)));
+                }
+                drop(state);
+                (self.shared.notify)();
+            }
+        }
+    }
+
+    /// Takes a job back if no thread has started it.
+    pub fn unqueue(&self, key: u64) -> Option<Offload> {
+        let mut state = lock(&self.shared.state);
+        let at = state.queue.iter().position(|(k, _)| *k == key)?;
+        state.queue.remove(at).map(|(_, work)| work)
+    }
+
+    /// Moves the finished jobs into `into`.
+    pub fn take_finished(&self, into: &mut Vec<Finished>) {
+        into.append(&mut lock(&self.shared.state).finished);
+    }
+}
+
+fn work_loop(shared: &Shared) {
+    let mut state = lock(&shared.state);
+    loop {
+        if state.closed {
+            break;
+        }
+        if let Some((key, mut work)) = state.queue.pop_front() {
+            state.running.push(key);
+            drop(state);
+            let result = work.perform();
+            state = lock(&shared.state);
+            state.running.retain(|k| *k != key);
+            if state.closed {
+                drop(state);
+                drop(work);
+                return;
+            }
+            state.finished.push((key, work, result));
+            drop(state);
+            (shared.notify)();
+            state = lock(&shared.state);
+            continue;
+        }
+        state.idle += 1;
+        let (next, timeout) = shared
+            .work
+            .wait_timeout(state, Pool::IDLE)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state = next;
+        state.idle -= 1;
+        if timeout.timed_out() && state.queue.is_empty() {
+            break;
+        }
+    }
+    state.threads -= 1;
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        let queued: Vec<_> = state.queue.drain(..).collect();
+        let finished = std::mem::take(&mut state.finished);
+        drop(state);
+        self.shared.work.notify_all();
+        drop((queued, finished));
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.shared.state);
+        f.debug_struct("Pool")
+            .field("queued", &state.queue.len())
+            .field("running", &state.running.len())
+            .field("threads", &state.threads)
+            .finish()
+    }
+}
+
+/// A backend's side of the [`Pool`]: it takes [`Op::Offload`] ops, gives each an [`OpId`] with
+/// [`Offloader::TAG`] set (so the backend tells them from its own), delivers their completions
+/// when the backend calls [`Offloader::reap`], and cancels them under the rules of the module
+/// docs. Everything but the pool stays on the loop's thread.
+pub struct Offloader {
+    pool: Pool,
+    waiting: Vec<Waiting>,
+    free: Vec<u32>,
+    in_flight: usize,
+    finished: Vec<Finished>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    generation: u32,
+    slot: Option<OpSlot>,
+    /// The caller left (canceled a detaching job, or dropped its future): the result, when it
+    /// comes, is dropped.
+    gone: bool,
+    /// For work that detaches on cancel: what its canceled caller gets back.
+    shell: Option<Offload>,
+}
+
+impl Offloader {
+    /// The bit set in every [`OpId`] this offloader issues.
+    pub const TAG: u64 = 1 << 63;
+
+    /// The default bound on the pool's threads.
+    pub const MAX_THREADS: usize = 64;
+
+    /// An offloader whose pool calls `notify` (from a pool thread) when a job finishes: it must
+    /// wake the backend's loop, which then calls [`Offloader::reap`].
+    pub fn new(notify: impl Fn() + Send + Sync + 'static) -> Offloader {
+        Offloader {
+            pool: Pool::new(Self::MAX_THREADS, notify),
+            waiting: Vec::new(),
+            free: Vec::new(),
+            in_flight: 0,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Whether `id` is one of this offloader's.
+    pub fn owns(id: OpId) -> bool {
+        id.get() & Self::TAG != 0
+    }
+
+    /// Jobs submitted and not yet reaped (including ones whose caller left): while any is,
+    /// the backend has work coming and must not report a deadlock.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Hands `work` to the pool; its completion comes through the returned slot.
+    pub fn submit(&mut self, work: Offload) -> Submitted {
+        let slot = OpSlot::new(work.name());
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.waiting.push(Waiting::default());
+                u32::try_from(self.waiting.len() - 1).expect("fewer than 2^31 offloaded ops")
+            }
+        };
+        let entry = &mut self.waiting[index as usize];
+        entry.slot = Some(slot.clone());
+        entry.gone = false;
+        entry.shell = work.detaches_on_cancel().then(|| work.detached_shell());
+        let key = Self::TAG | (u64::from(entry.generation) << 32) | u64::from(index);
+        self.in_flight += 1;
+        self.pool.submit(key, work);
+        Submitted::InFlight {
+            id: OpId::new(key),
+            slot,
+        }
+    }
+
+    fn entry(&mut self, key: u64) -> Option<&mut Waiting> {
+        let entry = self.waiting.get_mut((key & 0xffff_ffff) as usize)?;
+        (u64::from(entry.generation) == (key >> 32) & 0x7fff_ffff && entry.slot.is_some())
+            .then_some(entry)
+    }
+
+    fn release(&mut self, key: u64) -> Option<(OpSlot, bool)> {
+        let index = (key & 0xffff_ffff) as u32;
+        let entry = self.entry(key)?;
+        let slot = entry.slot.take()?;
+        let gone = entry.gone;
+        entry.shell = None;
+        entry.generation = (entry.generation + 1) & 0x7fff_ffff;
+        self.free.push(index);
+        self.in_flight -= 1;
+        Some((slot, gone))
+    }
+
+    /// Cancels a job: one still queued completes as canceled at once, with its work back; one
+    /// that detaches on cancel completes as canceled at once and runs on; any other is waited
+    /// for (its completion, when it comes, says what it did).
+    pub fn cancel(&mut self, id: OpId) {
+        let key = id.get();
+        if self.entry(key).is_none_or(|entry| entry.gone) {
+            return;
+        }
+        if let Some(work) = self.pool.unqueue(key) {
+            if let Some((slot, _)) = self.release(key) {
+                slot.complete(canceled(Op::Offload(work)));
+            }
+            return;
+        }
+        // Running: only work that detaches lets its caller go now.
+        let Some(entry) = self.entry(key) else { return };
+        if let Some(shell) = entry.shell.take() {
+            entry.gone = true;
+            let slot = entry.slot.clone().expect("checked: in flight");
+            slot.complete(canceled(Op::Offload(shell)));
+        }
+    }
+
+    /// The caller's future was dropped: the job runs on (or is unqueued) and its result is
+    /// dropped.
+    pub fn discard(&mut self, id: OpId) {
+        let key = id.get();
+        if self.entry(key).is_none() {
+            return;
+        }
+        if let Some(work) = self.pool.unqueue(key) {
+            self.release(key);
+            drop(work);
+            return;
+        }
+        if let Some(entry) = self.entry(key) {
+            entry.gone = true;
+        }
+    }
+
+    /// Delivers the completions of the jobs that finished since the last call; returns how
+    /// many it delivered. Call it on the loop's thread after `notify` woke the loop (and before
+    /// it waits again).
+    pub fn reap(&mut self) -> usize {
+        self.pool.take_finished(&mut self.finished);
+        let mut delivered = 0;
+        let finished = std::mem::take(&mut self.finished);
+        for (key, work, result) in finished {
+            let Some((slot, gone)) = self.release(key) else {
+                continue;
+            };
+            if gone {
+                // The caller has gone: the work (and a stdin read's bytes, kept by its drop)
+                // is dropped here, and nobody is woken.
+                drop(work);
+                continue;
+            }
+            slot.complete(Completion {
+                result,
+                op: Op::Offload(work),
+            });
+            delivered += 1;
+        }
+        delivered
+    }
+}
+
+fn canceled(op: Op) -> Completion {
+    Completion {
+        result: Err(Canceled.into()),
+        op,
+    }
+}
+
+impl fmt::Debug for Offloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Offloader")
+            .field("in_flight", &self.in_flight)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
