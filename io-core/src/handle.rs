@@ -6,6 +6,8 @@ use std::fs;
 use std::io;
 use std::net::{self, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::net as unix;
+use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 
 /// What a backend puts in a [`Handle`]: a file, listener or socket, answering the synchronous
@@ -22,6 +24,22 @@ pub trait Resource: Any {
     /// The peer address of a connected socket.
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         Err(crate::Unsupported::io_error("this resource", "peer_addr"))
+    }
+
+    /// The path a Unix socket is bound to (`None`: unnamed, as a connecting client is).
+    fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
+        Err(crate::Unsupported::io_error(
+            "this resource",
+            "unix_local_path",
+        ))
+    }
+
+    /// The path of a connected Unix socket's peer (`None`: the peer is unnamed).
+    fn unix_peer_path(&self) -> io::Result<Option<PathBuf>> {
+        Err(crate::Unsupported::io_error(
+            "this resource",
+            "unix_peer_path",
+        ))
     }
 
     /// Sets `TCP_NODELAY` on a connected socket.
@@ -53,10 +71,50 @@ impl Resource for net::TcpStream {
     }
 }
 
+impl Resource for net::UdpSocket {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        net::UdpSocket::local_addr(self)
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        net::UdpSocket::peer_addr(self)
+    }
+}
+
+fn unix_path(addr: io::Result<unix::SocketAddr>) -> io::Result<Option<PathBuf>> {
+    Ok(addr?.as_pathname().map(PathBuf::from))
+}
+
+impl Resource for unix::UnixListener {
+    fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
+        unix_path(self.local_addr())
+    }
+}
+
+impl Resource for unix::UnixStream {
+    fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
+        unix_path(self.local_addr())
+    }
+
+    fn unix_peer_path(&self) -> io::Result<Option<PathBuf>> {
+        unix_path(self.peer_addr())
+    }
+}
+
+impl Resource for unix::UnixDatagram {
+    fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
+        unix_path(self.local_addr())
+    }
+
+    fn unix_peer_path(&self) -> io::Result<Option<PathBuf>> {
+        unix_path(self.peer_addr())
+    }
+}
+
 /// A file, listener or socket issued by a backend, which ops name it by.
 ///
 /// What is inside is the backend's business: the kernel backends (blocking, uring) issue real
-/// descriptors (`std::fs::File`, `std::net::TcpListener`, `std::net::TcpStream`); a backend with
+/// descriptors (`std::fs::File`, the std TCP, UDP and Unix socket types); a backend with
 /// no kernel issues objects of its own. So an [`Op`](crate::Op) never assumes a descriptor, and
 /// every backend can serve every op. The I/O types ([`File`](crate::File), …) hold one.
 ///
@@ -102,8 +160,16 @@ impl Handle {
             Some(file.as_fd())
         } else if let Some(listener) = self.get::<net::TcpListener>() {
             Some(listener.as_fd())
+        } else if let Some(stream) = self.get::<net::TcpStream>() {
+            Some(stream.as_fd())
+        } else if let Some(socket) = self.get::<net::UdpSocket>() {
+            Some(socket.as_fd())
+        } else if let Some(listener) = self.get::<unix::UnixListener>() {
+            Some(listener.as_fd())
+        } else if let Some(stream) = self.get::<unix::UnixStream>() {
+            Some(stream.as_fd())
         } else {
-            self.get::<net::TcpStream>().map(AsFd::as_fd)
+            self.get::<unix::UnixDatagram>().map(AsFd::as_fd)
         }
     }
 
@@ -114,8 +180,16 @@ impl Handle {
             self.take::<fs::File>().map(OwnedFd::from)
         } else if self.get::<net::TcpListener>().is_some() {
             self.take::<net::TcpListener>().map(OwnedFd::from)
-        } else {
+        } else if self.get::<net::TcpStream>().is_some() {
             self.take::<net::TcpStream>().map(OwnedFd::from)
+        } else if self.get::<net::UdpSocket>().is_some() {
+            self.take::<net::UdpSocket>().map(OwnedFd::from)
+        } else if self.get::<unix::UnixListener>().is_some() {
+            self.take::<unix::UnixListener>().map(OwnedFd::from)
+        } else if self.get::<unix::UnixStream>().is_some() {
+            self.take::<unix::UnixStream>().map(OwnedFd::from)
+        } else {
+            self.take::<unix::UnixDatagram>().map(OwnedFd::from)
         }
     }
 
