@@ -578,6 +578,8 @@ pub struct Offloader {
     waiting: Vec<Waiting>,
     free: Vec<u32>,
     in_flight: usize,
+    /// Jobs in flight whose caller left (`Waiting::gone`).
+    left: usize,
     finished: Vec<Finished>,
 }
 
@@ -607,6 +609,7 @@ impl Offloader {
             waiting: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
+            left: 0,
             finished: Vec::new(),
         }
     }
@@ -620,6 +623,31 @@ impl Offloader {
     /// the backend has work coming and must not report a deadlock.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Jobs whose caller still waits for them: [`in_flight`](Offloader::in_flight) without the
+    /// ones whose caller left (canceled a detaching job, or dropped its future), whose results
+    /// wake nobody. A backend deciding whether a deadlock is possible counts these: a job whose
+    /// caller left (a detached closure that may run forever) can never make a task runnable.
+    pub fn awaited(&self) -> usize {
+        self.in_flight - self.left
+    }
+
+    /// Cancels every job whose caller still waits, as [`cancel`](Offloader::cancel) does each:
+    /// for a backend shutting down. Afterwards the only jobs still awaited are running ones that
+    /// do not detach on cancel (file-system ops, lookups, writes of stdout); their completions
+    /// come through [`reap`](Offloader::reap).
+    pub fn cancel_all(&mut self) {
+        let keys: Vec<u64> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.slot.is_some() && !entry.gone)
+            .map(|(index, entry)| Self::TAG | (u64::from(entry.generation) << 32) | index as u64)
+            .collect();
+        for key in keys {
+            self.cancel(OpId::new(key));
+        }
     }
 
     /// Hands `work` to the pool; its completion comes through the returned slot.
@@ -660,6 +688,9 @@ impl Offloader {
         entry.generation = (entry.generation + 1) & 0x7fff_ffff;
         self.free.push(index);
         self.in_flight -= 1;
+        if gone {
+            self.left -= 1;
+        }
         Some((slot, gone))
     }
 
@@ -679,11 +710,13 @@ impl Offloader {
         }
         // Running: only work that detaches lets its caller go now.
         let Some(entry) = self.entry(key) else { return };
-        if let Some(shell) = entry.shell.take() {
-            entry.gone = true;
-            let slot = entry.slot.clone().expect("checked: in flight");
-            slot.complete(canceled(Op::Offload(shell)));
-        }
+        let Some(shell) = entry.shell.take() else {
+            return;
+        };
+        entry.gone = true;
+        let slot = entry.slot.clone().expect("checked: in flight");
+        self.left += 1;
+        slot.complete(canceled(Op::Offload(shell)));
     }
 
     /// The caller's future was dropped: the job runs on (or is unqueued) and its result is
@@ -698,8 +731,11 @@ impl Offloader {
             drop(work);
             return;
         }
-        if let Some(entry) = self.entry(key) {
-            entry.gone = true;
+        let newly_gone = self
+            .entry(key)
+            .is_some_and(|entry| !std::mem::replace(&mut entry.gone, true));
+        if newly_gone {
+            self.left += 1;
         }
     }
 

@@ -18,7 +18,9 @@
 //! DESIGN.md); if it would block, the backend owns it — buffers included — until its socket is
 //! ready and a retry ends it. A canceled op still waiting ends at once with a canceled error and
 //! its buffers (it never touched the socket, so nothing completed is lost), and a dropped one is
-//! dropped. File ops are performed inline (see the crate's DESIGN.md).
+//! dropped. File ops on an open file are performed inline; the rest of the file system (ops by
+//! path), name lookups, blocking closures and the standard streams go to a thread pool, an
+//! [`Offloader`](io_core::offload::Offloader) (see the crate's DESIGN.md).
 //!
 //! ```
 //! use io_poll::PollIo;
@@ -46,10 +48,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net;
+use std::os::unix::net as unix;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use io_core::offload::Offloader;
 use io_core::{
     BackendCore, Canceled, Cx, Driver, Handle, Io, Next, Op, OpId, RunError, RunQueue, Runnable,
     Submitted,
@@ -70,6 +74,8 @@ struct PollBackend {
     after: RefCell<Aftermath>,
     events: RefCell<Events>,
     batch: RefCell<VecDeque<Runnable>>,
+    /// `Op::Offload` work, on a pool whose finished jobs wake the poller.
+    offloader: RefCell<Offloader>,
 }
 
 impl PollIo {
@@ -88,6 +94,11 @@ impl PollIo {
             // A failed notify leaves the loop to its timeout; it cannot fail short of a bug.
             let _ = notifier.notify();
         });
+        let notifier = poller.clone();
+        // Called on a pool thread after each job: the loop wakes (or does not sleep) and reaps.
+        let offloader = Offloader::new(move || {
+            let _ = notifier.notify();
+        });
         Ok(PollIo(Rc::new(PollBackend {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("poll", queue, 0x706f_6c6c),
@@ -96,6 +107,7 @@ impl PollIo {
             after: RefCell::new(Aftermath::default()),
             events: RefCell::new(Events::new()),
             batch: RefCell::new(VecDeque::new()),
+            offloader: RefCell::new(offloader),
         })))
     }
 
@@ -154,8 +166,25 @@ impl PollBackend {
         result
     }
 
+    /// Whether ops wait for readiness (or a close for its descriptor).
     fn io_in_flight(&self) -> bool {
         self.ops.borrow().owned() > 0
+    }
+
+    /// Whether anything in flight may still make a task runnable: an op the table owns, or an
+    /// offloaded job whose caller waits for it. (A job whose caller left wakes nobody: a
+    /// detached closure that never ends must not keep a deadlock from being reported.)
+    fn work_in_flight(&self) -> bool {
+        self.io_in_flight() || self.offloader.borrow().awaited() > 0
+    }
+
+    /// Delivers the offloaded jobs finished since the last call (nothing to do, and no lock
+    /// taken, when none is in flight).
+    fn reap(&self) {
+        let mut offloader = self.offloader.borrow_mut();
+        if offloader.in_flight() > 0 {
+            offloader.reap();
+        }
     }
 
     /// Waits in the poller for at most `timeout` (`Some(ZERO)`: only collects what is ready).
@@ -183,6 +212,7 @@ impl PollBackend {
     fn idle(&self, deadline_ms: u64) {
         loop {
             self.core.fire_due();
+            self.reap();
             if !self.core.queue().is_empty() {
                 return;
             }
@@ -194,6 +224,7 @@ impl PollBackend {
                 ops.retry_closes(true, after);
                 ops.sweep();
                 ops.try_unsure(after);
+                ops.retry_later(after);
             });
             if !self.core.queue().is_empty() {
                 return;
@@ -201,7 +232,7 @@ impl PollBackend {
             let next = self.core.next_deadline();
             let target = next.unwrap_or(u64::MAX).min(deadline_ms);
             let timeout = if target == u64::MAX {
-                if !self.io_in_flight() && !self.core.foreign_waits() {
+                if !self.work_in_flight() && !self.core.foreign_waits() {
                     return;
                 }
                 None
@@ -212,6 +243,12 @@ impl PollBackend {
                     return;
                 }
                 Some(at - now)
+            };
+            // An op refused for now (a Unix connect to a full backlog) is tried again soon.
+            let timeout = if self.ops.borrow().has_later() {
+                Some(timeout.map_or(op::LATER, |t| t.min(op::LATER)))
+            } else {
+                timeout
             };
             if !self.core.queue().begin_idle() {
                 return;
@@ -226,9 +263,21 @@ impl PollBackend {
         }
     }
 
-    /// Ends every op still owned (canceled) and deregisters every descriptor.
+    /// Ends every op still owned (canceled) and deregisters every descriptor; cancels every
+    /// offloaded job still awaited and waits for those a cancel cannot recall (see DESIGN.md,
+    /// "Shutting down with offloaded work").
     fn drain(&self) {
         self.with_ops(|ops, after| ops.drain(after));
+        self.offloader.borrow_mut().cancel_all();
+        loop {
+            self.reap();
+            if self.offloader.borrow().awaited() == 0 {
+                break;
+            }
+            // A file-system op, a lookup or a stdout write: it ends on its own, and its
+            // job's `notify` ends this wait.
+            let _ = self.poller.wait(&mut self.events.borrow_mut(), None);
+        }
     }
 }
 
@@ -237,16 +286,26 @@ impl Io for PollBackend {
         &self.core
     }
 
-    /// Tries the op now; one that would block waits for its socket's readiness.
+    /// Tries the op now; one that would block waits for its socket's readiness. Offloaded work
+    /// goes to the pool.
     fn submit(&self, op: Op) -> Submitted {
+        if let Op::Offload(work) = op {
+            return self.offloader.borrow_mut().submit(work);
+        }
         self.with_ops(|ops, after| ops.submit(op, after))
     }
 
     fn cancel_op(&self, id: OpId) {
+        if Offloader::owns(id) {
+            return self.offloader.borrow_mut().cancel(id);
+        }
         self.with_ops(|ops, after| ops.cancel(id, after));
     }
 
     fn discard_op(&self, id: OpId) {
+        if Offloader::owns(id) {
+            return self.offloader.borrow_mut().discard(id);
+        }
         self.with_ops(|ops, after| ops.discard(id, after));
     }
 
@@ -258,6 +317,14 @@ impl Io for PollBackend {
             let _ = stream.set_nonblocking(true);
         } else if let Some(listener) = handle.get::<net::TcpListener>() {
             let _ = listener.set_nonblocking(true);
+        } else if let Some(socket) = handle.get::<net::UdpSocket>() {
+            let _ = socket.set_nonblocking(true);
+        } else if let Some(stream) = handle.get::<unix::UnixStream>() {
+            let _ = stream.set_nonblocking(true);
+        } else if let Some(listener) = handle.get::<unix::UnixListener>() {
+            let _ = listener.set_nonblocking(true);
+        } else if let Some(socket) = handle.get::<unix::UnixDatagram>() {
+            let _ = socket.set_nonblocking(true);
         }
     }
 }
@@ -270,13 +337,17 @@ impl Driver for PollBackend {
     /// running tasks, so the driver sees at once what they did.
     fn poll(&self, deadline_ms: u64) -> Next {
         self.core.fire_due();
+        self.reap();
         let mut batch = self.batch.take();
         self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
             self.idle(deadline_ms);
             self.core.queue().drain_into(&mut batch);
         } else if self.io_in_flight() {
-            self.with_ops(|ops, after| ops.try_unsure(after));
+            self.with_ops(|ops, after| {
+                ops.try_unsure(after);
+                ops.retry_later(after);
+            });
             if self.wait(Some(Duration::ZERO)) {
                 self.retry_ready();
             }
@@ -290,7 +361,7 @@ impl Driver for PollBackend {
             ops.retry_closes(false, after);
             ops.sweep();
         });
-        self.core.next(self.io_in_flight(), true)
+        self.core.next(self.work_in_flight(), true)
     }
 
     /// Refuses later spawns and ops, drops every task still alive, and ends every op left.

@@ -3,13 +3,16 @@
 //! socket is ready. Files are served inline with std calls (see DESIGN.md, "Files inline").
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
+use std::mem::MaybeUninit;
 use std::net::{self, SocketAddr};
 use std::os::unix::fs::FileExt;
+use std::os::unix::net as unix;
+use std::path::Path;
 
-use io_core::op::read_into;
-use io_core::{Handle, Op, Unsupported};
-use socket2::{Domain, SockRef, Socket, Type};
+use io_core::op::{read_into, SocketOptions, UnixKind};
+use io_core::{Handle, Metadata, Op, Unsupported};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 /// What one try of an op came to.
 #[derive(Debug)]
@@ -18,6 +21,9 @@ pub(crate) enum Attempt {
     Done(io::Result<usize>),
     /// The socket is not ready: try again once it is.
     Wait(Interest),
+    /// Refused for now with nothing to wait for (a Unix connect to a listener whose backlog is
+    /// full: `EAGAIN`, and the socket reports writable at once): try again shortly.
+    Later,
 }
 
 /// The readiness an op waits for.
@@ -30,9 +36,13 @@ pub(crate) enum Interest {
 /// The socket an op waits on for readiness (`None` for ops that never wait).
 pub(crate) fn waits_on(op: &Op) -> Option<&Handle> {
     match op {
-        Op::Accept { listener, .. } => Some(listener),
+        Op::Accept { listener, .. } | Op::AcceptUnix { listener, .. } => Some(listener),
         Op::Recv { stream, .. } | Op::Send { stream, .. } => Some(stream),
-        Op::Connect { stream, .. } => stream.as_ref(),
+        Op::Connect { stream, .. } | Op::ConnectUnix { stream, .. } => stream.as_ref(),
+        Op::SendTo { socket, .. }
+        | Op::RecvFrom { socket, .. }
+        | Op::SendToUnix { socket, .. }
+        | Op::RecvFromUnix { socket, .. } => Some(socket),
         _ => None,
     }
 }
@@ -41,9 +51,18 @@ pub(crate) fn waits_on(op: &Op) -> Option<&Handle> {
 /// for a connect not begun: its socket does not exist yet).
 pub(crate) fn interest(op: &Op) -> Option<Interest> {
     match op {
-        Op::Accept { .. } | Op::Recv { .. } => Some(Interest::Read),
+        Op::Accept { .. }
+        | Op::Recv { .. }
+        | Op::AcceptUnix { .. }
+        | Op::RecvFrom { .. }
+        | Op::RecvFromUnix { .. } => Some(Interest::Read),
         Op::Send { .. }
+        | Op::SendTo { .. }
+        | Op::SendToUnix { .. }
         | Op::Connect {
+            stream: Some(_), ..
+        }
+        | Op::ConnectUnix {
             stream: Some(_), ..
         } => Some(Interest::Write),
         _ => None,
@@ -55,6 +74,7 @@ pub(crate) fn interest(op: &Op) -> Option<Interest> {
 pub(crate) fn first_try(op: &mut Op) -> Attempt {
     match op {
         Op::Connect { addr, stream } => start_connect(*addr, stream),
+        Op::ConnectUnix { path, stream } => connect_unix(path, stream),
         _ => retry(op),
     }
 }
@@ -84,9 +104,38 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
             .and_then(fs::File::metadata)
             .map(|meta| *len = meta.len())
             .map(|()| 0),
-        Op::Bind { addr, listener, .. } => {
-            bind(*addr).map(|bound| *listener = Some(bound)).map(|()| 0)
-        }
+        Op::SetLen { file, len } => std_of::<fs::File>(file, "set_len")
+            .and_then(|file| file.set_len(*len))
+            .map(|()| 0),
+        Op::Stat { file, metadata } => std_of::<fs::File>(file, "stat")
+            .and_then(fs::File::metadata)
+            .map(|meta| *metadata = Some(Metadata::from_std(&meta)))
+            .map(|()| 0),
+        Op::Bind {
+            addr,
+            options,
+            listener,
+        } => bind(*addr, options)
+            .map(|bound| *listener = Some(bound))
+            .map(|()| 0),
+        Op::BindUdp {
+            addr,
+            options,
+            socket,
+        } => bind_udp(*addr, options)
+            .map(|bound| *socket = Some(bound))
+            .map(|()| 0),
+        Op::ConnectUdp { socket, addr } => std_of::<net::UdpSocket>(socket, "connect_udp")
+            .and_then(|socket| socket.connect(*addr))
+            .map(|()| 0),
+        Op::BindUnix {
+            path,
+            kind,
+            backlog,
+            socket,
+        } => bind_unix(path, *kind, *backlog)
+            .map(|bound| *socket = Some(bound))
+            .map(|()| 0),
         Op::Accept { listener, accepted } => {
             return would_block(Interest::Read, || {
                 let (stream, peer) = std_of::<net::TcpListener>(listener, "accept")?.accept()?;
@@ -95,20 +144,56 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
                 Ok(0)
             })
         }
+        Op::AcceptUnix { listener, accepted } => {
+            return would_block(Interest::Read, || {
+                let (stream, _) =
+                    std_of::<unix::UnixListener>(listener, "accept_unix")?.accept()?;
+                stream.set_nonblocking(true)?;
+                *accepted = Some(Handle::new(stream));
+                Ok(0)
+            })
+        }
         Op::Connect { stream, .. } => return finish_connect(stream),
+        Op::ConnectUnix { path, stream } => return connect_unix(path, stream),
         Op::Recv { stream, buf } => {
             return would_block(Interest::Read, || {
-                recv_into(std_of::<net::TcpStream>(stream, "recv")?, buf)
+                let socket = connected(stream, "recv")?;
+                recv_into(buf, |room| socket.recv(room).map(|n| (n, ()))).map(|((), n)| n)
             })
         }
         Op::Send { stream, buf } => {
-            return would_block(Interest::Write, || {
-                std_of::<net::TcpStream>(stream, "send")?.write(buf)
-            })
+            return would_block(Interest::Write, || connected(stream, "send")?.send(buf))
         }
-        Op::Shutdown { stream, how } => std_of::<net::TcpStream>(stream, "shutdown")
+        Op::Shutdown { stream, how } => connected(stream, "shutdown")
             .and_then(|stream| stream.shutdown(*how))
             .map(|()| 0),
+        Op::SendTo { socket, buf, addr } => {
+            let to = SockAddr::from(*addr);
+            return would_block(Interest::Write, || {
+                SockRef::from(std_of::<net::UdpSocket>(socket, "send_to")?).send_to(buf, &to)
+            });
+        }
+        Op::RecvFrom { socket, buf, from } => {
+            return would_block(Interest::Read, || {
+                let socket = SockRef::from(std_of::<net::UdpSocket>(socket, "recv_from")?);
+                let (sender, n) = recv_into(buf, |room| socket.recv_from(room))?;
+                *from = sender.as_socket();
+                Ok(n)
+            })
+        }
+        Op::SendToUnix { socket, buf, path } => {
+            return would_block(Interest::Write, || {
+                std_of::<unix::UnixDatagram>(socket, "send_to_unix")?.send_to(buf, &*path)
+            })
+        }
+        Op::RecvFromUnix { socket, buf, from } => {
+            return would_block(Interest::Read, || {
+                let socket = SockRef::from(std_of::<unix::UnixDatagram>(socket, "recv_from_unix")?);
+                let (sender, n) = recv_into(buf, |room| socket.recv_from(room))?;
+                *from = sender.as_pathname().map(Path::to_path_buf);
+                Ok(n)
+            })
+        }
         _ => Err(Unsupported::io_error("poll", op.name())),
     };
     Attempt::Done(result)
@@ -126,23 +211,153 @@ fn would_block(interest: Interest, mut call: impl FnMut() -> io::Result<usize>) 
     }
 }
 
-/// Receives into the spare room of `buf` from its start, up to its capacity; its length becomes
-/// the count received (0 on an error), as [`read_into`] does, but without zeroing the room first
-/// (see DESIGN.md, "Receives into the buffer's room").
-fn recv_into(stream: &net::TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// Receives with `recv` into the spare room of `buf` from its start, up to its capacity; its
+/// length becomes the count received (0 on an error), as [`read_into`] does, but without zeroing
+/// the room first (see DESIGN.md, "Receives into the buffer's room"). `recv` answers the count
+/// and what else it learned (a sender's address).
+fn recv_into<T>(
+    buf: &mut Vec<u8>,
+    recv: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<(usize, T)>,
+) -> io::Result<(T, usize)> {
     buf.clear();
-    let received = SockRef::from(stream).recv(buf.spare_capacity_mut())?;
-    // SAFETY: `recv` initialized the first `received` bytes of the spare room, which starts at
-    // index 0 (the vector was cleared) and is at least that long.
+    let room = buf.spare_capacity_mut();
+    let room_len = room.len();
+    let (received, also) = recv(room)?;
+    // A receive never reports more than it was given room for; a bug that did must not become
+    // a length over uninitialized memory.
+    assert!(received <= room_len, "a receive overran its buffer");
+    // SAFETY: the receive (a `recv`/`recvfrom` system call through socket2) initialized the
+    // first `received` bytes of the spare room, which starts at index 0 (the vector was
+    // cleared) and is at least that long (checked above).
     unsafe { buf.set_len(received) };
-    Ok(received)
+    Ok((also, received))
 }
 
-/// A listener on `addr`, non-blocking (its accepts wait for readiness).
-fn bind(addr: SocketAddr) -> io::Result<Handle> {
-    let listener = net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    Ok(Handle::new(listener))
+/// The connected socket behind a handle (TCP first: the hot path is one type check), for the
+/// ops every connected socket serves the same way.
+fn connected<'a>(handle: &'a Handle, op: &'static str) -> io::Result<SockRef<'a>> {
+    if let Some(stream) = handle.get::<net::TcpStream>() {
+        Ok(SockRef::from(stream))
+    } else if let Some(stream) = handle.get::<unix::UnixStream>() {
+        Ok(SockRef::from(stream))
+    } else if let Some(socket) = handle.get::<net::UdpSocket>() {
+        Ok(SockRef::from(socket))
+    } else if let Some(socket) = handle.get::<unix::UnixDatagram>() {
+        Ok(SockRef::from(socket))
+    } else {
+        Err(Unsupported::io_error("poll", op))
+    }
+}
+
+/// A socket of `domain` and `kind` with `options`' address reuse, bound to `addr`, non-blocking.
+fn bound_socket(addr: SocketAddr, kind: Type, options: &SocketOptions) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, None)?;
+    socket.set_reuse_address(options.reuse_addr)?;
+    if options.reuse_port {
+        set_reuse_port(&socket)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+#[cfg(not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin")))]
+fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    socket.set_reuse_port(true)
+}
+
+#[cfg(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))]
+fn set_reuse_port(_: &Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SO_REUSEPORT does not exist on this system",
+    ))
+}
+
+/// The backlog as `listen(2)` takes it (the kernel caps it at its own limit anyway).
+fn backlog(backlog: u32) -> i32 {
+    i32::try_from(backlog).unwrap_or(i32::MAX)
+}
+
+/// A TCP listener on `addr` with `options`, non-blocking (its accepts wait for readiness).
+fn bind(addr: SocketAddr, options: &SocketOptions) -> io::Result<Handle> {
+    let socket = bound_socket(addr, Type::STREAM, options)?;
+    socket.listen(backlog(options.backlog))?;
+    Ok(Handle::new(net::TcpListener::from(socket)))
+}
+
+/// A UDP socket on `addr` with `options`' address reuse, non-blocking.
+fn bind_udp(addr: SocketAddr, options: &SocketOptions) -> io::Result<Handle> {
+    let socket = bound_socket(addr, Type::DGRAM, options)?;
+    Ok(Handle::new(net::UdpSocket::from(socket)))
+}
+
+/// A Unix stream listener (listening with `backlog`) or datagram socket bound to `path`,
+/// non-blocking. std's `UnixListener::bind` listens with a fixed backlog: the socket comes from
+/// socket2.
+fn bind_unix(path: &Path, kind: UnixKind, backlog_len: u32) -> io::Result<Handle> {
+    let address = SockAddr::unix(path)?;
+    let socket = match kind {
+        UnixKind::Listener => Socket::new(Domain::UNIX, Type::STREAM, None)?,
+        UnixKind::Datagram => Socket::new(Domain::UNIX, Type::DGRAM, None)?,
+    };
+    socket.set_nonblocking(true)?;
+    socket.bind(&address)?;
+    Ok(match kind {
+        UnixKind::Listener => {
+            socket.listen(backlog(backlog_len))?;
+            Handle::new(unix::UnixListener::from(std::os::fd::OwnedFd::from(socket)))
+        }
+        UnixKind::Datagram => {
+            Handle::new(unix::UnixDatagram::from(std::os::fd::OwnedFd::from(socket)))
+        }
+    })
+}
+
+/// A Unix connect, begun (its socket made, non-blocking, into the op's output slot, so dropping
+/// the op closes it) or tried again. A listener with room connects at once (Linux never
+/// answers `EINPROGRESS` here; other systems may, and then the socket's writability ends it);
+/// one whose backlog is full answers `EAGAIN` without queuing anything, and the socket reports
+/// writable at once: there is nothing to wait for, so the connect is tried again shortly
+/// ([`Attempt::Later`]).
+fn connect_unix(path: &Path, stream: &mut Option<Handle>) -> Attempt {
+    if stream.is_none() {
+        let socket = match Socket::new(Domain::UNIX, Type::STREAM, None)
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket))
+        {
+            Ok(socket) => socket,
+            Err(err) => return Attempt::Done(Err(err)),
+        };
+        let socket = unix::UnixStream::from(std::os::fd::OwnedFd::from(socket));
+        *stream = Some(Handle::new(socket));
+    }
+    let socket = stream
+        .as_ref()
+        .and_then(|handle| handle.get::<unix::UnixStream>())
+        .expect("made above");
+    let begun = SockAddr::unix(path).and_then(|address| SockRef::from(socket).connect(&address));
+    match begun {
+        Ok(()) => Attempt::Done(Ok(0)),
+        Err(err) if err.raw_os_error() == Some(libc::EISCONN) => Attempt::Done(Ok(0)),
+        Err(err)
+            if err.raw_os_error() == Some(libc::EINPROGRESS)
+                || err.raw_os_error() == Some(libc::EALREADY) =>
+        {
+            Attempt::Wait(Interest::Write)
+        }
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Attempt::Later
+        }
+        Err(err) => {
+            *stream = None;
+            Attempt::Done(Err(err))
+        }
+    }
 }
 
 /// Makes a non-blocking socket and begins connecting it. While the connect is in progress the

@@ -61,7 +61,13 @@ enum State {
     Waiting(RawFd, Interest),
     /// A close waiting for the ops it canceled to hand back their handles of its descriptor.
     AwaitingFd,
+    /// Refused for now with nothing to wait for ([`Attempt::Later`]): tried again each turn,
+    /// the loop sleeping at most [`LATER`] meanwhile.
+    Later,
 }
+
+/// How long the loop sleeps at most while an op waits to be tried again ([`State::Later`]).
+pub(crate) const LATER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// What the backend knows of one kind of readiness of a socket registered edge-triggered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +191,8 @@ pub(crate) struct Ops {
     /// Edge-triggered: sockets with reads waiting that no try has shown used up (`try_unsure`).
     unsure: Vec<RawFd>,
     closes: Vec<u64>,
+    /// Ops to try again shortly ([`State::Later`]).
+    later: Vec<u64>,
 }
 
 impl Ops {
@@ -200,6 +208,7 @@ impl Ops {
             quiet: Vec::new(),
             unsure: Vec::new(),
             closes: Vec::new(),
+            later: Vec::new(),
         }
     }
 
@@ -245,7 +254,8 @@ impl Ops {
             return None;
         }
         let entry = slot.entry.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        // 31 bits: the top bit of an `OpId` marks the offloader's ops (`Offloader::TAG`).
+        slot.generation = slot.generation.wrapping_add(1) & 0x7fff_ffff;
         self.free.push(index as u32);
         self.owned -= 1;
         Some(entry)
@@ -294,6 +304,7 @@ impl Ops {
                 match attempt {
                     Attempt::Done(result) => return Submitted::Done(Completion { result, op }),
                     Attempt::Wait(interest) => interest,
+                    Attempt::Later => return self.later(op),
                 }
             }
         };
@@ -317,6 +328,57 @@ impl Ops {
         Submitted::InFlight {
             id: OpId::new(key),
             slot,
+        }
+    }
+
+    /// Owns `op`, to be tried again shortly ([`State::Later`]).
+    fn later(&mut self, op: Op) -> Submitted {
+        let slot = OpSlot::new(op.name());
+        let key = self.insert(Entry {
+            op,
+            slot: slot.clone(),
+            state: State::Later,
+        });
+        self.later.push(key);
+        Submitted::InFlight {
+            id: OpId::new(key),
+            slot,
+        }
+    }
+
+    /// Whether an op waits to be tried again shortly: the loop then sleeps at most [`LATER`].
+    pub(crate) fn has_later(&self) -> bool {
+        !self.later.is_empty()
+    }
+
+    /// Tries again the ops refused for now ([`State::Later`]): each ends, waits for its socket's
+    /// readiness, or stays to be tried again.
+    pub(crate) fn retry_later(&mut self, after: &mut Aftermath) {
+        if self.later.is_empty() {
+            return;
+        }
+        for key in std::mem::take(&mut self.later) {
+            let Some(entry) = self.get_mut(key) else {
+                continue;
+            };
+            match attempt::retry(&mut entry.op) {
+                Attempt::Later => self.later.push(key),
+                Attempt::Done(result) => {
+                    let entry = self.remove(key).expect("just tried");
+                    after.complete(entry.slot, result, entry.op);
+                }
+                Attempt::Wait(interest) => {
+                    let source = attempt::waits_on(&entry.op)
+                        .expect("an op that waits names its socket")
+                        .clone();
+                    let fd = source.raw_fd().expect("a socket has a descriptor");
+                    entry.state = State::Waiting(fd, interest);
+                    if let Err(err) = self.enqueue(key, fd, source, interest) {
+                        let entry = self.remove(key).expect("just tried");
+                        after.complete(entry.slot, Err(err), entry.op);
+                    }
+                }
+            }
         }
     }
 
@@ -353,7 +415,7 @@ impl Ops {
             Attempt::Done(Ok(_)) if attempt::interest(op) == Some(Interest::Read) => {
                 registration.readable = Known::Unsure;
             }
-            Attempt::Done(_) => {}
+            Attempt::Done(_) | Attempt::Later => {}
         }
     }
 
@@ -529,11 +591,16 @@ impl Ops {
                 *registration.known(interest) = match attempt {
                     Attempt::Wait(_) => Known::UsedUp,
                     Attempt::Done(Ok(_)) if interest == Interest::Read => Known::Unsure,
-                    Attempt::Done(_) => *registration.known(interest),
+                    Attempt::Done(_) | Attempt::Later => *registration.known(interest),
                 };
             }
             match attempt {
                 Attempt::Wait(_) => return,
+                Attempt::Later => {
+                    registration.queue(interest).pop_front();
+                    self.get_mut(key).expect("just tried").state = State::Later;
+                    self.later.push(key);
+                }
                 Attempt::Done(result) => {
                     registration.queue(interest).pop_front();
                     let entry = self.remove(key).expect("just tried");
@@ -563,12 +630,19 @@ impl Ops {
         let Some(entry) = self.get_mut(key) else {
             return;
         };
-        let State::Waiting(fd, interest) = entry.state else {
-            return;
+        let mut entry = match entry.state {
+            State::Waiting(fd, interest) => {
+                let entry = self.remove(key).expect("just seen");
+                self.unqueue(key, fd, interest, after);
+                entry
+            }
+            State::Later => {
+                self.later.retain(|&later| later != key);
+                self.remove(key).expect("just seen")
+            }
+            State::AwaitingFd => return,
         };
-        let mut entry = self.remove(key).expect("just seen");
-        self.unqueue(key, fd, interest, after);
-        if let Op::Connect { stream, .. } = &mut entry.op {
+        if let Op::Connect { stream, .. } | Op::ConnectUnix { stream, .. } = &mut entry.op {
             // Oneshot: deregistered above, the half-open socket closes with this handle. Edge:
             // the kept registration holds it until the turn's `sweep` deletes it, then closes it.
             if let Some(socket) = stream.take() {
@@ -588,6 +662,7 @@ impl Ops {
         match entry.state {
             State::Waiting(fd, interest) => self.unqueue(key, fd, interest, after),
             State::AwaitingFd => self.closes.retain(|&close| close != key),
+            State::Later => self.later.retain(|&later| later != key),
         }
         after.dropped.push(entry.op);
     }
