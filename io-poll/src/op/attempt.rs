@@ -220,15 +220,10 @@ fn recv_into<T>(
     recv: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<(usize, T)>,
 ) -> io::Result<(T, usize)> {
     buf.clear();
-    let room = buf.spare_capacity_mut();
-    let room_len = room.len();
-    let (received, also) = recv(room)?;
-    // A receive never reports more than it was given room for; a bug that did must not become
-    // a length over uninitialized memory.
-    assert!(received <= room_len, "a receive overran its buffer");
-    // SAFETY: the receive (a `recv`/`recvfrom` system call through socket2) initialized the
-    // first `received` bytes of the spare room, which starts at index 0 (the vector was
-    // cleared) and is at least that long (checked above).
+    let (received, also) = recv(buf.spare_capacity_mut())?;
+    // SAFETY: every `recv` passed here is a socket2 `recv`/`recv_from` on the room it was
+    // given, which returns the count of bytes it initialized at the start of that room: the
+    // spare room starts at index 0 (the vector was cleared) and is at least that long.
     unsafe { buf.set_len(received) };
     Ok((also, received))
 }
