@@ -568,6 +568,99 @@ mod tests {
         }
     }
 
+    /// The datagram and Unix socket ops wait for readiness as TCP's do, with registrations kept
+    /// (edge) or re-armed (oneshot): a `recv_from` waits for a datagram, an `accept_unix` for a
+    /// client, and a `recv` on the accepted Unix stream for its bytes, all sent by another thread.
+    #[test]
+    fn udp_and_unix_ops_wait_for_readiness_in_both_modes() {
+        use io_core::op::{SocketOptions, UnixKind};
+        use std::os::unix::net::UnixStream as StdUnixStream;
+        for edge in [true, false] {
+            let dir = std::env::temp_dir()
+                .join(format!("ioswap-poll-unit-{}-{edge}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("s.sock");
+            let got = with_watchdog("udp and unix waits", move || {
+                let io = PollIo::with_edge(edge).unwrap();
+                io.run(move |cx| async move {
+                    let udp = cx
+                        .submit(Op::BindUdp {
+                            addr: "127.0.0.1:0".parse().unwrap(),
+                            options: SocketOptions::udp(),
+                            socket: None,
+                        })
+                        .await;
+                    let Op::BindUdp {
+                        socket: Some(udp), ..
+                    } = udp.op
+                    else {
+                        panic!("bind_udp: {:?}", udp.result)
+                    };
+                    let listener = cx
+                        .submit(Op::BindUnix {
+                            path: path.clone(),
+                            kind: UnixKind::Listener,
+                            backlog: 4,
+                            socket: None,
+                        })
+                        .await;
+                    let Op::BindUnix {
+                        socket: Some(listener),
+                        ..
+                    } = listener.op
+                    else {
+                        panic!("bind_unix: {:?}", listener.result)
+                    };
+                    let to = udp.resource().local_addr().unwrap();
+                    let peer = std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20));
+                        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                        sender.send_to(b"dgram", to).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        let mut client = StdUnixStream::connect(path).unwrap();
+                        std::thread::sleep(Duration::from_millis(20));
+                        client.write_all(b"unix").unwrap();
+                        client
+                    });
+                    let datagram = cx
+                        .submit(Op::RecvFrom {
+                            socket: udp,
+                            buf: Vec::with_capacity(16),
+                            from: None,
+                        })
+                        .await;
+                    datagram.result.unwrap();
+                    let accepted = cx
+                        .submit(Op::AcceptUnix {
+                            listener,
+                            accepted: None,
+                        })
+                        .await;
+                    let Op::AcceptUnix {
+                        accepted: Some(stream),
+                        ..
+                    } = accepted.op
+                    else {
+                        panic!("accept_unix: {:?}", accepted.result)
+                    };
+                    let bytes = cx
+                        .submit(Op::Recv {
+                            stream,
+                            buf: Vec::with_capacity(16),
+                        })
+                        .await;
+                    bytes.result.unwrap();
+                    drop(peer.join().unwrap());
+                    Ok((datagram.op.into_buf(), bytes.op.into_buf()))
+                })
+                .unwrap()
+            });
+            assert_eq!(got, (b"dgram".to_vec(), b"unix".to_vec()));
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
     /// A socket stays registered between its waits (edge-triggered); dropping its stream still
     /// closes it (the peer sees the end of the stream while the loop runs on), and a new
     /// descriptor that gets the same number (a listener here) waits and completes normally.
