@@ -90,7 +90,7 @@ fn a_running_blocking_closure_canceled_completes_canceled_at_once() {
             let done = cx
                 .submit(Op::Offload(Offload::Blocking(Blocking::new(move || {
                     running.send(()).unwrap();
-                    std::thread::sleep(Duration::from_millis(800));
+                    std::thread::sleep(Duration::from_secs(2));
                 }))))
                 .await;
             Ok(is_canceled(&done.result))
@@ -105,9 +105,9 @@ fn a_running_blocking_closure_canceled_completes_canceled_at_once() {
         Ok((canceled, at.elapsed()))
     });
     assert!(canceled, "completed as canceled");
-    assert!(waited < Duration::from_millis(300), "at once ({waited:?})");
+    assert!(waited < Duration::from_millis(500), "at once ({waited:?})");
     assert!(
-        started.elapsed() < Duration::from_millis(700),
+        started.elapsed() < Duration::from_millis(1500),
         "the run did not wait for the closure ({:?})",
         started.elapsed()
     );
