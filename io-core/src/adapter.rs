@@ -242,6 +242,17 @@ impl Adapter {
         }
     }
 
+    /// Moves the read side (a read in flight, bytes read ahead) into an adapter of its own, for
+    /// a stream split into halves.
+    pub(crate) fn take_read_side(&mut self) -> Adapter {
+        Adapter {
+            reading: self.reading.take(),
+            unread: std::mem::take(&mut self.unread),
+            read_pos: std::mem::replace(&mut self.read_pos, 0),
+            ..Adapter::default()
+        }
+    }
+
     /// Moves the cursor (files): flushes the write in flight and drops read-ahead first; a seek
     /// from the end reads the file's length with `len_op`.
     pub(crate) fn poll_seek(
@@ -321,6 +332,14 @@ impl Adapter {
 /// with `$ops` over its `$handle` field.
 macro_rules! futures_io_through_adapter {
     ($ty:ty, $ops:ident, $handle:ident) => {
+        $crate::adapter::futures_read_through_adapter!($ty, $ops, $handle);
+        $crate::adapter::futures_write_through_adapter!($ty, $ops, $handle);
+    };
+}
+
+/// Implements `AsyncRead` for `$ty` through its `adapter` field.
+macro_rules! futures_read_through_adapter {
+    ($ty:ty, $ops:ident, $handle:ident) => {
         impl futures_lite::io::AsyncRead for $ty {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
@@ -332,7 +351,12 @@ macro_rules! futures_io_through_adapter {
                     .poll_read(&this.cx, task, &$ops(&this.$handle), out)
             }
         }
+    };
+}
 
+/// Implements `AsyncWrite` for `$ty` through its `adapter` field.
+macro_rules! futures_write_through_adapter {
+    ($ty:ty, $ops:ident, $handle:ident) => {
         impl futures_lite::io::AsyncWrite for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
@@ -364,3 +388,5 @@ macro_rules! futures_io_through_adapter {
 }
 
 pub(crate) use futures_io_through_adapter;
+pub(crate) use futures_read_through_adapter;
+pub(crate) use futures_write_through_adapter;
