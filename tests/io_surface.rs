@@ -333,7 +333,8 @@ fn spawn_blocking_cancel_returns_at_once(backend: Backend) {
     use std::sync::mpsc;
     let outcome = backend.run(move |cx| async move {
         let (release, released) = mpsc::channel::<()>();
-        let real = !matches!(backend, Backend::Fiber);
+        // Blocking runs the closure inline, so only a pool backend can wait for the release.
+        let real = matches!(backend, Backend::Uring | Backend::Poll);
         let task = cx.spawn_blocking(move || {
             if real {
                 // Bounded: a lost release fails the test instead of hanging it.
@@ -367,8 +368,13 @@ fn duration_and_instant_sleeps(backend: Backend) {
             Ok((slept, cx.now().duration_since(start)))
         })
         .unwrap();
-    support::assert_time(backend, slept.as_millis() as u64, 2);
-    support::assert_time(backend, until.as_millis() as u64, 12);
+    let (slept, until) = (slept.as_millis() as u64, until.as_millis() as u64);
+    if backend == Backend::Fiber {
+        assert_eq!((slept, until), (2, 12));
+    } else {
+        // A real clock only ever overruns.
+        assert!(slept >= 2 && until >= 12, "slept {slept} ms, until {until} ms");
+    }
 }
 
 /// A write to stdout gives the count written (fiber captures it in the simulated world).
