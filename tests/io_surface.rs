@@ -373,7 +373,10 @@ fn duration_and_instant_sleeps(backend: Backend) {
         assert_eq!((slept, until), (2, 12));
     } else {
         // A real clock only ever overruns.
-        assert!(slept >= 2 && until >= 12, "slept {slept} ms, until {until} ms");
+        assert!(
+            slept >= 2 && until >= 12,
+            "slept {slept} ms, until {until} ms"
+        );
     }
 }
 

@@ -89,7 +89,7 @@ pub use addr::{lookup_host, ToAddrs};
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{Cx, Shield, Suspend};
-pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError, WouldDeadlock};
+pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
 pub use io::{Driver, Io, Next};
 pub use net::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 
 use io_core::op::{read_into, SocketOptions};
-use io_core::{Handle, WouldDeadlock};
+use io_core::{Handle, PeerAddr, WouldDeadlock};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{backlog, readable_within, std_of, write_within};
@@ -74,7 +74,11 @@ pub(super) fn recv_tcp(
     let own_peer = own.borrow_mut().own_peer(stream);
     if let Some(peer) = own_peer {
         if !readable_within(stream, DEADLOCK_GRACE)? {
-            return Err(WouldDeadlock { op: "recv", peer }.into());
+            return Err(WouldDeadlock {
+                op: "recv",
+                peer: PeerAddr::Ip(peer),
+            }
+            .into());
         }
     }
     read_into(buf, |space| stream.read(space))
@@ -88,8 +92,15 @@ pub(super) fn send_tcp(
     let mut stream = std_of::<TcpStream>(stream, "send")?;
     let own_peer = own.borrow_mut().own_peer(stream);
     match own_peer {
-        Some(peer) => write_within(stream, DEADLOCK_GRACE, || stream.write(buf))?
-            .ok_or_else(|| WouldDeadlock { op: "send", peer }.into()),
+        Some(peer) => {
+            write_within(stream, DEADLOCK_GRACE, || stream.write(buf))?.ok_or_else(|| {
+                WouldDeadlock {
+                    op: "send",
+                    peer: PeerAddr::Ip(peer),
+                }
+                .into()
+            })
+        }
         None => stream.write(buf),
     }
 }
@@ -164,9 +175,11 @@ fn own_udp_peer_silent(
 ) -> io::Result<()> {
     let own_peer = own.borrow_mut().own_udp_peer(socket);
     match own_peer {
-        Some(peer) if !readable_within(socket, DEADLOCK_GRACE)? => {
-            Err(WouldDeadlock { op, peer }.into())
+        Some(peer) if !readable_within(socket, DEADLOCK_GRACE)? => Err(WouldDeadlock {
+            op,
+            peer: PeerAddr::Ip(peer),
         }
+        .into()),
         _ => Ok(()),
     }
 }

@@ -16,26 +16,23 @@
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use io_core::op::{read_into, UnixKind};
-use io_core::{Handle, WouldDeadlock};
+use io_core::{Handle, PeerAddr, WouldDeadlock};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{backlog, readable_within, std_of, write_within};
 use crate::own_sockets::OwnSockets;
 use crate::DEADLOCK_GRACE;
 
-/// The peer a [`WouldDeadlock`] on a Unix socket names (it has no IP address to name).
-const UNIX_PEER: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
-
 fn would_deadlock(op: &'static str) -> io::Error {
+    // The other end is one of this run's own sockets; which path it has is not tracked.
     WouldDeadlock {
         op,
-        peer: UNIX_PEER,
+        peer: PeerAddr::Unix(None),
     }
     .into()
 }
