@@ -71,6 +71,12 @@ pub(crate) trait OpSource {
     /// Whether reads and writes share one cursor (a file): a write then drops read-ahead and
     /// lands at the caller's position. A stream's received bytes are never dropped.
     fn positional(&self) -> bool;
+    /// Whether a read may ask for more than the caller's buffer holds (at least 8 KiB), keeping
+    /// the rest for the next `poll_read`. Not for a source whose bytes another reader could
+    /// want once this one is dropped (stdin).
+    fn read_ahead(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Default)]
@@ -191,7 +197,12 @@ impl Adapter {
             let reading = self.reading.get_or_insert_with(|| {
                 let mut buf = std::mem::take(&mut self.unread);
                 buf.clear();
-                buf.reserve(out.len().max(8192));
+                let want = if source.read_ahead() {
+                    out.len().max(8192)
+                } else {
+                    out.len()
+                };
+                buf.reserve(want);
                 cx.submit(source.read_op(buf, cursor))
             });
             let Completion { result, op } = match reading.poll(task) {

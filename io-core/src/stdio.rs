@@ -6,8 +6,10 @@
 //! inline; fiber simulates them per host (input given to the world, output captured), so a run
 //! stays deterministic.
 //!
-//! A stdin read whose caller has gone (canceled while the read waits on the pool, or its future
-//! dropped) loses nothing: the bytes it reads are kept for the next stdin read.
+//! A stdin read whose caller has gone (canceled while it waits, or its future dropped) takes
+//! nothing: stdin is read into one queue per process, and bytes leave it only for a read that
+//! is still waiting, in order. `AsyncRead` on [`Stdin`] never reads ahead of its caller, so a
+//! dropped `Stdin` holds no byte another reader could want.
 
 use std::fmt;
 use std::io;
@@ -131,6 +133,11 @@ impl OpSource for StdOps<'_> {
     }
 
     fn positional(&self) -> bool {
+        false
+    }
+
+    // A dropped `Stdin` must not take bytes beyond what its caller was handed.
+    fn read_ahead(&self) -> bool {
         false
     }
 }
