@@ -590,6 +590,8 @@ struct Waiting {
     gone: bool,
     /// For work that detaches on cancel: what its canceled caller gets back.
     shell: Option<Offload>,
+    /// The work detaches on cancel (a tear-down does not wait for it).
+    detaches: bool,
 }
 
 impl Offloader {
@@ -622,6 +624,33 @@ impl Offloader {
         self.in_flight
     }
 
+    /// Jobs in flight that do not detach on cancel (file-system ops, lookups, writes to the
+    /// standard streams), whether or not their caller still waits: what a backend's tear-down
+    /// waits for, as it waits for its kernel ops to end. Work that detaches (a blocking closure,
+    /// a stdin read) may run for any time and is not counted.
+    pub fn awaited(&self) -> usize {
+        self.waiting
+            .iter()
+            .filter(|entry| entry.slot.is_some() && !entry.detaches)
+            .count()
+    }
+
+    /// Cancels every job in flight, as [`Offloader::cancel`] does each (a backend's tear-down):
+    /// queued jobs complete as canceled, work that detaches lets its caller go, and the rest is
+    /// left to finish ([`Offloader::awaited`]).
+    pub fn cancel_all(&mut self) {
+        let keys: Vec<u64> = self
+            .waiting
+            .iter()
+            .zip(0u64..)
+            .filter(|(entry, _)| entry.slot.is_some())
+            .map(|(entry, index)| Self::TAG | (u64::from(entry.generation) << 32) | index)
+            .collect();
+        for key in keys {
+            self.cancel(OpId::new(key));
+        }
+    }
+
     /// Hands `work` to the pool; its completion comes through the returned slot.
     pub fn submit(&mut self, work: Offload) -> Submitted {
         let slot = OpSlot::new(work.name());
@@ -635,7 +664,8 @@ impl Offloader {
         let entry = &mut self.waiting[index as usize];
         entry.slot = Some(slot.clone());
         entry.gone = false;
-        entry.shell = work.detaches_on_cancel().then(|| work.detached_shell());
+        entry.detaches = work.detaches_on_cancel();
+        entry.shell = entry.detaches.then(|| work.detached_shell());
         let key = Self::TAG | (u64::from(entry.generation) << 32) | u64::from(index);
         self.in_flight += 1;
         self.pool.submit(key, work);

@@ -51,16 +51,21 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use io_core::offload::{Offload, Offloader};
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue, Runnable, Submitted,
+    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue,
+    Runnable, Submitted,
 };
 
 pub use error::UringError;
 pub use op::UringStats;
-use op::{Aftermath, Ops};
+use op::{ring_serves, Aftermath, Ops};
 
 /// Submission-queue entries of a ring built by [`UringIo::new`].
 pub const DEFAULT_SQ_ENTRIES: u32 = 256;
@@ -79,6 +84,13 @@ struct Uring {
     /// Reused between table calls; taken out while in use.
     after: RefCell<Aftermath>,
     batch: RefCell<VecDeque<Runnable>>,
+    /// The pool for offloaded work the ring has no opcode for (see DESIGN.md, "Offloaded work").
+    offloader: RefCell<Offloader>,
+    /// Set by the pool when a job finished (before it wakes the loop): the loop reaps the
+    /// offloader only then, so a turn without offloaded work takes no lock for it.
+    offloads_finished: Arc<AtomicBool>,
+    /// Cancels (`false`) and discards (`true`) that arrived while the offloader was borrowed.
+    offloads_deferred: RefCell<Vec<(OpId, bool)>>,
 }
 
 impl UringIo {
@@ -116,12 +128,25 @@ impl UringIo {
     pub fn with_entries(sq_entries: u32, cq_entries: u32) -> Result<UringIo, UringError> {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
+        let offloads_finished = Arc::new(AtomicBool::new(false));
+        let offloader = {
+            let finished = offloads_finished.clone();
+            let wake = ops.wakeup().notifier();
+            // Runs on a pool thread after each job: the eventfd write ends the loop's wait.
+            Offloader::new(move || {
+                finished.store(true, Ordering::Release);
+                wake();
+            })
+        };
         Ok(UringIo(Rc::new(Uring {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
             after: RefCell::new(Aftermath::default()),
             batch: RefCell::new(VecDeque::new()),
+            offloader: RefCell::new(offloader),
+            offloads_finished,
+            offloads_deferred: RefCell::new(Vec::new()),
         })))
     }
 
@@ -204,8 +229,65 @@ impl Uring {
         self.io_in_flight() || self.core.foreign_waits()
     }
 
+    /// Whether an op will still complete: one on the ring, or a job on the offload pool (one
+    /// whose caller has gone too: until it is reaped, the loop waits rather than report a
+    /// deadlock).
     fn io_in_flight(&self) -> bool {
         self.ops.borrow().unfinished() > 0
+            || self
+                .offloader
+                .try_borrow()
+                .map_or(true, |offloader| offloader.in_flight() > 0)
+    }
+
+    /// Runs `f` on the offloader, then the cancels and discards that came in meanwhile.
+    fn with_offloader<R>(&self, f: impl FnOnce(&mut Offloader) -> R) -> R {
+        let result = f(&mut self.offloader.borrow_mut());
+        loop {
+            let deferred = self.offloads_deferred.borrow_mut().pop();
+            let Some((id, discard)) = deferred else {
+                break;
+            };
+            self.cancel_offload(id, discard);
+        }
+        result
+    }
+
+    /// Cancels (or, `discard`, lets go of) an offloaded job. A slot the offloader completes
+    /// readies a park, which may drop a future that discards its own op: such a call, made
+    /// while the offloader is borrowed, is kept for when it is released.
+    fn cancel_offload(&self, id: OpId, discard: bool) {
+        if self.offloader.try_borrow_mut().is_err() {
+            self.offloads_deferred.borrow_mut().push((id, discard));
+            return;
+        }
+        self.with_offloader(|offloader| {
+            if discard {
+                offloader.discard(id);
+            } else {
+                offloader.cancel(id);
+            }
+        });
+    }
+
+    /// Delivers the completions of offloaded jobs, if any finished since the last call.
+    fn reap_offloads(&self) {
+        if self.offloads_finished.load(Ordering::Relaxed)
+            && self.offloads_finished.swap(false, Ordering::Acquire)
+        {
+            self.with_offloader(Offloader::reap);
+        }
+    }
+
+    /// Hands `work` to the offload pool.
+    fn offload(&self, work: Offload) -> Submitted {
+        if self.ops.borrow().is_closing() {
+            return Submitted::Done(Completion {
+                result: Err(io::Error::other("the uring backend has shut down")),
+                op: Op::Offload(work),
+            });
+        }
+        self.with_offloader(|offloader| offloader.submit(work))
     }
 
     /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes.
@@ -237,11 +319,36 @@ impl Uring {
             self.with_ops(|ops, _| ops.wait(timeout));
             self.core.queue().end_idle();
             self.with_ops(|ops, after| ops.reap(after));
+            self.reap_offloads();
         }
     }
 
-    /// Cancels everything in the kernel and waits for every final completion.
+    /// Cancels everything and waits for every final completion: offloaded jobs first (while
+    /// the ring's wakeup read still runs to tell when one finishes), then the ring. Queued jobs
+    /// are dropped unrun; running file-system ops and lookups are waited for, as ops in the
+    /// kernel are; blocking closures and stdin reads, which may run for any time, are left
+    /// running (their results dropped when they arrive; counted in
+    /// [`UringStats::offloads_left_running`]).
     fn drain(&self) {
+        self.with_offloader(Offloader::cancel_all);
+        loop {
+            self.offloads_finished.store(false, Ordering::Relaxed);
+            self.with_offloader(Offloader::reap);
+            if self.offloader.borrow().awaited() == 0 {
+                break;
+            }
+            // After tear-down began the wakeup read is gone: poll for the pool instead.
+            let closing = self.ops.borrow().is_closing();
+            let timeout = closing.then_some(Duration::from_millis(1));
+            self.with_ops(|ops, _| ops.wait(timeout));
+            self.with_ops(|ops, after| ops.reap(after));
+        }
+        let left_running = self.offloader.borrow().in_flight();
+        self.with_ops(|ops, _| {
+            if !ops.is_closing() {
+                ops.note_offloads_left_running(left_running);
+            }
+        });
         while !self.with_ops(|ops, after| ops.drain_step(after)) {}
     }
 }
@@ -253,16 +360,30 @@ impl Io for Uring {
 
     /// Turns the op into an SQE (pushed now, or queued while the kernel refuses SQEs); its park is
     /// readied by its CQE.
+    /// Offloaded work the ring has no opcode for goes to the pool instead.
     fn submit(&self, op: Op) -> Submitted {
-        self.with_ops(|ops, after| ops.submit(op, after))
+        match op {
+            Op::Offload(work) if !ring_serves(&work, self.ops.borrow().opcodes()) => {
+                self.offload(work)
+            }
+            op => self.with_ops(|ops, after| ops.submit(op, after)),
+        }
     }
 
     fn cancel_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.cancel(id, after));
+        if Offloader::owns(id) {
+            self.cancel_offload(id, false);
+        } else {
+            self.with_ops(|ops, after| ops.cancel(id, after));
+        }
     }
 
     fn discard_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.discard(id, after));
+        if Offloader::owns(id) {
+            self.cancel_offload(id, true);
+        } else {
+            self.with_ops(|ops, after| ops.discard(id, after));
+        }
     }
 }
 
@@ -277,6 +398,7 @@ impl Driver for Uring {
     fn poll(&self, deadline_ms: u64) -> Next {
         self.core.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
+        self.reap_offloads();
         let mut batch = self.batch.take();
         self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
