@@ -456,7 +456,7 @@ mod tests {
     use io_core::{Handle, Op, TcpStream};
 
     use super::UringIo;
-    use crate::ring::tests::refuse_submits;
+    use crate::ring::tests::{pretend_no_opcodes_on_this_thread, refuse_submits};
 
     /// `count` connected pairs (peer, server) whose peers never write: a read on a server side
     /// never completes.
@@ -563,5 +563,148 @@ mod tests {
             .expect("hung: a close waits forever for a holder canceled while queued");
         let _ = std::fs::remove_file(&path);
         assert_eq!(result, Ok(Some(0)));
+    }
+
+    /// set_len, then every file-system op by path with opcodes (or their errors): ops the
+    /// kernel is asked for through the ring are counted in `stats().submitted`.
+    fn set_len_and_fs_ops(io: UringIo, dir: &std::path::Path) {
+        use io_core::offload::{FsOp, Offload};
+        use std::io::ErrorKind;
+        let dir = dir.to_path_buf();
+        io.run(|cx| async move {
+            let fs = |op: FsOp| {
+                let cx = cx.clone();
+                async move {
+                    let done = cx.submit(Op::Offload(Offload::Fs(op))).await;
+                    done.result.map(|_| done.op)
+                }
+            };
+            let file = dir.join("file");
+            let opened = cx
+                .submit(Op::Open {
+                    path: file.clone(),
+                    options: io_core::OpenOptions::new().write(true).create(true),
+                    file: None,
+                })
+                .await;
+            opened.result.unwrap();
+            let Op::Open {
+                file: Some(handle), ..
+            } = opened.op
+            else {
+                panic!("no file")
+            };
+            let set = cx
+                .submit(Op::SetLen {
+                    file: handle.clone(),
+                    len: 3,
+                })
+                .await;
+            set.result.unwrap();
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), 3);
+            let sub = dir.join("sub");
+            fs(FsOp::CreateDir { path: sub.clone() }).await.unwrap();
+            let again = fs(FsOp::CreateDir { path: sub.clone() }).await;
+            assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyExists);
+            let meta = fs(FsOp::Metadata {
+                path: sub.clone(),
+                follow: true,
+                metadata: None,
+            });
+            assert!(matches!(
+                meta.await.unwrap(),
+                Op::Offload(Offload::Fs(FsOp::Metadata { metadata: Some(m), .. })) if m.is_dir()
+            ));
+            let link = dir.join("link");
+            fs(FsOp::Symlink {
+                original: file.clone(),
+                link: link.clone(),
+            })
+            .await
+            .unwrap();
+            let meta = fs(FsOp::Metadata {
+                path: link.clone(),
+                follow: false,
+                metadata: None,
+            });
+            assert!(matches!(
+                meta.await.unwrap(),
+                Op::Offload(Offload::Fs(FsOp::Metadata { metadata: Some(m), .. })) if m.is_symlink()
+            ));
+            let hard = dir.join("hard");
+            fs(FsOp::HardLink {
+                original: file.clone(),
+                link: hard.clone(),
+            })
+            .await
+            .unwrap();
+            let moved = dir.join("moved");
+            fs(FsOp::Rename {
+                from: hard.clone(),
+                to: moved.clone(),
+            })
+            .await
+            .unwrap();
+            for path in [&moved, &link, &file] {
+                fs(FsOp::RemoveFile { path: path.clone() }).await.unwrap();
+            }
+            let twice = fs(FsOp::RemoveFile { path: file.clone() }).await;
+            assert_eq!(twice.unwrap_err().kind(), ErrorKind::NotFound);
+            fs(FsOp::RemoveDir { path: sub.clone() }).await.unwrap();
+            let missing = fs(FsOp::Metadata {
+                path: sub,
+                follow: true,
+                metadata: None,
+            })
+            .await;
+            assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ioswap-uring-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Where the kernel lacks the newer opcodes (FTRUNCATE before 6.9; MKDIRAT, LINKAT and
+    /// SYMLINKAT before 5.15), set_len is a plain `ftruncate` and the file-system ops by path
+    /// run on the pool: the same results and errors, and nothing of theirs on the ring (only
+    /// the open).
+    #[test]
+    fn without_the_newer_opcodes_ops_fall_back() {
+        pretend_no_opcodes_on_this_thread(true);
+        let io = UringIo::new().unwrap();
+        pretend_no_opcodes_on_this_thread(false);
+        let dir = scratch("fallback");
+        set_len_and_fs_ops(io.clone(), &dir);
+        assert_eq!(io.stats().submitted, 1);
+        assert_eq!(io.stats().offloads_left_running, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// With the opcodes the kernel has, the same ops go through the ring: every one of them
+    /// that the probe found.
+    #[test]
+    fn with_the_opcodes_ops_go_through_the_ring() {
+        let io = UringIo::new().unwrap();
+        let have = io.0.ops.borrow().opcodes();
+        let dir = scratch("opcodes");
+        set_len_and_fs_ops(io.clone(), &dir);
+        // The ops of `set_len_and_fs_ops`, by opcode: open, set_len, 2 mkdir, 3 statx,
+        // symlink, link, rename, 4 unlinks (one fails), rmdir.
+        let expected = 1
+            + usize::from(have.ftruncate)
+            + 2 * usize::from(have.mkdirat)
+            + 3 * usize::from(have.statx)
+            + usize::from(have.symlinkat)
+            + usize::from(have.linkat)
+            + usize::from(have.renameat)
+            + 5 * usize::from(have.unlinkat);
+        assert_eq!(io.stats().submitted, expected as u64);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
