@@ -21,8 +21,16 @@
 //! No op waits for another to finish: a full submission queue is handed to the kernel at once,
 //! and completions beyond the completion queue's size wait on the kernel's overflow list.
 //!
+//! Work with no opcode (reading a directory or a link, name lookups, `spawn_blocking`
+//! closures, the standard streams) runs on an [`io_core::offload::Offloader`]'s thread pool,
+//! whose finished jobs wake the loop through the same eventfd.
+//!
 //! Needs Linux 5.11 (`IORING_FEAT_EXT_ARG` and `IORING_OP_SHUTDOWN`); anything less, or a
-//! process that may not use io_uring, gets a [`UringError`] naming the cause.
+//! process that may not use io_uring, gets a [`UringError`] naming the cause. Newer opcodes are
+//! used where the ring's probe finds them, with a fallback otherwise: `set_len` is
+//! `IORING_OP_FTRUNCATE` from Linux 6.9 and a synchronous `ftruncate` before; creating a
+//! directory and making links are `MKDIRAT`/`LINKAT`/`SYMLINKAT` from 5.15 and pool jobs
+//! before.
 //!
 //! ```
 //! use io_uring_backend::UringIo;

@@ -1,6 +1,7 @@
-//! The ops made as plain system calls in `submit`, because they never wait: binds (TCP, UDP,
-//! Unix), a UDP connect (it only records the peer), and `set_len` on kernels without
-//! `IORING_OP_FTRUNCATE` (before Linux 6.9; `ftruncate` does not wait for the device either).
+//! The ops made as plain system calls in `submit`: binds (TCP, UDP, Unix) and a UDP connect
+//! (it only records the peer), which never wait, and `set_len` on kernels without
+//! `IORING_OP_FTRUNCATE` (before Linux 6.9): `ftruncate` then runs synchronously on the loop's
+//! thread (a metadata update, usually short).
 
 use std::io;
 use std::net::{self, SocketAddr};
