@@ -578,6 +578,8 @@ pub struct Offloader {
     waiting: Vec<Waiting>,
     free: Vec<u32>,
     in_flight: usize,
+    /// Of those, jobs that detached: work that detaches on cancel whose caller has gone.
+    detached: usize,
     finished: Vec<Finished>,
 }
 
@@ -590,7 +592,7 @@ struct Waiting {
     gone: bool,
     /// For work that detaches on cancel: what its canceled caller gets back.
     shell: Option<Offload>,
-    /// The work detaches on cancel (a tear-down does not wait for it).
+    /// The work detaches on cancel: once its caller has gone, nobody waits for it.
     detaches: bool,
 }
 
@@ -609,6 +611,7 @@ impl Offloader {
             waiting: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
+            detached: 0,
             finished: Vec::new(),
         }
     }
@@ -624,20 +627,41 @@ impl Offloader {
         self.in_flight
     }
 
-    /// Jobs in flight that do not detach on cancel (file-system ops, lookups, writes to the
-    /// standard streams), whether or not their caller still waits: what a backend's tear-down
-    /// waits for, as it waits for its kernel ops to end. Work that detaches (a blocking closure,
-    /// a stdin read) may run for any time and is not counted.
-    pub fn awaited(&self) -> usize {
-        self.waiting
-            .iter()
-            .filter(|entry| entry.slot.is_some() && !entry.detaches)
-            .count()
+    /// Jobs in flight the backend waits for: all but work that detached (a blocking closure or
+    /// a stdin read whose caller has gone), which may run for any time and whose end wakes
+    /// nobody. While any is, the backend has work coming and must not report a deadlock; after
+    /// [`Offloader::cancel_all`] these are the jobs a tear-down waits for, as it waits for its
+    /// kernel ops to end.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use io_core::offload::{Blocking, Offload, Offloader};
+    /// use io_core::Submitted;
+    ///
+    /// let (release, released) = mpsc::channel::<()>();
+    /// let (running, started) = mpsc::channel::<()>();
+    /// let mut offloader = Offloader::new(|| {});
+    /// let job = Blocking::new(move || {
+    ///     running.send(()).unwrap();
+    ///     let _ = released.recv();
+    /// });
+    /// let Submitted::InFlight { id, slot } = offloader.submit(Offload::Blocking(job)) else {
+    ///     unreachable!("offloaded work is always in flight")
+    /// };
+    /// started.recv().unwrap();
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 1));
+    /// offloader.cancel(id); // a running closure detaches: its caller goes at once
+    /// assert!(slot.take().unwrap().result.is_err());
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 0));
+    /// release.send(()).unwrap();
+    /// ```
+    pub fn outstanding(&self) -> usize {
+        self.in_flight - self.detached
     }
 
     /// Cancels every job in flight, as [`Offloader::cancel`] does each (a backend's tear-down):
     /// queued jobs complete as canceled, work that detaches lets its caller go, and the rest is
-    /// left to finish ([`Offloader::awaited`]).
+    /// left to finish ([`Offloader::outstanding`]).
     pub fn cancel_all(&mut self) {
         let keys: Vec<u64> = self
             .waiting
@@ -686,8 +710,12 @@ impl Offloader {
         let entry = self.entry(key)?;
         let slot = entry.slot.take()?;
         let gone = entry.gone;
+        let detached = gone && entry.detaches;
         entry.shell = None;
         entry.generation = (entry.generation + 1) & 0x7fff_ffff;
+        if detached {
+            self.detached -= 1;
+        }
         self.free.push(index);
         self.in_flight -= 1;
         Some((slot, gone))
@@ -712,6 +740,7 @@ impl Offloader {
         if let Some(shell) = entry.shell.take() {
             entry.gone = true;
             let slot = entry.slot.clone().expect("checked: in flight");
+            self.detached += 1;
             slot.complete(canceled(Op::Offload(shell)));
         }
     }
@@ -729,7 +758,11 @@ impl Offloader {
             return;
         }
         if let Some(entry) = self.entry(key) {
+            let detaches_now = entry.detaches && !entry.gone;
             entry.gone = true;
+            if detaches_now {
+                self.detached += 1;
+            }
         }
     }
 
@@ -771,6 +804,7 @@ impl fmt::Debug for Offloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Offloader")
             .field("in_flight", &self.in_flight)
+            .field("detached", &self.detached)
             .field("pool", &self.pool)
             .finish()
     }

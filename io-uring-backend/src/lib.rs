@@ -237,15 +237,14 @@ impl Uring {
         self.io_in_flight() || self.core.foreign_waits()
     }
 
-    /// Whether an op will still complete: one on the ring, or a job on the offload pool (one
-    /// whose caller has gone too: until it is reaped, the loop waits rather than report a
-    /// deadlock).
+    /// Whether an op will still complete: one on the ring, or a job on the offload pool that is
+    /// not a detached closure or stdin read (see DESIGN.md, "Offloaded work").
     fn io_in_flight(&self) -> bool {
         self.ops.borrow().unfinished() > 0
             || self
                 .offloader
                 .try_borrow()
-                .map_or(true, |offloader| offloader.in_flight() > 0)
+                .map_or(true, |offloader| offloader.outstanding() > 0)
     }
 
     /// Runs `f` on the offloader, then the cancels and discards that came in meanwhile.
@@ -342,7 +341,7 @@ impl Uring {
         loop {
             self.offloads_finished.store(false, Ordering::Relaxed);
             self.with_offloader(Offloader::reap);
-            if self.offloader.borrow().awaited() == 0 {
+            if self.offloader.borrow().outstanding() == 0 {
                 break;
             }
             // After tear-down began the wakeup read is gone: poll for the pool instead.

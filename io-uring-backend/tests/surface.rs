@@ -900,3 +900,46 @@ fn canceled_blocking_offload_completes_canceled_at_once() {
     assert_eq!(io.stats().offloads_left_running, 1);
     release.send(()).unwrap();
 }
+
+/// Tear-down with offloaded work in flight: tasks still waiting on it are dropped, a blocking
+/// closure that is still blocked is left running (counted, not waited for: `run` returns), and
+/// nothing of the backend is left owned.
+#[test]
+fn tear_down_does_not_wait_for_a_blocked_closure() {
+    let (release, released) = mpsc::channel::<()>();
+    let started = Arc::new(AtomicBool::new(false));
+    let io = UringIo::new().unwrap();
+    let began = Instant::now();
+    io.run({
+        let started = started.clone();
+        |cx| async move {
+            let running = started.clone();
+            let job = Blocking::new(move || {
+                running.store(true, Ordering::SeqCst);
+                let _ = released.recv_timeout(Duration::from_secs(30));
+            });
+            // Never awaited: dropped with its task at tear-down.
+            cx.spawn(move |cx| async move {
+                cx.submit(Op::Offload(Offload::Blocking(job))).await;
+                Ok(())
+            })
+            .detach();
+            for _ in 0..5000 {
+                if started.load(Ordering::SeqCst) {
+                    break;
+                }
+                cx.sleep(1).await?;
+            }
+            Ok(())
+        }
+    })
+    .unwrap();
+    assert!(started.load(Ordering::SeqCst), "the closure never started");
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "tear-down waited"
+    );
+    assert_eq!(io.stats().offloads_left_running, 1);
+    assert_eq!(io.ops_owned(), 0);
+    release.send(()).unwrap();
+}
