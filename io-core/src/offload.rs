@@ -578,7 +578,9 @@ pub struct Offloader {
     waiting: Vec<Waiting>,
     free: Vec<u32>,
     in_flight: usize,
-    /// Of those, jobs that detached: work that detaches on cancel whose caller has gone.
+    /// Jobs in flight whose caller left (`Waiting::gone`).
+    left: usize,
+    /// Of those, work that detaches on cancel (a blocking closure, a stdin read).
     detached: usize,
     finished: Vec<Finished>,
 }
@@ -611,6 +613,7 @@ impl Offloader {
             waiting: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
+            left: 0,
             detached: 0,
             finished: Vec::new(),
         }
@@ -627,11 +630,20 @@ impl Offloader {
         self.in_flight
     }
 
+    /// Jobs whose caller still waits for them: [`in_flight`](Offloader::in_flight) without the
+    /// ones whose caller left (canceled a detaching job, or dropped its future), whose results
+    /// wake nobody. A backend deciding whether a deadlock is possible counts these: a job whose
+    /// caller left (a detached closure that may run forever) can never make a task runnable.
+    pub fn awaited(&self) -> usize {
+        self.in_flight - self.left
+    }
+
     /// Jobs in flight the backend waits for: all but work that detached (a blocking closure or
     /// a stdin read whose caller has gone), which may run for any time and whose end wakes
-    /// nobody. While any is, the backend has work coming and must not report a deadlock; after
-    /// [`Offloader::cancel_all`] these are the jobs a tear-down waits for, as it waits for its
-    /// kernel ops to end.
+    /// nobody. Unlike [`awaited`](Offloader::awaited), a file-system op or lookup whose caller
+    /// left is counted: it ends in bounded time, and a backend that waits for its kernel ops
+    /// to end at tear-down waits for these too (after [`cancel_all`](Offloader::cancel_all)),
+    /// so no effect lands after it returned.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -659,16 +671,17 @@ impl Offloader {
         self.in_flight - self.detached
     }
 
-    /// Cancels every job in flight, as [`Offloader::cancel`] does each (a backend's tear-down):
-    /// queued jobs complete as canceled, work that detaches lets its caller go, and the rest is
-    /// left to finish ([`Offloader::outstanding`]).
+    /// Cancels every job whose caller still waits, as [`cancel`](Offloader::cancel) does each:
+    /// for a backend shutting down. Afterwards the only jobs still awaited are running ones that
+    /// do not detach on cancel (file-system ops, lookups, writes of stdout); their completions
+    /// come through [`reap`](Offloader::reap).
     pub fn cancel_all(&mut self) {
         let keys: Vec<u64> = self
             .waiting
             .iter()
-            .zip(0u64..)
-            .filter(|(entry, _)| entry.slot.is_some())
-            .map(|(entry, index)| Self::TAG | (u64::from(entry.generation) << 32) | index)
+            .enumerate()
+            .filter(|(_, entry)| entry.slot.is_some() && !entry.gone)
+            .map(|(index, entry)| Self::TAG | (u64::from(entry.generation) << 32) | index as u64)
             .collect();
         for key in keys {
             self.cancel(OpId::new(key));
@@ -713,11 +726,14 @@ impl Offloader {
         let detached = gone && entry.detaches;
         entry.shell = None;
         entry.generation = (entry.generation + 1) & 0x7fff_ffff;
+        self.free.push(index);
+        self.in_flight -= 1;
+        if gone {
+            self.left -= 1;
+        }
         if detached {
             self.detached -= 1;
         }
-        self.free.push(index);
-        self.in_flight -= 1;
         Some((slot, gone))
     }
 
@@ -737,12 +753,14 @@ impl Offloader {
         }
         // Running: only work that detaches lets its caller go now.
         let Some(entry) = self.entry(key) else { return };
-        if let Some(shell) = entry.shell.take() {
-            entry.gone = true;
-            let slot = entry.slot.clone().expect("checked: in flight");
-            self.detached += 1;
-            slot.complete(canceled(Op::Offload(shell)));
-        }
+        let Some(shell) = entry.shell.take() else {
+            return;
+        };
+        entry.gone = true;
+        let slot = entry.slot.clone().expect("checked: in flight");
+        self.left += 1;
+        self.detached += 1;
+        slot.complete(canceled(Op::Offload(shell)));
     }
 
     /// The caller's future was dropped: the job runs on (or is unqueued) and its result is
@@ -757,12 +775,12 @@ impl Offloader {
             drop(work);
             return;
         }
-        if let Some(entry) = self.entry(key) {
-            let detaches_now = entry.detaches && !entry.gone;
-            entry.gone = true;
-            if detaches_now {
-                self.detached += 1;
-            }
+        let newly_gone = self
+            .entry(key)
+            .map(|entry| (!std::mem::replace(&mut entry.gone, true), entry.detaches));
+        if let Some((true, detaches)) = newly_gone {
+            self.left += 1;
+            self.detached += usize::from(detaches);
         }
     }
 
@@ -804,7 +822,6 @@ impl fmt::Debug for Offloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Offloader")
             .field("in_flight", &self.in_flight)
-            .field("detached", &self.detached)
             .field("pool", &self.pool)
             .finish()
     }
