@@ -674,8 +674,12 @@ pub struct Offloader {
     pool: Pool,
     waiting: Vec<Waiting>,
     free: Vec<u32>,
-    /// Entries whose caller still waits.
-    live: usize,
+    /// Entries in flight (stdin reads waiting here included).
+    total: usize,
+    /// Of those, entries whose caller left (`Waiting::gone`).
+    left: usize,
+    /// Of those, work that detaches on cancel (a blocking closure, a lookup).
+    detached: usize,
     finished: Vec<Finished>,
     /// Stdin reads waiting for bytes, oldest first.
     stdin_readers: VecDeque<u64>,
@@ -694,6 +698,8 @@ struct Waiting {
     shell: Option<Offload>,
     /// A stdin read waiting here (not on the pool).
     stdin: Option<Stdio>,
+    /// The work detaches on cancel: once its caller has gone, nobody waits for it.
+    detaches: bool,
 }
 
 impl Offloader {
@@ -713,7 +719,9 @@ impl Offloader {
             pool: Pool::new(Self::MAX_THREADS, notify),
             waiting: Vec::new(),
             free: Vec::new(),
-            live: 0,
+            total: 0,
+            left: 0,
+            detached: 0,
             finished: Vec::new(),
             stdin_readers: VecDeque::new(),
             stdin_filling: false,
@@ -725,11 +733,68 @@ impl Offloader {
         id.get() & Self::TAG != 0
     }
 
-    /// Ops whose caller still waits for them: while any does, the backend has a completion
-    /// coming and must neither report a deadlock nor end its loop. (Work whose caller left may
-    /// still run on the pool; nobody waits for it.)
+    /// Every job in flight, including ones whose caller left.
     pub fn in_flight(&self) -> usize {
-        self.live
+        self.total
+    }
+
+    /// Jobs whose caller still waits for them: [`in_flight`](Offloader::in_flight) without the
+    /// ones whose caller left (canceled a detaching job, or dropped its future), whose results
+    /// wake nobody. A backend deciding whether a deadlock is possible counts these: a job whose
+    /// caller left (a detached closure that may run forever) can never make a task runnable.
+    pub fn awaited(&self) -> usize {
+        self.total - self.left
+    }
+
+    /// Jobs in flight the backend waits for: all but work that detached (a blocking closure or
+    /// a lookup whose caller has gone), which may run for any time and whose end wakes nobody.
+    /// Unlike [`awaited`](Offloader::awaited), a file-system op whose caller left is counted:
+    /// it ends in bounded time, and a backend that waits for its kernel ops to end at tear-down
+    /// waits for these too (after [`cancel_all`](Offloader::cancel_all)), so no effect lands
+    /// after it returned. (The offloader's own stdin job is never counted: nobody waits for
+    /// it once its readers are gone.)
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use io_core::offload::{Blocking, Offload, Offloader};
+    /// use io_core::Submitted;
+    ///
+    /// let (release, released) = mpsc::channel::<()>();
+    /// let (running, started) = mpsc::channel::<()>();
+    /// let mut offloader = Offloader::new(|| {});
+    /// let job = Blocking::new(move || {
+    ///     running.send(()).unwrap();
+    ///     let _ = released.recv();
+    /// });
+    /// let Submitted::InFlight { id, slot } = offloader.submit(Offload::Blocking(job)) else {
+    ///     unreachable!("offloaded work is always in flight")
+    /// };
+    /// started.recv().unwrap();
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 1));
+    /// offloader.cancel(id); // a running closure detaches: its caller goes at once
+    /// assert!(slot.take().unwrap().result.is_err());
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 0));
+    /// release.send(()).unwrap();
+    /// ```
+    pub fn outstanding(&self) -> usize {
+        self.total - self.detached
+    }
+
+    /// Cancels every job whose caller still waits, as [`cancel`](Offloader::cancel) does each:
+    /// for a backend shutting down. Afterwards the only jobs still awaited are running ones that
+    /// do not detach on cancel (file-system ops, writes of stdout); their completions come
+    /// through [`reap`](Offloader::reap).
+    pub fn cancel_all(&mut self) {
+        let keys: Vec<u64> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.slot.is_some() && !entry.gone)
+            .map(|(index, entry)| Self::TAG | (u64::from(entry.generation) << 32) | index as u64)
+            .collect();
+        for key in keys {
+            self.cancel(OpId::new(key));
+        }
     }
 
     /// Takes `work`; its completion comes through the returned slot.
@@ -748,9 +813,10 @@ impl Offloader {
         let entry = &mut self.waiting[index as usize];
         entry.slot = Some(slot.clone());
         entry.gone = false;
-        entry.shell = work.detaches_on_cancel().then(|| work.detached_shell());
+        entry.detaches = work.detaches_on_cancel();
+        entry.shell = entry.detaches.then(|| work.detached_shell());
         let key = Self::TAG | (u64::from(entry.generation) << 32) | u64::from(index);
-        self.live += 1;
+        self.total += 1;
         match work {
             Offload::Stdio(stdio) if stdio.is_stdin() => {
                 let want = stdio.buf.capacity();
@@ -789,23 +855,26 @@ impl Offloader {
         let entry = self.entry(key)?;
         let slot = entry.slot.take()?;
         let gone = entry.gone;
+        let detached = gone && entry.detaches;
         entry.shell = None;
         entry.stdin = None;
         entry.generation = (entry.generation + 1) & 0x7fff_ffff;
         self.free.push(index);
-        if !gone {
-            self.live -= 1;
-        }
+        self.total -= 1;
+        self.left -= usize::from(gone);
+        self.detached -= usize::from(detached);
         Some((slot, gone))
     }
 
-    /// Marks an entry's caller gone (it no longer counts as waited for).
+    /// Marks an entry's caller gone (it no longer counts as awaited; work that detaches no
+    /// longer counts as outstanding either).
     fn leave(&mut self, key: u64) {
-        if let Some(entry) = self.entry(key) {
-            if !entry.gone {
-                entry.gone = true;
-                self.live -= 1;
-            }
+        let newly_gone = self
+            .entry(key)
+            .map(|entry| (!std::mem::replace(&mut entry.gone, true), entry.detaches));
+        if let Some((true, detaches)) = newly_gone {
+            self.left += 1;
+            self.detached += usize::from(detaches);
         }
     }
 
@@ -945,7 +1014,8 @@ fn canceled(op: Op) -> Completion {
 impl fmt::Debug for Offloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Offloader")
-            .field("in_flight", &self.live)
+            .field("in_flight", &self.total)
+            .field("left", &self.left)
             .field("pool", &self.pool)
             .finish()
     }
