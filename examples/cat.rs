@@ -1,31 +1,55 @@
-//! `cat`: copies a file through the Io protocol, on the backend `IOSWAP_BACKEND` picks.
+//! `cat`: copies a file, or standard input, through the Io protocol, on the backend
+//! `IOSWAP_BACKEND` picks.
 //!
 //! ```sh
 //! cargo run --example cat -- SOURCE DEST   # copy SOURCE to DEST (created or truncated)
-//! cargo run --example cat -- SOURCE        # print SOURCE
+//! cargo run --example cat -- SOURCE        # print SOURCE on standard output
+//! echo hello | cargo run --example cat -- -  # copy standard input to standard output
 //! IOSWAP_BACKEND=blocking cargo run --example cat -- Cargo.toml
 //! ```
 //!
-//! Reads go through `File::read_at` in 64 KiB chunks and writes through `write_all_at`, with
-//! one buffer handed back and forth: owned buffers mean no copy between the two.
+//! File reads go through `File::read_at` in 64 KiB chunks and writes through `write_all_at`,
+//! with one buffer handed back and forth: owned buffers mean no copy between the two. Standard
+//! input and output go through `ioswap::stdio`, on the backend's thread pool (uring, poll) or
+//! inline (blocking).
 
-use std::io::{self, Write};
+use std::io;
 use std::process::ExitCode;
 
+use ioswap::stdio::{stdin, stdout};
 use ioswap::{Cx, File};
 
 const CHUNK: usize = 64 * 1024;
 
+/// Where the bytes come from.
+enum Source {
+    File(File),
+    Stdin(ioswap::stdio::Stdin),
+}
+
+impl Source {
+    async fn read(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
+        match self {
+            Source::File(file) => file.read_at(buf, offset).await,
+            Source::Stdin(stdin) => stdin.read(buf).await,
+        }
+    }
+}
+
 async fn copy(cx: &Cx, source: &str, dest: Option<&str>) -> io::Result<u64> {
-    let input = File::open(cx, source).await?;
+    let input = match source {
+        "-" => Source::Stdin(stdin(cx)),
+        path => Source::File(File::open(cx, path).await?),
+    };
     let output = match dest {
         Some(dest) => Some(File::create(cx, dest).await?),
         None => None,
     };
+    let out = stdout(cx);
     let mut offset = 0u64;
     let mut buf = Vec::with_capacity(CHUNK);
     loop {
-        let (n, chunk) = input.read_at(buf, offset).await;
+        let (n, chunk) = input.read(buf, offset).await;
         if n? == 0 {
             break;
         }
@@ -36,17 +60,21 @@ async fn copy(cx: &Cx, source: &str, dest: Option<&str>) -> io::Result<u64> {
                 chunk
             }
             None => {
-                io::stdout().write_all(&chunk)?;
+                let (written, chunk) = out.write_all(chunk).await;
+                written?;
                 chunk
             }
         };
         offset += buf.len() as u64;
+        buf.clear();
     }
     if let Some(output) = output {
         output.sync_all().await?;
         output.close().await?;
     }
-    input.close().await?;
+    if let Source::File(file) = input {
+        file.close().await?;
+    }
     Ok(offset)
 }
 
@@ -56,7 +84,7 @@ fn main() -> ExitCode {
         [source] => (source.clone(), None),
         [source, dest] => (source.clone(), Some(dest.clone())),
         _ => {
-            eprintln!("usage: cat SOURCE [DEST]");
+            eprintln!("usage: cat SOURCE|- [DEST]");
             return ExitCode::from(2);
         }
     };

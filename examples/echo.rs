@@ -2,14 +2,22 @@
 //! picks (uring by default where the kernel allows it).
 //!
 //! ```sh
-//! cargo run --release --example echo                      # server thread + load, one process
+//! cargo run --release --example echo                      # server + load, 8 connections
+//! cargo run --release --example echo -- --connections 10000 --messages 10
 //! cargo run --release --example echo -- server 127.0.0.1:7000
-//! cargo run --release --example echo -- client 127.0.0.1:7000 64 1000 1024
+//! cargo run --release --example echo -- client 127.0.0.1:7000 --connections 64 --messages 1000 --size 1024
 //! IOSWAP_BACKEND=blocking cargo run --example echo
 //! ```
 //!
-//! The client opens CONNECTIONS connections and sends MESSAGES messages of SIZE bytes on each,
-//! waiting for every echo before the next message, then reports messages per second.
+//! The client opens `--connections` connections (default 8) — all of them first, so that many
+//! are open at once — then sends `--messages` messages (default 1,000) of `--size` bytes
+//! (default 1,024) on each, waiting for every echo before the next message, and reports
+//! messages per second. (Positional `client ADDR CONNECTIONS MESSAGES SIZE` works too.)
+//!
+//! Without a mode the server runs here and the load in a child process (this same program in
+//! `client` mode): each process then needs one descriptor per connection, not two, so 10,000
+//! connections fit a limit of 20,000 open files. The server listens with a backlog of 4,096,
+//! so a burst of connects is queued rather than dropped.
 //!
 //! The server needs concurrency (it serves connections while it accepts more), so on the
 //! blocking backend it fails at once with a typed error — a server has no business there. The
@@ -17,9 +25,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use ioswap::net::SocketOptions;
 use ioswap::{Cx, TcpListener, TcpStream};
 
 /// Serves connections until an accept fails, each in a task of its own: `serve` asks for
@@ -55,9 +64,7 @@ async fn echo_session(stream: TcpStream) -> io::Result<()> {
 }
 
 /// One client connection: `messages` round trips of `size` bytes.
-async fn client_session(cx: Cx, addr: SocketAddr, messages: usize, size: usize) -> io::Result<()> {
-    let stream = TcpStream::connect(&cx, addr).await?;
-    stream.set_nodelay(true)?;
+async fn client_session(stream: TcpStream, messages: usize, size: usize) -> io::Result<()> {
     let mut message = vec![0x5a; size];
     let mut reply = Vec::with_capacity(size);
     for _ in 0..messages {
@@ -77,7 +84,8 @@ async fn client_session(cx: Cx, addr: SocketAddr, messages: usize, size: usize) 
     stream.close().await
 }
 
-/// Runs the load and returns (messages, seconds).
+/// Runs the load and returns (messages, seconds): every connection is opened first (each in a
+/// task of its own, so the connects overlap), then every session runs at once.
 async fn load(
     cx: &Cx,
     addr: SocketAddr,
@@ -86,106 +94,179 @@ async fn load(
     size: usize,
 ) -> io::Result<(usize, f64)> {
     let start = Instant::now();
-    let clients: Vec<_> = (0..connections)
+    let connects: Vec<_> = (0..connections)
         .map(|_| {
-            cx.spawn(move |cx| async move { Ok(client_session(cx, addr, messages, size).await) })
+            cx.spawn(move |cx| async move {
+                Ok(async {
+                    let stream = TcpStream::connect(&cx, addr).await?;
+                    stream.set_nodelay(true)?;
+                    Ok::<_, io::Error>(stream)
+                }
+                .await)
+            })
         })
         .collect();
-    for client in clients {
-        client.await.map_err(io::Error::from)??;
+    let mut streams = Vec::with_capacity(connections);
+    for connect in connects {
+        streams.push(connect.await.map_err(io::Error::from)??);
+    }
+    eprintln!(
+        "echo: {} connections open at once after {:.3} s",
+        streams.len(),
+        start.elapsed().as_secs_f64()
+    );
+    let sessions: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            cx.spawn(move |_cx| async move { Ok(client_session(stream, messages, size).await) })
+        })
+        .collect();
+    for session in sessions {
+        session.await.map_err(io::Error::from)??;
     }
     Ok((connections * messages, start.elapsed().as_secs_f64()))
 }
 
-fn parse<T: std::str::FromStr>(arg: Option<&String>, default: T) -> T {
-    arg.and_then(|a| a.parse().ok()).unwrap_or(default)
+/// The command line: a mode, an address, and the load's shape (flags or positional).
+struct Args {
+    mode: String,
+    addr: SocketAddr,
+    connections: usize,
+    messages: usize,
+    size: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut positional = Vec::new();
+    let mut flags = std::collections::BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.strip_prefix("--") {
+            Some(flag) => {
+                let value = args.next().ok_or(format!("--{flag} needs a value"))?;
+                flags.insert(flag.to_string(), value);
+            }
+            None => positional.push(arg),
+        }
+    }
+    let number = |flag: &str, at: usize, default: usize| -> Result<usize, String> {
+        match flags.get(flag).or(positional.get(at)) {
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{flag}: not a number: {v}")),
+            None => Ok(default),
+        }
+    };
+    let args = Args {
+        mode: positional.first().cloned().unwrap_or_else(|| "both".into()),
+        addr: match positional.get(1) {
+            Some(a) => a.parse().map_err(|_| format!("not an address: {a}"))?,
+            None => "127.0.0.1:0".parse().expect("a literal address"),
+        },
+        connections: number("connections", 2, 8)?,
+        messages: number("messages", 3, 1000)?,
+        size: number("size", 4, 1024)?,
+    };
+    if let Some(unknown) = flags
+        .keys()
+        .find(|f| !["connections", "messages", "size"].contains(&f.as_str()))
+    {
+        return Err(format!("unknown flag --{unknown}"));
+    }
+    Ok(args)
+}
+
+/// Binds the server's listener: a backlog of 4,096 queues a burst of connects.
+async fn bind(cx: &Cx, addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind_with(cx, addr, SocketOptions::default().backlog(4096)).await
+}
+
+fn run_server(addr: SocketAddr, bound: impl FnOnce(SocketAddr) + 'static) -> Result<(), String> {
+    ioswap::run(move |cx| async move {
+        Ok(async {
+            let listener = bind(&cx, addr).await?;
+            bound(listener.local_addr()?);
+            serve(listener).await
+        }
+        .await)
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+fn run_client(args: &Args, addr: SocketAddr) -> Result<(), String> {
+    let (connections, messages, size) = (args.connections, args.messages, args.size);
+    let outcome = ioswap::run(move |cx| async move {
+        let backend = cx.backend();
+        Ok(load(&cx, addr, connections, messages, size)
+            .await
+            .map(|r| (backend, r)))
+    });
+    match outcome {
+        Ok(Ok((backend, (total, secs)))) => {
+            println!(
+                "echo: {total} messages of {size} B over {connections} connections in {secs:.3} s: {:.0} msg/s ({backend} backend)",
+                total as f64 / secs
+            );
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The server on a thread here, the load in a child process; the child's result is ours.
+fn run_both(args: &Args) -> Result<(), String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = args.addr;
+    let server = std::thread::spawn(move || {
+        run_server(addr, move |bound| {
+            tx.send(bound).expect("main thread waits");
+        })
+    });
+    let Ok(bound) = rx.recv() else {
+        // The server never bound: report why instead of loading nothing.
+        return Err(match server.join() {
+            Ok(Err(e)) => format!("server failed: {e}"),
+            _ => "the server thread ended early".to_string(),
+        });
+    };
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let status = Command::new(me)
+        .arg("client")
+        .arg(bound.to_string())
+        .args(["--connections", &args.connections.to_string()])
+        .args(["--messages", &args.messages.to_string()])
+        .args(["--size", &args.size.to_string()])
+        .status()
+        .map_err(|e| format!("cannot start the client: {e}"))?;
+    // The server serves until the process ends; if it has already ended, it failed, and says
+    // why the load did.
+    if server.is_finished() {
+        match server.join() {
+            Ok(Err(e)) => eprintln!("echo: server failed: {e}"),
+            Ok(Ok(())) => {}
+            Err(_) => eprintln!("echo: server panicked"),
+        }
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the client failed ({status})"))
+    }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = args.first().map(String::as_str).unwrap_or("both");
-    let addr: SocketAddr = parse(args.get(1), "127.0.0.1:0".parse().unwrap());
-    let (connections, messages, size) = (
-        parse(args.get(2), 8usize),
-        parse(args.get(3), 1000usize),
-        parse(args.get(4), 1024usize),
-    );
-    let result: Result<(), String> = match mode {
-        "server" => ioswap::run(move |cx| async move {
-            Ok(async {
-                let listener = TcpListener::bind(&cx, addr).await?;
-                eprintln!(
-                    "echo: serving on {} ({} backend)",
-                    listener.local_addr()?,
-                    cx.backend()
-                );
-                serve(listener).await
-            }
-            .await)
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string())),
-        "client" | "both" => {
-            let (addr, server) = if mode == "both" {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let server = std::thread::spawn(move || {
-                    ioswap::run(move |cx| async move {
-                        Ok(async {
-                            let listener = TcpListener::bind(&cx, addr).await?;
-                            tx.send(listener.local_addr()?).expect("main thread waits");
-                            serve(listener).await
-                        }
-                        .await)
-                    })
-                });
-                match rx.recv() {
-                    Ok(bound) => (bound, Some(server)),
-                    Err(_) => {
-                        // The server never bound: report why instead of loading nothing.
-                        let why = match server.join() {
-                            Ok(Ok(Err(e))) => e.to_string(),
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "the server thread ended early".to_string(),
-                        };
-                        eprintln!("echo: server failed: {why}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                (addr, None)
-            };
-            let outcome = ioswap::run(move |cx| async move {
-                let backend = cx.backend();
-                Ok(load(&cx, addr, connections, messages, size)
-                    .await
-                    .map(|r| (backend, r)))
-            });
-            // The server thread serves until the process ends; if it has already ended, it
-            // failed, and says why the load did.
-            if let Some(server) = server.filter(|server| server.is_finished()) {
-                match server.join() {
-                    Ok(Ok(Err(e))) => eprintln!("echo: server failed: {e}"),
-                    Ok(Err(e)) => eprintln!("echo: server failed: {e}"),
-                    Ok(Ok(Ok(()))) => {}
-                    Err(_) => eprintln!("echo: server panicked"),
-                }
-            }
-            match outcome {
-                Ok(Ok((backend, (total, secs)))) => {
-                    println!(
-                        "echo: {total} messages of {size} B over {connections} connections in {secs:.3} s: {:.0} msg/s ({backend} backend)",
-                        total as f64 / secs
-                    );
-                    Ok(())
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
+    let result = parse_args().and_then(|args| match args.mode.as_str() {
+        "server" => run_server(args.addr, |bound| {
+            eprintln!("echo: serving on {bound}");
+        }),
+        "client" => run_client(&args, args.addr),
+        "both" => run_both(&args),
         other => Err(format!(
             "unknown mode {other:?}: use server, client or both"
         )),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

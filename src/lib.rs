@@ -58,15 +58,42 @@ pub mod sim {
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::AbandonedWrite;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, File, OpenOptions, RunError, Shield, Sleep, SpawnError,
-    SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported, WouldDeadlock,
+    BlockedTask, Canceled, Cx, Deadlock, File, Instant, OpenOptions, PeerAddr, RunError, Shield,
+    Sleep, SpawnError, SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
+    WouldDeadlock,
 };
 
-/// Time, in one place: [`Sleep`] (the future of [`Cx::sleep`]), [`timeout`] and [`interval`].
-/// (Also re-exported at the crate root.)
+/// Networking: TCP (with a listener's [`SocketOptions`](net::SocketOptions) and a stream's
+/// owned halves), UDP, Unix domain sockets, and name lookup ([`lookup_host`](net::lookup_host);
+/// connect, bind and send-to take any [`ToAddrs`](net::ToAddrs), such as `"db-1:5432"`).
+pub mod net {
+    pub use io_core::addr::Target;
+    pub use io_core::op::SocketOptions;
+    pub use io_core::{
+        lookup_host, TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf, ToAddrs, UdpSocket,
+        UnixDatagram, UnixListener, UnixStream,
+    };
+}
+
+/// The file system: [`File`](fs::File) and the operations by path (metadata, directories,
+/// renames, links, whole-file [`read`](fs::read) and [`write`](fs::write)).
+pub mod fs {
+    pub use io_core::fs::*;
+}
+
+/// The standard streams: [`stdin`](stdio::stdin), [`stdout`](stdio::stdout),
+/// [`stderr`](stdio::stderr).
+pub mod stdio {
+    pub use io_core::stdio::*;
+}
+
+/// Time, in one place: [`Instant`](time::Instant) (a point on the backend's clock, virtual on
+/// fiber), [`Sleep`] (the future of [`Cx::sleep`], [`Cx::sleep_for`] and [`Cx::sleep_until`]),
+/// [`timeout`] and [`interval`]. (Also re-exported at the crate root.)
 pub mod time {
-    pub use io_core::Sleep;
+    pub use io_core::{Instant, Sleep};
     pub use race::{interval, interval_at, timeout, timeout_at, Elapsed, Interval, MissedTicks};
+    pub use std::time::Duration;
 }
 
 /// For backend authors and protocol-level code: the [`Io`](protocol::Io) protocol and its
@@ -74,7 +101,7 @@ pub mod time {
 /// ([`BackendCore`](protocol::BackendCore)), and the pieces primitives are written with (parks,
 /// raw tasks, op submission). Application code needs none of it: it takes a [`Cx`].
 pub mod protocol {
-    pub use io_core::op;
+    pub use io_core::{offload, op};
     pub use io_core::{
         run, BackendCore, Driver, Io, Next, Park, RawTask, RealClock, RunQueue, Runnable,
         SplitMix64, Suspend, TaskSet, TimerId, TimerQueue,

@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ioswap::{Backend, TcpListener, TcpStream, WouldDeadlock};
+use ioswap::{Backend, PeerAddr, TcpListener, TcpStream, WouldDeadlock};
 use support::within;
 
 fn loopback() -> SocketAddr {
@@ -19,7 +19,9 @@ fn loopback() -> SocketAddr {
 /// The report inside `err`, checking it is of kind `Other`.
 fn would_deadlock(err: &io::Error) -> WouldDeadlock {
     assert_eq!(err.kind(), io::ErrorKind::Other, "{err}");
-    *WouldDeadlock::of(err).unwrap_or_else(|| panic!("not a WouldDeadlock: {err}"))
+    WouldDeadlock::of(err)
+        .unwrap_or_else(|| panic!("not a WouldDeadlock: {err}"))
+        .clone()
 }
 
 /// Runs `body` (which gets the listener's address back with its value) under a watchdog.
@@ -49,7 +51,13 @@ fn assert_read_or_reported(backend: Backend, read: io::Result<Vec<u8>>, peer: So
     match backend {
         Backend::Blocking => {
             let report = would_deadlock(&read.unwrap_err());
-            assert_eq!(report, WouldDeadlock { op: "recv", peer });
+            assert_eq!(
+                report,
+                WouldDeadlock {
+                    op: "recv",
+                    peer: PeerAddr::Ip(peer)
+                }
+            );
         }
         _ => assert_eq!(read.unwrap(), b"hi"),
     }

@@ -10,7 +10,10 @@
 //!   blocks the thread until data arrives. A read whose peer is a socket of this same backend
 //!   (client and server of one connection in one run), with nothing arrived, could only be
 //!   satisfied by this thread: after [`DEADLOCK_GRACE`] it fails with [`WouldDeadlock`](io_core::WouldDeadlock)
-//!   instead of hanging; so does a send such a peer does not take. A program that talks to
+//!   instead of hanging; so does a send such a peer does not take. The same holds for a Unix
+//!   stream both of whose ends were made here, and for a receive on a connected UDP socket whose
+//!   peer's address only a socket of this backend can send from; what is and is not detected is
+//!   listed in `own_sockets.rs` (never a false report: when unsure, the op blocks). A program that talks to
 //!   itself over a socket works as long as each read comes after the write it waits for;
 //!   otherwise it needs a second thread, or a backend with concurrency. (An accept with no
 //!   connection queued still blocks: another thread or process may connect.)

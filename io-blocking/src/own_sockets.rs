@@ -1,52 +1,92 @@
-//! The sockets this backend issued, by local address: a read whose peer is one of them can only
-//! be satisfied by this thread, which the read would block.
+//! The sockets this backend issued: a read whose only possible counterpart is one of them can
+//! only be satisfied by this thread, which the read would block.
 //!
-//! Every socket the backend hands out (bound, accepted, connected, adopted) is recorded with a
-//! [`WeakHandle`], so the record never keeps a socket open: closed sockets drop out of the
-//! record when it is looked up at their address, when they are closed through the backend, and
-//! in a sweep whenever the record has doubled since the last one (so it holds about as many
-//! entries as there are open sockets).
+//! Every socket the backend hands out (bound, accepted, connected, adopted) that can serve as
+//! such proof is recorded with a [`WeakHandle`], so the record never keeps a socket open: closed
+//! sockets drop out of the record when it is looked up at their key, when they are closed
+//! through the backend, and in a sweep whenever a record has doubled since the last one (so it
+//! holds about as many entries as there are open sockets).
+//!
+//! What tells that a socket's counterpart is ours:
+//! - **TCP** ([`OwnSockets::own_peer`]): a stream with the reverse pair of addresses, or a
+//!   listener of ours at the peer's address (the connection waits in its backlog).
+//! - **UDP** ([`OwnSockets::own_udp_peer`]): a *connected* UDP socket takes datagrams from its
+//!   peer's address alone; if a socket of ours is bound there (or to the wildcard address of
+//!   its family, same port) with neither `SO_REUSEADDR` nor `SO_REUSEPORT`, the kernel lets no
+//!   other socket bind an address that could send from there, so only ours can. An unconnected
+//!   UDP socket takes datagrams from anyone: never reported. (A raw socket forging the source
+//!   address, which needs `CAP_NET_RAW`, is not considered.)
+//! - **Unix streams** ([`OwnSockets::own_unix_peer`]): a listener of ours is known by the
+//!   identity (device, inode) of its socket file, which the bound socket keeps alive, so no
+//!   other file can take its inode while it is open. A stream connected here to a path that
+//!   named one of our listeners before and after the connect has its other end in that
+//!   listener (its backlog, or the stream it accepted). On Linux, such a client is given a
+//!   kernel-chosen abstract name at connect (`SO_PASSCRED`'s autobind; its peer sees no path,
+//!   as before), so a stream a listener of ours accepted is known to be its other end when its
+//!   peer's name is a client of ours. Elsewhere no Unix stream is recognised.
+//!   (A datagram socket takes datagrams from anyone who can reach its path: never reported.)
 //!
 //! The sockets are `!Send` (an `Rc` inside their handles), so nothing but this thread acts on
-//! them — short of a descriptor duplicated out of one (`as_fd`), which this cannot see.
+//! them — short of a descriptor duplicated out of one (`as_fd`) or a reference to the std
+//! socket lent to a scoped thread, which this cannot see.
 
 use std::collections::HashMap;
+use std::fs;
+use std::hash::Hash;
 use std::net::{self, IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::Path;
 
 use io_core::op::{Handle, WeakHandle};
+use socket2::SockRef;
 
-/// The open sockets (listeners and streams) this backend issued, by local address.
+/// The open sockets this backend issued, by what identifies them to a peer.
 #[derive(Debug, Default)]
 pub(crate) struct OwnSockets {
-    /// Streams accepted by a listener share its address, hence a list.
-    by_addr: HashMap<SocketAddr, Vec<WeakHandle>>,
-    entries: usize,
-    sweep_at: usize,
+    /// TCP listeners and streams, and UDP sockets bound without address reuse, by local
+    /// address.
+    inet: Record<SocketAddr>,
+    /// Unix stream listeners and datagram sockets, by their socket file's identity.
+    unix_files: Record<FileId>,
+    /// Unix streams connected to a listener of ours, by their abstract name.
+    unix_clients: Record<Vec<u8>>,
 }
 
-/// The smallest record size that triggers a sweep of closed sockets.
-const MIN_SWEEP: usize = 64;
+/// A file's identity: its device and inode numbers.
+type FileId = (u64, u64);
 
 impl OwnSockets {
-    /// Records a listener or stream this backend issued; other handles are ignored.
+    /// Records a socket this backend issued; handles that prove nothing (files, a UDP socket
+    /// others may share the address of, an accepted Unix stream) are ignored.
     pub(crate) fn record(&mut self, handle: &Handle) {
-        let Some(addr) = local_addr(handle) else {
-            return;
-        };
-        if self.entries >= self.sweep_at.max(MIN_SWEEP) {
-            self.sweep();
+        if let Some(addr) = inet_addr(handle) {
+            let shared = handle
+                .get::<net::UdpSocket>()
+                .is_some_and(|socket| !bound_alone(socket));
+            if !shared {
+                self.inet.insert(addr, handle);
+            }
+        } else if let Some(file) = unix_file(handle) {
+            self.unix_files.insert(file, handle);
         }
-        self.by_addr
-            .entry(addr)
-            .or_default()
-            .push(handle.downgrade());
-        self.entries += 1;
+    }
+
+    /// Records a Unix stream connected to a listener of ours (checked by the caller).
+    pub(crate) fn record_unix_client(&mut self, handle: &Handle) {
+        if let Some(name) = handle.get::<UnixStream>().and_then(unix_local_name) {
+            self.unix_clients.insert(name, handle);
+        }
     }
 
     /// Forgets `handle`, which is being closed.
     pub(crate) fn forget(&mut self, handle: &Handle) {
-        if let Some(addr) = local_addr(handle) {
-            self.retain_at(addr, |weak| !weak.is(handle));
+        if let Some(addr) = inet_addr(handle) {
+            self.inet.remove(&addr, handle);
+        } else if let Some(file) = unix_file(handle) {
+            self.unix_files.remove(&file, handle);
+        } else if let Some(name) = handle.get::<UnixStream>().and_then(unix_local_name) {
+            self.unix_clients.remove(&name, handle);
         }
     }
 
@@ -54,7 +94,7 @@ impl OwnSockets {
     /// (accepted or connected here), or a listener of this backend holding the connection in
     /// its backlog, not yet accepted. `None` if the peer is not ours (or the socket has none).
     pub(crate) fn own_peer(&mut self, stream: &net::TcpStream) -> Option<SocketAddr> {
-        if self.entries == 0 {
+        if self.inet.is_empty() {
             return None;
         }
         let peer = stream.peer_addr().ok()?;
@@ -65,66 +105,207 @@ impl OwnSockets {
             let local = *local.get_or_insert_with(|| stream.local_addr().ok());
             local.is_some() && other.peer_addr().ok() == local
         };
-        self.retain_at(peer, |weak| !weak.is_closed());
-        let at_peer = self.by_addr.get(&peer).into_iter().flatten();
-        let own = at_peer.filter_map(WeakHandle::upgrade).any(|handle| {
+        let own = self.inet.open_at(&peer).any(|handle| {
             handle.get::<net::TcpListener>().is_some()
                 || handle
                     .get::<net::TcpStream>()
                     .is_some_and(&mut is_other_end)
         });
         // A listener bound to every address of its family takes connections to any of them.
-        let wildcards = [
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), peer.port()),
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), peer.port()),
-        ];
         let own = own
-            || wildcards.iter().any(|wildcard| {
-                self.by_addr
-                    .get(wildcard)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(WeakHandle::upgrade)
+            || wildcards(peer).iter().any(|wildcard| {
+                self.inet
+                    .open_at(wildcard)
                     .any(|handle| handle.get::<net::TcpListener>().is_some())
             });
         own.then_some(peer)
     }
 
-    /// Keeps the entries at `addr` for which `keep` holds.
-    fn retain_at(&mut self, addr: SocketAddr, keep: impl FnMut(&WeakHandle) -> bool) {
-        if let Some(at) = self.by_addr.get_mut(&addr) {
+    /// The peer of a connected UDP socket, if only a socket of ours can send from its address:
+    /// one bound there, or to the wildcard address of its family on the same port, with no
+    /// address reuse (checked again now: reuse may be switched on after the bind).
+    pub(crate) fn own_udp_peer(&mut self, socket: &net::UdpSocket) -> Option<SocketAddr> {
+        if self.inet.is_empty() {
+            return None;
+        }
+        let peer = socket.peer_addr().ok()?;
+        let holds = |handle: Handle| handle.get::<net::UdpSocket>().is_some_and(bound_alone);
+        let own = self.inet.open_at(&peer).any(holds)
+            || wildcards(peer)
+                .iter()
+                .any(|wildcard| self.inet.open_at(wildcard).any(holds));
+        own.then_some(peer)
+    }
+
+    /// Whether `path` names a Unix stream listener of ours.
+    pub(crate) fn own_unix_listener(&mut self, path: &Path) -> bool {
+        if self.unix_files.is_empty() {
+            return false;
+        }
+        let Some(file) = socket_file(path) else {
+            return false;
+        };
+        self.unix_files
+            .open_at(&file)
+            .any(|handle| handle.get::<UnixListener>().is_some())
+    }
+
+    /// Whether `stream`'s other end is ours: it is a client of ours (connected to one of our
+    /// listeners), or its peer is one.
+    pub(crate) fn own_unix_peer(&mut self, stream: &UnixStream) -> bool {
+        if self.unix_clients.is_empty() {
+            return false;
+        }
+        // Abstract names are unique among open sockets: an open client of ours under the name
+        // is this very stream, or this stream's peer.
+        [unix_local_name(stream), unix_peer_name(stream)]
+            .into_iter()
+            .flatten()
+            .any(|name| self.unix_clients.open_at(&name).next().is_some())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inet.entries + self.unix_files.entries + self.unix_clients.entries
+    }
+}
+
+/// Entries of open sockets by key, several per key (streams accepted by a TCP listener share
+/// its address).
+#[derive(Debug)]
+struct Record<K> {
+    by_key: HashMap<K, Vec<WeakHandle>>,
+    entries: usize,
+    sweep_at: usize,
+}
+
+impl<K> Default for Record<K> {
+    fn default() -> Self {
+        Record {
+            by_key: HashMap::new(),
+            entries: 0,
+            sweep_at: 0,
+        }
+    }
+}
+
+/// The smallest record size that triggers a sweep of closed sockets.
+const MIN_SWEEP: usize = 64;
+
+impl<K: Hash + Eq> Record<K> {
+    fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    fn insert(&mut self, key: K, handle: &Handle) {
+        if self.entries >= self.sweep_at.max(MIN_SWEEP) {
+            self.sweep();
+        }
+        self.by_key.entry(key).or_default().push(handle.downgrade());
+        self.entries += 1;
+    }
+
+    fn remove(&mut self, key: &K, handle: &Handle) {
+        self.retain_at(key, |weak| !weak.is(handle));
+    }
+
+    /// The open sockets at `key` (the closed ones there are dropped first).
+    fn open_at<'a>(&'a mut self, key: &K) -> impl Iterator<Item = Handle> + 'a {
+        self.retain_at(key, |weak| !weak.is_closed());
+        self.by_key
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(WeakHandle::upgrade)
+    }
+
+    /// Keeps the entries at `key` for which `keep` holds.
+    fn retain_at(&mut self, key: &K, keep: impl FnMut(&WeakHandle) -> bool) {
+        if let Some(at) = self.by_key.get_mut(key) {
             let before = at.len();
             at.retain(keep);
             self.entries -= before - at.len();
             if at.is_empty() {
-                self.by_addr.remove(&addr);
+                self.by_key.remove(key);
             }
         }
     }
 
     /// Drops the entries of closed sockets.
     fn sweep(&mut self) {
-        self.by_addr.retain(|_, at| {
+        self.by_key.retain(|_, at| {
             at.retain(|weak| !weak.is_closed());
             !at.is_empty()
         });
-        self.entries = self.by_addr.values().map(Vec::len).sum();
+        self.entries = self.by_key.values().map(Vec::len).sum();
         self.sweep_at = self.entries * 2;
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries
     }
 }
 
-/// The local address of a listener or stream; `None` for other handles.
-fn local_addr(handle: &Handle) -> Option<SocketAddr> {
+/// The wildcard addresses of both families on `addr`'s port.
+fn wildcards(addr: SocketAddr) -> [SocketAddr; 2] {
+    [
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), addr.port()),
+    ]
+}
+
+/// The local address of a TCP listener or stream or a UDP socket; `None` for other handles.
+fn inet_addr(handle: &Handle) -> Option<SocketAddr> {
     if let Some(listener) = handle.get::<net::TcpListener>() {
         listener.local_addr().ok()
+    } else if let Some(stream) = handle.get::<net::TcpStream>() {
+        stream.local_addr().ok()
     } else {
-        handle.get::<net::TcpStream>()?.local_addr().ok()
+        handle.get::<net::UdpSocket>()?.local_addr().ok()
     }
+}
+
+/// Whether no other socket can bind `socket`'s address: it allows no address reuse (an error
+/// reading the options counts as "may be shared").
+fn bound_alone(socket: &net::UdpSocket) -> bool {
+    let socket = SockRef::from(socket);
+    socket.reuse_address().is_ok_and(|on| !on) && socket.reuse_port().is_ok_and(|on| !on)
+}
+
+/// The identity of the socket file a Unix stream listener or datagram socket is bound to.
+fn unix_file(handle: &Handle) -> Option<FileId> {
+    let addr = if let Some(listener) = handle.get::<UnixListener>() {
+        listener.local_addr().ok()?
+    } else {
+        handle.get::<UnixDatagram>()?.local_addr().ok()?
+    };
+    socket_file(addr.as_pathname()?)
+}
+
+/// The identity of the socket file at `path`, if it is one.
+fn socket_file(path: &Path) -> Option<FileId> {
+    let meta = fs::metadata(path).ok()?;
+    meta.file_type()
+        .is_socket()
+        .then(|| (meta.dev(), meta.ino()))
+}
+
+#[cfg(target_os = "linux")]
+fn unix_local_name(stream: &UnixStream) -> Option<Vec<u8>> {
+    use std::os::linux::net::SocketAddrExt;
+    Some(stream.local_addr().ok()?.as_abstract_name()?.to_vec())
+}
+
+#[cfg(target_os = "linux")]
+fn unix_peer_name(stream: &UnixStream) -> Option<Vec<u8>> {
+    use std::os::linux::net::SocketAddrExt;
+    Some(stream.peer_addr().ok()?.as_abstract_name()?.to_vec())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unix_local_name(_: &UnixStream) -> Option<Vec<u8>> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unix_peer_name(_: &UnixStream) -> Option<Vec<u8>> {
+    None
 }
 
 #[cfg(test)]

@@ -71,6 +71,12 @@ pub(crate) trait OpSource {
     /// Whether reads and writes share one cursor (a file): a write then drops read-ahead and
     /// lands at the caller's position. A stream's received bytes are never dropped.
     fn positional(&self) -> bool;
+    /// Whether a read may ask for more than the caller's buffer holds (at least 8 KiB), keeping
+    /// the rest for the next `poll_read`. Not for a source whose bytes another reader could
+    /// want once this one is dropped (stdin).
+    fn read_ahead(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Default)]
@@ -191,7 +197,12 @@ impl Adapter {
             let reading = self.reading.get_or_insert_with(|| {
                 let mut buf = std::mem::take(&mut self.unread);
                 buf.clear();
-                buf.reserve(out.len().max(8192));
+                let want = if source.read_ahead() {
+                    out.len().max(8192)
+                } else {
+                    out.len()
+                };
+                buf.reserve(want);
                 cx.submit(source.read_op(buf, cursor))
             });
             let Completion { result, op } = match reading.poll(task) {
@@ -239,6 +250,17 @@ impl Adapter {
                 offset,
             });
             // Polled at once: a backend that completes inline (blocking) is done right here.
+        }
+    }
+
+    /// Moves the read side (a read in flight, bytes read ahead) into an adapter of its own, for
+    /// a stream split into halves.
+    pub(crate) fn take_read_side(&mut self) -> Adapter {
+        Adapter {
+            reading: self.reading.take(),
+            unread: std::mem::take(&mut self.unread),
+            read_pos: std::mem::replace(&mut self.read_pos, 0),
+            ..Adapter::default()
         }
     }
 
@@ -321,6 +343,14 @@ impl Adapter {
 /// with `$ops` over its `$handle` field.
 macro_rules! futures_io_through_adapter {
     ($ty:ty, $ops:ident, $handle:ident) => {
+        $crate::adapter::futures_read_through_adapter!($ty, $ops, $handle);
+        $crate::adapter::futures_write_through_adapter!($ty, $ops, $handle);
+    };
+}
+
+/// Implements `AsyncRead` for `$ty` through its `adapter` field.
+macro_rules! futures_read_through_adapter {
+    ($ty:ty, $ops:ident, $handle:ident) => {
         impl futures_lite::io::AsyncRead for $ty {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
@@ -332,7 +362,12 @@ macro_rules! futures_io_through_adapter {
                     .poll_read(&this.cx, task, &$ops(&this.$handle), out)
             }
         }
+    };
+}
 
+/// Implements `AsyncWrite` for `$ty` through its `adapter` field.
+macro_rules! futures_write_through_adapter {
+    ($ty:ty, $ops:ident, $handle:ident) => {
         impl futures_lite::io::AsyncWrite for $ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
@@ -364,3 +399,5 @@ macro_rules! futures_io_through_adapter {
 }
 
 pub(crate) use futures_io_through_adapter;
+pub(crate) use futures_read_through_adapter;
+pub(crate) use futures_write_through_adapter;

@@ -5,11 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pin_project_lite::pin_project;
 
+use crate::offload::{Blocking, Offload};
 use crate::task::{self, ShieldGuard};
-use crate::{Canceled, Io, Park, Sleep, SpawnError, SpawnOptions, Task, TimerId};
+use crate::{Canceled, Instant, Io, Park, Sleep, SpawnError, SpawnOptions, Task, TimerId};
 
 /// The handle async code takes to reach its backend: `async fn work(cx: &Cx)`.
 ///
@@ -104,11 +106,63 @@ impl Cx {
         self.sleep_until(self.now_ms().saturating_add(ms))
     }
 
-    /// Sleeps until the clock reads `deadline_ms`. A deadline in the past returns on the next
-    /// turn; `u64::MAX` never returns (except with `Err(Canceled)`).
+    /// Sleeps for `duration`, rounded up to whole milliseconds (never shorter than asked;
+    /// saturating like [`Cx::sleep`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let slept = io_fiber::FiberIo::with_seed(1)
+    ///     .run(|cx| async move {
+    ///         let start = cx.now();
+    ///         cx.sleep_for(Duration::from_micros(1_500)).await?;
+    ///         Ok(cx.now() - start)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(slept, Duration::from_millis(2)); // exact on the virtual clock
+    /// ```
     #[inline]
-    pub fn sleep_until(&self, deadline_ms: u64) -> Sleep {
-        Sleep::new(self.io.clone(), deadline_ms)
+    pub fn sleep_for(&self, duration: Duration) -> Sleep {
+        self.sleep_until(self.now() + duration)
+    }
+
+    /// Sleeps until the clock reads `deadline`: an [`Instant`] or milliseconds (`u64`). A
+    /// deadline in the past returns on the next turn; [`Instant::NEVER`] (`u64::MAX`) never
+    /// returns (except with `Err(Canceled)`).
+    #[inline]
+    pub fn sleep_until(&self, deadline: impl Into<Instant>) -> Sleep {
+        Sleep::new(self.io.clone(), deadline.into().as_ms())
+    }
+
+    /// The backend's clock now (virtual on fiber).
+    pub fn now(&self) -> Instant {
+        Instant::from_ms(self.io.now_ms())
+    }
+
+    /// Runs `f` off the loop's thread and gives its result as a task: on poll and io_uring, on
+    /// the backend's bounded thread pool; on blocking, inline; on fiber, inline at a later
+    /// turn the seed chooses (never on a real thread, so a run stays deterministic).
+    ///
+    /// Canceling the task (or dropping its handle) does not interrupt `f`, which cannot be
+    /// interrupted: the task ends at once with `Err(Canceled)` and `f`'s result is dropped
+    /// when it comes. A panic in `f` is the task's panic (joining resumes it).
+    ///
+    /// ```
+    /// let sum = io_blocking::BlockingIo::new()
+    ///     .run(|cx| async move { cx.spawn_blocking(|| (1..=10u64).sum::<u64>()).await })
+    ///     .unwrap();
+    /// assert_eq!(sum, 55);
+    /// ```
+    pub fn spawn_blocking<T, F>(&self, f: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let opts = SpawnOptions::new().name("spawn_blocking");
+        let (task, spawned) = task::spawn_on(&self.io, &opts, run_blocking(self.clone(), f));
+        if spawned.is_err() {
+            task.cancel();
+        }
+        task
     }
 
     /// The task this code runs in (`None` outside any task). A task may cancel itself through
@@ -267,5 +321,35 @@ impl<F: Future> Future for Shield<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let _shielded = ShieldGuard::enter();
         self.project().future.poll(cx)
+    }
+}
+
+/// The body of a [`Cx::spawn_blocking`] task: submits the closure and unpacks its output.
+async fn run_blocking<T, F>(cx: Cx, f: F) -> Result<T, Canceled>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let done = cx
+        .submit(crate::Op::Offload(Offload::Blocking(Blocking::new(f))))
+        .await;
+    if let Err(e) = done.result {
+        if Canceled::is_canceled(&e) {
+            return Err(Canceled);
+        }
+        // A backend that could not run it (a pool with no thread): the task panics with why,
+        // which its joiner sees.
+        panic!("spawn_blocking: the backend could not run the closure: {e}");
+    }
+    let output = match done.op {
+        crate::Op::Offload(Offload::Blocking(mut job)) => job.take_output(),
+        _ => None,
+    };
+    match output {
+        Some(Ok(value)) => Ok(*value
+            .downcast::<T>()
+            .expect("spawn_blocking's output has the closure's type")),
+        Some(Err(panic)) => std::panic::resume_unwind(panic),
+        None => panic!("spawn_blocking: the backend completed the closure without running it"),
     }
 }

@@ -86,18 +86,39 @@ impl From<SpawnError> for std::io::Error {
 ///
 /// ```
 /// use io_core::WouldDeadlock;
-/// let err: std::io::Error = WouldDeadlock { op: "recv", peer: "127.0.0.1:80".parse().unwrap() }.into();
+/// use io_core::PeerAddr;
+/// let peer = PeerAddr::Ip("127.0.0.1:80".parse().unwrap());
+/// let err: std::io::Error = WouldDeadlock { op: "recv", peer }.into();
 /// assert_eq!(err.kind(), std::io::ErrorKind::Other);
 /// assert_eq!(WouldDeadlock::of(&err).map(|d| d.op), Some("recv"));
 /// assert!(WouldDeadlock::of(&std::io::Error::other("disk on fire")).is_none());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{op} would wait forever: its peer {peer} is a socket of this same blocking run, and only this thread, blocked in the {op}, could make it send; run the peer on another thread, or spawn it with SpawnOptions::concurrent() on a backend that has concurrency (uring, poll)")]
 pub struct WouldDeadlock {
     /// The op that would have blocked: `"recv"`.
     pub op: &'static str,
-    /// The address of the peer that would have had to act.
-    pub peer: SocketAddr,
+    /// The peer that would have had to act.
+    pub peer: PeerAddr,
+}
+
+/// The other end of a connection, as a [`WouldDeadlock`] names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// A TCP or UDP socket's address.
+    Ip(SocketAddr),
+    /// A Unix socket: its path, or `None` for an unnamed one (a connecting client).
+    Unix(Option<std::path::PathBuf>),
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Ip(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(Some(path)) => write!(f, "at {}", path.display()),
+            PeerAddr::Unix(None) => f.write_str("(an unnamed Unix socket)"),
+        }
+    }
 }
 
 impl WouldDeadlock {

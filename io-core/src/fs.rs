@@ -169,6 +169,16 @@ impl OpenOptions {
     }
 }
 
+/// Reserves room for `more` bytes, or an `OutOfMemory` error instead of aborting.
+fn try_reserve(out: &mut Vec<u8>, more: usize) -> io::Result<()> {
+    out.try_reserve(more).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "not enough memory to hold the file",
+        )
+    })
+}
+
 /// The error of a backend that reported success without filling an op's output slot.
 pub(crate) fn missing_output(op: &Op) -> io::Error {
     io::Error::other(format!(
@@ -292,7 +302,13 @@ impl File {
         let chunk_size = usize::try_from(len)
             .unwrap_or(usize::MAX)
             .clamp(4096, 1 << 20);
-        let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        // The length is a hint (the file may grow or shrink meanwhile), and a huge one must not
+        // abort the process: reserve it fallibly, and no more than 64 MiB up front.
+        let mut out = Vec::new();
+        try_reserve(
+            &mut out,
+            usize::try_from(len).unwrap_or(usize::MAX).min(64 << 20),
+        )?;
         let mut chunk = Vec::with_capacity(chunk_size);
         loop {
             let (result, back) = self.read_at(chunk, out.len() as u64).await;
@@ -302,6 +318,7 @@ impl File {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+            try_reserve(&mut out, back.len())?;
             out.extend_from_slice(&back);
             chunk = back;
         }
@@ -547,13 +564,15 @@ pub fn metadata_from_raw(mode: u32, len: u64, modified_ns: Option<(i64, u32)>) -
         0o120000 => FileType::Symlink,
         _ => FileType::Other,
     };
+    // A timespec is `secs + nanos` even when `secs` is negative (before 1970).
     let modified = modified_ns.and_then(|(secs, nanos)| {
-        let since = Duration::new(secs.unsigned_abs(), nanos);
-        if secs >= 0 {
-            SystemTime::UNIX_EPOCH.checked_add(since)
+        let whole = Duration::from_secs(secs.unsigned_abs());
+        let at = if secs >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(whole)
         } else {
-            SystemTime::UNIX_EPOCH.checked_sub(since)
-        }
+            SystemTime::UNIX_EPOCH.checked_sub(whole)
+        };
+        at?.checked_add(Duration::from_nanos(u64::from(nanos)))
     });
     Metadata::new(file_type, len, mode & 0o7777, modified)
 }
@@ -697,32 +716,12 @@ pub async fn remove_dir(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
 }
 
 /// Removes the directory `path` and everything in it. Symbolic links inside are removed, never
-/// followed.
+/// followed — also one swapped in while the removal runs (the backend removes the tree in one
+/// op, through directory descriptors, not path by path). `NotADirectory` if `path` is not a
+/// directory (a symbolic link to one included).
 pub async fn remove_dir_all(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
-    let root = path.as_ref().to_path_buf();
-    if !symlink_metadata(cx, &root).await?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotADirectory,
-            format!("`{}` is not a directory", root.display()),
-        ));
-    }
-    // Depth first without recursion (an async fn cannot call itself without boxing): a
-    // directory is listed when first met and removed when met again, emptied.
-    let mut stack = vec![(root, false)];
-    while let Some((dir, listed)) = stack.pop() {
-        if listed {
-            remove_dir(cx, &dir).await?;
-            continue;
-        }
-        stack.push((dir.clone(), true));
-        for entry in read_dir(cx, &dir).await? {
-            match entry.file_type() {
-                FileType::Dir => stack.push((entry.path().to_path_buf(), false)),
-                _ => remove_file(cx, entry.path()).await?,
-            }
-        }
-    }
-    Ok(())
+    let path = path.as_ref().to_path_buf();
+    fs_op(cx, FsOp::RemoveDirAll { path }).await.map(drop)
 }
 
 /// Renames `from` to `to`, replacing `to` if it is a file.

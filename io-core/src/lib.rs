@@ -62,6 +62,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod adapter;
+pub mod addr;
 mod backend;
 mod clock;
 mod cx;
@@ -76,18 +77,22 @@ mod park;
 mod random;
 mod run;
 mod run_queue;
+pub mod stdio;
 mod task;
 mod time;
 mod timer;
+mod udp;
+mod unix;
 
 pub use adapter::AbandonedWrite;
+pub use addr::{lookup_host, ToAddrs};
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{Cx, Shield, Suspend};
-pub use error::{BlockedTask, Canceled, Deadlock, RunError, SpawnError, WouldDeadlock};
+pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
 pub use io::{Driver, Io, Next};
-pub use net::{TcpListener, TcpStream};
+pub use net::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use op::{
     Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported, WeakHandle,
 };
@@ -96,8 +101,10 @@ pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
 pub use task::{RawTask, SpawnOptions, Task, TaskRef, TaskSet};
-pub use time::Sleep;
+pub use time::{Instant, Sleep};
 pub use timer::{TimerId, TimerQueue};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 static_assertions::assert_not_impl_any!(Task<()>: Send, Sync);
 static_assertions::assert_not_impl_any!(Park: Send, Sync);

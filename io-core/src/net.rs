@@ -10,9 +10,13 @@ use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 
-use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
+use crate::adapter::{
+    futures_io_through_adapter, futures_read_through_adapter, futures_write_through_adapter,
+    Adapter, OpSource,
+};
+use crate::addr::{first_that_works, ToAddrs};
 use crate::fs::missing_output;
-use crate::op::{Handle, Op};
+use crate::op::{Handle, Op, SocketOptions};
 use crate::{Cx, SpawnOptions, Task};
 
 /// A TCP socket listening for connections.
@@ -38,7 +42,7 @@ use crate::{Cx, SpawnOptions, Task};
 /// let echoed = io_blocking::BlockingIo::new()
 ///     .run(|cx| async move {
 ///         let out = async {
-///             let listener = TcpListener::bind(&cx, "127.0.0.1:0".parse().unwrap()).await?;
+///             let listener = TcpListener::bind(&cx, "127.0.0.1:0").await?;
 ///             // Blocking runs everything inline: connect first (the kernel completes the
 ///             // handshake into the listen backlog), then accept.
 ///             let client = TcpStream::connect(&cx, listener.local_addr()?).await?;
@@ -60,26 +64,58 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` and listens (port 0 picks a free port; see [`TcpListener::local_addr`]).
-    pub async fn bind(cx: &Cx, addr: SocketAddr) -> io::Result<TcpListener> {
-        let done = cx
-            .submit(Op::Bind {
-                addr,
-                options: crate::op::SocketOptions::default(),
-                listener: None,
-            })
-            .await;
-        done.result?;
-        match done.op {
-            Op::Bind {
-                listener: Some(listener),
-                ..
-            } => Ok(TcpListener {
-                cx: cx.clone(),
-                listener,
-            }),
-            op => Err(missing_output(&op)),
-        }
+    /// Binds to `addr` and listens with the default [`SocketOptions`] (a backlog of 1,024 and
+    /// `SO_REUSEADDR`). Port 0 picks a free port (see [`TcpListener::local_addr`]); a host name
+    /// is looked up first, and each address it names is tried in turn.
+    pub async fn bind(cx: &Cx, addr: impl ToAddrs) -> io::Result<TcpListener> {
+        TcpListener::bind_with(cx, addr, SocketOptions::default()).await
+    }
+
+    /// Binds to `addr` and listens with `options`: the backlog, `SO_REUSEADDR`, and
+    /// `SO_REUSEPORT` (several listeners on one address, one per core or process, the kernel
+    /// spreading connections among them).
+    ///
+    /// ```
+    /// use io_core::{op::SocketOptions, TcpListener};
+    ///
+    /// let port = io_blocking::BlockingIo::new()
+    ///     .run(|cx| async move {
+    ///         let opts = SocketOptions::default().backlog(4096).reuse_port(true);
+    ///         let first = TcpListener::bind_with(&cx, "127.0.0.1:0", opts).await.unwrap();
+    ///         let addr = first.local_addr().unwrap();
+    ///         // With SO_REUSEPORT on both, a second listener shares the port.
+    ///         let second = TcpListener::bind_with(&cx, addr, opts).await.unwrap();
+    ///         Ok(second.local_addr().unwrap().port() == addr.port())
+    ///     })
+    ///     .unwrap();
+    /// assert!(port);
+    /// ```
+    pub async fn bind_with(
+        cx: &Cx,
+        addr: impl ToAddrs,
+        options: SocketOptions,
+    ) -> io::Result<TcpListener> {
+        first_that_works(cx, addr, |addr| async move {
+            let done = cx
+                .submit(Op::Bind {
+                    addr,
+                    options,
+                    listener: None,
+                })
+                .await;
+            done.result?;
+            match done.op {
+                Op::Bind {
+                    listener: Some(listener),
+                    ..
+                } => Ok(TcpListener {
+                    cx: cx.clone(),
+                    listener,
+                }),
+                op => Err(missing_output(&op)),
+            }
+        })
+        .await
     }
 
     /// Adopts a listener bound elsewhere (with std, or inherited); `cx`'s backend serves it.
@@ -138,7 +174,7 @@ impl TcpListener {
     ///
     /// let refused = io_blocking::BlockingIo::new()
     ///     .run(|cx| async move {
-    ///         let listener = TcpListener::bind(&cx, "127.0.0.1:0".parse().unwrap()).await;
+    ///         let listener = TcpListener::bind(&cx, "127.0.0.1:0").await;
     ///         let listener = listener.unwrap();
     ///         let served = listener.serve(|_cx, stream| async move {
     ///             let _ = stream.write_all(b"hello".to_vec()).await;
@@ -293,92 +329,68 @@ impl TcpStream {
         TcpStream::new(cx, stream)
     }
 
-    /// Connects to `addr`.
-    pub async fn connect(cx: &Cx, addr: SocketAddr) -> io::Result<TcpStream> {
-        let done = cx.submit(Op::Connect { addr, stream: None }).await;
-        done.result?;
-        match done.op {
-            Op::Connect {
-                stream: Some(stream),
-                ..
-            } => Ok(TcpStream::new(cx, stream)),
-            op => Err(missing_output(&op)),
-        }
+    /// Connects to `addr`; a host name is looked up first, and each address it names is tried
+    /// in turn (the last error is returned if none accepts).
+    pub async fn connect(cx: &Cx, addr: impl ToAddrs) -> io::Result<TcpStream> {
+        first_that_works(cx, addr, |addr| async move {
+            let done = cx.submit(Op::Connect { addr, stream: None }).await;
+            done.result?;
+            match done.op {
+                Op::Connect {
+                    stream: Some(stream),
+                    ..
+                } => Ok(TcpStream::new(cx, stream)),
+                op => Err(missing_output(&op)),
+            }
+        })
+        .await
     }
 
     /// Receives into `buf`: up to `buf.capacity()` bytes land at its start and its length
     /// becomes the count (`0`: the peer closed its side). The buffer comes back either way.
     pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let done = self
-            .cx
-            .submit(Op::Recv {
-                stream: self.stream.clone(),
-                buf,
-            })
-            .await;
-        (done.result, done.op.into_buf())
+        stream_read(&self.cx, &self.stream, buf).await
     }
 
     /// Sends `buf`; returns how many bytes were sent (maybe fewer than asked).
     pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let done = self
-            .cx
-            .submit(Op::Send {
-                stream: self.stream.clone(),
-                buf,
-            })
-            .await;
-        (done.result, done.op.into_buf())
+        stream_write(&self.cx, &self.stream, buf).await
     }
 
     /// Sends all of `buf`, resubmitting after short sends and interruptions
     /// ([`io::ErrorKind::Interrupted`]), like std's `write_all`.
     pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let total = buf.len();
-        let mut sent = 0;
-        let mut pending = buf;
-        let mut original = None;
-        while sent < total {
-            let (result, back) = self.write(pending).await;
-            if result
-                .as_ref()
-                .is_err_and(|e| e.kind() == io::ErrorKind::Interrupted)
-            {
-                pending = back;
-                continue;
-            }
-            let n = match result {
-                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-                other => other,
-            };
-            match n {
-                Ok(n) => {
-                    sent += n;
-                    if sent < total {
-                        // Rare: a short send. Keep the original to hand back, send the rest.
-                        let tail = back[n..].to_vec();
-                        original.get_or_insert(back);
-                        pending = tail;
-                    } else {
-                        return (Ok(()), original.unwrap_or(back));
-                    }
-                }
-                Err(e) => return (Err(e), original.unwrap_or(back)),
-            }
-        }
-        (Ok(()), original.unwrap_or(pending))
+        stream_write_all(&self.cx, &self.stream, buf).await
     }
 
     /// Shuts down the read half, the write half, or both.
     pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.cx
-            .submit(Op::Shutdown {
-                stream: self.stream.clone(),
-                how,
-            })
-            .await
-            .result
-            .map(drop)
+        stream_shutdown(&self.cx, &self.stream, how).await
+    }
+
+    /// Splits the stream into a read half and a write half, each owned, usable from two tasks
+    /// at once (a reader task and a writer task). Bytes already read ahead through `AsyncRead`
+    /// go with the read half; a write in flight through `AsyncWrite` stays with the write half.
+    /// The socket closes when both halves are dropped.
+    pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
+        let TcpStream {
+            cx,
+            stream,
+            mut adapter,
+        } = self;
+        let read = TcpReadHalf {
+            cx: cx.clone(),
+            stream: stream.clone(),
+            adapter: adapter.take_read_side(),
+        };
+        (
+            read,
+            TcpWriteHalf {
+                cx,
+                stream,
+                adapter,
+            },
+        )
     }
 
     /// Closes the socket once no op is in flight on it. Bytes written through `AsyncWrite` are
@@ -411,6 +423,156 @@ impl TcpStream {
     }
 }
 
+/// Receives on a connected socket (TCP, Unix stream, connected UDP).
+pub(crate) async fn stream_read(
+    cx: &Cx,
+    stream: &Handle,
+    buf: Vec<u8>,
+) -> (io::Result<usize>, Vec<u8>) {
+    let done = cx
+        .submit(Op::Recv {
+            stream: stream.clone(),
+            buf,
+        })
+        .await;
+    (done.result, done.op.into_buf())
+}
+
+/// Sends on a connected socket (TCP, Unix stream, connected UDP).
+pub(crate) async fn stream_write(
+    cx: &Cx,
+    stream: &Handle,
+    buf: Vec<u8>,
+) -> (io::Result<usize>, Vec<u8>) {
+    let done = cx
+        .submit(Op::Send {
+            stream: stream.clone(),
+            buf,
+        })
+        .await;
+    (done.result, done.op.into_buf())
+}
+
+/// Sends all of `buf` on a stream, resubmitting after short sends and interruptions.
+pub(crate) async fn stream_write_all(
+    cx: &Cx,
+    stream: &Handle,
+    buf: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
+    let total = buf.len();
+    let mut sent = 0;
+    let mut pending = buf;
+    let mut original = None;
+    while sent < total {
+        let (result, back) = stream_write(cx, stream, pending).await;
+        if result
+            .as_ref()
+            .is_err_and(|e| e.kind() == io::ErrorKind::Interrupted)
+        {
+            pending = back;
+            continue;
+        }
+        let n = match result {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            other => other,
+        };
+        match n {
+            Ok(n) => {
+                sent += n;
+                if sent < total {
+                    // Rare: a short send. Keep the original to hand back, send the rest.
+                    let tail = back[n..].to_vec();
+                    original.get_or_insert(back);
+                    pending = tail;
+                } else {
+                    return (Ok(()), original.unwrap_or(back));
+                }
+            }
+            Err(e) => return (Err(e), original.unwrap_or(back)),
+        }
+    }
+    (Ok(()), original.unwrap_or(pending))
+}
+
+/// Shuts a stream's halves down.
+pub(crate) async fn stream_shutdown(cx: &Cx, stream: &Handle, how: Shutdown) -> io::Result<()> {
+    cx.submit(Op::Shutdown {
+        stream: stream.clone(),
+        how,
+    })
+    .await
+    .result
+    .map(drop)
+}
+
+/// The read half of a [`TcpStream`] ([`TcpStream::into_split`]): owned reads and `AsyncRead`.
+pub struct TcpReadHalf {
+    cx: Cx,
+    stream: Handle,
+    adapter: Adapter,
+}
+
+impl TcpReadHalf {
+    /// Receives into `buf`, as [`TcpStream::read`].
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        stream_read(&self.cx, &self.stream, buf).await
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.resource().peer_addr()
+    }
+}
+
+/// The write half of a [`TcpStream`] ([`TcpStream::into_split`]): owned writes, `shutdown`, and
+/// `AsyncWrite` (whose `poll_close` shuts the write half down).
+pub struct TcpWriteHalf {
+    cx: Cx,
+    stream: Handle,
+    adapter: Adapter,
+}
+
+impl TcpWriteHalf {
+    /// Sends `buf`, as [`TcpStream::write`].
+    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        stream_write(&self.cx, &self.stream, buf).await
+    }
+
+    /// Sends all of `buf`, as [`TcpStream::write_all`].
+    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        stream_write_all(&self.cx, &self.stream, buf).await
+    }
+
+    /// Shuts down the write half (the peer reads the end of the stream), the read half, or both.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        stream_shutdown(&self.cx, &self.stream, how).await
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.resource().peer_addr()
+    }
+}
+
+futures_read_through_adapter!(TcpReadHalf, StreamOps, stream);
+futures_write_through_adapter!(TcpWriteHalf, StreamOps, stream);
+
+impl fmt::Debug for TcpReadHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpReadHalf")
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl fmt::Debug for TcpWriteHalf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpWriteHalf")
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
 /// Submits an async close of `handle` on `cx`'s backend.
 pub(crate) async fn close(cx: &Cx, handle: Handle) -> io::Result<()> {
     cx.submit(Op::Close {
@@ -422,7 +584,7 @@ pub(crate) async fn close(cx: &Cx, handle: Handle) -> io::Result<()> {
 }
 
 /// The stream's ops for the `futures-io` adapter (no offsets on a stream).
-struct StreamOps<'a>(&'a Handle);
+pub(crate) struct StreamOps<'a>(pub(crate) &'a Handle);
 
 impl OpSource for StreamOps<'_> {
     fn read_op(&self, buf: Vec<u8>, _offset: u64) -> Op {

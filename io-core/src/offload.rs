@@ -94,6 +94,13 @@ pub enum FsOp {
         /// The new link.
         link: PathBuf,
     },
+    /// Removes the directory `path` and everything in it, never following a symbolic link
+    /// (one inside is removed as a link; one swapped in during the removal is not followed out
+    /// of the tree: std's `remove_dir_all`, which works through directory descriptors).
+    RemoveDirAll {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Reads the target of the symbolic link `path`.
     ReadLink {
         /// The link.
@@ -115,6 +122,7 @@ impl FsOp {
             FsOp::Rename { .. } => "rename",
             FsOp::HardLink { .. } => "hard_link",
             FsOp::Symlink { .. } => "symlink",
+            FsOp::RemoveDirAll { .. } => "remove_dir_all",
             FsOp::ReadLink { .. } => "read_link",
         }
     }
@@ -149,6 +157,12 @@ impl FsOp {
             FsOp::CreateDir { path } => std::fs::create_dir(path)?,
             FsOp::RemoveFile { path } => std::fs::remove_file(path)?,
             FsOp::RemoveDir { path } => std::fs::remove_dir(path)?,
+            FsOp::RemoveDirAll { path } => {
+                if !std::fs::symlink_metadata(&*path)?.is_dir() {
+                    return Err(not_a_directory(path));
+                }
+                std::fs::remove_dir_all(path)?
+            }
             FsOp::Rename { from, to } => std::fs::rename(from, to)?,
             FsOp::HardLink { original, link } => std::fs::hard_link(original, link)?,
             FsOp::Symlink { original, link } => std::os::unix::fs::symlink(original, link)?,
@@ -216,17 +230,81 @@ pub enum StdStream {
 /// A read of stdin into `buf` (up to its capacity) or a write of `buf` to stdout or stderr
 /// (flushed).
 ///
-/// Bytes read from stdin by a read whose caller has gone (canceled, or its future dropped)
-/// are not lost: dropped undelivered, they are kept, in order, and the next stdin read returns
-/// them first.
+/// Stdin is read into one queue per process, by one reader at a time, and bytes leave the
+/// queue only for a caller that is still there: a read canceled while it waits (or whose future
+/// was dropped) takes nothing, so no byte is lost or reordered ([`Offloader`] keeps at most one
+/// pool thread per loop in `read(2)` on stdin, whatever number of reads wait).
 pub struct Stdio {
     /// Which stream.
     pub stream: StdStream,
     buf: Vec<u8>,
 }
 
-/// Stdin bytes read for a caller that had gone; the next stdin read returns them first.
-static STDIN_KEPT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+/// Stdin as the process's offloaded reads share it.
+struct StdinQueue {
+    /// Read and not handed to a reader yet, in order.
+    bytes: VecDeque<u8>,
+    /// The end of input (`Ok`) or a read error, for the next reader once `bytes` is empty.
+    end: Option<io::Result<()>>,
+    /// A thread is in `read(2)` on stdin.
+    reading: bool,
+}
+
+static STDIN: Mutex<StdinQueue> = Mutex::new(StdinQueue {
+    bytes: VecDeque::new(),
+    end: None,
+    reading: false,
+});
+static STDIN_FILLED: Condvar = Condvar::new();
+
+/// Reads stdin once into the queue, unless it already holds something; if another thread is
+/// reading, waits for that read instead.
+fn stdin_fill(want: usize) {
+    let mut queue = lock(&STDIN);
+    loop {
+        if !queue.bytes.is_empty() || queue.end.is_some() {
+            return;
+        }
+        if !queue.reading {
+            break;
+        }
+        queue = STDIN_FILLED
+            .wait(queue)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    queue.reading = true;
+    drop(queue);
+    let mut buf = vec![0; want.clamp(1, 64 * 1024)];
+    let read = loop {
+        match io::stdin().lock().read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    let mut queue = lock(&STDIN);
+    queue.reading = false;
+    match read {
+        Ok(0) => queue.end = Some(Ok(())),
+        Ok(n) => queue.bytes.extend(&buf[..n]),
+        Err(e) => queue.end = Some(Err(e)),
+    }
+    drop(queue);
+    STDIN_FILLED.notify_all();
+}
+
+/// Hands queued stdin to a reader, into `buf` up to its capacity: `None` if nothing is queued.
+/// The end of input (or an error) goes to one reader, once.
+fn stdin_take(buf: &mut Vec<u8>) -> Option<io::Result<usize>> {
+    let mut queue = lock(&STDIN);
+    if !queue.bytes.is_empty() {
+        let n = queue.bytes.len().min(buf.capacity().max(1));
+        buf.clear();
+        buf.extend(queue.bytes.drain(..n));
+        return Some(Ok(n));
+    }
+    buf.clear();
+    queue.end.take().map(|end| end.map(|()| 0))
+}
 
 impl Stdio {
     /// A read of `stream` (stdin) into `buf`, or a write of `buf` to it (stdout, stderr).
@@ -244,25 +322,24 @@ impl Stdio {
         &mut self.buf
     }
 
-    /// Takes the buffer out (delivered: a read's bytes no longer need keeping).
+    /// Takes the buffer out.
     pub fn take_buf(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
     }
 
-    /// Reads or writes with the standard library's blocking calls.
+    fn is_stdin(&self) -> bool {
+        self.stream == StdStream::In
+    }
+
+    /// Reads or writes with the standard library's blocking calls (a read waits for input).
     pub fn perform(&mut self) -> io::Result<usize> {
         match self.stream {
-            StdStream::In => {
-                let kept = std::mem::take(&mut *lock(&STDIN_KEPT));
-                if !kept.is_empty() {
-                    let n = kept.len().min(self.buf.capacity());
-                    self.buf.clear();
-                    self.buf.extend_from_slice(&kept[..n]);
-                    lock(&STDIN_KEPT).splice(0..0, kept[n..].iter().copied());
-                    return Ok(n);
+            StdStream::In => loop {
+                if let Some(result) = stdin_take(&mut self.buf) {
+                    return result;
                 }
-                crate::op::read_into(&mut self.buf, |space| io::stdin().lock().read(space))
-            }
+                stdin_fill(self.buf.capacity());
+            },
             StdStream::Out => write_flushed(&mut io::stdout().lock(), &self.buf),
             StdStream::Err => write_flushed(&mut io::stderr().lock(), &self.buf),
         }
@@ -273,14 +350,6 @@ fn write_flushed(out: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
     let n = out.write(buf)?;
     out.flush()?;
     Ok(n)
-}
-
-impl Drop for Stdio {
-    fn drop(&mut self) {
-        if self.stream == StdStream::In && !self.buf.is_empty() {
-            lock(&STDIN_KEPT).extend_from_slice(&self.buf);
-        }
-    }
 }
 
 impl fmt::Debug for Stdio {
@@ -312,6 +381,10 @@ pub enum Offload {
     Blocking(Blocking),
     /// A read or write of a standard stream.
     Stdio(Stdio),
+    /// Reads stdin once into the process's queue (an [`Offloader`]'s own job, never submitted
+    /// by a caller): the bytes go to the stdin reads waiting on the loop.
+    #[doc(hidden)]
+    StdinFill(usize),
 }
 
 impl Offload {
@@ -326,6 +399,7 @@ impl Offload {
                 ..
             }) => "stdin_read",
             Offload::Stdio(_) => "stdout_write",
+            Offload::StdinFill(_) => "stdin_fill",
         }
     }
 
@@ -346,27 +420,30 @@ impl Offload {
                 Ok(0)
             }
             Offload::Stdio(stdio) => stdio.perform(),
+            Offload::StdinFill(want) => {
+                stdin_fill(*want);
+                Ok(0)
+            }
         }
     }
 
     /// Whether a cancel lets the caller go at once while the work runs on (its result dropped
-    /// when it arrives): a closure or a stdin read may take any time. Other work is waited for.
+    /// when it arrives): a closure may run for any time, and a lookup (which changes nothing)
+    /// may wait for a slow resolver for tens of seconds. Other work is waited for: its effect
+    /// is reported (completion wins).
     pub fn detaches_on_cancel(&self) -> bool {
-        matches!(
-            self,
-            Offload::Blocking(_)
-                | Offload::Stdio(Stdio {
-                    stream: StdStream::In,
-                    ..
-                })
-        )
+        matches!(self, Offload::Blocking(_) | Offload::Resolve { .. })
     }
 
     /// What stays of the work for its canceled caller once it detached: an empty shell of the
     /// same kind.
     fn detached_shell(&self) -> Offload {
         match self {
-            Offload::Stdio(stdio) => Offload::Stdio(Stdio::new(stdio.stream, Vec::new())),
+            Offload::Resolve { host, port, .. } => Offload::Resolve {
+                host: host.clone(),
+                port: *port,
+                addrs: Vec::new(),
+            },
             _ => Offload::Blocking(Blocking {
                 job: None,
                 output: None,
@@ -381,6 +458,14 @@ impl Offload {
             _ => Vec::new(),
         }
     }
+}
+
+/// The error of a directory op on something that is not a directory.
+pub fn not_a_directory(path: &std::path::Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotADirectory,
+        format!("`{}` is not a directory", path.display()),
+    )
 }
 
 /// The error of a lookup that found no address for `host`.
@@ -518,7 +603,10 @@ fn work_loop(shared: &Shared) {
         if let Some((key, mut work)) = state.queue.pop_front() {
             state.running.push(key);
             drop(state);
-            let result = work.perform();
+            // `Blocking` catches its closure's panic itself; nothing else should panic, but a
+            // panic must not kill the thread with its job unanswered.
+            let result = panic::catch_unwind(AssertUnwindSafe(|| work.perform()))
+                .unwrap_or_else(|_| Err(io::Error::other("an offloaded op panicked")));
             state = lock(&shared.state);
             state.running.retain(|k| *k != key);
             if state.closed {
@@ -528,7 +616,7 @@ fn work_loop(shared: &Shared) {
             }
             state.finished.push((key, work, result));
             drop(state);
-            (shared.notify)();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| (shared.notify)()));
             state = lock(&shared.state);
             continue;
         }
@@ -573,14 +661,30 @@ impl fmt::Debug for Pool {
 /// [`Offloader::TAG`] set (so the backend tells them from its own), delivers their completions
 /// when the backend calls [`Offloader::reap`], and cancels them under the rules of the module
 /// docs. Everything but the pool stays on the loop's thread.
+///
+/// Stdin reads never go to the pool themselves: they wait here, in order, while one job of the
+/// offloader's own at a time reads stdin into the process's queue; `reap` hands the queued
+/// bytes to the reads still waiting, the oldest first. A canceled stdin read leaves at once and
+/// takes nothing.
+///
+/// The backend must call `submit`, `cancel` and `discard` where completing an op's slot is
+/// allowed (they may complete one: a canceled job that had not started), and `reap` after each
+/// `notify` and before it waits again.
 pub struct Offloader {
     pool: Pool,
     waiting: Vec<Waiting>,
     free: Vec<u32>,
-    in_flight: usize,
-    /// Jobs in flight whose caller left (`Waiting::gone`).
+    /// Entries in flight (stdin reads waiting here included).
+    total: usize,
+    /// Of those, entries whose caller left (`Waiting::gone`).
     left: usize,
+    /// Of those, work that detaches on cancel (a blocking closure, a lookup).
+    detached: usize,
     finished: Vec<Finished>,
+    /// Stdin reads waiting for bytes, oldest first.
+    stdin_readers: VecDeque<u64>,
+    /// A `StdinFill` job is on the pool.
+    stdin_filling: bool,
 }
 
 #[derive(Default)]
@@ -592,11 +696,18 @@ struct Waiting {
     gone: bool,
     /// For work that detaches on cancel: what its canceled caller gets back.
     shell: Option<Offload>,
+    /// A stdin read waiting here (not on the pool).
+    stdin: Option<Stdio>,
+    /// The work detaches on cancel: once its caller has gone, nobody waits for it.
+    detaches: bool,
 }
 
 impl Offloader {
     /// The bit set in every [`OpId`] this offloader issues.
     pub const TAG: u64 = 1 << 63;
+
+    /// The key of the offloader's own stdin job (no entry has it: index `u32::MAX`).
+    const STDIN_FILL: u64 = Self::TAG | 0xffff_ffff;
 
     /// The default bound on the pool's threads.
     pub const MAX_THREADS: usize = 64;
@@ -608,9 +719,12 @@ impl Offloader {
             pool: Pool::new(Self::MAX_THREADS, notify),
             waiting: Vec::new(),
             free: Vec::new(),
-            in_flight: 0,
+            total: 0,
             left: 0,
+            detached: 0,
             finished: Vec::new(),
+            stdin_readers: VecDeque::new(),
+            stdin_filling: false,
         }
     }
 
@@ -619,10 +733,9 @@ impl Offloader {
         id.get() & Self::TAG != 0
     }
 
-    /// Jobs submitted and not yet reaped (including ones whose caller left): while any is,
-    /// the backend has work coming and must not report a deadlock.
+    /// Every job in flight, including ones whose caller left.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.total
     }
 
     /// Jobs whose caller still waits for them: [`in_flight`](Offloader::in_flight) without the
@@ -630,13 +743,47 @@ impl Offloader {
     /// wake nobody. A backend deciding whether a deadlock is possible counts these: a job whose
     /// caller left (a detached closure that may run forever) can never make a task runnable.
     pub fn awaited(&self) -> usize {
-        self.in_flight - self.left
+        self.total - self.left
+    }
+
+    /// Jobs in flight the backend waits for: all but work that detached (a blocking closure or
+    /// a lookup whose caller has gone), which may run for any time and whose end wakes nobody.
+    /// Unlike [`awaited`](Offloader::awaited), a file-system op whose caller left is counted:
+    /// it ends in bounded time, and a backend that waits for its kernel ops to end at tear-down
+    /// waits for these too (after [`cancel_all`](Offloader::cancel_all)), so no effect lands
+    /// after it returned. (The offloader's own stdin job is never counted: nobody waits for
+    /// it once its readers are gone.)
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use io_core::offload::{Blocking, Offload, Offloader};
+    /// use io_core::Submitted;
+    ///
+    /// let (release, released) = mpsc::channel::<()>();
+    /// let (running, started) = mpsc::channel::<()>();
+    /// let mut offloader = Offloader::new(|| {});
+    /// let job = Blocking::new(move || {
+    ///     running.send(()).unwrap();
+    ///     let _ = released.recv();
+    /// });
+    /// let Submitted::InFlight { id, slot } = offloader.submit(Offload::Blocking(job)) else {
+    ///     unreachable!("offloaded work is always in flight")
+    /// };
+    /// started.recv().unwrap();
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 1));
+    /// offloader.cancel(id); // a running closure detaches: its caller goes at once
+    /// assert!(slot.take().unwrap().result.is_err());
+    /// assert_eq!((offloader.in_flight(), offloader.outstanding()), (1, 0));
+    /// release.send(()).unwrap();
+    /// ```
+    pub fn outstanding(&self) -> usize {
+        self.total - self.detached
     }
 
     /// Cancels every job whose caller still waits, as [`cancel`](Offloader::cancel) does each:
     /// for a backend shutting down. Afterwards the only jobs still awaited are running ones that
-    /// do not detach on cancel (file-system ops, lookups, writes of stdout); their completions
-    /// come through [`reap`](Offloader::reap).
+    /// do not detach on cancel (file-system ops, writes of stdout); their completions come
+    /// through [`reap`](Offloader::reap).
     pub fn cancel_all(&mut self) {
         let keys: Vec<u64> = self
             .waiting
@@ -650,56 +797,103 @@ impl Offloader {
         }
     }
 
-    /// Hands `work` to the pool; its completion comes through the returned slot.
+    /// Takes `work`; its completion comes through the returned slot.
     pub fn submit(&mut self, work: Offload) -> Submitted {
         let slot = OpSlot::new(work.name());
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
                 self.waiting.push(Waiting::default());
-                u32::try_from(self.waiting.len() - 1).expect("fewer than 2^31 offloaded ops")
+                u32::try_from(self.waiting.len() - 1)
+                    .ok()
+                    .filter(|index| *index < u32::MAX)
+                    .expect("fewer than 2^32 - 1 offloaded ops at once")
             }
         };
         let entry = &mut self.waiting[index as usize];
         entry.slot = Some(slot.clone());
         entry.gone = false;
-        entry.shell = work.detaches_on_cancel().then(|| work.detached_shell());
+        entry.detaches = work.detaches_on_cancel();
+        entry.shell = entry.detaches.then(|| work.detached_shell());
         let key = Self::TAG | (u64::from(entry.generation) << 32) | u64::from(index);
-        self.in_flight += 1;
-        self.pool.submit(key, work);
+        self.total += 1;
+        match work {
+            Offload::Stdio(stdio) if stdio.is_stdin() => {
+                let want = stdio.buf.capacity();
+                entry.stdin = Some(stdio);
+                self.stdin_readers.push_back(key);
+                self.fill_stdin(want);
+            }
+            work => self.pool.submit(key, work),
+        }
         Submitted::InFlight {
             id: OpId::new(key),
             slot,
         }
     }
 
+    /// Starts the stdin job unless one runs (it returns at once if bytes are queued already).
+    fn fill_stdin(&mut self, want: usize) {
+        if !self.stdin_filling {
+            self.stdin_filling = true;
+            self.pool.submit(Self::STDIN_FILL, Offload::StdinFill(want));
+        }
+    }
+
     fn entry(&mut self, key: u64) -> Option<&mut Waiting> {
+        if key == Self::STDIN_FILL {
+            return None;
+        }
         let entry = self.waiting.get_mut((key & 0xffff_ffff) as usize)?;
         (u64::from(entry.generation) == (key >> 32) & 0x7fff_ffff && entry.slot.is_some())
             .then_some(entry)
     }
 
+    /// Frees an entry: its slot, and whether its caller had gone.
     fn release(&mut self, key: u64) -> Option<(OpSlot, bool)> {
         let index = (key & 0xffff_ffff) as u32;
         let entry = self.entry(key)?;
         let slot = entry.slot.take()?;
         let gone = entry.gone;
+        let detached = gone && entry.detaches;
         entry.shell = None;
+        entry.stdin = None;
         entry.generation = (entry.generation + 1) & 0x7fff_ffff;
         self.free.push(index);
-        self.in_flight -= 1;
-        if gone {
-            self.left -= 1;
-        }
+        self.total -= 1;
+        self.left -= usize::from(gone);
+        self.detached -= usize::from(detached);
         Some((slot, gone))
     }
 
-    /// Cancels a job: one still queued completes as canceled at once, with its work back; one
-    /// that detaches on cancel completes as canceled at once and runs on; any other is waited
-    /// for (its completion, when it comes, says what it did).
+    /// Marks an entry's caller gone (it no longer counts as awaited; work that detaches no
+    /// longer counts as outstanding either).
+    fn leave(&mut self, key: u64) {
+        let newly_gone = self
+            .entry(key)
+            .map(|entry| (!std::mem::replace(&mut entry.gone, true), entry.detaches));
+        if let Some((true, detaches)) = newly_gone {
+            self.left += 1;
+            self.detached += usize::from(detaches);
+        }
+    }
+
+    /// Cancels a job: one still queued completes as canceled at once, with its work back, and
+    /// so does a stdin read (it waits here, not on the pool); a job that finished and waits to
+    /// be reaped is delivered by the next `reap` (completion wins); a running one that detaches
+    /// on cancel completes as canceled at once and runs on; any other is waited for (its
+    /// completion, when it comes, says what it did).
     pub fn cancel(&mut self, id: OpId) {
         let key = id.get();
         if self.entry(key).is_none_or(|entry| entry.gone) {
+            return;
+        }
+        if let Some(at) = self.stdin_readers.iter().position(|k| *k == key) {
+            self.stdin_readers.remove(at);
+            let stdin = self.entry(key).and_then(|entry| entry.stdin.take());
+            if let (Some((slot, _)), Some(stdin)) = (self.release(key), stdin) {
+                slot.complete(canceled(Op::Offload(Offload::Stdio(stdin))));
+            }
             return;
         }
         if let Some(work) = self.pool.unqueue(key) {
@@ -708,22 +902,31 @@ impl Offloader {
             }
             return;
         }
+        self.pool.take_finished(&mut self.finished);
+        if self.finished.iter().any(|(k, _, _)| *k == key) {
+            // Done already: `reap` delivers the real completion (the pool's notify has woken
+            // the loop for it).
+            return;
+        }
         // Running: only work that detaches lets its caller go now.
         let Some(entry) = self.entry(key) else { return };
-        let Some(shell) = entry.shell.take() else {
-            return;
-        };
-        entry.gone = true;
-        let slot = entry.slot.clone().expect("checked: in flight");
-        self.left += 1;
-        slot.complete(canceled(Op::Offload(shell)));
+        if let Some(shell) = entry.shell.take() {
+            let slot = entry.slot.clone().expect("checked: in flight");
+            self.leave(key);
+            slot.complete(canceled(Op::Offload(shell)));
+        }
     }
 
     /// The caller's future was dropped: the job runs on (or is unqueued) and its result is
-    /// dropped.
+    /// dropped; a stdin read stops waiting.
     pub fn discard(&mut self, id: OpId) {
         let key = id.get();
         if self.entry(key).is_none() {
+            return;
+        }
+        if let Some(at) = self.stdin_readers.iter().position(|k| *k == key) {
+            self.stdin_readers.remove(at);
+            self.release(key);
             return;
         }
         if let Some(work) = self.pool.unqueue(key) {
@@ -731,28 +934,26 @@ impl Offloader {
             drop(work);
             return;
         }
-        let newly_gone = self
-            .entry(key)
-            .is_some_and(|entry| !std::mem::replace(&mut entry.gone, true));
-        if newly_gone {
-            self.left += 1;
-        }
+        self.leave(key);
     }
 
-    /// Delivers the completions of the jobs that finished since the last call; returns how
-    /// many it delivered. Call it on the loop's thread after `notify` woke the loop (and before
-    /// it waits again).
+    /// Delivers the completions of the jobs that finished since the last call, and hands
+    /// queued stdin to the stdin reads waiting; returns how many completions it delivered.
+    /// Call it on the loop's thread after `notify` woke the loop (and before it waits again).
     pub fn reap(&mut self) -> usize {
         self.pool.take_finished(&mut self.finished);
         let mut delivered = 0;
         let finished = std::mem::take(&mut self.finished);
         for (key, work, result) in finished {
+            if key == Self::STDIN_FILL {
+                self.stdin_filling = false;
+                continue;
+            }
             let Some((slot, gone)) = self.release(key) else {
                 continue;
             };
             if gone {
-                // The caller has gone: the work (and a stdin read's bytes, kept by its drop)
-                // is dropped here, and nobody is woken.
+                // The caller has gone: the work is dropped here, and nobody is woken.
                 drop(work);
                 continue;
             }
@@ -761,6 +962,43 @@ impl Offloader {
                 op: Op::Offload(work),
             });
             delivered += 1;
+        }
+        delivered + self.serve_stdin()
+    }
+
+    /// Hands queued stdin to the waiting reads, oldest first; starts another fill if some
+    /// still wait.
+    fn serve_stdin(&mut self) -> usize {
+        let mut delivered = 0;
+        while let Some(&key) = self.stdin_readers.front() {
+            let Some(entry) = self.entry(key) else {
+                self.stdin_readers.pop_front();
+                continue;
+            };
+            let Some(mut stdin) = entry.stdin.take() else {
+                self.stdin_readers.pop_front();
+                continue;
+            };
+            match stdin_take(&mut stdin.buf) {
+                Some(result) => {
+                    self.stdin_readers.pop_front();
+                    if let Some((slot, _)) = self.release(key) {
+                        slot.complete(Completion {
+                            result,
+                            op: Op::Offload(Offload::Stdio(stdin)),
+                        });
+                        delivered += 1;
+                    }
+                }
+                None => {
+                    let want = stdin.buf.capacity();
+                    if let Some(entry) = self.entry(key) {
+                        entry.stdin = Some(stdin);
+                    }
+                    self.fill_stdin(want);
+                    break;
+                }
+            }
         }
         delivered
     }
@@ -776,7 +1014,8 @@ fn canceled(op: Op) -> Completion {
 impl fmt::Debug for Offloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Offloader")
-            .field("in_flight", &self.in_flight)
+            .field("in_flight", &self.total)
+            .field("left", &self.left)
             .field("pool", &self.pool)
             .finish()
     }

@@ -5,9 +5,11 @@
 
 use std::fmt;
 use std::future::Future;
+use std::ops::{Add, Sub};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use crate::task;
 use crate::{Canceled, Io, Park, TimerId};
@@ -89,5 +91,89 @@ impl fmt::Debug for Sleep {
         f.debug_struct("Sleep")
             .field("deadline_ms", &self.deadline_ms)
             .finish()
+    }
+}
+
+/// A point on a backend's clock: milliseconds since the backend started, virtual on fiber (so
+/// not `std::time::Instant`, which only a real clock has). [`Cx::now`](crate::Cx::now) reads it;
+/// [`Cx::sleep_until`](crate::Cx::sleep_until) waits for it. Arithmetic with [`Duration`]
+/// saturates: the far end, `Instant::NEVER`, is a deadline that never comes. Durations are
+/// rounded up to whole milliseconds, so a sleep never ends early.
+///
+/// ```
+/// use std::time::Duration;
+/// use io_core::Instant;
+/// let t = Instant::from_ms(1_000);
+/// assert_eq!(t + Duration::from_micros(1), Instant::from_ms(1_001)); // rounded up
+/// assert_eq!((t + Duration::from_secs(2)) - t, Duration::from_secs(2));
+/// assert_eq!(t - (t + Duration::from_secs(1)), Duration::ZERO); // saturating
+/// assert_eq!(t + Duration::MAX, Instant::NEVER);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant {
+    ms: u64,
+}
+
+impl Instant {
+    /// The deadline that never comes.
+    pub const NEVER: Instant = Instant { ms: u64::MAX };
+
+    /// The instant `ms` milliseconds after the backend's start.
+    pub const fn from_ms(ms: u64) -> Instant {
+        Instant { ms }
+    }
+
+    /// Milliseconds since the backend's start.
+    pub const fn as_ms(self) -> u64 {
+        self.ms
+    }
+
+    /// How long after `earlier` this is (zero if it is not later).
+    pub fn duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_millis(self.ms.saturating_sub(earlier.ms))
+    }
+
+    /// `self + d`, or `None` past the clock's end.
+    pub fn checked_add(self, d: Duration) -> Option<Instant> {
+        self.ms.checked_add(ms_rounded_up(d)?).map(Instant::from_ms)
+    }
+}
+
+/// A whole number of milliseconds, rounded up; `None` past `u64::MAX`.
+pub(crate) fn ms_rounded_up(d: Duration) -> Option<u64> {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).ok()
+}
+
+/// Milliseconds on the backend's clock, as the millisecond API takes them.
+impl From<u64> for Instant {
+    fn from(ms: u64) -> Instant {
+        Instant::from_ms(ms)
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, d: Duration) -> Instant {
+        self.checked_add(d).unwrap_or(Instant::NEVER)
+    }
+}
+
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+
+    /// Saturates at the backend's start.
+    fn sub(self, d: Duration) -> Instant {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Instant::from_ms(self.ms.saturating_sub(ms))
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+
+    fn sub(self, earlier: Instant) -> Duration {
+        self.duration_since(earlier)
     }
 }

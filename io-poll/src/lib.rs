@@ -171,11 +171,12 @@ impl PollBackend {
         self.ops.borrow().owned() > 0
     }
 
-    /// Whether anything in flight may still make a task runnable: an op the table owns, or an
-    /// offloaded job whose caller waits for it. (A job whose caller left wakes nobody: a
-    /// detached closure that never ends must not keep a deadlock from being reported.)
+    /// Whether work is in flight that the loop waits for: an op the table owns, or an offloaded
+    /// job that has not detached (`Offloader::outstanding`: a file-system op ends in bounded
+    /// time, even if its caller left; a detached closure or lookup may run forever and wakes
+    /// nobody, so it must not keep a deadlock from being reported).
     fn work_in_flight(&self) -> bool {
-        self.io_in_flight() || self.offloader.borrow().awaited() > 0
+        self.io_in_flight() || self.offloader.borrow().outstanding() > 0
     }
 
     /// Delivers the offloaded jobs finished since the last call (nothing to do, and no lock
@@ -264,17 +265,17 @@ impl PollBackend {
     }
 
     /// Ends every op still owned (canceled) and deregisters every descriptor; cancels every
-    /// offloaded job still awaited and waits for those a cancel cannot recall (see DESIGN.md,
-    /// "Shutting down with offloaded work").
+    /// offloaded job still awaited, then waits for the ones outstanding (running file-system ops
+    /// and stdout writes; detached work is let go; see DESIGN.md, "Offloaded work").
     fn drain(&self) {
         self.with_ops(|ops, after| ops.drain(after));
         self.offloader.borrow_mut().cancel_all();
         loop {
             self.reap();
-            if self.offloader.borrow().awaited() == 0 {
+            if self.offloader.borrow().outstanding() == 0 {
                 break;
             }
-            // A file-system op, a lookup or a stdout write: it ends on its own, and its
+            // A file-system op or a stdout write (awaited or not): it ends on its own, and its
             // job's `notify` ends this wait.
             let _ = self.poller.wait(&mut self.events.borrow_mut(), None);
         }

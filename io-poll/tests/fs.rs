@@ -222,6 +222,18 @@ fn every_fs_op_by_path_and_its_errors() {
             Ok(0)
         );
         assert!(!sub.exists());
+        // remove_dir_all: a tree with a link out of it (removed as a link, its target kept).
+        let tree = root.join("tree");
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        std::fs::write(tree.join("a/b/f"), b"x").unwrap();
+        let outside = root.join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("a/out")).unwrap();
+        let all = |path: &PathBuf| FsOp::RemoveDirAll { path: path.clone() };
+        assert_eq!(fs(&cx, all(&tree)).await.0, Ok(0));
+        assert!(!tree.exists());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        assert_eq!(fs(&cx, all(&tree)).await.0, Err(ErrorKind::NotFound));
         Ok(())
     });
     std::fs::remove_dir_all(dir).unwrap();

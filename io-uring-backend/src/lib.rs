@@ -21,8 +21,16 @@
 //! No op waits for another to finish: a full submission queue is handed to the kernel at once,
 //! and completions beyond the completion queue's size wait on the kernel's overflow list.
 //!
+//! Work with no opcode (reading a directory or a link, name lookups, `spawn_blocking`
+//! closures, the standard streams) runs on an [`io_core::offload::Offloader`]'s thread pool,
+//! whose finished jobs wake the loop through the same eventfd.
+//!
 //! Needs Linux 5.11 (`IORING_FEAT_EXT_ARG` and `IORING_OP_SHUTDOWN`); anything less, or a
-//! process that may not use io_uring, gets a [`UringError`] naming the cause.
+//! process that may not use io_uring, gets a [`UringError`] naming the cause. Newer opcodes are
+//! used where the ring's probe finds them, with a fallback otherwise: `set_len` is
+//! `IORING_OP_FTRUNCATE` from Linux 6.9 and a synchronous `ftruncate` before; creating a
+//! directory and making links are `MKDIRAT`/`LINKAT`/`SYMLINKAT` from 5.15 and pool jobs
+//! before.
 //!
 //! ```
 //! use io_uring_backend::UringIo;
@@ -51,16 +59,21 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use io_core::offload::{Offload, Offloader};
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue, Runnable, Submitted,
+    BackendCore, Canceled, Completion, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue,
+    Runnable, Submitted,
 };
 
 pub use error::UringError;
 pub use op::UringStats;
-use op::{Aftermath, Ops};
+use op::{ring_serves, Aftermath, Ops};
 
 /// Submission-queue entries of a ring built by [`UringIo::new`].
 pub const DEFAULT_SQ_ENTRIES: u32 = 256;
@@ -79,6 +92,13 @@ struct Uring {
     /// Reused between table calls; taken out while in use.
     after: RefCell<Aftermath>,
     batch: RefCell<VecDeque<Runnable>>,
+    /// The pool for offloaded work the ring has no opcode for (see DESIGN.md, "Offloaded work").
+    offloader: RefCell<Offloader>,
+    /// Set by the pool when a job finished (before it wakes the loop): the loop reaps the
+    /// offloader only then, so a turn without offloaded work takes no lock for it.
+    offloads_finished: Arc<AtomicBool>,
+    /// Cancels (`false`) and discards (`true`) that arrived while the offloader was borrowed.
+    offloads_deferred: RefCell<Vec<(OpId, bool)>>,
 }
 
 impl UringIo {
@@ -116,12 +136,25 @@ impl UringIo {
     pub fn with_entries(sq_entries: u32, cq_entries: u32) -> Result<UringIo, UringError> {
         let ops = Ops::new(sq_entries, cq_entries)?;
         let queue = RunQueue::with_idle_hook(ops.wakeup().notifier());
+        let offloads_finished = Arc::new(AtomicBool::new(false));
+        let offloader = {
+            let finished = offloads_finished.clone();
+            let wake = ops.wakeup().notifier();
+            // Runs on a pool thread after each job: the eventfd write ends the loop's wait.
+            Offloader::new(move || {
+                finished.store(true, Ordering::Release);
+                wake();
+            })
+        };
         Ok(UringIo(Rc::new(Uring {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
             after: RefCell::new(Aftermath::default()),
             batch: RefCell::new(VecDeque::new()),
+            offloader: RefCell::new(offloader),
+            offloads_finished,
+            offloads_deferred: RefCell::new(Vec::new()),
         })))
     }
 
@@ -204,8 +237,64 @@ impl Uring {
         self.io_in_flight() || self.core.foreign_waits()
     }
 
+    /// Whether an op will still complete: one on the ring, or a job on the offload pool that is
+    /// not a detached closure or stdin read (see DESIGN.md, "Offloaded work").
     fn io_in_flight(&self) -> bool {
         self.ops.borrow().unfinished() > 0
+            || self
+                .offloader
+                .try_borrow()
+                .map_or(true, |offloader| offloader.outstanding() > 0)
+    }
+
+    /// Runs `f` on the offloader, then the cancels and discards that came in meanwhile.
+    fn with_offloader<R>(&self, f: impl FnOnce(&mut Offloader) -> R) -> R {
+        let result = f(&mut self.offloader.borrow_mut());
+        loop {
+            let deferred = self.offloads_deferred.borrow_mut().pop();
+            let Some((id, discard)) = deferred else {
+                break;
+            };
+            self.cancel_offload(id, discard);
+        }
+        result
+    }
+
+    /// Cancels (or, `discard`, lets go of) an offloaded job. A slot the offloader completes
+    /// readies a park, which may drop a future that discards its own op: such a call, made
+    /// while the offloader is borrowed, is kept for when it is released.
+    fn cancel_offload(&self, id: OpId, discard: bool) {
+        if self.offloader.try_borrow_mut().is_err() {
+            self.offloads_deferred.borrow_mut().push((id, discard));
+            return;
+        }
+        self.with_offloader(|offloader| {
+            if discard {
+                offloader.discard(id);
+            } else {
+                offloader.cancel(id);
+            }
+        });
+    }
+
+    /// Delivers the completions of offloaded jobs, if any finished since the last call.
+    fn reap_offloads(&self) {
+        if self.offloads_finished.load(Ordering::Relaxed)
+            && self.offloads_finished.swap(false, Ordering::Acquire)
+        {
+            self.with_offloader(Offloader::reap);
+        }
+    }
+
+    /// Hands `work` to the offload pool.
+    fn offload(&self, work: Offload) -> Submitted {
+        if self.ops.borrow().is_closing() {
+            return Submitted::Done(Completion {
+                result: Err(io::Error::other("the uring backend has shut down")),
+                op: Op::Offload(work),
+            });
+        }
+        self.with_offloader(|offloader| offloader.submit(work))
     }
 
     /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes.
@@ -237,11 +326,36 @@ impl Uring {
             self.with_ops(|ops, _| ops.wait(timeout));
             self.core.queue().end_idle();
             self.with_ops(|ops, after| ops.reap(after));
+            self.reap_offloads();
         }
     }
 
-    /// Cancels everything in the kernel and waits for every final completion.
+    /// Cancels everything and waits for every final completion: offloaded jobs first (while
+    /// the ring's wakeup read still runs to tell when one finishes), then the ring. Queued jobs
+    /// are dropped unrun; running file-system ops and lookups are waited for, as ops in the
+    /// kernel are; blocking closures and stdin reads, which may run for any time, are left
+    /// running (their results dropped when they arrive; counted in
+    /// [`UringStats::offloads_left_running`]).
     fn drain(&self) {
+        self.with_offloader(Offloader::cancel_all);
+        loop {
+            self.offloads_finished.store(false, Ordering::Relaxed);
+            self.with_offloader(Offloader::reap);
+            if self.offloader.borrow().outstanding() == 0 {
+                break;
+            }
+            // After tear-down began the wakeup read is gone: poll for the pool instead.
+            let closing = self.ops.borrow().is_closing();
+            let timeout = closing.then_some(Duration::from_millis(1));
+            self.with_ops(|ops, _| ops.wait(timeout));
+            self.with_ops(|ops, after| ops.reap(after));
+        }
+        let left_running = self.offloader.borrow().in_flight();
+        self.with_ops(|ops, _| {
+            if !ops.is_closing() {
+                ops.note_offloads_left_running(left_running);
+            }
+        });
         while !self.with_ops(|ops, after| ops.drain_step(after)) {}
     }
 }
@@ -253,16 +367,30 @@ impl Io for Uring {
 
     /// Turns the op into an SQE (pushed now, or queued while the kernel refuses SQEs); its park is
     /// readied by its CQE.
+    /// Offloaded work the ring has no opcode for goes to the pool instead.
     fn submit(&self, op: Op) -> Submitted {
-        self.with_ops(|ops, after| ops.submit(op, after))
+        match op {
+            Op::Offload(work) if !ring_serves(&work, self.ops.borrow().opcodes()) => {
+                self.offload(work)
+            }
+            op => self.with_ops(|ops, after| ops.submit(op, after)),
+        }
     }
 
     fn cancel_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.cancel(id, after));
+        if Offloader::owns(id) {
+            self.cancel_offload(id, false);
+        } else {
+            self.with_ops(|ops, after| ops.cancel(id, after));
+        }
     }
 
     fn discard_op(&self, id: OpId) {
-        self.with_ops(|ops, after| ops.discard(id, after));
+        if Offloader::owns(id) {
+            self.cancel_offload(id, true);
+        } else {
+            self.with_ops(|ops, after| ops.discard(id, after));
+        }
     }
 }
 
@@ -277,6 +405,7 @@ impl Driver for Uring {
     fn poll(&self, deadline_ms: u64) -> Next {
         self.core.fire_due();
         self.with_ops(|ops, after| ops.reap(after));
+        self.reap_offloads();
         let mut batch = self.batch.take();
         self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
@@ -334,7 +463,7 @@ mod tests {
     use io_core::{Handle, Op, TcpStream};
 
     use super::UringIo;
-    use crate::ring::tests::refuse_submits;
+    use crate::ring::tests::{pretend_no_opcodes_on_this_thread, refuse_submits};
 
     /// `count` connected pairs (peer, server) whose peers never write: a read on a server side
     /// never completes.
@@ -441,5 +570,148 @@ mod tests {
             .expect("hung: a close waits forever for a holder canceled while queued");
         let _ = std::fs::remove_file(&path);
         assert_eq!(result, Ok(Some(0)));
+    }
+
+    /// set_len, then every file-system op by path with opcodes (or their errors): ops the
+    /// kernel is asked for through the ring are counted in `stats().submitted`.
+    fn set_len_and_fs_ops(io: UringIo, dir: &std::path::Path) {
+        use io_core::offload::{FsOp, Offload};
+        use std::io::ErrorKind;
+        let dir = dir.to_path_buf();
+        io.run(|cx| async move {
+            let fs = |op: FsOp| {
+                let cx = cx.clone();
+                async move {
+                    let done = cx.submit(Op::Offload(Offload::Fs(op))).await;
+                    done.result.map(|_| done.op)
+                }
+            };
+            let file = dir.join("file");
+            let opened = cx
+                .submit(Op::Open {
+                    path: file.clone(),
+                    options: io_core::OpenOptions::new().write(true).create(true),
+                    file: None,
+                })
+                .await;
+            opened.result.unwrap();
+            let Op::Open {
+                file: Some(handle), ..
+            } = opened.op
+            else {
+                panic!("no file")
+            };
+            let set = cx
+                .submit(Op::SetLen {
+                    file: handle.clone(),
+                    len: 3,
+                })
+                .await;
+            set.result.unwrap();
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), 3);
+            let sub = dir.join("sub");
+            fs(FsOp::CreateDir { path: sub.clone() }).await.unwrap();
+            let again = fs(FsOp::CreateDir { path: sub.clone() }).await;
+            assert_eq!(again.unwrap_err().kind(), ErrorKind::AlreadyExists);
+            let meta = fs(FsOp::Metadata {
+                path: sub.clone(),
+                follow: true,
+                metadata: None,
+            });
+            assert!(matches!(
+                meta.await.unwrap(),
+                Op::Offload(Offload::Fs(FsOp::Metadata { metadata: Some(m), .. })) if m.is_dir()
+            ));
+            let link = dir.join("link");
+            fs(FsOp::Symlink {
+                original: file.clone(),
+                link: link.clone(),
+            })
+            .await
+            .unwrap();
+            let meta = fs(FsOp::Metadata {
+                path: link.clone(),
+                follow: false,
+                metadata: None,
+            });
+            assert!(matches!(
+                meta.await.unwrap(),
+                Op::Offload(Offload::Fs(FsOp::Metadata { metadata: Some(m), .. })) if m.is_symlink()
+            ));
+            let hard = dir.join("hard");
+            fs(FsOp::HardLink {
+                original: file.clone(),
+                link: hard.clone(),
+            })
+            .await
+            .unwrap();
+            let moved = dir.join("moved");
+            fs(FsOp::Rename {
+                from: hard.clone(),
+                to: moved.clone(),
+            })
+            .await
+            .unwrap();
+            for path in [&moved, &link, &file] {
+                fs(FsOp::RemoveFile { path: path.clone() }).await.unwrap();
+            }
+            let twice = fs(FsOp::RemoveFile { path: file.clone() }).await;
+            assert_eq!(twice.unwrap_err().kind(), ErrorKind::NotFound);
+            fs(FsOp::RemoveDir { path: sub.clone() }).await.unwrap();
+            let missing = fs(FsOp::Metadata {
+                path: sub,
+                follow: true,
+                metadata: None,
+            })
+            .await;
+            assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ioswap-uring-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Where the kernel lacks the newer opcodes (FTRUNCATE before 6.9; MKDIRAT, LINKAT and
+    /// SYMLINKAT before 5.15), set_len is a plain `ftruncate` and the file-system ops by path
+    /// run on the pool: the same results and errors, and nothing of theirs on the ring (only
+    /// the open).
+    #[test]
+    fn without_the_newer_opcodes_ops_fall_back() {
+        pretend_no_opcodes_on_this_thread(true);
+        let io = UringIo::new().unwrap();
+        pretend_no_opcodes_on_this_thread(false);
+        let dir = scratch("fallback");
+        set_len_and_fs_ops(io.clone(), &dir);
+        assert_eq!(io.stats().submitted, 1);
+        assert_eq!(io.stats().offloads_left_running, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// With the opcodes the kernel has, the same ops go through the ring: every one of them
+    /// that the probe found.
+    #[test]
+    fn with_the_opcodes_ops_go_through_the_ring() {
+        let io = UringIo::new().unwrap();
+        let have = io.0.ops.borrow().opcodes();
+        let dir = scratch("opcodes");
+        set_len_and_fs_ops(io.clone(), &dir);
+        // The ops of `set_len_and_fs_ops`, by opcode: open, set_len, 2 mkdir, 3 statx,
+        // symlink, link, rename, 4 unlinks (one fails), rmdir.
+        let expected = 1
+            + usize::from(have.ftruncate)
+            + 2 * usize::from(have.mkdirat)
+            + 3 * usize::from(have.statx)
+            + usize::from(have.symlinkat)
+            + usize::from(have.linkat)
+            + usize::from(have.renameat)
+            + 5 * usize::from(have.unlinkat);
+        assert_eq!(io.stats().submitted, expected as u64);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

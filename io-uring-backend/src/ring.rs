@@ -9,7 +9,7 @@
 use std::io;
 use std::time::Duration;
 
-use io_uring::{squeue, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring, Probe};
 
 use crate::UringError;
 
@@ -21,6 +21,51 @@ pub(crate) struct Ring {
     /// The kernel lost a completion or refused to enter: what the ring holds can no longer be
     /// accounted for, so tear-down stops waiting for it.
     broken: bool,
+    opcodes: Opcodes,
+}
+
+/// The opcodes newer than the 5.11 baseline (or that a kernel may lack) which ops use when the
+/// ring's probe says the kernel has them; without one, the op falls back to a synchronous call
+/// or the offload pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Opcodes {
+    /// `IORING_OP_FTRUNCATE` (Linux 6.9).
+    pub(crate) ftruncate: bool,
+    /// `IORING_OP_MKDIRAT` (5.15).
+    pub(crate) mkdirat: bool,
+    /// `IORING_OP_SYMLINKAT` (5.15).
+    pub(crate) symlinkat: bool,
+    /// `IORING_OP_LINKAT` (5.15).
+    pub(crate) linkat: bool,
+    /// `IORING_OP_UNLINKAT` (5.11).
+    pub(crate) unlinkat: bool,
+    /// `IORING_OP_RENAMEAT` (5.11).
+    pub(crate) renameat: bool,
+    /// `IORING_OP_STATX` (5.6), by path.
+    pub(crate) statx: bool,
+}
+
+impl Opcodes {
+    /// What the kernel says it supports (none, if it cannot say).
+    fn probe(ring: &IoUring) -> Opcodes {
+        #[cfg(test)]
+        if tests::pretend_no_opcodes() {
+            return Opcodes::default();
+        }
+        let mut probe = Probe::new();
+        if ring.submitter().register_probe(&mut probe).is_err() {
+            return Opcodes::default();
+        }
+        Opcodes {
+            ftruncate: probe.is_supported(opcode::Ftruncate::CODE),
+            mkdirat: probe.is_supported(opcode::MkDirAt::CODE),
+            symlinkat: probe.is_supported(opcode::SymlinkAt::CODE),
+            linkat: probe.is_supported(opcode::LinkAt::CODE),
+            unlinkat: probe.is_supported(opcode::UnlinkAt::CODE),
+            renameat: probe.is_supported(opcode::RenameAt::CODE),
+            statx: probe.is_supported(opcode::Statx::CODE),
+        }
+    }
 }
 
 /// One reaped completion: `(user_data, result)`.
@@ -65,11 +110,18 @@ impl Ring {
                 since: "5.5",
             });
         }
+        let opcodes = Opcodes::probe(&ring);
         Ok(Ring {
             ring,
             outstanding: 0,
             broken: false,
+            opcodes,
         })
+    }
+
+    /// The optional opcodes this kernel has.
+    pub(crate) fn opcodes(&self) -> Opcodes {
+        self.opcodes
     }
 
     /// Requests pushed and not reaped yet.
@@ -197,6 +249,21 @@ pub(crate) mod tests {
         /// How many of this thread's next `Ring::submit` calls the "kernel" refuses, taking
         /// nothing (a passing `EAGAIN`: no memory for a request right now).
         static REFUSALS: Cell<u32> = const { Cell::new(0) };
+    }
+
+    thread_local! {
+        /// Rings built on this thread pretend the kernel has none of the optional opcodes.
+        static NO_OPCODES: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Makes the rings built on this thread from now on use their fallbacks (`on`), or the
+    /// opcodes the kernel has.
+    pub(crate) fn pretend_no_opcodes_on_this_thread(on: bool) {
+        NO_OPCODES.with(|no| no.set(on));
+    }
+
+    pub(super) fn pretend_no_opcodes() -> bool {
+        NO_OPCODES.with(Cell::get)
     }
 
     /// Makes the next `count` submits on this thread be refused.

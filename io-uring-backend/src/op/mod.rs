@@ -25,24 +25,27 @@
 
 mod close;
 mod kernel_mem;
+mod msg;
 mod prepare;
 mod sockaddr;
+mod sync;
 
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::mem::{self, MaybeUninit};
-use std::net;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use io_core::{Canceled, Completion, Op, OpId, OpSlot, Submitted};
 use io_uring::{opcode, squeue};
 
-use crate::ring::{Cqe, Ring};
+use crate::ring::{Cqe, Opcodes, Ring};
 use crate::wakeup::Wakeup;
 use crate::UringError;
 use close::close_entry;
 use kernel_mem::KernelMem;
+use msg::Msg;
+pub(crate) use prepare::ring_serves;
 use prepare::{finish, prepare};
 use sockaddr::SockAddr;
 
@@ -124,10 +127,23 @@ impl Aftermath {
 enum Aux {
     None,
     Path(#[allow(dead_code)] CString), // kept alive for the kernel, never read back
+    /// The two paths of a rename or a link.
+    Paths(
+        #[allow(dead_code)] CString, // kept alive for the kernel, never read back
+        #[allow(dead_code)] CString,
+    ),
     Statx(KernelMem<MaybeUninit<libc::statx>>),
+    /// A statx by path: the path and the buffer.
+    PathStatx(
+        #[allow(dead_code)] CString, // kept alive for the kernel, never read back
+        KernelMem<MaybeUninit<libc::statx>>,
+    ),
     Accept(KernelMem<SockAddr>),
+    /// A sendmsg's or recvmsg's header, iovec and address.
+    Msg(KernelMem<Msg>),
+    /// The new socket of a connect (TCP or Unix), a descriptor until it is connected.
     Connect {
-        socket: Option<net::TcpStream>,
+        socket: Option<OwnedFd>,
         #[allow(dead_code)] // kept alive for the kernel, never read back
         addr: KernelMem<SockAddr>,
     },
@@ -187,6 +203,10 @@ pub struct UringStats {
     pub late_completions_dropped: u64,
     /// Bytes those late reads had already consumed from their file or socket.
     pub late_bytes_dropped: u64,
+    /// Offloaded jobs that detach on cancel (blocking closures, stdin reads) still running on
+    /// the pool at tear-down: tear-down does not wait for them (they may run for any time);
+    /// they run on, and their results are dropped when they arrive.
+    pub offloads_left_running: u64,
 }
 
 /// The ring and every op it owns.
@@ -239,6 +259,21 @@ impl Ops {
 
     pub(crate) fn stats(&self) -> UringStats {
         self.stats
+    }
+
+    /// The optional opcodes the kernel has.
+    pub(crate) fn opcodes(&self) -> Opcodes {
+        self.ring.opcodes()
+    }
+
+    /// Counts offloaded jobs tear-down left running ([`UringStats::offloads_left_running`]).
+    pub(crate) fn note_offloads_left_running(&mut self, count: usize) {
+        self.stats.offloads_left_running += count as u64;
+    }
+
+    /// Whether tear-down has begun (no op is taken any more).
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing
     }
 
     /// Ops the table still owns, finished or not.
@@ -299,17 +334,15 @@ impl Ops {
         taken
     }
 
-    /// Starts `op`. Bind is a plain system call (it never waits); a close waits for the ops
-    /// still holding its descriptor; everything else becomes one SQE.
+    /// Starts `op`. Binds, a UDP connect, and `set_len` without `IORING_OP_FTRUNCATE` are plain
+    /// system calls (they never wait: `sync`); a close waits for the ops still holding its
+    /// descriptor; everything else becomes one SQE.
     pub(crate) fn submit(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
         }
-        if let Op::Bind { addr, listener, .. } = &mut op {
-            let result = net::TcpListener::bind(*addr).map(|bound| {
-                *listener = Some(io_core::Handle::new(bound));
-                0
-            });
+        if sync::is_sync(&op, self.ring.opcodes().ftruncate) {
+            let result = sync::perform(&mut op);
             return done(result, op);
         }
         let mut aux = Aux::None;
@@ -486,7 +519,13 @@ impl Ops {
         let outcome = finish(&mut slotted.op, &mut slotted.aux, result);
         if slotted.discarded {
             if let Ok(count) = outcome {
-                let read = matches!(slotted.op, Op::ReadAt { .. } | Op::Recv { .. });
+                let read = matches!(
+                    slotted.op,
+                    Op::ReadAt { .. }
+                        | Op::Recv { .. }
+                        | Op::RecvFrom { .. }
+                        | Op::RecvFromUnix { .. }
+                );
                 self.stats.late_completions_dropped += 1;
                 if read {
                     self.stats.late_bytes_dropped += count as u64;

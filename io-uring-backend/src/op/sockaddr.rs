@@ -1,30 +1,110 @@
-//! Socket addresses between std and the kernel: a connect's sockaddr, an accepted peer's, and
-//! the socket a connect starts from.
+//! Socket addresses between std and the kernel: a connect's or a send's sockaddr (IP or Unix),
+//! an accepted peer's or a datagram sender's, and the socket a connect starts from.
 
+use std::ffi::OsStr;
 use std::io;
 use std::mem;
-use std::net::{self, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::FromRawFd;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-/// The sockaddr of an accept (written by the kernel) or a connect (read by it).
+/// The sockaddr of an accept or a receive (written by the kernel) or a connect or a send (read
+/// by it). `sockaddr_storage` holds a `sockaddr_un` too.
+#[derive(Clone, Copy)]
 pub(super) struct SockAddr {
     pub(super) storage: libc::sockaddr_storage,
     pub(super) len: libc::socklen_t,
 }
 
+impl SockAddr {
+    /// Room for the kernel to write any address into.
+    pub(super) fn empty() -> SockAddr {
+        SockAddr {
+            // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
+            storage: unsafe { mem::zeroed() },
+            len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+}
+
 /// A new, unconnected TCP socket of `addr`'s family (close-on-exec).
-pub(super) fn new_tcp_socket(addr: &SocketAddr) -> io::Result<net::TcpStream> {
+pub(super) fn new_tcp_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
+    new_socket(family, libc::SOCK_STREAM)
+}
+
+/// A new socket (close-on-exec) of `family` and `kind`.
+pub(super) fn new_socket(family: libc::c_int, kind: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket takes no pointers; a negative result is handled below.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` was just returned by socket and nothing else owns it.
-    Ok(unsafe { net::TcpStream::from_raw_fd(fd) })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where `sun_path` starts in a `sockaddr_un`.
+const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
+
+/// The Unix socket address of `path`, with std's rules: no NUL byte, shorter than `sun_path`.
+pub(super) fn unix_sockaddr_of(path: &Path) -> io::Result<SockAddr> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "paths must not contain interior null bytes",
+        ));
+    }
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut sun: libc::sockaddr_un = unsafe { mem::zeroed() };
+    if bytes.len() >= sun.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path must be shorter than SUN_LEN",
+        ));
+    }
+    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, from) in sun.sun_path.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    // The terminating NUL is counted, as std and libc's SUN_LEN do (an empty path: unnamed).
+    let len = SUN_PATH_OFFSET + bytes.len() + usize::from(!bytes.is_empty());
+    let mut storage = SockAddr::empty().storage;
+    // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_un.
+    unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sun) };
+    Ok(SockAddr {
+        storage,
+        len: len as libc::socklen_t,
+    })
+}
+
+/// The path in a kernel-filled Unix socket address; `None` for an unnamed (or abstract) one.
+///
+/// # Safety
+///
+/// `addr.len` bytes of `addr.storage` must have been written by the kernel.
+pub(super) unsafe fn unix_path(addr: &SockAddr) -> Option<PathBuf> {
+    if i32::from(addr.storage.ss_family) != libc::AF_UNIX {
+        return None;
+    }
+    let storage: *const libc::sockaddr_storage = &addr.storage;
+    // SAFETY: the family says the storage holds a sockaddr_un, which fits in it.
+    let sun = unsafe { &*storage.cast::<libc::sockaddr_un>() };
+    let len = (addr.len as usize)
+        .saturating_sub(SUN_PATH_OFFSET)
+        .min(sun.sun_path.len());
+    let path: Vec<u8> = sun.sun_path[..len]
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    // Nothing before a NUL: unnamed (length 0) or abstract (a leading NUL), not a path.
+    (!path.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(&path)))
 }
 
 /// `addr` as a sockaddr the kernel reads.
