@@ -7,14 +7,27 @@
 //! through the backend, and in a sweep whenever a record has doubled since the last one (so it
 //! holds about as many entries as there are open sockets).
 //!
-//! What tells that a socket's counterpart is ours:
-//! - **TCP** ([`OwnSockets::own_peer`]): a stream with the reverse pair of addresses, or a
-//!   listener of ours at the peer's address (the connection waits in its backlog).
+//! The rule is never to report a counterpart as ours unless it must be: when unsure, the read
+//! just blocks. What tells that a socket's counterpart is ours:
+//! - **TCP** ([`OwnSockets::own_peer`]): a stream of ours with the reverse pair of addresses
+//!   (4-tuples are unique, so it is the other end), or, for a stream connected here, a
+//!   listener of ours that took the connection ([`OwnSockets::own_listener_for`], checked at
+//!   the connect): the connection waits in its backlog, or was accepted here. A listener takes
+//!   a connection only if the address is a loopback one (a wildcard listener says nothing of a
+//!   remote host's port; other local addresses are not told apart from remote ones) and no
+//!   other listener can: it is bound there, or to the wildcard address of the peer's own family
+//!   on the same port (or to `[::]` for an IPv4 peer if it is not v6-only), without
+//!   `SO_REUSEPORT` (with which a foreign listener may share the port and be handed the
+//!   connection). `SO_REUSEADDR` lets no other socket *listen* on an overlapping address, but
+//!   it lets a connected one share it: so a listener of ours proves nothing about a stream it
+//!   did not see connect (an accepted one whose peer has its address, or one connected before
+//!   it was bound).
 //! - **UDP** ([`OwnSockets::own_udp_peer`]): a *connected* UDP socket takes datagrams from its
-//!   peer's address alone; if a socket of ours is bound there (or to the wildcard address of
-//!   its family, same port) with neither `SO_REUSEADDR` nor `SO_REUSEPORT`, the kernel lets no
-//!   other socket bind an address that could send from there, so only ours can. An unconnected
-//!   UDP socket takes datagrams from anyone: never reported. (A raw socket forging the source
+//!   peer's address alone; if that is a loopback address and a socket of ours is bound there
+//!   (or to the wildcard address of the peer's family, same port, or to a dual-stack `[::]` for
+//!   an IPv4 peer) with neither `SO_REUSEADDR` nor `SO_REUSEPORT`, the kernel lets no other
+//!   socket bind an address that could send from there, so only ours can. An unconnected UDP
+//!   socket takes datagrams from anyone: never reported. (A raw socket forging the source
 //!   address, which needs `CAP_NET_RAW`, is not considered.)
 //! - **Unix streams** ([`OwnSockets::own_unix_peer`]): a listener of ours is known by the
 //!   identity (device, inode) of its socket file, which the bound socket keeps alive, so no
@@ -26,9 +39,17 @@
 //!   peer's name is a client of ours. Elsewhere no Unix stream is recognised.
 //!   (A datagram socket takes datagrams from anyone who can reach its path: never reported.)
 //!
+//!   One narrow risk is left: the identity is read from the path right after the bind (a
+//!   socket does not tell which file it is bound to, short of `sock_diag`). Another process
+//!   that unlinks our socket file and binds its own listener at the path in that instant would
+//!   have its listener taken for ours, and a read on a connection to it reported if that
+//!   process is slower than the grace. It needs write access to the directory and a race won
+//!   against the bind; a private directory for the socket rules it out.
+//!
 //! The sockets are `!Send` (an `Rc` inside their handles), so nothing but this thread acts on
 //! them — short of a descriptor duplicated out of one (`as_fd`) or a reference to the std
-//! socket lent to a scoped thread, which this cannot see.
+//! socket lent to a scoped thread, which this cannot see. Nor are kernel settings that let a
+//! socket bind an address not its host's (`ip_nonlocal_bind`) or simultaneous opens considered.
 
 use std::collections::HashMap;
 use std::fs;
@@ -47,6 +68,8 @@ pub(crate) struct OwnSockets {
     /// TCP listeners and streams, and UDP sockets bound without address reuse, by local
     /// address.
     inet: Record<SocketAddr>,
+    /// TCP streams connected here to a listener of ours, by local address.
+    tcp_clients: Record<SocketAddr>,
     /// Unix stream listeners and datagram sockets, by their socket file's identity.
     unix_files: Record<FileId>,
     /// Unix streams connected to a listener of ours, by their abstract name.
@@ -79,10 +102,22 @@ impl OwnSockets {
         }
     }
 
+    /// Records a TCP stream connected to a listener of ours ([`OwnSockets::own_listener_for`],
+    /// checked by the caller).
+    pub(crate) fn record_tcp_client(&mut self, handle: &Handle) {
+        if let Some(addr) = handle
+            .get::<net::TcpStream>()
+            .and_then(|s| s.local_addr().ok())
+        {
+            self.tcp_clients.insert(addr, handle);
+        }
+    }
+
     /// Forgets `handle`, which is being closed.
     pub(crate) fn forget(&mut self, handle: &Handle) {
         if let Some(addr) = inet_addr(handle) {
             self.inet.remove(&addr, handle);
+            self.tcp_clients.remove(&addr, handle);
         } else if let Some(file) = unix_file(handle) {
             self.unix_files.remove(&file, handle);
         } else if let Some(name) = handle.get::<UnixStream>().and_then(unix_local_name) {
@@ -90,51 +125,78 @@ impl OwnSockets {
         }
     }
 
+    /// Whether a connect to `addr` can only reach a listener of ours: `addr` is a loopback
+    /// address, and a listener of ours is bound there or to a wildcard address taking it, with
+    /// no `SO_REUSEPORT` (checked now: it may be switched on after the bind). Asked right before
+    /// the connect, which nothing else on this thread can act during.
+    pub(crate) fn own_listener_for(&mut self, addr: SocketAddr) -> bool {
+        let takes = |handle: &Handle| {
+            handle
+                .get::<net::TcpListener>()
+                .is_some_and(|listener| SockRef::from(listener).reuse_port().is_ok_and(|on| !on))
+        };
+        self.any_covering(addr, takes)
+    }
+
     /// Whether `stream`'s peer is a socket of this backend: the other end of the connection
-    /// (accepted or connected here), or a listener of this backend holding the connection in
-    /// its backlog, not yet accepted. `None` if the peer is not ours (or the socket has none).
-    pub(crate) fn own_peer(&mut self, stream: &net::TcpStream) -> Option<SocketAddr> {
-        if self.inet.is_empty() {
+    /// (a stream of ours with the reverse pair of addresses), or — for a stream connected here
+    /// to a listener of ours — that listener, holding the connection in its backlog or having
+    /// handed it to a stream of ours. `None` if the peer is not known to be ours (or the socket
+    /// has none).
+    pub(crate) fn own_peer(&mut self, stream: &Handle) -> Option<SocketAddr> {
+        if self.inet.is_empty() && self.tcp_clients.is_empty() {
             return None;
         }
-        let peer = stream.peer_addr().ok()?;
-        // The peer's peer is this stream's local address: a stream with the reverse pair of
-        // addresses is the other end. Asked only when there is a candidate.
-        let mut local = None;
-        let mut is_other_end = |other: &net::TcpStream| {
-            let local = *local.get_or_insert_with(|| stream.local_addr().ok());
-            local.is_some() && other.peer_addr().ok() == local
-        };
-        let own = self.inet.open_at(&peer).any(|handle| {
-            handle.get::<net::TcpListener>().is_some()
-                || handle
+        let tcp = stream.get::<net::TcpStream>()?;
+        let peer = tcp.peer_addr().ok()?;
+        let local = tcp.local_addr().ok()?;
+        let own = self.tcp_clients.holds(&local, stream)
+            || self.inet.open_at(&peer).any(|handle| {
+                handle
                     .get::<net::TcpStream>()
-                    .is_some_and(&mut is_other_end)
-        });
-        // A listener bound to every address of its family takes connections to any of them.
-        let own = own
-            || wildcards(peer).iter().any(|wildcard| {
-                self.inet
-                    .open_at(wildcard)
-                    .any(|handle| handle.get::<net::TcpListener>().is_some())
+                    .is_some_and(|other| other.peer_addr().ok() == Some(local))
             });
         own.then_some(peer)
     }
 
     /// The peer of a connected UDP socket, if only a socket of ours can send from its address:
-    /// one bound there, or to the wildcard address of its family on the same port, with no
-    /// address reuse (checked again now: reuse may be switched on after the bind).
+    /// it is a loopback address, and a socket of ours is bound there, or to a wildcard address
+    /// taking it on the same port, with no address reuse (checked again now: reuse may be
+    /// switched on after the bind).
     pub(crate) fn own_udp_peer(&mut self, socket: &net::UdpSocket) -> Option<SocketAddr> {
         if self.inet.is_empty() {
             return None;
         }
         let peer = socket.peer_addr().ok()?;
-        let holds = |handle: Handle| handle.get::<net::UdpSocket>().is_some_and(bound_alone);
-        let own = self.inet.open_at(&peer).any(holds)
-            || wildcards(peer)
-                .iter()
-                .any(|wildcard| self.inet.open_at(wildcard).any(holds));
-        own.then_some(peer)
+        let holds = |handle: &Handle| handle.get::<net::UdpSocket>().is_some_and(bound_alone);
+        self.any_covering(peer, holds).then_some(peer)
+    }
+
+    /// Whether a socket of ours for which `proves` holds is bound to loopback address `addr`,
+    /// or to the wildcard address of `addr`'s family on its port, or — for an IPv4 `addr` — to
+    /// `[::]` on its port without being v6-only (dual-stack). A wildcard socket of the other
+    /// family proves nothing: Linux lets a foreign socket bind `[::1]:P` beside `0.0.0.0:P`.
+    /// Never for an address that is not a loopback one: a wildcard socket says nothing of
+    /// another host's port, and a local address is not told apart from a remote one here.
+    fn any_covering(&mut self, addr: SocketAddr, proves: impl Fn(&Handle) -> bool) -> bool {
+        if self.inet.is_empty() || !addr.ip().is_loopback() {
+            return false;
+        }
+        let port = addr.port();
+        let own_family = match addr {
+            SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        self.inet.open_at(&addr).any(|handle| proves(&handle))
+            || self
+                .inet
+                .open_at(&SocketAddr::new(own_family, port))
+                .any(|handle| proves(&handle))
+            || (addr.is_ipv4()
+                && self
+                    .inet
+                    .open_at(&SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port))
+                    .any(|handle| proves(&handle) && dual_stack(&handle)))
     }
 
     /// Whether `path` names a Unix stream listener of ours.
@@ -166,7 +228,10 @@ impl OwnSockets {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inet.entries + self.unix_files.entries + self.unix_clients.entries
+        self.inet.entries
+            + self.tcp_clients.entries
+            + self.unix_files.entries
+            + self.unix_clients.entries
     }
 }
 
@@ -203,6 +268,13 @@ impl<K: Hash + Eq> Record<K> {
         }
         self.by_key.entry(key).or_default().push(handle.downgrade());
         self.entries += 1;
+    }
+
+    /// Whether `handle` is recorded at `key`.
+    fn holds(&self, key: &K, handle: &Handle) -> bool {
+        self.by_key
+            .get(key)
+            .is_some_and(|at| at.iter().any(|weak| weak.is(handle)))
     }
 
     fn remove(&mut self, key: &K, handle: &Handle) {
@@ -242,12 +314,12 @@ impl<K: Hash + Eq> Record<K> {
     }
 }
 
-/// The wildcard addresses of both families on `addr`'s port.
-fn wildcards(addr: SocketAddr) -> [SocketAddr; 2] {
-    [
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()),
-        SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), addr.port()),
-    ]
+/// Whether `handle` is an IPv6 socket that is not v6-only: bound to `[::]`, it takes IPv4 too
+/// (and keeps other sockets off the IPv4 addresses on its port). An error counts as "no".
+fn dual_stack(handle: &Handle) -> bool {
+    handle
+        .as_fd()
+        .is_some_and(|fd| SockRef::from(&fd).only_v6().is_ok_and(|only| !only))
 }
 
 /// The local address of a TCP listener or stream or a UDP socket; `None` for other handles.
@@ -316,6 +388,18 @@ mod tests {
         "127.0.0.1:0".parse().unwrap()
     }
 
+    /// Connects to `addr` as `net::connect` does: recorded, and as a client of our listener if
+    /// one takes the connection.
+    fn connect(own: &mut OwnSockets, addr: SocketAddr) -> Handle {
+        let to_own = own.own_listener_for(addr);
+        let client = Handle::new(net::TcpStream::connect(addr).unwrap());
+        own.record(&client);
+        if to_own {
+            own.record_tcp_client(&client);
+        }
+        client
+    }
+
     /// Both ends of a connection made here are each other's own peer; a connection still in the
     /// backlog of a listener of ours has that listener as its own peer.
     #[test]
@@ -324,7 +408,7 @@ mod tests {
         let listener = Handle::new(net::TcpListener::bind(loopback()).unwrap());
         own.record(&listener);
         let addr = listener.get::<net::TcpListener>().unwrap().local_addr();
-        let client = net::TcpStream::connect(addr.unwrap()).unwrap();
+        let client = connect(&mut own, addr.unwrap());
         assert!(own.own_peer(&client).is_some(), "in the listener's backlog");
         let (server, _) = listener
             .get::<net::TcpListener>()
@@ -333,14 +417,13 @@ mod tests {
             .unwrap();
         let server = Handle::new(server);
         own.record(&server);
-        let client = Handle::new(client);
-        own.record(&client);
-        assert!(own.own_peer(client.get().unwrap()).is_some());
-        assert!(own.own_peer(server.get().unwrap()).is_some());
+        assert!(own.own_peer(&client).is_some());
+        assert!(own.own_peer(&server).is_some());
     }
 
     /// A peer this backend did not issue is not its own, even beside one that is at the same
-    /// listener address.
+    /// listener address; a stream that did not connect to our listener through `connect` is not
+    /// known to be in its backlog.
     #[test]
     fn a_foreign_peer_is_not_own() {
         let mut own = OwnSockets::default();
@@ -350,12 +433,17 @@ mod tests {
         let server = Handle::new(server);
         own.record(&server);
         // `server` is ours, its peer (`client`) is not.
-        assert_eq!(own.own_peer(server.get().unwrap()), None);
+        assert_eq!(own.own_peer(&server), None);
         // `client`'s peer address is `server`'s local address, but a second connection to the
         // same foreign listener shares that address: only the exact other end counts.
         let other = net::TcpStream::connect(foreign.local_addr().unwrap()).unwrap();
-        assert_eq!(own.own_peer(&other), None);
-        assert!(own.own_peer(&client).is_some());
+        assert_eq!(own.own_peer(&Handle::new(other)), None);
+        assert!(own.own_peer(&Handle::new(client)).is_some());
+        let listener = Handle::new(net::TcpListener::bind(loopback()).unwrap());
+        own.record(&listener);
+        let addr = listener.get::<net::TcpListener>().unwrap().local_addr();
+        let unseen = net::TcpStream::connect(addr.unwrap()).unwrap();
+        assert_eq!(own.own_peer(&Handle::new(unseen)), None);
     }
 
     /// Closed sockets leave the record: forgotten at close, swept once it has doubled.
@@ -373,16 +461,8 @@ mod tests {
             own.record(&dropped);
         }
         assert!(own.len() <= MIN_SWEEP + 1, "{} entries", own.len());
-        assert!(own
-            .own_peer(
-                &net::TcpStream::connect(
-                    kept.get::<net::TcpListener>()
-                        .unwrap()
-                        .local_addr()
-                        .unwrap()
-                )
-                .unwrap()
-            )
-            .is_some());
+        let addr = kept.get::<net::TcpListener>().unwrap().local_addr();
+        let client = connect(&mut own, addr.unwrap());
+        assert!(own.own_peer(&client).is_some());
     }
 }

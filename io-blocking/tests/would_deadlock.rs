@@ -319,3 +319,255 @@ fn a_unix_receive_another_thread_may_satisfy_waits() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// What a read ended with: its bytes, or its error and whether it was a report.
+fn outcome(read: (io::Result<usize>, Vec<u8>)) -> Result<Vec<u8>, String> {
+    match read {
+        (Ok(n), buf) => Ok(buf[..n].to_vec()),
+        (Err(e), _) => Err(format!(
+            "{e} (WouldDeadlock: {})",
+            WouldDeadlock::of(&e).is_some()
+        )),
+    }
+}
+
+/// `[::1]:port`, or `None` where this host has no IPv6 loopback (the test is then moot).
+fn v6_loopback(port: u16) -> Option<SocketAddr> {
+    let addr = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+    std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0))
+        .ok()
+        .map(|_| addr)
+}
+
+/// Accepts one connection on `listener` (another thread's) and writes `bytes` on it after
+/// `LATE`, keeping it open a while after.
+fn write_late(listener: std::net::TcpListener, bytes: &'static [u8]) {
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::thread::sleep(LATE);
+        io::Write::write_all(&mut stream, bytes).unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    });
+}
+
+/// No false report across address families: a listener of ours on `0.0.0.0:P` says nothing of
+/// `[::1]:P`, where Linux lets a foreign listener bind beside it; a read on a connection to it
+/// waits for the late bytes.
+#[test]
+fn a_tcp_peer_of_the_other_family_than_an_own_wildcard_listener_is_waited_for() {
+    let got = run(20, |cx| async move {
+        let ours = io_core::TcpListener::bind(&cx, "0.0.0.0:0").await.unwrap();
+        let Some(v6) = v6_loopback(ours.local_addr().unwrap().port()) else {
+            return Ok(b"no IPv6 here".to_vec());
+        };
+        write_late(std::net::TcpListener::bind(v6).unwrap(), b"v6");
+        let client = io_core::TcpStream::connect(&cx, v6).await.unwrap();
+        let read = outcome(client.read(Vec::with_capacity(16)).await);
+        drop(ours);
+        read
+    });
+    if got != Ok(b"no IPv6 here".to_vec()) {
+        assert_eq!(got, Ok(b"v6".to_vec()));
+    }
+}
+
+/// The same for UDP: a socket of ours bound alone to `0.0.0.0:P` does not keep a foreign one
+/// off `[::1]:P`, which sends late to a socket of ours connected to it.
+#[test]
+fn a_udp_peer_of_the_other_family_than_an_own_wildcard_socket_is_waited_for() {
+    let got = run(20, |cx| async move {
+        let ours = io_core::UdpSocket::bind(&cx, "0.0.0.0:0").await.unwrap();
+        let Some(v6) = v6_loopback(ours.local_addr().unwrap().port()) else {
+            return Ok(b"no IPv6 here".to_vec());
+        };
+        let foreign = UdpSocket::bind(v6).unwrap();
+        let receiver = io_core::UdpSocket::bind(&cx, "[::1]:0").await.unwrap();
+        receiver.connect(v6).await.unwrap();
+        let to = receiver.local_addr().unwrap();
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(LATE);
+            foreign.send_to(b"v6", to).unwrap();
+        });
+        let read = outcome(receiver.recv(Vec::with_capacity(16)).await);
+        sender.join().unwrap();
+        drop(ours);
+        read
+    });
+    if got != Ok(b"no IPv6 here".to_vec()) {
+        assert_eq!(got, Ok(b"v6".to_vec()));
+    }
+}
+
+/// No false report with `SO_REUSEPORT`: a listener of ours sharing its port with a foreign one
+/// does not prove a connection to the port ours — the kernel may hand it to the foreign one,
+/// which writes late. (Connections are spread by a hash: a few tries land one there.)
+#[test]
+fn a_tcp_connection_a_foreign_reuse_port_listener_took_is_waited_for() {
+    let got = run(30, |cx| async move {
+        let shared = SocketOptions::default().reuse_port(true);
+        let ours = io_core::TcpListener::bind_with(&cx, loopback(), shared)
+            .await
+            .unwrap();
+        let addr = ours.local_addr().unwrap();
+        let foreign =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        foreign.set_reuse_port(true).unwrap();
+        foreign.bind(&addr.into()).unwrap();
+        foreign.listen(128).unwrap();
+        let foreign = std::net::TcpListener::from(foreign);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let Ok((mut stream, peer)) = foreign.accept() else {
+                return;
+            };
+            let _ = tx.send(peer);
+            std::thread::spawn(move || {
+                std::thread::sleep(LATE);
+                let _ = io::Write::write_all(&mut stream, b"taken");
+                std::thread::sleep(Duration::from_secs(1));
+            });
+        });
+        let mut ours_took = Vec::new();
+        for _ in 0..64 {
+            let client = io_core::TcpStream::connect(&cx, addr).await.unwrap();
+            let local = client.local_addr().unwrap();
+            if rx.recv_timeout(Duration::from_millis(200)) == Ok(local) {
+                return outcome(client.read(Vec::with_capacity(16)).await);
+            }
+            ours_took.push(client);
+        }
+        Err("no connection went to the foreign listener".to_owned())
+    });
+    assert_eq!(got, Ok(b"taken".to_vec()));
+}
+
+/// No false report when a foreign client shares a listener's address (both with
+/// `SO_REUSEADDR`, which lets a connected socket and a listener share one): the stream of
+/// ours it connected to has that address as its peer, yet its other end is foreign.
+#[test]
+fn a_tcp_peer_sharing_an_own_listener_address_is_waited_for() {
+    let got = run(20, |cx| async move {
+        let server = io_core::TcpListener::bind(&cx, loopback()).await.unwrap();
+        let foreign =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        foreign.set_reuse_address(true).unwrap();
+        foreign.bind(&loopback().into()).unwrap();
+        foreign
+            .connect(&server.local_addr().unwrap().into())
+            .unwrap();
+        let shared = foreign.local_addr().unwrap().as_socket().unwrap();
+        // A listener of ours at the foreign client's address (`SO_REUSEADDR` is the default).
+        let ours = io_core::TcpListener::bind(&cx, shared).await.unwrap();
+        let mut foreign = std::net::TcpStream::from(foreign);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(LATE);
+            io::Write::write_all(&mut foreign, b"shared").unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let (accepted, peer) = server.accept().await.unwrap();
+        assert_eq!(peer, shared);
+        let read = outcome(accepted.read(Vec::with_capacity(16)).await);
+        writer.join().unwrap();
+        drop(ours);
+        read
+    });
+    assert_eq!(got, Ok(b"shared".to_vec()));
+}
+
+/// No false report for a connection made before a listener of ours took its peer's address:
+/// it went to a foreign listener there (since closed), whose accepted end writes late.
+#[test]
+fn a_tcp_connection_made_before_an_own_listener_took_the_address_is_waited_for() {
+    let got = run(20, |cx| async move {
+        let foreign = std::net::TcpListener::bind(loopback()).unwrap();
+        let addr = foreign.local_addr().unwrap();
+        let client = io_core::TcpStream::connect(&cx, addr).await.unwrap();
+        let (mut accepted, _) = foreign.accept().unwrap();
+        drop(foreign);
+        let ours = io_core::TcpListener::bind(&cx, addr).await.unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(LATE);
+            io::Write::write_all(&mut accepted, b"earlier").unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        let read = outcome(client.read(Vec::with_capacity(16)).await);
+        writer.join().unwrap();
+        drop(ours);
+        read
+    });
+    assert_eq!(got, Ok(b"earlier".to_vec()));
+}
+
+/// No false report for a peer off this host: a UDP socket of ours bound alone to `0.0.0.0:P`
+/// keeps other sockets here off port P, not a remote host's. A socket connected to a remote
+/// `P` (a documentation address) waits — here until its own receive timeout, not a report.
+#[test]
+fn a_udp_peer_off_this_host_is_not_reported() {
+    let got = run(20, |cx| async move {
+        let ours = bind_udp(&cx, "0.0.0.0:0".parse().unwrap(), SocketOptions::udp())
+            .await
+            .unwrap();
+        let port = ours.resource().local_addr().unwrap().port();
+        let receiver = bind_udp(&cx, "0.0.0.0:0".parse().unwrap(), SocketOptions::udp())
+            .await
+            .unwrap();
+        let remote = SocketAddr::from(([192, 0, 2, 77], port));
+        let connected = cx
+            .submit(Op::ConnectUdp {
+                socket: receiver.clone(),
+                addr: remote,
+            })
+            .await;
+        if connected.result.is_err() {
+            return None; // no route off this host: moot
+        }
+        let wait = LATE;
+        let std_socket = receiver.get::<UdpSocket>().unwrap();
+        std_socket.set_read_timeout(Some(wait)).unwrap();
+        let started = Instant::now();
+        let err = recv(&cx, &receiver, 64).await.unwrap_err();
+        Some((
+            err.kind(),
+            WouldDeadlock::of(&err).is_some(),
+            started.elapsed(),
+        ))
+    });
+    if let Some((kind, reported, took)) = got {
+        assert!(!reported, "reported after {took:?}");
+        assert!(
+            matches!(kind, io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+            "{kind:?}"
+        );
+        assert!(took >= LATE, "gave up after {took:?}");
+    }
+}
+
+/// Still reported: a client connected here to a wildcard listener of ours of its own family
+/// (`0.0.0.0:P` for `127.0.0.1:P`), or to a dual-stack `[::]:P` one, reads before any accept.
+#[test]
+fn a_tcp_read_from_an_own_wildcard_listeners_backlog_is_reported() {
+    let reports = run(20, |cx| async move {
+        let mut reports = Vec::new();
+        for wildcard in ["0.0.0.0:0", "[::]:0"] {
+            let Ok(listener) = io_core::TcpListener::bind(&cx, wildcard).await else {
+                continue; // no IPv6 here
+            };
+            let port = listener.local_addr().unwrap().port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let client = io_core::TcpStream::connect(&cx, addr).await.unwrap();
+            let (read, _) = client.read(Vec::with_capacity(16)).await;
+            reports.push((report(&read.unwrap_err()), addr));
+        }
+        reports
+    });
+    assert!(!reports.is_empty());
+    for (report, addr) in reports {
+        assert_eq!(
+            report,
+            WouldDeadlock {
+                op: "recv",
+                peer: PeerAddr::Ip(addr)
+            }
+        );
+    }
+}

@@ -59,8 +59,15 @@ pub(super) fn connect(
     stream: &mut Option<Handle>,
     own: &RefCell<OwnSockets>,
 ) -> io::Result<usize> {
+    // Asked before the connect: the listener it finds is still there after, as nothing else
+    // runs on this thread meanwhile (only this thread acts on our sockets).
+    let to_own = own.borrow_mut().own_listener_for(addr);
     let connected = Handle::new(TcpStream::connect(addr)?);
-    own.borrow_mut().record(&connected);
+    let mut own = own.borrow_mut();
+    own.record(&connected);
+    if to_own {
+        own.record_tcp_client(&connected);
+    }
     *stream = Some(connected);
     Ok(0)
 }
@@ -70,8 +77,8 @@ pub(super) fn recv_tcp(
     buf: &mut Vec<u8>,
     own: &RefCell<OwnSockets>,
 ) -> io::Result<usize> {
-    let mut stream = std_of::<TcpStream>(stream, "recv")?;
     let own_peer = own.borrow_mut().own_peer(stream);
+    let mut stream = std_of::<TcpStream>(stream, "recv")?;
     if let Some(peer) = own_peer {
         if !readable_within(stream, DEADLOCK_GRACE)? {
             return Err(WouldDeadlock {
@@ -89,8 +96,8 @@ pub(super) fn send_tcp(
     buf: &[u8],
     own: &RefCell<OwnSockets>,
 ) -> io::Result<usize> {
-    let mut stream = std_of::<TcpStream>(stream, "send")?;
     let own_peer = own.borrow_mut().own_peer(stream);
+    let mut stream = std_of::<TcpStream>(stream, "send")?;
     match own_peer {
         Some(peer) => {
             write_within(stream, DEADLOCK_GRACE, || stream.write(buf))?.ok_or_else(|| {

@@ -11,8 +11,8 @@
 //! send to a socket of ours whose queue is full (the send may also be waiting for room that
 //! datagrams queued at *other* receivers hold, which those receivers may free), an accept.
 //!
-//! A Unix peer has no [`SocketAddr`]: the report names the unspecified address
-//! (`0.0.0.0:0`) as its peer.
+//! The report names its peer as [`PeerAddr::Unix`]`(None)`: the other end is one of this run's
+//! own Unix sockets, but which path (if any) it has is not tracked.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
