@@ -16,10 +16,14 @@
 //!
 //! # Cancellation
 //! A job still queued is canceled and comes back untouched. A job already running cannot be
-//! recalled: for a file-system op or a lookup the cancel waits for it (completion wins, as for
-//! an io_uring op the kernel has started), while a blocking closure and a stdin read, which may
-//! run for any time, complete as canceled at once and their result is dropped when it arrives —
-//! except stdin's bytes, which are kept for the next stdin read ([`Stdio`]).
+//! recalled: for a file-system op (or a stdout write) the cancel waits for it (completion wins,
+//! as for an io_uring op the kernel has started: its effect is reported), while a blocking
+//! closure and a lookup, which may run for any time and whose effect nobody needs, complete as
+//! canceled at once and their result is dropped when it arrives. A stdin read waits in the
+//! [`Offloader`], not on the pool, and leaves at once, taking no byte ([`Stdio`]).
+//!
+//! Work left running for a caller that has gone does not count against the pool's bound of
+//! threads, so a closure blocked for ever never keeps a file-system op waiting.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -530,6 +534,9 @@ struct PoolState {
     finished: Vec<Finished>,
     threads: usize,
     idle: usize,
+    /// Threads held by work whose caller left ([`Pool::set_aside`]): not counted against the
+    /// bound.
+    set_aside: usize,
     closed: bool,
 }
 
@@ -554,7 +561,32 @@ impl Pool {
     pub fn submit(&self, key: u64, work: Offload) {
         let mut state = lock(&self.shared.state);
         state.queue.push_back((key, work));
-        if state.idle >= state.queue.len() || state.threads >= self.shared.max_threads {
+        self.start_thread_if_needed(state);
+    }
+
+    /// Frees a place under the bound for as long as the running job it names holds its thread
+    /// for nobody (its caller left, and it may run for any time): a thread blocked for ever in
+    /// a closure never keeps other work waiting. [`Pool::put_back`] ends it.
+    pub fn set_aside(&self) {
+        let mut state = lock(&self.shared.state);
+        state.set_aside += 1;
+        self.start_thread_if_needed(state);
+    }
+
+    /// The job set aside has finished: its place counts against the bound again.
+    pub fn put_back(&self) {
+        let mut state = lock(&self.shared.state);
+        state.set_aside = state.set_aside.saturating_sub(1);
+    }
+
+    /// Wakes an idle thread for the queued work, or starts one if none is idle and the bound
+    /// allows.
+    fn start_thread_if_needed(&self, mut state: MutexGuard<'_, PoolState>) {
+        let bound = self.shared.max_threads + state.set_aside;
+        if state.queue.is_empty() {
+            return;
+        }
+        if state.idle >= state.queue.len() || state.threads >= bound {
             self.shared.work.notify_one();
             return;
         }
@@ -863,6 +895,9 @@ impl Offloader {
         self.total -= 1;
         self.left -= usize::from(gone);
         self.detached -= usize::from(detached);
+        if detached {
+            self.pool.put_back();
+        }
         Some((slot, gone))
     }
 
@@ -875,6 +910,10 @@ impl Offloader {
         if let Some((true, detaches)) = newly_gone {
             self.left += 1;
             self.detached += usize::from(detaches);
+            if detaches {
+                // Running for nobody, maybe for ever: its thread no longer counts.
+                self.pool.set_aside();
+            }
         }
     }
 

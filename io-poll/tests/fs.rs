@@ -238,3 +238,35 @@ fn every_fs_op_by_path_and_its_errors() {
     });
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Opening a FIFO that has no writer never blocks the loop (an `open(2)` would wait for a
+/// writer): the open returns at once, and a task sleeping beside it wakes on time.
+#[test]
+fn opening_a_fifo_without_a_writer_does_not_stall_the_loop() {
+    let dir = scratch("fifo");
+    let fifo = dir.join("pipe");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+    let started = std::time::Instant::now();
+    let (opened, slept) = on_poll("fifo open", move |cx| async move {
+        let sleeper = cx.spawn(|cx| async move {
+            cx.sleep(10).await?;
+            Ok(())
+        });
+        let (result, op) = submit(
+            &cx,
+            Op::Open {
+                path: fifo,
+                options: OpenOptions::new().read(true),
+                file: None,
+            },
+        )
+        .await;
+        let opened = kind(result).map(|_| output(op));
+        sleeper.await?;
+        Ok((opened.is_ok(), started.elapsed()))
+    });
+    assert!(opened, "the FIFO opened for reading");
+    assert!(slept < std::time::Duration::from_secs(5), "took {slept:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

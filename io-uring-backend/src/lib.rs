@@ -332,8 +332,8 @@ impl Uring {
 
     /// Cancels everything and waits for every final completion: offloaded jobs first (while
     /// the ring's wakeup read still runs to tell when one finishes), then the ring. Queued jobs
-    /// are dropped unrun; running file-system ops and lookups are waited for, as ops in the
-    /// kernel are; blocking closures and stdin reads, which may run for any time, are left
+    /// are dropped unrun; running file-system ops are waited for, as ops in the
+    /// kernel are; blocking closures and lookups, which may run for any time, are left
     /// running (their results dropped when they arrive; counted in
     /// [`UringStats::offloads_left_running`]).
     fn drain(&self) {

@@ -389,6 +389,43 @@ fn unix_listener_backlog_is_honoured() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A Unix connect to a full backlog blocks in an io-wq worker; its cancel signals the worker,
+/// whose connect ends with EINTR. The task gets `Canceled` (never `Interrupted`, which retry
+/// loops would spin on), as on poll.
+#[test]
+fn canceled_connect_to_a_full_unix_backlog_is_canceled() {
+    let dir = scratch("unix-connect-cancel");
+    let path = dir.join("full.sock");
+    let io = UringIo::new().unwrap();
+    let result = io
+        .run(|cx| {
+            let path = path.clone();
+            async move {
+                let _listener = bind_unix(&cx, &path, UnixKind::Listener, 0).await;
+                // Fill the queue: later connects wait for room.
+                let room = unix_queue_room(&path);
+                assert!(room >= 1);
+                let connect = cx.spawn(move |cx| async move {
+                    Ok(cx
+                        .submit(Op::ConnectUnix { path, stream: None })
+                        .await
+                        .result)
+                });
+                cx.sleep(100).await?;
+                connect.cancel();
+                Ok(connect.await?)
+            }
+        })
+        .unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        Canceled::is_canceled(&err),
+        "got {err:?} ({:?})",
+        err.kind()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Unix datagrams: `send_to_unix` by path, `recv_from_unix` with the sender's path — and no
 /// path for an unbound sender.
 #[test]

@@ -6,7 +6,8 @@ use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{self, SocketAddr};
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net as unix;
 use std::path::Path;
 
@@ -87,9 +88,7 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
             path,
             options,
             file,
-        } => options
-            .to_std()
-            .open(path)
+        } => open_without_waiting(options, path)
             .map(|opened| *file = Some(Handle::new(opened)))
             .map(|()| 0),
         Op::ReadAt { file, buf, offset } => std_of::<fs::File>(file, "read_at")
@@ -422,4 +421,24 @@ fn finish_connect(stream: &mut Option<Handle>) -> Attempt {
 /// did not (a handle of another backend's kind).
 fn std_of<'a, R: std::any::Any>(handle: &'a Handle, op: &'static str) -> io::Result<&'a R> {
     handle.std::<R>("poll", op)
+}
+
+/// Opens a file on the loop's thread without ever waiting in `open(2)`: a FIFO with no writer
+/// (or a device that waits for a carrier) would block the whole loop. `O_NONBLOCK` makes such an
+/// open return at once (a FIFO opened for writing with no reader fails with `ENXIO` instead of
+/// waiting); the flag is cleared again, so reads and writes on the file behave as usual.
+fn open_without_waiting(options: &io_core::OpenOptions, path: &Path) -> io::Result<fs::File> {
+    let file = options.to_std().custom_flags(libc::O_NONBLOCK).open(path)?;
+    let fd = file.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor `file` owns for the length of these calls; F_GETFL and
+    // F_SETFL read and set its status flags and touch no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }

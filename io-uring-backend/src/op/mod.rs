@@ -203,7 +203,7 @@ pub struct UringStats {
     pub late_completions_dropped: u64,
     /// Bytes those late reads had already consumed from their file or socket.
     pub late_bytes_dropped: u64,
-    /// Offloaded jobs that detach on cancel (blocking closures, stdin reads) still running on
+    /// Offloaded jobs that detach on cancel (blocking closures, lookups) still running on
     /// the pool at tear-down: tear-down does not wait for them (they may run for any time);
     /// they run on, and their results are dropped when they arrive.
     pub offloads_left_running: u64,
@@ -515,6 +515,16 @@ impl Ops {
         self.unfinished -= 1;
         let Some(slotted) = self.get_mut(key) else {
             unreachable!("a completion for an op the table does not own");
+        };
+        // An op the kernel handed to an io-wq worker that blocked (a connect to a full Unix
+        // backlog) ends with EINTR when the cancel signals that worker: that is the cancel, and
+        // a cancel is never `Interrupted` (retry loops would spin on it).
+        let canceled_worker = result == -libc::EINTR
+            && matches!(slotted.phase, Phase::InKernel { cancel_sent: true });
+        let result = if canceled_worker {
+            -libc::ECANCELED
+        } else {
+            result
         };
         let outcome = finish(&mut slotted.op, &mut slotted.aux, result);
         if slotted.discarded {
