@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::rc::{Rc, Weak};
 
+use io_core::offload::Offload;
 use io_core::op::{Completion, Handle, Op, OpId, OpSlot, Submitted};
 use io_core::{Canceled, SplitMix64, Unsupported};
 
@@ -265,7 +266,10 @@ impl Sim {
             | Op::ReadAt { .. }
             | Op::WriteAt { .. }
             | Op::SyncAll { .. }
-            | Op::Len { .. } => disk::submit(&mut state, host, op),
+            | Op::Len { .. }
+            | Op::SetLen { .. }
+            | Op::Stat { .. }
+            | Op::Offload(Offload::Fs(_)) => disk::submit(&mut state, host, op),
             Op::Bind { .. }
             | Op::Accept { .. }
             | Op::Connect { .. }
