@@ -204,7 +204,10 @@ struct FileState {
 
 #[derive(Debug)]
 enum Change {
-    Write { offset: u64, bytes: Vec<u8> },
+    Write {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     /// `set_len` (or an opening `truncate`: to 0).
     SetLen(u64),
 }
@@ -628,9 +631,7 @@ fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> 
             match disk.lookup(&at) {
                 None => return Err(os(ENOENT)),
                 Some(ROOT) => return Err(os(EBUSY)),
-                Some(id) if !matches!(disk.inodes[&id].node, Node::Dir) => {
-                    return Err(os(ENOTDIR))
-                }
+                Some(id) if !matches!(disk.inodes[&id].node, Node::Dir) => return Err(os(ENOTDIR)),
                 Some(_) if disk.children(&at).next().is_some() => return Err(os(ENOTEMPTY)),
                 Some(id) => disk.change(vec![(at, None)], &[id], now),
             }
@@ -908,9 +909,8 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
             unsynced.len()
         ));
     }
-    let directories = (unsynced_changes > 0).then(|| {
-        format!("kept {kept_changes} of {unsynced_changes} unsynced directory changes")
-    });
+    let directories = (unsynced_changes > 0)
+        .then(|| format!("kept {kept_changes} of {unsynced_changes} unsynced directory changes"));
     // What no name reaches is gone; what a name reaches now holds what was kept.
     disk.inodes.retain(|id, _| live.contains(id));
     for inode in disk.inodes.values_mut() {

@@ -56,8 +56,14 @@ pub struct Faults {
 pub struct NetFaults {
     /// One-way latency between two hosts (a host talks to itself with none).
     pub latency_ms: (u64, u64),
-    /// Share of packets lost (each is sent again after a retransmission timeout).
+    /// Share of packets lost: a TCP segment is sent again after a retransmission timeout; a
+    /// UDP datagram is gone.
     pub loss_ppm: u32,
+    /// Share of UDP datagrams the network delivers twice.
+    pub duplicate_ppm: u32,
+    /// Share of UDP datagrams held back on the way (by one more latency), so later ones
+    /// overtake them. (Datagrams may overtake each other anyway when latency varies.)
+    pub reorder_ppm: u32,
     /// A connect with no answer fails with `TimedOut` after this long.
     pub connect_timeout_ms: u64,
     /// A connection whose data has not arrived for this long is given up: `TimedOut`.
@@ -90,6 +96,8 @@ impl Faults {
             net: NetFaults {
                 latency_ms: (1, 1),
                 loss_ppm: 0,
+                duplicate_ppm: 0,
+                reorder_ppm: 0,
                 connect_timeout_ms: 75_000,
                 give_up_ms: 120_000,
             },
@@ -121,6 +129,8 @@ impl Default for Faults {
             net: NetFaults {
                 latency_ms: (1, 20),
                 loss_ppm: 10_000,
+                duplicate_ppm: 1_000,
+                reorder_ppm: 10_000,
                 connect_timeout_ms: 10_000,
                 give_up_ms: 15_000,
             },

@@ -10,6 +10,7 @@
 //! driver fires the events that are due in each turn and, when nothing is runnable, moves the
 //! clock to the earlier of the next timer and the next event.
 
+mod dgram;
 mod disk;
 mod faults;
 mod host;
@@ -275,7 +276,16 @@ impl Sim {
             | Op::Connect { .. }
             | Op::Recv { .. }
             | Op::Send { .. }
-            | Op::Shutdown { .. } => net::submit(&mut state, host, op),
+            | Op::Shutdown { .. }
+            | Op::BindUdp { .. }
+            | Op::ConnectUdp { .. }
+            | Op::SendTo { .. }
+            | Op::RecvFrom { .. }
+            | Op::BindUnix { .. }
+            | Op::ConnectUnix { .. }
+            | Op::AcceptUnix { .. }
+            | Op::SendToUnix { .. }
+            | Op::RecvFromUnix { .. } => net::submit(&mut state, host, op),
             Op::Close { handle } => {
                 let result = close(handle);
                 Reply::Done(result, Op::Close { handle: None })
