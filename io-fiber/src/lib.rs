@@ -140,6 +140,23 @@ impl FiberIo {
         self.0.clone()
     }
 
+    /// Gives the program `bytes` as its standard input (a simulated one: reads give them, then
+    /// end of file). Set it before [`FiberIo::run`].
+    pub fn stdin(self, bytes: impl Into<Vec<u8>>) -> FiberIo {
+        self.0.sim.set_stdin(0, bytes.into());
+        self
+    }
+
+    /// What the program wrote to its (simulated) standard output.
+    pub fn stdout(&self) -> Vec<u8> {
+        self.0.sim.host_output(0).0
+    }
+
+    /// What the program wrote to its (simulated) standard error.
+    pub fn stderr(&self) -> Vec<u8> {
+        self.0.sim.host_output(0).1
+    }
+
     /// The seed this backend schedules with.
     pub fn seed(&self) -> u64 {
         self.0.seed
