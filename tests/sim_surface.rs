@@ -237,14 +237,17 @@ fn client<T: 'static>(
     out.take().unwrap()
 }
 
+/// Datagrams as a receiver got them: arrival time, payload.
+type Arrivals = Vec<(u64, Vec<u8>)>;
+
 /// A world where host `sink` records every UDP datagram it gets on port 9000 (arrival time,
 /// payload), and a client runs `body`; returns what `sink` got.
 fn with_sink(
     seed: u64,
     faults: Faults,
     body: impl AsyncFnOnce(Cx, Control) -> io::Result<()> + 'static,
-) -> Vec<(u64, Vec<u8>)> {
-    let got: Rc<RefCell<Vec<(u64, Vec<u8>)>>> = Rc::default();
+) -> Arrivals {
+    let got: Rc<RefCell<Arrivals>> = Rc::default();
     let sink = got.clone();
     World::new(seed)
         .faults(faults)
