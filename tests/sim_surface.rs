@@ -534,6 +534,41 @@ fn a_recv_from_canceled_in_flight_loses_no_datagram() {
     assert_eq!(got, [&b"one"[..], b"two", b"three"]);
 }
 
+#[test]
+fn a_crashed_host_s_udp_sockets_vanish_and_its_datagrams_with_them() {
+    let report = World::new(1)
+        .host("echo", |cx, _| async move {
+            let socket = bind_udp(&cx, any(9000)).await?;
+            loop {
+                let (bytes, from) = recv_from(&cx, &socket, 64).await?;
+                send_to(&cx, &socket, &bytes, from).await?;
+            }
+        })
+        .client("client", |cx, world| async move {
+            let socket = bind_udp(&cx, any(0)).await?;
+            connect_udp(&cx, &socket, world.addr("echo", 9000)).await?;
+            send(&cx, &socket, b"one").await?;
+            assert_eq!(recv(&cx, &socket, 8).await?, b"one");
+            world.crash("echo");
+            cx.sleep(1).await?;
+            // Down: no socket, and no ICMP either (a host that is down answers nothing).
+            send(&cx, &socket, b"lost").await?;
+            assert_eq!(recv_within(&cx, &socket, 8, 50).await?, None);
+            world.restart("echo");
+            cx.sleep(1).await?;
+            send(&cx, &socket, b"two").await?;
+            assert_eq!(
+                recv(&cx, &socket, 8).await?,
+                b"two",
+                "it bound again on boot"
+            );
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(report.faults.iter().any(|l| l.contains("crash echo")));
+}
+
 // ---- TCP bind options ---------------------------------------------------------------------
 
 async fn bind_tcp(cx: &Cx, addr: SocketAddr, options: SocketOptions) -> io::Result<Handle> {
@@ -912,6 +947,27 @@ fn directories_follow_linux() {
         );
         fs::remove_dir_all(&cx, "/a").await?;
         assert!(fs::read_dir(&cx, "/").await?.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn disk_errors_strike_the_ops_by_path() {
+    let mut faults = Faults::none();
+    faults.disk.eio_ppm = 1_000_000;
+    client(1, faults, async |cx, _| {
+        let err = fs::create_dir(&cx, "/d").await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(5), "EIO");
+        let err = fs::metadata(&cx, "/").await.unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(5));
+        Ok(())
+    });
+    let mut faults = Faults::none();
+    faults.disk.enospc_ppm = 1_000_000;
+    client(1, faults, async |cx, _| {
+        let err = fs::create_dir(&cx, "/d").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::StorageFull);
+        assert!(!fs::exists(&cx, "/d").await?, "nothing was made");
         Ok(())
     });
 }

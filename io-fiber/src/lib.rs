@@ -12,7 +12,10 @@
 //!   [`FiberIo::run`] returns [`RunError::Deadlock`] naming every blocked task and its park.
 //! - **Simulated I/O**: files and sockets are served by a simulated world ([`sim`]), never by
 //!   the kernel: a disk with a real disk's durability (what was not synced may be lost or torn
-//!   when a host crashes) and a TCP network with latency. A plain run is host 0, `localhost`,
+//!   when a host crashes, directory entries included), TCP and UDP networks with latency, Unix
+//!   sockets, name lookups from the world's host table, `spawn_blocking` closures run on the
+//!   loop's thread at a seeded turn, and simulated standard streams ([`FiberIo::stdin`],
+//!   [`FiberIo::stdout`]). A plain run is host 0, `localhost`,
 //!   on a healthy world (an exact, instant disk; a 1 ms network) whose disk starts empty;
 //!   [`sim::World`] adds hosts, crashes and the faults a seed draws. Fiber never touches a real
 //!   file or socket: a handle a real backend opened is refused with the typed

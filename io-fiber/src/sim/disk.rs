@@ -1,21 +1,42 @@
-//! The simulated disk of each host: files with the semantics of a Linux file system, and the
-//! durability a real disk gives them.
+//! The simulated disk of each host: a file system with the semantics of Linux's, and the
+//! durability a real disk and its journal give it.
 //!
-//! # Files
+//! # Files and directories
 //!
-//! A disk holds regular files by path. Paths are normalized lexically: a relative path is
-//! relative to `/`, `.` and `..` are resolved by name. There is no directory API yet, so every
-//! parent directory exists: a directory is any path some file lives under. Opening a directory
-//! (`/` included) is `EISDIR`; a path through a file (`/log/x` when `/log` is a file) is
-//! `ENOTDIR`. Open follows `open(2)` as std calls it: `NotFound` without `create`,
-//! `AlreadyExists` for `create_new` on an existing file, `InvalidInput` for options std refuses
-//! (nothing to read or write, `truncate` without write access, …), `truncate` empties the
-//! file. A handle remembers its access mode: a read on a handle without read access, or a write
-//! without write access, is `EBADF`, as Linux gives. A write on an `append` handle goes to the
-//! end of the file whatever its offset (`pwrite` on an `O_APPEND` descriptor does the same on
-//! Linux). Reads past the end give 0; writes past the end fill the gap with zeros; an offset
-//! past `i64::MAX` is `EINVAL`. Files live in memory, so one may not grow past [`MAX_FILE_LEN`]
-//! (`EFBIG`, after a short write up to the limit).
+//! A disk is a namespace of paths over inodes: regular files, directories, symbolic links and
+//! Unix sockets' files (made by a bind, see [`net`](super::net)). Paths are normalized
+//! lexically first: a relative path is relative to `/`, `.` and `..` are resolved by name (so
+//! `..` after a symbolic link goes back up the path as written, where Linux would go up from
+//! the link's target). Symbolic links on the way are then followed (a relative target from the
+//! link's directory; `ELOOP` after 40), the last one too except where Linux does not follow it
+//! (`lstat`, `unlink`, `rename`, `readlink`, `link`'s original, `bind`).
+//!
+//! The one leniency: an `open` that creates makes the missing directories above its file, as
+//! `mkdir -p` would (Linux gives `ENOENT`), so programs that write `/data/log` on an empty disk
+//! work. Every other op follows Linux: `NotFound` for a missing parent or entry, `ENOTDIR` for a
+//! path through a file, `AlreadyExists`, `EISDIR`, `ENOTEMPTY` (`DirectoryNotEmpty`), `EBUSY`
+//! for `/`, `EPERM` for a hard link to a directory, `EINVAL` for a rename of a directory into
+//! itself or a `readlink` of what is not a link. `rename` replaces a file with a file and an
+//! empty directory with a directory (`EISDIR`/`ENOTDIR` for a mix) and moves a directory's
+//! whole subtree; renaming a name onto another name of the same file does nothing. A file
+//! unlinked while open stays readable and writable through its handles. `read_dir` lists a
+//! directory's entries sorted by name. `stat` gives the kind, the length (a directory's is
+//! 4,096), the permission bits (created files: the open's mode less a `022` umask;
+//! directories `0o755`) and the time of the last change on the virtual clock, counted from the
+//! Unix epoch.
+//!
+//! Open follows `open(2)` as std calls it: `NotFound` without `create`, `AlreadyExists` for
+//! `create_new` on an existing file, `InvalidInput` for options std refuses (nothing to read or
+//! write, `truncate` without write access, …), `truncate` empties the file. A directory (`/`
+//! included) opens read-only, for `sync_all` (so a program can sync it); asked for writing or
+//! creating it is `EISDIR`, and a read of it is `EISDIR`. A socket's file is `ENXIO`. A handle
+//! remembers its access mode: a read on a handle without read access, or a write without write
+//! access, is `EBADF`, as Linux gives; `set_len` without write access is `EINVAL`, as
+//! `ftruncate` gives. A write on an `append` handle goes to the end of the file whatever its
+//! offset (`pwrite` on an `O_APPEND` descriptor does the same on Linux). Reads past the end
+//! give 0; writes past the end fill the gap with zeros; an offset past `i64::MAX` is `EINVAL`.
+//! Files live in memory, so one may not grow past [`MAX_FILE_LEN`] (`EFBIG`, after a short
+//! write up to the limit).
 //!
 //! A handle belongs to one incarnation of its host: after a crash, a handle kept from before it
 //! (in state the start function shares between boots) is `EBADF`, like a descriptor number of
@@ -24,16 +45,32 @@
 //! # Durability
 //!
 //! Each file has its current contents, what is durable, and the changes since its last sync.
-//! A write (or an opening `truncate`) changes the contents at once, so every read sees it, and
-//! is recorded as unsynced. `sync_all` makes the current contents durable, and the file's
-//! existence with them (a real file system also wants the directory synced; this one does not).
-//! When the host crashes, each file becomes its durable contents plus, for each unsynced change
-//! in order, a choice of the seed: lost or kept whole, or, with [`DiskFaults::torn_writes`], a
+//! A write, a `set_len` (or an opening `truncate`) changes the contents at once, so every read
+//! sees it, and is recorded as unsynced. `sync_all` makes the current contents durable. When
+//! the host crashes, each file becomes its durable contents plus, for each unsynced change in
+//! order, a choice of the seed: lost or kept whole, or, with [`DiskFaults::torn_writes`], a
 //! write torn (a prefix of it kept). Kept changes may follow lost ones (a disk reorders what it
-//! was not asked to order), and a write kept past a lost one leaves zeros in between. A file
-//! created and never synced may vanish. The crash is logged one line per file it touched:
-//! `"1234 ms: crash db-1 disk: /data/log kept 2 of 3 unsynced writes, 1 torn"`. What the
-//! crash left is what the disk holds when the host boots again.
+//! was not asked to order), and a write kept past a lost one leaves zeros in between. The crash
+//! is logged one line per file it touched:
+//! `"1234 ms: crash db-1 disk: /data/log kept 2 of 3 unsynced writes, 1 torn"`.
+//!
+//! Directory entries have a durability of their own, as on Linux, where a new, renamed or
+//! removed name survives a crash only once its directory is synced. Each namespace change (a
+//! create, `mkdir`, `unlink`, `rmdir`, `rename`, `link`, `symlink`, a socket's bind) applies at
+//! once and goes into a journal. A `sync_all` of a file or a directory commits the journal up to
+//! the last change that touched it (a change touches the directories whose entries it changed
+//! and the inode it named) and, with it, every change before: the journal commits in order, as
+//! ext4's and XFS's do. So syncing a new file makes its name durable too (ext4 commits the
+//! create with it; Linux only promises it with the directory synced), and syncing a directory
+//! makes its new, renamed and removed entries durable. A crash keeps the committed namespace
+//! plus a prefix of the rest, its length drawn from the seed: an unsynced rename is kept or
+//! lost, never half done, and no change is kept without those before it (a simpler model than
+//! "any subset", and the one a journaling file system gives; an unsynced change is still lost
+//! or kept as the seed decides). A file whose name is lost this way vanishes, whatever its
+//! contents (`"… disk: /data/new vanished (its name was never synced)"`); what no name reaches
+//! is gone. The namespace's fate is logged once: `"… crash db-1 directories: kept 1 of 3
+//! unsynced directory changes"`. What the crash left is what the disk holds when the host
+//! boots again.
 //!
 //! [`DiskFaults::lying_fsync`] (opt-in) makes some syncs lie: they succeed and make nothing
 //! durable, so the writes before them meet the same choices on a crash as unsynced ones.
@@ -46,9 +83,10 @@
 //! - latency: each op completes after a delay drawn from [`DiskFaults::latency_ms`]. Its effect
 //!   is done when it is submitted, so like a read or write io_uring has started it cannot be
 //!   canceled: its result always arrives (rule 3, completion wins).
-//! - `EIO` on reads, writes and syncs ([`DiskFaults::eio_ppm`]) and `ENOSPC` on writes
-//!   ([`DiskFaults::enospc_ppm`]): nothing is read or written. A sync that fails makes nothing
-//!   durable and leaves the written data in the file, so a retry can succeed. (Linux may also
+//! - `EIO` on reads, writes, `set_len`, syncs and every op by path ([`DiskFaults::eio_ppm`]),
+//!   and `ENOSPC` on writes and on the ops that make an entry (`mkdir`, `link`, `symlink`)
+//!   ([`DiskFaults::enospc_ppm`]): nothing is read, written or changed. A sync that fails
+//!   makes nothing durable and leaves the written data in the file, so a retry can succeed. (Linux may also
 //!   drop the dirty pages after a failed `fsync` — "fsyncgate" — which is lying hardware, not
 //!   modelled.)
 //! - short reads and writes, with the kernel's freedom to move fewer bytes than asked
@@ -782,7 +820,9 @@ fn write_at(
 
 /// `ftruncate`: like a write, changed at once and unsynced until a sync.
 fn set_len(state: &mut State, host: HostId, file: &SimFile, len: u64) -> io::Result<usize> {
-    file_state(state, host, file).map_err(|_| os(EINVAL))?;
+    if !matches!(inode(state, host, file)?.node, Node::File(_)) {
+        return Err(os(EINVAL));
+    }
     if !file.write {
         // Linux's answer for a descriptor not open for writing.
         return Err(os(EINVAL));

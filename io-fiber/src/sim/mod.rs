@@ -1,5 +1,16 @@
-//! The simulated world the fiber backend serves I/O from: hosts with addresses, a TCP network
-//! between them, a disk per host, and the faults a seed draws.
+//! The simulated world the fiber backend serves I/O from: hosts with addresses and names, a
+//! network between them, a disk per host, and the faults a seed draws.
+//!
+//! - `net`: TCP (latency, windows, retransmission, partitions, crashes, Linux's error kinds,
+//!   the bind options' backlog and `SO_REUSEPORT`) and Unix stream sockets.
+//! - `dgram`: UDP (latency per datagram, loss, duplication, reordering, ICMP refusals of a
+//!   connected socket, bounded receive buffers, truncation) and Unix datagram sockets.
+//! - `disk`: files, directories, symbolic and hard links, with a real disk's durability for
+//!   contents and a journal's for directory entries; `EIO`, `ENOSPC`, torn writes.
+//! - `offload`: name lookups from the host table, `spawn_blocking` closures run at a seeded
+//!   turn, and each host's standard streams.
+//!
+//! (Each module's docs give its semantics in full, with the error kinds and faults.)
 //!
 //! Everything here is a pure function of the seed and the program: state lives in ordered maps
 //! and queues (no hash-map iteration), every choice is drawn from the world's own [`SplitMix64`]

@@ -1,4 +1,4 @@
-//! The simulated TCP network.
+//! The simulated TCP network, and Unix stream sockets.
 //!
 //! A connection is two stream sockets, one per host, each with a receive buffer and a queue of
 //! segments it sent that have not arrived yet. A segment (bytes, a FIN or a RST) arrives after a
@@ -12,6 +12,22 @@
 //! The error kinds are those Linux gives: `ConnectionRefused` for a port nobody listens on,
 //! `ConnectionReset` once after a RST (then `BrokenPipe` on a write, `0` on a read), `TimedOut`
 //! for a connect or a connection given up on, `AddrInUse`, `AddrNotAvailable`, `NotConnected`.
+//!
+//! A listener's accept queue holds its bind options' backlog plus one connection (Linux's
+//! check; the backlog capped at `somaxconn`, 4,096): a SYN that finds it full is dropped, and
+//! the client's SYN retry (1 s, 2 s, …) tries again. `SO_REUSEPORT` lets listeners that all
+//! ask for it bind one address; each connection goes to one of them, drawn from the seed (Linux
+//! hashes the connection's addresses). `SO_REUSEADDR` changes nothing: there is no `TIME_WAIT`
+//! here to wait out.
+//!
+//! A Unix stream socket is the same machinery on one host: its bytes are delivered locally,
+//! with no latency and no network fault (short transfers aside). `bind` makes a socket file at
+//! its path on the host's disk (`AddrInUse` if the path exists; the file stays after the socket
+//! closes, as on Linux, until it is removed); `connect` completes at once: `NotFound` for a
+//! path that does not exist, `ConnectionRefused` for one nobody listens on (a stale socket
+//! file, a regular file), `WouldBlock` (`EAGAIN`) when the accept queue is full, as a
+//! non-blocking connect gets it. The accepted end is named by the listener's path; the
+//! connecting end is unnamed.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
