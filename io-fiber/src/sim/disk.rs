@@ -894,8 +894,9 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
     let live: BTreeSet<FileId> = names.values().copied().chain([ROOT]).collect();
     let mut lines = Vec::new();
     let mut seen = BTreeSet::new();
-    // Each file whose contents were not all durable, by its name before the crash.
-    for (path, &id) in &before {
+    // Each file whose contents were not all durable, by its name before the crash (or, for
+    // one unlinked since whose unlink was lost, by the name it has again).
+    for (path, &id) in before.iter().chain(names.iter()) {
         let Some(Node::File(file)) = disk.inodes.get_mut(&id).map(|inode| &mut inode.node) else {
             continue;
         };
@@ -1171,5 +1172,87 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(" of 2 unsynced writes, 0 torn"), "{line}");
+    }
+
+    fn fs(sim: &Sim, op: FsOp) -> io::Result<usize> {
+        serve(sim, Op::Offload(io_core::offload::Offload::Fs(op))).0
+    }
+
+    fn exists(sim: &Sim, path: &str) -> bool {
+        let op = FsOp::Metadata {
+            path: path.into(),
+            follow: false,
+            metadata: None,
+        };
+        fs(sim, op).is_ok()
+    }
+
+    #[test]
+    fn an_unlink_lost_in_a_crash_brings_the_file_back_whole() {
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let file = open(&sim, "/f", rw()).unwrap();
+            write(&sim, &file, b"x", 0).unwrap();
+            sync(&sim, &file).unwrap();
+            write(&sim, &file, b"y", 1).unwrap();
+            fs(&sim, FsOp::RemoveFile { path: "/f".into() }).unwrap();
+            crash(&sim);
+            let back = open(&sim, "/f", OpenOptions::new().read(true)).and_then(|f| read(&sim, &f));
+            match &back {
+                Ok(data) => assert!(data == b"x" || data == b"xy", "{data:?}"),
+                Err(err) => assert_eq!(err.kind(), io::ErrorKind::NotFound),
+            }
+            outcomes.insert(back.ok());
+        }
+        assert!(
+            outcomes.contains(&None) && outcomes.len() > 1,
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn a_directory_renamed_moves_with_its_subtree_or_not_at_all() {
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let file = open(&sim, "/a/b/f", rw()).unwrap();
+            sync(&sim, &file).unwrap();
+            let rename = FsOp::Rename {
+                from: "/a".into(),
+                to: "/z".into(),
+            };
+            fs(&sim, rename).unwrap();
+            assert!(exists(&sim, "/z/b/f") && !exists(&sim, "/a"));
+            crash(&sim);
+            let (old, new) = (exists(&sim, "/a/b/f"), exists(&sim, "/z/b/f"));
+            assert!(old != new, "seed {seed}: one place or the other");
+            outcomes.insert(new);
+        }
+        assert_eq!(outcomes.len(), 2, "both, across seeds");
+    }
+
+    #[test]
+    fn a_synced_directory_keeps_its_entries() {
+        let sim = Sim::new(0);
+        let file = open(&sim, "/d/f", rw()).unwrap();
+        sync(&sim, &file).unwrap();
+        let rename = FsOp::Rename {
+            from: "/d/f".into(),
+            to: "/d/g".into(),
+        };
+        fs(&sim, rename).unwrap();
+        fs(
+            &sim,
+            FsOp::CreateDir {
+                path: "/d/sub".into(),
+            },
+        )
+        .unwrap();
+        let dir = open(&sim, "/d", OpenOptions::new().read(true)).unwrap();
+        assert_eq!(read(&sim, &dir).unwrap_err().raw_os_error(), Some(EISDIR));
+        sync(&sim, &dir).unwrap();
+        crash(&sim);
+        assert!(exists(&sim, "/d/g") && exists(&sim, "/d/sub") && !exists(&sim, "/d/f"));
     }
 }
