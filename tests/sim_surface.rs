@@ -813,6 +813,60 @@ fn an_accept_unix_canceled_leaves_the_connection_in_the_backlog() {
     });
 }
 
+#[test]
+fn a_unix_sender_waits_for_room_and_a_cancel_takes_its_datagram_back() {
+    client(1, Faults::none(), async |cx, _| {
+        let r = bind_unix(&cx, "/r", UnixKind::Datagram).await?;
+        let s = bind_unix(&cx, "/s", UnixKind::Datagram).await?;
+        send_to_unix(&cx, &s, &vec![1; 200_000], "/r").await?;
+        let blocked = |bytes: Vec<u8>| {
+            let s = s.clone();
+            cx.spawn(move |cx| async move {
+                match send_to_unix(&cx, &s, &bytes, "/r").await {
+                    Err(err) if Canceled::is_canceled(&err) => Err(Canceled),
+                    other => Ok(other),
+                }
+            })
+        };
+        // No room for 20,000 more bytes: the sender waits; canceled, nothing is sent.
+        let waiting = blocked(vec![2; 20_000]);
+        cx.sleep(5).await?;
+        assert!(!waiting.is_finished(), "it waits for room");
+        waiting.cancel();
+        assert!(waiting.await.is_err(), "it ended canceled");
+        // A sender that waits goes on once the receiver reads.
+        let waiting = blocked(vec![3; 20_000]);
+        cx.sleep(5).await?;
+        let (first, from) = recv_from_unix(&cx, &r, 262_144).await?;
+        assert_eq!((first.len(), from), (200_000, Some("/s".into())));
+        assert_eq!(waiting.await??, 20_000);
+        let (next, _) = recv_from_unix(&cx, &r, 262_144).await?;
+        assert_eq!(next, vec![3; 20_000], "the canceled datagram never arrived");
+        // A receiver that closes refuses the senders waiting on it.
+        send_to_unix(&cx, &s, &vec![4; 200_000], "/r").await?;
+        let waiting = blocked(vec![5; 20_000]);
+        cx.sleep(1).await?;
+        drop(r);
+        let err = waiting.await?.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_lookup_canceled_in_flight_still_completes() {
+    let got = client(1, Faults::none(), async |cx, world| {
+        let task = cx.spawn(move |cx| async move { Ok(resolve(&cx, "srv", 80).await) });
+        cx.yield_now().await?;
+        cx.yield_now().await?;
+        task.cancel();
+        let got = task.await?;
+        assert_eq!(cx.now_ms(), 1, "the lookup's latency was waited out");
+        Ok(got? == [world.addr("srv", 80)])
+    });
+    assert!(got, "completion wins: a started lookup cannot be recalled");
+}
+
 // ---- files and directories ----------------------------------------------------------------
 
 #[test]
