@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use io_core::op::{Handle, Op, SocketOptions, UnixKind};
 
-use super::disk::{os, FileId};
+use super::disk::{self, os, FileId};
 use super::net::{self, ParkOn, SimSocket, Sock, SockId};
 use super::{HostId, Reply, State, Then};
 
@@ -142,7 +142,7 @@ pub(super) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
             socket,
             ..
         } => {
-            let now = state.now;
+            let now = disk::host_now(state, host);
             let result = state.hosts[host].disk.bind_socket(path, now).map(|file| {
                 let id = state.net.new_id();
                 let bound = Bound::Unix(path.clone(), file);

@@ -22,8 +22,8 @@
 //! unlinked while open stays readable and writable through its handles. `read_dir` lists a
 //! directory's entries sorted by name. `stat` gives the kind, the length (a directory's is
 //! 4,096), the permission bits (created files: the open's mode less a `022` umask;
-//! directories `0o755`) and the time of the last change on the virtual clock, counted from the
-//! Unix epoch.
+//! directories `0o755`) and the time of the last change on the host's virtual clock, counted
+//! from the Unix epoch.
 //!
 //! Open follows `open(2)` as std calls it: `NotFound` without `create`, `AlreadyExists` for
 //! `create_new` on an existing file, `InvalidInput` for options std refuses (nothing to read or
@@ -324,6 +324,11 @@ pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
     }
 }
 
+/// The time on `host`'s clock (the world's, plus its offset): what a file's times record.
+pub(crate) fn host_now(state: &State, host: HostId) -> u64 {
+    state.now.saturating_add(state.hosts[host].clock_offset_ms)
+}
+
 pub(crate) fn os(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
@@ -359,7 +364,7 @@ fn file_state<'a>(
 
 fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> io::Result<Handle> {
     let (read, write, append) = access(options)?;
-    let now = state.now;
+    let now = host_now(state, host);
     let epoch = state.hosts[host].epoch;
     let disk = &mut state.hosts[host].disk;
     let creating = options.is_create() || options.is_create_new();
@@ -610,7 +615,7 @@ fn apply_edits(names: &mut BTreeMap<PathBuf, FileId>, edits: Vec<(PathBuf, Optio
 /// Serves a file-system op by path (they touch the disk: `EIO` may strike each, `ENOSPC` the
 /// ones that make an entry).
 fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> {
-    let now = state.now;
+    let now = host_now(state, host);
     let makes_entry = matches!(
         op,
         FsOp::CreateDir { .. } | FsOp::Symlink { .. } | FsOp::HardLink { .. }
@@ -807,7 +812,7 @@ fn write_at(
     let room = usize::try_from(MAX_FILE_LEN - at).unwrap_or(usize::MAX);
     let n = state.transfer(buf.len()).min(room);
     let bytes = buf[..n].to_vec();
-    let now = state.now;
+    let now = host_now(state, host);
     let inode = inode(state, host, file)?;
     inode.modified_ms = now;
     let Node::File(target) = &mut inode.node else {
@@ -833,7 +838,7 @@ fn set_len(state: &mut State, host: HostId, file: &SimFile, len: u64) -> io::Res
     if state.chance(state.faults.disk.eio_ppm) {
         return Err(os(EIO));
     }
-    let now = state.now;
+    let now = host_now(state, host);
     let inode = inode(state, host, file)?;
     inode.modified_ms = now;
     if let Node::File(target) = &mut inode.node {

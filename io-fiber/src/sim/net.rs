@@ -40,7 +40,7 @@ use io_core::op::{Completion, Handle, Op, Resource, SocketOptions, UnixKind};
 use io_core::Unsupported;
 
 use super::dgram::{self, Dgram};
-use super::disk::{os, FileId};
+use super::disk::{self, os, FileId};
 use super::host::FIRST_EPHEMERAL_PORT;
 use super::{HostId, Reply, State, Then};
 
@@ -622,7 +622,7 @@ pub(super) fn ephemeral_port(state: &mut State, host: HostId, udp: bool) -> io::
 
 /// Binds a Unix stream listener at `path`: its socket file appears on the host's disk.
 fn bind_unix(state: &mut State, host: HostId, path: &Path, backlog: u32) -> io::Result<Handle> {
-    let now = state.now;
+    let now = disk::host_now(state, host);
     let file = state.hosts[host].disk.bind_socket(path, now)?;
     let id = state.net.new_id();
     state.net.socks.insert(
