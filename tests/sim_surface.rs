@@ -1000,7 +1000,16 @@ fn directories_follow_linux() {
             ErrorKind::InvalidInput
         );
         fs::remove_dir_all(&cx, "/a").await?;
-        assert!(fs::read_dir(&cx, "/").await?.is_empty());
+        let left: Vec<_> = fs::read_dir(&cx, "/")
+            .await?
+            .iter()
+            .map(|e| e.path().to_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [PathBuf::from("/tmp")],
+            "a fresh disk has /tmp, as Linux does"
+        );
         Ok(())
     });
 }
@@ -1137,28 +1146,36 @@ fn names_resolve_from_the_host_table() {
 
 #[test]
 fn a_blocking_closure_runs_at_a_seeded_turn_and_a_cancel_detaches_it() {
-    let run = |seed| {
-        FiberIo::with_seed(seed)
-            .run(|cx| async move {
-                let (result, op) =
-                    submit(&cx, Op::Offload(Offload::Blocking(Blocking::new(|| 6 * 7)))).await;
-                result.unwrap();
+    let run = |seed, range| {
+        let out = Rc::new(Cell::new((0, 0)));
+        let slot = out.clone();
+        let mut faults = Faults::none();
+        faults.blocking_ms = range;
+        World::new(seed)
+            .faults(faults)
+            .client("client", move |cx, _| async move {
+                let job = Blocking::new(|| 6 * 7);
+                let (result, op) = submit(&cx, Op::Offload(Offload::Blocking(job))).await;
+                result?;
                 let Op::Offload(Offload::Blocking(mut job)) = op else {
                     unreachable!()
                 };
                 let out = job.take_output().unwrap().unwrap();
-                Ok((*out.downcast::<i32>().unwrap(), cx.now_ms()))
+                slot.set((*out.downcast::<i32>().unwrap(), cx.now_ms()));
+                Ok(())
             })
-            .unwrap()
+            .run()
+            .unwrap();
+        out.get()
     };
-    let times: BTreeSet<u64> = (0..40).map(|seed| run(seed).1).collect();
+    assert_eq!(run(1, (10, 10)), (42, 10), "10 ms in a healthy world");
+    let times: BTreeSet<u64> = (0..40).map(|seed| run(seed, (0, 3)).1).collect();
     assert_eq!(
         times,
         (0..=3).collect(),
         "0 to 3 virtual ms, as the seed says"
     );
-    assert_eq!(run(9), run(9));
-    assert_eq!(run(9).0, 42);
+    assert_eq!(run(9, (0, 50)), run(9, (0, 50)));
 
     // Canceled once submitted: the caller goes at once; the closure still runs at its turn.
     let detached = |seed| {
@@ -1183,7 +1200,7 @@ fn a_blocking_closure_runs_at_a_seeded_turn_and_a_cancel_detaches_it() {
                 let ended = task.await;
                 let canceled = !matches!(ended, Ok(Ok(())));
                 let (ended_at, ran_then) = (cx.now_ms(), ran.load(Ordering::SeqCst));
-                cx.sleep(10).await?;
+                cx.sleep(20).await?;
                 assert!(ran.load(Ordering::SeqCst), "the closure ran at its turn");
                 Ok((canceled, ended_at, ran_then))
             })

@@ -11,9 +11,9 @@
 //! link's directory; `ELOOP` after 40), the last one too except where Linux does not follow it
 //! (`lstat`, `unlink`, `rename`, `readlink`, `link`'s original, `bind`).
 //!
-//! The one leniency: an `open` that creates makes the missing directories above its file, as
-//! `mkdir -p` would (Linux gives `ENOENT`), so programs that write `/data/log` on an empty disk
-//! work. Every other op follows Linux: `NotFound` for a missing parent or entry, `ENOTDIR` for a
+//! A disk starts with `/` and `/tmp`, as a Linux system does. The one leniency: an `open`
+//! that creates makes the missing directories above its file, as `mkdir -p` would (Linux gives
+//! `ENOENT`), so programs that write `/data/log` on an empty disk work. Every other op follows Linux: `NotFound` for a missing parent or entry, `ENOTDIR` for a
 //! path through a file, `AlreadyExists`, `EISDIR`, `ENOTEMPTY` (`DirectoryNotEmpty`), `EBUSY`
 //! for `/`, `EPERM` for a hard link to a directory, `EINVAL` for a rename of a directory into
 //! itself or a `readlink` of what is not a link. `rename` replaces a file with a file and an
@@ -166,14 +166,18 @@ pub(crate) struct Disk {
 }
 
 impl Default for Disk {
+    /// A fresh disk: `/` and, as on any Linux system, `/tmp` (sticky, writable by all).
     fn default() -> Disk {
+        const TMP: FileId = ROOT + 1;
         let mut inodes = BTreeMap::new();
         inodes.insert(ROOT, Inode::new(Node::Dir, 0o755, 0));
+        inodes.insert(TMP, Inode::new(Node::Dir, 0o1777, 0));
+        let names: BTreeMap<PathBuf, FileId> = [(PathBuf::from("/tmp"), TMP)].into();
         Disk {
-            names: BTreeMap::new(),
+            durable_names: names.clone(),
+            names,
             inodes,
-            next_id: ROOT,
-            durable_names: BTreeMap::new(),
+            next_id: TMP,
             journal: Vec::new(),
         }
     }

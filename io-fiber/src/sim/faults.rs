@@ -48,6 +48,10 @@ pub struct Faults {
     pub late_completion_ms: u64,
     /// Whether `cx.buggify(..)` fault points may fire.
     pub buggify: bool,
+    /// How long a `spawn_blocking` closure takes: it runs on the loop's thread this long after
+    /// it was submitted (a time drawn from the range), and then completes. Long enough that a
+    /// program's timeouts and cancels can meet it running, as they would a real pool's job.
+    pub blocking_ms: (u64, u64),
 }
 
 /// The network's behaviour: see [`Faults`].
@@ -90,7 +94,8 @@ pub struct DiskFaults {
 }
 
 impl Faults {
-    /// A healthy world: a 1 ms network, an instant disk, no faults at all.
+    /// A healthy world: a 1 ms network, an instant disk, 10 ms per blocking closure, no faults
+    /// at all.
     pub fn none() -> Faults {
         Faults {
             net: NetFaults {
@@ -118,6 +123,7 @@ impl Faults {
             late_completion_ppm: 0,
             late_completion_ms: 0,
             buggify: false,
+            blocking_ms: (10, 10),
         }
     }
 }
@@ -151,6 +157,7 @@ impl Default for Faults {
             late_completion_ppm: 100_000,
             late_completion_ms: 3,
             buggify: true,
+            blocking_ms: (1, 50),
         }
     }
 }

@@ -8,10 +8,11 @@
 //!   ([`no_address`]). Like a lookup a pool thread has started, it cannot be canceled: the
 //!   cancel waits for it.
 //! - **Blocking closures** run inline on the loop's thread (never a real thread), at an event
-//!   up to [`BLOCKING_MAX_MS`] virtual ms later, as the seed draws. A cancel completes the
-//!   caller at once as canceled ([`Offload::detaches_on_cancel`]); the closure still runs at its
-//!   turn and its output is dropped (so does a closure whose future was dropped). A closure of a
-//!   host that crashes before its turn never runs.
+//!   [`Faults::blocking_ms`](super::Faults::blocking_ms) virtual ms later (10 ms in a healthy
+//!   world; drawn from the seed in a range otherwise), and complete then. A cancel completes
+//!   the caller at once as canceled ([`Offload::detaches_on_cancel`]); the closure still runs
+//!   at its turn and its output is dropped (so does a closure whose future was dropped). A
+//!   closure of a host that crashes before its turn never runs.
 //! - **Standard streams**: stdin reads from the host's input, set with
 //!   [`World::stdin`](super::World::stdin) or [`FiberIo::stdin`](crate::FiberIo::stdin), up to
 //!   the buffer's capacity; once it is used up, reads give 0 (end of file). Writes to stdout and
@@ -23,9 +24,6 @@ use io_core::op::Op;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::{HostId, Reply, State, Then};
-
-/// A blocking closure runs at most this many virtual ms after it was submitted.
-pub(crate) const BLOCKING_MAX_MS: u64 = 3;
 
 /// Serves offloaded work other than the file system's for `host`.
 pub(super) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
@@ -64,7 +62,8 @@ pub(super) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
             Reply::Wait(op, Then::After(delay, result))
         }
         Offload::Blocking(_) => {
-            let delay = state.between(0, BLOCKING_MAX_MS);
+            let (lo, hi) = state.faults.blocking_ms;
+            let delay = state.between(lo, hi);
             Reply::Wait(op, Then::Run(delay))
         }
         Offload::Stdio(stdio) => {
