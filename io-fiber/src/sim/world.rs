@@ -39,7 +39,7 @@ type ClientStart = Box<dyn FnOnce(Cx, Control) -> std::pin::Pin<Box<dyn Future<O
 ///
 /// let report = World::new(7)
 ///     .host("echo", |cx, _world| async move {
-///         let listener = TcpListener::bind(&cx, "0.0.0.0:7000".parse()?).await?;
+///         let listener = TcpListener::bind(&cx, "0.0.0.0:7000".parse::<std::net::SocketAddr>()?).await?;
 ///         loop {
 ///             let (conn, _) = listener.accept().await?;
 ///             cx.spawn(move |_| async move {
