@@ -12,7 +12,10 @@
 //!   [`FiberIo::run`] returns [`RunError::Deadlock`] naming every blocked task and its park.
 //! - **Simulated I/O**: files and sockets are served by a simulated world ([`sim`]), never by
 //!   the kernel: a disk with a real disk's durability (what was not synced may be lost or torn
-//!   when a host crashes) and a TCP network with latency. A plain run is host 0, `localhost`,
+//!   when a host crashes, directory entries included), TCP and UDP networks with latency, Unix
+//!   sockets, name lookups from the world's host table, `spawn_blocking` closures run on the
+//!   loop's thread at a seeded turn, and simulated standard streams ([`FiberIo::stdin`],
+//!   [`FiberIo::stdout`]). A plain run is host 0, `localhost`,
 //!   on a healthy world (an exact, instant disk; a 1 ms network) whose disk starts empty;
 //!   [`sim::World`] adds hosts, crashes and the faults a seed draws. Fiber never touches a real
 //!   file or socket: a handle a real backend opened is refused with the typed
@@ -138,6 +141,23 @@ impl FiberIo {
     /// tests.
     pub fn io(&self) -> Rc<dyn Driver> {
         self.0.clone()
+    }
+
+    /// Gives the program `bytes` as its standard input (a simulated one: reads give them, then
+    /// end of file). Set it before [`FiberIo::run`].
+    pub fn stdin(self, bytes: impl Into<Vec<u8>>) -> FiberIo {
+        self.0.sim.set_stdin(0, bytes.into());
+        self
+    }
+
+    /// What the program wrote to its (simulated) standard output.
+    pub fn stdout(&self) -> Vec<u8> {
+        self.0.sim.host_output(0).0
+    }
+
+    /// What the program wrote to its (simulated) standard error.
+    pub fn stderr(&self) -> Vec<u8> {
+        self.0.sim.host_output(0).1
     }
 
     /// The seed this backend schedules with.

@@ -1,21 +1,42 @@
-//! The simulated disk of each host: files with the semantics of a Linux file system, and the
-//! durability a real disk gives them.
+//! The simulated disk of each host: a file system with the semantics of Linux's, and the
+//! durability a real disk and its journal give it.
 //!
-//! # Files
+//! # Files and directories
 //!
-//! A disk holds regular files by path. Paths are normalized lexically: a relative path is
-//! relative to `/`, `.` and `..` are resolved by name. There is no directory API yet, so every
-//! parent directory exists: a directory is any path some file lives under. Opening a directory
-//! (`/` included) is `EISDIR`; a path through a file (`/log/x` when `/log` is a file) is
-//! `ENOTDIR`. Open follows `open(2)` as std calls it: `NotFound` without `create`,
-//! `AlreadyExists` for `create_new` on an existing file, `InvalidInput` for options std refuses
-//! (nothing to read or write, `truncate` without write access, …), `truncate` empties the
-//! file. A handle remembers its access mode: a read on a handle without read access, or a write
-//! without write access, is `EBADF`, as Linux gives. A write on an `append` handle goes to the
-//! end of the file whatever its offset (`pwrite` on an `O_APPEND` descriptor does the same on
-//! Linux). Reads past the end give 0; writes past the end fill the gap with zeros; an offset
-//! past `i64::MAX` is `EINVAL`. Files live in memory, so one may not grow past [`MAX_FILE_LEN`]
-//! (`EFBIG`, after a short write up to the limit).
+//! A disk is a namespace of paths over inodes: regular files, directories, symbolic links and
+//! Unix sockets' files (made by a bind, see [`net`](super::net)). Paths are normalized
+//! lexically first: a relative path is relative to `/`, `.` and `..` are resolved by name (so
+//! `..` after a symbolic link goes back up the path as written, where Linux would go up from
+//! the link's target). Symbolic links on the way are then followed (a relative target from the
+//! link's directory; `ELOOP` after 40), the last one too except where Linux does not follow it
+//! (`lstat`, `unlink`, `rename`, `readlink`, `link`'s original, `bind`).
+//!
+//! A disk starts with `/` and `/tmp`, as a Linux system does. The one leniency: an `open`
+//! that creates makes the missing directories above its file, as `mkdir -p` would (Linux gives
+//! `ENOENT`), so programs that write `/data/log` on an empty disk work. Every other op follows Linux: `NotFound` for a missing parent or entry, `ENOTDIR` for a
+//! path through a file, `AlreadyExists`, `EISDIR`, `ENOTEMPTY` (`DirectoryNotEmpty`), `EBUSY`
+//! for `/`, `EPERM` for a hard link to a directory, `EINVAL` for a rename of a directory into
+//! itself or a `readlink` of what is not a link. `rename` replaces a file with a file and an
+//! empty directory with a directory (`EISDIR`/`ENOTDIR` for a mix) and moves a directory's
+//! whole subtree; renaming a name onto another name of the same file does nothing. A file
+//! unlinked while open stays readable and writable through its handles. `read_dir` lists a
+//! directory's entries sorted by name. `stat` gives the kind, the length (a directory's is
+//! 4,096), the permission bits (created files: the open's mode less a `022` umask;
+//! directories `0o755`) and the time of the last change on the host's virtual clock, counted
+//! from the Unix epoch.
+//!
+//! Open follows `open(2)` as std calls it: `NotFound` without `create`, `AlreadyExists` for
+//! `create_new` on an existing file, `InvalidInput` for options std refuses (nothing to read or
+//! write, `truncate` without write access, …), `truncate` empties the file. A directory (`/`
+//! included) opens read-only, for `sync_all` (so a program can sync it); asked for writing or
+//! creating it is `EISDIR`, and a read of it is `EISDIR`. A socket's file is `ENXIO`. A handle
+//! remembers its access mode: a read on a handle without read access, or a write without write
+//! access, is `EBADF`, as Linux gives; `set_len` without write access is `EINVAL`, as
+//! `ftruncate` gives. A write on an `append` handle goes to the end of the file whatever its
+//! offset (`pwrite` on an `O_APPEND` descriptor does the same on Linux). Reads past the end
+//! give 0; writes past the end fill the gap with zeros; an offset past `i64::MAX` is `EINVAL`.
+//! Files live in memory, so one may not grow past [`MAX_FILE_LEN`] (`EFBIG`, after a short
+//! write up to the limit).
 //!
 //! A handle belongs to one incarnation of its host: after a crash, a handle kept from before it
 //! (in state the start function shares between boots) is `EBADF`, like a descriptor number of
@@ -24,16 +45,32 @@
 //! # Durability
 //!
 //! Each file has its current contents, what is durable, and the changes since its last sync.
-//! A write (or an opening `truncate`) changes the contents at once, so every read sees it, and
-//! is recorded as unsynced. `sync_all` makes the current contents durable, and the file's
-//! existence with them (a real file system also wants the directory synced; this one does not).
-//! When the host crashes, each file becomes its durable contents plus, for each unsynced change
-//! in order, a choice of the seed: lost or kept whole, or, with [`DiskFaults::torn_writes`], a
+//! A write, a `set_len` (or an opening `truncate`) changes the contents at once, so every read
+//! sees it, and is recorded as unsynced. `sync_all` makes the current contents durable. When
+//! the host crashes, each file becomes its durable contents plus, for each unsynced change in
+//! order, a choice of the seed: lost or kept whole, or, with [`DiskFaults::torn_writes`], a
 //! write torn (a prefix of it kept). Kept changes may follow lost ones (a disk reorders what it
-//! was not asked to order), and a write kept past a lost one leaves zeros in between. A file
-//! created and never synced may vanish. The crash is logged one line per file it touched:
-//! `"1234 ms: crash db-1 disk: /data/log kept 2 of 3 unsynced writes, 1 torn"`. What the
-//! crash left is what the disk holds when the host boots again.
+//! was not asked to order), and a write kept past a lost one leaves zeros in between. The crash
+//! is logged one line per file it touched:
+//! `"1234 ms: crash db-1 disk: /data/log kept 2 of 3 unsynced writes, 1 torn"`.
+//!
+//! Directory entries have a durability of their own, as on Linux, where a new, renamed or
+//! removed name survives a crash only once its directory is synced. Each namespace change (a
+//! create, `mkdir`, `unlink`, `rmdir`, `rename`, `link`, `symlink`, a socket's bind) applies at
+//! once and goes into a journal. A `sync_all` of a file or a directory commits the journal up to
+//! the last change that touched it (a change touches the directories whose entries it changed
+//! and the inode it named) and, with it, every change before: the journal commits in order, as
+//! ext4's and XFS's do. So syncing a new file makes its name durable too (ext4 commits the
+//! create with it; Linux only promises it with the directory synced), and syncing a directory
+//! makes its new, renamed and removed entries durable. A crash keeps the committed namespace
+//! plus a prefix of the rest, its length drawn from the seed: an unsynced rename is kept or
+//! lost, never half done, and no change is kept without those before it (a simpler model than
+//! "any subset", and the one a journaling file system gives; an unsynced change is still lost
+//! or kept as the seed decides). A file whose name is lost this way vanishes, whatever its
+//! contents (`"… disk: /data/new vanished (its name was never synced)"`); what no name reaches
+//! is gone. The namespace's fate is logged once: `"… crash db-1 directories: kept 1 of 3
+//! unsynced directory changes"`. What the crash left is what the disk holds when the host
+//! boots again.
 //!
 //! [`DiskFaults::lying_fsync`] (opt-in) makes some syncs lie: they succeed and make nothing
 //! durable, so the writes before them meet the same choices on a crash as unsynced ones.
@@ -46,9 +83,10 @@
 //! - latency: each op completes after a delay drawn from [`DiskFaults::latency_ms`]. Its effect
 //!   is done when it is submitted, so like a read or write io_uring has started it cannot be
 //!   canceled: its result always arrives (rule 3, completion wins).
-//! - `EIO` on reads, writes and syncs ([`DiskFaults::eio_ppm`]) and `ENOSPC` on writes
-//!   ([`DiskFaults::enospc_ppm`]): nothing is read or written. A sync that fails makes nothing
-//!   durable and leaves the written data in the file, so a retry can succeed. (Linux may also
+//! - `EIO` on reads, writes, `set_len`, syncs and every op by path ([`DiskFaults::eio_ppm`]),
+//!   and `ENOSPC` on writes and on the ops that make an entry (`mkdir`, `link`, `symlink`)
+//!   ([`DiskFaults::enospc_ppm`]): nothing is read, written or changed. A sync that fails
+//!   makes nothing durable and leaves the written data in the file, so a retry can succeed. (Linux may also
 //!   drop the dirty pages after a failed `fsync` — "fsyncgate" — which is lying hardware, not
 //!   modelled.)
 //! - short reads and writes, with the kernel's freedom to move fewer bytes than asked
@@ -60,11 +98,15 @@
 //! [`DiskFaults::eio_ppm`]: super::DiskFaults::eio_ppm
 //! [`DiskFaults::enospc_ppm`]: super::DiskFaults::enospc_ppm
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsString;
 use std::io;
 use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
+use io_core::fs::{DirEntry, FileType, Metadata};
+use io_core::offload::FsOp;
 use io_core::op::{Handle, Op, Resource};
 use io_core::{OpenOptions, Unsupported};
 
@@ -72,15 +114,22 @@ use super::{HostId, Reply, State, Then};
 
 /// The classic Unix error numbers (the same on Linux and the BSDs), so errors read as the real
 /// backends' do: same kind, same `raw_os_error`, same message.
+const EPERM: i32 = 1;
 const ENOENT: i32 = 2;
 const EIO: i32 = 5;
+const ENXIO: i32 = 6;
 const EBADF: i32 = 9;
+const EBUSY: i32 = 16;
 const EEXIST: i32 = 17;
 const ENOTDIR: i32 = 20;
 const EISDIR: i32 = 21;
 const EINVAL: i32 = 22;
 const EFBIG: i32 = 27;
 const ENOSPC: i32 = 28;
+const ENOTEMPTY: i32 = 39;
+const ELOOP: i32 = 40;
+pub(crate) const EADDRINUSE: i32 = 98;
+pub(crate) const ECONNREFUSED: i32 = 111;
 
 /// The largest file a simulated disk holds (its contents are in memory).
 pub(crate) const MAX_FILE_LEN: u64 = 1 << 30;
@@ -88,21 +137,106 @@ pub(crate) const MAX_FILE_LEN: u64 = 1 << 30;
 /// One in this many syncs lies, on a disk with lying fsync.
 const LYING_SYNC_ODDS: u64 = 4;
 
-type FileId = u64;
+/// The most symbolic links one path walk follows (Linux's `MAXSYMLINKS`).
+const MAX_SYMLINKS: u32 = 40;
 
-/// A host's files.
-#[derive(Debug, Default)]
+/// The umask every simulated process runs with.
+const UMASK: u32 = 0o022;
+
+/// The size `stat` gives a directory (one block, as ext4 does for a small one).
+const DIR_LEN: u64 = 4096;
+
+/// An inode number. `/` is [`ROOT`].
+pub(crate) type FileId = u64;
+
+const ROOT: FileId = 0;
+
+/// A host's file system: a namespace of paths over inodes, and what a crash would keep of it.
+#[derive(Debug)]
 pub(crate) struct Disk {
+    /// The namespace now: every path but `/`, to its inode.
     names: BTreeMap<PathBuf, FileId>,
-    files: BTreeMap<FileId, FileState>,
+    inodes: BTreeMap<FileId, Inode>,
     next_id: FileId,
+    /// The namespace a crash falls back to: what the journal has committed.
+    durable_names: BTreeMap<PathBuf, FileId>,
+    /// The namespace changes since (creates, unlinks, renames, links), in order: `durable_names`
+    /// with all of them applied is `names`.
+    journal: Vec<NsChange>,
+}
+
+impl Default for Disk {
+    /// A fresh disk: `/` and, as on any Linux system, `/tmp` (sticky, writable by all).
+    fn default() -> Disk {
+        const TMP: FileId = ROOT + 1;
+        let mut inodes = BTreeMap::new();
+        inodes.insert(ROOT, Inode::new(Node::Dir, 0o755, 0));
+        inodes.insert(TMP, Inode::new(Node::Dir, 0o1777, 0));
+        let names: BTreeMap<PathBuf, FileId> = [(PathBuf::from("/tmp"), TMP)].into();
+        Disk {
+            durable_names: names.clone(),
+            names,
+            inodes,
+            next_id: TMP,
+            journal: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inode {
+    node: Node,
+    /// Permission bits.
+    mode: u32,
+    /// The virtual time of the last change, in ms.
+    modified_ms: u64,
+}
+
+impl Inode {
+    fn new(node: Node, mode: u32, now: u64) -> Inode {
+        Inode {
+            node,
+            mode,
+            modified_ms: now,
+        }
+    }
+
+    fn file_type(&self) -> FileType {
+        match self.node {
+            Node::File(_) => FileType::File,
+            Node::Dir => FileType::Dir,
+            Node::Symlink(_) => FileType::Symlink,
+            Node::Socket => FileType::Other,
+        }
+    }
+
+    fn metadata(&self) -> Metadata {
+        let len = match &self.node {
+            Node::File(file) => file.data.len() as u64,
+            Node::Dir => DIR_LEN,
+            Node::Symlink(target) => target.as_os_str().len() as u64,
+            Node::Socket => 0,
+        };
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(self.modified_ms);
+        Metadata::new(self.file_type(), len, self.mode, Some(modified))
+    }
+}
+
+#[derive(Debug)]
+enum Node {
+    File(FileState),
+    Dir,
+    Symlink(PathBuf),
+    /// A Unix socket's file (the network knows which socket, if any, is bound to it).
+    Socket,
 }
 
 #[derive(Debug, Default)]
 struct FileState {
     /// What reads see.
     data: Vec<u8>,
-    /// What a crash keeps for sure; `None` while the file's existence itself is not durable.
+    /// What a crash keeps for sure (with the file, if its name survives); `None` until the
+    /// first sync.
     durable: Option<Vec<u8>>,
     /// The changes since the last sync that made them durable, in order.
     unsynced: Vec<Change>,
@@ -116,12 +250,21 @@ enum Change {
         offset: u64,
         bytes: Vec<u8>,
     },
-    /// An open with `truncate` emptied the file.
-    Truncate,
+    /// `set_len` (or an opening `truncate`: to 0).
+    SetLen(u64),
 }
 
-/// The handle of a simulated open file: which file, on which incarnation of which host, with
-/// which access.
+/// One namespace change in the journal: the path entries it set (`Some`) or removed (`None`),
+/// in order, and the inodes whose sync commits it (the directories it changed, and the inode
+/// it named).
+#[derive(Debug)]
+struct NsChange {
+    edits: Vec<(PathBuf, Option<FileId>)>,
+    touches: Vec<FileId>,
+}
+
+/// The handle of a simulated open file (or directory): which inode, on which incarnation of
+/// which host, with which access.
 #[derive(Debug)]
 pub(crate) struct SimFile {
     host: HostId,
@@ -158,12 +301,24 @@ pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
             Err(refused) => return Reply::Done(Err(refused), op),
         },
         Op::Len { file, len } => match sim_file(file, "len") {
-            Ok(file) => file_state(state, host, file).map(|f| {
-                *len = f.data.len() as u64;
+            Ok(file) => inode(state, host, file).map(|inode| {
+                *len = inode.metadata().len();
                 0
             }),
             Err(refused) => return Reply::Done(Err(refused), op),
         },
+        Op::SetLen { file, len } => match sim_file(file, "set_len") {
+            Ok(file) => set_len(state, host, file, *len),
+            Err(refused) => return Reply::Done(Err(refused), op),
+        },
+        Op::Stat { file, metadata } => match sim_file(file, "stat") {
+            Ok(file) => inode(state, host, file).map(|inode| {
+                *metadata = Some(inode.metadata());
+                0
+            }),
+            Err(refused) => return Reply::Done(Err(refused), op),
+        },
+        Op::Offload(io_core::offload::Offload::Fs(fs_op)) => by_path(state, host, fs_op),
         other => Err(Unsupported::io_error("fiber", other.name())),
     };
     let (min, max) = state.faults.disk.latency_ms;
@@ -173,7 +328,12 @@ pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
     }
 }
 
-fn os(code: i32) -> io::Error {
+/// The time on `host`'s clock (the world's, plus its offset): what a file's times record.
+pub(crate) fn host_now(state: &State, host: HostId) -> u64 {
+    state.now.saturating_add(state.hosts[host].clock_offset_ms)
+}
+
+pub(crate) fn os(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
@@ -185,40 +345,60 @@ fn sim_file<'a>(handle: &'a Handle, op: &'static str) -> io::Result<&'a SimFile>
         .ok_or_else(|| Unsupported::io_error("fiber", op))
 }
 
-/// The state of the file `file` names, if it is a file of this incarnation of `host`.
+/// The inode `file` names, if it is a file of this incarnation of `host`.
+fn inode<'a>(state: &'a mut State, host: HostId, file: &SimFile) -> io::Result<&'a mut Inode> {
+    let owner = &mut state.hosts[host];
+    if file.host != host || file.epoch != owner.epoch {
+        return Err(os(EBADF));
+    }
+    owner.disk.inodes.get_mut(&file.id).ok_or_else(|| os(EBADF))
+}
+
+/// The contents of the regular file `file` names (`EISDIR` for a directory).
 fn file_state<'a>(
     state: &'a mut State,
     host: HostId,
     file: &SimFile,
 ) -> io::Result<&'a mut FileState> {
-    let owner = &mut state.hosts[host];
-    if file.host != host || file.epoch != owner.epoch {
-        return Err(os(EBADF));
+    match &mut inode(state, host, file)?.node {
+        Node::File(data) => Ok(data),
+        _ => Err(os(EISDIR)),
     }
-    owner.disk.files.get_mut(&file.id).ok_or_else(|| os(EBADF))
 }
 
 fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> io::Result<Handle> {
     let (read, write, append) = access(options)?;
-    let path = normalize(path)?;
+    let now = host_now(state, host);
     let epoch = state.hosts[host].epoch;
     let disk = &mut state.hosts[host].disk;
-    disk.check_is_file(&path)?;
-    let id = match disk.names.get(&path) {
+    let creating = options.is_create() || options.is_create_new();
+    if creating {
+        // Parents are made as needed: the simulated disk's one leniency (see the module docs).
+        disk.make_parents(&normalize(path)?, now)?;
+    }
+    let path = disk.walk(path, true)?;
+    let id = match disk.lookup(&path) {
         Some(_) if options.is_create_new() => return Err(os(EEXIST)),
-        Some(&id) => {
-            if let Some(file) = disk.files.get_mut(&id).filter(|_| options.is_truncate()) {
-                file.data.clear();
-                file.unsynced.push(Change::Truncate);
+        Some(id) => {
+            let inode = disk.inodes.get_mut(&id).expect("named inodes exist");
+            match &mut inode.node {
+                Node::Dir if write || append || creating => return Err(os(EISDIR)),
+                Node::Dir => {}
+                Node::Socket => return Err(os(ENXIO)),
+                Node::Symlink(_) => return Err(os(ELOOP)),
+                Node::File(file) => {
+                    if options.is_truncate() && (write || append) {
+                        file.data.clear();
+                        file.unsynced.push(Change::SetLen(0));
+                        inode.modified_ms = now;
+                    }
+                }
             }
             id
         }
-        None if options.is_create() || options.is_create_new() => {
-            disk.next_id += 1;
-            let id = disk.next_id;
-            disk.names.insert(path, id);
-            disk.files.insert(id, FileState::default());
-            id
+        None if creating => {
+            let mode = options.mode() & 0o7777 & !UMASK;
+            disk.create(&path, Node::File(FileState::default()), mode, now)?
         }
         None => return Err(os(ENOENT)),
     };
@@ -265,28 +445,320 @@ fn normalize(path: &Path) -> io::Result<PathBuf> {
 }
 
 impl Disk {
-    /// Whether `path` may name a file: not a directory (`EISDIR`), not under a file (`ENOTDIR`).
-    fn check_is_file(&self, path: &Path) -> io::Result<()> {
+    /// The inode at the resolved path `path`, if there is one.
+    fn lookup(&self, path: &Path) -> Option<FileId> {
         if path.parent().is_none() {
-            return Err(os(EISDIR));
+            return Some(ROOT);
         }
-        if path
-            .ancestors()
-            .skip(1)
-            .any(|dir| self.names.contains_key(dir))
-        {
-            return Err(os(ENOTDIR));
+        self.names.get(path).copied()
+    }
+
+    fn node(&self, path: &Path) -> Option<&Node> {
+        self.lookup(path)
+            .and_then(|id| self.inodes.get(&id))
+            .map(|inode| &inode.node)
+    }
+
+    /// Resolves `path` to the path of its entry, following the symbolic links on the way (and
+    /// the last one if `follow_last`). The entry itself need not exist, but every directory on
+    /// the way must: `ENOENT` if one is missing, `ENOTDIR` if one is not a directory, `ELOOP`
+    /// after too many links.
+    fn walk(&self, path: &Path, follow_last: bool) -> io::Result<PathBuf> {
+        let mut pending: VecDeque<OsString> = components(&normalize(path)?);
+        let mut out = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(name) = pending.pop_front() {
+            let next = out.join(&name);
+            let last = pending.is_empty();
+            match self.node(&next) {
+                Some(Node::Symlink(target)) if !last || follow_last => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(os(ELOOP));
+                    }
+                    let mut rest = components(&normalize(&out.join(target))?);
+                    rest.extend(pending);
+                    pending = rest;
+                    out = PathBuf::from("/");
+                }
+                Some(Node::File(_) | Node::Socket | Node::Symlink(_)) if !last => {
+                    return Err(os(ENOTDIR))
+                }
+                None if !last => return Err(os(ENOENT)),
+                _ => out = next,
+            }
         }
-        // Paths order by component, so the files under `path` come right after it.
-        let next = self
-            .names
-            .range::<Path, _>((Bound::Excluded(path), Bound::Unbounded))
-            .next();
-        if next.is_some_and(|(name, _)| name.starts_with(path)) {
-            return Err(os(EISDIR));
+        Ok(out)
+    }
+
+    /// Makes the missing directories above `path` (already normalized), as `mkdir -p` would.
+    fn make_parents(&mut self, path: &Path, now: u64) -> io::Result<()> {
+        let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+        ancestors.pop(); // `/`
+        for dir in ancestors.into_iter().rev() {
+            let at = self.walk(dir, true)?;
+            match self.node(&at) {
+                Some(Node::Dir) => {}
+                Some(_) => return Err(os(ENOTDIR)),
+                None => {
+                    self.create(&at, Node::Dir, 0o755, now)?;
+                }
+            }
         }
         Ok(())
     }
+
+    /// Names a new inode at `path` (resolved, free, in an existing directory).
+    fn create(&mut self, path: &Path, node: Node, mode: u32, now: u64) -> io::Result<FileId> {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.inodes.insert(id, Inode::new(node, mode, now));
+        self.change(vec![(path.to_path_buf(), Some(id))], &[id], now);
+        Ok(id)
+    }
+
+    /// Applies a namespace change now and journals it; the directories of its paths are
+    /// touched (their times, and a sync of any of them commits it).
+    fn change(&mut self, edits: Vec<(PathBuf, Option<FileId>)>, also: &[FileId], now: u64) {
+        let mut touches: Vec<FileId> = also.to_vec();
+        for (path, _) in &edits {
+            let parent = path.parent().and_then(|dir| self.lookup(dir));
+            if let Some(dir) = parent.filter(|dir| !touches.contains(dir)) {
+                touches.push(dir);
+            }
+        }
+        for (path, id) in &edits {
+            match id {
+                Some(id) => self.names.insert(path.clone(), *id),
+                None => self.names.remove(path),
+            };
+        }
+        for id in &touches {
+            if let Some(inode) = self.inodes.get_mut(id) {
+                if matches!(inode.node, Node::Dir) {
+                    inode.modified_ms = now;
+                }
+            }
+        }
+        self.journal.push(NsChange { edits, touches });
+    }
+
+    /// Makes the journal durable up to its last change that touched `id` (and every change
+    /// before it: the journal commits in order).
+    fn commit_through(&mut self, id: FileId) {
+        let Some(last) = self.journal.iter().rposition(|c| c.touches.contains(&id)) else {
+            return;
+        };
+        for change in self.journal.drain(..=last) {
+            apply_edits(&mut self.durable_names, change.edits);
+        }
+    }
+
+    /// The entries right under the directory `dir` (resolved), in name order.
+    fn children(&self, dir: &Path) -> std::vec::IntoIter<(&PathBuf, FileId)> {
+        self.names
+            .range::<Path, _>((Bound::Excluded(dir), Bound::Unbounded))
+            .take_while(|(path, _)| path.starts_with(dir))
+            .filter(|(path, _)| path.parent() == Some(dir))
+            .map(|(path, &id)| (path, id))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Every entry at or under `path`, in order.
+    fn subtree(&self, path: &Path) -> Vec<(PathBuf, FileId)> {
+        self.names
+            .range::<Path, _>((Bound::Included(path), Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(path))
+            .map(|(name, &id)| (name.clone(), id))
+            .collect()
+    }
+
+    /// Binds a Unix socket's file at `path`: `EADDRINUSE` if the path exists.
+    pub(crate) fn bind_socket(&mut self, path: &Path, now: u64) -> io::Result<FileId> {
+        let at = self.walk(path, false)?;
+        if self.lookup(&at).is_some() {
+            return Err(os(EADDRINUSE));
+        }
+        self.create(&at, Node::Socket, 0o777 & !UMASK, now)
+    }
+
+    /// The socket file `path` names: `ENOENT` if there is none, `ECONNREFUSED` if it is not a
+    /// socket.
+    pub(crate) fn find_socket(&self, path: &Path) -> io::Result<FileId> {
+        let at = self.walk(path, true)?;
+        match self.lookup(&at) {
+            None => Err(os(ENOENT)),
+            Some(id) if matches!(self.inodes.get(&id).map(|i| &i.node), Some(Node::Socket)) => {
+                Ok(id)
+            }
+            Some(_) => Err(os(ECONNREFUSED)),
+        }
+    }
+}
+
+/// The names of `path`'s components (it is normalized: no `.`, `..` or prefix).
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn apply_edits(names: &mut BTreeMap<PathBuf, FileId>, edits: Vec<(PathBuf, Option<FileId>)>) {
+    for (path, id) in edits {
+        match id {
+            Some(id) => names.insert(path, id),
+            None => names.remove(&path),
+        };
+    }
+}
+
+/// Serves a file-system op by path (they touch the disk: `EIO` may strike each, `ENOSPC` the
+/// ones that make an entry).
+fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> {
+    let now = host_now(state, host);
+    let makes_entry = matches!(
+        op,
+        FsOp::CreateDir { .. } | FsOp::Symlink { .. } | FsOp::HardLink { .. }
+    );
+    if state.chance(state.faults.disk.eio_ppm) {
+        return Err(os(EIO));
+    }
+    if makes_entry && state.chance(state.faults.disk.enospc_ppm) {
+        return Err(os(ENOSPC));
+    }
+    let disk = &mut state.hosts[host].disk;
+    match op {
+        FsOp::Metadata {
+            path,
+            follow,
+            metadata,
+        } => {
+            let at = disk.walk(path, *follow)?;
+            let id = disk.lookup(&at).ok_or_else(|| os(ENOENT))?;
+            *metadata = Some(disk.inodes[&id].metadata());
+        }
+        FsOp::ReadDir { path, entries } => {
+            let at = disk.walk(path, true)?;
+            match disk.node(&at) {
+                None => return Err(os(ENOENT)),
+                Some(Node::Dir) => {}
+                Some(_) => return Err(os(ENOTDIR)),
+            }
+            *entries = disk
+                .children(&at)
+                .map(|(name, id)| {
+                    let name = name.file_name().expect("entries have names");
+                    DirEntry::new(path.join(name), disk.inodes[&id].file_type())
+                })
+                .collect();
+        }
+        FsOp::CreateDir { path } => {
+            let at = disk.walk(path, false)?;
+            if disk.lookup(&at).is_some() {
+                return Err(os(EEXIST));
+            }
+            disk.create(&at, Node::Dir, 0o777 & !UMASK, now)?;
+        }
+        FsOp::RemoveFile { path } => {
+            let at = disk.walk(path, false)?;
+            match disk.lookup(&at) {
+                None => return Err(os(ENOENT)),
+                Some(id) if id == ROOT || matches!(disk.inodes[&id].node, Node::Dir) => {
+                    return Err(os(EISDIR))
+                }
+                Some(id) => disk.change(vec![(at, None)], &[id], now),
+            }
+        }
+        FsOp::RemoveDir { path } => {
+            let at = disk.walk(path, false)?;
+            match disk.lookup(&at) {
+                None => return Err(os(ENOENT)),
+                Some(ROOT) => return Err(os(EBUSY)),
+                Some(id) if !matches!(disk.inodes[&id].node, Node::Dir) => return Err(os(ENOTDIR)),
+                Some(_) if disk.children(&at).next().is_some() => return Err(os(ENOTEMPTY)),
+                Some(id) => disk.change(vec![(at, None)], &[id], now),
+            }
+        }
+        FsOp::Rename { from, to } => rename(disk, from, to, now)?,
+        FsOp::HardLink { original, link } => {
+            let from = disk.walk(original, false)?;
+            let id = disk.lookup(&from).ok_or_else(|| os(ENOENT))?;
+            if matches!(disk.inodes[&id].node, Node::Dir) {
+                return Err(os(EPERM));
+            }
+            let at = disk.walk(link, false)?;
+            if disk.lookup(&at).is_some() {
+                return Err(os(EEXIST));
+            }
+            disk.change(vec![(at, Some(id))], &[id], now);
+        }
+        FsOp::Symlink { original, link } => {
+            let at = disk.walk(link, false)?;
+            if disk.lookup(&at).is_some() {
+                return Err(os(EEXIST));
+            }
+            disk.create(&at, Node::Symlink(original.clone()), 0o777, now)?;
+        }
+        FsOp::ReadLink { path, target } => {
+            let at = disk.walk(path, false)?;
+            match disk.node(&at) {
+                None => return Err(os(ENOENT)),
+                Some(Node::Symlink(to)) => *target = Some(to.clone()),
+                Some(_) => return Err(os(EINVAL)),
+            }
+        }
+        other => return Err(Unsupported::io_error("fiber", other.name())),
+    }
+    Ok(0)
+}
+
+/// `rename(2)`: replaces a file, or an empty directory with a directory.
+fn rename(disk: &mut Disk, from: &Path, to: &Path, now: u64) -> io::Result<()> {
+    let from = disk.walk(from, false)?;
+    let to = disk.walk(to, false)?;
+    let id = disk.lookup(&from).ok_or_else(|| os(ENOENT))?;
+    if id == ROOT || to.parent().is_none() {
+        return Err(os(EBUSY));
+    }
+    if from == to {
+        return Ok(());
+    }
+    let is_dir = |disk: &Disk, id: FileId| matches!(disk.inodes[&id].node, Node::Dir);
+    let moving_dir = is_dir(disk, id);
+    if moving_dir && to.starts_with(&from) {
+        // Into itself.
+        return Err(os(EINVAL));
+    }
+    let mut edits = Vec::new();
+    if let Some(old) = disk.lookup(&to) {
+        if old == id {
+            // Two names of one file: nothing to do, as Linux does.
+            return Ok(());
+        }
+        match (moving_dir, is_dir(disk, old)) {
+            (true, false) => return Err(os(ENOTDIR)),
+            (false, true) => return Err(os(EISDIR)),
+            (true, true) if disk.children(&to).next().is_some() => return Err(os(ENOTEMPTY)),
+            _ => edits.push((to.clone(), None)),
+        }
+    }
+    let moved = disk.subtree(&from);
+    edits.extend(moved.iter().map(|(path, _)| (path.clone(), None)));
+    edits.extend(moved.into_iter().map(|(path, id)| {
+        let rest = path.strip_prefix(&from).expect("in the subtree");
+        let new = if rest.as_os_str().is_empty() {
+            to.clone()
+        } else {
+            to.join(rest)
+        };
+        (new, Some(id))
+    }));
+    disk.change(edits, &[id], now);
+    Ok(())
 }
 
 fn read_at(
@@ -344,25 +816,62 @@ fn write_at(
     let room = usize::try_from(MAX_FILE_LEN - at).unwrap_or(usize::MAX);
     let n = state.transfer(buf.len()).min(room);
     let bytes = buf[..n].to_vec();
-    let target = file_state(state, host, file)?;
+    let now = host_now(state, host);
+    let inode = inode(state, host, file)?;
+    inode.modified_ms = now;
+    let Node::File(target) = &mut inode.node else {
+        return Err(os(EISDIR));
+    };
     apply(&mut target.data, at, &bytes);
     target.unsynced.push(Change::Write { offset: at, bytes });
     Ok(n)
 }
 
+/// `ftruncate`: like a write, changed at once and unsynced until a sync.
+fn set_len(state: &mut State, host: HostId, file: &SimFile, len: u64) -> io::Result<usize> {
+    if !matches!(inode(state, host, file)?.node, Node::File(_)) {
+        return Err(os(EINVAL));
+    }
+    if !file.write {
+        // Linux's answer for a descriptor not open for writing.
+        return Err(os(EINVAL));
+    }
+    if len > MAX_FILE_LEN {
+        return Err(os(EFBIG));
+    }
+    if state.chance(state.faults.disk.eio_ppm) {
+        return Err(os(EIO));
+    }
+    let now = host_now(state, host);
+    let inode = inode(state, host, file)?;
+    inode.modified_ms = now;
+    if let Node::File(target) = &mut inode.node {
+        target.data.resize(len as usize, 0);
+        target.unsynced.push(Change::SetLen(len));
+    }
+    Ok(0)
+}
+
+/// `fsync`: a file's contents become durable, and (for a file or a directory) the journal is
+/// committed up to the last namespace change that touched it.
 fn sync_all(state: &mut State, host: HostId, file: &SimFile) -> io::Result<usize> {
-    file_state(state, host, file)?;
+    inode(state, host, file)?;
     if state.chance(state.faults.disk.eio_ppm) {
         return Err(os(EIO));
     }
     let lies = state.faults.disk.lying_fsync && state.rng.below(LYING_SYNC_ODDS) == 0;
-    let target = file_state(state, host, file)?;
-    if lies {
-        target.lies += 1;
-    } else {
-        target.durable = Some(target.data.clone());
-        target.unsynced.clear();
-        target.lies = 0;
+    let inode = inode(state, host, file)?;
+    if let Node::File(target) = &mut inode.node {
+        if lies {
+            target.lies += 1;
+        } else {
+            target.durable = Some(target.data.clone());
+            target.unsynced.clear();
+            target.lies = 0;
+        }
+    }
+    if !lies {
+        state.hosts[host].disk.commit_through(file.id);
     }
     Ok(0)
 }
@@ -377,74 +886,102 @@ fn apply(data: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
     data[start..end].copy_from_slice(bytes);
 }
 
-/// `host` crashed: each file becomes what its disk kept (see the module docs).
+/// `host` crashed: the namespace becomes what the journal committed plus a seeded prefix of
+/// the rest, and each file what its disk kept (see the module docs).
 pub(crate) fn crash(state: &mut State, host: HostId) {
     // Out of the state while the seed decides, so the draws can borrow it.
     let mut disk = std::mem::take(&mut state.hosts[host].disk);
     let torn_writes = state.faults.disk.torn_writes;
-    let mut vanished = Vec::new();
-    for (path, id) in &disk.names {
-        let Some(file) = disk.files.get_mut(id) else {
+    let before = std::mem::take(&mut disk.names);
+    let journal = std::mem::take(&mut disk.journal);
+    let unsynced_changes = journal.len();
+    let kept_changes = state.rng.below(unsynced_changes as u64 + 1) as usize;
+    let mut names = std::mem::take(&mut disk.durable_names);
+    for change in journal.into_iter().take(kept_changes) {
+        apply_edits(&mut names, change.edits);
+    }
+    let live: BTreeSet<FileId> = names.values().copied().chain([ROOT]).collect();
+    let mut lines = Vec::new();
+    let mut seen = BTreeSet::new();
+    // Each file whose contents were not all durable, by its name before the crash (or, for
+    // one unlinked since whose unlink was lost, by the name it has again).
+    for (path, &id) in before.iter().chain(names.iter()) {
+        let Some(Node::File(file)) = disk.inodes.get_mut(&id).map(|inode| &mut inode.node) else {
             continue;
         };
+        if !seen.insert(id) {
+            continue;
+        }
         if file.durable.is_some() && file.unsynced.is_empty() && file.lies == 0 {
             continue;
         }
-        let line = if file.durable.is_none() && state.rng.below(2) == 0 {
-            vanished.push(path.clone());
-            format!("{path:?} vanished (never synced)")
-        } else {
-            let unsynced = std::mem::take(&mut file.unsynced);
-            let mut data = file.durable.take().unwrap_or_default();
-            let (mut kept, mut torn) = (0, 0);
-            for change in &unsynced {
-                match change {
-                    Change::Truncate => {
-                        if state.rng.below(2) == 0 {
-                            data.clear();
+        if !live.contains(&id) {
+            lines.push(format!("{path:?} vanished (its name was never synced)"));
+            continue;
+        }
+        let unsynced = std::mem::take(&mut file.unsynced);
+        let mut data = file.durable.take().unwrap_or_default();
+        let (mut kept, mut torn) = (0, 0);
+        for change in &unsynced {
+            match change {
+                Change::SetLen(len) => {
+                    if state.rng.below(2) == 0 {
+                        data.resize(*len as usize, 0);
+                        kept += 1;
+                    }
+                }
+                Change::Write { offset, bytes } => {
+                    let ways = if torn_writes && bytes.len() > 1 { 3 } else { 2 };
+                    match state.rng.below(ways) {
+                        0 => {}
+                        1 => {
+                            apply(&mut data, *offset, bytes);
                             kept += 1;
                         }
-                    }
-                    Change::Write { offset, bytes } => {
-                        let ways = if torn_writes && bytes.len() > 1 { 3 } else { 2 };
-                        match state.rng.below(ways) {
-                            0 => {}
-                            1 => {
-                                apply(&mut data, *offset, bytes);
-                                kept += 1;
-                            }
-                            _ => {
-                                let prefix = 1 + state.rng.below(bytes.len() as u64 - 1) as usize;
-                                apply(&mut data, *offset, &bytes[..prefix]);
-                                torn += 1;
-                            }
+                        _ => {
+                            let prefix = 1 + state.rng.below(bytes.len() as u64 - 1) as usize;
+                            apply(&mut data, *offset, &bytes[..prefix]);
+                            torn += 1;
                         }
                     }
                 }
             }
-            let lies = match file.lies {
-                0 => String::new(),
-                n => format!(", {n} lying sync{}", if n == 1 { "" } else { "s" }),
-            };
-            file.data = data.clone();
-            file.durable = Some(data);
-            file.lies = 0;
-            format!(
-                "{path:?} kept {kept} of {} unsynced writes, {torn} torn{lies}",
-                unsynced.len()
-            )
+        }
+        let lies = match file.lies {
+            0 => String::new(),
+            n => format!(", {n} lying sync{}", if n == 1 { "" } else { "s" }),
         };
-        let now = state.now;
-        let name = &state.hosts[host].name;
-        state
-            .log
-            .push(format!("{now} ms: crash {name} disk: {line}"));
+        file.data = data.clone();
+        file.durable = Some(data);
+        file.lies = 0;
+        lines.push(format!(
+            "{path:?} kept {kept} of {} unsynced writes, {torn} torn{lies}",
+            unsynced.len()
+        ));
     }
-    for path in vanished {
-        if let Some(id) = disk.names.remove(&path) {
-            disk.files.remove(&id);
+    let directories = (unsynced_changes > 0)
+        .then(|| format!("kept {kept_changes} of {unsynced_changes} unsynced directory changes"));
+    // What no name reaches is gone; what a name reaches now holds what was kept.
+    disk.inodes.retain(|id, _| live.contains(id));
+    for inode in disk.inodes.values_mut() {
+        if let Node::File(file) = &mut inode.node {
+            let durable = file.durable.clone().unwrap_or_default();
+            file.data = durable.clone();
+            file.durable = Some(durable);
+            file.unsynced.clear();
+            file.lies = 0;
         }
     }
+    disk.durable_names = names.clone();
+    disk.names = names;
+    let now = state.now;
+    let name = &state.hosts[host].name;
+    let mut log: Vec<String> = lines
+        .into_iter()
+        .map(|line| format!("{now} ms: crash {name} disk: {line}"))
+        .collect();
+    log.extend(directories.map(|line| format!("{now} ms: crash {name} directories: {line}")));
+    state.log.extend(log);
     state.hosts[host].disk = disk;
 }
 
@@ -644,5 +1181,87 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with(" of 2 unsynced writes, 0 torn"), "{line}");
+    }
+
+    fn fs(sim: &Sim, op: FsOp) -> io::Result<usize> {
+        serve(sim, Op::Offload(io_core::offload::Offload::Fs(op))).0
+    }
+
+    fn exists(sim: &Sim, path: &str) -> bool {
+        let op = FsOp::Metadata {
+            path: path.into(),
+            follow: false,
+            metadata: None,
+        };
+        fs(sim, op).is_ok()
+    }
+
+    #[test]
+    fn an_unlink_lost_in_a_crash_brings_the_file_back_whole() {
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let file = open(&sim, "/f", rw()).unwrap();
+            write(&sim, &file, b"x", 0).unwrap();
+            sync(&sim, &file).unwrap();
+            write(&sim, &file, b"y", 1).unwrap();
+            fs(&sim, FsOp::RemoveFile { path: "/f".into() }).unwrap();
+            crash(&sim);
+            let back = open(&sim, "/f", OpenOptions::new().read(true)).and_then(|f| read(&sim, &f));
+            match &back {
+                Ok(data) => assert!(data == b"x" || data == b"xy", "{data:?}"),
+                Err(err) => assert_eq!(err.kind(), io::ErrorKind::NotFound),
+            }
+            outcomes.insert(back.ok());
+        }
+        assert!(
+            outcomes.contains(&None) && outcomes.len() > 1,
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn a_directory_renamed_moves_with_its_subtree_or_not_at_all() {
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let file = open(&sim, "/a/b/f", rw()).unwrap();
+            sync(&sim, &file).unwrap();
+            let rename = FsOp::Rename {
+                from: "/a".into(),
+                to: "/z".into(),
+            };
+            fs(&sim, rename).unwrap();
+            assert!(exists(&sim, "/z/b/f") && !exists(&sim, "/a"));
+            crash(&sim);
+            let (old, new) = (exists(&sim, "/a/b/f"), exists(&sim, "/z/b/f"));
+            assert!(old != new, "seed {seed}: one place or the other");
+            outcomes.insert(new);
+        }
+        assert_eq!(outcomes.len(), 2, "both, across seeds");
+    }
+
+    #[test]
+    fn a_synced_directory_keeps_its_entries() {
+        let sim = Sim::new(0);
+        let file = open(&sim, "/d/f", rw()).unwrap();
+        sync(&sim, &file).unwrap();
+        let rename = FsOp::Rename {
+            from: "/d/f".into(),
+            to: "/d/g".into(),
+        };
+        fs(&sim, rename).unwrap();
+        fs(
+            &sim,
+            FsOp::CreateDir {
+                path: "/d/sub".into(),
+            },
+        )
+        .unwrap();
+        let dir = open(&sim, "/d", OpenOptions::new().read(true)).unwrap();
+        assert_eq!(read(&sim, &dir).unwrap_err().raw_os_error(), Some(EISDIR));
+        sync(&sim, &dir).unwrap();
+        crash(&sim);
+        assert!(exists(&sim, "/d/g") && exists(&sim, "/d/sub") && !exists(&sim, "/d/f"));
     }
 }

@@ -48,6 +48,10 @@ pub struct Faults {
     pub late_completion_ms: u64,
     /// Whether `cx.buggify(..)` fault points may fire.
     pub buggify: bool,
+    /// How long a `spawn_blocking` closure takes: it runs on the loop's thread this long after
+    /// it was submitted (a time drawn from the range), and then completes. Long enough that a
+    /// program's timeouts and cancels can meet it running, as they would a real pool's job.
+    pub blocking_ms: (u64, u64),
 }
 
 /// The network's behaviour: see [`Faults`].
@@ -56,8 +60,14 @@ pub struct Faults {
 pub struct NetFaults {
     /// One-way latency between two hosts (a host talks to itself with none).
     pub latency_ms: (u64, u64),
-    /// Share of packets lost (each is sent again after a retransmission timeout).
+    /// Share of packets lost: a TCP segment is sent again after a retransmission timeout; a
+    /// UDP datagram is gone.
     pub loss_ppm: u32,
+    /// Share of UDP datagrams the network delivers twice.
+    pub duplicate_ppm: u32,
+    /// Share of UDP datagrams held back on the way (by one more latency), so later ones
+    /// overtake them. (Datagrams may overtake each other anyway when latency varies.)
+    pub reorder_ppm: u32,
     /// A connect with no answer fails with `TimedOut` after this long.
     pub connect_timeout_ms: u64,
     /// A connection whose data has not arrived for this long is given up: `TimedOut`.
@@ -84,12 +94,15 @@ pub struct DiskFaults {
 }
 
 impl Faults {
-    /// A healthy world: a 1 ms network, an instant disk, no faults at all.
+    /// A healthy world: a 1 ms network, an instant disk, 10 ms per blocking closure, no faults
+    /// at all.
     pub fn none() -> Faults {
         Faults {
             net: NetFaults {
                 latency_ms: (1, 1),
                 loss_ppm: 0,
+                duplicate_ppm: 0,
+                reorder_ppm: 0,
                 connect_timeout_ms: 75_000,
                 give_up_ms: 120_000,
             },
@@ -110,6 +123,7 @@ impl Faults {
             late_completion_ppm: 0,
             late_completion_ms: 0,
             buggify: false,
+            blocking_ms: (10, 10),
         }
     }
 }
@@ -121,6 +135,8 @@ impl Default for Faults {
             net: NetFaults {
                 latency_ms: (1, 20),
                 loss_ppm: 10_000,
+                duplicate_ppm: 1_000,
+                reorder_ppm: 10_000,
                 connect_timeout_ms: 10_000,
                 give_up_ms: 15_000,
             },
@@ -141,6 +157,7 @@ impl Default for Faults {
             late_completion_ppm: 100_000,
             late_completion_ms: 3,
             buggify: true,
+            blocking_ms: (1, 50),
         }
     }
 }

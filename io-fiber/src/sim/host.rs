@@ -28,8 +28,18 @@ pub(crate) struct Host {
     pub(crate) tasks: Vec<TaskRef>,
     pub(crate) start: Option<Start>,
     pub(crate) disk: Disk,
+    /// Its standard streams.
+    pub(crate) stdio: Streams,
     /// The next ephemeral port to hand out.
     pub(crate) next_port: u16,
+}
+
+/// A host's standard streams: the input it has not read yet, and what it wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Streams {
+    pub(crate) stdin: std::collections::VecDeque<u8>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 impl Host {
@@ -48,6 +58,7 @@ impl Host {
             tasks: Vec::new(),
             start,
             disk: Disk::default(),
+            stdio: Streams::default(),
             next_port: FIRST_EPHEMERAL_PORT,
         }
     }

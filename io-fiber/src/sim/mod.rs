@@ -1,5 +1,16 @@
-//! The simulated world the fiber backend serves I/O from: hosts with addresses, a TCP network
-//! between them, a disk per host, and the faults a seed draws.
+//! The simulated world the fiber backend serves I/O from: hosts with addresses and names, a
+//! network between them, a disk per host, and the faults a seed draws.
+//!
+//! - `net`: TCP (latency, windows, retransmission, partitions, crashes, Linux's error kinds,
+//!   the bind options' backlog and `SO_REUSEPORT`) and Unix stream sockets.
+//! - `dgram`: UDP (latency per datagram, loss, duplication, reordering, ICMP refusals of a
+//!   connected socket, bounded receive buffers, truncation) and Unix datagram sockets.
+//! - `disk`: files, directories, symbolic and hard links, with a real disk's durability for
+//!   contents and a journal's for directory entries; `EIO`, `ENOSPC`, torn writes.
+//! - `offload`: name lookups from the host table, `spawn_blocking` closures run at a seeded
+//!   turn, and each host's standard streams.
+//!
+//! (Each module's docs give its semantics in full, with the error kinds and faults.)
 //!
 //! Everything here is a pure function of the seed and the program: state lives in ordered maps
 //! and queues (no hash-map iteration), every choice is drawn from the world's own [`SplitMix64`]
@@ -10,10 +21,12 @@
 //! driver fires the events that are due in each turn and, when nothing is runnable, moves the
 //! clock to the earlier of the next timer and the next event.
 
+mod dgram;
 mod disk;
 mod faults;
 mod host;
 mod net;
+mod offload;
 mod world;
 
 use std::cell::{Cell, RefCell};
@@ -21,6 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::rc::{Rc, Weak};
 
+use io_core::offload::Offload;
 use io_core::op::{Completion, Handle, Op, OpId, OpSlot, Submitted};
 use io_core::{Canceled, SplitMix64, Unsupported};
 
@@ -79,6 +93,8 @@ enum Event {
     Heal { from: HostId, to: HostId },
     /// The fault plan draws its next partition.
     NextPartition,
+    /// A blocking closure's turn: it runs, and its op completes (unless its caller left).
+    RunBlocking { op: u64 },
 }
 
 pub(crate) struct State {
@@ -112,6 +128,9 @@ pub(crate) struct State {
     crash_hosts: usize,
     /// The clients are done.
     ended: bool,
+    /// Blocking closures whose callers left (canceled or dropped), still to run at their turn,
+    /// by op id, with their host.
+    detached: BTreeMap<u64, (HostId, Op)>,
 }
 
 impl Sim {
@@ -143,6 +162,7 @@ impl Sim {
                 failure: None,
                 crash_hosts: 0,
                 ended: false,
+                detached: BTreeMap::new(),
             }),
             dropped,
             first_event,
@@ -222,6 +242,22 @@ impl Sim {
             Event::Restart(host) => self.restart(host),
             Event::Cut { from, to } => self.state.borrow_mut().link(from, to, true),
             Event::Heal { from, to } => self.state.borrow_mut().link(from, to, false),
+            Event::RunBlocking { op } => {
+                let (pending, detached) = {
+                    let mut state = self.state.borrow_mut();
+                    (state.ops.remove(&op), state.detached.remove(&op))
+                };
+                // The closure runs with the world unborrowed: it is the program's code.
+                if let Some(mut pending) = pending {
+                    offload::run(&mut pending.op);
+                    pending.slot.complete(Completion {
+                        result: Ok(0),
+                        op: pending.op,
+                    });
+                } else if let Some((_, mut op)) = detached {
+                    offload::run(&mut op);
+                }
+            }
         }
     }
 
@@ -265,13 +301,26 @@ impl Sim {
             | Op::ReadAt { .. }
             | Op::WriteAt { .. }
             | Op::SyncAll { .. }
-            | Op::Len { .. } => disk::submit(&mut state, host, op),
+            | Op::Len { .. }
+            | Op::SetLen { .. }
+            | Op::Stat { .. }
+            | Op::Offload(Offload::Fs(_)) => disk::submit(&mut state, host, op),
+            Op::Offload(_) => offload::submit(&mut state, host, op),
             Op::Bind { .. }
             | Op::Accept { .. }
             | Op::Connect { .. }
             | Op::Recv { .. }
             | Op::Send { .. }
-            | Op::Shutdown { .. } => net::submit(&mut state, host, op),
+            | Op::Shutdown { .. }
+            | Op::BindUdp { .. }
+            | Op::ConnectUdp { .. }
+            | Op::SendTo { .. }
+            | Op::RecvFrom { .. }
+            | Op::BindUnix { .. }
+            | Op::ConnectUnix { .. }
+            | Op::AcceptUnix { .. }
+            | Op::SendToUnix { .. }
+            | Op::RecvFromUnix { .. } => net::submit(&mut state, host, op),
             Op::Close { handle } => {
                 let result = close(handle);
                 Reply::Done(result, Op::Close { handle: None })
@@ -298,7 +347,7 @@ impl Sim {
                 let done = matches!(then, Then::After(..));
                 let parked = match then {
                     Then::Park(park) => Some(park),
-                    Then::After(..) | Then::Fail(..) => None,
+                    Then::After(..) | Then::Fail(..) | Then::Run(..) => None,
                 };
                 state.ops.insert(
                     id,
@@ -315,6 +364,7 @@ impl Sim {
                     Then::After(delay, result) | Then::Fail(delay, result) => {
                         state.schedule(delay, Event::Complete { op: id, result })
                     }
+                    Then::Run(delay) => state.schedule(delay, Event::RunBlocking { op: id }),
                 }
                 Submitted::InFlight {
                     id: OpId::new(id),
@@ -339,6 +389,17 @@ impl Sim {
             // its result arrives, as for an op io_uring has started.
             return;
         }
+        if offload::detaches(&pending.op) {
+            // A closure may run for any time: its caller goes at once, and it runs on.
+            let pending = state.ops.remove(&id).expect("checked above");
+            let shell = offload::shell(&pending.op);
+            state.detached.insert(id, (pending.host, pending.op));
+            pending.slot.complete(Completion {
+                result: Err(Canceled.into()),
+                op: shell,
+            });
+            return;
+        }
         // The kernel's freedom: a cancel may arrive after the op could complete.
         let late = state.faults.late_cancel_ms;
         if late > 0 && state.rng.below(2) == 0 {
@@ -353,9 +414,14 @@ impl Sim {
     pub(crate) fn discard_op(&self, id: OpId) {
         let pending = {
             let mut state = self.state.borrow_mut();
-            let pending = state.ops.remove(&id.get());
+            let mut pending = state.ops.remove(&id.get());
             if let Some(on) = pending.as_ref().and_then(|p| p.parked) {
                 net::unpark(&mut state, id.get(), on);
+            }
+            if pending.as_ref().is_some_and(|p| offload::detaches(&p.op)) {
+                // A closure runs on at its turn, its output dropped.
+                let Pending { host, op, .. } = pending.take().expect("checked above");
+                state.detached.insert(id.get(), (host, op));
             }
             pending
         };
@@ -403,6 +469,7 @@ fn event_word(event: &Event) -> u64 {
         Event::Cut { from, to } => 5 ^ ((*from as u64) << 8) ^ ((*to as u64) << 32),
         Event::Heal { from, to } => 6 ^ ((*from as u64) << 8) ^ ((*to as u64) << 32),
         Event::NextPartition => 7,
+        Event::RunBlocking { op } => 8 ^ (op << 8),
     }
 }
 
@@ -421,6 +488,8 @@ pub(crate) enum Then {
     /// After `delay` ms, with `result`, unless canceled first (nothing was done yet: a connect
     /// that no host will ever answer).
     Fail(u64, io::Result<usize>),
+    /// A blocking closure, run after `delay` ms.
+    Run(u64),
 }
 
 /// Closes a file or socket: its last handle is dropped here, or when the op holding another ends.
@@ -526,6 +595,7 @@ impl Sim {
                     net::unpark(&mut state, id, on);
                 }
             }
+            state.detached.retain(|_, (owner, _)| *owner != host);
             disk::crash(&mut state, host);
             let host_state = &mut state.hosts[host];
             host_state.up = false;
@@ -606,6 +676,35 @@ impl Sim {
             state.now = fiber.core.now_ms();
         }
         state.now
+    }
+
+    /// Sets `host`'s standard input.
+    pub(crate) fn set_stdin(&self, host: HostId, bytes: Vec<u8>) {
+        self.state.borrow_mut().hosts[host].stdio.stdin = bytes.into();
+    }
+
+    /// What each host wrote to stdout and stderr, by name (hosts that wrote nothing left out).
+    pub(crate) fn output(&self) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let state = self.state.borrow();
+        state
+            .hosts
+            .iter()
+            .filter(|h| !h.stdio.stdout.is_empty() || !h.stdio.stderr.is_empty())
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    h.stdio.stdout.clone(),
+                    h.stdio.stderr.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// What `host` wrote to stdout and stderr.
+    pub(crate) fn host_output(&self, host: HostId) -> (Vec<u8>, Vec<u8>) {
+        let state = self.state.borrow();
+        let stdio = &state.hosts[host].stdio;
+        (stdio.stdout.clone(), stdio.stderr.clone())
     }
 
     /// What `host` runs when it boots.

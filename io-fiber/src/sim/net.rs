@@ -1,4 +1,4 @@
-//! The simulated TCP network.
+//! The simulated TCP network, and Unix stream sockets.
 //!
 //! A connection is two stream sockets, one per host, each with a receive buffer and a queue of
 //! segments it sent that have not arrived yet. A segment (bytes, a FIN or a RST) arrives after a
@@ -12,16 +12,35 @@
 //! The error kinds are those Linux gives: `ConnectionRefused` for a port nobody listens on,
 //! `ConnectionReset` once after a RST (then `BrokenPipe` on a write, `0` on a read), `TimedOut`
 //! for a connect or a connection given up on, `AddrInUse`, `AddrNotAvailable`, `NotConnected`.
+//!
+//! A listener's accept queue holds its bind options' backlog plus one connection (Linux's
+//! check; the backlog capped at `somaxconn`, 4,096): a SYN that finds it full is dropped, and
+//! the client's SYN retry (1 s, 2 s, …) tries again. `SO_REUSEPORT` lets listeners that all
+//! ask for it bind one address; each connection goes to one of them, drawn from the seed (Linux
+//! hashes the connection's addresses). `SO_REUSEADDR` changes nothing: there is no `TIME_WAIT`
+//! here to wait out.
+//!
+//! A Unix stream socket is the same machinery on one host: its bytes are delivered locally,
+//! with no latency and no network fault (short transfers aside). `bind` makes a socket file at
+//! its path on the host's disk (`AddrInUse` if the path exists; the file stays after the socket
+//! closes, as on Linux, until it is removed); `connect` completes at once: `NotFound` for a
+//! path that does not exist, `ConnectionRefused` for one nobody listens on (a stale socket
+//! file, a regular file), `WouldBlock` (`EAGAIN`) when the accept queue is full, as a
+//! non-blocking connect gets it. The accepted end is named by the listener's path; the
+//! connecting end is unnamed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, ErrorKind};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use io_core::op::{Completion, Handle, Op, Resource};
+use io_core::op::{Completion, Handle, Op, Resource, SocketOptions, UnixKind};
 use io_core::Unsupported;
 
+use super::dgram::{self, Dgram};
+use super::disk::{self, os, FileId};
 use super::host::FIRST_EPHEMERAL_PORT;
 use super::{HostId, Reply, State, Then};
 
@@ -29,8 +48,13 @@ pub(crate) type SockId = u64;
 
 /// The most bytes a sender may have unread by its receiver (in flight plus buffered).
 pub(crate) const WINDOW: usize = 256 * 1024;
-/// Linux's default listen backlog for `std::net::TcpListener::bind`.
-const BACKLOG: usize = 128;
+/// Linux's cap on a listen backlog (`net.core.somaxconn`).
+const SOMAXCONN: u32 = 4096;
+/// `EPROTOTYPE`: a stream connect to a datagram socket's path.
+const EPROTOTYPE: i32 = 91;
+/// The address a Unix socket's stream has in the TCP machinery it reuses (none: it is never
+/// matched by address).
+const NO_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 /// The first retransmission timeout (Linux's minimum RTO), doubled at each retry.
 const FIRST_RTO_MS: u64 = 200;
 /// The longest retransmission timeout.
@@ -38,7 +62,7 @@ const MAX_RTO_MS: u64 = 10_000;
 
 #[derive(Default)]
 pub(crate) struct Net {
-    socks: Socks,
+    pub(super) socks: Socks,
     next_sock: SockId,
     /// Directions packets are dropped in: (from, to).
     cut: BTreeSet<(HostId, HostId)>,
@@ -51,32 +75,37 @@ pub(crate) enum ParkOn {
     Recv(SockId),
     Send(SockId),
     Connect(SockId),
+    /// A receive on a datagram socket.
+    Datagram(SockId),
+    /// A Unix datagram sender, waiting for room in the receiver `SockId`'s buffer.
+    DatagramRoom(SockId),
 }
 
-enum Sock {
+pub(super) enum Sock {
     Listener(Listener),
     Stream(Stream),
+    Dgram(Dgram),
 }
 
 /// The sockets by id. Ids count up from 1 and are never reused, so a socket's slot is its id:
 /// a lookup is an index (a map's search was a fifth of a simulated echo's time), and the live
 /// ids, kept in order, make every walk over the sockets go in id order as before.
 #[derive(Default)]
-struct Socks {
+pub(super) struct Socks {
     slots: Vec<Option<Box<Sock>>>,
     live: BTreeSet<SockId>,
 }
 
 impl Socks {
-    fn get(&self, id: &SockId) -> Option<&Sock> {
+    pub(super) fn get(&self, id: &SockId) -> Option<&Sock> {
         self.slots.get(*id as usize)?.as_deref()
     }
 
-    fn get_mut(&mut self, id: &SockId) -> Option<&mut Sock> {
+    pub(super) fn get_mut(&mut self, id: &SockId) -> Option<&mut Sock> {
         self.slots.get_mut(*id as usize)?.as_deref_mut()
     }
 
-    fn insert(&mut self, id: SockId, sock: Sock) {
+    pub(super) fn insert(&mut self, id: SockId, sock: Sock) {
         let index = id as usize;
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
@@ -85,33 +114,40 @@ impl Socks {
         self.live.insert(id);
     }
 
-    fn remove(&mut self, id: &SockId) -> Option<Sock> {
+    pub(super) fn remove(&mut self, id: &SockId) -> Option<Sock> {
         let sock = self.slots.get_mut(*id as usize)?.take()?;
         self.live.remove(id);
         Some(*sock)
     }
 
     /// The live sockets, in id order.
-    fn iter(&self) -> impl Iterator<Item = (SockId, &Sock)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (SockId, &Sock)> {
         self.live
             .iter()
             .filter_map(|&id| Some((id, self.get(&id)?)))
     }
 
-    fn values(&self) -> impl Iterator<Item = &Sock> {
+    pub(super) fn values(&self) -> impl Iterator<Item = &Sock> {
         self.iter().map(|(_, sock)| sock)
     }
 }
 
-struct Listener {
+pub(super) struct Listener {
     host: HostId,
     addr: SocketAddr,
     /// Connections the handshake finished for, not accepted yet.
     ready: VecDeque<SockId>,
     acceptors: VecDeque<u64>,
+    /// The accept queue holds at most `backlog + 1` connections, as Linux's does.
+    backlog: usize,
+    /// `SO_REUSEPORT`: other listeners with it may share the address.
+    reuse_port: bool,
+    /// A Unix stream listener: its path and socket file (it is matched by file, never by
+    /// address).
+    unix: Option<(PathBuf, FileId)>,
 }
 
-struct Stream {
+pub(super) struct Stream {
     host: HostId,
     local: SocketAddr,
     peer: SocketAddr,
@@ -222,28 +258,79 @@ pub(crate) enum Event {
     Deliver { from: SockId },
     /// A RST reaches `sock`.
     Reset { sock: SockId },
+    /// A UDP datagram arrives (or is dropped on the way).
+    Datagram(dgram::InFlight),
+    /// An ICMP port unreachable for a datagram `sock` sent to `addr` reaches `sock`'s host.
+    Unreachable { sock: SockId, addr: SocketAddr },
 }
 
 /// The handle of a simulated socket. Dropping the last one closes it (at the world's next step).
 pub(crate) struct SimSocket {
     id: SockId,
-    local: SocketAddr,
-    peer: Option<SocketAddr>,
+    name: Name,
     dropped: Rc<RefCell<Vec<SockId>>>,
+}
+
+/// A socket's addresses, as its handle answers them without an op.
+enum Name {
+    /// TCP and UDP (a UDP socket's change when it connects).
+    Inet {
+        local: Cell<SocketAddr>,
+        peer: Cell<Option<SocketAddr>>,
+    },
+    /// Unix sockets: paths, `None` for an unnamed end.
+    Unix {
+        local: Option<PathBuf>,
+        peer: Option<PathBuf>,
+    },
 }
 
 impl Resource for SimSocket {
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+        match &self.name {
+            Name::Inet { local, .. } => Ok(local.get()),
+            Name::Unix { .. } => Err(Unsupported::io_error("fiber", "local_addr")),
+        }
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.peer.ok_or_else(|| ErrorKind::NotConnected.into())
+        match &self.name {
+            Name::Inet { peer, .. } => peer.get().ok_or_else(|| ErrorKind::NotConnected.into()),
+            Name::Unix { .. } => Err(Unsupported::io_error("fiber", "peer_addr")),
+        }
+    }
+
+    fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
+        match &self.name {
+            Name::Unix { local, .. } => Ok(local.clone()),
+            Name::Inet { .. } => Err(Unsupported::io_error("fiber", "unix_local_path")),
+        }
+    }
+
+    fn unix_peer_path(&self) -> io::Result<Option<PathBuf>> {
+        match &self.name {
+            Name::Unix { peer, .. } => Ok(peer.clone()),
+            Name::Inet { .. } => Err(Unsupported::io_error("fiber", "unix_peer_path")),
+        }
     }
 
     fn set_nodelay(&self, on: bool) -> io::Result<()> {
         let _ = on; // segments are never coalesced here
         Ok(())
+    }
+}
+
+impl SimSocket {
+    /// A UDP socket connected: its handle answers the new addresses.
+    pub(super) fn connected(&self, local: SocketAddr, peer: SocketAddr) {
+        if let Name::Inet {
+            local: at,
+            peer: to,
+        } = &self.name
+        {
+            at.set(local);
+            to.set(Some(peer));
+        }
     }
 }
 
@@ -253,16 +340,36 @@ impl Drop for SimSocket {
     }
 }
 
-fn handle(state: &State, id: SockId, local: SocketAddr, peer: Option<SocketAddr>) -> Handle {
+pub(super) fn handle(
+    state: &State,
+    id: SockId,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+) -> Handle {
     Handle::new(SimSocket {
         id,
-        local,
-        peer,
+        name: Name::Inet {
+            local: Cell::new(local),
+            peer: Cell::new(peer),
+        },
         dropped: state.dropped.clone(),
     })
 }
 
-fn sock_of(handle: &Handle) -> Option<SockId> {
+pub(super) fn unix_handle(
+    state: &State,
+    id: SockId,
+    local: Option<PathBuf>,
+    peer: Option<PathBuf>,
+) -> Handle {
+    Handle::new(SimSocket {
+        id,
+        name: Name::Unix { local, peer },
+        dropped: state.dropped.clone(),
+    })
+}
+
+pub(super) fn sock_of(handle: &Handle) -> Option<SockId> {
     handle.get::<SimSocket>().map(|socket| socket.id)
 }
 
@@ -274,6 +381,8 @@ pub(crate) fn event_word(event: &Event) -> u64 {
         Event::Refused { client } => (19, *client),
         Event::Deliver { from } => (20, *from),
         Event::Reset { sock } => (21, *sock),
+        Event::Datagram(datagram) => (22 ^ ((datagram.bytes.len() as u64) << 32), datagram.src),
+        Event::Unreachable { sock, .. } => (23, *sock),
     };
     tag ^ (id << 8)
 }
@@ -287,22 +396,31 @@ impl Net {
         self.cut.remove(&(from, to));
     }
 
-    fn stream(&mut self, id: SockId) -> Option<&mut Stream> {
+    /// Whether packets from `from` to `to` are dropped now.
+    pub(super) fn is_cut(&self, from: HostId, to: HostId) -> bool {
+        self.cut.contains(&(from, to))
+    }
+
+    pub(super) fn stream(&mut self, id: SockId) -> Option<&mut Stream> {
         match self.socks.get_mut(&id) {
             Some(Sock::Stream(stream)) => Some(stream),
             _ => None,
         }
     }
 
-    fn new_id(&mut self) -> SockId {
+    pub(super) fn new_id(&mut self) -> SockId {
         self.next_sock += 1;
         self.next_sock
     }
 
-    fn port_in_use(&self, host: HostId, port: u16) -> bool {
+    /// Whether `port` is taken on `host`, in TCP's port space or UDP's.
+    fn port_in_use(&self, host: HostId, port: u16, udp: bool) -> bool {
         self.socks.values().any(|sock| match sock {
-            Sock::Listener(l) => l.host == host && l.addr.port() == port,
-            Sock::Stream(s) => s.host == host && s.local.port() == port,
+            Sock::Listener(l) => {
+                !udp && l.unix.is_none() && l.host == host && l.addr.port() == port
+            }
+            Sock::Stream(s) => !udp && s.host == host && s.local.port() == port,
+            Sock::Dgram(d) => udp && d.host == host && d.port() == Some(port),
         })
     }
 }
@@ -310,7 +428,7 @@ impl Net {
 /// Serves a network op for `host`.
 pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
     match op {
-        Op::Bind { addr, options, .. } => match bind(state, host, addr) {
+        Op::Bind { addr, options, .. } => match bind(state, host, addr, options) {
             Ok(listener) => Reply::Done(
                 Ok(0),
                 Op::Bind {
@@ -322,15 +440,14 @@ pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
             Err(err) => Reply::Done(Err(err), op),
         },
         Op::Connect { addr, .. } => connect(state, host, op, addr),
-        Op::Accept { ref listener, .. } => {
+        Op::Accept { ref listener, .. } | Op::AcceptUnix { ref listener, .. } => {
             let Some(id) = sock_of(listener) else {
                 return foreign(op);
             };
+            let unix = matches!(op, Op::AcceptUnix { .. });
             match state.net.socks.get(&id) {
-                Some(Sock::Listener(_)) => {}
-                Some(Sock::Stream(_)) => {
-                    return Reply::Done(Err(ErrorKind::InvalidInput.into()), op)
-                }
+                Some(Sock::Listener(l)) if l.unix.is_some() == unix => {}
+                Some(_) => return Reply::Done(Err(ErrorKind::InvalidInput.into()), op),
                 None => return Reply::Done(Err(ErrorKind::NotConnected.into()), op),
             }
             let mut op = op;
@@ -343,6 +460,9 @@ pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
             let Some(id) = sock_of(stream) else {
                 return foreign(op);
             };
+            if matches!(state.net.socks.get(&id), Some(Sock::Dgram(_))) {
+                return dgram::submit(state, host, op);
+            }
             let is_recv = matches!(op, Op::Recv { .. });
             if state.net.stream(id).is_none() {
                 return Reply::Done(Err(ErrorKind::NotConnected.into()), op);
@@ -363,9 +483,64 @@ pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
             let Some(id) = sock_of(stream) else {
                 return foreign(op);
             };
+            if matches!(state.net.socks.get(&id), Some(Sock::Dgram(_))) {
+                return dgram::submit(state, host, op);
+            }
             let result = shutdown(state, id, how);
             Reply::Done(result, op)
         }
+        Op::BindUnix {
+            ref path,
+            kind: UnixKind::Listener,
+            backlog,
+            ..
+        } => {
+            let path = path.clone();
+            let result = bind_unix(state, host, &path, backlog);
+            match (result, op) {
+                (
+                    Ok(socket),
+                    Op::BindUnix {
+                        path,
+                        kind,
+                        backlog,
+                        ..
+                    },
+                ) => Reply::Done(
+                    Ok(0),
+                    Op::BindUnix {
+                        path,
+                        kind,
+                        backlog,
+                        socket: Some(socket),
+                    },
+                ),
+                (Err(err), op) => Reply::Done(Err(err), op),
+                (Ok(_), op) => Reply::Done(Err(ErrorKind::InvalidInput.into()), op),
+            }
+        }
+        Op::ConnectUnix { ref path, .. } => {
+            let path = path.clone();
+            let result = connect_unix(state, host, &path);
+            match (result, op) {
+                (Ok(socket), Op::ConnectUnix { path, .. }) => Reply::Done(
+                    Ok(0),
+                    Op::ConnectUnix {
+                        path,
+                        stream: Some(socket),
+                    },
+                ),
+                (Err(err), op) => Reply::Done(Err(err), op),
+                (Ok(_), op) => Reply::Done(Err(ErrorKind::InvalidInput.into()), op),
+            }
+        }
+        Op::BindUdp { .. }
+        | Op::ConnectUdp { .. }
+        | Op::SendTo { .. }
+        | Op::RecvFrom { .. }
+        | Op::BindUnix { .. }
+        | Op::SendToUnix { .. }
+        | Op::RecvFromUnix { .. } => dgram::submit(state, host, op),
         other => {
             let name = other.name();
             Reply::Done(Err(Unsupported::io_error("fiber", name)), other)
@@ -374,28 +549,38 @@ pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
 }
 
 /// An op on a handle the simulated network did not issue.
-fn foreign(op: Op) -> Reply {
+pub(super) fn foreign(op: Op) -> Reply {
     let name = op.name();
     Reply::Done(Err(Unsupported::io_error("fiber", name)), op)
 }
 
-fn bind(state: &mut State, host: HostId, addr: SocketAddr) -> io::Result<Handle> {
+/// Whether two bindings of one port overlap: the same address, or either is unspecified.
+pub(super) fn overlaps(a: IpAddr, b: IpAddr) -> bool {
+    a == b || a.is_unspecified() || b.is_unspecified()
+}
+
+fn bind(
+    state: &mut State,
+    host: HostId,
+    addr: SocketAddr,
+    options: SocketOptions,
+) -> io::Result<Handle> {
     let owner = &state.hosts[host];
     if !owner.owns(addr.ip()) {
         return Err(ErrorKind::AddrNotAvailable.into());
     }
     let port = if addr.port() == 0 {
-        ephemeral_port(state, host)?
+        ephemeral_port(state, host, false)?
     } else {
         let clash = state.net.socks.values().any(|sock| match sock {
             Sock::Listener(l) => {
-                l.host == host
+                l.unix.is_none()
+                    && l.host == host
                     && l.addr.port() == addr.port()
-                    && (l.addr.ip() == addr.ip()
-                        || l.addr.ip().is_unspecified()
-                        || addr.ip().is_unspecified())
+                    && overlaps(l.addr.ip(), addr.ip())
+                    && !(l.reuse_port && options.reuse_port)
             }
-            Sock::Stream(_) => false,
+            Sock::Stream(_) | Sock::Dgram(_) => false,
         });
         if clash {
             return Err(ErrorKind::AddrInUse.into());
@@ -411,12 +596,16 @@ fn bind(state: &mut State, host: HostId, addr: SocketAddr) -> io::Result<Handle>
             addr: local,
             ready: VecDeque::new(),
             acceptors: VecDeque::new(),
+            backlog: options.backlog.min(SOMAXCONN) as usize,
+            reuse_port: options.reuse_port,
+            unix: None,
         }),
     );
     Ok(handle(state, id, local, None))
 }
 
-fn ephemeral_port(state: &mut State, host: HostId) -> io::Result<u16> {
+/// A free port of `host` in the ephemeral range, in TCP's port space or UDP's.
+pub(super) fn ephemeral_port(state: &mut State, host: HostId, udp: bool) -> io::Result<u16> {
     for _ in 0..=(u16::MAX - FIRST_EPHEMERAL_PORT) {
         let port = state.hosts[host].next_port;
         state.hosts[host].next_port = if port == u16::MAX - 1 {
@@ -424,15 +613,89 @@ fn ephemeral_port(state: &mut State, host: HostId) -> io::Result<u16> {
         } else {
             port + 1
         };
-        if !state.net.port_in_use(host, port) {
+        if !state.net.port_in_use(host, port, udp) {
             return Ok(port);
         }
     }
     Err(ErrorKind::AddrInUse.into())
 }
 
+/// Binds a Unix stream listener at `path`: its socket file appears on the host's disk.
+fn bind_unix(state: &mut State, host: HostId, path: &Path, backlog: u32) -> io::Result<Handle> {
+    let now = disk::host_now(state, host);
+    let file = state.hosts[host].disk.bind_socket(path, now)?;
+    let id = state.net.new_id();
+    state.net.socks.insert(
+        id,
+        Sock::Listener(Listener {
+            host,
+            addr: NO_ADDR,
+            ready: VecDeque::new(),
+            acceptors: VecDeque::new(),
+            backlog: backlog.min(SOMAXCONN) as usize,
+            reuse_port: false,
+            unix: Some((path.to_path_buf(), file)),
+        }),
+    );
+    Ok(unix_handle(state, id, Some(path.to_path_buf()), None))
+}
+
+/// The live socket of `host` bound to the socket file `file`.
+pub(super) fn bound_to(state: &State, host: HostId, file: FileId) -> Option<SockId> {
+    state.net.socks.iter().find_map(|(id, sock)| match sock {
+        Sock::Listener(l) if l.host == host && l.unix.as_ref().is_some_and(|u| u.1 == file) => {
+            Some(id)
+        }
+        Sock::Dgram(d) if d.host == host && d.unix_file() == Some(file) => Some(id),
+        _ => None,
+    })
+}
+
+/// Connects a Unix stream to the listener at `path`, at once (local delivery: no handshake
+/// on a wire). A full accept queue is `EAGAIN`, as a non-blocking connect gets it.
+fn connect_unix(state: &mut State, host: HostId, path: &Path) -> io::Result<Handle> {
+    let file = state.hosts[host].disk.find_socket(path)?;
+    let Some(listener) = bound_to(state, host, file) else {
+        return Err(ErrorKind::ConnectionRefused.into());
+    };
+    let bound = match state.net.socks.get(&listener) {
+        Some(Sock::Listener(l)) => {
+            if l.ready.len() > l.backlog {
+                return Err(ErrorKind::WouldBlock.into());
+            }
+            l.unix.as_ref().map(|u| u.0.clone())
+        }
+        _ => return Err(os(EPROTOTYPE)),
+    };
+    let now = state.now;
+    let (client, server) = (state.net.new_id(), state.net.new_id());
+    let mut near = Stream::new(host, NO_ADDR, (host, NO_ADDR), Phase::Open, now);
+    near.peer_sock = Some(server);
+    let mut far = Stream::new(host, NO_ADDR, (host, NO_ADDR), Phase::Open, now);
+    far.peer_sock = Some(client);
+    state.net.socks.insert(client, Sock::Stream(near));
+    state.net.socks.insert(server, Sock::Stream(far));
+    queue_accepted(state, listener, server);
+    Ok(unix_handle(state, client, None, bound))
+}
+
+/// A connection joins `listener`'s accept queue; the first acceptor waiting takes it.
+fn queue_accepted(state: &mut State, listener: SockId, server: SockId) {
+    if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&listener) {
+        l.ready.push_back(server);
+    }
+    if let Some(&acceptor) = match state.net.socks.get(&listener) {
+        Some(Sock::Listener(l)) => l.acceptors.front(),
+        _ => None,
+    } {
+        finish(state, acceptor, |state, op| {
+            try_accept(state, listener, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
+        });
+    }
+}
+
 /// The host `ip` names, seen from `from`.
-fn host_of(state: &State, from: HostId, ip: IpAddr) -> Option<HostId> {
+pub(super) fn host_of(state: &State, from: HostId, ip: IpAddr) -> Option<HostId> {
     if ip.is_loopback() || ip.is_unspecified() || ip == state.hosts[from].ip {
         return Some(from);
     }
@@ -448,7 +711,7 @@ fn connect(state: &mut State, host: HostId, op: Op, addr: SocketAddr) -> Reply {
         let timeout = state.faults.net.connect_timeout_ms;
         return Reply::Wait(op, Then::Fail(timeout, Err(ErrorKind::TimedOut.into())));
     };
-    let port = match ephemeral_port(state, host) {
+    let port = match ephemeral_port(state, host, false) {
         Ok(port) => port,
         Err(err) => return Reply::Done(Err(err), op),
     };
@@ -507,6 +770,7 @@ pub(crate) fn park(state: &mut State, op: u64, on: ParkOn) {
                 }
             }
         }
+        ParkOn::Datagram(sock) | ParkOn::DatagramRoom(sock) => dgram::park(state, op, on, sock),
     }
 }
 
@@ -540,11 +804,12 @@ pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
                 state.net.socks.remove(&sock);
             }
         }
+        ParkOn::Datagram(sock) | ParkOn::DatagramRoom(sock) => dgram::unpark(state, op, sock),
     }
 }
 
 /// Latency of one packet from `from` to `to`, and whether the network drops it.
-fn path(state: &State, from: HostId, to: HostId) -> (u64, bool) {
+pub(super) fn path(state: &State, from: HostId, to: HostId) -> (u64, bool) {
     if from == to {
         return (0, false);
     }
@@ -624,6 +889,8 @@ pub(crate) fn on_event(state: &mut State, event: Event) {
         }
         Event::Deliver { from } => deliver(state, from),
         Event::Reset { sock } => reset(state, sock, ErrorKind::ConnectionReset),
+        Event::Datagram(datagram) => dgram::arrive(state, datagram),
+        Event::Unreachable { sock, addr } => dgram::unreachable(state, sock, addr),
     }
 }
 
@@ -640,21 +907,33 @@ fn on_syn(state: &mut State, client: SockId) {
         syn_ack(state, client, server, (from, to));
         return;
     }
-    let listener = state.net.socks.iter().find_map(|(id, sock)| match sock {
-        Sock::Listener(l)
-            if l.host == to
-                && l.addr.port() == peer.port()
-                && (l.addr.ip() == peer.ip() || l.addr.ip().is_unspecified()) =>
-        {
-            Some(id)
+    let listeners: Vec<SockId> = state
+        .net
+        .socks
+        .iter()
+        .filter_map(|(id, sock)| match sock {
+            Sock::Listener(l)
+                if l.unix.is_none()
+                    && l.host == to
+                    && l.addr.port() == peer.port()
+                    && (l.addr.ip() == peer.ip() || l.addr.ip().is_unspecified()) =>
+            {
+                Some(id)
+            }
+            _ => None,
+        })
+        .collect();
+    // Several listeners share the address only with `SO_REUSEPORT`: the kernel spreads the
+    // connections among them (Linux by a hash of the connection; here, by the seed).
+    let listener = match listeners.len() {
+        0 => {
+            answer(state, to, from, Event::Refused { client });
+            return;
         }
-        _ => None,
-    });
-    let Some(listener) = listener else {
-        answer(state, to, from, Event::Refused { client });
-        return;
+        1 => listeners[0],
+        n => listeners[state.rng.below(n as u64) as usize],
     };
-    let full = matches!(state.net.socks.get(&listener), Some(Sock::Listener(l)) if l.ready.len() >= BACKLOG);
+    let full = matches!(state.net.socks.get(&listener), Some(Sock::Listener(l)) if l.ready.len() > l.backlog);
     if full {
         // A full accept queue drops the SYN; the client tries again.
         return;
@@ -666,17 +945,7 @@ fn on_syn(state: &mut State, client: SockId) {
     if let Some(stream) = state.net.stream(client) {
         stream.peer_sock = Some(server);
     }
-    if let Some(Sock::Listener(l)) = state.net.socks.get_mut(&listener) {
-        l.ready.push_back(server);
-    }
-    if let Some(&acceptor) = match state.net.socks.get(&listener) {
-        Some(Sock::Listener(l)) => l.acceptors.front(),
-        _ => None,
-    } {
-        finish(state, acceptor, |state, op| {
-            try_accept(state, listener, op).unwrap_or(Err(ErrorKind::WouldBlock.into()))
-        });
-    }
+    queue_accepted(state, listener, server);
     syn_ack(state, client, server, (from, to));
 }
 
@@ -728,7 +997,11 @@ fn on_syn_ack(state: &mut State, client: SockId, server: SockId, (from, at): (Ho
 
 /// Takes op `id` out of the world, computes its result with `f` (which may fill its outputs),
 /// and completes it.
-fn finish(state: &mut State, id: u64, f: impl FnOnce(&mut State, &mut Op) -> io::Result<usize>) {
+pub(super) fn finish(
+    state: &mut State,
+    id: u64,
+    f: impl FnOnce(&mut State, &mut Op) -> io::Result<usize>,
+) {
     let Some(mut pending) = state.ops.remove(&id) else {
         return;
     };
@@ -747,13 +1020,20 @@ fn try_accept(state: &mut State, listener: SockId, op: &mut Op) -> Option<io::Re
         return Some(Err(ErrorKind::NotConnected.into()));
     };
     let server = l.ready.pop_front()?;
+    let bound = l.unix.as_ref().map(|u| u.0.clone());
     let (local, peer) = match state.net.stream(server) {
         Some(s) => (s.local, s.peer),
         None => return Some(Err(ErrorKind::ConnectionAborted.into())),
     };
-    let socket = handle(state, server, local, Some(peer));
-    if let Op::Accept { accepted, .. } = op {
-        *accepted = Some((socket, peer));
+    match op {
+        Op::Accept { accepted, .. } => {
+            *accepted = Some((handle(state, server, local, Some(peer)), peer));
+        }
+        Op::AcceptUnix { accepted, .. } => {
+            // The accepted end has the listener's path; the connecting one is unnamed.
+            *accepted = Some(unix_handle(state, server, bound, None));
+        }
+        _ => return Some(Err(ErrorKind::InvalidInput.into())),
     }
     Some(Ok(0))
 }
@@ -1081,6 +1361,7 @@ pub(crate) fn on_drop(state: &mut State, sock: SockId) {
                 }
             }
         }
+        Some(Sock::Dgram(_)) => dgram::on_drop(state, sock),
         Some(Sock::Stream(stream)) => {
             stream.closed = true;
             if stream.dead || matches!(stream.phase, Phase::Connecting { .. }) {
@@ -1117,6 +1398,7 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
         .filter(|(_, sock)| match sock {
             Sock::Listener(l) => l.host == host,
             Sock::Stream(s) => s.host == host,
+            Sock::Dgram(d) => d.host == host,
         })
         .map(|(id, _)| id)
         .collect();

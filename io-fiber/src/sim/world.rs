@@ -1,5 +1,6 @@
 //! [`World`]: hosts and clients on one simulated network, with seeded faults, run to an end.
 
+use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -38,7 +39,7 @@ type ClientStart = Box<dyn FnOnce(Cx, Control) -> std::pin::Pin<Box<dyn Future<O
 ///
 /// let report = World::new(7)
 ///     .host("echo", |cx, _world| async move {
-///         let listener = TcpListener::bind(&cx, "0.0.0.0:7000".parse()?).await?;
+///         let listener = TcpListener::bind(&cx, "0.0.0.0:7000".parse::<std::net::SocketAddr>()?).await?;
 ///         loop {
 ///             let (conn, _) = listener.accept().await?;
 ///             cx.spawn(move |_| async move {
@@ -74,6 +75,7 @@ pub struct World {
     hosts: Vec<(String, HostStart)>,
     clients: Vec<(String, ClientStart)>,
     time_limit_ms: u64,
+    stdin: Vec<(String, Vec<u8>)>,
 }
 
 /// What a finished run did.
@@ -87,6 +89,11 @@ pub struct WorldReport {
     pub trace_hash: u64,
     /// The faults the world injected, one line each (`"5210 ms: crash db-1"`).
     pub faults: Vec<String>,
+    /// What each host or client wrote to its standard output, by name (those that wrote
+    /// nothing are left out).
+    pub stdout: BTreeMap<String, Vec<u8>>,
+    /// What each wrote to its standard error, likewise.
+    pub stderr: BTreeMap<String, Vec<u8>>,
 }
 
 /// A failed run: why, with everything needed to replay it.
@@ -243,6 +250,7 @@ impl World {
             hosts: Vec::new(),
             clients: Vec::new(),
             time_limit_ms: 24 * 3_600_000,
+            stdin: Vec::new(),
         }
     }
 
@@ -283,6 +291,13 @@ impl World {
         self
     }
 
+    /// Gives the host or client `name` `bytes` as its standard input: its stdin reads give
+    /// them, then end of file (a member without input reads end of file at once).
+    pub fn stdin(mut self, name: &str, bytes: impl Into<Vec<u8>>) -> World {
+        self.stdin.push((name.to_string(), bytes.into()));
+        self
+    }
+
     /// Runs the world until every client has returned.
     pub fn run(self) -> Result<WorldReport, SimError> {
         let World {
@@ -291,6 +306,7 @@ impl World {
             hosts,
             clients,
             time_limit_ms,
+            stdin,
         } = self;
         let names: Vec<(String, IpAddr)> = hosts
             .iter()
@@ -315,6 +331,11 @@ impl World {
         let servers = hosts.len();
         let io = FiberIo::world(seed, faults.clone(), members);
         let fiber = io.fiber();
+        for (name, bytes) in stdin {
+            let member = names.iter().position(|(host, _)| *host == name);
+            let member = member.unwrap_or_else(|| panic!("no host named {name:?} in this world"));
+            fiber.sim.set_stdin(member + 1, bytes);
+        }
         let control = Control {
             sim: Rc::downgrade(&fiber),
             names: Rc::new(names),
@@ -401,12 +422,25 @@ impl World {
         }
         let now = fiber.core.now_ms();
         match run {
-            Ok((None, now_ms)) => Ok(WorldReport {
-                seed,
-                now_ms,
-                trace_hash: io.trace_hash(),
-                faults: faults_log,
-            }),
+            Ok((None, now_ms)) => {
+                let (mut stdout, mut stderr) = (BTreeMap::new(), BTreeMap::new());
+                for (name, out, err) in fiber.sim.output() {
+                    if !out.is_empty() {
+                        stdout.insert(name.clone(), out);
+                    }
+                    if !err.is_empty() {
+                        stderr.insert(name, err);
+                    }
+                }
+                Ok(WorldReport {
+                    seed,
+                    now_ms,
+                    trace_hash: io.trace_hash(),
+                    faults: faults_log,
+                    stdout,
+                    stderr,
+                })
+            }
             Ok((Some(failure), _)) => Err(fail(failure)),
             Err(RunError::Deadlock(deadlock)) => Err(fail((deadlock.to_string(), now))),
             Err(err) => Err(fail((err.to_string(), now))),

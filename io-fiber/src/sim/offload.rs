@@ -1,0 +1,117 @@
+//! Offloaded work, simulated: name lookups from the world's host table, `spawn_blocking`
+//! closures run on the loop's thread at a turn the seed chooses, and each host's standard
+//! streams.
+//!
+//! - **Lookups**: a host's name (as [`World`](super::World) declared it, any case) resolves to
+//!   its `10.0.0.N`; `localhost` to `127.0.0.1`; an IP literal to itself, at once. A name takes
+//!   one network latency (a resolver on the LAN); an unknown name fails with `NotFound`
+//!   ([`no_address`]). Like a lookup a pool thread has started, it cannot be canceled: the
+//!   cancel waits for it.
+//! - **Blocking closures** run inline on the loop's thread (never a real thread), at an event
+//!   [`Faults::blocking_ms`](super::Faults::blocking_ms) virtual ms later (10 ms in a healthy
+//!   world; drawn from the seed in a range otherwise), and complete then. A cancel completes
+//!   the caller at once as canceled ([`Offload::detaches_on_cancel`]); the closure still runs
+//!   at its turn and its output is dropped (so does a closure whose future was dropped). A
+//!   closure of a host that crashes before its turn never runs.
+//! - **Standard streams**: stdin reads from the host's input, set with
+//!   [`World::stdin`](super::World::stdin) or [`FiberIo::stdin`](crate::FiberIo::stdin), up to
+//!   the buffer's capacity; once it is used up, reads give 0 (end of file). Writes to stdout and
+//!   stderr are captured per host, whole, and read back from
+//!   [`WorldReport`](super::WorldReport) or [`FiberIo::stdout`](crate::FiberIo::stdout).
+
+use io_core::offload::{no_address, Blocking, Offload, StdStream};
+use io_core::op::Op;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use super::{HostId, Reply, State, Then};
+
+/// Serves offloaded work other than the file system's for `host`.
+pub(super) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
+    let Op::Offload(work) = &mut op else {
+        return Reply::Done(Err(io_core::Unsupported::io_error("fiber", op.name())), op);
+    };
+    match work {
+        Offload::Resolve {
+            host: name,
+            port,
+            addrs,
+        } => {
+            if let Ok(ip) = name.parse::<IpAddr>() {
+                *addrs = vec![SocketAddr::new(ip, *port)];
+                return Reply::Done(Ok(0), op);
+            }
+            let ip = if name.eq_ignore_ascii_case("localhost") {
+                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            } else {
+                state
+                    .hosts
+                    .iter()
+                    .skip(1)
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| h.ip)
+            };
+            let result = match ip {
+                Some(ip) => {
+                    *addrs = vec![SocketAddr::new(ip, *port)];
+                    Ok(0)
+                }
+                None => Err(no_address(name)),
+            };
+            let (lo, hi) = state.faults.net.latency_ms;
+            let delay = state.between(lo, hi);
+            Reply::Wait(op, Then::After(delay, result))
+        }
+        Offload::Blocking(_) => {
+            let (lo, hi) = state.faults.blocking_ms;
+            let delay = state.between(lo, hi);
+            Reply::Wait(op, Then::Run(delay))
+        }
+        Offload::Stdio(stdio) => {
+            let streams = &mut state.hosts[host].stdio;
+            let n = match stdio.stream {
+                StdStream::In => {
+                    let n = stdio.buf_mut().capacity().min(streams.stdin.len());
+                    let buf = stdio.buf_mut();
+                    buf.clear();
+                    buf.extend(streams.stdin.drain(..n));
+                    n
+                }
+                StdStream::Out => {
+                    streams.stdout.extend_from_slice(stdio.buf());
+                    stdio.buf().len()
+                }
+                StdStream::Err => {
+                    streams.stderr.extend_from_slice(stdio.buf());
+                    stdio.buf().len()
+                }
+            };
+            Reply::Done(Ok(n), op)
+        }
+        _ => Reply::Done(Err(io_core::Unsupported::io_error("fiber", op.name())), op),
+    }
+}
+
+/// What a canceled caller of a detaching job gets back: an empty job of the same kind.
+pub(super) fn shell(op: &Op) -> Op {
+    let mut empty = Blocking::new(|| ());
+    empty.run();
+    drop(empty.take_output());
+    match op {
+        Op::Offload(Offload::Stdio(stdio)) => Op::Offload(Offload::Stdio(
+            io_core::offload::Stdio::new(stdio.stream, Vec::new()),
+        )),
+        _ => Op::Offload(Offload::Blocking(empty)),
+    }
+}
+
+/// Runs a blocking closure (the op's, if it is one).
+pub(super) fn run(op: &mut Op) {
+    if let Op::Offload(Offload::Blocking(job)) = op {
+        job.run();
+    }
+}
+
+/// Whether `op` is work a cancel detaches from (see [`Offload::detaches_on_cancel`]).
+pub(super) fn detaches(op: &Op) -> bool {
+    matches!(op, Op::Offload(work) if work.detaches_on_cancel())
+}
