@@ -683,6 +683,41 @@ fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> 
                 Some(id) => disk.change(vec![(at, None)], &[id], now),
             }
         }
+        FsOp::RemoveDirAll { path } => {
+            let at = disk.walk(path, false)?;
+            match disk.lookup(&at) {
+                None => return Err(os(ENOENT)),
+                Some(ROOT) => return Err(os(EBUSY)),
+                Some(id) if !matches!(disk.inodes[&id].node, Node::Dir) => return Err(os(ENOTDIR)),
+                Some(_) => {}
+            }
+            // Every entry, each directory before what it holds; removed in reverse (contents
+            // first), one change each, so a crash keeps a prefix of the removal as it would of
+            // a real walk. Links are entries like any other, never followed.
+            let mut order = Vec::new();
+            let mut dirs = vec![at];
+            while let Some(dir) = dirs.pop() {
+                for (child, id) in disk.children(&dir) {
+                    match disk.inodes[&id].node {
+                        Node::Dir => dirs.push(child.clone()),
+                        _ => order.push(child.clone()),
+                    }
+                }
+                order.push(dir);
+            }
+            // `order` holds each directory after its files but before its subdirectories'
+            // entries: sort deepest first instead (a path sorts after its ancestors).
+            order.sort_by(|a, b| {
+                b.components()
+                    .count()
+                    .cmp(&a.components().count())
+                    .then(a.cmp(b))
+            });
+            for entry in order {
+                let id = disk.lookup(&entry).expect("listed just now");
+                disk.change(vec![(entry, None)], &[id], now);
+            }
+        }
         FsOp::Rename { from, to } => rename(disk, from, to, now)?,
         FsOp::HardLink { original, link } => {
             let from = disk.walk(original, false)?;
