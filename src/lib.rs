@@ -44,6 +44,10 @@ mod backend;
 /// `channel` crate.
 pub use channel;
 
+/// Mutex, RwLock, Semaphore, Notify, Barrier, oneshot, watch and broadcast, written once over
+/// the protocol: the `sync` crate.
+pub use sync;
+
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 
