@@ -62,9 +62,9 @@ pub mod sim {
 pub use backend::{run, Backend, Error, BACKEND_VAR};
 pub use io_core::AbandonedWrite;
 pub use io_core::{
-    BlockedTask, Canceled, Cx, Deadlock, File, Instant, OpenOptions, PeerAddr, RunError, Shield,
-    Sleep, SpawnError, SpawnOptions, Task, TaskRef, TcpListener, TcpStream, Unsupported,
-    WouldDeadlock,
+    BlockedTask, Cancelable, Canceled, Cx, Deadlock, File, Instant, OpenOptions, PeerAddr,
+    RunError, Shield, Sleep, SpawnError, SpawnOptions, Task, TaskRef, TcpListener, TcpStream,
+    TryTask, Unsupported, WouldDeadlock,
 };
 
 /// Networking: TCP (with a listener's [`SocketOptions`](net::SocketOptions) and a stream's

@@ -112,6 +112,41 @@ fn task_ids(backend: Backend) {
     assert_eq!(ids, (1, 2, 3, 2));
 }
 
+/// A body returning `io::Result` uses `?` on I/O errors and on cancellation alike; joining gives
+/// the error typed; a task canceled before its body returned joins as `E::from(Canceled)`.
+fn spawn_try_gives_the_error_typed(backend: Backend) {
+    use std::io;
+    let (failed, canceled, fine) = backend
+        .run(|cx| async move {
+            let failing = cx.spawn_try(|cx| async move {
+                cx.yield_now().await?;
+                let missing: io::Result<()> = Err(io::ErrorKind::NotFound.into());
+                missing?;
+                Ok::<u32, io::Error>(1)
+            });
+            let failed = failing.await.map_err(|e| e.kind());
+            let sleeper = cx.spawn_try(|cx| async move {
+                cx.sleep(100).await?;
+                Ok::<u32, io::Error>(2)
+            });
+            sleeper.cancel();
+            let canceled = sleeper.await.map_err(|e| ioswap::Canceled::is_canceled(&e));
+            let fine = cx
+                .spawn_try(|_| async move { Ok::<u32, io::Error>(3) })
+                .await
+                .map_err(|e| e.kind());
+            Ok((failed, canceled, fine))
+        })
+        .unwrap();
+    assert_eq!(failed, Err(std::io::ErrorKind::NotFound));
+    match backend {
+        // Blocking ran the sleeper inline, to its end, before the cancel was asked for.
+        Backend::Blocking => assert_eq!(canceled, Ok(2)),
+        _ => assert_eq!(canceled, Err(true)),
+    }
+    assert_eq!(fine, Ok(3));
+}
+
 conformance!(
     spawn_join,
     spawn_order,
@@ -119,4 +154,5 @@ conformance!(
     spawn_after_shutdown,
     detach_runs_to_completion,
     task_ids,
+    spawn_try_gives_the_error_typed,
 );

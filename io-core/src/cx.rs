@@ -215,6 +215,78 @@ impl Cx {
         }
     }
 
+    /// Makes a foreign future (one from another crate, that waits on its own wakers rather than
+    /// the protocol: an `async-channel` receive, a `oneshot`, a hyper future) a suspend point:
+    /// it resolves to the future's output, or — once the current task is canceled (outside a
+    /// [`shield`](Cx::shield)) — to `Err(Canceled)`, dropping the future. So a `timeout` or a
+    /// `race` around it stops at its deadline.
+    ///
+    /// Why a bare foreign future cannot be interrupted: a cancel is delivered at the task's
+    /// suspend points, and the protocol's suspend points are the waits it knows (parks, ops,
+    /// joins). A foreign future is one opaque `poll`: the task re-polls it when canceled, and it
+    /// just says `Pending` again; nothing but its own completion ends it. Wrapping it here puts
+    /// a check of the cancel around that `poll`. Completion wins: a future that is ready when
+    /// polled gives its output even if the cancel has come; one never polled before the cancel
+    /// is dropped unpolled.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use io_core::Canceled;
+    ///
+    /// let got = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move {
+    ///         let task = cx.spawn(|cx| async move {
+    ///             // A future no protocol wake ever readies.
+    ///             cx.cancelable(std::future::pending::<()>()).await
+    ///         });
+    ///         cx.sleep(5).await?;
+    ///         task.cancel();
+    ///         Ok(task.await)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(got, Err(Canceled));
+    /// ```
+    pub fn cancelable<F: Future>(&self, future: F) -> Cancelable<F> {
+        Cancelable {
+            future: Some(future),
+            polled: false,
+        }
+    }
+
+    /// Spawns a task whose body returns `Result<T, E>` for its own error type — `io::Error`,
+    /// say, or any `E: From<Canceled>` — so it can use `?` on its I/O and on the protocol's
+    /// waits alike; joining gives `Result<T, E>`, the error typed. A task canceled before it
+    /// could return joins as `Err(E::from(Canceled))`. (Bodies returning `Result<T, Canceled>`
+    /// use [`Cx::spawn`].)
+    ///
+    /// ```
+    /// use std::io;
+    /// let joined = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move {
+    ///         let task = cx.spawn_try(|cx| async move {
+    ///             cx.sleep(1).await?; // Canceled → io::Error
+    ///             let bad: io::Result<u32> = Err(io::ErrorKind::NotFound.into());
+    ///             let n = bad?; // io::Error as it is
+    ///             Ok::<_, io::Error>(n)
+    ///         });
+    ///         Ok(task.await.map_err(|e| e.kind()))
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(joined, Err(io::ErrorKind::NotFound));
+    /// ```
+    pub fn spawn_try<T, E, F, Fut>(&self, body: F) -> TryTask<T, E>
+    where
+        T: 'static,
+        E: From<Canceled> + 'static,
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, E>> + 'static,
+    {
+        let body = body(self.clone());
+        TryTask {
+            task: self.spawn(move |_| async move { Ok(body.await) }),
+        }
+    }
+
     /// Runs `future` with the current task's cancellation held off: its suspend points do not
     /// return `Canceled`. For cleanup (flush, close, say goodbye) after a cancel; the
     /// cancellation is still pending afterwards and the next unshielded suspend point gets it.
@@ -351,5 +423,98 @@ where
             .expect("spawn_blocking's output has the closure's type")),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => panic!("spawn_blocking: the backend completed the closure without running it"),
+    }
+}
+
+pin_project! {
+    /// The future of [`Cx::cancelable`]: a foreign future made a suspend point.
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Cancelable<F> {
+        #[pin]
+        future: Option<F>,
+        polled: bool,
+    }
+}
+
+impl<F: Future> Future for Cancelable<F> {
+    type Output = Result<F::Output, Canceled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // A canceled task starts nothing: a future not polled yet is dropped unpolled.
+        if !*this.polled && task::cancel_pending() {
+            this.future.set(None);
+            return Poll::Ready(Err(Canceled));
+        }
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            panic!("a Cancelable was polled after it returned");
+        };
+        *this.polled = true;
+        match future.poll(cx) {
+            // Completion wins.
+            Poll::Ready(output) => {
+                this.future.set(None);
+                Poll::Ready(Ok(output))
+            }
+            Poll::Pending if task::cancel_pending() => {
+                this.future.set(None);
+                Poll::Ready(Err(Canceled))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<F> fmt::Debug for Cancelable<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancelable")
+            .field("done", &self.future.is_none())
+            .finish()
+    }
+}
+
+/// A task whose body returns `Result<T, E>` ([`Cx::spawn_try`]): joining gives `Result<T, E>`,
+/// a cancel before the body returned `Err(E::from(Canceled))`. Dropping it cancels the task, as
+/// for [`Task`].
+#[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
+pub struct TryTask<T, E> {
+    task: Task<Result<T, E>>,
+}
+
+impl<T, E> TryTask<T, E> {
+    /// Requests the task's cancellation ([`Task::cancel`]).
+    pub fn cancel(&self) {
+        self.task.cancel();
+    }
+
+    /// Lets the task run on unjoined ([`Task::detach`]).
+    pub fn detach(self) {
+        self.task.detach();
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// The task itself, whose output is the body's `Result<T, E>`.
+    pub fn into_task(self) -> Task<Result<T, E>> {
+        self.task
+    }
+}
+
+impl<T, E: From<Canceled>> Future for TryTask<T, E> {
+    type Output = Result<T, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.task)
+            .poll(cx)
+            .map(|joined| joined.unwrap_or_else(|canceled| Err(E::from(canceled))))
+    }
+}
+
+impl<T, E> fmt::Debug for TryTask<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TryTask").field(&self.task).finish()
     }
 }

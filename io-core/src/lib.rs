@@ -88,7 +88,7 @@ pub use adapter::AbandonedWrite;
 pub use addr::{lookup_host, ToAddrs};
 pub use backend::BackendCore;
 pub use clock::RealClock;
-pub use cx::{Cx, Shield, Suspend};
+pub use cx::{Cancelable, Cx, Shield, Suspend, TryTask};
 pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
 pub use io::{Driver, Io, Next};
