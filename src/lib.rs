@@ -60,7 +60,7 @@ pub mod sim {
     pub use io_fiber::sim::*;
 }
 pub use backend::{run, Backend, Error, BACKEND_VAR};
-pub use io_core::AbandonedWrite;
+pub use io_core::{AbandonedWrite, Compat};
 pub use io_core::{
     BlockedTask, Cancelable, Canceled, Cx, Deadlock, File, Instant, OpenOptions, PeerAddr,
     RunError, Shield, Sleep, SpawnError, SpawnOptions, Task, TaskRef, TcpListener, TcpStream,

@@ -105,12 +105,12 @@ fn futures_io_traits_on_a_file(backend: Backend) {
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut file = File::create(&cx, &p).await?;
+                let mut file = File::create(&cx, &p).await?.compat();
                 file.write_all(b"first line\nsecond").await?;
                 file.write_all(b" line\nthird line\n").await?;
                 file.flush().await?;
                 file.close().await?;
-                let file = File::open(&cx, &p).await?;
+                let file = File::open(&cx, &p).await?.compat();
                 let lines: Vec<String> = BufReader::new(file).lines().try_collect().await?;
                 Ok::<_, io::Error>(lines)
             }
@@ -182,7 +182,7 @@ fn trait_write_reports_only_bytes_in_the_file(backend: Backend) {
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut file = File::create(&cx, &p).await?;
+                let mut file = File::create(&cx, &p).await?.compat();
                 let reported = file.write(b"hello").await?;
                 drop(file);
                 Ok::<_, io::Error>((reported, read_back(&cx, &p).await?))
@@ -204,7 +204,7 @@ fn trait_write_polled_again_after_pending_writes_once(backend: Backend) {
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut file = File::create(&cx, &p).await?;
+                let mut file = File::create(&cx, &p).await?.compat();
                 let data = b"hello";
                 let mut written = 0;
                 // The first poll of each write may be Pending; poll the same bytes again.
@@ -235,7 +235,7 @@ fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut file = File::create(&cx, &p).await?;
+                let mut file = File::create(&cx, &p).await?.compat();
                 // Polled once, then given up: `Pending` while the write is in flight (uring);
                 // blocking writes inline.
                 let first = futures_lite::future::poll_once(file.write(b"AAAA"))

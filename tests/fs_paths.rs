@@ -191,7 +191,7 @@ fn async_seek(backend: Backend) {
         .run(|cx| async move {
             Ok(async {
                 fs::create_dir(&cx, &root).await?;
-                let mut file = File::create(&cx, root.join("s")).await?;
+                let mut file = File::create(&cx, root.join("s")).await?.compat();
                 file.write_all(b"0123456789").await?;
                 file.flush().await?;
                 let mut two = [0u8; 2];

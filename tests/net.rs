@@ -7,7 +7,7 @@ use std::sync::mpsc;
 
 use futures_lite::future;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use ioswap::{AbandonedWrite, Backend, Cx, TcpListener, TcpStream};
+use ioswap::{AbandonedWrite, Backend, Compat, Cx, TcpListener, TcpStream};
 
 fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -136,9 +136,12 @@ fn futures_io_traits_in_one_run(backend: Backend) {
                 let listener = TcpListener::bind(&cx, loopback()).await?;
                 // Connect first: the kernel completes the handshake into the listen backlog,
                 // so this also works on blocking, where every call runs to its end inline.
-                let mut client = TcpStream::connect(&cx, listener.local_addr()?).await?;
-                let (mut server, peer) = listener.accept().await?;
-                let peer_ok = peer == client.local_addr()?;
+                let mut client = TcpStream::connect(&cx, listener.local_addr()?)
+                    .await?
+                    .compat();
+                let (server, peer) = listener.accept().await?;
+                let mut server = server.compat();
+                let peer_ok = peer == client.get_ref().local_addr()?;
                 AsyncWriteExt::write_all(&mut client, b"request: hello").await?;
                 client.flush().await?;
                 AsyncWriteExt::close(&mut client).await?; // shuts the write half down
@@ -184,7 +187,7 @@ fn trait_write_keeps_received_bytes(backend: Backend) {
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut stream = TcpStream::from_std(&cx, server);
+                let mut stream = TcpStream::from_std(&cx, server).compat();
                 let mut head = [0u8; 2];
                 stream.read_exact(&mut head).await?;
                 AsyncWriteExt::write_all(&mut stream, b"ok").await?;
@@ -231,14 +234,14 @@ fn given_up_write_then<F>(
     then: F,
 ) -> io::Result<(Option<usize>, io::Result<()>, Vec<u8>)>
 where
-    F: AsyncFnOnce(&mut TcpStream) -> io::Result<()> + 'static,
+    F: AsyncFnOnce(&mut Compat<TcpStream>) -> io::Result<()> + 'static,
 {
     use std::io::Read;
     let (mut peer, server) = std_pair();
     let result = backend
         .run(|cx| async move {
             Ok(async {
-                let mut stream = TcpStream::from_std(&cx, server);
+                let mut stream = TcpStream::from_std(&cx, server).compat();
                 // Polled once, then given up: `Pending` while the write is in flight (uring);
                 // blocking writes inline.
                 let first = future::poll_once(AsyncWriteExt::write(&mut stream, b"AAAA"))
@@ -292,7 +295,7 @@ fn assert_given_up_write_reported(
 /// peer receives exactly the bytes the writer was told were written. (Its bytes were in the
 /// kernel and went out; the next write reports them as an `AbandonedWrite` instead of writing.)
 fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
-    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+    let outcome = given_up_write_then(backend, async |stream: &mut Compat<TcpStream>| {
         AsyncWriteExt::write_all(stream, b"BBBBBBBB").await
     });
     assert_given_up_write_reported(backend, outcome, b"AAAABBBBBBBB");
@@ -301,7 +304,7 @@ fn a_given_up_trait_write_is_never_credited_to_other_bytes(backend: Backend) {
 /// A write given up on after `Pending` whose bytes went out is reported by the next flush: no
 /// byte reaches the peer that no call reported.
 fn a_given_up_trait_write_is_reported_by_flush(backend: Backend) {
-    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+    let outcome = given_up_write_then(backend, async |stream: &mut Compat<TcpStream>| {
         AsyncWriteExt::flush(stream).await
     });
     assert_given_up_write_reported(backend, outcome, b"AAAA");
@@ -310,7 +313,7 @@ fn a_given_up_trait_write_is_reported_by_flush(backend: Backend) {
 /// A write retried after `Pending` with its bytes and more (futures-io lets the buffer change)
 /// is credited with what the first attempt wrote: the bytes go out once.
 fn a_given_up_trait_write_retried_with_more_bytes_goes_out_once(backend: Backend) {
-    let outcome = given_up_write_then(backend, async |stream: &mut TcpStream| {
+    let outcome = given_up_write_then(backend, async |stream: &mut Compat<TcpStream>| {
         AsyncWriteExt::write_all(stream, b"AAAABBBB").await
     });
     match backend {

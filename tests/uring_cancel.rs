@@ -372,7 +372,7 @@ fn std_pair() -> (StdStream, StdStream) {
     (peer, server)
 }
 
-/// `TcpStream::close` after writes through `AsyncWrite` finishes, and the peer gets the bytes.
+/// `close` after writes through `AsyncWrite` (`compat()`) finishes, and the peer gets the bytes.
 #[test]
 fn stream_close_after_trait_writes_finishes() {
     use futures_lite::io::AsyncWriteExt;
@@ -380,7 +380,7 @@ fn stream_close_after_trait_writes_finishes() {
     let io = within(10, "close after a trait write", move || {
         let io = UringIo::new().unwrap();
         io.run(move |cx| async move {
-            let mut stream = TcpStream::from_std(&cx, server);
+            let mut stream = TcpStream::from_std(&cx, server).compat();
             AsyncWriteExt::write_all(&mut stream, b"hello")
                 .await
                 .unwrap();
@@ -396,7 +396,7 @@ fn stream_close_after_trait_writes_finishes() {
     assert_eq!(got, b"hello");
 }
 
-/// `File::close` after writes through `AsyncWrite` finishes, with the bytes on disk.
+/// A file's `close` after writes through `AsyncWrite` (`compat()`) finishes, with the bytes on disk.
 #[test]
 fn file_close_after_trait_writes_finishes() {
     use futures_lite::io::AsyncWriteExt;
@@ -406,7 +406,7 @@ fn file_close_after_trait_writes_finishes() {
         UringIo::new()
             .unwrap()
             .run(move |cx| async move {
-                let mut file = ioswap::File::create(&cx, &p).await.unwrap();
+                let mut file = ioswap::File::create(&cx, &p).await.unwrap().compat();
                 AsyncWriteExt::write_all(&mut file, b"hello").await.unwrap();
                 file.close().await.unwrap();
                 Ok(())
@@ -427,7 +427,7 @@ fn stream_close_after_a_pending_trait_read_finishes() {
     let owned = within(10, "close after a pending trait read", move || {
         let io = UringIo::new().unwrap();
         io.run(move |cx| async move {
-            let mut stream = TcpStream::from_std(&cx, server);
+            let mut stream = TcpStream::from_std(&cx, server).compat();
             let mut buf = [0u8; 16];
             let first = future::poll_once(AsyncReadExt::read(&mut stream, &mut buf)).await;
             assert!(first.is_none(), "nothing was sent: the read waits");

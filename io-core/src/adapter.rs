@@ -253,15 +253,12 @@ impl Adapter {
         }
     }
 
-    /// Moves the read side (a read in flight, bytes read ahead) into an adapter of its own, for
-    /// a stream split into halves.
-    pub(crate) fn take_read_side(&mut self) -> Adapter {
-        Adapter {
-            reading: self.reading.take(),
-            unread: std::mem::take(&mut self.unread),
-            read_pos: std::mem::replace(&mut self.read_pos, 0),
-            ..Adapter::default()
-        }
+    /// Takes the bytes read ahead and not handed out yet.
+    pub(crate) fn take_unread(&mut self) -> Vec<u8> {
+        let unread = self.unread.split_off(self.read_pos.min(self.unread.len()));
+        self.unread.clear();
+        self.read_pos = 0;
+        unread
     }
 
     /// Moves the cursor (files): flushes the write in flight and drops read-ahead first; a seek
@@ -312,13 +309,6 @@ impl Adapter {
         Poll::Ready(self.report_given_up())
     }
 
-    /// Flushes the write in flight, then lets the adapter go: a read it left in flight is
-    /// dropped (canceled) here, so it holds no handle of the descriptor when the I/O type closes
-    /// it.
-    pub(crate) async fn finish(mut self) -> io::Result<()> {
-        std::future::poll_fn(|task| self.poll_flush(task)).await
-    }
-
     pub(crate) fn poll_close(
         &mut self,
         cx: &Cx,
@@ -339,65 +329,238 @@ impl Adapter {
     }
 }
 
-/// Implements `AsyncRead` and `AsyncWrite` for `$ty` through its `adapter` field, building ops
-/// with `$ops` over its `$handle` field.
-macro_rules! futures_io_through_adapter {
-    ($ty:ty, $ops:ident, $handle:ident) => {
-        $crate::adapter::futures_read_through_adapter!($ty, $ops, $handle);
-        $crate::adapter::futures_write_through_adapter!($ty, $ops, $handle);
-    };
+/// An I/O type the [`Compat`] wrapper reads or writes through: the `Cx` its ops go to and how
+/// its reads and writes become ops. (Sealed: implemented by the crate's I/O types only.)
+pub trait CompatSource: sealed::Sealed + Unpin {
+    #[doc(hidden)]
+    fn compat_cx(&self) -> &Cx;
+    #[doc(hidden)]
+    fn compat_ops(&self) -> SourceOps<'_>;
 }
 
-/// Implements `AsyncRead` for `$ty` through its `adapter` field.
-macro_rules! futures_read_through_adapter {
-    ($ty:ty, $ops:ident, $handle:ident) => {
-        impl futures_lite::io::AsyncRead for $ty {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                task: &mut std::task::Context<'_>,
-                out: &mut [u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                let this = self.get_mut();
-                this.adapter
-                    .poll_read(&this.cx, task, &$ops(&this.$handle), out)
+/// The sources that read ([`Compat`] implements `AsyncRead` over them).
+pub trait CompatRead: CompatSource {}
+
+/// The sources that write ([`Compat`] implements `AsyncWrite` over them).
+pub trait CompatWrite: CompatSource {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How one I/O type's reads and writes become ops, for [`CompatSource`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum SourceOps<'a> {
+    Stream(&'a crate::op::Handle),
+    File(&'a crate::op::Handle),
+    Std(crate::offload::StdStream),
+}
+
+impl OpSource for SourceOps<'_> {
+    fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+        match self {
+            SourceOps::Stream(handle) => Op::Recv {
+                stream: (*handle).clone(),
+                buf,
+            },
+            SourceOps::File(handle) => Op::ReadAt {
+                file: (*handle).clone(),
+                buf,
+                offset,
+            },
+            SourceOps::Std(stream) => Op::Offload(crate::offload::Offload::Stdio(
+                crate::offload::Stdio::new(*stream, buf),
+            )),
+        }
+    }
+
+    fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+        match self {
+            SourceOps::Stream(handle) => Op::Send {
+                stream: (*handle).clone(),
+                buf,
+            },
+            SourceOps::File(handle) => Op::WriteAt {
+                file: (*handle).clone(),
+                buf,
+                offset,
+            },
+            SourceOps::Std(stream) => Op::Offload(crate::offload::Offload::Stdio(
+                crate::offload::Stdio::new(*stream, buf),
+            )),
+        }
+    }
+
+    fn close_op(&self) -> Option<Op> {
+        match self {
+            // `poll_close` on a stream shuts its write half down.
+            SourceOps::Stream(handle) => Some(Op::Shutdown {
+                stream: (*handle).clone(),
+                how: std::net::Shutdown::Write,
+            }),
+            SourceOps::File(_) | SourceOps::Std(_) => None,
+        }
+    }
+
+    fn positional(&self) -> bool {
+        matches!(self, SourceOps::File(_))
+    }
+
+    fn read_ahead(&self) -> bool {
+        // A dropped stdin reader must not take bytes beyond what its caller was handed.
+        !matches!(self, SourceOps::Std(_))
+    }
+}
+
+/// Makes an I/O type `CompatSource` (and `CompatRead`/`CompatWrite` as listed).
+macro_rules! compat_source {
+    ($ty:ty, |$this:ident| $ops:expr, $($kind:ident),+) => {
+        impl $crate::adapter::sealed_impl::Sealed for $ty {}
+        impl $crate::adapter::CompatSource for $ty {
+            fn compat_cx(&self) -> &$crate::Cx {
+                &self.cx
+            }
+            fn compat_ops(&self) -> $crate::adapter::SourceOps<'_> {
+                let $this = self;
+                $ops
             }
         }
+        $(impl $crate::adapter::$kind for $ty {})+
     };
 }
+pub(crate) use compat_source;
 
-/// Implements `AsyncWrite` for `$ty` through its `adapter` field.
-macro_rules! futures_write_through_adapter {
-    ($ty:ty, $ops:ident, $handle:ident) => {
-        impl futures_lite::io::AsyncWrite for $ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                task: &mut std::task::Context<'_>,
-                data: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                let this = self.get_mut();
-                this.adapter
-                    .poll_write(&this.cx, task, &$ops(&this.$handle), data)
-            }
+/// The seal, nameable inside the crate only.
+pub(crate) mod sealed_impl {
+    pub(crate) use super::sealed::Sealed;
+}
 
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                task: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                self.get_mut().adapter.poll_flush(task)
-            }
+/// `futures-io`'s `AsyncRead` / `AsyncWrite` (and `AsyncSeek` for a [`File`](crate::File)) over
+/// an I/O type, for the ecosystem's codecs and adapters: `stream.compat()`.
+///
+/// The I/O types' own methods take and give back owned buffers (`read(Vec<u8>)`, …); this
+/// wrapper copies through buffers it keeps, so the traits' borrowed-slice calls work. Keeping the
+/// two apart means no inherent method hides a trait method of the same name
+/// (`AsyncReadExt::read`, `read_to_end`, `write_all`, `close`).
+///
+/// - A read in flight survives a dropped read future: the next `poll_read` resumes it, so no
+///   received byte is lost. On a stream it reads ahead (at least 8 KiB); bytes not handed out
+///   yet are held here ([`Compat::into_inner`] gives them back).
+/// - `poll_write` reports bytes written only once the backend has sent them (until then it is
+///   `Pending`; poll it again with the same bytes), and `poll_flush` waits until every byte
+///   handed over has been sent. `poll_close` flushes, then shuts a stream's write half down.
+/// - On a file, reads and writes share one cursor, from offset 0, independent of the positional
+///   methods; `AsyncSeek` moves it.
+pub struct Compat<T> {
+    inner: T,
+    adapter: Adapter,
+}
 
-            fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                task: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                let this = self.get_mut();
-                this.adapter
-                    .poll_close(&this.cx, task, &$ops(&this.$handle))
+impl<T: CompatSource> Compat<T> {
+    pub(crate) fn new(inner: T) -> Compat<T> {
+        Compat {
+            inner,
+            adapter: Adapter::default(),
+        }
+    }
+
+    /// The I/O type, for its own methods (addresses, owned-buffer calls, …).
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// Flushes what was written through `AsyncWrite`, then gives the I/O type back with the
+    /// bytes read ahead and not handed out yet (they came before anything it reads next).
+    pub async fn into_inner(mut self) -> (io::Result<()>, T, Vec<u8>) {
+        let flushed = std::future::poll_fn(|task| self.adapter.poll_flush(task)).await;
+        let unread = self.adapter.take_unread();
+        // A read left in flight is dropped (canceled) with the adapter, so it holds no handle of
+        // the descriptor when the caller closes it.
+        drop(self.adapter);
+        (flushed, self.inner, unread)
+    }
+}
+
+/// `close` for the wrapped types that close: flushes what `AsyncWrite` was given (reporting
+/// a flush error, and closing anyway), drops what was read ahead, and closes.
+macro_rules! compat_close {
+    ($($ty:ty),+) => {$(
+        impl Compat<$ty> {
+            /// Flushes, then closes the I/O type (a flush error is reported; it closes anyway).
+            /// A read left pending is canceled, and bytes read ahead are dropped.
+            pub async fn close(self) -> io::Result<()> {
+                let (flushed, inner, _unread) = self.into_inner().await;
+                let closed = inner.close().await;
+                flushed.and(closed)
             }
         }
-    };
+    )+};
 }
 
-pub(crate) use futures_io_through_adapter;
-pub(crate) use futures_read_through_adapter;
-pub(crate) use futures_write_through_adapter;
+compat_close!(crate::TcpStream, crate::UnixStream, crate::File);
+
+impl<T: CompatRead> futures_lite::io::AsyncRead for Compat<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        task: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let ops = this.inner.compat_ops();
+        this.adapter
+            .poll_read(this.inner.compat_cx(), task, &ops, out)
+    }
+}
+
+impl<T: CompatWrite> futures_lite::io::AsyncWrite for Compat<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        task: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let ops = this.inner.compat_ops();
+        this.adapter
+            .poll_write(this.inner.compat_cx(), task, &ops, data)
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, task: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().adapter.poll_flush(task)
+    }
+
+    fn poll_close(self: std::pin::Pin<&mut Self>, task: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let ops = this.inner.compat_ops();
+        this.adapter.poll_close(this.inner.compat_cx(), task, &ops)
+    }
+}
+
+/// Moves the cursor: a pending write is flushed and read-ahead dropped first; `SeekFrom::End`
+/// reads the file's length. A seek before offset 0 is
+/// [`InvalidInput`](io::ErrorKind::InvalidInput).
+impl futures_lite::io::AsyncSeek for Compat<crate::File> {
+    fn poll_seek(
+        self: std::pin::Pin<&mut Self>,
+        task: &mut Context<'_>,
+        pos: io::SeekFrom,
+    ) -> Poll<io::Result<u64>> {
+        let this = self.get_mut();
+        let file = this.inner.handle();
+        this.adapter.poll_seek(
+            this.inner.compat_cx(),
+            task,
+            || Op::Len {
+                file: file.clone(),
+                len: 0,
+            },
+            pos,
+        )
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Compat<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Compat").field(&self.inner).finish()
+    }
+}

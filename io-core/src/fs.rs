@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::offload::{FsOp, Offload};
 
-use crate::adapter::{futures_io_through_adapter, Adapter, OpSource};
+use crate::adapter::{compat_source, Compat, SourceOps};
 use crate::op::{Handle, Op};
 use crate::Cx;
 
@@ -162,7 +162,6 @@ impl OpenOptions {
             } => Ok(File {
                 cx: cx.clone(),
                 file,
-                adapter: Adapter::default(),
             }),
             op => Err(missing_output(&op)),
         }
@@ -188,8 +187,8 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
 }
 
 /// An open file, read and written at explicit offsets with owned buffers — or sequentially,
-/// through `futures-io`'s `AsyncRead` and `AsyncWrite`, at a cursor that starts at offset 0
-/// (independent of the positional methods; `poll_close` flushes).
+/// through [`compat`](File::compat): `futures-io`'s `AsyncRead`, `AsyncWrite` and `AsyncSeek`,
+/// at a cursor that starts at offset 0 (independent of the positional methods).
 ///
 /// Every method hands its buffer to the backend and gets it back with the result, so a buffer is
 /// never borrowed by an operation the kernel may still be running. On the blocking backend each
@@ -223,7 +222,6 @@ pub(crate) fn missing_output(op: &Op) -> io::Error {
 pub struct File {
     cx: Cx,
     file: Handle,
-    adapter: Adapter,
 }
 
 impl File {
@@ -383,73 +381,24 @@ impl File {
         }
     }
 
-    /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Bytes
-    /// written through `AsyncWrite` are flushed first (a flush error is reported, and the file
-    /// is closed anyway); ops still in flight on the file (from futures that were dropped)
-    /// finish first.
+    /// Closes the file, reporting the error `close(2)` gives (where the backend sees it). Ops
+    /// still in flight on the file (from futures that were dropped) finish first.
     pub async fn close(self) -> io::Result<()> {
-        let File { cx, file, adapter } = self;
-        let flushed = adapter.finish().await;
-        let closed = crate::net::close(&cx, file).await;
-        flushed.and(closed)
+        crate::net::close(&self.cx, self.file).await
+    }
+
+    /// `futures-io`'s `AsyncRead`, `AsyncWrite` and `AsyncSeek` over this file, at a cursor of
+    /// their own from offset 0 ([`Compat`]).
+    pub fn compat(self) -> Compat<File> {
+        Compat::new(self)
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.file
     }
 }
 
-/// The file's ops for the `futures-io` adapter, at the adapter's cursor.
-struct FileOps<'a>(&'a Handle);
-
-impl OpSource for FileOps<'_> {
-    fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
-        Op::ReadAt {
-            file: self.0.clone(),
-            buf,
-            offset,
-        }
-    }
-
-    fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op {
-        Op::WriteAt {
-            file: self.0.clone(),
-            buf,
-            offset,
-        }
-    }
-
-    fn close_op(&self) -> Option<Op> {
-        None
-    }
-
-    fn positional(&self) -> bool {
-        true
-    }
-}
-
-// Sequential reads and writes at a cursor from offset 0, shared by both traits and independent
-// of the positional methods; `poll_close` flushes (the descriptor closes with `File::close`).
-futures_io_through_adapter!(File, FileOps, file);
-
-/// Moves the cursor of the `futures-io` adapter: a pending write is flushed and read-ahead
-/// dropped first; `SeekFrom::End` reads the file's length. A seek before offset 0 is
-/// [`InvalidInput`](io::ErrorKind::InvalidInput).
-impl futures_lite::io::AsyncSeek for File {
-    fn poll_seek(
-        self: std::pin::Pin<&mut Self>,
-        task: &mut std::task::Context<'_>,
-        pos: io::SeekFrom,
-    ) -> std::task::Poll<io::Result<u64>> {
-        let this = self.get_mut();
-        let file = &this.file;
-        this.adapter.poll_seek(
-            &this.cx,
-            task,
-            || Op::Len {
-                file: file.clone(),
-                len: 0,
-            },
-            pos,
-        )
-    }
-}
+compat_source!(File, |f| SourceOps::File(&f.file), CompatRead, CompatWrite);
 
 /// What kind of file a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -695,8 +644,13 @@ pub async fn create_dir_all(cx: &Cx, path: impl AsRef<Path>) -> io::Result<()> {
     }
     for dir in missing.into_iter().rev() {
         match create_dir(cx, &dir).await {
-            // Someone else made it meanwhile: what was asked for is there.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // Someone else made it meanwhile — if it is a directory, what was asked for is there
+            // (a dangling symbolic link also answers `AlreadyExists`, and is not).
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !metadata(cx, &dir).await.is_ok_and(|meta| meta.is_dir()) {
+                    return Err(e);
+                }
+            }
             other => other?,
         }
     }

@@ -84,7 +84,7 @@ mod timer;
 mod udp;
 mod unix;
 
-pub use adapter::AbandonedWrite;
+pub use adapter::{AbandonedWrite, Compat, CompatRead, CompatSource, CompatWrite};
 pub use addr::{lookup_host, ToAddrs};
 pub use backend::BackendCore;
 pub use clock::RealClock;

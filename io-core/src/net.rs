@@ -10,10 +10,7 @@ use std::net::{self, Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 
-use crate::adapter::{
-    futures_io_through_adapter, futures_read_through_adapter, futures_write_through_adapter,
-    Adapter, OpSource,
-};
+use crate::adapter::{compat_source, Compat, SourceOps};
 use crate::addr::{first_that_works, ToAddrs};
 use crate::fs::missing_output;
 use crate::op::{Handle, Op, SocketOptions};
@@ -299,18 +296,13 @@ impl fmt::Debug for TcpListener {
 ///
 /// Two ways to use it: the owned-buffer methods ([`read`](TcpStream::read),
 /// [`write`](TcpStream::write), [`write_all`](TcpStream::write_all)), which hand a buffer to
-/// the backend and get it back with the result; or the `futures-io` traits `AsyncRead` and
-/// `AsyncWrite`, which copy through buffers the stream keeps, so codecs written for the
-/// ecosystem work unchanged.
-///
-/// With the traits, a read in flight survives a dropped read future: the next `poll_read`
-/// resumes it, so no received byte is lost. `poll_write` reports bytes written only once the
-/// backend has sent them (until then it is `Pending`; poll it again with the same bytes), and
-/// `poll_flush` waits until every byte handed over has been sent.
+/// the backend and get it back with the result; or, through [`compat`](TcpStream::compat), the
+/// `futures-io` traits `AsyncRead` and `AsyncWrite`, which copy through buffers the wrapper
+/// keeps, so codecs written for the ecosystem work unchanged (see [`Compat`]). The two are kept
+/// apart so that no owned-buffer method hides a trait method of the same name.
 pub struct TcpStream {
     cx: Cx,
     stream: Handle,
-    adapter: Adapter,
 }
 
 impl TcpStream {
@@ -318,7 +310,6 @@ impl TcpStream {
         TcpStream {
             cx: cx.clone(),
             stream,
-            adapter: Adapter::default(),
         }
     }
 
@@ -369,42 +360,26 @@ impl TcpStream {
     }
 
     /// Splits the stream into a read half and a write half, each owned, usable from two tasks
-    /// at once (a reader task and a writer task). Bytes already read ahead through `AsyncRead`
-    /// go with the read half; a write in flight through `AsyncWrite` stays with the write half.
-    /// The socket closes when both halves are dropped.
+    /// at once (a reader task and a writer task). The socket closes when both halves are
+    /// dropped.
     pub fn into_split(self) -> (TcpReadHalf, TcpWriteHalf) {
-        let TcpStream {
-            cx,
-            stream,
-            mut adapter,
-        } = self;
+        let TcpStream { cx, stream } = self;
         let read = TcpReadHalf {
             cx: cx.clone(),
             stream: stream.clone(),
-            adapter: adapter.take_read_side(),
         };
-        (
-            read,
-            TcpWriteHalf {
-                cx,
-                stream,
-                adapter,
-            },
-        )
+        (read, TcpWriteHalf { cx, stream })
     }
 
-    /// Closes the socket once no op is in flight on it. Bytes written through `AsyncWrite` are
-    /// flushed first (a flush error is reported, and the socket is closed anyway); a trait read
-    /// left pending is dropped and canceled.
+    /// `futures-io`'s `AsyncRead` and `AsyncWrite` over this stream, for the ecosystem's codecs
+    /// ([`Compat`]).
+    pub fn compat(self) -> Compat<TcpStream> {
+        Compat::new(self)
+    }
+
+    /// Closes the socket once no op is in flight on it.
     pub async fn close(self) -> io::Result<()> {
-        let TcpStream {
-            cx,
-            stream,
-            adapter,
-        } = self;
-        let flushed = adapter.finish().await;
-        let closed = close(&cx, stream).await;
-        flushed.and(closed)
+        close(&self.cx, self.stream).await
     }
 
     /// The local address of the connection.
@@ -509,13 +484,17 @@ pub(crate) async fn stream_shutdown(cx: &Cx, stream: &Handle, how: Shutdown) -> 
 pub struct TcpReadHalf {
     cx: Cx,
     stream: Handle,
-    adapter: Adapter,
 }
 
 impl TcpReadHalf {
     /// Receives into `buf`, as [`TcpStream::read`].
     pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         stream_read(&self.cx, &self.stream, buf).await
+    }
+
+    /// `futures-io`'s `AsyncRead` over this half ([`Compat`]).
+    pub fn compat(self) -> Compat<TcpReadHalf> {
+        Compat::new(self)
     }
 
     /// The remote address of the connection.
@@ -529,7 +508,6 @@ impl TcpReadHalf {
 pub struct TcpWriteHalf {
     cx: Cx,
     stream: Handle,
-    adapter: Adapter,
 }
 
 impl TcpWriteHalf {
@@ -548,14 +526,26 @@ impl TcpWriteHalf {
         stream_shutdown(&self.cx, &self.stream, how).await
     }
 
+    /// `futures-io`'s `AsyncWrite` over this half ([`Compat`]; `poll_close` shuts the write
+    /// half down).
+    pub fn compat(self) -> Compat<TcpWriteHalf> {
+        Compat::new(self)
+    }
+
     /// The remote address of the connection.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.resource().peer_addr()
     }
 }
 
-futures_read_through_adapter!(TcpReadHalf, StreamOps, stream);
-futures_write_through_adapter!(TcpWriteHalf, StreamOps, stream);
+compat_source!(
+    TcpStream,
+    |s| SourceOps::Stream(&s.stream),
+    CompatRead,
+    CompatWrite
+);
+compat_source!(TcpReadHalf, |s| SourceOps::Stream(&s.stream), CompatRead);
+compat_source!(TcpWriteHalf, |s| SourceOps::Stream(&s.stream), CompatWrite);
 
 impl fmt::Debug for TcpReadHalf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -582,39 +572,6 @@ pub(crate) async fn close(cx: &Cx, handle: Handle) -> io::Result<()> {
     .result
     .map(drop)
 }
-
-/// The stream's ops for the `futures-io` adapter (no offsets on a stream).
-pub(crate) struct StreamOps<'a>(pub(crate) &'a Handle);
-
-impl OpSource for StreamOps<'_> {
-    fn read_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
-        Op::Recv {
-            stream: self.0.clone(),
-            buf,
-        }
-    }
-
-    fn write_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
-        Op::Send {
-            stream: self.0.clone(),
-            buf,
-        }
-    }
-
-    fn close_op(&self) -> Option<Op> {
-        Some(Op::Shutdown {
-            stream: self.0.clone(),
-            how: Shutdown::Write,
-        })
-    }
-
-    fn positional(&self) -> bool {
-        false
-    }
-}
-
-// `poll_close` flushes, then shuts the write half down.
-futures_io_through_adapter!(TcpStream, StreamOps, stream);
 
 /// Panics on a backend whose sockets have no descriptor (none of today's).
 impl AsRawFd for TcpStream {

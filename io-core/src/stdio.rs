@@ -1,5 +1,5 @@
 //! The standard streams over op submission: [`stdin`], [`stdout`], [`stderr`], with owned
-//! buffers and `futures-io`'s `AsyncRead` / `AsyncWrite`.
+//! buffers, and `futures-io`'s `AsyncRead` / `AsyncWrite` through `compat()`.
 //!
 //! Real backends other than blocking read and write them on their thread pool (a terminal, a
 //! pipe and a file cannot all be polled, and a read of stdin may wait for ever); blocking does it
@@ -8,15 +8,13 @@
 //!
 //! A stdin read whose caller has gone (canceled while it waits, or its future dropped) takes
 //! nothing: stdin is read into one queue per process, and bytes leave it only for a read that
-//! is still waiting, in order. `AsyncRead` on [`Stdin`] never reads ahead of its caller, so a
+//! is still waiting, in order. `AsyncRead` on [`Stdin`]'s `compat()` never reads ahead of its caller, so a
 //! dropped `Stdin` holds no byte another reader could want.
 
 use std::fmt;
 use std::io;
 
-use crate::adapter::{
-    futures_read_through_adapter, futures_write_through_adapter, Adapter, OpSource,
-};
+use crate::adapter::{compat_source, Compat, SourceOps};
 use crate::offload::{Offload, StdStream, Stdio};
 use crate::op::Op;
 use crate::Cx;
@@ -26,7 +24,6 @@ pub fn stdin(cx: &Cx) -> Stdin {
     Stdin {
         cx: cx.clone(),
         stream: StdStream::In,
-        adapter: Adapter::default(),
     }
 }
 
@@ -35,7 +32,6 @@ pub fn stdout(cx: &Cx) -> Stdout {
     Stdout {
         cx: cx.clone(),
         stream: StdStream::Out,
-        adapter: Adapter::default(),
     }
 }
 
@@ -54,7 +50,6 @@ pub fn stderr(cx: &Cx) -> Stdout {
     Stdout {
         cx: cx.clone(),
         stream: StdStream::Err,
-        adapter: Adapter::default(),
     }
 }
 
@@ -69,10 +64,14 @@ async fn submit(cx: &Cx, stream: StdStream, buf: Vec<u8>) -> (io::Result<usize>,
 pub struct Stdin {
     cx: Cx,
     stream: StdStream,
-    adapter: Adapter,
 }
 
 impl Stdin {
+    /// `futures-io`'s `AsyncRead` over stdin ([`Compat`]; it never reads ahead of its caller).
+    pub fn compat(self) -> Compat<Stdin> {
+        Compat::new(self)
+    }
+
     /// Reads into `buf` (up to its capacity, which must not be 0; `0` read: end of input).
     pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         if buf.capacity() == 0 {
@@ -90,13 +89,17 @@ impl Stdin {
 pub struct Stdout {
     cx: Cx,
     stream: StdStream,
-    adapter: Adapter,
 }
 
 impl Stdout {
     /// Writes `buf` (maybe not all of it) and flushes; returns how many bytes were written.
     pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         submit(&self.cx, self.stream, buf).await
+    }
+
+    /// `futures-io`'s `AsyncWrite` over the stream ([`Compat`]).
+    pub fn compat(self) -> Compat<Stdout> {
+        Compat::new(self)
     }
 
     /// Writes all of `buf`.
@@ -116,34 +119,8 @@ impl Stdout {
     }
 }
 
-/// A standard stream's ops for the `futures-io` adapter.
-struct StdOps<'a>(&'a StdStream);
-
-impl OpSource for StdOps<'_> {
-    fn read_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
-        Op::Offload(Offload::Stdio(Stdio::new(*self.0, buf)))
-    }
-
-    fn write_op(&self, buf: Vec<u8>, _offset: u64) -> Op {
-        Op::Offload(Offload::Stdio(Stdio::new(*self.0, buf)))
-    }
-
-    fn close_op(&self) -> Option<Op> {
-        None
-    }
-
-    fn positional(&self) -> bool {
-        false
-    }
-
-    // A dropped `Stdin` must not take bytes beyond what its caller was handed.
-    fn read_ahead(&self) -> bool {
-        false
-    }
-}
-
-futures_read_through_adapter!(Stdin, StdOps, stream);
-futures_write_through_adapter!(Stdout, StdOps, stream);
+compat_source!(Stdin, |s| SourceOps::Std(s.stream), CompatRead);
+compat_source!(Stdout, |s| SourceOps::Std(s.stream), CompatWrite);
 
 impl fmt::Debug for Stdin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

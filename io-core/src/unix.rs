@@ -7,9 +7,9 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::adapter::{futures_io_through_adapter, Adapter};
+use crate::adapter::{compat_source, Compat, SourceOps};
 use crate::fs::missing_output;
-use crate::net::{close, stream_read, stream_shutdown, stream_write, stream_write_all, StreamOps};
+use crate::net::{close, stream_read, stream_shutdown, stream_write, stream_write_all};
 use crate::op::{Handle, Op, SocketOptions, UnixKind};
 use crate::Cx;
 
@@ -118,12 +118,12 @@ impl UnixListener {
     }
 }
 
-/// A connected Unix stream socket: owned-buffer reads and writes, or `futures-io`'s
-/// `AsyncRead`/`AsyncWrite`, as [`TcpStream`](crate::TcpStream).
+/// A connected Unix stream socket: owned-buffer reads and writes, or — through
+/// [`compat`](UnixStream::compat) — `futures-io`'s `AsyncRead`/`AsyncWrite`, as
+/// [`TcpStream`](crate::TcpStream).
 pub struct UnixStream {
     cx: Cx,
     stream: Handle,
-    adapter: Adapter,
 }
 
 impl UnixStream {
@@ -131,7 +131,6 @@ impl UnixStream {
         UnixStream {
             cx: cx.clone(),
             stream,
-            adapter: Adapter::default(),
         }
     }
 
@@ -185,20 +184,23 @@ impl UnixStream {
         self.stream.resource().unix_peer_path()
     }
 
-    /// Closes the socket once no op is in flight on it, flushing `AsyncWrite` first.
+    /// `futures-io`'s `AsyncRead` and `AsyncWrite` over this stream ([`Compat`]).
+    pub fn compat(self) -> Compat<UnixStream> {
+        Compat::new(self)
+    }
+
+    /// Closes the socket once no op is in flight on it.
     pub async fn close(self) -> io::Result<()> {
-        let UnixStream {
-            cx,
-            stream,
-            adapter,
-        } = self;
-        let flushed = adapter.finish().await;
-        let closed = close(&cx, stream).await;
-        flushed.and(closed)
+        close(&self.cx, self.stream).await
     }
 }
 
-futures_io_through_adapter!(UnixStream, StreamOps, stream);
+compat_source!(
+    UnixStream,
+    |s| SourceOps::Stream(&s.stream),
+    CompatRead,
+    CompatWrite
+);
 
 /// A Unix datagram socket bound to a path.
 pub struct UnixDatagram {
