@@ -24,6 +24,49 @@ async fn within<T>(cx: &Cx, ms: u64, fut: impl std::future::Future<Output = T>) 
     .await
 }
 
+/// Where a receiver lives between the tasks that use it in turn.
+type Home<T> = Rc<RefCell<Option<T>>>;
+
+fn home<T>(value: T) -> Home<T> {
+    Rc::new(RefCell::new(Some(value)))
+}
+
+/// A value lent out of its [`Home`] to one task, and back home when that task is done with it:
+/// when it ends, or is canceled and dropped. (So no task holds a `RefCell` borrow across an
+/// await, and what a canceled task's receiver still holds can be looked at afterwards.)
+struct Lent<T> {
+    value: Option<T>,
+    home: Home<T>,
+}
+
+fn lend<T>(home: &Home<T>) -> Lent<T> {
+    let value = home.borrow_mut().take();
+    assert!(value.is_some(), "lent to one task at a time");
+    Lent {
+        value,
+        home: home.clone(),
+    }
+}
+
+impl<T> std::ops::Deref for Lent<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("lent")
+    }
+}
+
+impl<T> std::ops::DerefMut for Lent<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("lent")
+    }
+}
+
+impl<T> Drop for Lent<T> {
+    fn drop(&mut self) {
+        *self.home.borrow_mut() = self.value.take();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Notify
 
@@ -186,8 +229,11 @@ fn oneshot_delivers_closes_and_refuses(backend: Backend) {
     let seen = backend
         .run(|cx| async move {
             let (tx, mut rx) = oneshot::channel(&cx);
-            cx.spawn(move |_| async move { Ok(tx.send(String::from("hi")).unwrap()) })
-                .await?;
+            cx.spawn(move |_| async move {
+                tx.send(String::from("hi")).unwrap();
+                Ok(())
+            })
+            .await?;
             let got = rx.recv().await;
             let again = rx.recv().await;
 
@@ -269,18 +315,18 @@ fn oneshot_receiver_canceled_as_the_value_arrives_gets_it(backend: Backend) {
 fn oneshot_value_stays_for_a_later_recv(backend: Backend) {
     let seen = backend
         .run(|cx| async move {
-            let (tx, rx) = oneshot::channel(&cx);
-            let rx = Rc::new(RefCell::new(rx));
-            let gave_up = within(&cx, 5, async { rx.borrow_mut().recv().await }).await;
+            let (tx, mut rx) = oneshot::channel(&cx);
+            let gave_up = within(&cx, 5, rx.recv()).await;
             tx.send('v').unwrap();
+            let rx = home(rx);
             let r = rx.clone();
             let canceled = cx
                 .spawn(move |cx| async move {
                     cx.current_task().unwrap().cancel();
-                    Ok(r.borrow_mut().recv().await)
+                    Ok(lend(&r).recv().await)
                 })
                 .await?;
-            let later = rx.borrow_mut().recv().await;
+            let later = lend(&rx).recv().await;
             Ok((gave_up, canceled, later))
         })
         .unwrap();
@@ -382,17 +428,14 @@ fn watch_receivers_track_what_they_have_seen(backend: Backend) {
 fn watch_canceled_changed_marks_nothing_seen(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = watch::channel(&cx, 0);
-        let rx = Rc::new(RefCell::new(rx));
+        let rx = home(rx);
         let r = rx.clone();
-        let waiter = spawn_concurrent!(
-            cx,
-            move |_| async move { Ok(r.borrow_mut().changed().await) }
-        );
+        let waiter = spawn_concurrent!(cx, move |_| async move { Ok(lend(&r).changed().await) });
         cx.yield_now().await?;
         waiter.cancel();
         tx.send(1).unwrap(); // the same moment
         let waited = waiter.await?;
-        let mut rx = rx.borrow_mut();
+        let mut rx = lend(&rx);
         let pending = rx.has_changed();
         let next = rx.changed().await;
         let value = *rx.borrow();
@@ -519,14 +562,14 @@ fn broadcast_waiting_receivers_wake(backend: Backend) {
 fn broadcast_canceled_recv_reads_nothing(backend: Backend) {
     let outcome = backend.run(|cx| async move {
         let (tx, rx) = broadcast::channel(&cx, 2);
-        let rx = Rc::new(RefCell::new(rx));
+        let rx = home(rx);
         let r = rx.clone();
-        let waiter = spawn_concurrent!(cx, move |_| async move { Ok(r.borrow_mut().recv().await) });
+        let waiter = spawn_concurrent!(cx, move |_| async move { Ok(lend(&r).recv().await) });
         cx.yield_now().await?;
         waiter.cancel();
         tx.send("v").unwrap(); // the same moment
         let waited = waiter.await?;
-        let next = rx.borrow_mut().try_recv();
+        let next = lend(&rx).try_recv();
         Ok(Ok((waited, next)))
     });
     if let Some((waited, next)) = where_concurrent(backend, outcome) {
@@ -603,10 +646,10 @@ type Broadcasts = Rc<RefCell<BroadcastLedger>>;
 async fn broadcast_reader(
     cx: Cx,
     me: usize,
-    rx: Rc<RefCell<broadcast::Receiver<u64>>>,
+    rx: Home<broadcast::Receiver<u64>>,
     ledger: Broadcasts,
 ) -> Result<(), Canceled> {
-    let mut rx = rx.borrow_mut();
+    let mut rx = lend(&rx);
     loop {
         let received = if cx.random_below(2) == 0 {
             Some(rx.recv().await)
@@ -648,7 +691,7 @@ fn broadcast_storm(seed: u64) -> BroadcastLedger {
                 let me = ledger.receivers.len();
                 let at = ledger.sent.len();
                 ledger.receivers.push((at, Vec::new()));
-                let rx = Rc::new(RefCell::new(rx));
+                let rx = home(rx);
                 receivers.borrow_mut().push(rx.clone());
                 cx.spawn(|cx| broadcast_reader(cx, me, rx, l.clone()))
             };
@@ -689,7 +732,7 @@ fn broadcast_storm(seed: u64) -> BroadcastLedger {
             }
             // A canceled reader lost nothing: what it did not read is still in its receiver.
             for (me, rx) in receivers.borrow().iter().enumerate() {
-                let mut rx = rx.borrow_mut();
+                let mut rx = lend(rx);
                 loop {
                     let seen = match rx.try_recv() {
                         Ok(v) => Seen::Value(v),
@@ -768,7 +811,7 @@ fn oneshot_storm(seed: u64) -> OneshotLedger {
             let mut receivers = Vec::new();
             for value in 0..40u64 {
                 let (tx, rx) = oneshot::channel(&cx);
-                let rx = Rc::new(RefCell::new(rx));
+                let rx = home(rx);
                 receivers.push(rx.clone());
                 let ls = l.clone();
                 tasks.push(cx.spawn(move |cx| async move {
@@ -781,7 +824,7 @@ fn oneshot_storm(seed: u64) -> OneshotLedger {
                 }));
                 let lr = l.clone();
                 tasks.push(cx.spawn(move |cx| async move {
-                    let mut rx = rx.borrow_mut();
+                    let mut rx = lend(&rx);
                     loop {
                         let received = match cx.random_below(4) {
                             0 | 1 => rx.recv().await,
@@ -822,7 +865,7 @@ fn oneshot_storm(seed: u64) -> OneshotLedger {
                 task.await.ok();
             }
             for rx in receivers {
-                if let Ok(v) = rx.borrow_mut().try_recv() {
+                if let Ok(v) = lend(&rx).try_recv() {
                     l.borrow_mut().received.push(v);
                 }
             }
@@ -916,7 +959,9 @@ fn notify_storm(seed: u64) -> (NotifyLedger, bool, u64) {
             let producer = cx.spawn(move |cx| async move {
                 for _ in 0..TOKENS {
                     n.notify_one();
-                    acks.recv().await.expect("the consumers' sender lives");
+                    // Closed only once main gave up on a lost notification and dropped
+                    // the consumers.
+                    acks.recv().await.map_err(|_| Canceled)?;
                     pause(&cx).await?;
                 }
                 Ok(acks)
