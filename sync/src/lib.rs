@@ -30,4 +30,4 @@ pub mod broadcast;
 mod notify;
 pub mod oneshot;
 pub mod watch;
-// (Notify re-export goes here.)
+pub use notify::{Notified, Notify};
