@@ -521,6 +521,32 @@ fn lock_held_across_an_inline_spawn(backend: Backend) {
     }
 }
 
+/// A barrier its spawner is to meet: fine where tasks overlap; on blocking the inline child
+/// waits for a spawner that cannot run until it is done, and the run ends with a deadlock
+/// report naming the child, not a hang.
+fn barrier_met_by_an_inline_spawn(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let barrier = Rc::new(Barrier::new(&cx, 2));
+        let b = barrier.clone();
+        let child = cx
+            .spawn_with(SpawnOptions::new().name("meeter"), move |_| async move {
+                Ok(b.wait().await?.is_leader())
+            })
+            .expect("not a concurrent spawn");
+        let main_leads = barrier.wait().await?.is_leader();
+        Ok((main_leads, child.await?))
+    });
+    match backend {
+        Backend::Blocking => {
+            let deadlock = expect_deadlock(outcome);
+            let meeter = deadlock.blocked.iter().find(|t| t.name == "meeter");
+            assert_eq!(meeter.unwrap().parked_on, "barrier wait", "{deadlock}");
+        }
+        // The child is deferred, so main arrives first and the child leads.
+        _ => assert_eq!(outcome.unwrap(), (false, true)),
+    }
+}
+
 conformance!(
     semaphore_serves_waiters_first_come_first_served,
     try_variants_never_wait,
@@ -536,6 +562,7 @@ conformance!(
     timed_out_acquire_holds_nothing,
     acquire_nothing_can_satisfy_is_a_deadlock,
     lock_held_across_an_inline_spawn,
+    barrier_met_by_an_inline_spawn,
 );
 
 /// The seeded storm on fiber: workers acquire and release random permit counts, lock a

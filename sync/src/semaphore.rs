@@ -604,3 +604,69 @@ impl fmt::Debug for Acquire {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Queued, total slots, tombstones.
+    fn queue_shape(sem: &Semaphore) -> (usize, usize, usize) {
+        let st = sem.core.state.borrow();
+        (st.queue.len() - st.left, st.queue.len(), st.left)
+    }
+
+    /// Waiters that leave from the middle (here: two of every three, oldest first, so none is
+    /// ever at an end) leave tombstones that are compacted away: the queue's length follows the
+    /// waiters still in it, and those are still served in the order they came.
+    #[test]
+    fn leaving_from_the_middle_keeps_the_order_and_bounds_the_queue() {
+        const N: usize = 2_000;
+        let (served, shapes) = io_fiber::FiberIo::new()
+            .run(|cx| async move {
+                let sem = Rc::new(Semaphore::new(&cx, 0));
+                let served = Rc::new(RefCell::new(Vec::new()));
+                let tasks: Vec<_> = (0..N)
+                    .map(|i| {
+                        let (sem, served) = (sem.clone(), served.clone());
+                        cx.spawn(move |_| async move {
+                            let _permit = sem.acquire(1).await.map_err(|_| Canceled)?;
+                            served.borrow_mut().push(i);
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                cx.yield_now().await?;
+                assert_eq!(queue_shape(&sem), (N, N, 0));
+                let mut shapes = Vec::new();
+                let mut kept = Vec::new();
+                for (i, task) in tasks.into_iter().enumerate() {
+                    if i % 3 != 0 {
+                        task.cancel();
+                        assert!(task.await.is_err());
+                        let (waiting, slots, _) = queue_shape(&sem);
+                        shapes.push((waiting, slots));
+                    } else {
+                        kept.push(task);
+                    }
+                }
+                sem.add_permits(N);
+                for task in kept {
+                    task.await?;
+                }
+                assert_eq!(queue_shape(&sem), (0, 0, 0));
+                assert_eq!(sem.available_permits(), N);
+                let served = served.take();
+                Ok((served, shapes))
+            })
+            .unwrap();
+        assert_eq!(served, (0..N).step_by(3).collect::<Vec<_>>());
+        for (waiting, slots) in shapes {
+            assert!(
+                slots <= 2 * waiting + COMPACT_FROM + 1,
+                "{slots} slots for {waiting} waiters"
+            );
+        }
+    }
+}
