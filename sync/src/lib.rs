@@ -24,7 +24,10 @@ mod barrier;
 mod mutex;
 mod rwlock;
 mod semaphore;
-// (Mutex, RwLock, Semaphore, Barrier re-exports go here.)
+pub use barrier::{Barrier, BarrierWaitResult};
+pub use mutex::{Mutex, MutexGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use semaphore::{Acquire, AcquireError, Semaphore, SemaphorePermit, TryAcquireError};
 
 pub mod broadcast;
 mod notify;
