@@ -17,9 +17,17 @@
 //! | [`oneshot`] | one value, once |
 //! | [`watch`] | the latest value, seen by every receiver that asks |
 //! | [`broadcast`] | every value to every receiver, bounded, lagging receivers told so |
+//!
+//! # On the blocking backend
+//!
+//! Blocking runs a spawned task inline, to its end, before `spawn` returns. What was made
+//! ready before a task waits works there (a free permit, a stored notification, a value already
+//! sent); a task that waits for something only its spawner or a later task could provide never
+//! wakes, and the run ends with [`RunError::Deadlock`](io_core::RunError::Deadlock) naming the
+//! wait (`"mutex lock"`, `"barrier wait"`, `"notify"`, `"oneshot recv"`, …) instead of hanging.
+//! Spawn such tasks with `SpawnOptions::concurrent()` to be refused up front.
 #![forbid(unsafe_code)]
 
-// Each module re-exports its types at the crate root, in the block below it.
 mod barrier;
 mod mutex;
 mod rwlock;
