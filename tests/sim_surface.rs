@@ -854,6 +854,38 @@ fn a_unix_sender_waits_for_room_and_a_cancel_takes_its_datagram_back() {
 }
 
 #[test]
+fn a_unix_sender_queued_behind_a_canceled_one_goes_on() {
+    client(1, Faults::none(), async |cx, _| {
+        let r = bind_unix(&cx, "/r", UnixKind::Datagram).await?;
+        let s = bind_unix(&cx, "/s", UnixKind::Datagram).await?;
+        send_to_unix(&cx, &s, &vec![1; 200_000], "/r").await?;
+        let blocked = |bytes: Vec<u8>| {
+            let s = s.clone();
+            cx.spawn(move |cx| async move {
+                match send_to_unix(&cx, &s, &bytes, "/r").await {
+                    Err(err) if Canceled::is_canceled(&err) => Err(Canceled),
+                    other => Ok(other),
+                }
+            })
+        };
+        // 20,000 bytes do not fit; 100 would, but wait behind them to keep the order.
+        let big = blocked(vec![2; 20_000]);
+        cx.sleep(1).await?;
+        let small = blocked(vec![3; 100]);
+        cx.sleep(1).await?;
+        assert!(!small.is_finished(), "it waits behind the first sender");
+        big.cancel();
+        assert!(big.await.is_err(), "it ended canceled");
+        // The head left: the sender behind it fits, and goes without anything being read.
+        assert_eq!(small.await??, 100);
+        let (first, _) = recv_from_unix(&cx, &r, 262_144).await?;
+        let (next, _) = recv_from_unix(&cx, &r, 262_144).await?;
+        assert_eq!((first.len(), next), (200_000, vec![3; 100]), "in order");
+        Ok(())
+    });
+}
+
+#[test]
 fn a_lookup_canceled_in_flight_still_completes() {
     let got = client(1, Faults::none(), async |cx, world| {
         let task = cx.spawn(move |cx| async move { Ok(resolve(&cx, "srv", 80).await) });
