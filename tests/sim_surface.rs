@@ -772,6 +772,48 @@ fn unix_sockets_give_linux_errors() {
 }
 
 #[test]
+fn paths_follow_linux_s_limits_and_std_s_nul_check() {
+    client(1, Faults::none(), async |cx, _| {
+        let kind = |r: io::Result<()>| {
+            let err = r.unwrap_err();
+            (err.kind(), err.raw_os_error())
+        };
+        let invalid = (ErrorKind::InvalidInput, None);
+        let too_long = (ErrorKind::InvalidFilename, Some(36));
+        // A Unix socket's path must fit `sun_path` (108 bytes) with its NUL, as std checks.
+        let socket = format!("/{}", "s".repeat(106));
+        let fits = bind_unix(&cx, &socket, UnixKind::Datagram).await?;
+        let longer = format!("{socket}s");
+        let bind = bind_unix(&cx, &longer, UnixKind::Datagram).await;
+        assert_eq!(kind(bind.map(drop)), invalid, "bind of a 108-byte path");
+        let connect = connect_unix(&cx, &longer).await;
+        assert_eq!(kind(connect.map(drop)), invalid, "connect");
+        let send = send_to_unix(&cx, &fits, b"x", &longer).await;
+        assert_eq!(kind(send.map(drop)), invalid, "send_to");
+        let bind = bind_unix(&cx, "/a\0b", UnixKind::Datagram).await;
+        assert_eq!(kind(bind.map(drop)), invalid, "a NUL in a socket path");
+        // Files: a NUL is std's InvalidInput; a name over 255 bytes or a path of 4,096 bytes
+        // or more is ENAMETOOLONG.
+        assert_eq!(
+            kind(fs::write(&cx, "/tmp/a\0b", b"x".to_vec()).await),
+            invalid
+        );
+        let name = format!("/tmp/{}", "x".repeat(256));
+        assert_eq!(kind(fs::write(&cx, &name, b"x".to_vec()).await), too_long);
+        let deep = format!("/{}", "d/".repeat(2_048));
+        assert_eq!(kind(fs::create_dir_all(&cx, &deep).await), too_long);
+        assert_eq!(kind(fs::metadata(&cx, &deep).await.map(drop)), too_long);
+        // A trailing `/` names a directory; a link's target cannot be empty.
+        let trailing = fs::write(&cx, "/tmp/f/", b"x".to_vec()).await;
+        assert_eq!(kind(trailing).1, Some(21), "EISDIR");
+        fs::write(&cx, "/tmp/f", b"x".to_vec()).await?;
+        assert_eq!(kind(fs::read(&cx, "/tmp/f/").await.map(drop)).1, Some(20));
+        assert_eq!(kind(fs::symlink(&cx, "", "/empty").await).1, Some(2));
+        Ok(())
+    });
+}
+
+#[test]
 fn unix_datagrams_name_their_sender() {
     client(1, Faults::none(), async |cx, _| {
         let a = bind_unix(&cx, "/a", UnixKind::Datagram).await?;
