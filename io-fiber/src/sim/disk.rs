@@ -41,8 +41,11 @@
 //! `ftruncate` gives. A write on an `append` handle goes to the end of the file whatever its
 //! offset (`pwrite` on an `O_APPEND` descriptor does the same on Linux). Reads past the end
 //! give 0; writes past the end fill the gap with zeros; an offset past `i64::MAX` is `EINVAL`.
-//! Files live in memory, so one may not grow past [`MAX_FILE_LEN`] (`EFBIG`, after a short
-//! write up to the limit).
+//! Files live in memory, holes included (nothing is sparse), so one may not grow past
+//! [`MAX_FILE_LEN`], 64 MiB (`EFBIG` for a `set_len` past it, or a write at or past it; a
+//! write across it is short, up to the limit). An inode is freed once nothing reaches it: no
+//! name, no durable name, no journal entry a crash could replay, and no open handle (a
+//! handle's drop is counted at the host's next file op).
 //!
 //! A handle belongs to one incarnation of its host: after a crash, a handle kept from before it
 //! (in state the start function shares between boots) is `EBADF`, like a descriptor number of
@@ -104,11 +107,13 @@
 //! [`DiskFaults::eio_ppm`]: super::DiskFaults::eio_ppm
 //! [`DiskFaults::enospc_ppm`]: super::DiskFaults::enospc_ppm
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use io_core::fs::{DirEntry, FileType, Metadata};
@@ -138,8 +143,9 @@ const ELOOP: i32 = 40;
 pub(crate) const EADDRINUSE: i32 = 98;
 pub(crate) const ECONNREFUSED: i32 = 111;
 
-/// The largest file a simulated disk holds (its contents are in memory).
-pub(crate) const MAX_FILE_LEN: u64 = 1 << 30;
+/// The largest file a simulated disk holds, 64 MiB: its contents are in memory, holes
+/// included, so a `set_len` far past the end would allocate all of it.
+pub(crate) const MAX_FILE_LEN: u64 = 64 << 20;
 
 /// One in this many syncs lies, on a disk with lying fsync.
 const LYING_SYNC_ODDS: u64 = 4;
@@ -191,7 +197,10 @@ impl Default for Disk {
         const TMP: FileId = ROOT + 1;
         let mut inodes = BTreeMap::new();
         inodes.insert(ROOT, Inode::new(Node::Dir, 0o755, 0));
-        inodes.insert(TMP, Inode::new(Node::Dir, 0o1777, 0));
+        let mut tmp = Inode::new(Node::Dir, 0o1777, 0);
+        tmp.reach.names = 1;
+        tmp.reach.durable_names = 1;
+        inodes.insert(TMP, tmp);
         let names: BTreeMap<PathBuf, FileId> = [(PathBuf::from("/tmp"), TMP)].into();
         Disk {
             durable_names: names.clone(),
@@ -208,6 +217,8 @@ impl Default for Disk {
 #[derive(Debug)]
 struct Inode {
     node: Node,
+    /// What reaches it: once nothing does, it is freed.
+    reach: Reach,
     /// Permission bits.
     mode: u32,
     /// The virtual time of the last change, in ms.
@@ -218,6 +229,7 @@ impl Inode {
     fn new(node: Node, mode: u32, now: u64) -> Inode {
         Inode {
             node,
+            reach: Reach::default(),
             mode,
             modified_ms: now,
         }
@@ -243,6 +255,26 @@ impl Inode {
         Metadata::new(self.file_type(), len, self.mode, Some(modified))
     }
 }
+
+/// What keeps an inode: its names now, its names a crash would fall back to, the journal's
+/// changes that name it (a crash may replay them), and its open handles. An inode no name,
+/// durable name, journal entry or open handle reaches is freed (its number is never reused).
+#[derive(Debug, Default)]
+struct Reach {
+    names: u32,
+    durable_names: u32,
+    journaled: u32,
+    open: u32,
+}
+
+impl Reach {
+    fn is_none(&self) -> bool {
+        self.names == 0 && self.durable_names == 0 && self.journaled == 0 && self.open == 0
+    }
+}
+
+/// Files whose last handle was dropped, as (host, incarnation, inode).
+pub(crate) type Closed = Rc<RefCell<Vec<(HostId, u32, FileId)>>>;
 
 #[derive(Debug)]
 enum Node {
@@ -295,12 +327,42 @@ pub(crate) struct SimFile {
     read: bool,
     write: bool,
     append: bool,
+    /// Where its `Drop` notes it closed.
+    closed: Closed,
 }
 
 impl Resource for SimFile {}
 
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.closed
+            .borrow_mut()
+            .push((self.host, self.epoch, self.id));
+    }
+}
+
+/// Counts the files closed since the last file op, freeing those nothing reaches any more (a
+/// handle of a crashed incarnation was counted by the crash already).
+pub(crate) fn closed(state: &mut State) {
+    if state.closed_files.borrow().is_empty() {
+        return;
+    }
+    let closed = std::mem::take(&mut *state.closed_files.borrow_mut());
+    for (host, epoch, id) in closed {
+        let owner = &mut state.hosts[host];
+        if owner.epoch != epoch {
+            continue;
+        }
+        if let Some(inode) = owner.disk.inodes.get_mut(&id) {
+            inode.reach.open -= 1;
+        }
+        owner.disk.free_unreached([id]);
+    }
+}
+
 /// Serves a file op for `host`.
 pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
+    closed(state);
     let result = match &mut op {
         Op::Open {
             path,
@@ -430,6 +492,7 @@ fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> 
         }
         None => return Err(os(ENOENT)),
     };
+    disk.inodes.get_mut(&id).expect("opened").reach.open += 1;
     Ok(Handle::new(SimFile {
         host,
         epoch,
@@ -437,6 +500,7 @@ fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> 
         read,
         write: write || append,
         append,
+        closed: state.closed_files.clone(),
     }))
 }
 
@@ -614,11 +678,25 @@ impl Disk {
                 touches.push(dir);
             }
         }
+        let mut left = Vec::new();
         for (path, id) in &edits {
-            match id {
-                Some(id) => self.names.insert(path.clone(), *id),
+            let old = match id {
+                Some(id) => {
+                    let reach = &mut self.inodes.get_mut(id).expect("named inodes exist").reach;
+                    reach.names += 1;
+                    reach.journaled += 1;
+                    self.names.insert(path.clone(), *id)
+                }
                 None => self.names.remove(path),
             };
+            if let Some(old) = old {
+                self.inodes
+                    .get_mut(&old)
+                    .expect("named inodes exist")
+                    .reach
+                    .names -= 1;
+                left.push(old);
+            }
         }
         for id in &touches {
             if let Some(inode) = self.inodes.get_mut(id) {
@@ -628,6 +706,17 @@ impl Disk {
             }
         }
         self.journal.push(NsChange { edits, touches });
+        self.free_unreached(left);
+    }
+
+    /// Frees those of `ids` that nothing reaches any more (see [`Reach`]).
+    fn free_unreached(&mut self, ids: impl IntoIterator<Item = FileId>) {
+        for id in ids {
+            let unreached = self.inodes.get(&id).is_some_and(|i| i.reach.is_none());
+            if id != ROOT && unreached {
+                self.inodes.remove(&id);
+            }
+        }
     }
 
     /// Makes the journal durable up to its last change that touched `id` (and every change
@@ -636,9 +725,27 @@ impl Disk {
         let Some(last) = self.journal.iter().rposition(|c| c.touches.contains(&id)) else {
             return;
         };
+        let mut left = Vec::new();
         for change in self.journal.drain(..=last) {
-            apply_edits(&mut self.durable_names, change.edits);
+            for (path, id) in change.edits {
+                let old = match id {
+                    Some(id) => {
+                        if let Some(inode) = self.inodes.get_mut(&id) {
+                            inode.reach.journaled -= 1;
+                            inode.reach.durable_names += 1;
+                        }
+                        left.push(id);
+                        self.durable_names.insert(path, id)
+                    }
+                    None => self.durable_names.remove(&path),
+                };
+                if let Some(inode) = old.and_then(|old| self.inodes.get_mut(&old)) {
+                    inode.reach.durable_names -= 1;
+                    left.extend(old);
+                }
+            }
         }
+        self.free_unreached(left);
     }
 
     /// The entries right under the directory `dir` (resolved), in name order.
@@ -1139,8 +1246,18 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
     }
     let directories = (unsynced_changes > 0)
         .then(|| format!("kept {kept_changes} of {unsynced_changes} unsynced directory changes"));
-    // What no name reaches is gone; what a name reaches now holds what was kept.
+    // What no name reaches is gone; what a name reaches now holds what was kept (and is
+    // reached by its names alone: the journal is empty, the handles are of the past).
     disk.inodes.retain(|id, _| live.contains(id));
+    for inode in disk.inodes.values_mut() {
+        inode.reach = Reach::default();
+    }
+    for id in names.values() {
+        if let Some(inode) = disk.inodes.get_mut(id) {
+            inode.reach.names += 1;
+            inode.reach.durable_names += 1;
+        }
+    }
     for inode in disk.inodes.values_mut() {
         if let Node::File(file) = &mut inode.node {
             let durable = file.durable.clone().unwrap_or_default();
@@ -1315,6 +1432,90 @@ mod tests {
         assert_eq!(stat("/f/"), Err(Some(ENOTDIR)));
         symlink("/tmp").unwrap();
         assert_eq!(stat("/l/"), Ok(0), "a link to a directory stands for one");
+    }
+
+    fn inodes(sim: &Sim) -> usize {
+        sim.state.borrow().hosts[0].disk.inodes.len()
+    }
+
+    #[test]
+    fn an_inode_nothing_reaches_is_freed() {
+        let sim = Sim::new(0);
+        let fresh = inodes(&sim);
+        let rename = |from: &str, to: &str| {
+            let op = FsOp::Rename {
+                from: from.into(),
+                to: to.into(),
+            };
+            fs(&sim, op).unwrap();
+        };
+        // Atomic saves: each replaces the last file, synced, its directory synced.
+        for i in 0..20u8 {
+            let file = open(&sim, "/tmp/new", rw()).unwrap();
+            write(&sim, &file, &[i; 1024], 0).unwrap();
+            sync(&sim, &file).unwrap();
+            drop(file);
+            rename("/tmp/new", "/tmp/cur");
+            let dir = open(&sim, "/tmp", OpenOptions::new().read(true)).unwrap();
+            sync(&sim, &dir).unwrap();
+        }
+        assert!(exists(&sim, "/tmp/cur"));
+        assert_eq!(inodes(&sim), fresh + 1, "only /tmp/cur is left");
+        // Unlinked while open: readable through the handle, freed once it closes (and the
+        // unlink is durable).
+        let file = open(&sim, "/tmp/cur", OpenOptions::new().read(true)).unwrap();
+        fs(
+            &sim,
+            FsOp::RemoveFile {
+                path: "/tmp/cur".into(),
+            },
+        )
+        .unwrap();
+        let dir = open(&sim, "/tmp", OpenOptions::new().read(true)).unwrap();
+        sync(&sim, &dir).unwrap();
+        assert_eq!(read(&sim, &file).unwrap(), [19; 1024]);
+        assert_eq!(inodes(&sim), fresh + 1, "kept by its open handle");
+        drop(file);
+        assert!(!exists(&sim, "/tmp/cur"));
+        assert_eq!(inodes(&sim), fresh, "freed at the next op after its close");
+        // Unsynced: a crash may bring the name back, so the journal keeps the inode.
+        let file = open(&sim, "/tmp/x", rw()).unwrap();
+        drop(file);
+        fs(
+            &sim,
+            FsOp::RemoveFile {
+                path: "/tmp/x".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(inodes(&sim), fresh + 1, "the journal still names it");
+        sync(&sim, &dir).unwrap();
+        assert_eq!(inodes(&sim), fresh, "the unlink committed");
+    }
+
+    #[test]
+    fn a_file_may_not_grow_past_the_simulated_limit() {
+        let sim = Sim::new(0);
+        let file = open(&sim, "/f", rw()).unwrap();
+        let set_len = |len: u64| {
+            let op = Op::SetLen {
+                file: file.clone(),
+                len,
+            };
+            serve(&sim, op).0.map_err(|err| err.raw_os_error())
+        };
+        assert_eq!(
+            set_len(1 << 30),
+            Err(Some(EFBIG)),
+            "1 GiB is past the limit"
+        );
+        assert_eq!(set_len(MAX_FILE_LEN + 1), Err(Some(EFBIG)));
+        assert_eq!(
+            write(&sim, &file, b"x", MAX_FILE_LEN)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(EFBIG)
+        );
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub(crate) struct State {
     now: u64,
     /// Where dropped socket handles are noted (see [`Sim::dropped`]).
     dropped: Rc<RefCell<Vec<net::SockId>>>,
+    /// Files whose last handle was dropped, noted by the handle's `Drop` (which must not borrow
+    /// the state) and counted at the next file op (see [`disk::closed`]).
+    closed_files: disk::Closed,
     /// The clients of a world's run, canceled if it fails.
     clients: Vec<io_core::TaskRef>,
     /// The first failure of a host, and its time.
@@ -158,6 +161,7 @@ impl Sim {
                 buggify: BTreeMap::new(),
                 now: 0,
                 dropped: dropped.clone(),
+                closed_files: disk::Closed::default(),
                 clients: Vec::new(),
                 failure: None,
                 crash_hosts: 0,
