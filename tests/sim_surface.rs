@@ -928,17 +928,84 @@ fn a_unix_sender_queued_behind_a_canceled_one_goes_on() {
 }
 
 #[test]
-fn a_lookup_canceled_in_flight_still_completes() {
-    let got = client(1, Faults::none(), async |cx, world| {
-        let task = cx.spawn(move |cx| async move { Ok(resolve(&cx, "srv", 80).await) });
+fn a_lookup_canceled_in_flight_ends_canceled_at_once() {
+    client(1, Faults::none(), async |cx, _| {
+        let task = cx.spawn(move |cx| async move {
+            match resolve(&cx, "srv", 80).await {
+                Err(err) if Canceled::is_canceled(&err) => Err(Canceled),
+                other => Ok(other.map(drop).map_err(|err| err.kind())),
+            }
+        });
         cx.yield_now().await?;
         cx.yield_now().await?;
         task.cancel();
-        let got = task.await?;
-        assert_eq!(cx.now_ms(), 1, "the lookup's latency was waited out");
-        Ok(got? == [world.addr("srv", 80)])
+        assert!(task.await.is_err(), "it ended canceled");
+        assert_eq!(
+            cx.now_ms(),
+            0,
+            "at once: a lookup detaches, as on the real backends"
+        );
+        // Its result arrives later, and is dropped.
+        cx.sleep(5).await?;
+        Ok(())
     });
-    assert!(got, "completion wins: a started lookup cannot be recalled");
+}
+
+/// A value whose drop panics.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("a Bomb was dropped");
+    }
+}
+
+#[test]
+fn panicking_drops_of_what_nobody_owns_stay_in_the_world() {
+    // A detached closure's output, dropped when it runs.
+    let run = std::panic::catch_unwind(|| {
+        FiberIo::new().run(|cx| async move {
+            let task = cx.spawn_blocking(|| Bomb);
+            cx.yield_now().await?;
+            task.cancel();
+            let _ = task.await;
+            cx.sleep(50).await?;
+            Ok(())
+        })
+    });
+    assert!(matches!(run, Ok(Ok(()))), "a detached output's drop");
+    // A closure still to run when the run ends, dropped with the backend.
+    let run = std::panic::catch_unwind(|| {
+        FiberIo::new().run(|cx| async move {
+            let bomb = Bomb;
+            cx.spawn_blocking(move || drop(bomb)).detach();
+            Ok(())
+        })
+    });
+    assert!(matches!(run, Ok(Ok(()))), "a closure dropped at the end");
+    // A closure of a host that crashes before its turn, dropped at the crash.
+    let run = std::panic::catch_unwind(|| {
+        World::new(1)
+            .host("srv", |cx, _| async move {
+                let bomb = Bomb;
+                let task = cx.spawn_blocking(move || drop(bomb));
+                cx.sleep(u64::MAX).await?;
+                drop(task);
+                Ok(())
+            })
+            .client("client", |cx, world| async move {
+                cx.sleep(1).await?;
+                world.crash("srv");
+                cx.sleep(50).await?;
+                Ok(())
+            })
+            .run()
+            .map(drop)
+    });
+    assert!(
+        matches!(run, Ok(Ok(()))),
+        "a closure dropped at a crash: {run:?}"
+    );
 }
 
 // ---- files and directories ----------------------------------------------------------------
