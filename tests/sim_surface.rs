@@ -1404,6 +1404,21 @@ fn standard_streams_are_per_host_and_captured() {
     assert_eq!((echoed, io.stdout()), (b"in".to_vec(), b"in".to_vec()));
 }
 
+#[test]
+fn a_stdin_read_with_no_room_takes_a_byte_not_the_end_of_file() {
+    let got = FiberIo::new()
+        .stdin("ab")
+        .run(|cx| async move {
+            // A buffer of no capacity: 0 would read as the end of the input.
+            let first = stdio(&cx, StdStream::In, Vec::new()).await;
+            let rest = stdio(&cx, StdStream::In, Vec::with_capacity(8)).await;
+            let end = stdio(&cx, StdStream::In, Vec::new()).await;
+            Ok((first.unwrap(), rest.unwrap(), end.unwrap()))
+        })
+        .unwrap();
+    assert_eq!(got, (b"a".to_vec(), b"b".to_vec(), Vec::new()));
+}
+
 // ---- determinism --------------------------------------------------------------------------
 
 /// A UDP + Unix + file-system workload on a faulty network, recorded as a log of what each

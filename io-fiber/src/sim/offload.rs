@@ -12,10 +12,16 @@
 //!   world; drawn from the seed in a range otherwise), and complete then. A cancel completes
 //!   the caller at once as canceled ([`Offload::detaches_on_cancel`]); the closure still runs
 //!   at its turn and its output is dropped (so does a closure whose future was dropped). A
-//!   closure of a host that crashes before its turn never runs.
+//!   closure of a host that crashes before its turn never runs. **A closure must not wait for
+//!   the async side** (a channel another task sends on, a socket a task serves): nothing else
+//!   runs while it does, so it waits for ever, or until its own timeout, with no deadlock
+//!   report (the driver cannot see into a closure; a wall-clock watchdog would break
+//!   determinism). Give such a closure what it needs before spawning it, or use an async
+//!   primitive instead.
 //! - **Standard streams**: stdin reads from the host's input, set with
 //!   [`World::stdin`](super::World::stdin) or [`FiberIo::stdin`](crate::FiberIo::stdin), up to
-//!   the buffer's capacity; once it is used up, reads give 0 (end of file). Writes to stdout and
+//!   the buffer's capacity (at least one byte, as on the real backends); once it is used up,
+//!   reads give 0 (end of file). Writes to stdout and
 //!   stderr are captured per host, whole, and read back from
 //!   [`WorldReport`](super::WorldReport) or [`FiberIo::stdout`](crate::FiberIo::stdout).
 
@@ -70,7 +76,9 @@ pub(super) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
             let streams = &mut state.hosts[host].stdio;
             let n = match stdio.stream {
                 StdStream::In => {
-                    let n = stdio.buf_mut().capacity().min(streams.stdin.len());
+                    // Room for one byte at least, as the real backends give a buffer of no
+                    // capacity: 0 must mean the end of the input, never "no room".
+                    let n = stdio.buf_mut().capacity().max(1).min(streams.stdin.len());
                     let buf = stdio.buf_mut();
                     buf.clear();
                     buf.extend(streams.stdin.drain(..n));
