@@ -146,6 +146,13 @@ impl Cx {
     /// interrupted: the task ends at once with `Err(Canceled)` and `f`'s result is dropped
     /// when it comes. A panic in `f` is the task's panic (joining resumes it).
     ///
+    /// **`f` must not wait for the async side** (a message a task sends, a socket a task
+    /// serves, a lock a task holds). On blocking and fiber it runs on the loop's own thread,
+    /// so nothing else runs until it returns: such a wait never ends (or ends only at its own
+    /// timeout), and fiber cannot report it as a deadlock, since it cannot see into `f`. On
+    /// poll and io_uring it also holds one of the pool's bounded threads meanwhile. Hand `f`
+    /// what it needs before spawning it.
+    ///
     /// ```
     /// let sum = io_blocking::BlockingIo::new()
     ///     .run(|cx| async move { cx.spawn_blocking(|| (1..=10u64).sum::<u64>()).await })

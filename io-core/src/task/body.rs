@@ -76,8 +76,21 @@ fn contain(f: impl FnOnce()) {
     }
 }
 
-/// Drops `value`, containing a panic from its `Drop` (see [`contain`]).
-pub(crate) fn drop_contained<V>(value: V) {
+/// Drops `value`, containing a panic from its `Drop`: for values whose owner is gone (a task's
+/// output nobody joins, a detached closure's output, work dropped at a crash), so no caller is
+/// left to receive the panic. The panic hook has reported it already; the payload is dropped
+/// (contained too) or, if dropping it panics again, leaked.
+///
+/// ```
+/// struct Bomb;
+/// impl Drop for Bomb {
+///     fn drop(&mut self) {
+///         panic!("dropped");
+///     }
+/// }
+/// io_core::drop_contained(Bomb); // reported by the panic hook, and contained
+/// ```
+pub fn drop_contained<V>(value: V) {
     contain(move || drop(value));
 }
 

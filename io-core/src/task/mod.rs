@@ -14,6 +14,7 @@ mod options;
 mod raw;
 mod set;
 
+pub use body::drop_contained;
 pub(crate) use ctl::{ParkedOn, TaskCtl};
 pub(crate) use current::{cancel_pending, current_task, set_parked_on, Enter, ShieldGuard};
 pub(crate) use handle::take_finished;

@@ -539,11 +539,17 @@ pub(super) fn park(state: &mut State, op: u64, on: ParkOn, sock: SockId) {
     }
 }
 
-/// Op `op` waits on `sock` no more.
+/// Op `op` waits on `sock` no more. A sender that leaves the head of the queue (canceled,
+/// dropped, its host crashed) lets the senders behind it go, if they fit now: they waited only
+/// for it (a sender waits whenever another one is queued, to keep deliveries in order).
 pub(super) fn unpark(state: &mut State, op: u64, sock: SockId) {
     let Some(d) = dgram(state, sock) else { return };
     d.readers.retain(|&waiting| waiting != op);
+    let was_head = d.senders.front() == Some(&op);
     d.senders.retain(|&waiting| waiting != op);
+    if was_head {
+        serve_senders(state, sock);
+    }
 }
 
 /// The last handle on `sock` is gone: it closes, unread datagrams with it; Unix senders waiting

@@ -9,7 +9,13 @@
 //! `..` after a symbolic link goes back up the path as written, where Linux would go up from
 //! the link's target). Symbolic links on the way are then followed (a relative target from the
 //! link's directory; `ELOOP` after 40), the last one too except where Linux does not follow it
-//! (`lstat`, `unlink`, `rename`, `readlink`, `link`'s original, `bind`).
+//! (`lstat`, `unlink`, `rename`, `readlink`, `link`'s original, `bind`). A walk looks each
+//! name up once. A path with a NUL byte is `InvalidInput` (std refuses it before the system
+//! call); one of `PATH_MAX` (4,096) bytes or more, or with a name of more than 255 bytes, is
+//! `ENAMETOOLONG`; a Unix socket's path must be shorter than `sun_path`'s 108 bytes
+//! (`InvalidInput`, as std and the real backends check). A path ending in `/` names a
+//! directory: `ENOTDIR` if it names something else, and `EISDIR` for an `open` that creates.
+//! A symbolic link's target may not be empty (`ENOENT`).
 //!
 //! A disk starts with `/` and `/tmp`, as a Linux system does. The one leniency: an `open`
 //! that creates makes the missing directories above its file, as `mkdir -p` would (Linux gives
@@ -35,8 +41,11 @@
 //! `ftruncate` gives. A write on an `append` handle goes to the end of the file whatever its
 //! offset (`pwrite` on an `O_APPEND` descriptor does the same on Linux). Reads past the end
 //! give 0; writes past the end fill the gap with zeros; an offset past `i64::MAX` is `EINVAL`.
-//! Files live in memory, so one may not grow past [`MAX_FILE_LEN`] (`EFBIG`, after a short
-//! write up to the limit).
+//! Files live in memory, holes included (nothing is sparse), so one may not grow past
+//! [`MAX_FILE_LEN`], 64 MiB (`EFBIG` for a `set_len` past it, or a write at or past it; a
+//! write across it is short, up to the limit). An inode is freed once nothing reaches it: no
+//! name, no durable name, no journal entry a crash could replay, and no open handle (a
+//! handle's drop is counted at the host's next file op).
 //!
 //! A handle belongs to one incarnation of its host: after a crash, a handle kept from before it
 //! (in state the start function shares between boots) is `EBADF`, like a descriptor number of
@@ -98,11 +107,13 @@
 //! [`DiskFaults::eio_ppm`]: super::DiskFaults::eio_ppm
 //! [`DiskFaults::enospc_ppm`]: super::DiskFaults::enospc_ppm
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::ops::Bound;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use io_core::fs::{DirEntry, FileType, Metadata};
@@ -126,16 +137,28 @@ const EISDIR: i32 = 21;
 const EINVAL: i32 = 22;
 const EFBIG: i32 = 27;
 const ENOSPC: i32 = 28;
+const ENAMETOOLONG: i32 = 36;
 const ENOTEMPTY: i32 = 39;
 const ELOOP: i32 = 40;
 pub(crate) const EADDRINUSE: i32 = 98;
 pub(crate) const ECONNREFUSED: i32 = 111;
 
-/// The largest file a simulated disk holds (its contents are in memory).
-pub(crate) const MAX_FILE_LEN: u64 = 1 << 30;
+/// The largest file a simulated disk holds, 64 MiB: its contents are in memory, holes
+/// included, so a `set_len` far past the end would allocate all of it.
+pub(crate) const MAX_FILE_LEN: u64 = 64 << 20;
 
 /// One in this many syncs lies, on a disk with lying fsync.
 const LYING_SYNC_ODDS: u64 = 4;
+
+/// A path's length limit, its terminating NUL counted (Linux's `PATH_MAX`): a path of this many
+/// bytes or more is `ENAMETOOLONG`.
+const PATH_MAX: usize = 4096;
+
+/// The longest name of one entry (Linux's `NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The length limit of a Unix socket's path, its terminating NUL counted (`sun_path`'s size).
+const SUN_PATH_LEN: usize = 108;
 
 /// The most symbolic links one path walk follows (Linux's `MAXSYMLINKS`).
 const MAX_SYMLINKS: u32 = 40;
@@ -163,6 +186,9 @@ pub(crate) struct Disk {
     /// The namespace changes since (creates, unlinks, renames, links), in order: `durable_names`
     /// with all of them applied is `names`.
     journal: Vec<NsChange>,
+    /// Lookups of a name so far, for the tests of a walk's cost.
+    #[cfg(test)]
+    lookups: std::cell::Cell<u64>,
 }
 
 impl Default for Disk {
@@ -171,7 +197,10 @@ impl Default for Disk {
         const TMP: FileId = ROOT + 1;
         let mut inodes = BTreeMap::new();
         inodes.insert(ROOT, Inode::new(Node::Dir, 0o755, 0));
-        inodes.insert(TMP, Inode::new(Node::Dir, 0o1777, 0));
+        let mut tmp = Inode::new(Node::Dir, 0o1777, 0);
+        tmp.reach.names = 1;
+        tmp.reach.durable_names = 1;
+        inodes.insert(TMP, tmp);
         let names: BTreeMap<PathBuf, FileId> = [(PathBuf::from("/tmp"), TMP)].into();
         Disk {
             durable_names: names.clone(),
@@ -179,6 +208,8 @@ impl Default for Disk {
             inodes,
             next_id: TMP,
             journal: Vec::new(),
+            #[cfg(test)]
+            lookups: Default::default(),
         }
     }
 }
@@ -186,6 +217,8 @@ impl Default for Disk {
 #[derive(Debug)]
 struct Inode {
     node: Node,
+    /// What reaches it: once nothing does, it is freed.
+    reach: Reach,
     /// Permission bits.
     mode: u32,
     /// The virtual time of the last change, in ms.
@@ -196,6 +229,7 @@ impl Inode {
     fn new(node: Node, mode: u32, now: u64) -> Inode {
         Inode {
             node,
+            reach: Reach::default(),
             mode,
             modified_ms: now,
         }
@@ -221,6 +255,26 @@ impl Inode {
         Metadata::new(self.file_type(), len, self.mode, Some(modified))
     }
 }
+
+/// What keeps an inode: its names now, its names a crash would fall back to, the journal's
+/// changes that name it (a crash may replay them), and its open handles. An inode no name,
+/// durable name, journal entry or open handle reaches is freed (its number is never reused).
+#[derive(Debug, Default)]
+struct Reach {
+    names: u32,
+    durable_names: u32,
+    journaled: u32,
+    open: u32,
+}
+
+impl Reach {
+    fn is_none(&self) -> bool {
+        self.names == 0 && self.durable_names == 0 && self.journaled == 0 && self.open == 0
+    }
+}
+
+/// Files whose last handle was dropped, as (host, incarnation, inode).
+pub(crate) type Closed = Rc<RefCell<Vec<(HostId, u32, FileId)>>>;
 
 #[derive(Debug)]
 enum Node {
@@ -273,12 +327,42 @@ pub(crate) struct SimFile {
     read: bool,
     write: bool,
     append: bool,
+    /// Where its `Drop` notes it closed.
+    closed: Closed,
 }
 
 impl Resource for SimFile {}
 
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        self.closed
+            .borrow_mut()
+            .push((self.host, self.epoch, self.id));
+    }
+}
+
+/// Counts the files closed since the last file op, freeing those nothing reaches any more (a
+/// handle of a crashed incarnation was counted by the crash already).
+pub(crate) fn closed(state: &mut State) {
+    if state.closed_files.borrow().is_empty() {
+        return;
+    }
+    let closed = std::mem::take(&mut *state.closed_files.borrow_mut());
+    for (host, epoch, id) in closed {
+        let owner = &mut state.hosts[host];
+        if owner.epoch != epoch {
+            continue;
+        }
+        if let Some(inode) = owner.disk.inodes.get_mut(&id) {
+            inode.reach.open -= 1;
+        }
+        owner.disk.free_unreached([id]);
+    }
+}
+
 /// Serves a file op for `host`.
 pub(crate) fn submit(state: &mut State, host: HostId, mut op: Op) -> Reply {
+    closed(state);
     let result = match &mut op {
         Op::Open {
             path,
@@ -372,11 +456,17 @@ fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> 
     let epoch = state.hosts[host].epoch;
     let disk = &mut state.hosts[host].disk;
     let creating = options.is_create() || options.is_create_new();
-    if creating {
-        // Parents are made as needed: the simulated disk's one leniency (see the module docs).
-        disk.make_parents(&normalize(path)?, now)?;
+    if creating && names_dir(path) {
+        // `open("f/", O_CREAT)`: Linux refuses it whatever `f` is.
+        check_path(path)?;
+        return Err(os(EISDIR));
     }
-    let path = disk.walk(path, true)?;
+    let path = if creating {
+        // Parents are made as needed: the simulated disk's one leniency (see the module docs).
+        disk.make_parents(path, now)?
+    } else {
+        disk.walk(path, true)?
+    };
     let id = match disk.lookup(&path) {
         Some(_) if options.is_create_new() => return Err(os(EEXIST)),
         Some(id) => {
@@ -402,6 +492,7 @@ fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> 
         }
         None => return Err(os(ENOENT)),
     };
+    disk.inodes.get_mut(&id).expect("opened").reach.open += 1;
     Ok(Handle::new(SimFile {
         host,
         epoch,
@@ -409,6 +500,7 @@ fn open(state: &mut State, host: HostId, path: &Path, options: &OpenOptions) -> 
         read,
         write: write || append,
         append,
+        closed: state.closed_files.clone(),
     }))
 }
 
@@ -426,8 +518,46 @@ fn access(options: &OpenOptions) -> io::Result<(bool, bool, bool)> {
     Ok((read, write, append))
 }
 
-/// `path` as an absolute path with no `.` or `..` (resolved by name); `""` is `ENOENT`.
+/// Refuses what Linux (or std, before the system call) refuses of a path an op is given: a NUL
+/// byte (`InvalidInput`, std's error), [`PATH_MAX`] bytes or more, or a name of more than
+/// [`NAME_MAX`] bytes (`ENAMETOOLONG`).
+fn check_path(path: &Path) -> io::Result<()> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.contains(&0) {
+        return Err(nul_in_path());
+    }
+    if bytes.len() >= PATH_MAX
+        || bytes
+            .split(|&b| b == b'/')
+            .any(|name| name.len() > NAME_MAX)
+    {
+        return Err(os(ENAMETOOLONG));
+    }
+    Ok(())
+}
+
+fn nul_in_path() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "file name contained an unexpected NUL byte",
+    )
+}
+
+/// Whether `path` ends in `/` (or `/.`): it names a directory, as Linux reads it.
+fn names_dir(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    bytes.len() > 1 && (bytes.ends_with(b"/") || bytes.ends_with(b"/."))
+}
+
+/// `path`, checked ([`check_path`]), as an absolute path with no `.` or `..` (resolved by
+/// name); `""` is `ENOENT`.
 fn normalize(path: &Path) -> io::Result<PathBuf> {
+    check_path(path)?;
+    lexical(path)
+}
+
+/// `path` as an absolute path with no `.` or `..` (resolved by name); `""` is `ENOENT`.
+fn lexical(path: &Path) -> io::Result<PathBuf> {
     if path.as_os_str().is_empty() {
         return Err(os(ENOENT));
     }
@@ -447,6 +577,8 @@ fn normalize(path: &Path) -> io::Result<PathBuf> {
 impl Disk {
     /// The inode at the resolved path `path`, if there is one.
     fn lookup(&self, path: &Path) -> Option<FileId> {
+        #[cfg(test)]
+        self.lookups.set(self.lookups.get() + 1);
         if path.parent().is_none() {
             return Some(ROOT);
         }
@@ -462,50 +594,69 @@ impl Disk {
     /// Resolves `path` to the path of its entry, following the symbolic links on the way (and
     /// the last one if `follow_last`). The entry itself need not exist, but every directory on
     /// the way must: `ENOENT` if one is missing, `ENOTDIR` if one is not a directory, `ELOOP`
-    /// after too many links.
+    /// after too many links. A path ending in `/` names a directory: `ENOTDIR` if its entry
+    /// exists and is not one (or a link to one).
     fn walk(&self, path: &Path, follow_last: bool) -> io::Result<PathBuf> {
-        let mut pending: VecDeque<OsString> = components(&normalize(path)?);
-        let mut out = PathBuf::from("/");
-        let mut hops = 0;
-        while let Some(name) = pending.pop_front() {
-            let next = out.join(&name);
-            let last = pending.is_empty();
+        match self.advance(Cursor::new(path)?, follow_last)? {
+            Walked::Done(at) => Ok(at),
+            Walked::Missing(_) => Err(os(ENOENT)),
+        }
+    }
+
+    /// Walks `cursor` on until the end of its path, or a missing directory on the way. Each
+    /// name is looked up once: a walk costs one lookup per component (and per link's).
+    fn advance(&self, mut cursor: Cursor, follow_last: bool) -> io::Result<Walked> {
+        while let Some(name) = cursor.pending.front() {
+            let next = cursor.out.join(name);
+            let last = cursor.pending.len() == 1;
             match self.node(&next) {
                 Some(Node::Symlink(target)) if !last || follow_last => {
-                    hops += 1;
-                    if hops > MAX_SYMLINKS {
+                    cursor.hops += 1;
+                    if cursor.hops > MAX_SYMLINKS {
                         return Err(os(ELOOP));
                     }
-                    let mut rest = components(&normalize(&out.join(target))?);
-                    rest.extend(pending);
-                    pending = rest;
-                    out = PathBuf::from("/");
+                    cursor.pending.pop_front();
+                    let mut rest = components(&lexical(&cursor.out.join(target))?);
+                    rest.extend(cursor.pending.drain(..));
+                    cursor.pending = rest;
+                    cursor.out = PathBuf::from("/");
                 }
                 Some(Node::File(_) | Node::Socket | Node::Symlink(_)) if !last => {
                     return Err(os(ENOTDIR))
                 }
-                None if !last => return Err(os(ENOENT)),
-                _ => out = next,
-            }
-        }
-        Ok(out)
-    }
-
-    /// Makes the missing directories above `path` (already normalized), as `mkdir -p` would.
-    fn make_parents(&mut self, path: &Path, now: u64) -> io::Result<()> {
-        let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
-        ancestors.pop(); // `/`
-        for dir in ancestors.into_iter().rev() {
-            let at = self.walk(dir, true)?;
-            match self.node(&at) {
-                Some(Node::Dir) => {}
-                Some(_) => return Err(os(ENOTDIR)),
-                None => {
-                    self.create(&at, Node::Dir, 0o755, now)?;
+                None if !last => return Ok(Walked::Missing(cursor)),
+                Some(node) if cursor.dir_only && !matches!(node, Node::Dir) => {
+                    // `f/`: only a link to a directory may stand for one.
+                    let target = self.walk(&next, true)?;
+                    if !matches!(self.node(&target), Some(Node::Dir)) {
+                        return Err(os(ENOTDIR));
+                    }
+                    cursor.pending.pop_front();
+                    cursor.out = next;
+                }
+                _ => {
+                    cursor.pending.pop_front();
+                    cursor.out = next;
                 }
             }
         }
-        Ok(())
+        Ok(Walked::Done(cursor.out))
+    }
+
+    /// Resolves `path` as [`walk`](Disk::walk) does (following the last link), making the
+    /// missing directories on the way, as `mkdir -p` would, in one walk down.
+    fn make_parents(&mut self, path: &Path, now: u64) -> io::Result<PathBuf> {
+        let mut cursor = Cursor::new(path)?;
+        loop {
+            match self.advance(cursor, true)? {
+                Walked::Done(at) => return Ok(at),
+                Walked::Missing(at) => {
+                    let name = at.pending.front().expect("a missing directory");
+                    self.create(&at.out.join(name), Node::Dir, 0o755, now)?;
+                    cursor = at;
+                }
+            }
+        }
     }
 
     /// Names a new inode at `path` (resolved, free, in an existing directory).
@@ -527,11 +678,25 @@ impl Disk {
                 touches.push(dir);
             }
         }
+        let mut left = Vec::new();
         for (path, id) in &edits {
-            match id {
-                Some(id) => self.names.insert(path.clone(), *id),
+            let old = match id {
+                Some(id) => {
+                    let reach = &mut self.inodes.get_mut(id).expect("named inodes exist").reach;
+                    reach.names += 1;
+                    reach.journaled += 1;
+                    self.names.insert(path.clone(), *id)
+                }
                 None => self.names.remove(path),
             };
+            if let Some(old) = old {
+                self.inodes
+                    .get_mut(&old)
+                    .expect("named inodes exist")
+                    .reach
+                    .names -= 1;
+                left.push(old);
+            }
         }
         for id in &touches {
             if let Some(inode) = self.inodes.get_mut(id) {
@@ -541,6 +706,17 @@ impl Disk {
             }
         }
         self.journal.push(NsChange { edits, touches });
+        self.free_unreached(left);
+    }
+
+    /// Frees those of `ids` that nothing reaches any more (see [`Reach`]).
+    fn free_unreached(&mut self, ids: impl IntoIterator<Item = FileId>) {
+        for id in ids {
+            let unreached = self.inodes.get(&id).is_some_and(|i| i.reach.is_none());
+            if id != ROOT && unreached {
+                self.inodes.remove(&id);
+            }
+        }
     }
 
     /// Makes the journal durable up to its last change that touched `id` (and every change
@@ -549,9 +725,27 @@ impl Disk {
         let Some(last) = self.journal.iter().rposition(|c| c.touches.contains(&id)) else {
             return;
         };
+        let mut left = Vec::new();
         for change in self.journal.drain(..=last) {
-            apply_edits(&mut self.durable_names, change.edits);
+            for (path, id) in change.edits {
+                let old = match id {
+                    Some(id) => {
+                        if let Some(inode) = self.inodes.get_mut(&id) {
+                            inode.reach.journaled -= 1;
+                            inode.reach.durable_names += 1;
+                        }
+                        left.push(id);
+                        self.durable_names.insert(path, id)
+                    }
+                    None => self.durable_names.remove(&path),
+                };
+                if let Some(inode) = old.and_then(|old| self.inodes.get_mut(&old)) {
+                    inode.reach.durable_names -= 1;
+                    left.extend(old);
+                }
+            }
         }
+        self.free_unreached(left);
     }
 
     /// The entries right under the directory `dir` (resolved), in name order.
@@ -576,6 +770,7 @@ impl Disk {
 
     /// Binds a Unix socket's file at `path`: `EADDRINUSE` if the path exists.
     pub(crate) fn bind_socket(&mut self, path: &Path, now: u64) -> io::Result<FileId> {
+        check_socket_path(path)?;
         let at = self.walk(path, false)?;
         if self.lookup(&at).is_some() {
             return Err(os(EADDRINUSE));
@@ -586,6 +781,7 @@ impl Disk {
     /// The socket file `path` names: `ENOENT` if there is none, `ECONNREFUSED` if it is not a
     /// socket.
     pub(crate) fn find_socket(&self, path: &Path) -> io::Result<FileId> {
+        check_socket_path(path)?;
         let at = self.walk(path, true)?;
         match self.lookup(&at) {
             None => Err(os(ENOENT)),
@@ -597,6 +793,36 @@ impl Disk {
     }
 }
 
+/// Where a walk is: the resolved path so far, the names still to walk (a link's target's
+/// put in front of the rest), and the links followed.
+struct Cursor {
+    out: PathBuf,
+    pending: VecDeque<OsString>,
+    hops: u32,
+    /// The path ended in `/`: its last entry must be a directory.
+    dir_only: bool,
+}
+
+impl Cursor {
+    /// A walk of the path an op was given, from `/`.
+    fn new(path: &Path) -> io::Result<Cursor> {
+        Ok(Cursor {
+            out: PathBuf::from("/"),
+            pending: components(&normalize(path)?),
+            hops: 0,
+            dir_only: names_dir(path),
+        })
+    }
+}
+
+/// How a walk ended.
+enum Walked {
+    /// At the resolved path of the entry.
+    Done(PathBuf),
+    /// At a directory on the way that does not exist: the first pending name, under `out`.
+    Missing(Cursor),
+}
+
 /// The names of `path`'s components (it is normalized: no `.`, `..` or prefix).
 fn components(path: &Path) -> VecDeque<OsString> {
     path.components()
@@ -605,6 +831,25 @@ fn components(path: &Path) -> VecDeque<OsString> {
             _ => None,
         })
         .collect()
+}
+
+/// Refuses a Unix socket path as std does before the system call (and the real backends do):
+/// a NUL byte, or a path that does not fit `sun_path` with its NUL (`InvalidInput`).
+fn check_socket_path(path: &Path) -> io::Result<()> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "paths must not contain interior null bytes",
+        ));
+    }
+    if bytes.len() >= SUN_PATH_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path must be shorter than SUN_LEN",
+        ));
+    }
+    Ok(())
 }
 
 fn apply_edits(names: &mut BTreeMap<PathBuf, FileId>, edits: Vec<(PathBuf, Option<FileId>)>) {
@@ -732,6 +977,11 @@ fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> 
             disk.change(vec![(at, Some(id))], &[id], now);
         }
         FsOp::Symlink { original, link } => {
+            // The target is stored, not walked, but Linux checks it as a path all the same.
+            if original.as_os_str().is_empty() {
+                return Err(os(ENOENT));
+            }
+            check_path(original)?;
             let at = disk.walk(link, false)?;
             if disk.lookup(&at).is_some() {
                 return Err(os(EEXIST));
@@ -996,8 +1246,18 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
     }
     let directories = (unsynced_changes > 0)
         .then(|| format!("kept {kept_changes} of {unsynced_changes} unsynced directory changes"));
-    // What no name reaches is gone; what a name reaches now holds what was kept.
+    // What no name reaches is gone; what a name reaches now holds what was kept (and is
+    // reached by its names alone: the journal is empty, the handles are of the past).
     disk.inodes.retain(|id, _| live.contains(id));
+    for inode in disk.inodes.values_mut() {
+        inode.reach = Reach::default();
+    }
+    for id in names.values() {
+        if let Some(inode) = disk.inodes.get_mut(id) {
+            inode.reach.names += 1;
+            inode.reach.durable_names += 1;
+        }
+    }
     for inode in disk.inodes.values_mut() {
         if let Node::File(file) = &mut inode.node {
             let durable = file.durable.clone().unwrap_or_default();
@@ -1094,6 +1354,168 @@ mod tests {
         assert_eq!(kind("/"), Some(EISDIR), "the root");
         assert_eq!(kind("/data/log/x"), Some(ENOTDIR), "a path through a file");
         assert_eq!(kind(""), Some(ENOENT));
+    }
+
+    #[test]
+    fn a_deep_path_costs_one_lookup_per_name_and_linux_s_limits_hold() {
+        let sim = Sim::new(0);
+        let depth = 2_000;
+        let deep = format!("/{}f", "a/".repeat(depth));
+        let before = sim.state.borrow().hosts[0].disk.lookups.get();
+        let file = open(&sim, &deep, rw()).unwrap();
+        write(&sim, &file, b"x", 0).unwrap();
+        let lookups = sim.state.borrow().hosts[0].disk.lookups.get() - before;
+        // One walk down, making each directory: a few lookups per name, not one walk per name.
+        assert!(lookups < 10 * depth as u64, "{lookups} lookups");
+        let kind = |path: &str| {
+            let err = open(&sim, path, rw()).unwrap_err();
+            (err.kind(), err.raw_os_error())
+        };
+        let too_long = Some(ENAMETOOLONG);
+        let at_limit = format!("/{}", "b/".repeat(PATH_MAX / 2 - 1));
+        assert_eq!(at_limit.len(), PATH_MAX - 1);
+        assert_eq!(
+            kind(&format!("{at_limit}x")).1,
+            too_long,
+            "PATH_MAX with its NUL"
+        );
+        assert_eq!(kind(&format!("/{}", "n".repeat(NAME_MAX + 1))).1, too_long);
+        open(&sim, &format!("/{}", "n".repeat(NAME_MAX)), rw()).unwrap();
+        assert_eq!(
+            kind("/a\0b"),
+            (io::ErrorKind::InvalidInput, None),
+            "std's NUL check"
+        );
+        let long = fs(
+            &sim,
+            FsOp::Metadata {
+                path: format!("/{}", "m".repeat(PATH_MAX)).into(),
+                follow: true,
+                metadata: None,
+            },
+        );
+        assert_eq!(
+            long.unwrap_err().raw_os_error(),
+            too_long,
+            "every op by path"
+        );
+    }
+
+    #[test]
+    fn a_trailing_slash_names_a_directory_and_a_link_needs_a_target() {
+        let sim = Sim::new(0);
+        let kind = |path: &str, options: OpenOptions| {
+            open(&sim, path, options).unwrap_err().raw_os_error()
+        };
+        assert_eq!(kind("/f/", rw()), Some(EISDIR), "open(\"f/\", O_CREAT)");
+        open(&sim, "/f", rw()).unwrap();
+        assert_eq!(kind("/f/", rw()), Some(EISDIR));
+        assert_eq!(kind("/f/", OpenOptions::new().read(true)), Some(ENOTDIR));
+        open(&sim, "/tmp/", OpenOptions::new().read(true)).unwrap();
+        let symlink = |original: &str| {
+            let op = FsOp::Symlink {
+                original: original.into(),
+                link: "/l".into(),
+            };
+            fs(&sim, op).map_err(|err| err.raw_os_error())
+        };
+        assert_eq!(symlink(""), Err(Some(ENOENT)), "an empty target");
+        assert!(!exists(&sim, "/l"));
+        let stat = |path: &str| {
+            let op = FsOp::Metadata {
+                path: path.into(),
+                follow: true,
+                metadata: None,
+            };
+            fs(&sim, op).map_err(|err| err.raw_os_error())
+        };
+        assert_eq!(stat("/f/"), Err(Some(ENOTDIR)));
+        symlink("/tmp").unwrap();
+        assert_eq!(stat("/l/"), Ok(0), "a link to a directory stands for one");
+    }
+
+    fn inodes(sim: &Sim) -> usize {
+        sim.state.borrow().hosts[0].disk.inodes.len()
+    }
+
+    #[test]
+    fn an_inode_nothing_reaches_is_freed() {
+        let sim = Sim::new(0);
+        let fresh = inodes(&sim);
+        let rename = |from: &str, to: &str| {
+            let op = FsOp::Rename {
+                from: from.into(),
+                to: to.into(),
+            };
+            fs(&sim, op).unwrap();
+        };
+        // Atomic saves: each replaces the last file, synced, its directory synced.
+        for i in 0..20u8 {
+            let file = open(&sim, "/tmp/new", rw()).unwrap();
+            write(&sim, &file, &[i; 1024], 0).unwrap();
+            sync(&sim, &file).unwrap();
+            drop(file);
+            rename("/tmp/new", "/tmp/cur");
+            let dir = open(&sim, "/tmp", OpenOptions::new().read(true)).unwrap();
+            sync(&sim, &dir).unwrap();
+        }
+        assert!(exists(&sim, "/tmp/cur"));
+        assert_eq!(inodes(&sim), fresh + 1, "only /tmp/cur is left");
+        // Unlinked while open: readable through the handle, freed once it closes (and the
+        // unlink is durable).
+        let file = open(&sim, "/tmp/cur", OpenOptions::new().read(true)).unwrap();
+        fs(
+            &sim,
+            FsOp::RemoveFile {
+                path: "/tmp/cur".into(),
+            },
+        )
+        .unwrap();
+        let dir = open(&sim, "/tmp", OpenOptions::new().read(true)).unwrap();
+        sync(&sim, &dir).unwrap();
+        assert_eq!(read(&sim, &file).unwrap(), [19; 1024]);
+        assert_eq!(inodes(&sim), fresh + 1, "kept by its open handle");
+        drop(file);
+        assert!(!exists(&sim, "/tmp/cur"));
+        assert_eq!(inodes(&sim), fresh, "freed at the next op after its close");
+        // Unsynced: a crash may bring the name back, so the journal keeps the inode.
+        let file = open(&sim, "/tmp/x", rw()).unwrap();
+        drop(file);
+        fs(
+            &sim,
+            FsOp::RemoveFile {
+                path: "/tmp/x".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(inodes(&sim), fresh + 1, "the journal still names it");
+        sync(&sim, &dir).unwrap();
+        assert_eq!(inodes(&sim), fresh, "the unlink committed");
+    }
+
+    #[test]
+    fn a_file_may_not_grow_past_the_simulated_limit() {
+        let sim = Sim::new(0);
+        let file = open(&sim, "/f", rw()).unwrap();
+        let set_len = |len: u64| {
+            let op = Op::SetLen {
+                file: file.clone(),
+                len,
+            };
+            serve(&sim, op).0.map_err(|err| err.raw_os_error())
+        };
+        assert_eq!(
+            set_len(1 << 30),
+            Err(Some(EFBIG)),
+            "1 GiB is past the limit"
+        );
+        assert_eq!(set_len(MAX_FILE_LEN + 1), Err(Some(EFBIG)));
+        assert_eq!(
+            write(&sim, &file, b"x", MAX_FILE_LEN)
+                .unwrap_err()
+                .raw_os_error(),
+            Some(EFBIG)
+        );
     }
 
     #[test]

@@ -120,6 +120,9 @@ pub(crate) struct State {
     now: u64,
     /// Where dropped socket handles are noted (see [`Sim::dropped`]).
     dropped: Rc<RefCell<Vec<net::SockId>>>,
+    /// Files whose last handle was dropped, noted by the handle's `Drop` (which must not borrow
+    /// the state) and counted at the next file op (see [`disk::closed`]).
+    closed_files: disk::Closed,
     /// The clients of a world's run, canceled if it fails.
     clients: Vec<io_core::TaskRef>,
     /// The first failure of a host, and its time.
@@ -158,6 +161,7 @@ impl Sim {
                 buggify: BTreeMap::new(),
                 now: 0,
                 dropped: dropped.clone(),
+                closed_files: disk::Closed::default(),
                 clients: Vec::new(),
                 failure: None,
                 crash_hosts: 0,
@@ -256,6 +260,8 @@ impl Sim {
                     });
                 } else if let Some((_, mut op)) = detached {
                     offload::run(&mut op);
+                    // Nobody is left to take the output, or a panic from its drop.
+                    io_core::drop_contained(op);
                 }
             }
         }
@@ -384,20 +390,24 @@ impl Sim {
         let Some(pending) = state.ops.get(&id) else {
             return;
         };
-        if pending.done {
-            // Its effect is done (a file op waiting out the disk's latency, a late report):
-            // its result arrives, as for an op io_uring has started.
-            return;
-        }
         if offload::detaches(&pending.op) {
-            // A closure may run for any time: its caller goes at once, and it runs on.
+            // A closure may run for any time, a lookup wait for a slow resolver: the caller
+            // goes at once. A closure runs on at its turn; a lookup's result is dropped.
             let pending = state.ops.remove(&id).expect("checked above");
             let shell = offload::shell(&pending.op);
-            state.detached.insert(id, (pending.host, pending.op));
+            if offload::runs_later(&pending.op) {
+                state.detached.insert(id, (pending.host, pending.op));
+            }
+            drop(state);
             pending.slot.complete(Completion {
                 result: Err(Canceled.into()),
                 op: shell,
             });
+            return;
+        }
+        if pending.done {
+            // Its effect is done (a file op waiting out the disk's latency, a late report):
+            // its result arrives, as for an op io_uring has started.
             return;
         }
         // The kernel's freedom: a cancel may arrive after the op could complete.
@@ -418,8 +428,9 @@ impl Sim {
             if let Some(on) = pending.as_ref().and_then(|p| p.parked) {
                 net::unpark(&mut state, id.get(), on);
             }
-            if pending.as_ref().is_some_and(|p| offload::detaches(&p.op)) {
-                // A closure runs on at its turn, its output dropped.
+            if pending.as_ref().is_some_and(|p| offload::runs_later(&p.op)) {
+                // A closure runs on at its turn, its output dropped. (A lookup's result is
+                // dropped with it now: its completion finds no op.)
                 let Pending { host, op, .. } = pending.take().expect("checked above");
                 state.detached.insert(id.get(), (host, op));
             }
@@ -450,6 +461,16 @@ impl Sim {
     fn fold(&self, word: u64) {
         let h = (self.hash.get() ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.hash.set(h ^ (h >> 29));
+    }
+}
+
+impl Drop for Sim {
+    /// Closures still to run when the backend goes (detached, or waited for by a task that is
+    /// dropped with it) are dropped contained: nobody is left to receive a panic from them.
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        io_core::drop_contained(std::mem::take(&mut state.detached));
+        io_core::drop_contained(std::mem::take(&mut state.ops));
     }
 }
 
@@ -575,6 +596,9 @@ impl State {
 
 impl Sim {
     fn crash(&self, host: HostId, now: u64) {
+        // The ops and closures the crash ends, dropped once the world is unborrowed, each drop
+        // contained: nobody is left to receive a panic from it.
+        let mut ended_ops = Vec::new();
         let tasks = {
             let mut state = self.state.borrow_mut();
             if !state.hosts[host].up {
@@ -591,11 +615,22 @@ impl Sim {
                 .map(|(&id, _)| id)
                 .collect();
             for id in ended {
-                if let Some(on) = state.ops.remove(&id).and_then(|pending| pending.parked) {
+                let Some(pending) = state.ops.remove(&id) else {
+                    continue;
+                };
+                if let Some(on) = pending.parked {
                     net::unpark(&mut state, id, on);
                 }
+                ended_ops.push(pending.op);
             }
-            state.detached.retain(|_, (owner, _)| *owner != host);
+            let detached = std::mem::take(&mut state.detached);
+            for (id, (owner, op)) in detached {
+                if owner == host {
+                    ended_ops.push(op);
+                } else {
+                    state.detached.insert(id, (owner, op));
+                }
+            }
             disk::crash(&mut state, host);
             let host_state = &mut state.hosts[host];
             host_state.up = false;
@@ -608,6 +643,9 @@ impl Sim {
             }
             tasks
         };
+        for op in ended_ops {
+            io_core::drop_contained(op);
+        }
         // Each task drops its future at its next run, without polling it: no code of the host
         // runs past the crash.
         for task in tasks {
