@@ -66,9 +66,20 @@ const READ_CHUNK: usize = 16 * 1024;
 /// and are copied into hyper's: filling hyper's uninitialized buffer in place takes `unsafe`.
 /// Writes go straight to the stream; `poll_shutdown` is the stream's `poll_close` (a TCP
 /// stream shuts its write half down).
+///
+/// The end of the stream is held back while a write is in flight (its `poll_write` answered
+/// `Pending`), and given to the next read after that write is reported. On a completion
+/// backend (uring) the peer can read a response and close before the response's write
+/// completion comes back; hyper, seeing the close first, would take a finished exchange for
+/// an interrupted one (`IncompleteMessage`). A readiness backend never shows that order: its
+/// write has ended before `poll_write` returns.
 pub struct Io<T> {
     inner: T,
     scratch: Vec<u8>,
+    /// The last `poll_write` (or flush, or shutdown) answered `Pending`.
+    writing: bool,
+    /// The stream ended while `writing`; the next read after the write is reported says so.
+    held_eof: bool,
 }
 
 impl<T> Io<T> {
@@ -77,6 +88,8 @@ impl<T> Io<T> {
         Io {
             inner: stream,
             scratch: Vec::new(),
+            writing: false,
+            held_eof: false,
         }
     }
 
@@ -109,6 +122,15 @@ impl<T: AsyncRead + Unpin> rt::Read for Io<T> {
         mut buf: rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.held_eof {
+            if this.writing {
+                // The write's completion wakes this task; `poll_write` wakes it again once
+                // the write is reported.
+                return Poll::Pending;
+            }
+            this.held_eof = false;
+            return Poll::Ready(Ok(()));
+        }
         let want = buf.remaining().min(READ_CHUNK);
         if this.scratch.len() < want {
             this.scratch.resize(want, 0);
@@ -116,6 +138,10 @@ impl<T: AsyncRead + Unpin> rt::Read for Io<T> {
         let n = std::task::ready!(
             Pin::new(&mut this.inner).poll_read(task, &mut this.scratch[..want])
         )?;
+        if n == 0 && want > 0 && this.writing {
+            this.held_eof = true;
+            return Poll::Pending;
+        }
         buf.put_slice(&this.scratch[..n]);
         Poll::Ready(Ok(()))
     }
@@ -127,15 +153,35 @@ impl<T: AsyncWrite + Unpin> rt::Write for Io<T> {
         task: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(task, data)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(task, data);
+        this.wrote(task, written.is_pending());
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(task)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(task);
+        this.wrote(task, flushed.is_pending());
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_close(task)
+        let this = self.get_mut();
+        let closed = Pin::new(&mut this.inner).poll_close(task);
+        this.wrote(task, closed.is_pending());
+        closed
+    }
+}
+
+impl<T> Io<T> {
+    /// Notes whether a write is still in flight; once none is, a held-back end of stream is
+    /// due, and the task is woken to read it.
+    fn wrote(&mut self, task: &Context<'_>, pending: bool) {
+        self.writing = pending;
+        if !pending && self.held_eof {
+            task.waker().wake_by_ref();
+        }
     }
 }
 

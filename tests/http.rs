@@ -110,6 +110,88 @@ fn serves_hyper_client(backend: Backend) {
     }
 }
 
+/// 32 clients at once, each sending one request, reading the whole response and closing: every
+/// connection ends cleanly on the server. (On uring a client can read its response and close
+/// before the server's write completion arrives; `Io` holds that end of stream back until the
+/// write is reported, or hyper would call a finished exchange `IncompleteMessage`.)
+fn close_after_response_is_clean(backend: Backend) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    // On a real backend the clients run on a loop of their own, in another thread, so they
+    // can read a response before the server's loop has reaped its write's completion. The
+    // simulated world is one run: they share it.
+    let clients_apart = (backend != Backend::Fiber).then(|| {
+        std::thread::spawn(move || {
+            let addr = addr_rx.recv().expect("the server listens");
+            backend.run(move |cx| one_shot_clients(cx, addr))
+        })
+    });
+    let served = backend
+        .run(move |cx| async move {
+            let listener = TcpListener::bind(&cx, "127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("bound");
+            let clients = match backend {
+                Backend::Fiber => Some(cx.spawn(move |cx| one_shot_clients(cx, addr))),
+                _ => {
+                    addr_tx.send(addr).expect("the clients wait");
+                    None
+                }
+            };
+            let mut connections = Vec::new();
+            for _ in 0..32 {
+                let (stream, _) = listener.accept().await.expect("accept");
+                connections.push(cx.spawn(move |cx| async move {
+                    Ok(http1::Builder::new()
+                        .timer(Timer::new(&cx))
+                        .serve_connection(Io::new(stream), service_fn(example::hello))
+                        .await
+                        .map_err(|e| format!("{e:?}")))
+                }));
+            }
+            let mut served = Vec::new();
+            for connection in connections {
+                served.push(connection.await?);
+            }
+            if let Some(clients) = clients {
+                clients.await?;
+            }
+            Ok(served)
+        })
+        .expect("the run");
+    if let Some(clients) = clients_apart {
+        clients
+            .join()
+            .expect("the clients' thread")
+            .expect("the clients' run");
+    }
+    assert_eq!(served, vec![Ok(()); 32]);
+}
+
+/// 32 connections at once, each one request, its whole response, and a close.
+async fn one_shot_clients(cx: Cx, addr: SocketAddr) -> Result<(), ioswap::Canceled> {
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            cx.spawn(move |cx| async move {
+                let stream = TcpStream::connect(&cx, addr).await.expect("connect");
+                let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+                let (sent, _) = stream.write_all(request).await;
+                sent.expect("the request");
+                let mut response = Vec::new();
+                while !response.ends_with(example::HELLO.as_bytes()) {
+                    let (n, chunk) = stream.read(Vec::with_capacity(1024)).await;
+                    assert!(n.expect("the response") > 0, "closed early");
+                    response.extend_from_slice(&chunk);
+                }
+                stream.close().await.expect("close");
+                Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await?;
+    }
+    Ok(())
+}
+
 /// The server on `server_backend` in a thread of its own, hyper's client on `client_backend` in
 /// another: two loops, two threads, one TCP connection between them.
 #[cfg(all(feature = "uring", feature = "poll"))]
@@ -333,6 +415,7 @@ macro_rules! on_backends {
 
 on_backends!(
     serves_hyper_client,
+    close_after_response_is_clean,
     header_read_timeout_closes,
     header_read_timeout_moves_with_requests,
     executor_spawns_on_the_loop,
