@@ -40,6 +40,9 @@
 
 mod backend;
 
+#[cfg(feature = "hyper")]
+pub mod hyper;
+
 /// Channels, `select` and Erlang-style `send_after`, written once over the protocol: the
 /// `channel` crate.
 pub use channel;

@@ -177,7 +177,7 @@ const POLL: Runner = Runner::Ioswap(Backend::Poll);
 /// The targets for this 2-core machine: the scheduler's for fiber (issue 3), the I/O ones for
 /// uring (issue 5), poll (issue 12) and the simulator (issue 11). "≥ k× the throughput" is
 /// "≤ 1/k × the time per op".
-const TARGETS: [Target; 13] = [
+const TARGETS: [Target; 14] = [
     Target {
         runner: FIBER,
         workload: "spawn-join",
@@ -261,6 +261,13 @@ const TARGETS: [Target; 13] = [
         peer: URING,
         at_most: 1.2,
         throughput: false,
+    },
+    Target {
+        runner: URING,
+        workload: "http-hello",
+        peer: Runner::Tokio,
+        at_most: 1.0 / 1.1,
+        throughput: true,
     },
     Target {
         runner: Runner::IoswapSim,

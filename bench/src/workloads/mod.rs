@@ -8,6 +8,7 @@ use crate::runner::Runner;
 use crate::BenchError;
 
 mod cancel_storm;
+mod http_hello;
 mod idle_memory;
 mod op_overhead;
 mod ping_pong;
@@ -35,7 +36,8 @@ pub struct Size {
     pub round_trips: usize,
     /// Ops of op-overhead: 1,000,000 in a full run.
     pub ops: usize,
-    /// Messages per connection of tcp-echo and sim-echo: 2,000 in a full run.
+    /// Messages per connection of tcp-echo and sim-echo, requests per connection of
+    /// http-hello: 2,000 in a full run.
     pub messages: usize,
     /// Reads of random-read: 200,000 in a full run.
     pub reads: usize,
@@ -169,6 +171,7 @@ pub fn all() -> Vec<Workload> {
         ping_pong::RENDEZVOUS,
         op_overhead::WORKLOAD,
         tcp_echo::WORKLOAD,
+        http_hello::WORKLOAD,
         random_read::WORKLOAD,
         sim::ECHO,
         sim::HOUR,
