@@ -1024,3 +1024,66 @@ fn storms_are_reproducible() {
         assert_eq!((a.sent, a.received), (b.sent, b.received));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Re-entrant wakers, on fiber.
+
+/// Wakers that use the primitive that called them: polled by hand with a
+/// [`Probe`](support::Probe) waker.
+#[cfg(feature = "fiber")]
+mod reentrancy {
+    use std::cell::RefCell;
+    use std::pin::pin;
+    use std::rc::Rc;
+    use std::task::{Poll, Waker};
+
+    use ioswap::sync::Notify;
+    use ioswap::FiberIo;
+
+    use super::support::{on_wake, poll_with, Probe};
+
+    /// A waker runs while `notify_one` readies a waiter, or a waiter that gives up passes its
+    /// notification on, and may use the `Notify`. (It used to run inside the `Notify`'s
+    /// `RefCell` borrow: "already mutably borrowed".)
+    #[test]
+    fn a_waker_may_use_the_notify_that_woke_it() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let notify = Rc::new(Notify::new(&cx));
+                let seen = Rc::new(RefCell::new(Vec::new()));
+                on_wake(Some(Rc::new({
+                    let (notify, seen) = (notify.clone(), seen.clone());
+                    move || seen.borrow_mut().push(format!("{notify:?}"))
+                })));
+                let (probe, waker) = Probe::new();
+
+                // Woken by notify_one.
+                let mut first = pin!(notify.notified());
+                assert!(poll_with(first.as_mut(), &waker).is_pending());
+                notify.notify_one();
+                assert_eq!(*seen.borrow(), ["Notify { waiters: 0, permit: false }"]);
+                assert!(matches!(
+                    poll_with(first.as_mut(), &waker),
+                    Poll::Ready(Ok(()))
+                ));
+
+                // Passed on by a waiter that gives up.
+                let mut chosen = pin!(notify.notified());
+                assert!(poll_with(chosen.as_mut(), Waker::noop()).is_pending());
+                let mut next = pin!(notify.notified());
+                assert!(poll_with(next.as_mut(), &waker).is_pending());
+                notify.notify_one(); // chooses `chosen`...
+                assert_eq!(probe.wakes(), 1);
+                chosen.set(notify.notified()); // ...which gives up: `next` gets it
+                assert_eq!(probe.wakes(), 2);
+                assert_eq!(seen.borrow()[1], "Notify { waiters: 0, permit: false }");
+                assert!(matches!(
+                    poll_with(next.as_mut(), &waker),
+                    Poll::Ready(Ok(()))
+                ));
+                on_wake(None);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

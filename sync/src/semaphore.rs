@@ -125,6 +125,9 @@ struct State {
     /// is no longer borrowed (dropping a park can drop a waker, and so a task, whose drop may
     /// release permits).
     garbage: Vec<Rc<Waiter>>,
+    /// Parks of waiters served (or closed out) and off the queue: readied once the state is no
+    /// longer borrowed, since readying a park runs its waker, which may use the semaphore.
+    to_ready: Vec<Park>,
 }
 
 /// Below this many tombstones a queue is never compacted: small queues only trim their ends.
@@ -174,6 +177,7 @@ impl Semaphore {
                     queue: VecDeque::new(),
                     left: 0,
                     garbage: Vec::new(),
+                    to_ready: Vec::new(),
                 }),
             }),
         }
@@ -317,7 +321,7 @@ impl Semaphore {
             for waiter in st.queue.drain(..) {
                 if waiter.status.get() == Status::Waiting {
                     waiter.status.set(Status::Closed);
-                    self.core.cx.ready(&waiter.park);
+                    st.to_ready.push(waiter.park.clone());
                 }
                 st.garbage.push(waiter);
             }
@@ -343,15 +347,23 @@ impl fmt::Debug for Semaphore {
 }
 
 impl Core {
-    /// Runs `f` on the state, then drops what it discarded, outside the borrow.
+    /// Runs `f` on the state; then, outside the borrow, readies the parks of the waiters it
+    /// served and drops what it discarded.
+    ///
+    /// The state is whole before any waker runs: a served waiter is off the queue and owns its
+    /// permits, so a waker may read or use the semaphore, and one that panics leaves nothing
+    /// half done (its panic comes out of here once every served waiter is readied).
     fn lock<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut st = self.state.borrow_mut();
         let result = f(&mut st);
-        if st.garbage.is_empty() {
+        if st.garbage.is_empty() && st.to_ready.is_empty() {
             return result;
         }
         let garbage = std::mem::take(&mut st.garbage);
+        let to_ready = std::mem::take(&mut st.to_ready);
         drop(st);
+        crate::ready_all(&self.cx, &to_ready);
+        drop(to_ready);
         drop(garbage);
         result
     }
@@ -371,7 +383,8 @@ impl Core {
     }
 
     /// Hands free permits to the waiters at the head of the queue, in order, for as long as
-    /// there are enough for the next one; drops the tombstones it meets.
+    /// there are enough for the next one; drops the tombstones it meets. The parks of those
+    /// served are readied by [`lock`](Core::lock), after the borrow.
     fn serve(&self, st: &mut State) {
         while let Some(front) = st.queue.front() {
             match front.status.get() {
@@ -381,11 +394,12 @@ impl Core {
                     st.garbage.push(gone);
                 }
                 Status::Waiting if front.wanted <= st.permits => {
-                    st.permits -= front.wanted;
-                    front.status.set(Status::Granted);
-                    self.cx.ready(&front.park);
-                    // Its future holds another handle: it is alive while it waits.
-                    st.queue.pop_front();
+                    // Off the queue before anything else: its future holds another handle, so
+                    // it is alive while it waits. Readied once the state is released (`lock`).
+                    let served = st.queue.pop_front().expect("the front is there");
+                    st.permits -= served.wanted;
+                    served.status.set(Status::Granted);
+                    st.to_ready.push(served.park.clone());
                 }
                 Status::Waiting => break,
                 Status::Granted | Status::Closed => unreachable!("served waiters leave the queue"),
