@@ -950,4 +950,65 @@ mod wakers_and_limits {
             })
             .unwrap();
     }
+
+    /// `add_permits` is where the count is checked, against every permit the semaphore has
+    /// (free, held or handed over): giving held permits back never panics. (A semaphore of 1
+    /// with its permit held, topped up to `MAX_PERMITS` free, used to panic in the permit's
+    /// drop.)
+    #[test]
+    fn giving_permits_back_never_panics() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let max = Semaphore::MAX_PERMITS;
+                let sem = Semaphore::new(&cx, 1);
+                let held = sem.try_acquire(1).unwrap();
+                let refused = panic_of(|| sem.add_permits(max));
+                assert!(
+                    refused
+                        .as_deref()
+                        .is_some_and(|m| m.contains("MAX_PERMITS")),
+                    "1 held + {max} added is over the limit: refused by add_permits ({refused:?})"
+                );
+                assert_eq!(sem.available_permits(), 0, "a refused add adds nothing");
+                sem.add_permits(max - 1);
+                drop(held);
+                assert_eq!(sem.available_permits(), max);
+
+                // Handed to a waiter that then leaves: given back the same way.
+                let all = sem.try_acquire(max).unwrap();
+                let mut waiter = pin!(sem.acquire(1));
+                assert!(poll_with(waiter.as_mut(), Waker::noop()).is_pending());
+                drop(all);
+                waiter.set(sem.acquire(0)); // leaves holding the permit handed to it
+                assert_eq!(sem.available_permits(), max);
+
+                // Forgotten permits are gone for good, so there is room for as many again.
+                sem.try_acquire(2).unwrap().forget();
+                sem.add_permits(2);
+                assert_eq!(sem.available_permits(), max);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A request for more than `MAX_PERMITS` can never be served: `acquire` panics at once
+    /// instead of waiting forever at the head of the queue.
+    #[test]
+    fn acquiring_more_than_max_permits_panics() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let max = Semaphore::MAX_PERMITS;
+                let sem = Semaphore::new(&cx, max);
+                let refused = panic_of(|| drop(sem.acquire(max + 1)));
+                assert!(
+                    refused
+                        .as_deref()
+                        .is_some_and(|m| m.contains("MAX_PERMITS")),
+                    "{refused:?}"
+                );
+                assert_eq!(sem.acquire(max).await.unwrap().num_permits(), max);
+                Ok(())
+            })
+            .unwrap();
+    }
 }

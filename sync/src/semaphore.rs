@@ -113,6 +113,10 @@ struct Core {
 struct State {
     /// Free permits: neither held nor handed to a waiter.
     permits: usize,
+    /// Every permit the semaphore has: free, held, or handed to a waiter (forgotten ones are
+    /// gone). At most [`Semaphore::MAX_PERMITS`]; only `add_permits` raises it, and checks
+    /// there, so giving permits back (`permits` rises, never past `total`) cannot overflow.
+    total: usize,
     closed: bool,
     /// Waiters, oldest first. A waiter that leaves from the middle stays as a tombstone
     /// ([`Status::Left`]) until it reaches the front or the queue is compacted, so leaving is
@@ -154,8 +158,9 @@ enum Status {
 }
 
 impl Semaphore {
-    /// The most permits a semaphore can count (`usize::MAX >> 3`); more is a bug in the caller,
-    /// and `new` and `add_permits` panic on it.
+    /// The most permits a semaphore can have (`usize::MAX >> 3`), counting those held and
+    /// handed to waiters as well as the free ones. More is a bug in the caller: `new` and
+    /// `add_permits` panic on it, and so does `acquire` of more, which could never be served.
     pub const MAX_PERMITS: usize = usize::MAX >> 3;
 
     /// A semaphore with `permits` free permits, on the run of `cx`.
@@ -173,6 +178,7 @@ impl Semaphore {
                 cx: cx.clone(),
                 state: RefCell::new(State {
                     permits,
+                    total: permits,
                     closed: false,
                     queue: VecDeque::new(),
                     left: 0,
@@ -194,8 +200,15 @@ impl Semaphore {
     ///
     /// Dropping the future before it completes (a timeout, a select) leaves the queue; permits
     /// already handed to it go on to the next waiter. A request for 0 permits completes at once.
-    /// A request for more than the semaphore will ever have waits until it is closed (or, on a
-    /// run that can make no progress otherwise, until the backend reports the deadlock).
+    /// A request for more than the semaphore has in all waits until enough are added or it is
+    /// closed (or, on a run that can make no progress otherwise, until the backend reports the
+    /// deadlock).
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Semaphore::MAX_PERMITS`]: no semaphore can ever have that many, so the
+    /// request could only wait forever at the head of the queue (blocking every later one).
+    /// Tokio's `acquire_many` refuses it the same way.
     ///
     /// ```
     /// use sync::{AcquireError, Semaphore};
@@ -224,6 +237,11 @@ impl Semaphore {
 
     /// [`acquire`](Semaphore::acquire), whose park deadlock reports show as `what`.
     pub(crate) fn acquire_as(&self, n: usize, what: &'static str) -> Acquire {
+        assert!(
+            n <= Semaphore::MAX_PERMITS,
+            "acquire({n}) can never be served: a semaphore has at most Semaphore::MAX_PERMITS \
+             permits"
+        );
         Acquire {
             core: self.core.clone(),
             wanted: n,
@@ -234,7 +252,7 @@ impl Semaphore {
 
     /// Takes `n` permits without waiting. `NoPermits` when fewer than `n` are free *or other
     /// tasks are waiting*: they came first, and taking permits past them could starve a large
-    /// request forever.
+    /// request forever. (More than [`Semaphore::MAX_PERMITS`] is never free: `NoPermits`.)
     ///
     /// ```
     /// use sync::{Semaphore, TryAcquireError};
@@ -267,7 +285,11 @@ impl Semaphore {
     ///
     /// # Panics
     ///
-    /// If the semaphore would count more than [`Semaphore::MAX_PERMITS`].
+    /// If the semaphore would then have more than [`Semaphore::MAX_PERMITS`] permits in all:
+    /// free, held and handed to waiters (permits given up with
+    /// [`forget`](SemaphorePermit::forget) no longer count). Nothing is added then. This is the
+    /// one place the count is checked: permits given back (a [`SemaphorePermit`] dropped) only
+    /// return what was taken, and never panic.
     ///
     /// ```
     /// use sync::Semaphore;
@@ -282,7 +304,21 @@ impl Semaphore {
     ///     .unwrap();
     /// ```
     pub fn add_permits(&self, n: usize) {
-        self.core.release(n);
+        self.core.lock(|st| {
+            st.total = st
+                .total
+                .checked_add(n)
+                .filter(|&total| total <= Semaphore::MAX_PERMITS)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a semaphore has at most Semaphore::MAX_PERMITS permits: {} in all (free, \
+                         held or handed over) and {n} more are too many",
+                        st.total
+                    )
+                });
+            st.permits += n;
+            self.core.serve(st);
+        });
     }
 
     /// The free permits: neither held nor handed to a waiter. While a large request waits at
@@ -368,16 +404,12 @@ impl Core {
         result
     }
 
-    /// Gives `n` permits back and hands them on.
-    fn release(&self, n: usize) {
+    /// Gives back `n` permits that were taken (never more than `total`, so no overflow and no
+    /// panic: this runs in a permit's drop) and hands them on.
+    fn give_back(&self, n: usize) {
         self.lock(|st| {
-            st.permits = st
-                .permits
-                .checked_add(n)
-                .filter(|&permits| permits <= Semaphore::MAX_PERMITS)
-                .unwrap_or_else(|| {
-                    panic!("a semaphore counts at most Semaphore::MAX_PERMITS permits")
-                });
+            st.permits += n;
+            debug_assert!(st.permits <= st.total, "more permits given back than taken");
             self.serve(st);
         });
     }
@@ -430,6 +462,7 @@ impl Core {
             }
             Status::Granted => {
                 waiter.status.set(Status::Left);
+                // Taken off `permits` when handed over: back within `total`.
                 st.permits += waiter.wanted;
                 st.garbage.push(waiter);
                 self.serve(st);
@@ -488,7 +521,8 @@ impl SemaphorePermit {
         self.permits
     }
 
-    /// Keeps the permits out of the semaphore for good: they are not given back.
+    /// Keeps the permits out of the semaphore for good: they are not given back, and no
+    /// longer count towards [`Semaphore::MAX_PERMITS`].
     ///
     /// ```
     /// use sync::Semaphore;
@@ -503,14 +537,17 @@ impl SemaphorePermit {
     ///     .unwrap();
     /// ```
     pub fn forget(mut self) {
-        self.permits = 0;
+        let forgotten = std::mem::take(&mut self.permits);
+        if forgotten > 0 {
+            self.core.lock(|st| st.total -= forgotten);
+        }
     }
 }
 
 impl Drop for SemaphorePermit {
     fn drop(&mut self) {
         if self.permits > 0 {
-            self.core.release(self.permits);
+            self.core.give_back(self.permits);
         }
     }
 }
