@@ -835,3 +835,180 @@ mod storm {
         }
     }
 }
+
+/// Wakers that use the semaphore that woke them, wakers that panic, and the limits on permit
+/// counts: acquires polled by hand with a [`Probe`](support::Probe) waker, on fiber.
+#[cfg(feature = "fiber")]
+mod wakers_and_limits {
+    use std::cell::RefCell;
+    use std::pin::pin;
+    use std::rc::Rc;
+    use std::task::{Poll, Waker};
+
+    use ioswap::sync::{AcquireError, Semaphore};
+    use ioswap::FiberIo;
+
+    use super::support::{on_wake, panic_of, poll_with, Probe};
+
+    /// A waker runs while the semaphore readies its waiter, and may read the semaphore: on a
+    /// hand-over (`add_permits`), a hand-over when the waiter ahead leaves, and `close`. (It
+    /// used to run inside the semaphore's `RefCell` borrow: "already mutably borrowed".)
+    #[test]
+    fn a_waker_may_read_the_semaphore_that_woke_it() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let sem = Rc::new(Semaphore::new(&cx, 0));
+                let seen = Rc::new(RefCell::new(Vec::new()));
+                on_wake(Some(Rc::new({
+                    let (sem, seen) = (sem.clone(), seen.clone());
+                    move || {
+                        // Served (or closed out) and off the queue before its waker runs.
+                        let off_queue = format!("{sem:?}").contains("waiting: 0");
+                        seen.borrow_mut().push((
+                            sem.available_permits(),
+                            sem.is_closed(),
+                            off_queue,
+                        ));
+                    }
+                })));
+                let (probe, waker) = Probe::new();
+
+                // Handed over by add_permits.
+                let mut first = pin!(sem.acquire(1));
+                assert!(poll_with(first.as_mut(), &waker).is_pending());
+                sem.add_permits(1);
+                assert_eq!(*seen.borrow(), [(0, false, true)]);
+                let Poll::Ready(Ok(first)) = poll_with(first.as_mut(), &waker) else {
+                    panic!("the permit was handed over");
+                };
+
+                // Handed over when the waiter ahead (wanting more) leaves.
+                let mut big = pin!(sem.acquire(2));
+                assert!(poll_with(big.as_mut(), Waker::noop()).is_pending());
+                let mut small = pin!(sem.acquire(1));
+                assert!(poll_with(small.as_mut(), &waker).is_pending());
+                drop(first); // one free, kept for `big`
+                assert_eq!(probe.wakes(), 1);
+                big.set(sem.acquire(0)); // `big` leaves: `small` gets the free one
+                assert_eq!(probe.wakes(), 2);
+                assert_eq!(seen.borrow()[1], (0, false, true));
+                let Poll::Ready(Ok(small)) = poll_with(small.as_mut(), &waker) else {
+                    panic!("the permit was handed over");
+                };
+
+                // Woken by close.
+                let mut last = pin!(sem.acquire(1));
+                assert!(poll_with(last.as_mut(), &waker).is_pending());
+                assert!(sem.close());
+                assert_eq!(seen.borrow()[2], (0, true, true));
+                assert!(matches!(
+                    poll_with(last.as_mut(), &waker),
+                    Poll::Ready(Err(AcquireError::Closed))
+                ));
+                drop(small);
+                assert_eq!(sem.available_permits(), 1);
+                on_wake(None);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A waker that panics while a release hands permits over leaves the semaphore whole: the
+    /// waiter it belonged to holds its permits, the waiters after it are still served and
+    /// woken, the panic reaches the releaser, and the next release works. (The served waiter
+    /// used to stay at the queue's front, and the next release hit `unreachable!`.)
+    #[test]
+    fn a_panicking_waker_leaves_the_semaphore_whole() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let sem = Semaphore::new(&cx, 0);
+                let (_, bomb) = Probe::panicking();
+                let (probe, waker) = Probe::new();
+                let mut first = pin!(sem.acquire(1));
+                assert!(poll_with(first.as_mut(), &bomb).is_pending());
+                let mut second = pin!(sem.acquire(1));
+                assert!(poll_with(second.as_mut(), &waker).is_pending());
+
+                let panic = panic_of(|| sem.add_permits(2));
+                assert_eq!(panic.as_deref(), Some("a waker that panics"));
+                sem.add_permits(1);
+                assert_eq!(
+                    probe.wakes(),
+                    1,
+                    "the waiter after the panicking one was woken"
+                );
+                assert_eq!(sem.available_permits(), 1);
+                let Poll::Ready(Ok(first)) = poll_with(first.as_mut(), Waker::noop()) else {
+                    panic!("the first waiter holds its permit");
+                };
+                let Poll::Ready(Ok(second)) = poll_with(second.as_mut(), &waker) else {
+                    panic!("the second waiter holds its permit");
+                };
+                drop((first, second));
+                assert_eq!(sem.available_permits(), 3);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// `add_permits` is where the count is checked, against every permit the semaphore has
+    /// (free, held or handed over): giving held permits back never panics. (A semaphore of 1
+    /// with its permit held, topped up to `MAX_PERMITS` free, used to panic in the permit's
+    /// drop.)
+    #[test]
+    fn giving_permits_back_never_panics() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let max = Semaphore::MAX_PERMITS;
+                let sem = Semaphore::new(&cx, 1);
+                let held = sem.try_acquire(1).unwrap();
+                let refused = panic_of(|| sem.add_permits(max));
+                assert!(
+                    refused
+                        .as_deref()
+                        .is_some_and(|m| m.contains("MAX_PERMITS")),
+                    "1 held + {max} added is over the limit: refused by add_permits ({refused:?})"
+                );
+                assert_eq!(sem.available_permits(), 0, "a refused add adds nothing");
+                sem.add_permits(max - 1);
+                drop(held);
+                assert_eq!(sem.available_permits(), max);
+
+                // Handed to a waiter that then leaves: given back the same way.
+                let all = sem.try_acquire(max).unwrap();
+                let mut waiter = pin!(sem.acquire(1));
+                assert!(poll_with(waiter.as_mut(), Waker::noop()).is_pending());
+                drop(all);
+                waiter.set(sem.acquire(0)); // leaves holding the permit handed to it
+                assert_eq!(sem.available_permits(), max);
+
+                // Forgotten permits are gone for good, so there is room for as many again.
+                sem.try_acquire(2).unwrap().forget();
+                sem.add_permits(2);
+                assert_eq!(sem.available_permits(), max);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A request for more than `MAX_PERMITS` can never be served: `acquire` panics at once
+    /// instead of waiting forever at the head of the queue.
+    #[test]
+    fn acquiring_more_than_max_permits_panics() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let max = Semaphore::MAX_PERMITS;
+                let sem = Semaphore::new(&cx, max);
+                let refused = panic_of(|| drop(sem.acquire(max + 1)));
+                assert!(
+                    refused
+                        .as_deref()
+                        .is_some_and(|m| m.contains("MAX_PERMITS")),
+                    "{refused:?}"
+                );
+                assert_eq!(sem.acquire(max).await.unwrap().num_permits(), max);
+                Ok(())
+            })
+            .unwrap();
+    }
+}

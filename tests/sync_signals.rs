@@ -1024,3 +1024,162 @@ fn storms_are_reproducible() {
         assert_eq!((a.sent, a.received), (b.sent, b.received));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Re-entrant wakers and clones, and the broadcast capacity limit, on fiber.
+
+/// Wakers and `Clone`s that use the primitive that called them, and ones that panic: polled by
+/// hand with a [`Probe`](support::Probe) waker.
+#[cfg(feature = "fiber")]
+mod reentrancy {
+    use std::cell::RefCell;
+    use std::pin::pin;
+    use std::rc::Rc;
+    use std::task::{Poll, Waker};
+
+    use ioswap::sync::broadcast::{self, TryRecvError};
+    use ioswap::sync::Notify;
+    use ioswap::FiberIo;
+
+    use super::support::{on_wake, panic_of, poll_with, Probe};
+
+    /// A waker runs while `notify_one` readies a waiter, or a waiter that gives up passes its
+    /// notification on, and may use the `Notify`. (It used to run inside the `Notify`'s
+    /// `RefCell` borrow: "already mutably borrowed".)
+    #[test]
+    fn a_waker_may_use_the_notify_that_woke_it() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let notify = Rc::new(Notify::new(&cx));
+                let seen = Rc::new(RefCell::new(Vec::new()));
+                on_wake(Some(Rc::new({
+                    let (notify, seen) = (notify.clone(), seen.clone());
+                    move || seen.borrow_mut().push(format!("{notify:?}"))
+                })));
+                let (probe, waker) = Probe::new();
+
+                // Woken by notify_one.
+                let mut first = pin!(notify.notified());
+                assert!(poll_with(first.as_mut(), &waker).is_pending());
+                notify.notify_one();
+                assert_eq!(*seen.borrow(), ["Notify { waiters: 0, permit: false }"]);
+                assert!(matches!(
+                    poll_with(first.as_mut(), &waker),
+                    Poll::Ready(Ok(()))
+                ));
+
+                // Passed on by a waiter that gives up.
+                let mut chosen = pin!(notify.notified());
+                assert!(poll_with(chosen.as_mut(), Waker::noop()).is_pending());
+                let mut next = pin!(notify.notified());
+                assert!(poll_with(next.as_mut(), &waker).is_pending());
+                notify.notify_one(); // chooses `chosen`...
+                assert_eq!(probe.wakes(), 1);
+                chosen.set(notify.notified()); // ...which gives up: `next` gets it
+                assert_eq!(probe.wakes(), 2);
+                assert_eq!(seen.borrow()[1], "Notify { waiters: 0, permit: false }");
+                assert!(matches!(
+                    poll_with(next.as_mut(), &waker),
+                    Poll::Ready(Ok(()))
+                ));
+                on_wake(None);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    thread_local! {
+        /// What cloning a [`Touchy`] runs first.
+        static ON_CLONE: RefCell<Option<Rc<dyn Fn()>>> = RefCell::new(None);
+    }
+
+    fn on_clone(run: Option<Rc<dyn Fn()>>) {
+        ON_CLONE.with(|slot| *slot.borrow_mut() = run);
+    }
+
+    /// A value whose `Clone` runs [`ON_CLONE`] (which may panic, or use the channel).
+    #[derive(Debug, PartialEq)]
+    struct Touchy(u32);
+
+    impl Clone for Touchy {
+        fn clone(&self) -> Touchy {
+            let run = ON_CLONE.with(|slot| slot.borrow().clone());
+            if let Some(run) = run {
+                run();
+            }
+            Touchy(self.0)
+        }
+    }
+
+    /// A receive whose clone panics reads nothing: the value is still there for that
+    /// receiver. (The receiver used to be moved past the value before the clone: a panicking
+    /// clone lost the value.)
+    #[test]
+    fn a_broadcast_clone_that_panics_loses_nothing() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let (tx, mut rx1) = broadcast::channel(&cx, 4);
+                let mut rx2 = tx.subscribe();
+                tx.send(Touchy(1)).unwrap();
+                on_clone(Some(Rc::new(|| panic!("a clone that panics"))));
+                let panic = panic_of(|| drop(rx1.try_recv()));
+                assert_eq!(panic.as_deref(), Some("a clone that panics"));
+                on_clone(None);
+                assert_eq!(rx1.try_recv(), Ok(Touchy(1)), "still there after the panic");
+                assert_eq!(rx2.try_recv(), Ok(Touchy(1)));
+                assert!(tx.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A clone may read the channel it is received from. (It used to run inside the channel's
+    /// mutable borrow: "already mutably borrowed".)
+    #[test]
+    fn a_broadcast_clone_may_read_the_channel() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let (tx, mut rx1) = broadcast::channel(&cx, 4);
+                let mut rx2 = tx.subscribe();
+                let tx = Rc::new(tx);
+                let seen = Rc::new(RefCell::new(Vec::new()));
+                on_clone(Some(Rc::new({
+                    let (tx, seen) = (tx.clone(), seen.clone());
+                    move || seen.borrow_mut().push((tx.len(), tx.receiver_count()))
+                })));
+                tx.send(Touchy(2)).unwrap();
+                assert_eq!(rx1.try_recv(), Ok(Touchy(2)));
+                assert_eq!(*seen.borrow(), [(1, 2)]);
+                on_clone(None);
+                assert_eq!(rx2.try_recv(), Ok(Touchy(2)), "the last reader takes it");
+                assert_eq!(rx1.try_recv(), Err(TryRecvError::Empty));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// A capacity is a bound, not an allocation: the largest allowed one makes a channel that
+    /// works, and a larger one is refused with a message that says so. (The ring used to be
+    /// allocated to the full capacity up front: `usize::MAX` panicked with "capacity overflow",
+    /// and a merely huge one aborted the process on the allocation.)
+    #[test]
+    fn broadcast_capacity_is_a_bound_not_an_allocation() {
+        FiberIo::new()
+            .run(|cx| async move {
+                let (tx, mut rx) = broadcast::channel(&cx, broadcast::MAX_CAPACITY);
+                for n in 0..3u64 {
+                    tx.send(n).unwrap();
+                }
+                assert_eq!((rx.try_recv(), tx.len()), (Ok(0), 2));
+                let refused = panic_of(|| drop(broadcast::channel::<u64>(&cx, usize::MAX)));
+                assert!(
+                    refused
+                        .as_deref()
+                        .is_some_and(|m| m.contains("broadcast::MAX_CAPACITY")),
+                    "{refused:?}"
+                );
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -113,8 +113,8 @@ impl Barrier {
                 drop(waiting);
                 for arrival in &released {
                     arrival.released.set(true);
-                    self.cx.ready(&arrival.park);
                 }
+                crate::ready_all(&self.cx, released.iter().map(|arrival| &arrival.park));
                 return Ok(BarrierWaitResult { leader: true });
             }
             let arrival = Rc::new(Arrival {

@@ -61,11 +61,24 @@ use io_core::{Canceled, Cx};
 
 use crate::Notify;
 
+/// The largest capacity a broadcast channel takes (`usize::MAX >> 1`, as tokio's): a bound,
+/// not an allocation, since the ring grows only as values are kept. A capacity above it is a
+/// bug in the caller, and [`channel`] panics on it.
+pub const MAX_CAPACITY: usize = usize::MAX >> 1;
+
+/// How many slots a new ring allocates at most: it grows from there as values are kept, so a
+/// large capacity costs nothing until it is used.
+const PREALLOCATED: usize = 16;
+
 /// A broadcast channel on `cx`'s backend keeping up to `capacity` values for slow receivers.
+///
+/// `capacity` bounds the ring; only a few slots are allocated up front, and it grows as values
+/// are kept, so a generous capacity costs memory only for values actually kept.
 ///
 /// # Panics
 ///
-/// If `capacity` is 0: a value must be kept somewhere until receivers read it.
+/// If `capacity` is 0 (a value must be kept somewhere until receivers read it), or above
+/// [`MAX_CAPACITY`].
 ///
 /// ```
 /// use sync::broadcast::{self, TryRecvError};
@@ -89,10 +102,15 @@ pub fn channel<T: Clone>(cx: &Cx, capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity > 0,
         "a broadcast channel needs a capacity of 1 or more"
     );
+    assert!(
+        capacity <= MAX_CAPACITY,
+        "a broadcast channel's capacity is at most broadcast::MAX_CAPACITY ({MAX_CAPACITY}), \
+         not {capacity}"
+    );
     let shared = Rc::new(Shared {
         sent: Notify::new(cx),
         state: RefCell::new(State {
-            ring: VecDeque::with_capacity(capacity),
+            ring: VecDeque::with_capacity(capacity.min(PREALLOCATED)),
             head: 0,
             capacity,
             senders: 1,
@@ -391,36 +409,47 @@ impl<T: Clone> Receiver<T> {
     ///     .unwrap();
     /// ```
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut garbage = Vec::new();
-        let received = {
-            let mut state = self.shared.state.borrow_mut();
-            let state = &mut *state;
+        // First the value, cloned before anything is marked read and under a shared borrow: a
+        // `Clone` that panics leaves the value unread (this receiver gets it next time), and
+        // one that reads the channel can. Nothing can change the channel meanwhile (changing
+        // it takes the borrow mutably), so the slot is still there to mark read after.
+        let cloned = {
+            let state = self.shared.state.borrow();
             if self.next < state.head {
                 let missed = state.head - self.next;
                 self.next = state.head;
                 return Err(TryRecvError::Lagged(missed));
             }
             let index = (self.next - state.head) as usize;
-            match state.ring.get_mut(index) {
-                Some(slot) => {
-                    self.next += 1;
-                    slot.unread -= 1;
-                    let value = if slot.unread == 0 && index == 0 {
-                        // The last reader of the oldest value takes it.
-                        state.head += 1;
-                        state.ring.pop_front().expect("the slot just read").value
-                    } else {
-                        slot.value.clone()
-                    };
-                    state.release_read(&mut garbage);
-                    Ok(value)
-                }
-                None if state.senders == 0 => Err(TryRecvError::Closed),
-                None => Err(TryRecvError::Empty),
+            match state.ring.get(index) {
+                // The last reader of the oldest value takes it, without a clone.
+                Some(slot) if slot.unread == 1 && index == 0 => None,
+                Some(slot) => Some(slot.value.clone()),
+                None if state.senders == 0 => return Err(TryRecvError::Closed),
+                None => return Err(TryRecvError::Empty),
             }
         };
+        let mut garbage = Vec::new();
+        let value = {
+            let mut state = self.shared.state.borrow_mut();
+            let state = &mut *state;
+            let index = (self.next - state.head) as usize;
+            self.next += 1;
+            let value = match cloned {
+                Some(value) => {
+                    state.ring[index].unread -= 1;
+                    value
+                }
+                None => {
+                    state.head += 1;
+                    state.ring.pop_front().expect("the slot just read").value
+                }
+            };
+            state.release_read(&mut garbage);
+            value
+        };
         drop(garbage);
-        received
+        Ok(value)
     }
 }
 

@@ -42,3 +42,23 @@ mod notify;
 pub mod oneshot;
 pub mod watch;
 pub use notify::{Notified, Notify};
+
+use io_core::{Cx, Park};
+
+/// Readies `parks`, in order. Call it with no borrow of a primitive's state held: readying a
+/// park wakes its waker at once, and a waker may run any code, reading or using the primitive
+/// that woke it included. A waker that panics does not keep the parks after it from being
+/// readied (their waiters were already served and must wake); the first panic is resumed once
+/// all are.
+pub(crate) fn ready_all<'a>(cx: &Cx, parks: impl IntoIterator<Item = &'a Park>) {
+    let mut panicked = None;
+    for park in parks {
+        let readied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cx.ready(park)));
+        if let Err(payload) = readied {
+            panicked.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = panicked {
+        std::panic::resume_unwind(payload);
+    }
+}

@@ -179,8 +179,8 @@ impl Notify {
     ///     .unwrap();
     /// ```
     pub fn notify_one(&self) {
-        let mut state = self.state.borrow_mut();
-        self.give_one(&mut state);
+        let woken = self.give_one(&mut self.state.borrow_mut());
+        self.wake(woken);
     }
 
     /// Wakes every task waiting now. Stores nothing: a `notified()` first polled afterwards
@@ -213,10 +213,10 @@ impl Notify {
     /// ```
     pub fn notify_waiters(&self) {
         let waiters = std::mem::take(&mut self.state.borrow_mut().waiters);
-        for waiter in waiters.into_values() {
+        for waiter in waiters.values() {
             waiter.woken_by.set(Some(WokenBy::All));
-            self.cx.ready(&waiter.park);
         }
+        crate::ready_all(&self.cx, waiters.values().map(|waiter| &waiter.park));
     }
 
     /// The backend it waits on.
@@ -224,25 +224,42 @@ impl Notify {
         &self.cx
     }
 
-    /// The oldest waiter is woken, else the permit is stored.
-    fn give_one(&self, state: &mut State) {
+    /// The oldest waiter is chosen (taken out of the queue and marked), else the permit is
+    /// stored. The chosen one is for [`wake`](Notify::wake), once the state is released.
+    fn give_one(&self, state: &mut State) -> Option<Rc<Waiter>> {
         match state.waiters.pop_first() {
             Some((_, waiter)) => {
                 waiter.woken_by.set(Some(WokenBy::One));
-                self.cx.ready(&waiter.park);
+                Some(waiter)
             }
-            None => state.permit = true,
+            None => {
+                state.permit = true;
+                None
+            }
+        }
+    }
+
+    /// Readies the waiter [`give_one`](Notify::give_one) chose. Never with the state borrowed:
+    /// it runs the waiter's waker, which may use this `Notify`.
+    fn wake(&self, woken: Option<Rc<Waiter>>) {
+        if let Some(waiter) = woken {
+            self.cx.ready(&waiter.park);
         }
     }
 
     /// A wait that will not return `Ok` leaves: out of the queue if still in it, and a
     /// `notify_one` it was chosen by goes on to the next waiter (or back as the permit).
     fn leave(&self, ticket: u64, waiter: &Waiter) {
-        let mut state = self.state.borrow_mut();
-        state.waiters.remove(&ticket);
-        if waiter.woken_by.take() == Some(WokenBy::One) {
-            self.give_one(&mut state);
-        }
+        let woken = {
+            let mut state = self.state.borrow_mut();
+            state.waiters.remove(&ticket);
+            if waiter.woken_by.take() == Some(WokenBy::One) {
+                self.give_one(&mut state)
+            } else {
+                None
+            }
+        };
+        self.wake(woken);
     }
 }
 

@@ -113,6 +113,10 @@ struct Core {
 struct State {
     /// Free permits: neither held nor handed to a waiter.
     permits: usize,
+    /// Every permit the semaphore has: free, held, or handed to a waiter (forgotten ones are
+    /// gone). At most [`Semaphore::MAX_PERMITS`]; only `add_permits` raises it, and checks
+    /// there, so giving permits back (`permits` rises, never past `total`) cannot overflow.
+    total: usize,
     closed: bool,
     /// Waiters, oldest first. A waiter that leaves from the middle stays as a tombstone
     /// ([`Status::Left`]) until it reaches the front or the queue is compacted, so leaving is
@@ -125,6 +129,9 @@ struct State {
     /// is no longer borrowed (dropping a park can drop a waker, and so a task, whose drop may
     /// release permits).
     garbage: Vec<Rc<Waiter>>,
+    /// Parks of waiters served (or closed out) and off the queue: readied once the state is no
+    /// longer borrowed, since readying a park runs its waker, which may use the semaphore.
+    to_ready: Vec<Park>,
 }
 
 /// Below this many tombstones a queue is never compacted: small queues only trim their ends.
@@ -151,8 +158,9 @@ enum Status {
 }
 
 impl Semaphore {
-    /// The most permits a semaphore can count (`usize::MAX >> 3`); more is a bug in the caller,
-    /// and `new` and `add_permits` panic on it.
+    /// The most permits a semaphore can have (`usize::MAX >> 3`), counting those held and
+    /// handed to waiters as well as the free ones. More is a bug in the caller: `new` and
+    /// `add_permits` panic on it, and so does `acquire` of more, which could never be served.
     pub const MAX_PERMITS: usize = usize::MAX >> 3;
 
     /// A semaphore with `permits` free permits, on the run of `cx`.
@@ -170,10 +178,12 @@ impl Semaphore {
                 cx: cx.clone(),
                 state: RefCell::new(State {
                     permits,
+                    total: permits,
                     closed: false,
                     queue: VecDeque::new(),
                     left: 0,
                     garbage: Vec::new(),
+                    to_ready: Vec::new(),
                 }),
             }),
         }
@@ -190,8 +200,15 @@ impl Semaphore {
     ///
     /// Dropping the future before it completes (a timeout, a select) leaves the queue; permits
     /// already handed to it go on to the next waiter. A request for 0 permits completes at once.
-    /// A request for more than the semaphore will ever have waits until it is closed (or, on a
-    /// run that can make no progress otherwise, until the backend reports the deadlock).
+    /// A request for more than the semaphore has in all waits until enough are added or it is
+    /// closed (or, on a run that can make no progress otherwise, until the backend reports the
+    /// deadlock).
+    ///
+    /// # Panics
+    ///
+    /// If `n` exceeds [`Semaphore::MAX_PERMITS`]: no semaphore can ever have that many, so the
+    /// request could only wait forever at the head of the queue (blocking every later one).
+    /// Tokio's `acquire_many` refuses it the same way.
     ///
     /// ```
     /// use sync::{AcquireError, Semaphore};
@@ -220,6 +237,11 @@ impl Semaphore {
 
     /// [`acquire`](Semaphore::acquire), whose park deadlock reports show as `what`.
     pub(crate) fn acquire_as(&self, n: usize, what: &'static str) -> Acquire {
+        assert!(
+            n <= Semaphore::MAX_PERMITS,
+            "acquire({n}) can never be served: a semaphore has at most Semaphore::MAX_PERMITS \
+             permits"
+        );
         Acquire {
             core: self.core.clone(),
             wanted: n,
@@ -230,7 +252,7 @@ impl Semaphore {
 
     /// Takes `n` permits without waiting. `NoPermits` when fewer than `n` are free *or other
     /// tasks are waiting*: they came first, and taking permits past them could starve a large
-    /// request forever.
+    /// request forever. (More than [`Semaphore::MAX_PERMITS`] is never free: `NoPermits`.)
     ///
     /// ```
     /// use sync::{Semaphore, TryAcquireError};
@@ -263,7 +285,11 @@ impl Semaphore {
     ///
     /// # Panics
     ///
-    /// If the semaphore would count more than [`Semaphore::MAX_PERMITS`].
+    /// If the semaphore would then have more than [`Semaphore::MAX_PERMITS`] permits in all:
+    /// free, held and handed to waiters (permits given up with
+    /// [`forget`](SemaphorePermit::forget) no longer count). Nothing is added then. This is the
+    /// one place the count is checked: permits given back (a [`SemaphorePermit`] dropped) only
+    /// return what was taken, and never panic.
     ///
     /// ```
     /// use sync::Semaphore;
@@ -278,7 +304,21 @@ impl Semaphore {
     ///     .unwrap();
     /// ```
     pub fn add_permits(&self, n: usize) {
-        self.core.release(n);
+        self.core.lock(|st| {
+            st.total = st
+                .total
+                .checked_add(n)
+                .filter(|&total| total <= Semaphore::MAX_PERMITS)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "a semaphore has at most Semaphore::MAX_PERMITS permits: {} in all (free, \
+                         held or handed over) and {n} more are too many",
+                        st.total
+                    )
+                });
+            st.permits += n;
+            self.core.serve(st);
+        });
     }
 
     /// The free permits: neither held nor handed to a waiter. While a large request waits at
@@ -317,7 +357,7 @@ impl Semaphore {
             for waiter in st.queue.drain(..) {
                 if waiter.status.get() == Status::Waiting {
                     waiter.status.set(Status::Closed);
-                    self.core.cx.ready(&waiter.park);
+                    st.to_ready.push(waiter.park.clone());
                 }
                 st.garbage.push(waiter);
             }
@@ -343,35 +383,40 @@ impl fmt::Debug for Semaphore {
 }
 
 impl Core {
-    /// Runs `f` on the state, then drops what it discarded, outside the borrow.
+    /// Runs `f` on the state; then, outside the borrow, readies the parks of the waiters it
+    /// served and drops what it discarded.
+    ///
+    /// The state is whole before any waker runs: a served waiter is off the queue and owns its
+    /// permits, so a waker may read or use the semaphore, and one that panics leaves nothing
+    /// half done (its panic comes out of here once every served waiter is readied).
     fn lock<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut st = self.state.borrow_mut();
         let result = f(&mut st);
-        if st.garbage.is_empty() {
+        if st.garbage.is_empty() && st.to_ready.is_empty() {
             return result;
         }
         let garbage = std::mem::take(&mut st.garbage);
+        let to_ready = std::mem::take(&mut st.to_ready);
         drop(st);
+        crate::ready_all(&self.cx, &to_ready);
+        drop(to_ready);
         drop(garbage);
         result
     }
 
-    /// Gives `n` permits back and hands them on.
-    fn release(&self, n: usize) {
+    /// Gives back `n` permits that were taken (never more than `total`, so no overflow and no
+    /// panic: this runs in a permit's drop) and hands them on.
+    fn give_back(&self, n: usize) {
         self.lock(|st| {
-            st.permits = st
-                .permits
-                .checked_add(n)
-                .filter(|&permits| permits <= Semaphore::MAX_PERMITS)
-                .unwrap_or_else(|| {
-                    panic!("a semaphore counts at most Semaphore::MAX_PERMITS permits")
-                });
+            st.permits += n;
+            debug_assert!(st.permits <= st.total, "more permits given back than taken");
             self.serve(st);
         });
     }
 
     /// Hands free permits to the waiters at the head of the queue, in order, for as long as
-    /// there are enough for the next one; drops the tombstones it meets.
+    /// there are enough for the next one; drops the tombstones it meets. The parks of those
+    /// served are readied by [`lock`](Core::lock), after the borrow.
     fn serve(&self, st: &mut State) {
         while let Some(front) = st.queue.front() {
             match front.status.get() {
@@ -381,11 +426,12 @@ impl Core {
                     st.garbage.push(gone);
                 }
                 Status::Waiting if front.wanted <= st.permits => {
-                    st.permits -= front.wanted;
-                    front.status.set(Status::Granted);
-                    self.cx.ready(&front.park);
-                    // Its future holds another handle: it is alive while it waits.
-                    st.queue.pop_front();
+                    // Off the queue before anything else: its future holds another handle, so
+                    // it is alive while it waits. Readied once the state is released (`lock`).
+                    let served = st.queue.pop_front().expect("the front is there");
+                    st.permits -= served.wanted;
+                    served.status.set(Status::Granted);
+                    st.to_ready.push(served.park.clone());
                 }
                 Status::Waiting => break,
                 Status::Granted | Status::Closed => unreachable!("served waiters leave the queue"),
@@ -416,6 +462,7 @@ impl Core {
             }
             Status::Granted => {
                 waiter.status.set(Status::Left);
+                // Taken off `permits` when handed over: back within `total`.
                 st.permits += waiter.wanted;
                 st.garbage.push(waiter);
                 self.serve(st);
@@ -474,7 +521,8 @@ impl SemaphorePermit {
         self.permits
     }
 
-    /// Keeps the permits out of the semaphore for good: they are not given back.
+    /// Keeps the permits out of the semaphore for good: they are not given back, and no
+    /// longer count towards [`Semaphore::MAX_PERMITS`].
     ///
     /// ```
     /// use sync::Semaphore;
@@ -489,14 +537,17 @@ impl SemaphorePermit {
     ///     .unwrap();
     /// ```
     pub fn forget(mut self) {
-        self.permits = 0;
+        let forgotten = std::mem::take(&mut self.permits);
+        if forgotten > 0 {
+            self.core.lock(|st| st.total -= forgotten);
+        }
     }
 }
 
 impl Drop for SemaphorePermit {
     fn drop(&mut self) {
         if self.permits > 0 {
-            self.core.release(self.permits);
+            self.core.give_back(self.permits);
         }
     }
 }

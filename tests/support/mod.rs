@@ -255,3 +255,86 @@ where
     }
     expected
 }
+
+thread_local! {
+    /// What a [`Probe`] waker of this thread runs when woken (see [`on_wake`]).
+    static ON_WAKE: RefCell<Option<Rc<dyn Fn()>>> = RefCell::new(None);
+}
+
+/// Sets what every [`Probe`] waker of this thread runs when woken (`None`: nothing). A probe is
+/// `Send + Sync`, as a `Waker` must be, so what it runs on the test's `!Send` values lives here.
+pub fn on_wake(run: Option<Rc<dyn Fn()>>) {
+    ON_WAKE.with(|slot| *slot.borrow_mut() = run);
+}
+
+/// A waker as a foreign combinator makes one (`std::task::Wake` on an `Arc`): each wake is
+/// counted, then runs what [`on_wake`] set, which may use the primitive that woke it. With
+/// `panics`, the wake then panics.
+#[derive(Default)]
+pub struct Probe {
+    wakes: std::sync::atomic::AtomicUsize,
+    panics: bool,
+}
+
+impl Probe {
+    /// A probe and a waker on it.
+    pub fn new() -> (std::sync::Arc<Probe>, std::task::Waker) {
+        Probe::make(false)
+    }
+
+    /// A probe whose wakes panic, and a waker on it.
+    pub fn panicking() -> (std::sync::Arc<Probe>, std::task::Waker) {
+        Probe::make(true)
+    }
+
+    fn make(panics: bool) -> (std::sync::Arc<Probe>, std::task::Waker) {
+        let probe = std::sync::Arc::new(Probe {
+            panics,
+            ..Probe::default()
+        });
+        let waker = std::task::Waker::from(probe.clone());
+        (probe, waker)
+    }
+
+    /// How many times it was woken.
+    pub fn wakes(&self) -> usize {
+        self.wakes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for Probe {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let run = ON_WAKE.with(|slot| slot.borrow().clone());
+        if let Some(run) = run {
+            run();
+        }
+        if self.panics {
+            panic!("a waker that panics");
+        }
+    }
+}
+
+/// One poll of `fut` with `waker`.
+pub fn poll_with<F: std::future::Future + ?Sized>(
+    fut: std::pin::Pin<&mut F>,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    fut.poll(&mut std::task::Context::from_waker(waker))
+}
+
+/// The message `f` panicked with, or `None` if it returned.
+pub fn panic_of(f: impl FnOnce()) -> Option<String> {
+    let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    Some(match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => message.to_string(),
+            Err(_) => "<non-string panic payload>".to_string(),
+        },
+    })
+}
