@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use futures_lite::future;
 use ioswap::sync::{broadcast, oneshot, watch, Notify};
-use ioswap::{Backend, Canceled, Cx, FiberIo, SpawnOptions};
+use ioswap::{Backend, Canceled, Cx, SpawnOptions};
 use support::{assert_timed, expect_deadlock, where_concurrent, Log};
 
 /// `fut` raced against a sleep of `ms` that wins ties: `None` when the sleep won (and `fut`
@@ -604,424 +604,430 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 // Seeded storms on fiber: random cancels and timeouts; every value and notification accounted.
 
-const SEEDS: u64 = 250;
+#[cfg(feature = "fiber")]
+mod storms {
+    use super::*;
+    use ioswap::FiberIo;
 
-/// A short random pause: nothing, a yield, or a sleep of a few virtual milliseconds.
-async fn pause(cx: &Cx) -> Result<(), Canceled> {
-    match cx.random_below(3) {
-        0 => Ok(()),
-        1 => cx.yield_now().await,
-        _ => cx.sleep(cx.random_below(4)).await,
-    }
-}
+    const SEEDS: u64 = 250;
 
-/// Whether the current task's cancel has been requested.
-fn cancel_requested(cx: &Cx) -> bool {
-    cx.current_task().is_some_and(|t| t.is_cancel_requested())
-}
-
-/// What one broadcast receiver saw.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Seen {
-    Value(u64),
-    Lagged(u64),
-}
-
-#[derive(Default)]
-struct BroadcastLedger {
-    /// Every value sent, in sending order.
-    sent: Vec<u64>,
-    /// Per receiver: how many values had been sent when it subscribed, and what it saw.
-    receivers: Vec<(usize, Vec<Seen>)>,
-    /// Receives given up because a sleep won the race.
-    abandoned: u64,
-    /// Receiver tasks that ended canceled.
-    canceled: u64,
-}
-
-type Broadcasts = Rc<RefCell<BroadcastLedger>>;
-
-/// Reads `rx` until it closes or the task is canceled, sometimes giving a receive up to a
-/// timeout; records what it saw as receiver `me`.
-async fn broadcast_reader(
-    cx: Cx,
-    me: usize,
-    rx: Home<broadcast::Receiver<u64>>,
-    ledger: Broadcasts,
-) -> Result<(), Canceled> {
-    let mut rx = lend(&rx);
-    loop {
-        let received = if cx.random_below(2) == 0 {
-            Some(rx.recv().await)
-        } else {
-            let wait = cx.random_below(5);
-            let got = within(&cx, wait, rx.recv()).await;
-            if got.is_none() {
-                ledger.borrow_mut().abandoned += 1;
-            }
-            got
-        };
-        let seen = match received {
-            None => None,
-            Some(Ok(v)) => Some(Seen::Value(v)),
-            Some(Err(broadcast::RecvError::Lagged(n))) => Some(Seen::Lagged(n)),
-            Some(Err(broadcast::RecvError::Closed)) => return Ok(()),
-            Some(Err(broadcast::RecvError::Canceled)) => {
-                ledger.borrow_mut().canceled += 1;
-                return Err(Canceled);
-            }
-        };
-        if let Some(seen) = seen {
-            ledger.borrow_mut().receivers[me].1.push(seen);
+    /// A short random pause: nothing, a yield, or a sleep of a few virtual milliseconds.
+    async fn pause(cx: &Cx) -> Result<(), Canceled> {
+        match cx.random_below(3) {
+            0 => Ok(()),
+            1 => cx.yield_now().await,
+            _ => cx.sleep(cx.random_below(4)).await,
         }
-        pause(&cx).await?;
     }
-}
 
-fn broadcast_storm(seed: u64) -> BroadcastLedger {
-    let ledger: Broadcasts = Rc::default();
-    let l = ledger.clone();
-    FiberIo::with_seed(seed)
-        .run(|cx| async move {
-            let capacity = [1, 2, 4, 16][(seed % 4) as usize];
-            let (tx, first) = broadcast::channel::<u64>(&cx, capacity);
-            let receivers = Rc::new(RefCell::new(Vec::new()));
-            let subscribe = |rx: broadcast::Receiver<u64>| {
-                let mut ledger = l.borrow_mut();
-                let me = ledger.receivers.len();
-                let at = ledger.sent.len();
-                ledger.receivers.push((at, Vec::new()));
-                let rx = home(rx);
-                receivers.borrow_mut().push(rx.clone());
-                cx.spawn(|cx| broadcast_reader(cx, me, rx, l.clone()))
+    /// Whether the current task's cancel has been requested.
+    fn cancel_requested(cx: &Cx) -> bool {
+        cx.current_task().is_some_and(|t| t.is_cancel_requested())
+    }
+
+    /// What one broadcast receiver saw.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Seen {
+        Value(u64),
+        Lagged(u64),
+    }
+
+    #[derive(Default)]
+    struct BroadcastLedger {
+        /// Every value sent, in sending order.
+        sent: Vec<u64>,
+        /// Per receiver: how many values had been sent when it subscribed, and what it saw.
+        receivers: Vec<(usize, Vec<Seen>)>,
+        /// Receives given up because a sleep won the race.
+        abandoned: u64,
+        /// Receiver tasks that ended canceled.
+        canceled: u64,
+    }
+
+    type Broadcasts = Rc<RefCell<BroadcastLedger>>;
+
+    /// Reads `rx` until it closes or the task is canceled, sometimes giving a receive up to a
+    /// timeout; records what it saw as receiver `me`.
+    async fn broadcast_reader(
+        cx: Cx,
+        me: usize,
+        rx: Home<broadcast::Receiver<u64>>,
+        ledger: Broadcasts,
+    ) -> Result<(), Canceled> {
+        let mut rx = lend(&rx);
+        loop {
+            let received = if cx.random_below(2) == 0 {
+                Some(rx.recv().await)
+            } else {
+                let wait = cx.random_below(5);
+                let got = within(&cx, wait, rx.recv()).await;
+                if got.is_none() {
+                    ledger.borrow_mut().abandoned += 1;
+                }
+                got
             };
-            let mut readers = vec![subscribe(first)];
-            let senders: Vec<_> = (0..3u64)
-                .map(|id| {
-                    let (tx, l) = (tx.clone(), l.clone());
-                    cx.spawn(move |cx| async move {
-                        for n in 0..40 {
-                            let value = id * 1_000 + n;
-                            // Main keeps a receiver until the senders are done: never refused.
-                            tx.send(value).expect("a receiver is subscribed");
-                            l.borrow_mut().sent.push(value);
-                            pause(&cx).await?;
+            let seen = match received {
+                None => None,
+                Some(Ok(v)) => Some(Seen::Value(v)),
+                Some(Err(broadcast::RecvError::Lagged(n))) => Some(Seen::Lagged(n)),
+                Some(Err(broadcast::RecvError::Closed)) => return Ok(()),
+                Some(Err(broadcast::RecvError::Canceled)) => {
+                    ledger.borrow_mut().canceled += 1;
+                    return Err(Canceled);
+                }
+            };
+            if let Some(seen) = seen {
+                ledger.borrow_mut().receivers[me].1.push(seen);
+            }
+            pause(&cx).await?;
+        }
+    }
+
+    fn broadcast_storm(seed: u64) -> BroadcastLedger {
+        let ledger: Broadcasts = Rc::default();
+        let l = ledger.clone();
+        FiberIo::with_seed(seed)
+            .run(|cx| async move {
+                let capacity = [1, 2, 4, 16][(seed % 4) as usize];
+                let (tx, first) = broadcast::channel::<u64>(&cx, capacity);
+                let receivers = Rc::new(RefCell::new(Vec::new()));
+                let subscribe = |rx: broadcast::Receiver<u64>| {
+                    let mut ledger = l.borrow_mut();
+                    let me = ledger.receivers.len();
+                    let at = ledger.sent.len();
+                    ledger.receivers.push((at, Vec::new()));
+                    let rx = home(rx);
+                    receivers.borrow_mut().push(rx.clone());
+                    cx.spawn(|cx| broadcast_reader(cx, me, rx, l.clone()))
+                };
+                let mut readers = vec![subscribe(first)];
+                let senders: Vec<_> = (0..3u64)
+                    .map(|id| {
+                        let (tx, l) = (tx.clone(), l.clone());
+                        cx.spawn(move |cx| async move {
+                            for n in 0..40 {
+                                let value = id * 1_000 + n;
+                                // Main keeps a receiver until the senders are done: never refused.
+                                tx.send(value).expect("a receiver is subscribed");
+                                l.borrow_mut().sent.push(value);
+                                pause(&cx).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                // Subscribe and cancel readers at random while the senders run.
+                while senders.iter().any(|s| !s.is_finished()) {
+                    cx.sleep(cx.random_below(6)).await?;
+                    match cx.random_below(3) {
+                        0 => readers.push(subscribe(tx.subscribe())),
+                        1 => {
+                            let victim = cx.random_below(readers.len() as u64) as usize;
+                            readers[victim].cancel();
+                        }
+                        _ => {}
+                    }
+                }
+                drop(tx);
+                for sender in senders {
+                    sender.await?;
+                }
+                for reader in readers {
+                    reader.await.ok();
+                }
+                // A canceled reader lost nothing: what it did not read is still in its receiver.
+                for (me, rx) in receivers.borrow().iter().enumerate() {
+                    let mut rx = lend(rx);
+                    loop {
+                        let seen = match rx.try_recv() {
+                            Ok(v) => Seen::Value(v),
+                            Err(broadcast::TryRecvError::Lagged(n)) => Seen::Lagged(n),
+                            Err(broadcast::TryRecvError::Closed) => break,
+                            Err(broadcast::TryRecvError::Empty) => panic!("no sender is left"),
+                        };
+                        l.borrow_mut().receivers[me].1.push(seen);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        ledger.take()
+    }
+
+    /// Every receiver saw, from the moment it subscribed, each value sent in order, with a
+    /// `Lagged(n)` for each gap of `n` values and nothing else: none lost, none twice.
+    #[test]
+    fn broadcast_storm_every_receiver_sees_every_value_or_a_lag() {
+        let (mut lagged, mut abandoned, mut canceled, mut delivered) = (0, 0, 0, 0);
+        for seed in 0..SEEDS {
+            let ledger = broadcast_storm(seed);
+            assert_eq!(ledger.sent.len(), 120, "seed {seed}");
+            for (me, (start, seen)) in ledger.receivers.iter().enumerate() {
+                let mut at = *start;
+                for event in seen {
+                    match *event {
+                        Seen::Value(v) => {
+                            assert_eq!(Some(&v), ledger.sent.get(at), "seed {seed} receiver {me}");
+                            at += 1;
+                            delivered += 1;
+                        }
+                        // Two in a row are possible: more values pushed out before it read again.
+                        Seen::Lagged(n) => {
+                            assert!(n > 0, "seed {seed} receiver {me}: {seen:?}");
+                            at += n as usize;
+                            lagged += n;
+                        }
+                    }
+                }
+                assert_eq!(at, ledger.sent.len(), "seed {seed} receiver {me}: {seen:?}");
+            }
+            abandoned += ledger.abandoned;
+            canceled += ledger.canceled;
+        }
+        println!("{delivered} delivered, {lagged} lagged past, {abandoned} receives abandoned, {canceled} readers canceled");
+        assert!(
+            lagged > 100 && abandoned > 100 && canceled > 50,
+            "the storm must storm"
+        );
+    }
+
+    #[derive(Default)]
+    struct OneshotLedger {
+        /// Values whose send returned `Ok`.
+        sent: Vec<u64>,
+        /// Values a send gave back (the receiver was closed).
+        returned: Vec<u64>,
+        /// Values received, by their task or by the final drain.
+        received: Vec<u64>,
+        /// Receives that returned a value although their task's cancel had been requested.
+        won_over_cancel: u64,
+        /// Receives that returned `Canceled`.
+        canceled: u64,
+    }
+
+    type Oneshots = Rc<RefCell<OneshotLedger>>;
+
+    fn oneshot_storm(seed: u64) -> OneshotLedger {
+        let ledger: Oneshots = Rc::default();
+        let l = ledger.clone();
+        FiberIo::with_seed(seed)
+            .run(|cx| async move {
+                let mut tasks = Vec::new();
+                let mut receivers = Vec::new();
+                for value in 0..40u64 {
+                    let (tx, rx) = oneshot::channel(&cx);
+                    let rx = home(rx);
+                    receivers.push(rx.clone());
+                    let ls = l.clone();
+                    tasks.push(cx.spawn(move |cx| async move {
+                        cx.sleep(cx.random_below(20)).await?;
+                        match tx.send(value) {
+                            Ok(()) => ls.borrow_mut().sent.push(value),
+                            Err(back) => ls.borrow_mut().returned.push(back),
                         }
                         Ok(())
-                    })
-                })
-                .collect();
-            // Subscribe and cancel readers at random while the senders run.
-            while senders.iter().any(|s| !s.is_finished()) {
-                cx.sleep(cx.random_below(6)).await?;
-                match cx.random_below(3) {
-                    0 => readers.push(subscribe(tx.subscribe())),
-                    1 => {
-                        let victim = cx.random_below(readers.len() as u64) as usize;
-                        readers[victim].cancel();
-                    }
-                    _ => {}
-                }
-            }
-            drop(tx);
-            for sender in senders {
-                sender.await?;
-            }
-            for reader in readers {
-                reader.await.ok();
-            }
-            // A canceled reader lost nothing: what it did not read is still in its receiver.
-            for (me, rx) in receivers.borrow().iter().enumerate() {
-                let mut rx = lend(rx);
-                loop {
-                    let seen = match rx.try_recv() {
-                        Ok(v) => Seen::Value(v),
-                        Err(broadcast::TryRecvError::Lagged(n)) => Seen::Lagged(n),
-                        Err(broadcast::TryRecvError::Closed) => break,
-                        Err(broadcast::TryRecvError::Empty) => panic!("no sender is left"),
-                    };
-                    l.borrow_mut().receivers[me].1.push(seen);
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
-    ledger.take()
-}
-
-/// Every receiver saw, from the moment it subscribed, each value sent in order, with a
-/// `Lagged(n)` for each gap of `n` values and nothing else: none lost, none twice.
-#[test]
-fn broadcast_storm_every_receiver_sees_every_value_or_a_lag() {
-    let (mut lagged, mut abandoned, mut canceled, mut delivered) = (0, 0, 0, 0);
-    for seed in 0..SEEDS {
-        let ledger = broadcast_storm(seed);
-        assert_eq!(ledger.sent.len(), 120, "seed {seed}");
-        for (me, (start, seen)) in ledger.receivers.iter().enumerate() {
-            let mut at = *start;
-            for event in seen {
-                match *event {
-                    Seen::Value(v) => {
-                        assert_eq!(Some(&v), ledger.sent.get(at), "seed {seed} receiver {me}");
-                        at += 1;
-                        delivered += 1;
-                    }
-                    // Two in a row are possible: more values pushed out before it read again.
-                    Seen::Lagged(n) => {
-                        assert!(n > 0, "seed {seed} receiver {me}: {seen:?}");
-                        at += n as usize;
-                        lagged += n;
-                    }
-                }
-            }
-            assert_eq!(at, ledger.sent.len(), "seed {seed} receiver {me}: {seen:?}");
-        }
-        abandoned += ledger.abandoned;
-        canceled += ledger.canceled;
-    }
-    println!("{delivered} delivered, {lagged} lagged past, {abandoned} receives abandoned, {canceled} readers canceled");
-    assert!(
-        lagged > 100 && abandoned > 100 && canceled > 50,
-        "the storm must storm"
-    );
-}
-
-#[derive(Default)]
-struct OneshotLedger {
-    /// Values whose send returned `Ok`.
-    sent: Vec<u64>,
-    /// Values a send gave back (the receiver was closed).
-    returned: Vec<u64>,
-    /// Values received, by their task or by the final drain.
-    received: Vec<u64>,
-    /// Receives that returned a value although their task's cancel had been requested.
-    won_over_cancel: u64,
-    /// Receives that returned `Canceled`.
-    canceled: u64,
-}
-
-type Oneshots = Rc<RefCell<OneshotLedger>>;
-
-fn oneshot_storm(seed: u64) -> OneshotLedger {
-    let ledger: Oneshots = Rc::default();
-    let l = ledger.clone();
-    FiberIo::with_seed(seed)
-        .run(|cx| async move {
-            let mut tasks = Vec::new();
-            let mut receivers = Vec::new();
-            for value in 0..40u64 {
-                let (tx, rx) = oneshot::channel(&cx);
-                let rx = home(rx);
-                receivers.push(rx.clone());
-                let ls = l.clone();
-                tasks.push(cx.spawn(move |cx| async move {
-                    cx.sleep(cx.random_below(20)).await?;
-                    match tx.send(value) {
-                        Ok(()) => ls.borrow_mut().sent.push(value),
-                        Err(back) => ls.borrow_mut().returned.push(back),
-                    }
-                    Ok(())
-                }));
-                let lr = l.clone();
-                tasks.push(cx.spawn(move |cx| async move {
-                    let mut rx = lend(&rx);
-                    loop {
-                        let received = match cx.random_below(4) {
-                            0 | 1 => rx.recv().await,
-                            way => match within(&cx, cx.random_below(8), rx.recv()).await {
-                                Some(received) => received,
-                                None => {
-                                    // Gave up; sometimes for good: a later send is refused.
-                                    if way == 3 && cx.random_below(4) == 0 {
-                                        rx.close();
+                    }));
+                    let lr = l.clone();
+                    tasks.push(cx.spawn(move |cx| async move {
+                        let mut rx = lend(&rx);
+                        loop {
+                            let received = match cx.random_below(4) {
+                                0 | 1 => rx.recv().await,
+                                way => match within(&cx, cx.random_below(8), rx.recv()).await {
+                                    Some(received) => received,
+                                    None => {
+                                        // Gave up; sometimes for good: a later send is refused.
+                                        if way == 3 && cx.random_below(4) == 0 {
+                                            rx.close();
+                                        }
+                                        continue;
                                     }
-                                    continue;
+                                },
+                            };
+                            match received {
+                                Ok(v) => {
+                                    let mut ledger = lr.borrow_mut();
+                                    ledger.received.push(v);
+                                    ledger.won_over_cancel += u64::from(cancel_requested(&cx));
+                                    return Ok(());
                                 }
-                            },
-                        };
-                        match received {
-                            Ok(v) => {
-                                let mut ledger = lr.borrow_mut();
-                                ledger.received.push(v);
-                                ledger.won_over_cancel += u64::from(cancel_requested(&cx));
-                                return Ok(());
-                            }
-                            Err(oneshot::RecvError::Closed) => return Ok(()),
-                            Err(oneshot::RecvError::Canceled) => {
-                                lr.borrow_mut().canceled += 1;
-                                return Err(Canceled);
+                                Err(oneshot::RecvError::Closed) => return Ok(()),
+                                Err(oneshot::RecvError::Canceled) => {
+                                    lr.borrow_mut().canceled += 1;
+                                    return Err(Canceled);
+                                }
                             }
                         }
-                    }
-                }));
-            }
-            // Cancel random senders and receivers at random times; a sender canceled before it
-            // sent drops its half, which closes the channel.
-            while tasks.iter().any(|t| !t.is_finished()) && cx.random_below(10) != 0 {
-                cx.sleep(cx.random_below(3)).await?;
-                tasks[cx.random_below(tasks.len() as u64) as usize].cancel();
-            }
-            for task in tasks {
-                task.await.ok();
-            }
-            for rx in receivers {
-                if let Ok(v) = lend(&rx).try_recv() {
-                    l.borrow_mut().received.push(v);
+                    }));
                 }
-            }
-            Ok(())
-        })
-        .unwrap();
-    ledger.take()
-}
-
-fn sorted(values: &[u64]) -> Vec<u64> {
-    let mut values = values.to_vec();
-    values.sort_unstable();
-    values
-}
-
-/// Each oneshot value either reaches its receiver exactly once (its task, or the receiver
-/// afterwards) or comes back to its sender: never lost, never twice, never both.
-#[test]
-fn oneshot_storm_every_value_received_or_returned() {
-    let (mut won, mut canceled, mut returned) = (0, 0, 0);
-    for seed in 0..SEEDS {
-        let ledger = oneshot_storm(seed);
-        assert_eq!(
-            sorted(&ledger.received),
-            sorted(&ledger.sent),
-            "seed {seed}"
-        );
-        let both = [ledger.sent.clone(), ledger.returned.clone()].concat();
-        let mut unique = sorted(&both);
-        unique.dedup();
-        assert_eq!(unique.len(), both.len(), "seed {seed}: sent and returned");
-        won += ledger.won_over_cancel;
-        canceled += ledger.canceled;
-        returned += ledger.returned.len();
+                // Cancel random senders and receivers at random times; a sender canceled before it
+                // sent drops its half, which closes the channel.
+                while tasks.iter().any(|t| !t.is_finished()) && cx.random_below(10) != 0 {
+                    cx.sleep(cx.random_below(3)).await?;
+                    tasks[cx.random_below(tasks.len() as u64) as usize].cancel();
+                }
+                for task in tasks {
+                    task.await.ok();
+                }
+                for rx in receivers {
+                    if let Ok(v) = lend(&rx).try_recv() {
+                        l.borrow_mut().received.push(v);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        ledger.take()
     }
-    println!("{won} receives won over a cancel, {canceled} canceled, {returned} returned");
-    assert!(
-        won > 0 && canceled > 50 && returned > 20,
-        "the storm must storm"
-    );
-}
 
-#[derive(Default)]
-struct NotifyLedger {
-    /// `notified()` calls that returned `Ok`.
-    woken: u64,
-    /// Waits given up to a timeout.
-    abandoned: u64,
-    /// Waits that returned `Canceled`.
-    canceled: u64,
-}
+    fn sorted(values: &[u64]) -> Vec<u64> {
+        let mut values = values.to_vec();
+        values.sort_unstable();
+        values
+    }
 
-/// One producer hands `TOKENS` notifications out one at a time (the next only once the last
-/// was taken, so none is ever folded into a stored permit) to consumers that are canceled and
-/// replaced at random, and give waits up to timeouts.
-fn notify_storm(seed: u64) -> (NotifyLedger, bool, u64) {
-    const TOKENS: u64 = 60;
-    let ledger: Rc<RefCell<NotifyLedger>> = Rc::default();
-    let l = ledger.clone();
-    let (finished, extra) = FiberIo::with_seed(seed)
-        .run(|cx| async move {
-            let notify = Rc::new(Notify::new(&cx));
-            let (ack, acks) = ioswap::channel::unbounded::<()>(&cx);
-            let consumer = || {
-                let (notify, ack, l) = (notify.clone(), ack.clone(), l.clone());
-                cx.spawn(move |cx| async move {
-                    loop {
-                        let woke = if cx.random_below(2) == 0 {
-                            Some(notify.notified().await)
-                        } else {
-                            within(&cx, cx.random_below(5), notify.notified()).await
-                        };
-                        match woke {
-                            // Acknowledged before any suspend point: a cancel cannot come between.
-                            Some(Ok(())) => {
-                                l.borrow_mut().woken += 1;
-                                ack.try_send(()).unwrap();
+    /// Each oneshot value either reaches its receiver exactly once (its task, or the receiver
+    /// afterwards) or comes back to its sender: never lost, never twice, never both.
+    #[test]
+    fn oneshot_storm_every_value_received_or_returned() {
+        let (mut won, mut canceled, mut returned) = (0, 0, 0);
+        for seed in 0..SEEDS {
+            let ledger = oneshot_storm(seed);
+            assert_eq!(
+                sorted(&ledger.received),
+                sorted(&ledger.sent),
+                "seed {seed}"
+            );
+            let both = [ledger.sent.clone(), ledger.returned.clone()].concat();
+            let mut unique = sorted(&both);
+            unique.dedup();
+            assert_eq!(unique.len(), both.len(), "seed {seed}: sent and returned");
+            won += ledger.won_over_cancel;
+            canceled += ledger.canceled;
+            returned += ledger.returned.len();
+        }
+        println!("{won} receives won over a cancel, {canceled} canceled, {returned} returned");
+        assert!(
+            won > 0 && canceled > 50 && returned > 20,
+            "the storm must storm"
+        );
+    }
+
+    #[derive(Default)]
+    struct NotifyLedger {
+        /// `notified()` calls that returned `Ok`.
+        woken: u64,
+        /// Waits given up to a timeout.
+        abandoned: u64,
+        /// Waits that returned `Canceled`.
+        canceled: u64,
+    }
+
+    /// One producer hands `TOKENS` notifications out one at a time (the next only once the last
+    /// was taken, so none is ever folded into a stored permit) to consumers that are canceled and
+    /// replaced at random, and give waits up to timeouts.
+    fn notify_storm(seed: u64) -> (NotifyLedger, bool, u64) {
+        const TOKENS: u64 = 60;
+        let ledger: Rc<RefCell<NotifyLedger>> = Rc::default();
+        let l = ledger.clone();
+        let (finished, extra) = FiberIo::with_seed(seed)
+            .run(|cx| async move {
+                let notify = Rc::new(Notify::new(&cx));
+                let (ack, acks) = ioswap::channel::unbounded::<()>(&cx);
+                let consumer = || {
+                    let (notify, ack, l) = (notify.clone(), ack.clone(), l.clone());
+                    cx.spawn(move |cx| async move {
+                        loop {
+                            let woke = if cx.random_below(2) == 0 {
+                                Some(notify.notified().await)
+                            } else {
+                                within(&cx, cx.random_below(5), notify.notified()).await
+                            };
+                            match woke {
+                                // Acknowledged before any suspend point: a cancel cannot come between.
+                                Some(Ok(())) => {
+                                    l.borrow_mut().woken += 1;
+                                    ack.try_send(()).unwrap();
+                                }
+                                Some(Err(Canceled)) => {
+                                    l.borrow_mut().canceled += 1;
+                                    return Err::<(), _>(Canceled);
+                                }
+                                None => l.borrow_mut().abandoned += 1,
                             }
-                            Some(Err(Canceled)) => {
-                                l.borrow_mut().canceled += 1;
-                                return Err::<(), _>(Canceled);
-                            }
-                            None => l.borrow_mut().abandoned += 1,
+                            pause(&cx).await?;
                         }
+                    })
+                };
+                let mut consumers: Vec<_> = (0..3).map(|_| consumer()).collect();
+                let n = notify.clone();
+                let producer = cx.spawn(move |cx| async move {
+                    for _ in 0..TOKENS {
+                        n.notify_one();
+                        // Closed only once main gave up on a lost notification and dropped
+                        // the consumers.
+                        acks.recv().await.map_err(|_| Canceled)?;
                         pause(&cx).await?;
                     }
-                })
-            };
-            let mut consumers: Vec<_> = (0..3).map(|_| consumer()).collect();
-            let n = notify.clone();
-            let producer = cx.spawn(move |cx| async move {
-                for _ in 0..TOKENS {
-                    n.notify_one();
-                    // Closed only once main gave up on a lost notification and dropped
-                    // the consumers.
-                    acks.recv().await.map_err(|_| Canceled)?;
-                    pause(&cx).await?;
+                    Ok(acks)
+                });
+                // Cancel a random consumer now and then, spawning another in its place. A lost
+                // notification would leave the producer waiting: bounded by the virtual clock.
+                while !producer.is_finished() && cx.now_ms() < 100_000 {
+                    cx.sleep(cx.random_below(8)).await?;
+                    let victim = cx.random_below(consumers.len() as u64) as usize;
+                    consumers[victim].cancel();
+                    consumers[victim] = consumer();
                 }
-                Ok(acks)
-            });
-            // Cancel a random consumer now and then, spawning another in its place. A lost
-            // notification would leave the producer waiting: bounded by the virtual clock.
-            while !producer.is_finished() && cx.now_ms() < 100_000 {
-                cx.sleep(cx.random_below(8)).await?;
-                let victim = cx.random_below(consumers.len() as u64) as usize;
-                consumers[victim].cancel();
-                consumers[victim] = consumer();
-            }
-            let finished = producer.is_finished();
-            for c in &consumers {
-                c.cancel();
-            }
-            for c in consumers {
-                c.await.ok();
-            }
-            let mut extra = 0;
-            if finished {
-                let acks = producer.await?;
-                while acks.try_recv().is_ok() {
-                    extra += 1;
+                let finished = producer.is_finished();
+                for c in &consumers {
+                    c.cancel();
                 }
-                // No notification left over either: a stored permit would be one too many.
-                let mut left = Box::pin(notify.notified());
-                extra += u64::from(future::poll_once(&mut left).await.is_some());
-            }
-            Ok((finished, extra))
-        })
-        .unwrap();
-    (ledger.take(), finished, extra)
-}
-
-/// Every `notify_one` wakes exactly one waiter, however the waiters are canceled or give up:
-/// a notification chosen for a waiter that leaves is passed on, never lost, never doubled.
-#[test]
-fn notify_storm_every_notification_wakes_exactly_one_waiter() {
-    let (mut abandoned, mut canceled) = (0, 0);
-    for seed in 0..SEEDS {
-        let (ledger, finished, extra) = notify_storm(seed);
-        assert!(finished, "seed {seed}: a notification was lost");
-        assert_eq!(extra, 0, "seed {seed}: a notification woke two waiters");
-        assert_eq!(ledger.woken, 60, "seed {seed}");
-        abandoned += ledger.abandoned;
-        canceled += ledger.canceled;
+                for c in consumers {
+                    c.await.ok();
+                }
+                let mut extra = 0;
+                if finished {
+                    let acks = producer.await?;
+                    while acks.try_recv().is_ok() {
+                        extra += 1;
+                    }
+                    // No notification left over either: a stored permit would be one too many.
+                    let mut left = Box::pin(notify.notified());
+                    extra += u64::from(future::poll_once(&mut left).await.is_some());
+                }
+                Ok((finished, extra))
+            })
+            .unwrap();
+        (ledger.take(), finished, extra)
     }
-    println!("{abandoned} waits abandoned, {canceled} canceled");
-    assert!(abandoned > 100 && canceled > 100, "the storm must storm");
-}
 
-#[test]
-fn storms_are_reproducible() {
-    for seed in [5, 77] {
-        let (a, b) = (broadcast_storm(seed), broadcast_storm(seed));
-        assert_eq!(a.sent, b.sent);
-        assert_eq!(a.receivers, b.receivers);
-        let (a, b) = (oneshot_storm(seed), oneshot_storm(seed));
-        assert_eq!((a.sent, a.received), (b.sent, b.received));
+    /// Every `notify_one` wakes exactly one waiter, however the waiters are canceled or give up:
+    /// a notification chosen for a waiter that leaves is passed on, never lost, never doubled.
+    #[test]
+    fn notify_storm_every_notification_wakes_exactly_one_waiter() {
+        let (mut abandoned, mut canceled) = (0, 0);
+        for seed in 0..SEEDS {
+            let (ledger, finished, extra) = notify_storm(seed);
+            assert!(finished, "seed {seed}: a notification was lost");
+            assert_eq!(extra, 0, "seed {seed}: a notification woke two waiters");
+            assert_eq!(ledger.woken, 60, "seed {seed}");
+            abandoned += ledger.abandoned;
+            canceled += ledger.canceled;
+        }
+        println!("{abandoned} waits abandoned, {canceled} canceled");
+        assert!(abandoned > 100 && canceled > 100, "the storm must storm");
+    }
+
+    #[test]
+    fn storms_are_reproducible() {
+        for seed in [5, 77] {
+            let (a, b) = (broadcast_storm(seed), broadcast_storm(seed));
+            assert_eq!(a.sent, b.sent);
+            assert_eq!(a.receivers, b.receivers);
+            let (a, b) = (oneshot_storm(seed), oneshot_storm(seed));
+            assert_eq!((a.sent, a.received), (b.sent, b.received));
+        }
     }
 }
 
