@@ -27,6 +27,7 @@ mod faults;
 mod host;
 mod net;
 mod offload;
+mod sweep;
 mod world;
 
 use std::cell::{Cell, RefCell};
@@ -40,6 +41,7 @@ use io_core::{Canceled, SplitMix64, Unsupported};
 
 pub use faults::{DiskFaults, Faults, NetFaults};
 pub(crate) use host::Host;
+pub use sweep::{sweep, sweep_named, Seeds, SweepFailure, SEEDS_VAR, SEED_VAR};
 pub use world::{Control, HostStart, Outcome, SimError, World, WorldReport};
 
 use crate::Fiber;
