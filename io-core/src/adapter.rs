@@ -61,24 +61,6 @@ impl AbandonedWrite {
     }
 }
 
-/// How an I/O type's reads and writes become ops. `offset` is the adapter's cursor; streams
-/// ignore it.
-pub(crate) trait OpSource {
-    fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op;
-    fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op;
-    /// What `poll_close` runs after flushing (a stream shuts its write half down).
-    fn close_op(&self) -> Option<Op>;
-    /// Whether reads and writes share one cursor (a file): a write then drops read-ahead and
-    /// lands at the caller's position. A stream's received bytes are never dropped.
-    fn positional(&self) -> bool;
-    /// Whether a read may ask for more than the caller's buffer holds (at least 8 KiB), keeping
-    /// the rest for the next `poll_read`. Not for a source whose bytes another reader could
-    /// want once this one is dropped (stdin).
-    fn read_ahead(&self) -> bool {
-        true
-    }
-}
-
 #[derive(Default)]
 pub(crate) struct Adapter {
     /// Where the next read or write starts (files); past any read-ahead.
@@ -176,7 +158,7 @@ impl Adapter {
         &mut self,
         cx: &Cx,
         task: &mut Context<'_>,
-        source: &impl OpSource,
+        source: &SourceOps<'_>,
         out: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         if out.is_empty() {
@@ -227,7 +209,7 @@ impl Adapter {
         &mut self,
         cx: &Cx,
         task: &mut Context<'_>,
-        source: &impl OpSource,
+        source: &SourceOps<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
@@ -313,7 +295,7 @@ impl Adapter {
         &mut self,
         cx: &Cx,
         task: &mut Context<'_>,
-        source: &impl OpSource,
+        source: &SourceOps<'_>,
     ) -> Poll<io::Result<()>> {
         if self.closing.is_none() {
             std::task::ready!(self.poll_flush(task))?;
@@ -344,11 +326,13 @@ pub trait CompatRead: CompatSource {}
 /// The sources that write ([`Compat`] implements `AsyncWrite` over them).
 pub trait CompatWrite: CompatSource {}
 
-mod sealed {
+/// The seal: nameable inside the crate only, so only the crate's I/O types are sources.
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
-/// How one I/O type's reads and writes become ops, for [`CompatSource`].
+/// How one I/O type's reads and writes become ops, for [`CompatSource`]: `offset` is the
+/// adapter's cursor (streams ignore it).
 #[doc(hidden)]
 #[derive(Debug)]
 pub enum SourceOps<'a> {
@@ -357,8 +341,8 @@ pub enum SourceOps<'a> {
     Std(crate::offload::StdStream),
 }
 
-impl OpSource for SourceOps<'_> {
-    fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+impl SourceOps<'_> {
+    pub(crate) fn read_op(&self, buf: Vec<u8>, offset: u64) -> Op {
         match self {
             SourceOps::Stream(handle) => Op::Recv {
                 stream: (*handle).clone(),
@@ -375,7 +359,7 @@ impl OpSource for SourceOps<'_> {
         }
     }
 
-    fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op {
+    pub(crate) fn write_op(&self, buf: Vec<u8>, offset: u64) -> Op {
         match self {
             SourceOps::Stream(handle) => Op::Send {
                 stream: (*handle).clone(),
@@ -392,7 +376,8 @@ impl OpSource for SourceOps<'_> {
         }
     }
 
-    fn close_op(&self) -> Option<Op> {
+    /// What `poll_close` runs after flushing (a stream shuts its write half down).
+    pub(crate) fn close_op(&self) -> Option<Op> {
         match self {
             // `poll_close` on a stream shuts its write half down.
             SourceOps::Stream(handle) => Some(Op::Shutdown {
@@ -403,12 +388,16 @@ impl OpSource for SourceOps<'_> {
         }
     }
 
-    fn positional(&self) -> bool {
+    /// Whether reads and writes share one cursor (a file): a write then drops read-ahead and
+    /// lands at the caller's position. A stream's received bytes are never dropped.
+    pub(crate) fn positional(&self) -> bool {
         matches!(self, SourceOps::File(_))
     }
 
-    fn read_ahead(&self) -> bool {
-        // A dropped stdin reader must not take bytes beyond what its caller was handed.
+    /// Whether a read may ask for more than the caller's buffer holds (at least 8 KiB), keeping
+    /// the rest for the next `poll_read`: not for stdin, whose dropped reader must not take
+    /// bytes beyond what its caller was handed.
+    pub(crate) fn read_ahead(&self) -> bool {
         !matches!(self, SourceOps::Std(_))
     }
 }
@@ -416,7 +405,7 @@ impl OpSource for SourceOps<'_> {
 /// Makes an I/O type `CompatSource` (and `CompatRead`/`CompatWrite` as listed).
 macro_rules! compat_source {
     ($ty:ty, |$this:ident| $ops:expr, $($kind:ident),+) => {
-        impl $crate::adapter::sealed_impl::Sealed for $ty {}
+        impl $crate::adapter::sealed::Sealed for $ty {}
         impl $crate::adapter::CompatSource for $ty {
             fn compat_cx(&self) -> &$crate::Cx {
                 &self.cx
@@ -430,11 +419,6 @@ macro_rules! compat_source {
     };
 }
 pub(crate) use compat_source;
-
-/// The seal, nameable inside the crate only.
-pub(crate) mod sealed_impl {
-    pub(crate) use super::sealed::Sealed;
-}
 
 /// `futures-io`'s `AsyncRead` / `AsyncWrite` (and `AsyncSeek` for a [`File`](crate::File)) over
 /// an I/O type, for the ecosystem's codecs and adapters: `stream.compat()`.

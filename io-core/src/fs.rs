@@ -244,28 +244,28 @@ impl File {
     /// Reads at `offset` into `buf`: up to `buf.capacity()` bytes land at its start and its
     /// length becomes the count read (`0` at end of file). The buffer comes back either way.
     pub async fn read_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
-        let done = self
-            .cx
-            .submit(Op::ReadAt {
+        crate::op::submit_buf(
+            &self.cx,
+            Op::ReadAt {
                 file: self.file.clone(),
                 buf,
                 offset,
-            })
-            .await;
-        (done.result, done.op.into_buf())
+            },
+        )
+        .await
     }
 
     /// Writes `buf` at `offset`; returns how many bytes were written (maybe fewer than asked).
     pub async fn write_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
-        let done = self
-            .cx
-            .submit(Op::WriteAt {
+        crate::op::submit_buf(
+            &self.cx,
+            Op::WriteAt {
                 file: self.file.clone(),
                 buf,
                 offset,
-            })
-            .await;
-        (done.result, done.op.into_buf())
+            },
+        )
+        .await
     }
 
     /// Writes all of `buf` at `offset`, resubmitting after short writes and interruptions

@@ -404,13 +404,14 @@ pub(crate) async fn stream_read(
     stream: &Handle,
     buf: Vec<u8>,
 ) -> (io::Result<usize>, Vec<u8>) {
-    let done = cx
-        .submit(Op::Recv {
+    crate::op::submit_buf(
+        cx,
+        Op::Recv {
             stream: stream.clone(),
             buf,
-        })
-        .await;
-    (done.result, done.op.into_buf())
+        },
+    )
+    .await
 }
 
 /// Sends on a connected socket (TCP, Unix stream, connected UDP).
@@ -419,13 +420,14 @@ pub(crate) async fn stream_write(
     stream: &Handle,
     buf: Vec<u8>,
 ) -> (io::Result<usize>, Vec<u8>) {
-    let done = cx
-        .submit(Op::Send {
+    crate::op::submit_buf(
+        cx,
+        Op::Send {
             stream: stream.clone(),
             buf,
-        })
-        .await;
-    (done.result, done.op.into_buf())
+        },
+    )
+    .await
 }
 
 /// Sends all of `buf` on a stream, resubmitting after short sends and interruptions.

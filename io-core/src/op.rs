@@ -412,6 +412,13 @@ pub fn read_into(
     result
 }
 
+/// Submits an op that carries a buffer and gives back its result and the buffer: what every
+/// owned-buffer read and write of the I/O types is.
+pub(crate) async fn submit_buf(cx: &crate::Cx, op: Op) -> (io::Result<usize>, Vec<u8>) {
+    let done = cx.submit(op).await;
+    (done.result, done.op.into_buf())
+}
+
 /// Names one op in flight on a backend; what [`Io::submit`] returns for an op that has not
 /// completed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

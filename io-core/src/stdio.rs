@@ -54,10 +54,7 @@ pub fn stderr(cx: &Cx) -> Stdout {
 }
 
 async fn submit(cx: &Cx, stream: StdStream, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    let done = cx
-        .submit(Op::Offload(Offload::Stdio(Stdio::new(stream, buf))))
-        .await;
-    (done.result, done.op.into_buf())
+    crate::op::submit_buf(cx, Op::Offload(Offload::Stdio(Stdio::new(stream, buf)))).await
 }
 
 /// Standard input ([`stdin`]).

@@ -115,15 +115,15 @@ impl UdpSocket {
             Ok(addrs) => addrs[0],
             Err(e) => return (Err(e), buf),
         };
-        let done = self
-            .cx
-            .submit(Op::SendTo {
+        crate::op::submit_buf(
+            &self.cx,
+            Op::SendTo {
                 socket: self.socket.clone(),
                 buf,
                 addr,
-            })
-            .await;
-        (done.result, done.op.into_buf())
+            },
+        )
+        .await
     }
 
     /// Receives one datagram into `buf` (up to its capacity, at its start; its length becomes

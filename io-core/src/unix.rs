@@ -224,15 +224,15 @@ impl UnixDatagram {
         buf: Vec<u8>,
         path: impl AsRef<Path>,
     ) -> (io::Result<usize>, Vec<u8>) {
-        let done = self
-            .cx
-            .submit(Op::SendToUnix {
+        crate::op::submit_buf(
+            &self.cx,
+            Op::SendToUnix {
                 socket: self.socket.clone(),
                 buf,
                 path: path.as_ref().to_path_buf(),
-            })
-            .await;
-        (done.result, done.op.into_buf())
+            },
+        )
+        .await
     }
 
     /// Receives one datagram into `buf` and the sender's path (`None`: an unnamed sender).
