@@ -2,8 +2,9 @@
 //! [`COMMAND`]. So no runner inherits a heap shaped (or grown, or trimmed) by the runner before
 //! it, and each sample starts from the same state whatever ran earlier.
 //!
-//! The child runs the workload once unmeasured when the workload asks for a warm-up, then once
-//! measured, and prints `VALUE WALL_NS` on one line.
+//! The child runs the workload once unmeasured when the workload asks for a warm-up (unless
+//! told [`COLD`]), then once measured, and prints `VALUE WALL_NS OPS` on one line (`OPS` is `-`
+//! for a figure that is not per operation).
 //!
 //! The child runs with glibc's heap trimming off ([`MALLOC_TUNABLES`]), so the memory the
 //! warm-up pass freed stays mapped and the measured pass reuses it, as a long-running program
@@ -23,8 +24,12 @@ use crate::BenchError;
 pub const MALLOC_TUNABLES: &str =
     "glibc.malloc.trim_threshold=17179869184:glibc.malloc.mmap_threshold=33554432";
 
-/// The hidden subcommand: `COMMAND WORKLOAD RUNNER SIZE`, the size as JSON.
+/// The hidden subcommand: `COMMAND WORKLOAD RUNNER SIZE [COLD]`, the size as JSON.
 pub const COMMAND: &str = "__measure";
+
+/// The child's optional last argument: skip the warm-up (an instruction count wants the
+/// measured pass alone).
+pub const COLD: &str = "cold";
 
 /// Measures `workload` on `runner` in a fresh child process.
 pub fn measure(
@@ -33,32 +38,53 @@ pub fn measure(
     size: &Size,
 ) -> Result<Measurement, BenchError> {
     let exe = std::env::current_exe().map_err(BenchError::Child)?;
-    let output = Command::new(exe)
-        .arg(COMMAND)
-        .arg(workload.name)
-        .arg(runner.key())
-        .arg(serde_json::to_string(size)?)
+    let mut command = Command::new(exe);
+    command.args(args(workload, runner, size)?);
+    Ok(run(command)?.0)
+}
+
+/// The child's arguments for one measurement.
+pub fn args(workload: &Workload, runner: Runner, size: &Size) -> Result<Vec<String>, BenchError> {
+    Ok(vec![
+        COMMAND.to_string(),
+        workload.name.to_string(),
+        runner.key(),
+        serde_json::to_string(size)?,
+    ])
+}
+
+/// Runs a prepared child command (with the heap settings), and returns its measurement and
+/// what it wrote to stderr.
+pub fn run(mut command: Command) -> Result<(Measurement, String), BenchError> {
+    let output = command
         .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
         .output()
         .map_err(BenchError::Child)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
     if !output.status.success() {
         return Err(BenchError::ChildFailed {
             status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            stderr,
         });
     }
     let fields: Vec<&str> = stdout.split_whitespace().collect();
-    match fields[..] {
-        [value, wall_ns] => match (value.parse(), wall_ns.parse()) {
-            (Ok(value), Ok(wall_ns)) => Ok(Measurement {
-                value,
-                wall: Duration::from_nanos(wall_ns),
-            }),
-            _ => Err(unexpected(&stdout)),
-        },
-        _ => Err(unexpected(&stdout)),
-    }
+    let [value, wall_ns, ops] = fields[..] else {
+        return Err(unexpected(&stdout));
+    };
+    let (Ok(value), Ok(wall_ns)) = (value.parse(), wall_ns.parse()) else {
+        return Err(unexpected(&stdout));
+    };
+    let ops = match ops {
+        "-" => None,
+        ops => Some(ops.parse().map_err(|_| unexpected(&stdout))?),
+    };
+    let measurement = Measurement {
+        value,
+        wall: Duration::from_nanos(wall_ns),
+        ops,
+    };
+    Ok((measurement, stderr))
 }
 
 fn unexpected(stdout: &str) -> BenchError {
@@ -70,10 +96,14 @@ fn unexpected(stdout: &str) -> BenchError {
 
 /// The child's side: parses the arguments after [`COMMAND`], measures, prints.
 pub fn main(args: &[String]) -> Result<(), BenchError> {
-    let [workload, runner, size] = args else {
-        return Err(BenchError::Usage(format!(
-            "{COMMAND} WORKLOAD RUNNER SIZE_JSON"
-        )));
+    let (workload, runner, size, cold) = match args {
+        [workload, runner, size] => (workload, runner, size, false),
+        [workload, runner, size, cold] if cold == COLD => (workload, runner, size, true),
+        _ => {
+            return Err(BenchError::Usage(format!(
+                "{COMMAND} WORKLOAD RUNNER SIZE_JSON [{COLD}]"
+            )))
+        }
     };
     let workload = workloads::all()
         .into_iter()
@@ -81,10 +111,17 @@ pub fn main(args: &[String]) -> Result<(), BenchError> {
         .ok_or_else(|| BenchError::UnknownWorkload(workload.clone()))?;
     let runner = Runner::from_key(runner)?;
     let size: Size = serde_json::from_str(size)?;
-    if workload.warm_up {
+    if workload.warm_up && !cold {
         (workload.measure)(runner, &size)?;
     }
     let measurement = (workload.measure)(runner, &size)?;
-    println!("{} {}", measurement.value, measurement.wall.as_nanos());
+    let ops = measurement
+        .ops
+        .map_or_else(|| "-".to_string(), |ops| ops.to_string());
+    println!(
+        "{} {} {ops}",
+        measurement.value,
+        measurement.wall.as_nanos()
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--rounds N] [--tasks N] [--out DIR] [--only RUNNER]…
-//!                                 [all | WORKLOAD…]
+//!                                 [--no-count] [all | WORKLOAD…]
 //! cargo run --release -p bench -- --list
 //! ```
 //!
@@ -13,10 +13,15 @@
 //! of them. The table gives each runner's median
 //! over the rounds, the fastest and slowest round, and the ratio to the best peer; the results
 //! also go to `target/bench/results.json` and `target/bench/results.svg`.
+//!
+//! Where valgrind is installed, the CPU-bound workloads also get an instruction count per
+//! operation from callgrind ([`callgrind`]), a figure the machine's load does not move: the one
+//! to compare two versions of a hot path by. `--no-count` skips it.
 // `unsafe` is denied everywhere but in `uring_floor.rs`, the raw ring loop.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod callgrind;
 mod chart;
 mod child;
 mod floor;
@@ -63,7 +68,7 @@ pub enum BenchError {
     #[error("unknown workload {0:?}: run with --list to see them")]
     UnknownWorkload(String),
     /// The command line could not be understood.
-    #[error("{0}\nusage: bench [--quick] [--rounds N] [--tasks N] [--out DIR] [--only RUNNER]... [all | WORKLOAD...] | --list")]
+    #[error("{0}\nusage: bench [--quick] [--rounds N] [--tasks N] [--out DIR] [--only RUNNER]... [--no-count] [all | WORKLOAD...] | --list")]
     Usage(String),
     /// Reading `/proc` failed (the bench needs Linux).
     #[error("reading /proc (the bench needs Linux): {0}")]
@@ -108,6 +113,9 @@ struct Options {
     workloads: Vec<Workload>,
     /// Runners to measure (`--only`); empty: all of them.
     only: Vec<Runner>,
+    /// Whether to count instructions per operation under callgrind (not `--no-count`, and
+    /// valgrind is installed).
+    count: bool,
 }
 
 fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
@@ -117,6 +125,7 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
     let mut out = None;
     let mut names = Vec::new();
     let mut only = Vec::new();
+    let mut count = true;
     let mut args = args.into_iter();
     let number = |flag: &str, value: Option<String>| -> Result<usize, BenchError> {
         value
@@ -127,6 +136,7 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--no-count" => count = false,
             "--rounds" => rounds = Some(number("--rounds", args.next())?),
             "--tasks" => tasks = Some(number("--tasks", args.next())?),
             "--out" => {
@@ -185,6 +195,7 @@ fn parse_options(args: Vec<String>) -> Result<Option<Options>, BenchError> {
         out: out.unwrap_or(default_out),
         workloads,
         only,
+        count,
     }))
 }
 
@@ -235,6 +246,32 @@ fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
             }
         }
     }
+    let mut instructions: Vec<Option<f64>> = vec![None; active.len()];
+    if workload.counted && options.count {
+        for (index, runner) in active.iter().enumerate() {
+            if failed[index].is_some() {
+                continue;
+            }
+            match callgrind::per_op(workload, *runner) {
+                Ok(count) => {
+                    eprintln!(
+                        "{} {:16} {count:>10.0} instructions/op (callgrind)",
+                        workload.name,
+                        runner.key()
+                    );
+                    instructions[index] = Some(count);
+                }
+                Err(error) => {
+                    eprintln!(
+                        "{} on {}: callgrind FAILED: {error}",
+                        workload.name,
+                        runner.key()
+                    );
+                    failed[index] = Some(format!("counting instructions: {error}"));
+                }
+            }
+        }
+    }
     let results = runners
         .into_iter()
         .map(|runner| {
@@ -244,7 +281,10 @@ fn run_workload(workload: &Workload, options: &Options) -> WorkloadResult {
                 },
                 Some(i) => match failed[i].take() {
                     Some(error) => Outcome::Failed { error },
-                    None => Outcome::Measured(Summary::of(&measured[i])),
+                    None => Outcome::Measured(Summary {
+                        instructions_per_op: instructions[i],
+                        ..Summary::of(&measured[i])
+                    }),
                 },
             };
             (runner, outcome)
@@ -257,8 +297,12 @@ fn write_file(path: PathBuf, contents: &[u8]) -> Result<(), BenchError> {
     std::fs::write(&path, contents).map_err(|source| BenchError::Output { path, source })
 }
 
-fn run(options: Options) -> Result<bool, BenchError> {
+fn run(mut options: Options) -> Result<bool, BenchError> {
     let machine = Machine::current();
+    if options.count && !callgrind::available() {
+        eprintln!("valgrind is not installed: no instruction counts, wall times only");
+        options.count = false;
+    }
     eprintln!(
         "{} rounds, {} tasks; {} ({} cores, {} GiB, Linux {})",
         options.rounds,

@@ -84,6 +84,9 @@ pub struct Summary {
     pub samples: Vec<f64>,
     /// Median wall time of a round, in seconds.
     pub median_wall_s: f64,
+    /// Instructions per operation under callgrind, for the counted workloads where valgrind is
+    /// installed: a figure the machine's load does not move.
+    pub instructions_per_op: Option<f64>,
 }
 
 impl Summary {
@@ -97,6 +100,7 @@ impl Summary {
             max: samples.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             samples,
             median_wall_s: median(&walls),
+            instructions_per_op: None,
         }
     }
 }
@@ -366,18 +370,25 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| workload | runner | median | min–max | vs best peer | note |\n|---|---|---:|---:|---:|---|"
+            "| workload | runner | median | min–max | vs best peer | instr/op | note |\n|---|---|---:|---:|---:|---:|---|"
         );
         for workload in &self.workloads {
             for row in &workload.rows {
                 let unit = workload.unit.label();
-                let (median, range) = match &row.outcome {
+                let (median, range, instructions) = match &row.outcome {
                     Outcome::Measured(s) => (
                         format!("{} {unit}", figure(s.median)),
                         format!("{}–{}", figure(s.min), figure(s.max)),
+                        s.instructions_per_op
+                            .map(|n| format!("{n:.0}"))
+                            .unwrap_or_default(),
                     ),
-                    Outcome::Skipped { reason } => (format!("skipped: {reason}"), String::new()),
-                    Outcome::Failed { error } => (format!("FAILED: {error}"), String::new()),
+                    Outcome::Skipped { reason } => {
+                        (format!("skipped: {reason}"), String::new(), String::new())
+                    }
+                    Outcome::Failed { error } => {
+                        (format!("FAILED: {error}"), String::new(), String::new())
+                    }
                 };
                 let ratio = row
                     .ratio_to_best_peer
@@ -409,7 +420,7 @@ impl Report {
                 }
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {median} | {range} | {ratio} | {note} |",
+                    "| {} | {} | {median} | {range} | {ratio} | {instructions} | {note} |",
                     workload.name, row.runner
                 );
             }
@@ -478,10 +489,7 @@ mod tests {
     fn rounds(values: &[f64]) -> Vec<Measurement> {
         values
             .iter()
-            .map(|&value| Measurement {
-                value,
-                wall: Duration::from_millis(1),
-            })
+            .map(|&value| Measurement::other(value, Duration::from_millis(1)))
             .collect()
     }
 

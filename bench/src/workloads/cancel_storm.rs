@@ -29,6 +29,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Smol => Some("Task::cancel().await, task by task (its cancel-and-wait)"),
         _ => None,
     },
+    counted: true,
     measure,
 };
 

@@ -49,6 +49,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Tokio => Some("ns per request: hyper over hyper-util's TokioIo and TokioTimer, current_thread + LocalSet; the same load"),
         _ => None,
     },
+    counted: false,
     measure,
 };
 

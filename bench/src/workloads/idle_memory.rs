@@ -38,6 +38,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Ioswap(_) => Some("suspended on a never-readied Park (cancelable)"),
         _ => Some("awaiting std::future::pending()"),
     },
+    counted: false,
     measure,
 };
 
@@ -109,10 +110,10 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
         runner,
         "resident memory shrank",
     )?;
-    Ok(Measurement {
-        value: (after - before) as f64 * 1024.0 / tasks as f64,
-        wall: start.elapsed(),
-    })
+    Ok(Measurement::other(
+        (after - before) as f64 * 1024.0 / tasks as f64,
+        start.elapsed(),
+    ))
 }
 
 /// This process's resident set size in KiB (`VmRSS` in `/proc/self/status`).

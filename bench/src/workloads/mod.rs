@@ -107,6 +107,8 @@ pub struct Measurement {
     pub value: f64,
     /// The wall time the measurement took.
     pub wall: Duration,
+    /// How many operations it made, for a per-operation figure (`None` for the others).
+    pub ops: Option<u64>,
 }
 
 impl Measurement {
@@ -115,6 +117,16 @@ impl Measurement {
         Measurement {
             value: wall.as_nanos() as f64 / ops as f64,
             wall,
+            ops: Some(ops as u64),
+        }
+    }
+
+    /// A figure that is not per operation (memory, CPU time, simulated hours).
+    pub fn other(value: f64, wall: Duration) -> Measurement {
+        Measurement {
+            value,
+            wall,
+            ops: None,
         }
     }
 }
@@ -141,6 +153,10 @@ pub struct Workload {
     pub skip: fn(Runner) -> Option<&'static str>,
     /// What to know when reading this runner's figure, if anything.
     pub note: fn(Runner) -> Option<&'static str>,
+    /// Whether the bench also counts this workload's instructions per operation under
+    /// callgrind (see [`crate::callgrind`]): the CPU-bound workloads, whose count is a figure
+    /// of the code alone.
+    pub counted: bool,
     /// One measurement.
     pub measure: fn(Runner, &Size) -> Result<Measurement, BenchError>,
 }

@@ -29,6 +29,7 @@ pub const WORKLOAD: Workload = Workload {
         }
         _ => None,
     },
+    counted: true,
     measure,
 };
 

@@ -27,6 +27,7 @@ pub const BOUNDED: Workload = Workload {
         Runner::Smol => Some("async_channel::bounded(1)"),
         _ => None,
     },
+    counted: true,
     measure: measure_bounded,
 };
 
@@ -48,6 +49,7 @@ pub const RENDEZVOUS: Workload = Workload {
         }
         _ => None,
     },
+    counted: true,
     measure: measure_rendezvous,
 };
 

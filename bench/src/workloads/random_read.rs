@@ -42,6 +42,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
         _ => None,
     },
+    counted: false,
     measure,
 };
 

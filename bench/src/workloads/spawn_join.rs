@@ -18,6 +18,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::AsyncTask => Some("floor: bare async-task loop, no runtime"),
         _ => None,
     },
+    counted: true,
     measure,
 };
 

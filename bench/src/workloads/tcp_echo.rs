@@ -36,6 +36,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Tokio => Some("tokio::net, current_thread + LocalSet on each side"),
         _ => None,
     },
+    counted: false,
     measure,
 };
 

@@ -28,6 +28,7 @@ pub const VIRTUAL: Workload = Workload {
         Runner::Tokio => Some("paused clock (start_paused): time jumps to the next timer"),
         _ => None,
     },
+    counted: true,
     measure: measure_virtual,
 };
 
@@ -45,6 +46,7 @@ pub const REAL: Workload = Workload {
         _ => None,
     },
     note: |_| Some("process CPU time; the wall time is at least the longest sleep"),
+    counted: false,
     measure: measure_real,
 };
 
@@ -151,10 +153,10 @@ fn measure_real(runner: Runner, size: &Size) -> Result<Measurement, BenchError> 
         runner,
         format!("the run ended after {clock_ms} ms, before the last deadline {last} ms"),
     )?;
-    Ok(Measurement {
-        value: cpu.as_nanos() as f64 / size.tasks as f64,
+    Ok(Measurement::other(
+        cpu.as_nanos() as f64 / size.tasks as f64,
         wall,
-    })
+    ))
 }
 
 /// CPU time (user + system) of this process so far, every thread included, from

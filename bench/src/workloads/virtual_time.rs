@@ -31,6 +31,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Tokio => Some("paused clock (start_paused)"),
         _ => None,
     },
+    counted: false,
     measure,
 };
 

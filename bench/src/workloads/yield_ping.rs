@@ -23,6 +23,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Tokio => Some("tokio::task::yield_now defers the wake to the driver"),
         _ => None,
     },
+    counted: true,
     measure,
 };
 
