@@ -55,7 +55,7 @@ mod op;
 mod ring;
 mod wakeup;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -89,8 +89,9 @@ pub struct UringIo(Rc<Uring>);
 struct Uring {
     core: BackendCore,
     ops: RefCell<Ops>,
-    /// Reused between table calls; taken out while in use.
-    after: RefCell<Aftermath>,
+    /// Reused between table calls; taken out while in use (a nested call, from a drop that
+    /// `apply` set off, starts an empty one).
+    after: Cell<Option<Aftermath>>,
     batch: RefCell<VecDeque<Runnable>>,
     /// The pool for offloaded work the ring has no opcode for (see DESIGN.md, "Offloaded work").
     offloader: RefCell<Offloader>,
@@ -150,7 +151,7 @@ impl UringIo {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
-            after: RefCell::new(Aftermath::default()),
+            after: Cell::new(Some(Aftermath::default())),
             batch: RefCell::new(VecDeque::new()),
             offloader: RefCell::new(offloader),
             offloads_finished,
@@ -221,12 +222,13 @@ impl fmt::Debug for UringIo {
 
 impl Uring {
     /// Runs `f` on the op table, then — with the table released — readies the parks and drops
-    /// the ops it left.
+    /// the ops it left. (Table work that can deliver nothing and free nothing — pushing,
+    /// submitting, waiting — borrows `ops` directly.)
     fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
-        let mut after = self.after.take();
+        let mut after = self.after.take().unwrap_or_default();
         let result = f(&mut self.ops.borrow_mut(), &mut after);
         after.apply();
-        self.after.replace(after);
+        self.after.set(Some(after));
         result
     }
 
@@ -323,7 +325,7 @@ impl Uring {
             if !self.core.queue().begin_idle() {
                 return;
             }
-            self.with_ops(|ops, _| ops.wait(timeout));
+            self.ops.borrow_mut().wait(timeout);
             self.core.queue().end_idle();
             self.with_ops(|ops, after| ops.reap(after));
             self.reap_offloads();
@@ -347,15 +349,15 @@ impl Uring {
             // After tear-down began the wakeup read is gone: poll for the pool instead.
             let closing = self.ops.borrow().is_closing();
             let timeout = closing.then_some(Duration::from_millis(1));
-            self.with_ops(|ops, _| ops.wait(timeout));
+            self.ops.borrow_mut().wait(timeout);
             self.with_ops(|ops, after| ops.reap(after));
         }
         let left_running = self.offloader.borrow().in_flight();
-        self.with_ops(|ops, _| {
-            if !ops.is_closing() {
-                ops.note_offloads_left_running(left_running);
-            }
-        });
+        let mut ops = self.ops.borrow_mut();
+        if !ops.is_closing() {
+            ops.note_offloads_left_running(left_running);
+        }
+        drop(ops);
         while !self.with_ops(|ops, after| ops.drain_step(after)) {}
     }
 }
@@ -417,7 +419,7 @@ impl Driver for Uring {
             // SQEs pushed by earlier turns reach the kernel even when no turn goes idle (tasks
             // woken by due timers every turn): no system call when nothing is pushed and no
             // completion work is pending.
-            self.with_ops(|ops, _| ops.submit_now());
+            self.ops.borrow_mut().submit_now();
         }
         while let Some(runnable) = batch.pop_front() {
             runnable.run();
@@ -425,15 +427,14 @@ impl Driver for Uring {
         self.batch.replace(batch);
         let more_to_run = !self.core.queue().is_empty();
         if ran {
-            self.with_ops(|ops, _| {
-                if more_to_run {
-                    // Let the kernel start on this turn's SQEs while the next turn runs.
-                    ops.submit_now();
-                } else {
-                    // The next turn sleeps, submitting and waiting in one system call.
-                    ops.flush();
-                }
-            });
+            let mut ops = self.ops.borrow_mut();
+            if more_to_run {
+                // Let the kernel start on this turn's SQEs while the next turn runs.
+                ops.submit_now();
+            } else {
+                // The next turn sleeps, submitting and waiting in one system call.
+                ops.flush();
+            }
         }
         self.core.next(self.io_in_flight(), true)
     }

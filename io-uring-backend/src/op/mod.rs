@@ -100,6 +100,9 @@ pub(crate) struct Aftermath {
 
 impl Aftermath {
     pub(crate) fn apply(&mut self) {
+        if self.delivered.is_empty() && self.dropped.is_empty() {
+            return;
+        }
         for (slot, done) in self.delivered.drain(..) {
             slot.complete(done);
         }
