@@ -100,7 +100,9 @@ pub use park::Park;
 pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
-pub use task::{drop_contained, RawTask, SpawnOptions, Task, TaskRef, TaskSet};
+pub use task::{
+    drop_contained, BudgetUnit, RawTask, SpawnOptions, Task, TaskRef, TaskSet, DEFAULT_OP_BUDGET,
+};
 pub use time::{Instant, Sleep};
 pub use timer::{TimerId, TimerQueue};
 pub use udp::UdpSocket;
