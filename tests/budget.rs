@@ -149,6 +149,22 @@ fn ready_locks_and_permits_spend_the_budget(backend: Backend) {
     assert_within_one_budget(backend, counts);
 }
 
+/// A broadcast receiver working through a backlog spends the budget.
+fn a_broadcast_backlog_spends_the_budget(backend: Backend) {
+    let counts = ops_before_a_spawned_task_runs(backend, |cx, done| async move {
+        let (tx, mut rx) = sync::broadcast::channel(&cx, TOTAL as usize);
+        for value in 0..TOTAL {
+            tx.send(value).unwrap();
+        }
+        for expected in 0..TOTAL {
+            assert_eq!(rx.recv().await, Ok(expected));
+            done.set(done.get() + 1);
+        }
+        Ok(())
+    });
+    assert_within_one_budget(backend, counts);
+}
+
 /// A `select` with a ready case completes at once and spends the budget.
 fn a_ready_select_spends_the_budget(backend: Backend) {
     let counts = ops_before_a_spawned_task_runs(backend, |cx, done| async move {
@@ -449,6 +465,7 @@ conformance!(
     joining_finished_tasks_spends_the_budget,
     ready_locks_and_permits_spend_the_budget,
     a_ready_select_spends_the_budget,
+    a_broadcast_backlog_spends_the_budget,
     ops_done_at_once_spend_the_budget,
     a_timer_due_meanwhile_fires_within_the_bound,
     a_due_timer_fires_within_a_few_budgets,
