@@ -110,8 +110,8 @@ pub mod time {
 pub mod protocol {
     pub use io_core::{offload, op};
     pub use io_core::{
-        run, BackendCore, Driver, Io, Next, Park, RawTask, RealClock, RunQueue, Runnable,
-        SplitMix64, Suspend, TaskSet, TimerId, TimerQueue,
+        run, BackendCore, BudgetUnit, Driver, Io, Next, Park, RawTask, RealClock, RunQueue,
+        Runnable, SplitMix64, Suspend, TaskSet, TimerId, TimerQueue, DEFAULT_OP_BUDGET,
     };
 }
 

@@ -1000,6 +1000,16 @@ impl<T> SendOp<T> {
                     if self.core.cx.check_cancel().is_err() {
                         return Poll::Ready(Err(SendError::Canceled(value)));
                     }
+                    let unit = match self.core.cx.poll_budget(cx) {
+                        Poll::Ready(Ok(unit)) => unit,
+                        Poll::Ready(Err(Canceled)) => {
+                            return Poll::Ready(Err(SendError::Canceled(value)))
+                        }
+                        Poll::Pending => {
+                            self.value = Some(value);
+                            return Poll::Pending;
+                        }
+                    };
                     let core = &self.core;
                     let queued = core.lock(|st| match core.try_send(st, value, At::Now) {
                         Ok(()) => Err(Ok(())),
@@ -1012,7 +1022,10 @@ impl<T> SendOp<T> {
                     });
                     match queued {
                         Ok(waiter) => self.waiter.insert(waiter).clone(),
-                        Err(sent) => return Poll::Ready(sent),
+                        Err(sent) => {
+                            unit.spend();
+                            return Poll::Ready(sent);
+                        }
                     }
                 }
             };
@@ -1098,6 +1111,11 @@ impl<T> RecvOp<T> {
                 if self.core.cx.check_cancel().is_err() {
                     return Poll::Ready(Err(RecvError::Canceled));
                 }
+                let unit = match self.core.cx.poll_budget(cx) {
+                    Poll::Ready(Ok(unit)) => unit,
+                    Poll::Ready(Err(Canceled)) => return Poll::Ready(Err(RecvError::Canceled)),
+                    Poll::Pending => return Poll::Pending,
+                };
                 let what = match self.kind {
                     RecvKind::HandOff => "channel recv",
                     RecvKind::Watch => "channel stream",
@@ -1116,7 +1134,10 @@ impl<T> RecvOp<T> {
                 });
                 match queued {
                     Ok(waiter) => self.waiter.insert(waiter).clone(),
-                    Err(received) => return Poll::Ready(received),
+                    Err(received) => {
+                        unit.spend();
+                        return Poll::Ready(received);
+                    }
                 }
             }
         };

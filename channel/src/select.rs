@@ -232,6 +232,7 @@ impl<'a, R> Select<'a, R> {
     /// Each look at the cases reads the clock once.
     fn poll_cases(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, Canceled>> {
         loop {
+            let mut unit = None;
             let now = if let Some(wait) = self.wait.clone() {
                 let woke = std::task::ready!(self.cx.poll_suspend(&wait.park, cx));
                 let now = self.cx.now_ms();
@@ -252,12 +253,21 @@ impl<'a, R> Select<'a, R> {
             } else if self.cx.check_cancel().is_err() {
                 return Poll::Ready(Err(Canceled));
             } else {
+                // A select that completes at once spends a unit of the task's budget; one that
+                // waits gives it back.
+                unit = Some(std::task::ready!(self.cx.poll_budget(cx))?);
                 self.cx.now_ms()
             };
             if let Some(result) = self.complete_ready(now) {
+                if let Some(unit) = unit {
+                    unit.spend();
+                }
                 return Poll::Ready(Ok(result));
             }
             if let Some(default) = self.default.take() {
+                if let Some(unit) = unit {
+                    unit.spend();
+                }
                 return Poll::Ready(Ok(default()));
             }
             // Known as waiting before any case is queued: whatever happens while queuing,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::{
     BlockedTask, Next, Park, RawTask, RealClock, RunError, RunQueue, SpawnError, SplitMix64,
-    TaskRef, TaskSet, TimerId, TimerQueue,
+    TaskRef, TaskSet, TimerId, TimerQueue, DEFAULT_OP_BUDGET,
 };
 
 /// A backend's name, clock, run queue, timers, live tasks and choice generator, and whether it
@@ -42,6 +42,8 @@ pub struct BackendCore {
     tasks: RefCell<TaskSet>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
+    /// See [`BackendCore::set_op_budget`].
+    op_budget: Cell<u32>,
 }
 
 /// A backend's clock, in milliseconds since it started.
@@ -74,6 +76,7 @@ impl BackendCore {
             tasks: RefCell::new(TaskSet::new()),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
+            op_budget: Cell::new(DEFAULT_OP_BUDGET),
         }
     }
 
@@ -117,6 +120,41 @@ impl BackendCore {
     /// The run queue the backend's wakers schedule onto.
     pub fn queue(&self) -> &RunQueue {
         &self.queue
+    }
+
+    /// How many operations a task spawned here may complete without suspending in one poll
+    /// before its next operation yields ([`Cx::poll_budget`](crate::Cx::poll_budget));
+    /// [`DEFAULT_OP_BUDGET`] unless set. `0` means unlimited.
+    pub fn op_budget(&self) -> u32 {
+        self.op_budget.get()
+    }
+
+    /// Sets the operation budget of each poll of the tasks spawned here from now on (the main
+    /// task too, if set before the run): a task that completes `ops` operations without
+    /// suspending yields at its next one, so the others, timers and cancels get their turn.
+    /// `0` means unlimited: a task yields only where it suspends (as before budgets existed).
+    /// A task keeps the budget it was spawned with.
+    ///
+    /// ```
+    /// use io_core::Op;
+    ///
+    /// let io = io_fiber::FiberIo::new();
+    /// io.io().core().set_op_budget(16);
+    /// let done = io
+    ///     .run(|cx| async move {
+    ///         let other = cx.spawn(|_| async { Ok(()) });
+    ///         let mut done = 0;
+    ///         while !other.is_finished() {
+    ///             cx.submit(Op::Nop).await.result.unwrap(); // done at once: no suspend
+    ///             done += 1;
+    ///         }
+    ///         Ok(done)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(done, 17, "16 ops, then the 17th yielded and the other task ran");
+    /// ```
+    pub fn set_op_budget(&self, ops: u32) {
+        self.op_budget.set(ops);
     }
 
     /// Marks the backend as run: a backend runs once; the second time gives
@@ -256,6 +294,7 @@ impl fmt::Debug for BackendCore {
             .field("queue", &self.queue)
             .field("timers", &self.timers.borrow().len())
             .field("shut_down", &self.shut_down.get())
+            .field("op_budget", &self.op_budget.get())
             .finish_non_exhaustive()
     }
 }

@@ -11,7 +11,9 @@ use pin_project_lite::pin_project;
 
 use crate::offload::{Blocking, Offload};
 use crate::task::{self, ShieldGuard};
-use crate::{Canceled, Instant, Io, Park, Sleep, SpawnError, SpawnOptions, Task, TimerId};
+use crate::{
+    BudgetUnit, Canceled, Instant, Io, Park, Sleep, SpawnError, SpawnOptions, Task, TimerId,
+};
 
 /// The handle async code takes to reach its backend: `async fn work(cx: &Cx)`.
 ///
@@ -202,6 +204,51 @@ impl Cx {
     #[inline]
     pub fn poll_suspend(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
         self.io.suspend_raw(park, cx)
+    }
+
+    /// Takes one unit of the current task's operation budget for an operation about to be
+    /// attempted: what every primitive written once calls first, so that a task whose
+    /// operations keep completing without suspending still yields now and then. Spend the unit
+    /// ([`BudgetUnit::spend`]) if the operation completes without suspending; drop it if the
+    /// operation has to wait (a wait yields anyway).
+    ///
+    /// Each poll of a task has a budget of operations
+    /// ([`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget),
+    /// [`DEFAULT_OP_BUDGET`](crate::DEFAULT_OP_BUDGET) by default). Once it is spent, this
+    /// answers `Err(Canceled)` if the task has a pending cancel (outside a shield) — the yield is
+    /// a suspend point like any other — and otherwise readies the task and answers `Pending`:
+    /// the task yields, and its next poll has a new budget. Outside any task poll (code driven
+    /// by a plain `block_on`) there is no budget. A nested executor inside a task's poll sees
+    /// that poll's budget: it must return to the task, not spin on `Pending`.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::task::Poll;
+    /// use io_core::DEFAULT_OP_BUDGET;
+    ///
+    /// let ready_ops = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move {
+    ///         // An operation that is always ready, as a full channel's receive is.
+    ///         let ready_op = || poll_fn(|task| match cx.poll_budget(task) {
+    ///             Poll::Ready(Ok(unit)) => { unit.spend(); Poll::Ready(Ok(())) }
+    ///             Poll::Ready(Err(canceled)) => Poll::Ready(Err(canceled)),
+    ///             Poll::Pending => Poll::Pending,
+    ///         });
+    ///         let other = cx.spawn(|_| async { Ok(()) });
+    ///         let mut ops = 0;
+    ///         while !other.is_finished() {
+    ///             ready_op().await?;
+    ///             ops += 1;
+    ///         }
+    ///         Ok(ops)
+    ///     })
+    ///     .unwrap();
+    /// // A full budget of ready operations, then one that yielded: the other task ran.
+    /// assert_eq!(ready_ops, DEFAULT_OP_BUDGET + 1);
+    /// ```
+    #[inline]
+    pub fn poll_budget(&self, cx: &mut Context<'_>) -> Poll<Result<BudgetUnit, Canceled>> {
+        task::poll_budget(cx)
     }
 
     /// Lets every other ready task run once before this one continues.

@@ -22,6 +22,9 @@
 //!    arms a timer that readies its park; joining waits for the task's completion.
 //! 4. [`Task::cancel`] (or dropping the [`Task`]) marks the task and readies it; its next
 //!    suspend point returns `Err(Canceled)`, and `?` unwinds the body.
+//! 5. A task whose operations keep completing without suspending (a full channel, finished
+//!    joins) yields once per poll's operation budget ([`Cx::poll_budget`],
+//!    [`DEFAULT_OP_BUDGET`]), so the others run, timers fire and a cancel lands there too.
 //!
 //! # Cancellation, in plain words
 //!
@@ -100,7 +103,9 @@ pub use park::Park;
 pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
-pub use task::{drop_contained, RawTask, SpawnOptions, Task, TaskRef, TaskSet};
+pub use task::{
+    drop_contained, BudgetUnit, RawTask, SpawnOptions, Task, TaskRef, TaskSet, DEFAULT_OP_BUDGET,
+};
 pub use time::{Instant, Sleep};
 pub use timer::{TimerId, TimerQueue};
 pub use udp::UdpSocket;

@@ -594,8 +594,26 @@ impl Future for Submit {
                             op,
                         });
                     }
+                    // An op done at once (blocking, fiber, a ready socket) spends a unit of the
+                    // task's budget; one put in flight gives it back, it will suspend.
+                    let unit = match task::poll_budget(cx) {
+                        Poll::Ready(Ok(unit)) => unit,
+                        Poll::Ready(Err(Canceled)) => {
+                            return Poll::Ready(Completion {
+                                result: Err(Canceled.into()),
+                                op,
+                            })
+                        }
+                        Poll::Pending => {
+                            this.state = SubmitState::Unsubmitted(op);
+                            return Poll::Pending;
+                        }
+                    };
                     match this.io.submit(op) {
-                        Submitted::Done(done) => return Poll::Ready(done),
+                        Submitted::Done(done) => {
+                            unit.spend();
+                            return Poll::Ready(done);
+                        }
                         Submitted::InFlight { id, slot } => {
                             this.state = SubmitState::InFlight { id, slot }
                         }

@@ -380,14 +380,25 @@ impl<T: Clone> Receiver<T> {
     /// ```
     pub async fn recv(&mut self) -> Result<T, RecvError> {
         self.shared.sent.cx().check_cancel()?;
+        // A receive that finds its value (or its answer) at once spends a unit of the task's
+        // budget; one that waits gives it back.
+        let mut unit =
+            Some(std::future::poll_fn(|task| self.shared.sent.cx().poll_budget(task)).await?);
         loop {
-            match self.try_recv() {
-                Ok(value) => return Ok(value),
-                Err(TryRecvError::Lagged(n)) => return Err(RecvError::Lagged(n)),
-                Err(TryRecvError::Closed) => return Err(RecvError::Closed),
-                Err(TryRecvError::Empty) => {}
+            let received = match self.try_recv() {
+                Ok(value) => Ok(value),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                Err(TryRecvError::Empty) => {
+                    drop(unit.take());
+                    self.shared.sent.wait_as("broadcast recv").await?;
+                    continue;
+                }
+            };
+            if let Some(unit) = unit {
+                unit.spend();
             }
-            self.shared.sent.wait_as("broadcast recv").await?;
+            return received;
         }
     }
 

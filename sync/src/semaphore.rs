@@ -589,6 +589,15 @@ impl Future for Acquire {
                     this.stage = Stage::Done;
                     return Poll::Ready(Err(AcquireError::Canceled));
                 }
+                // Permits taken at once spend a unit of the task's budget; a wait gives it back.
+                let unit = match this.core.cx.poll_budget(cx) {
+                    Poll::Ready(Ok(unit)) => unit,
+                    Poll::Ready(Err(Canceled)) => {
+                        this.stage = Stage::Done;
+                        return Poll::Ready(Err(AcquireError::Canceled));
+                    }
+                    Poll::Pending => return Poll::Pending,
+                };
                 let (wanted, what) = (this.wanted, this.what);
                 let queued = this.core.lock(|st| {
                     if st.closed {
@@ -611,6 +620,7 @@ impl Future for Acquire {
                         waiter
                     }
                     Err(done) => {
+                        unit.spend();
                         this.stage = Stage::Done;
                         let core = this.core.clone();
                         return Poll::Ready(done.map(|()| SemaphorePermit::new(core, wanted)));

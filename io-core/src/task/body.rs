@@ -130,6 +130,9 @@ struct TaskBody<F> {
     ctl: ManuallyDrop<Rc<TaskCtl>>,
     thread: ThreadId,
     stage: Stage,
+    /// The operations each poll may complete without suspending (`0`: unlimited); see
+    /// `budget.rs`. Set at spawn from the backend's setting.
+    op_budget: u32,
     /// Live until `stage` is `Done`; dropped by `finish` or, for a body dropped unpolled, by
     /// `Drop`.
     future: ManuallyDrop<F>,
@@ -182,7 +185,7 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
         if this.stage == Stage::Done {
             return Poll::Pending; // async-task never polls a finished future
         }
-        let _enter = Enter::new(&this.ctl);
+        let _enter = Enter::new(&this.ctl, this.op_budget);
         match this.stage {
             Stage::Done => unreachable!("checked above"),
             // A task canceled before its first poll never runs its body.
@@ -237,10 +240,12 @@ impl<F> Drop for TaskBody<F> {
 }
 
 /// Builds the async-task allocation of a task: `future` wrapped in its body, scheduled onto
-/// `queue` when woken. The runnable is for the backend, the handle for [`crate::Task`].
+/// `queue` when woken, each poll with `op_budget` operations to spend. The runnable is for the
+/// backend, the handle for [`crate::Task`].
 pub(crate) fn build<T, F>(
     queue: &RunQueue,
     ctl: &Rc<TaskCtl>,
+    op_budget: u32,
     future: F,
 ) -> (Runnable, async_task::Task<Outcome<T>, u64>)
 where
@@ -251,6 +256,7 @@ where
         ctl: ManuallyDrop::new(ctl.clone()),
         thread: thread_id(),
         stage: Stage::New,
+        op_budget,
         future: ManuallyDrop::new(future),
     };
     let queue = queue.clone();

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use super::budget;
 use super::ctl::{ParkedOn, TaskCtl};
 use super::TaskRef;
 
@@ -30,24 +31,31 @@ pub(super) fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
     }
 }
 
-/// Makes a task current for the duration of one poll; restores the previous one on drop, even
-/// if the poll panics.
-pub(crate) struct Enter(Option<Rc<TaskCtl>>);
+/// Makes a task current for the duration of one poll, with a full operation budget
+/// (`op_budget`, see [`budget`](super::budget)); restores the previous task and what its poll
+/// had left of its budget on drop, even if the poll panics.
+pub(crate) struct Enter {
+    previous: Option<Rc<TaskCtl>>,
+    previous_budget: u64,
+}
 
 impl Enter {
-    pub(crate) fn new(ctl: &Rc<TaskCtl>) -> Enter {
-        Enter(
-            CURRENT
+    #[inline]
+    pub(crate) fn new(ctl: &Rc<TaskCtl>, op_budget: u32) -> Enter {
+        Enter {
+            previous: CURRENT
                 .try_with(|cell| cell.replace(Some(ctl.clone())))
                 .ok()
                 .flatten(),
-        )
+            previous_budget: budget::install(budget::refill_value(op_budget)),
+        }
     }
 }
 
 impl Drop for Enter {
     fn drop(&mut self) {
-        let previous = self.0.take();
+        budget::restore(self.previous_budget);
+        let previous = self.previous.take();
         // During thread-local destruction there is nothing to restore.
         let _ = CURRENT.try_with(|cell| cell.set(previous));
     }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::body::{drop_contained, Outcome};
+use super::budget::poll_take as poll_budget;
 use super::ctl::{ParkedOn, TaskCtl};
 use super::current::{cancel_pending, set_parked_on};
 use super::TaskRef;
@@ -65,8 +66,20 @@ impl<T> Future for Task<T> {
         let Some(inner) = self.inner.as_mut() else {
             panic!("a Task was polled after it returned its result");
         };
+        // A join spends a unit of the joiner's budget when it returns (tasks are joined once), so
+        // joining a run of finished tasks yields now and then too.
+        let unit = match poll_budget(cx) {
+            Poll::Ready(Ok(unit)) => Some(unit),
+            // The joiner's cancel, which the join delivers below unless the task has finished
+            // (completion wins: its result is not dropped).
+            Poll::Ready(Err(Canceled)) => None,
+            Poll::Pending => return Poll::Pending,
+        };
         match Pin::new(inner).poll(cx) {
             Poll::Ready(outcome) => {
+                if let Some(unit) = unit {
+                    unit.spend();
+                }
                 self.inner = None;
                 // `None`: the backend dropped the task unpolled (a refused spawn). A panic of
                 // the task (or of its future's drop) resumes here, in the joiner.

@@ -7,6 +7,7 @@
 //! backend runs a child task inline inside its parent's poll (the blocking backend does).
 
 mod body;
+mod budget;
 mod ctl;
 mod current;
 mod handle;
@@ -15,6 +16,8 @@ mod raw;
 mod set;
 
 pub use body::drop_contained;
+pub(crate) use budget::poll_take as poll_budget;
+pub use budget::{BudgetUnit, DEFAULT_OP_BUDGET};
 pub(crate) use ctl::{ParkedOn, TaskCtl};
 pub(crate) use current::{cancel_pending, current_task, set_parked_on, Enter, ShieldGuard};
 pub(crate) use handle::take_finished;

@@ -92,10 +92,26 @@ pub struct RawTask {
 }
 
 impl RawTask {
-    /// Builds a task whose wakers schedule it on `queue`, and its typed join handle.
+    /// Builds a task whose wakers schedule it on `queue`, and its typed join handle. Each poll
+    /// of it has the [`DEFAULT_OP_BUDGET`](crate::DEFAULT_OP_BUDGET) (`Cx::spawn` gives the
+    /// backend's setting instead).
     ///
-    /// `Cx::spawn` calls this; backends and protocol-level tests may call it directly.
+    /// Backends and protocol-level tests may call this directly.
     pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
+    where
+        T: 'static,
+        F: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        RawTask::with_op_budget(queue, opts, super::DEFAULT_OP_BUDGET, future)
+    }
+
+    /// [`RawTask::new`], with `op_budget` operations per poll (`0`: unlimited).
+    pub(crate) fn with_op_budget<T, F>(
+        queue: &RunQueue,
+        opts: &SpawnOptions,
+        op_budget: u32,
+        future: F,
+    ) -> (RawTask, Task<T>)
     where
         T: 'static,
         F: Future<Output = Result<T, Canceled>> + 'static,
@@ -118,7 +134,7 @@ impl RawTask {
             shield_depth: Cell::new(0),
             state: Cell::new(0),
         });
-        let (runnable, inner) = body::build(queue, &ctl, future);
+        let (runnable, inner) = body::build(queue, &ctl, op_budget, future);
         let raw = RawTask {
             runnable,
             task: TaskRef(ctl.clone()),
@@ -174,7 +190,8 @@ where
     } else {
         opts
     };
-    let (raw, task) = RawTask::new(io.core().queue(), opts, future);
+    let core = io.core();
+    let (raw, task) = RawTask::with_op_budget(core.queue(), opts, core.op_budget(), future);
     if let Some(extra) = task.ctl.extra.as_deref() {
         // Before `spawn_raw`: a backend may run the task inline right there.
         if extra.deadline_ms != u64::MAX {
