@@ -39,6 +39,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod backend;
+pub mod cores;
 
 #[cfg(feature = "hyper")]
 pub mod hyper;
@@ -63,6 +64,7 @@ pub mod sim {
     pub use io_fiber::sim::*;
 }
 pub use backend::{run, Backend, Error, BACKEND_VAR};
+pub use cores::run_cores;
 pub use io_core::{AbandonedWrite, Compat};
 pub use io_core::{
     BlockedTask, Cancelable, Canceled, Cx, Deadlock, File, Instant, OpenOptions, PeerAddr,

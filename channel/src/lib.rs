@@ -13,6 +13,8 @@
 //! - **[`select`]** over receive and send cases, a timeout, and a default; among ready cases
 //!   the choice is uniform and, on fiber, seeded.
 //! - **Erlang timers**: [`send_after`] and [`cancel_timer`].
+//! - **Between cores** ([`shared`]): `Send` endpoints for a thread-per-core run, with the same
+//!   no-lost-message rules.
 //!
 //! # On the blocking backend
 //!
@@ -64,6 +66,7 @@ mod error;
 mod queue;
 mod select;
 mod send_after;
+pub mod shared;
 mod wait;
 
 pub use chan::{bounded, unbounded, Receiver, RecvFuture, SendFuture, Sender};

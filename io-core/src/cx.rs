@@ -490,6 +490,31 @@ pin_project! {
     }
 }
 
+impl<F: Future> Cancelable<F> {
+    /// [`Cx::cancelable`] for code that holds no `Cx`: a `Send` handle's future (a task on
+    /// another core, a cross-thread channel) checks the cancel of whichever task polls it.
+    ///
+    /// ```
+    /// use io_core::{Cancelable, Canceled};
+    ///
+    /// let got = io_fiber::FiberIo::new()
+    ///     .run(|cx| async move {
+    ///         let task = cx.spawn(|_| Cancelable::new(std::future::pending::<()>()));
+    ///         cx.sleep(5).await?;
+    ///         task.cancel();
+    ///         Ok(task.await)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(got, Err(Canceled));
+    /// ```
+    pub fn new(future: F) -> Cancelable<F> {
+        Cancelable {
+            future: Some(future),
+            polled: false,
+        }
+    }
+}
+
 impl<F: Future> Future for Cancelable<F> {
     type Output = Result<F::Output, Canceled>;
 

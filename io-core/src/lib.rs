@@ -60,12 +60,14 @@
 //! assert_eq!(joined, Err(Canceled));
 //! assert_eq!(*log.borrow(), vec![1]);
 //! ```
-// `unsafe` is denied everywhere but in `task/body.rs`, the task body (see its module docs).
+// `unsafe` is denied everywhere but in `task/body.rs`, the task body (see its module docs), and
+// `affinity.rs`, pinning a thread to a CPU.
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod adapter;
 pub mod addr;
+mod affinity;
 mod backend;
 mod clock;
 mod cx;
@@ -89,6 +91,7 @@ mod unix;
 
 pub use adapter::{AbandonedWrite, Compat, CompatRead, CompatSource, CompatWrite};
 pub use addr::{lookup_host, ToAddrs};
+pub use affinity::pin_current_thread;
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{Cancelable, Cx, Shield, Suspend, TryTask};

@@ -112,6 +112,28 @@ pub struct BudgetUnit {
 }
 
 impl BudgetUnit {
+    /// [`Cx::poll_budget`](crate::Cx::poll_budget) for a future that holds no `Cx` (a `Send`
+    /// handle awaited on whatever task polls it): one unit of the polling task's budget.
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::task::Poll;
+    /// use io_core::BudgetUnit;
+    ///
+    /// let done = io_fiber::FiberIo::new()
+    ///     .run(|_| async move {
+    ///         poll_fn(|task| BudgetUnit::poll_take(task).map(|unit| unit.map(BudgetUnit::spend)))
+    ///             .await?;
+    ///         Ok(true)
+    ///     })
+    ///     .unwrap();
+    /// assert!(done);
+    /// ```
+    #[inline]
+    pub fn poll_take(cx: &mut Context<'_>) -> Poll<Result<BudgetUnit, Canceled>> {
+        poll_take(cx)
+    }
+
     /// The operation completed without suspending: the unit stays spent.
     #[inline]
     pub fn spend(self) {

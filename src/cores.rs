@@ -1,0 +1,427 @@
+//! Thread-per-core: one executor per core, each on its own thread with its own backend, and
+//! the few `Send` ways across ([`Core::spawn_on`], [`RemoteTask`], `channel::shared`).
+//!
+//! A [`Cx`] and its [`Task`](crate::Task)s stay on their core (`!Send`); each core's loop works
+//! on its own tasks without locks. What crosses cores is a `Send` closure (the future is made
+//! on the target core, so it need not be `Send`), a `Send` handle to its outcome, and values
+//! in `Send` channels. A core is woken for cross-core work by its backend's own cross-thread
+//! wake (the run queue's idle hook: an eventfd on uring, the poller's notify on poll).
+//!
+//! ```
+//! use ioswap::cores::Cores;
+//! # if !ioswap::Backend::Poll.is_compiled() { return; }
+//! let ids = Cores::new()
+//!     .count(3)
+//!     .backend(ioswap::Backend::Poll)
+//!     .run(|cx, core| async move {
+//!         cx.sleep(1).await?;
+//!         Ok(core.id().index())
+//!     })
+//!     .unwrap();
+//! assert_eq!(ids, vec![0, 1, 2]);
+//! ```
+
+mod inbox;
+mod remote;
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use io_core::{Canceled, Cx, RunError, SpawnOptions};
+
+use crate::{Backend, Error};
+use inbox::{Inbox, Message};
+pub use remote::RemoteTask;
+
+/// A core of a [`Cores`] run, by index: `0..count`.
+///
+/// ```
+/// let core = ioswap::cores::CoreId::new(3);
+/// assert_eq!(core.index(), 3);
+/// assert_eq!(core.to_string(), "core 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CoreId(usize);
+
+impl CoreId {
+    /// The core with this index.
+    pub const fn new(index: usize) -> CoreId {
+        CoreId(index)
+    }
+
+    /// Its index, `0..count`.
+    pub const fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for CoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "core {}", self.0)
+    }
+}
+
+/// Why a [`Cores`] run gave no values. When one core fails, every other core's main is canceled
+/// (at its next suspend point) and joined; the error is the first failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoresError {
+    /// The backend cannot run one executor per core.
+    #[error("the {0} backend cannot run on several cores (blocking runs tasks inline and cannot serve; fiber is single-threaded): use uring or poll")]
+    Unsupported(Backend),
+    /// A run on zero cores was asked for.
+    #[error("a run needs at least one core")]
+    NoCores,
+    /// Choosing or making a core's backend failed, or its run failed (a deadlock, say).
+    #[error("{core}: {error}")]
+    Backend {
+        /// The core.
+        core: CoreId,
+        /// What failed.
+        error: Error,
+    },
+    /// A core's main task (or a task it joined) panicked.
+    #[error("{core}: main panicked: {message}")]
+    Panicked {
+        /// The core.
+        core: CoreId,
+        /// The panic message, when it was a string.
+        message: String,
+    },
+    /// A core's main returned `Err(Canceled)` of its own accord.
+    #[error("{core}: main was canceled")]
+    Canceled {
+        /// The core.
+        core: CoreId,
+    },
+    /// The operating system would not start a core's thread.
+    #[error("{core}: its thread could not be started: {message}")]
+    Thread {
+        /// The core.
+        core: CoreId,
+        /// The system's reason.
+        message: String,
+    },
+}
+
+/// What every core shares: the inboxes, how many mains are still running, the first failure.
+struct Shared {
+    inboxes: Vec<Inbox>,
+    running: AtomicUsize,
+    failure: Mutex<Option<CoresError>>,
+}
+
+impl Shared {
+    /// A core's main returned: the last one stops every core.
+    fn main_done(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.stop_all(false);
+        }
+    }
+
+    /// A core failed: the first failure is kept, every core stops and every main is canceled.
+    fn fail(&self, error: CoresError) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none() {
+            *failure = Some(error);
+        }
+        drop(failure);
+        self.stop_all(true);
+    }
+
+    fn stop_all(&self, cancel_main: bool) {
+        for inbox in &self.inboxes {
+            inbox.post(Message::Stop { cancel_main });
+        }
+    }
+}
+
+/// A core's view of the run: its id, the number of cores, and cross-core spawning. `Send`,
+/// `Sync` and cheap to clone, so it can travel into another core's task.
+#[derive(Clone)]
+pub struct Core {
+    id: CoreId,
+    shared: Arc<Shared>,
+}
+
+impl Core {
+    /// This core.
+    pub fn id(&self) -> CoreId {
+        self.id
+    }
+
+    /// How many cores the run has.
+    pub fn count(&self) -> usize {
+        self.shared.inboxes.len()
+    }
+
+    /// Every core of the run, in order.
+    pub fn all(&self) -> impl Iterator<Item = CoreId> {
+        (0..self.count()).map(CoreId)
+    }
+
+    /// Starts `body` as a task on core `target` (which may be this one) and returns its `Send`
+    /// handle. `body` is `Send`; it is called on the target core, so the future it makes need
+    /// not be. The target is woken through its inbox; once its run has stopped, the task joins
+    /// as `Err(Canceled)` without running.
+    ///
+    /// Panics if `target` is not a core of this run.
+    ///
+    /// ```
+    /// use ioswap::cores::Cores;
+    /// # if !ioswap::Backend::Poll.is_compiled() { return; }
+    /// let out = Cores::new()
+    ///     .count(2)
+    ///     .backend(ioswap::Backend::Poll)
+    ///     .run(|_cx, core| async move {
+    ///         if core.id().index() != 0 {
+    ///             return Ok(Vec::new());
+    ///         }
+    ///         let tasks: Vec<_> = core
+    ///             .all()
+    ///             .map(|on| core.spawn_on(on, move |_cx| async move { Ok(on.index() * 10) }))
+    ///             .collect();
+    ///         let mut got = Vec::new();
+    ///         for task in tasks {
+    ///             got.push(task.await?);
+    ///         }
+    ///         Ok(got)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(out, vec![vec![0, 10], vec![]]);
+    /// ```
+    pub fn spawn_on<T, F, Fut>(&self, target: CoreId, body: F) -> RemoteTask<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Cx) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let inbox =
+            self.shared.inboxes.get(target.0).unwrap_or_else(|| {
+                panic!("spawn_on: {target} is not one of {} cores", self.count())
+            });
+        let (task, start) = remote::pair();
+        // Dropped unrun if the inbox is closed: `start` then joins the task as canceled.
+        inbox.post(Message::Spawn(Box::new(move |cx: &Cx| {
+            start.start(cx, body)
+        })));
+        task
+    }
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("id", &self.id)
+            .field("count", &self.count())
+            .finish()
+    }
+}
+
+/// A thread-per-core run: `count` cores (default: [`std::thread::available_parallelism`]), each
+/// an executor on its own thread, pinned to CPU `index` where the OS allows (a refusal leaves it
+/// unpinned), with its own instance of `backend` (default: [`Backend::from_env`]).
+///
+/// [`run`](Cores::run) calls `main` once per core and returns every core's value, in core order,
+/// when every main has returned. Cores keep serving cross-core spawns until then.
+#[derive(Debug, Clone)]
+pub struct Cores {
+    count: Option<usize>,
+    backend: Option<Backend>,
+    pin: bool,
+}
+
+impl Default for Cores {
+    fn default() -> Cores {
+        Cores::new()
+    }
+}
+
+impl Cores {
+    /// One core per available CPU, the backend [`run`](crate::run) would pick, threads pinned.
+    pub fn new() -> Cores {
+        Cores {
+            count: None,
+            backend: None,
+            pin: true,
+        }
+    }
+
+    /// The number of cores.
+    pub fn count(mut self, count: usize) -> Cores {
+        self.count = Some(count);
+        self
+    }
+
+    /// The backend every core runs (uring or poll).
+    pub fn backend(mut self, backend: Backend) -> Cores {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Whether to pin each core's thread to its CPU (default: yes).
+    pub fn pin(mut self, pin: bool) -> Cores {
+        self.pin = pin;
+        self
+    }
+
+    /// Runs `main` on every core; see [`Cores`]. A panic, a failed run or a canceled main on
+    /// one core is returned with that core's id, after every other core's main was canceled and
+    /// every core joined.
+    pub fn run<T, F, Fut>(self, main: F) -> Result<Vec<T>, CoresError>
+    where
+        T: Send + 'static,
+        F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let backend = match self.backend {
+            Some(backend) => backend,
+            None => Backend::from_env().map_err(|error| CoresError::Backend {
+                core: CoreId(0),
+                error,
+            })?,
+        };
+        if matches!(backend, Backend::Blocking | Backend::Fiber) {
+            return Err(CoresError::Unsupported(backend));
+        }
+        let count = self.count.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        if count == 0 {
+            return Err(CoresError::NoCores);
+        }
+        let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| Inbox::new()).unzip();
+        let shared = Arc::new(Shared {
+            inboxes,
+            running: AtomicUsize::new(count),
+            failure: Mutex::new(None),
+        });
+        let main = Arc::new(main);
+        let mut threads = Vec::with_capacity(count);
+        for (index, receiver) in receivers.into_iter().enumerate() {
+            let core = Core {
+                id: CoreId(index),
+                shared: shared.clone(),
+            };
+            let main = main.clone();
+            let pin = self.pin;
+            let started = std::thread::Builder::new()
+                .name(format!("ioswap-core-{index}"))
+                .spawn(move || {
+                    if pin {
+                        // Pinning is best effort: a refusal (a cgroup, another OS) runs unpinned.
+                        let _ = io_core::pin_current_thread(index);
+                    }
+                    run_core(backend, core, receiver, main)
+                });
+            match started {
+                Ok(thread) => threads.push(Some(thread)),
+                Err(err) => {
+                    // This core never runs: its main counts as failed, the others stop.
+                    threads.push(None);
+                    shared.fail(CoresError::Thread {
+                        core: CoreId(index),
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+        let values: Vec<Option<T>> = threads
+            .into_iter()
+            .map(|thread| thread.and_then(|t| t.join().ok().flatten()))
+            .collect();
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(values
+                .into_iter()
+                .map(|value| value.expect("a core without a failure has its value"))
+                .collect()),
+        }
+    }
+}
+
+/// Runs `count` cores of the backend [`run`](crate::run) picks; see [`Cores`].
+///
+/// ```
+/// # if !ioswap::Backend::Poll.is_compiled() { return; }
+/// # std::env::set_var(ioswap::BACKEND_VAR, "poll");
+/// let ids = ioswap::run_cores(2, |_cx, core| async move { Ok(core.id().index()) }).unwrap();
+/// assert_eq!(ids, vec![0, 1]);
+/// ```
+pub fn run_cores<T, F, Fut>(count: usize, main: F) -> Result<Vec<T>, CoresError>
+where
+    T: Send + 'static,
+    F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    Cores::new().count(count).run(main)
+}
+
+/// One core's thread: its backend runs the user's main beside the inbox's server until every
+/// core's main has returned (or one failed). Its value, or `None` after it reported a failure.
+fn run_core<T, F, Fut>(
+    backend: Backend,
+    core: Core,
+    receiver: inbox::Receiver,
+    main: Arc<F>,
+) -> Option<T>
+where
+    T: Send + 'static,
+    F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    let id = core.id;
+    let shared = core.shared.clone();
+    let on_failure = core.shared.clone();
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        backend.run(move |cx| async move {
+            let user = cx.spawn_with(SpawnOptions::new().name("core main"), move |cx| {
+                main(cx, core.clone())
+            });
+            let user = user.map_err(|_| Canceled)?;
+            let server = cx.spawn_with(SpawnOptions::new().name("core inbox"), {
+                let main = user.task_ref();
+                move |cx| inbox::serve(cx, receiver, main)
+            });
+            let server = server.map_err(|_| Canceled)?;
+            let value = user.await;
+            match value {
+                Ok(_) => shared.main_done(),
+                // Stops every core, this one's server included.
+                Err(Canceled) => shared.fail(CoresError::Canceled { core: id }),
+            }
+            // Serve cross-core spawns until every core's main has returned.
+            let _ = server.await;
+            value
+        })
+    }));
+    let failure = match ran {
+        Ok(Ok(value)) => return Some(value),
+        Ok(Err(Error::Run(RunError::Panicked { message, .. }))) => {
+            CoresError::Panicked { core: id, message }
+        }
+        Ok(Err(Error::Run(RunError::Canceled(_)))) => CoresError::Canceled { core: id },
+        Ok(Err(error)) => CoresError::Backend { core: id, error },
+        Err(payload) => CoresError::Panicked {
+            core: id,
+            message: panic_message(&*payload),
+        },
+    };
+    on_failure.fail(failure);
+    None
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_string())
+}

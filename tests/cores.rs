@@ -1,0 +1,491 @@
+//! Thread-per-core: cross-core spawn, join, cancel, channels, shutdown and panics, on every
+//! backend that runs threads (uring, poll). Blocking and fiber refuse, explicitly (each
+//! behaviour checks the typed refusal there).
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ioswap::channel::{shared, RecvError, SendError};
+use ioswap::cores::{CoreId, Cores, CoresError};
+use ioswap::{Backend, Canceled, Cx};
+
+/// Cores of `backend`, or `None` after checking that a backend that cannot run on several cores
+/// refuses with the typed error.
+fn cores(backend: Backend, count: usize) -> Option<Cores> {
+    match backend {
+        Backend::Blocking | Backend::Fiber => {
+            let refused = Cores::new()
+                .count(count)
+                .backend(backend)
+                .run(|_cx, _core| async { Ok(()) });
+            assert_eq!(refused, Err(CoresError::Unsupported(backend)));
+            None
+        }
+        _ => Some(Cores::new().count(count).backend(backend)),
+    }
+}
+
+/// Only catches a hang: these runs take milliseconds.
+const HANG: Duration = Duration::from_secs(60);
+
+/// Waits (yielding to the core's loop) until `flag` is set by another core.
+async fn until(cx: &Cx, flag: &AtomicBool) -> Result<(), Canceled> {
+    let start = Instant::now();
+    while !flag.load(Ordering::SeqCst) {
+        assert!(start.elapsed() < HANG, "the flag was never set");
+        cx.sleep(1).await?;
+    }
+    Ok(())
+}
+
+fn every_core_runs_its_main_on_its_own_thread(backend: Backend) {
+    let Some(cores) = cores(backend, 4) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            cx.sleep(1).await?;
+            let thread = std::thread::current().name().map(String::from);
+            Ok((core.id().index(), core.count(), thread, cx.backend()))
+        })
+        .unwrap();
+    let expected: Vec<_> = (0..4)
+        .map(|i| (i, 4, Some(format!("ioswap-core-{i}")), backend.name()))
+        .collect();
+    assert_eq!(values, expected);
+}
+
+fn a_task_spawned_on_another_core_runs_there_and_is_joined(backend: Backend) {
+    let Some(cores) = cores(backend, 3) else {
+        return;
+    };
+    let values = cores
+        .run(|_cx, core| async move {
+            let next = CoreId::new((core.id().index() + 1) % core.count());
+            let task = core.spawn_on(next, move |cx| async move {
+                cx.sleep(2).await?;
+                Ok(std::thread::current().name().map(String::from))
+            });
+            task.await
+        })
+        .unwrap();
+    let expected: Vec<_> = [1, 2, 0]
+        .iter()
+        .map(|i| Some(format!("ioswap-core-{i}")))
+        .collect();
+    assert_eq!(values, expected);
+}
+
+fn a_remote_cancel_is_delivered_at_the_remote_suspend_point(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let started = Arc::new(AtomicBool::new(false));
+    let after_suspend = Arc::new(AtomicBool::new(false));
+    let flags = (started.clone(), after_suspend.clone());
+    let values = cores
+        .run(move |cx, core| {
+            let (started, after_suspend) = flags.clone();
+            async move {
+                if core.id().index() != 0 {
+                    return Ok(None);
+                }
+                let task = core.spawn_on(CoreId::new(1), {
+                    let started = started.clone();
+                    move |cx| async move {
+                        started.store(true, Ordering::SeqCst);
+                        cx.sleep(3_600_000).await?;
+                        after_suspend.store(true, Ordering::SeqCst);
+                        Ok(())
+                    }
+                });
+                until(&cx, &started).await?;
+                task.cancel();
+                Ok(Some(task.await))
+            }
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some(Err(Canceled)), None]);
+    assert!(!after_suspend.load(Ordering::SeqCst));
+}
+
+fn dropping_a_remote_handle_cancels_and_detach_lets_it_run(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let ran = Arc::new(AtomicUsize::new(0));
+    let values = cores
+        .run({
+            let ran = ran.clone();
+            move |cx, core| {
+                let ran = ran.clone();
+                async move {
+                    if core.id().index() != 0 {
+                        return Ok(());
+                    }
+                    let (done_tx, done_rx) = shared::bounded::<&str>(1);
+                    // Dropped at once: canceled before it runs, or at its first suspend point.
+                    drop(core.spawn_on(CoreId::new(1), {
+                        let ran = ran.clone();
+                        move |cx| async move {
+                            cx.sleep(50).await?;
+                            ran.fetch_add(1, Ordering::SeqCst);
+                            Ok(())
+                        }
+                    }));
+                    core.spawn_on(CoreId::new(1), move |cx| async move {
+                        cx.sleep(100).await?;
+                        done_tx.send(&cx, "detached").await.ok();
+                        Ok(())
+                    })
+                    .detach();
+                    assert_eq!(done_rx.recv(&cx).await, Ok("detached"));
+                    Ok(())
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(values, vec![(), ()]);
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "the dropped task ran past its suspend point"
+    );
+}
+
+fn a_joiner_canceled_while_awaiting_a_remote_task_gets_canceled(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let remote_finished = Arc::new(AtomicBool::new(false));
+            let joiner = cx.spawn({
+                let core = core.clone();
+                let remote_finished = remote_finished.clone();
+                move |_cx| async move {
+                    let remote = core.spawn_on(CoreId::new(1), move |cx| async move {
+                        cx.sleep(3_600_000).await?;
+                        Ok(())
+                    });
+                    let joined = remote.await;
+                    remote_finished.store(true, Ordering::SeqCst);
+                    joined
+                }
+            });
+            cx.sleep(20).await?;
+            joiner.cancel();
+            Ok(Some(joiner.await))
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some(Err(Canceled)), None]);
+}
+
+fn a_panic_in_a_remote_task_reaches_its_joiner(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = cores.run(|_cx, core| async move {
+        if core.id().index() != 0 {
+            return Ok(());
+        }
+        let task = core.spawn_on(CoreId::new(1), |_cx| async move {
+            if true {
+                panic!("remote boom");
+            }
+            Ok(())
+        });
+        task.await
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(0),
+            message: "remote boom".into()
+        })
+    );
+}
+
+fn a_panic_on_one_core_cancels_the_others_and_names_the_core(backend: Backend) {
+    let Some(cores) = cores(backend, 3) else {
+        return;
+    };
+    let canceled = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let outcome = cores.run({
+        let canceled = canceled.clone();
+        move |cx, core| {
+            let canceled = canceled.clone();
+            async move {
+                if core.id().index() == 2 {
+                    cx.sleep(10).await?;
+                    panic!("core two gives up");
+                }
+                // Far longer than the test: only the cancel ends it.
+                let slept = cx.sleep(3_600_000).await;
+                if slept == Err(Canceled) {
+                    canceled.fetch_add(1, Ordering::SeqCst);
+                }
+                slept
+            }
+        }
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(2),
+            message: "core two gives up".into()
+        })
+    );
+    assert_eq!(canceled.load(Ordering::SeqCst), 2);
+    assert!(start.elapsed() < HANG);
+}
+
+fn a_main_that_returns_canceled_fails_the_run_with_its_core(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = cores.run(|cx, core| async move {
+        if core.id().index() == 1 {
+            return Err::<(), _>(Canceled);
+        }
+        cx.sleep(3_600_000).await
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Canceled {
+            core: CoreId::new(1)
+        })
+    );
+}
+
+fn cores_serve_spawns_until_every_main_has_returned(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    // Core 1's main returns at once; core 0 spawns on it afterwards, and is still served.
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() == 1 {
+                return Ok(0);
+            }
+            cx.sleep(20).await?;
+            core.spawn_on(CoreId::new(1), |cx| async move {
+                cx.sleep(1).await?;
+                Ok(7)
+            })
+            .await
+        })
+        .unwrap();
+    assert_eq!(values, vec![7, 0]);
+}
+
+fn a_task_left_on_a_core_at_shutdown_is_canceled_and_its_joiner_told(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let values = cores
+        .run(move |_cx, core| {
+            let tx = tx.clone();
+            async move {
+                if core.id().index() == 0 {
+                    let task = core.spawn_on(CoreId::new(1), |cx| async move {
+                        cx.sleep(3_600_000).await?;
+                        Ok(())
+                    });
+                    tx.send(task).unwrap();
+                }
+                Ok(())
+            }
+        })
+        .unwrap();
+    assert_eq!(values, vec![(), ()]);
+    let task = rx.recv().unwrap();
+    assert!(task.is_finished());
+    assert_eq!(futures_lite::future::block_on(task), Err(Canceled));
+}
+
+fn a_shared_channel_carries_values_between_cores_in_order(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let (tx, rx) = shared::bounded::<u32>(4);
+    // The closure is kept until every core is done: the sender is taken out of it, so that
+    // dropping it closes the channel.
+    let tx = std::sync::Mutex::new(Some(tx));
+    let values = cores
+        .run(move |cx, _core| {
+            let tx = tx.lock().unwrap().take();
+            let rx = rx.clone();
+            async move {
+                if let Some(tx) = tx {
+                    for n in 0..1_000 {
+                        tx.send(&cx, n).await.map_err(|_| Canceled)?;
+                    }
+                    return Ok(Vec::new());
+                }
+                let mut got = Vec::new();
+                loop {
+                    match rx.recv(&cx).await {
+                        Ok(n) => got.push(n),
+                        Err(RecvError::Closed) => break Ok(got),
+                        Err(RecvError::Canceled) => break Err(Canceled),
+                    }
+                }
+            }
+        })
+        .unwrap();
+    let received: Vec<u32> = values.concat();
+    assert_eq!(received, (0..1_000).collect::<Vec<_>>());
+    assert!(
+        values.iter().any(Vec::is_empty),
+        "one core sent, one received"
+    );
+}
+
+fn a_canceled_shared_send_gets_its_value_back_and_a_canceled_recv_takes_nothing(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let (tx, rx) = shared::bounded::<u32>(1);
+            tx.try_send(1).unwrap();
+            let keep_open = tx.clone();
+            // The buffer is full: the send on core 1 waits (or is refused, if the cancel comes
+            // first); either way its value comes back.
+            let sender = core.spawn_on(CoreId::new(1), move |cx| async move {
+                Ok(tx.send(&cx, 2).await)
+            });
+            cx.sleep(10).await?;
+            sender.cancel();
+            assert_eq!(sender.await?, Err(SendError::Canceled(2)));
+            assert_eq!(rx.try_recv(), Ok(1));
+            // The buffer is empty: the receive on core 1 waits and is canceled, taking nothing.
+            let receiver = core.spawn_on(CoreId::new(1), {
+                let rx = rx.clone();
+                move |cx| async move { Ok(rx.recv(&cx).await) }
+            });
+            cx.sleep(10).await?;
+            receiver.cancel();
+            assert_eq!(receiver.await?, Err(RecvError::Canceled));
+            let left = rx.try_recv();
+            drop(keep_open);
+            Ok(Some(left))
+        })
+        .unwrap();
+    assert_eq!(
+        values,
+        vec![Some(Err(ioswap::channel::TryRecvError::Empty)), None]
+    );
+}
+
+/// Many cores send to each other through shared channels, spawn on each other and cancel each
+/// other's tasks, all at once: every message sent is received exactly once, every task joined
+/// is accounted for.
+fn a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing(backend: Backend) {
+    const CORES: usize = 4;
+    const MESSAGES: u64 = 5_000;
+    const SPAWNS: u64 = 300;
+    let Some(cores) = cores(backend, CORES) else {
+        return;
+    };
+    let (tx, rx) = shared::bounded::<(usize, u64)>(16);
+    let senders = std::sync::Mutex::new(vec![tx; CORES]);
+    let started = Instant::now();
+    let values = cores
+        .run(move |cx, core| {
+            let tx = senders.lock().unwrap().pop().expect("a sender per core");
+            let rx = rx.clone();
+            async move {
+                let me = core.id().index();
+                // Everyone's receiver drains the shared channel until every sender is gone.
+                let receiving = cx.spawn(move |cx| async move {
+                    let mut got = vec![Vec::new(); CORES];
+                    loop {
+                        match rx.recv(&cx).await {
+                            Ok((from, n)) => got[from].push(n),
+                            Err(RecvError::Closed) => break Ok(got),
+                            Err(RecvError::Canceled) => break Err(Canceled),
+                        }
+                    }
+                });
+                let sending = cx.spawn(move |cx| async move {
+                    for n in 0..MESSAGES {
+                        tx.send(&cx, (me, n)).await.map_err(|_| Canceled)?;
+                    }
+                    Ok(())
+                });
+                // Spawns on every other core: odd ones canceled at once, even ones joined.
+                let mut joined = 0u64;
+                let mut canceled = 0u64;
+                for i in 0..SPAWNS {
+                    let on = CoreId::new((me + 1 + i as usize) % CORES);
+                    let task = core.spawn_on(on, move |cx| async move {
+                        cx.yield_now().await?;
+                        Ok(i)
+                    });
+                    if i % 2 == 1 {
+                        task.cancel();
+                        match task.await {
+                            Ok(got) => {
+                                assert_eq!(got, i);
+                                joined += 1
+                            }
+                            Err(Canceled) => canceled += 1,
+                        }
+                    } else {
+                        assert_eq!(task.await?, i);
+                        joined += 1;
+                    }
+                }
+                sending.await?;
+                Ok((receiving.await?, joined, canceled))
+            }
+        })
+        .unwrap();
+    assert!(started.elapsed() < HANG);
+    let mut per_sender: Vec<Vec<u64>> = vec![Vec::new(); CORES];
+    for (got, joined, canceled) in &values {
+        assert_eq!(joined + canceled, SPAWNS);
+        assert!(*joined >= SPAWNS / 2);
+        for (from, values) in got.iter().enumerate() {
+            // Each receiver sees each sender's values in order.
+            assert!(values.windows(2).all(|w| w[0] < w[1]));
+            per_sender[from].extend(values);
+        }
+    }
+    for values in &mut per_sender {
+        values.sort_unstable();
+        assert_eq!(
+            *values,
+            (0..MESSAGES).collect::<Vec<_>>(),
+            "lost or doubled"
+        );
+    }
+}
+
+conformance!(
+    every_core_runs_its_main_on_its_own_thread,
+    a_task_spawned_on_another_core_runs_there_and_is_joined,
+    a_remote_cancel_is_delivered_at_the_remote_suspend_point,
+    dropping_a_remote_handle_cancels_and_detach_lets_it_run,
+    a_joiner_canceled_while_awaiting_a_remote_task_gets_canceled,
+    a_panic_in_a_remote_task_reaches_its_joiner,
+    a_panic_on_one_core_cancels_the_others_and_names_the_core,
+    a_main_that_returns_canceled_fails_the_run_with_its_core,
+    cores_serve_spawns_until_every_main_has_returned,
+    a_task_left_on_a_core_at_shutdown_is_canceled_and_its_joiner_told,
+    a_shared_channel_carries_values_between_cores_in_order,
+    a_canceled_shared_send_gets_its_value_back_and_a_canceled_recv_takes_nothing,
+    a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing,
+);
