@@ -6,6 +6,8 @@
 //! cargo run --release --example echo -- --connections 10000 --messages 10
 //! cargo run --release --example echo -- server 127.0.0.1:7000
 //! cargo run --release --example echo -- client 127.0.0.1:7000 --connections 64 --messages 1000 --size 1024
+//! cargo run --release --example echo -- --cores 2             # thread-per-core server and load
+//! cargo run --release --example echo -- server 127.0.0.1:7000 --cores 4
 //! IOSWAP_BACKEND=blocking cargo run --example echo
 //! ```
 //!
@@ -19,6 +21,11 @@
 //! connections fit a limit of 20,000 open files. The server listens with a backlog of 4,096,
 //! so a burst of connects is queued rather than dropped.
 //!
+//! With `--cores N` the server runs one executor per core (`ioswap::cores`), each with its own
+//! `SO_REUSEPORT` listener on the address, so the kernel spreads connections among the cores and
+//! each core accepts and serves its own; the client spreads its connections over N cores too.
+//! (On blocking and fiber, `--cores` fails with a typed error: they cannot run several cores.)
+//!
 //! The server needs concurrency (it serves connections while it accepts more), so on the
 //! blocking backend it fails at once with a typed error — a server has no business there. The
 //! client runs there too, driving its connections one at a time.
@@ -28,6 +35,7 @@ use std::net::SocketAddr;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use ioswap::cores::Cores;
 use ioswap::net::SocketOptions;
 use ioswap::{Cx, TcpListener, TcpStream};
 
@@ -134,6 +142,8 @@ struct Args {
     connections: usize,
     messages: usize,
     size: usize,
+    /// `--cores N`: thread-per-core, N executors.
+    cores: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -166,10 +176,17 @@ fn parse_args() -> Result<Args, String> {
         connections: number("connections", 2, 8)?,
         messages: number("messages", 3, 1000)?,
         size: number("size", 4, 1024)?,
+        cores: match flags.get("cores") {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| format!("--cores: not a number: {v}"))?,
+            ),
+            None => None,
+        },
     };
     if let Some(unknown) = flags
         .keys()
-        .find(|f| !["connections", "messages", "size"].contains(&f.as_str()))
+        .find(|f| !["connections", "messages", "size", "cores"].contains(&f.as_str()))
     {
         return Err(format!("unknown flag --{unknown}"));
     }
@@ -194,7 +211,78 @@ fn run_server(addr: SocketAddr, bound: impl FnOnce(SocketAddr) + 'static) -> Res
     .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
+/// The server on `cores` cores: each binds its own `SO_REUSEPORT` listener on `addr` (port 0:
+/// one free port, chosen by the first) and serves what it accepts.
+fn run_server_cores(
+    addr: SocketAddr,
+    cores: usize,
+    bound: impl Fn(SocketAddr) + Send + Sync + 'static,
+) -> Result<(), String> {
+    let bound = std::sync::Arc::new(bound);
+    let outcome = Cores::new().count(cores).run(move |cx, core| {
+        let bound = bound.clone();
+        let bound_here = core.id().index() == 0;
+        let listening = async move {
+            let options = SocketOptions::default().backlog(4096);
+            let listener = core.bind_reuse_port(&cx, addr, options).await?;
+            Ok::<_, io::Error>(listener)
+        };
+        let announce = move |listener: &TcpListener| -> io::Result<()> {
+            if bound_here {
+                bound(listener.local_addr()?);
+            }
+            Ok(())
+        };
+        async move {
+            Ok(async {
+                let listener = listening.await?;
+                announce(&listener)?;
+                serve(listener).await
+            }
+            .await)
+        }
+    });
+    match outcome {
+        Ok(results) => results
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), |e| Err(e.to_string())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The load on `cores` cores, the connections spread evenly; (messages, slowest core's seconds).
+fn run_client_cores(args: &Args, addr: SocketAddr, cores: usize) -> Result<(), String> {
+    let (connections, messages, size) = (args.connections, args.messages, args.size);
+    let outcome = Cores::new().count(cores).run(move |cx, core| async move {
+        let i = core.id().index();
+        let mine = connections / cores + usize::from(i < connections % cores);
+        Ok(load(&cx, addr, mine, messages, size)
+            .await
+            .map(|r| (cx.backend(), r))
+            .map_err(|e| e.to_string()))
+    });
+    let per_core = outcome.map_err(|e| e.to_string())?;
+    let mut total = 0;
+    let mut secs: f64 = 0.0;
+    let mut backend = "";
+    for result in per_core {
+        let (name, (sent, took)) = result?;
+        total += sent;
+        secs = secs.max(took);
+        backend = name;
+    }
+    println!(
+        "echo: {total} messages of {size} B over {connections} connections on {cores} cores in {secs:.3} s: {:.0} msg/s ({backend} backend)",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
 fn run_client(args: &Args, addr: SocketAddr) -> Result<(), String> {
+    if let Some(cores) = args.cores {
+        return run_client_cores(args, addr, cores);
+    }
     let (connections, messages, size) = (args.connections, args.messages, args.size);
     let outcome = ioswap::run(move |cx| async move {
         let backend = cx.backend();
@@ -219,10 +307,15 @@ fn run_client(args: &Args, addr: SocketAddr) -> Result<(), String> {
 fn run_both(args: &Args) -> Result<(), String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let addr = args.addr;
+    let cores = args.cores;
     let server = std::thread::spawn(move || {
-        run_server(addr, move |bound| {
+        let announce = move |bound| {
             tx.send(bound).expect("main thread waits");
-        })
+        };
+        match cores {
+            Some(cores) => run_server_cores(addr, cores, announce),
+            None => run_server(addr, announce),
+        }
     });
     let Ok(bound) = rx.recv() else {
         // The server never bound: report why instead of loading nothing.
@@ -238,6 +331,11 @@ fn run_both(args: &Args) -> Result<(), String> {
         .args(["--connections", &args.connections.to_string()])
         .args(["--messages", &args.messages.to_string()])
         .args(["--size", &args.size.to_string()])
+        .args(
+            args.cores
+                .map(|cores| vec!["--cores".to_string(), cores.to_string()])
+                .unwrap_or_default(),
+        )
         .status()
         .map_err(|e| format!("cannot start the client: {e}"))?;
     // The server serves until the process ends; if it has already ended, it failed, and says
@@ -258,9 +356,14 @@ fn run_both(args: &Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let result = parse_args().and_then(|args| match args.mode.as_str() {
-        "server" => run_server(args.addr, |bound| {
-            eprintln!("echo: serving on {bound}");
-        }),
+        "server" => match args.cores {
+            Some(cores) => run_server_cores(args.addr, cores, move |bound| {
+                eprintln!("echo: serving on {bound} on {cores} cores");
+            }),
+            None => run_server(args.addr, |bound| {
+                eprintln!("echo: serving on {bound}");
+            }),
+        },
         "client" => run_client(&args, args.addr),
         "both" => run_both(&args),
         other => Err(format!(

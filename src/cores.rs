@@ -22,6 +22,7 @@
 //! ```
 
 mod inbox;
+mod listen;
 mod remote;
 
 use std::fmt;
@@ -109,6 +110,7 @@ pub enum CoresError {
 /// What every core shares: the inboxes, how many mains are still running, the first failure.
 struct Shared {
     inboxes: Vec<Inbox>,
+    ports: Arc<listen::Ports>,
     running: AtomicUsize,
     failure: Mutex<Option<CoresError>>,
 }
@@ -211,6 +213,37 @@ impl Core {
     }
 }
 
+impl Core {
+    /// Binds a listener on this core to `addr` with `SO_REUSEPORT` (and `options` otherwise):
+    /// every core that binds the same address gets its own listener, and the kernel spreads
+    /// incoming connections among them, so each core accepts and serves its own. Port 0 means
+    /// one free port for all cores: the first core to bind chooses it, the others wait for it.
+    ///
+    /// ```
+    /// use ioswap::cores::Cores;
+    /// use ioswap::net::SocketOptions;
+    /// # if !ioswap::Backend::Poll.is_compiled() { return; }
+    /// let ports = Cores::new()
+    ///     .count(2)
+    ///     .backend(ioswap::Backend::Poll)
+    ///     .run(|cx, core| async move {
+    ///         let addr = "127.0.0.1:0".parse().unwrap();
+    ///         let listener = core.bind_reuse_port(&cx, addr, SocketOptions::default()).await;
+    ///         Ok(listener.and_then(|l| l.local_addr()).unwrap().port())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(ports[0], ports[1]);
+    /// ```
+    pub async fn bind_reuse_port(
+        &self,
+        cx: &Cx,
+        addr: std::net::SocketAddr,
+        options: io_core::op::SocketOptions,
+    ) -> std::io::Result<io_core::TcpListener> {
+        listen::bind(&self.shared.ports, cx, addr, options).await
+    }
+}
+
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Core")
@@ -295,6 +328,7 @@ impl Cores {
         let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| Inbox::new()).unzip();
         let shared = Arc::new(Shared {
             inboxes,
+            ports: Arc::default(),
             running: AtomicUsize::new(count),
             failure: Mutex::new(None),
         });

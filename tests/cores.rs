@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use ioswap::channel::{shared, RecvError, SendError};
 use ioswap::cores::{CoreId, Cores, CoresError};
-use ioswap::{Backend, Canceled, Cx};
+use ioswap::net::SocketOptions;
+use ioswap::{Backend, Canceled, Cx, TcpStream};
 
 /// Cores of `backend`, or `None` after checking that a backend that cannot run on several cores
 /// refuses with the typed error.
@@ -474,6 +475,64 @@ fn a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing(backend: Back
     }
 }
 
+fn each_core_accepts_on_its_own_reuse_port_listener(backend: Backend) {
+    const CONNECTIONS: usize = 64;
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let (stop_tx, stop_rx) = shared::bounded::<()>(1);
+    let stop_tx = std::sync::Mutex::new(Some(stop_tx));
+    let values = cores
+        .run(move |cx, core| {
+            let stop_tx = (core.id().index() == 0)
+                .then(|| stop_tx.lock().unwrap().take())
+                .flatten();
+            let stop_rx = stop_rx.clone();
+            async move {
+                let any_port = "127.0.0.1:0".parse().unwrap();
+                let listener = core
+                    .bind_reuse_port(&cx, any_port, SocketOptions::default())
+                    .await
+                    .expect("a reuse-port listener");
+                let addr = listener.local_addr().unwrap();
+                let served = std::rc::Rc::new(std::cell::Cell::new(0));
+                let server = cx.spawn({
+                    let served = served.clone();
+                    move |cx| async move {
+                        while let Ok((stream, _)) = listener.accept().await {
+                            served.set(served.get() + 1);
+                            cx.spawn(move |_cx| async move {
+                                let (n, byte) = stream.read(Vec::with_capacity(1)).await;
+                                if n.is_ok_and(|n| n == 1) {
+                                    let _ = stream.write_all(byte).await;
+                                }
+                                Ok(())
+                            })
+                            .detach();
+                        }
+                        Ok(())
+                    }
+                });
+                if let Some(stop_tx) = stop_tx {
+                    for i in 0..CONNECTIONS {
+                        let stream = TcpStream::connect(&cx, addr).await.unwrap();
+                        let (sent, _) = stream.write_all(vec![i as u8]).await;
+                        sent.unwrap();
+                        let (n, back) = stream.read(Vec::with_capacity(1)).await;
+                        assert_eq!((n.unwrap(), back), (1, vec![i as u8]));
+                    }
+                    drop(stop_tx);
+                }
+                assert_eq!(stop_rx.recv(&cx).await, Err(RecvError::Closed));
+                drop(server);
+                Ok((addr, served.get()))
+            }
+        })
+        .unwrap();
+    assert_eq!(values[0].0, values[1].0, "one address for every core");
+    assert_eq!(values[0].1 + values[1].1, CONNECTIONS);
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -488,4 +547,5 @@ conformance!(
     a_shared_channel_carries_values_between_cores_in_order,
     a_canceled_shared_send_gets_its_value_back_and_a_canceled_recv_takes_nothing,
     a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing,
+    each_core_accepts_on_its_own_reuse_port_listener,
 );
