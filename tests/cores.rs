@@ -533,6 +533,48 @@ fn each_core_accepts_on_its_own_reuse_port_listener(backend: Backend) {
     assert_eq!(values[0].1 + values[1].1, CONNECTIONS);
 }
 
+fn a_remote_task_canceled_before_it_starts_never_runs(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let ran = Arc::new(AtomicBool::new(false));
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(Some(go_rx));
+    let go_tx = std::sync::Mutex::new(go_tx);
+    let values = cores
+        .run({
+            let ran = ran.clone();
+            move |_cx, core| {
+                let ran = ran.clone();
+                let go_tx = go_tx.lock().unwrap().clone();
+                let go_rx = (core.id().index() == 1)
+                    .then(|| go_rx.lock().unwrap().take())
+                    .flatten();
+                async move {
+                    if let Some(go_rx) = go_rx {
+                        // Core 1's loop is held here, so it reads its inbox only after core 0
+                        // has spawned and canceled.
+                        go_rx.recv_timeout(HANG).expect("core 0 says go");
+                        return Ok(None);
+                    }
+                    let task = core.spawn_on(CoreId::new(1), move |_cx| {
+                        ran.store(true, Ordering::SeqCst);
+                        async { Ok(()) }
+                    });
+                    task.cancel();
+                    go_tx.send(()).unwrap();
+                    Ok(Some(task.await))
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some(Err(Canceled)), None]);
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a task canceled before it started ran"
+    );
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -548,4 +590,5 @@ conformance!(
     a_canceled_shared_send_gets_its_value_back_and_a_canceled_recv_takes_nothing,
     a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing,
     each_core_accepts_on_its_own_reuse_port_listener,
+    a_remote_task_canceled_before_it_starts_never_runs,
 );

@@ -214,16 +214,17 @@ impl<T: 'static> Start<T> {
         F: FnOnce(Cx) -> Fut + 'static,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        if self.shared.lock().cancel {
-            return; // dropping `self` joins it as canceled
-        }
         cx.spawn(move |cx| async move {
+            if self.shared.lock().cancel {
+                return Ok(()); // dropping `self` joins it as canceled; `body` is never called
+            }
             let future = Box::pin(body(cx.clone()));
             Body {
                 cx,
                 start: self,
                 future,
                 canceled: false,
+                polled: false,
             }
             .await;
             Ok(())
@@ -245,6 +246,7 @@ struct Body<T, Fut> {
     start: Start<T>,
     future: Pin<Box<Fut>>,
     canceled: bool,
+    polled: bool,
 }
 
 impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
@@ -265,12 +267,18 @@ impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
             }
             drop(state);
             if this.canceled {
+                if !this.polled {
+                    // Canceled before it first ran: its body never runs.
+                    this.start.shared.finish(Outcome::Canceled);
+                    return Poll::Ready(());
+                }
                 // Our own task: its next suspend point raises `Canceled`, as for a local cancel.
                 if let Some(task) = this.cx.current_task() {
                     task.cancel();
                 }
             }
         }
+        this.polled = true;
         let future = &mut this.future;
         let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
