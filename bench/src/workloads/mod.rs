@@ -16,6 +16,7 @@ mod random_read;
 mod sim;
 mod spawn_join;
 mod tcp_echo;
+mod tcp_echo_cores;
 mod timers;
 mod virtual_time;
 mod yield_ping;
@@ -187,6 +188,7 @@ pub fn all() -> Vec<Workload> {
         ping_pong::RENDEZVOUS,
         op_overhead::WORKLOAD,
         tcp_echo::WORKLOAD,
+        tcp_echo_cores::WORKLOAD,
         http_hello::WORKLOAD,
         random_read::WORKLOAD,
         sim::ECHO,

@@ -15,9 +15,9 @@ use crate::runner::{self, timed, Runner, TokioClock};
 use crate::BenchError;
 
 /// Concurrent connections.
-const CONNECTIONS: usize = 64;
+pub(super) const CONNECTIONS: usize = 64;
 /// Bytes per message.
-const MESSAGE: usize = 1024;
+pub(super) const MESSAGE: usize = 1024;
 
 pub const WORKLOAD: Workload = Workload {
     name: "tcp-echo",
@@ -144,7 +144,7 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
 }
 
 /// One ioswap server session: echoes until the client closes; returns the bytes echoed.
-async fn echo(stream: TcpStream) -> io::Result<usize> {
+pub(super) async fn echo(stream: TcpStream) -> io::Result<usize> {
     stream.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(4096);
     let mut bytes = 0;
@@ -215,7 +215,12 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
 }
 
 /// One ioswap client connection; returns how many echoes came back intact.
-async fn client(cx: Cx, addr: SocketAddr, i: usize, messages: usize) -> io::Result<usize> {
+pub(super) async fn client(
+    cx: Cx,
+    addr: SocketAddr,
+    i: usize,
+    messages: usize,
+) -> io::Result<usize> {
     let stream = TcpStream::connect(&cx, addr).await?;
     stream.set_nodelay(true)?;
     let expected = vec![i as u8; MESSAGE];
