@@ -28,8 +28,10 @@ mod remote;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use io_core::{Canceled, Cx, RunError, SpawnOptions};
 
@@ -70,7 +72,7 @@ impl fmt::Display for CoreId {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CoresError {
     /// The backend cannot run one executor per core.
-    #[error("the {0} backend cannot run on several cores (blocking runs tasks inline and cannot serve; fiber is single-threaded): use uring or poll")]
+    #[error("the {0} backend cannot run on several cores (it runs tasks inline and cannot serve): use uring or poll, or fiber to simulate cores")]
     Unsupported(Backend),
     /// A run on zero cores was asked for.
     #[error("a run needs at least one core")]
@@ -91,6 +93,9 @@ pub enum CoresError {
         /// The panic message, when it was a string.
         message: String,
     },
+    /// A simulated run (fiber) failed as a whole: a deadlock across its cores, say.
+    #[error("the simulated cores: {0}")]
+    Simulation(Error),
     /// A core's main returned `Err(Canceled)` of its own accord.
     #[error("{core}: main was canceled")]
     Canceled {
@@ -110,12 +115,20 @@ pub enum CoresError {
 /// What every core shares: the inboxes, how many mains are still running, the first failure.
 struct Shared {
     inboxes: Vec<Inbox>,
+    /// Which cores have reported their main's outcome (each counts once).
+    reported: Mutex<Vec<bool>>,
     ports: Arc<listen::Ports>,
     running: AtomicUsize,
     failure: Mutex<Option<CoresError>>,
 }
 
 impl Shared {
+    /// Marks `core`'s outcome reported: whether this is the first report.
+    fn reported(&self, core: CoreId) -> bool {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        !std::mem::replace(&mut reported[core.0], true)
+    }
+
     /// A core's main returned: the last one stops every core.
     fn main_done(&self) {
         if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -259,11 +272,34 @@ impl fmt::Debug for Core {
 ///
 /// [`run`](Cores::run) calls `main` once per core and returns every core's value, in core order,
 /// when every main has returned. Cores keep serving cross-core spawns until then.
+///
+/// On [`Backend::Fiber`] the cores are simulated: all of them are tasks of one fiber run on the
+/// calling thread, on one virtual clock, and the [`seed`](Cores::seed) chooses the interleaving
+/// (which core's ready task runs next), so a run is a function of its seed. There the default
+/// count is 4, whatever the machine, so that a run does not depend on it.
+///
+/// ```
+/// use ioswap::cores::Cores;
+/// # if !ioswap::Backend::Fiber.is_compiled() { return; }
+/// let run = |seed| {
+///     Cores::new()
+///         .count(3)
+///         .backend(ioswap::Backend::Fiber)
+///         .seed(seed)
+///         .run(|cx, core| async move {
+///             cx.sleep(1_000).await?; // virtual: no time passes
+///             Ok((core.id().index(), cx.now_ms()))
+///         })
+///         .unwrap()
+/// };
+/// assert_eq!(run(7), vec![(0, 1_000), (1, 1_000), (2, 1_000)]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cores {
     count: Option<usize>,
     backend: Option<Backend>,
     pin: bool,
+    seed: u64,
 }
 
 impl Default for Cores {
@@ -279,6 +315,7 @@ impl Cores {
             count: None,
             backend: None,
             pin: true,
+            seed: 0,
         }
     }
 
@@ -288,7 +325,7 @@ impl Cores {
         self
     }
 
-    /// The backend every core runs (uring or poll).
+    /// The backend every core runs (uring or poll; fiber simulates the cores on one thread).
     pub fn backend(mut self, backend: Backend) -> Cores {
         self.backend = Some(backend);
         self
@@ -297,6 +334,12 @@ impl Cores {
     /// Whether to pin each core's thread to its CPU (default: yes).
     pub fn pin(mut self, pin: bool) -> Cores {
         self.pin = pin;
+        self
+    }
+
+    /// The seed of a simulated run on fiber (default 0: plain FIFO); ignored elsewhere.
+    pub fn seed(mut self, seed: u64) -> Cores {
+        self.seed = seed;
         self
     }
 
@@ -316,24 +359,58 @@ impl Cores {
                 error,
             })?,
         };
-        if matches!(backend, Backend::Blocking | Backend::Fiber) {
+        if backend == Backend::Blocking {
             return Err(CoresError::Unsupported(backend));
         }
-        let count = self.count.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        let count = self.count.unwrap_or_else(|| match backend {
+            Backend::Fiber => SIMULATED_CORES,
+            _ => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         });
         if count == 0 {
             return Err(CoresError::NoCores);
         }
         let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..count).map(|_| Inbox::new()).unzip();
         let shared = Arc::new(Shared {
+            reported: Mutex::new(vec![false; count]),
             inboxes,
             ports: Arc::default(),
             running: AtomicUsize::new(count),
             failure: Mutex::new(None),
         });
         let main = Arc::new(main);
-        let mut threads = Vec::with_capacity(count);
+        let values = if backend == Backend::Fiber {
+            simulate(self.seed, &shared, receivers, main)?
+        } else {
+            self.threads(backend, &shared, receivers, main)
+        };
+        let failure = shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(values
+                .into_iter()
+                .map(|value| value.expect("a core without a failure has its value"))
+                .collect()),
+        }
+    }
+
+    /// A thread per core; each core's value, `None` where it failed.
+    fn threads<T, F, Fut>(
+        &self,
+        backend: Backend,
+        shared: &Arc<Shared>,
+        receivers: Vec<inbox::Receiver>,
+        main: Arc<F>,
+    ) -> Vec<Option<T>>
+    where
+        T: Send + 'static,
+        F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Canceled>> + 'static,
+    {
+        let mut threads = Vec::with_capacity(receivers.len());
         for (index, receiver) in receivers.into_iter().enumerate() {
             let core = Core {
                 id: CoreId(index),
@@ -348,7 +425,7 @@ impl Cores {
                         // Pinning is best effort: a refusal (a cgroup, another OS) runs unpinned.
                         let _ = io_core::pin_current_thread(index);
                     }
-                    run_core(backend, core, receiver, main)
+                    run_thread(backend, core, receiver, main)
                 });
             match started {
                 Ok(thread) => threads.push(Some(thread)),
@@ -362,24 +439,16 @@ impl Cores {
                 }
             }
         }
-        let values: Vec<Option<T>> = threads
+        threads
             .into_iter()
             .map(|thread| thread.and_then(|t| t.join().ok().flatten()))
-            .collect();
-        let failure = shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(values
-                .into_iter()
-                .map(|value| value.expect("a core without a failure has its value"))
-                .collect()),
-        }
+            .collect()
     }
 }
+
+/// The default number of simulated cores: fixed, so a simulated run does not depend on the
+/// machine it runs on.
+const SIMULATED_CORES: usize = 4;
 
 /// Runs `count` cores of the backend [`run`](crate::run) picks; see [`Cores`].
 ///
@@ -398,9 +467,92 @@ where
     Cores::new().count(count).run(main)
 }
 
-/// One core's thread: its backend runs the user's main beside the inbox's server until every
-/// core's main has returned (or one failed). Its value, or `None` after it reported a failure.
-fn run_core<T, F, Fut>(
+/// What a core runs, on its own thread or as a task of a simulated run: the user's main beside
+/// the inbox's server, until every core's main has returned (or one failed). Its value, or
+/// `None` after it reported its failure.
+async fn core_main<T, F, Fut>(
+    cx: Cx,
+    core: Core,
+    receiver: inbox::Receiver,
+    main: Arc<F>,
+) -> Option<T>
+where
+    F: Fn(Cx, Core) -> Fut + 'static,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+    T: 'static,
+{
+    let id = core.id;
+    let shared = core.shared.clone();
+    let joined = match catch_unwind(AssertUnwindSafe(|| main(cx.clone(), core))) {
+        Err(payload) => Ok(Err(panic_message(&*payload))),
+        Ok(future) => {
+            let user = cx.spawn_with(SpawnOptions::new().name("core main"), move |_| async move {
+                Ok(CatchPanic(Box::pin(future)).await)
+            });
+            match user {
+                Err(_) => Err(Canceled),
+                Ok(user) => {
+                    let server = cx.spawn_with(SpawnOptions::new().name("core inbox"), {
+                        let main = user.task_ref();
+                        move |cx| inbox::serve(cx, receiver, main)
+                    });
+                    let joined = user.await;
+                    if let Ok(server) = server {
+                        // Serves cross-core spawns until every core's main has returned (or one
+                        // failed): the outcome is reported first, which may be what stops it.
+                        report(&shared, id, &joined);
+                        let _ = server.await;
+                    }
+                    joined
+                }
+            }
+        }
+    };
+    report(&shared, id, &joined);
+    match joined {
+        Ok(Ok(Ok(value))) => Some(value),
+        _ => None,
+    }
+}
+
+/// Reports a core main's outcome to the run, once (a second report of the same outcome is
+/// ignored: `main_done` only counts once per core through `Reported`).
+fn report<T>(shared: &Shared, id: CoreId, joined: &Joined<T>) {
+    if !shared.reported(id) {
+        return;
+    }
+    match joined {
+        Ok(Ok(Ok(_))) => shared.main_done(),
+        Ok(Ok(Err(Canceled))) | Err(Canceled) => shared.fail(CoresError::Canceled { core: id }),
+        Ok(Err(message)) => shared.fail(CoresError::Panicked {
+            core: id,
+            message: message.clone(),
+        }),
+    }
+}
+
+/// A core main, joined: its own result, inside a caught panic's message, inside the join.
+type Joined<T> = Result<Result<Result<T, Canceled>, String>, Canceled>;
+
+/// A future whose panic is caught and turned into its message.
+struct CatchPanic<Fut>(Pin<Box<Fut>>);
+
+impl<Fut: Future> Future for CatchPanic<Fut> {
+    type Output = Result<Fut::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(panic_message(&*payload))),
+        }
+    }
+}
+
+/// One core's thread: its own backend runs [`core_main`]. Its value, or `None` after it
+/// reported a failure.
+fn run_thread<T, F, Fut>(
     backend: Backend,
     core: Core,
     receiver: inbox::Receiver,
@@ -413,43 +565,74 @@ where
 {
     let id = core.id;
     let shared = core.shared.clone();
-    let on_failure = core.shared.clone();
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        backend.run(move |cx| async move {
-            let user = cx.spawn_with(SpawnOptions::new().name("core main"), move |cx| {
-                main(cx, core.clone())
-            });
-            let user = user.map_err(|_| Canceled)?;
-            let server = cx.spawn_with(SpawnOptions::new().name("core inbox"), {
-                let main = user.task_ref();
-                move |cx| inbox::serve(cx, receiver, main)
-            });
-            let server = server.map_err(|_| Canceled)?;
-            let value = user.await;
-            match value {
-                Ok(_) => shared.main_done(),
-                // Stops every core, this one's server included.
-                Err(Canceled) => shared.fail(CoresError::Canceled { core: id }),
-            }
-            // Serve cross-core spawns until every core's main has returned.
-            let _ = server.await;
-            value
-        })
+        backend.run(move |cx| async move { Ok(core_main(cx, core, receiver, main).await) })
     }));
     let failure = match ran {
-        Ok(Ok(value)) => return Some(value),
+        Ok(Ok(value)) => return value,
         Ok(Err(Error::Run(RunError::Panicked { message, .. }))) => {
             CoresError::Panicked { core: id, message }
         }
-        Ok(Err(Error::Run(RunError::Canceled(_)))) => CoresError::Canceled { core: id },
         Ok(Err(error)) => CoresError::Backend { core: id, error },
         Err(payload) => CoresError::Panicked {
             core: id,
             message: panic_message(&*payload),
         },
     };
-    on_failure.fail(failure);
+    shared.reported(id);
+    shared.fail(failure);
     None
+}
+
+/// Every core as a task of one fiber run with `seed`: one thread, one virtual clock, the seed
+/// choosing among the ready tasks of every core. Each core's value, `None` where it failed.
+#[cfg(feature = "fiber")]
+fn simulate<T, F, Fut>(
+    seed: u64,
+    shared: &Arc<Shared>,
+    receivers: Vec<inbox::Receiver>,
+    main: Arc<F>,
+) -> Result<Vec<Option<T>>, CoresError>
+where
+    T: Send + 'static,
+    F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, Canceled>> + 'static,
+{
+    let shared = shared.clone();
+    io_fiber::FiberIo::with_seed(seed)
+        .run(move |cx| async move {
+            let cores: Vec<_> = receivers
+                .into_iter()
+                .enumerate()
+                .map(|(index, receiver)| {
+                    let core = Core {
+                        id: CoreId(index),
+                        shared: shared.clone(),
+                    };
+                    let main = main.clone();
+                    cx.spawn(move |cx| async move { Ok(core_main(cx, core, receiver, main).await) })
+                })
+                .collect();
+            let mut values = Vec::with_capacity(cores.len());
+            for core in cores {
+                values.push(core.await?);
+            }
+            Ok(values)
+        })
+        .map_err(|error| CoresError::Simulation(Error::Run(error)))
+}
+
+#[cfg(not(feature = "fiber"))]
+fn simulate<T, F>(
+    _seed: u64,
+    _shared: &Arc<Shared>,
+    _receivers: Vec<inbox::Receiver>,
+    _main: Arc<F>,
+) -> Result<Vec<Option<T>>, CoresError> {
+    Err(CoresError::Backend {
+        core: CoreId(0),
+        error: Error::NotCompiled("fiber"),
+    })
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,6 +1,6 @@
 //! Thread-per-core: cross-core spawn, join, cancel, channels, shutdown and panics, on every
-//! backend that runs threads (uring, poll). Blocking and fiber refuse, explicitly (each
-//! behaviour checks the typed refusal there).
+//! backend that runs threads (uring, poll) and on fiber, which simulates the cores on one
+//! thread. Blocking refuses, explicitly (each behaviour checks the typed refusal there).
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use ioswap::{Backend, Canceled, Cx, TcpStream};
 /// refuses with the typed error.
 fn cores(backend: Backend, count: usize) -> Option<Cores> {
     match backend {
-        Backend::Blocking | Backend::Fiber => {
+        Backend::Blocking => {
             let refused = Cores::new()
                 .count(count)
                 .backend(backend)
@@ -41,6 +41,14 @@ async fn until(cx: &Cx, flag: &AtomicBool) -> Result<(), Canceled> {
     Ok(())
 }
 
+/// The thread core `i` runs on: its own, or (fiber, simulated cores) the caller's.
+fn thread_of(backend: Backend, i: usize) -> Option<String> {
+    match backend {
+        Backend::Fiber => std::thread::current().name().map(String::from),
+        _ => Some(format!("ioswap-core-{i}")),
+    }
+}
+
 fn every_core_runs_its_main_on_its_own_thread(backend: Backend) {
     let Some(cores) = cores(backend, 4) else {
         return;
@@ -53,7 +61,7 @@ fn every_core_runs_its_main_on_its_own_thread(backend: Backend) {
         })
         .unwrap();
     let expected: Vec<_> = (0..4)
-        .map(|i| (i, 4, Some(format!("ioswap-core-{i}")), backend.name()))
+        .map(|i| (i, 4, thread_of(backend, i), backend.name()))
         .collect();
     assert_eq!(values, expected);
 }
@@ -72,10 +80,7 @@ fn a_task_spawned_on_another_core_runs_there_and_is_joined(backend: Backend) {
             task.await
         })
         .unwrap();
-    let expected: Vec<_> = [1, 2, 0]
-        .iter()
-        .map(|i| Some(format!("ioswap-core-{i}")))
-        .collect();
+    let expected: Vec<_> = [1, 2, 0].iter().map(|i| thread_of(backend, *i)).collect();
     assert_eq!(values, expected);
 }
 
@@ -553,8 +558,11 @@ fn a_remote_task_canceled_before_it_starts_never_runs(backend: Backend) {
                 async move {
                     if let Some(go_rx) = go_rx {
                         // Core 1's loop is held here, so it reads its inbox only after core 0
-                        // has spawned and canceled.
-                        go_rx.recv_timeout(HANG).expect("core 0 says go");
+                        // has spawned and canceled. (Simulated cores share one thread: core 0
+                        // spawns and cancels in one poll, before core 1's inbox can run.)
+                        if backend != Backend::Fiber {
+                            go_rx.recv_timeout(HANG).expect("core 0 says go");
+                        }
                         return Ok(None);
                     }
                     let task = core.spawn_on(CoreId::new(1), move |_cx| {
@@ -562,7 +570,7 @@ fn a_remote_task_canceled_before_it_starts_never_runs(backend: Backend) {
                         async { Ok(()) }
                     });
                     task.cancel();
-                    go_tx.send(()).unwrap();
+                    let _ = go_tx.send(());
                     Ok(Some(task.await))
                 }
             }
@@ -592,3 +600,123 @@ conformance!(
     each_core_accepts_on_its_own_reuse_port_listener,
     a_remote_task_canceled_before_it_starts_never_runs,
 );
+
+/// The log of a simulated run of three cores that message each other and spawn on each other:
+/// who did what, in order.
+#[cfg(feature = "fiber")]
+fn simulated_log(seed: u64) -> Vec<String> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = shared::unbounded::<(usize, u32)>();
+    let senders = std::sync::Mutex::new(vec![tx; 3]);
+    let values = Cores::new()
+        .count(3)
+        .backend(Backend::Fiber)
+        .seed(seed)
+        .run({
+            let log = log.clone();
+            move |cx, core| {
+                let log = log.clone();
+                let tx = senders.lock().unwrap().pop().expect("a sender per core");
+                let rx = rx.clone();
+                async move {
+                    let me = core.id().index();
+                    let next = CoreId::new((me + 1) % core.count());
+                    let remote = core.spawn_on(next, {
+                        let log = log.clone();
+                        move |cx| async move {
+                            cx.yield_now().await?;
+                            log.lock().unwrap().push(format!("task of {me} ran"));
+                            Ok(me)
+                        }
+                    });
+                    for n in 0..3 {
+                        tx.send(&cx, (me, n)).await.map_err(|_| Canceled)?;
+                        cx.yield_now().await?;
+                    }
+                    drop(tx);
+                    let mut got = 0;
+                    while let Ok((from, n)) = rx.recv(&cx).await {
+                        log.lock().unwrap().push(format!("{me} got {from}.{n}"));
+                        got += 1;
+                    }
+                    assert_eq!(remote.await?, me);
+                    Ok(got)
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        values.iter().sum::<usize>(),
+        9,
+        "every message received once"
+    );
+    let log = log.lock().unwrap().clone();
+    log
+}
+
+/// Simulated cores on fiber: the same seed gives the same interleaving of every core, event for
+/// event; different seeds give different interleavings.
+#[cfg(feature = "fiber")]
+#[test]
+fn simulated_cores_are_a_function_of_the_seed() {
+    let runs: Vec<Vec<String>> = (0..16).map(simulated_log).collect();
+    for (seed, run) in runs.iter().enumerate() {
+        assert_eq!(
+            *run,
+            simulated_log(seed as u64),
+            "seed {seed} replays differently"
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = runs.iter().collect();
+    assert!(
+        distinct.len() >= 4,
+        "16 seeds gave only {} interleavings",
+        distinct.len()
+    );
+}
+
+/// Simulated cores share one virtual clock: a core's sleep ends at the same virtual instant the
+/// others see, and an hour passes in no real time.
+#[cfg(feature = "fiber")]
+#[test]
+fn simulated_cores_share_one_virtual_clock() {
+    let start = Instant::now();
+    let values = Cores::new()
+        .count(3)
+        .backend(Backend::Fiber)
+        .run(|cx, core| async move {
+            let me = core.id().index() as u64;
+            cx.sleep(3_600_000 * (me + 1)).await?;
+            let remote = core.spawn_on(CoreId::new(0), |cx| async move { Ok(cx.now_ms()) });
+            Ok((cx.now_ms(), remote.await?))
+        })
+        .unwrap();
+    assert_eq!(
+        values,
+        vec![
+            (3_600_000, 3_600_000),
+            (7_200_000, 7_200_000),
+            (10_800_000, 10_800_000)
+        ]
+    );
+    assert!(start.elapsed() < HANG);
+}
+
+/// A simulated run whose cores wait on each other in a cycle is reported as a deadlock, not a
+/// hang.
+#[cfg(feature = "fiber")]
+#[test]
+fn a_deadlock_across_simulated_cores_is_reported() {
+    let (tx, rx) = shared::bounded::<()>(1);
+    let outcome = Cores::new()
+        .count(2)
+        .backend(Backend::Fiber)
+        .run(move |cx, _core| {
+            let (_tx, rx) = (tx.clone(), rx.clone());
+            async move { rx.recv(&cx).await.map_err(|_| Canceled) }
+        });
+    match outcome {
+        Err(CoresError::Simulation(ioswap::Error::Run(ioswap::RunError::Deadlock(_)))) => {}
+        other => panic!("expected a deadlock, got {other:?}"),
+    }
+}
