@@ -583,6 +583,90 @@ fn a_remote_task_canceled_before_it_starts_never_runs(backend: Backend) {
     );
 }
 
+/// Producers on one core and consumers on another, both canceled at random moments, over a
+/// small shared channel: every value is either sent (and then received exactly once) or given
+/// back to its producer, never both, never neither.
+fn a_shared_channel_loses_nothing_under_random_cancels(backend: Backend) {
+    const ROUNDS: u64 = 30;
+    const VALUES: u64 = 100;
+    let Some(cores) = cores(backend, 3) else {
+        return;
+    };
+    let (tx, rx) = shared::bounded::<u64>(4);
+    let leftover = rx.clone();
+    let values = cores
+        .run(move |cx, core| {
+            let (tx, rx) = (tx.clone(), rx.clone());
+            async move {
+                let me = core.id().index() as u64;
+                let next = CoreId::new((core.id().index() + 1) % core.count());
+                let (mut sent, mut returned, mut received) = (Vec::new(), Vec::new(), Vec::new());
+                for round in 0..ROUNDS {
+                    let base = (me * ROUNDS + round) * VALUES;
+                    let producer = core.spawn_on(next, {
+                        let tx = tx.clone();
+                        move |cx| async move {
+                            let (mut sent, mut returned) = (Vec::new(), Vec::new());
+                            for v in base..base + VALUES {
+                                match tx.send(&cx, v).await {
+                                    Ok(()) => sent.push(v),
+                                    Err(error) => returned.push(error.into_inner()),
+                                }
+                            }
+                            Ok((sent, returned))
+                        }
+                    });
+                    let consumer = cx.spawn({
+                        let rx = rx.clone();
+                        move |cx| async move {
+                            let mut got = Vec::new();
+                            while let Ok(v) = rx.recv(&cx).await {
+                                got.push(v);
+                            }
+                            Ok(got)
+                        }
+                    });
+                    cx.sleep(cx.random_below(3)).await?;
+                    producer.cancel();
+                    if cx.random_below(2) == 0 {
+                        consumer.cancel();
+                    }
+                    match producer.await {
+                        Ok((s, r)) => {
+                            sent.extend(s);
+                            returned.extend(r);
+                        }
+                        // Canceled before it started: nothing was offered.
+                        Err(Canceled) => returned.extend(base..base + VALUES),
+                    }
+                    consumer.cancel();
+                    received.extend(consumer.await?);
+                }
+                Ok((sent, returned, received))
+            }
+        })
+        .unwrap();
+    let (mut sent, mut returned, mut received) = (Vec::new(), Vec::new(), Vec::new());
+    for (s, r, got) in values {
+        sent.extend(s);
+        returned.extend(r);
+        received.extend(got);
+    }
+    while let Ok(v) = leftover.try_recv() {
+        received.push(v);
+    }
+    let mut offered: Vec<u64> = sent.iter().chain(&returned).copied().collect();
+    offered.sort_unstable();
+    assert_eq!(
+        offered,
+        (0..3 * ROUNDS * VALUES).collect::<Vec<_>>(),
+        "offered once each"
+    );
+    sent.sort_unstable();
+    received.sort_unstable();
+    assert_eq!(received, sent, "every value sent is received exactly once");
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -599,6 +683,7 @@ conformance!(
     a_storm_of_cross_core_messages_spawns_and_cancels_loses_nothing,
     each_core_accepts_on_its_own_reuse_port_listener,
     a_remote_task_canceled_before_it_starts_never_runs,
+    a_shared_channel_loses_nothing_under_random_cancels,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:
