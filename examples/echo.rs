@@ -24,7 +24,7 @@
 //! With `--cores N` the server runs one executor per core (`ioswap::cores`), each with its own
 //! `SO_REUSEPORT` listener on the address, so the kernel spreads connections among the cores and
 //! each core accepts and serves its own; the client spreads its connections over N cores too.
-//! (On blocking and fiber, `--cores` fails with a typed error: they cannot run several cores.)
+//! (On blocking, `--cores` fails with a typed error: it cannot run several cores.)
 //!
 //! The server needs concurrency (it serves connections while it accepts more), so on the
 //! blocking backend it fails at once with a typed error — a server has no business there. The

@@ -121,44 +121,39 @@ fn dropping_a_remote_handle_cancels_and_detach_lets_it_run(backend: Backend) {
     let Some(cores) = cores(backend, 2) else {
         return;
     };
-    let ran = Arc::new(AtomicUsize::new(0));
     let values = cores
-        .run({
-            let ran = ran.clone();
-            move |cx, core| {
-                let ran = ran.clone();
-                async move {
-                    if core.id().index() != 0 {
-                        return Ok(());
-                    }
-                    let (done_tx, done_rx) = shared::bounded::<&str>(1);
-                    // Dropped at once: canceled before it runs, or at its first suspend point.
-                    drop(core.spawn_on(CoreId::new(1), {
-                        let ran = ran.clone();
-                        move |cx| async move {
-                            cx.sleep(50).await?;
-                            ran.fetch_add(1, Ordering::SeqCst);
-                            Ok(())
-                        }
-                    }));
-                    core.spawn_on(CoreId::new(1), move |cx| async move {
-                        cx.sleep(100).await?;
-                        done_tx.send(&cx, "detached").await.ok();
-                        Ok(())
-                    })
-                    .detach();
-                    assert_eq!(done_rx.recv(&cx).await, Ok("detached"));
-                    Ok(())
-                }
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(());
             }
+            let started = Arc::new(AtomicBool::new(false));
+            let canceled = Arc::new(AtomicBool::new(false));
+            let task = core.spawn_on(CoreId::new(1), {
+                let (started, canceled) = (started.clone(), canceled.clone());
+                move |cx| async move {
+                    started.store(true, Ordering::SeqCst);
+                    let slept = cx.sleep(3_600_000).await;
+                    canceled.store(slept == Err(Canceled), Ordering::SeqCst);
+                    slept
+                }
+            });
+            until(&cx, &started).await?;
+            drop(task);
+            // Observed while this main still runs: the drop's cancel, not the run's shutdown.
+            until(&cx, &canceled).await?;
+            let (done_tx, done_rx) = shared::bounded::<&str>(1);
+            core.spawn_on(CoreId::new(1), move |cx| async move {
+                cx.sleep(20).await?;
+                done_tx.send(&cx, "detached").await.ok();
+                Ok(())
+            })
+            .detach();
+            // Canceled by the handle's drop, the task would drop its sender unsent: `Closed`.
+            assert_eq!(done_rx.recv(&cx).await, Ok("detached"));
+            Ok(())
         })
         .unwrap();
     assert_eq!(values, vec![(), ()]);
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        0,
-        "the dropped task ran past its suspend point"
-    );
 }
 
 fn a_joiner_canceled_while_awaiting_a_remote_task_gets_canceled(backend: Backend) {
