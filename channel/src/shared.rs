@@ -11,7 +11,7 @@
 //! - a receive that got a value returns it, even if its task's cancel arrived meanwhile
 //!   (completion wins; `Canceled` comes at the next suspend point);
 //! - a send canceled before its value entered the buffer gets it back in
-//!   [`SendError::Canceled`](crate::SendError::Canceled); once in, it is sent;
+//!   [`SendError::Canceled`]; once in, it is sent;
 //! - a woken waiter that leaves without taking (canceled, dropped) passes its wake on, so a
 //!   value or a free slot never waits while another task sleeps.
 //!
