@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -63,6 +63,10 @@ impl Inbox {
             drop(message);
             return;
         }
+        // Dekker's pattern with the server's clear-then-look: the post is visible before the
+        // flag is read, so either the server's last look finds the message or this finds the
+        // flag clear.
+        fence(Ordering::SeqCst);
         if !self.wake.notified.swap(true, Ordering::SeqCst) {
             let waker = self
                 .wake
@@ -121,6 +125,7 @@ impl Future for Next<'_> {
         // Cleared after the waker is in place and before the last look: a post after that look
         // finds it clear and wakes us.
         inbox.wake.notified.store(false, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         match inbox.receiver.try_recv() {
             Ok(message) => Poll::Ready(message),
             // Every sender is in `Shared`, which outlives the server: never disconnected.
