@@ -165,23 +165,28 @@ fn a_joiner_canceled_while_awaiting_a_remote_task_gets_canceled(backend: Backend
             if core.id().index() != 0 {
                 return Ok(None);
             }
-            let remote_finished = Arc::new(AtomicBool::new(false));
+            let started = Arc::new(AtomicBool::new(false));
+            let after_join = Arc::new(AtomicBool::new(false));
             let joiner = cx.spawn({
                 let core = core.clone();
-                let remote_finished = remote_finished.clone();
+                let (started, after_join) = (started.clone(), after_join.clone());
                 move |_cx| async move {
                     let remote = core.spawn_on(CoreId::new(1), move |cx| async move {
+                        started.store(true, Ordering::SeqCst);
                         cx.sleep(3_600_000).await?;
                         Ok(())
                     });
-                    let joined = remote.await;
-                    remote_finished.store(true, Ordering::SeqCst);
-                    joined
+                    remote.await?;
+                    after_join.store(true, Ordering::SeqCst);
+                    Ok(())
                 }
             });
-            cx.sleep(20).await?;
+            // The remote task runs, so the joiner is waiting on it.
+            until(&cx, &started).await?;
             joiner.cancel();
-            Ok(Some(joiner.await))
+            let joined = joiner.await;
+            assert!(!after_join.load(Ordering::SeqCst));
+            Ok(Some(joined))
         })
         .unwrap();
     assert_eq!(values, vec![Some(Err(Canceled)), None]);
@@ -270,17 +275,22 @@ fn cores_serve_spawns_until_every_main_has_returned(backend: Backend) {
         return;
     };
     // Core 1's main returns at once; core 0 spawns on it afterwards, and is still served.
+    let returned = Arc::new(AtomicBool::new(false));
     let values = cores
-        .run(|cx, core| async move {
-            if core.id().index() == 1 {
-                return Ok(0);
+        .run(move |cx, core| {
+            let returned = returned.clone();
+            async move {
+                if core.id().index() == 1 {
+                    returned.store(true, Ordering::SeqCst);
+                    return Ok(0);
+                }
+                until(&cx, &returned).await?;
+                core.spawn_on(CoreId::new(1), |cx| async move {
+                    cx.sleep(1).await?;
+                    Ok(7)
+                })
+                .await
             }
-            cx.sleep(20).await?;
-            core.spawn_on(CoreId::new(1), |cx| async move {
-                cx.sleep(1).await?;
-                Ok(7)
-            })
-            .await
         })
         .unwrap();
     assert_eq!(values, vec![7, 0]);
@@ -364,19 +374,29 @@ fn a_canceled_shared_send_gets_its_value_back_and_a_canceled_recv_takes_nothing(
             let keep_open = tx.clone();
             // The buffer is full: the send on core 1 waits (or is refused, if the cancel comes
             // first); either way its value comes back.
-            let sender = core.spawn_on(CoreId::new(1), move |cx| async move {
-                Ok(tx.send(&cx, 2).await)
+            let started = Arc::new(AtomicBool::new(false));
+            let sender = core.spawn_on(CoreId::new(1), {
+                let started = started.clone();
+                move |cx| async move {
+                    started.store(true, Ordering::SeqCst);
+                    Ok(tx.send(&cx, 2).await)
+                }
             });
-            cx.sleep(10).await?;
+            // Once started (a task canceled before it starts never runs, and joins `Canceled`).
+            until(&cx, &started).await?;
             sender.cancel();
             assert_eq!(sender.await?, Err(SendError::Canceled(2)));
             assert_eq!(rx.try_recv(), Ok(1));
             // The buffer is empty: the receive on core 1 waits and is canceled, taking nothing.
+            let started = Arc::new(AtomicBool::new(false));
             let receiver = core.spawn_on(CoreId::new(1), {
-                let rx = rx.clone();
-                move |cx| async move { Ok(rx.recv(&cx).await) }
+                let (rx, started) = (rx.clone(), started.clone());
+                move |cx| async move {
+                    started.store(true, Ordering::SeqCst);
+                    Ok(rx.recv(&cx).await)
+                }
             });
-            cx.sleep(10).await?;
+            until(&cx, &started).await?;
             receiver.cancel();
             assert_eq!(receiver.await?, Err(RecvError::Canceled));
             let left = rx.try_recv();
