@@ -820,3 +820,23 @@ fn a_deadlock_across_simulated_cores_is_reported() {
         other => panic!("expected a deadlock, got {other:?}"),
     }
 }
+
+/// What crosses cores is `Send` (and the handles `Sync`), checked at compile time.
+#[test]
+fn what_crosses_cores_is_send() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<ioswap::cores::RemoteTask<u32>>();
+    send_sync::<ioswap::cores::Core>();
+    send_sync::<shared::Sender<u32>>();
+    send_sync::<shared::Receiver<u32>>();
+}
+
+#[test]
+fn a_run_on_zero_cores_is_an_error() {
+    let outcome = Cores::new()
+        .count(0)
+        .backend(Backend::Fiber)
+        .run(|_cx, _core| async { Ok(()) });
+    assert_eq!(outcome, Err(CoresError::NoCores));
+}

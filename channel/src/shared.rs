@@ -66,6 +66,9 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
     channel(usize::MAX)
 }
 
+static_assertions::assert_impl_all!(Sender<u8>: Send, Sync);
+static_assertions::assert_impl_all!(Receiver<u8>: Send, Sync);
+
 fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         state: Mutex::new(State {
