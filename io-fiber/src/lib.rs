@@ -40,7 +40,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod decision;
+mod schedule;
 pub mod sim;
+
+pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
+pub use schedule::Scheduler;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -72,6 +77,11 @@ struct Fiber {
     /// its own, so a program's draws (a `select`) never shift the scheduler's choices, and vice
     /// versa.
     rng: SplitMix64,
+    /// The scheduler's state, and whether it steps one task at a time.
+    picker: schedule::Picker,
+    steps_mode: bool,
+    /// Where the run's decisions are recorded to and replayed from (shared with the world).
+    recorder: Rc<decision::Recorder>,
     core: BackendCore,
     /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
     /// (An `Option` so taking it leaves nothing behind to drop.)
@@ -91,18 +101,78 @@ impl FiberIo {
 
     /// A fiber backend whose choice among ready tasks is driven by `seed` (0 = FIFO).
     pub fn with_seed(seed: u64) -> FiberIo {
-        FiberIo::with_sim(seed, sim::Sim::new(seed))
+        FiberIo::with_scheduler(seed, Scheduler::Random)
+    }
+
+    /// A fiber backend whose choice among enabled tasks is made by `scheduler`, drawing from
+    /// `seed` ([`Scheduler::Random`] is [`FiberIo::with_seed`]).
+    pub fn with_scheduler(seed: u64, scheduler: Scheduler) -> FiberIo {
+        FiberIo::world(seed, scheduler, sim::Faults::none(), Vec::new())
+    }
+
+    /// A backend that replays `log` exactly: its seed, and every decision the log holds. When
+    /// the log runs out, picks fall back to the first enabled task (FIFO) and draws to the
+    /// seed's generator; [`FiberIo::replay_report`] counts them. The replay records its own
+    /// decisions too ([`FiberIo::decisions`]).
+    ///
+    /// ```
+    /// use io_fiber::{FiberIo, Scheduler};
+    ///
+    /// fn program(io: &FiberIo) -> Vec<u64> {
+    ///     io.run(|cx| async move {
+    ///         let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    ///         let tasks: Vec<_> = (0..4u64)
+    ///             .map(|i| {
+    ///                 let order = order.clone();
+    ///                 cx.spawn(move |cx| async move {
+    ///                     cx.yield_now().await?;
+    ///                     order.borrow_mut().push(i * 10 + cx.random_below(10));
+    ///                     Ok(())
+    ///                 })
+    ///             })
+    ///             .collect();
+    ///         for task in tasks {
+    ///             task.await?;
+    ///         }
+    ///         let order = order.borrow().clone();
+    ///         Ok(order)
+    ///     })
+    ///     .unwrap()
+    /// }
+    ///
+    /// let recorded = FiberIo::with_scheduler(9, Scheduler::Walk).record_decisions();
+    /// let original = program(&recorded);
+    /// let log = recorded.decisions();
+    /// let replay = FiberIo::replay(log.to_string().parse().unwrap());
+    /// assert_eq!(program(&replay), original);
+    /// assert_eq!(replay.trace_hash(), recorded.trace_hash());
+    /// assert_eq!(replay.replay_report().mismatched, 0);
+    /// ```
+    pub fn replay(log: DecisionLog) -> FiberIo {
+        let seed = log.seed;
+        FiberIo::with_scheduler(seed, Scheduler::Replay(log)).record_decisions()
     }
 
     /// A backend serving the world of `hosts` (after host 0, itself) with `faults`.
-    pub(crate) fn world(seed: u64, faults: sim::Faults, hosts: Vec<sim::Host>) -> FiberIo {
-        FiberIo::with_sim(seed, sim::Sim::with(seed, faults, hosts))
-    }
-
-    fn with_sim(seed: u64, sim: sim::Sim) -> FiberIo {
+    pub(crate) fn world(
+        seed: u64,
+        scheduler: Scheduler,
+        faults: sim::Faults,
+        hosts: Vec<sim::Host>,
+    ) -> FiberIo {
+        let recorder = Rc::new(decision::Recorder::default());
+        if let Scheduler::Replay(log) = &scheduler {
+            recorder.replay(log);
+        }
+        let sim = sim::Sim::with(seed, faults, hosts, recorder.clone());
+        let rng = SplitMix64::new(seed);
+        let picker = schedule::Picker::new(seed, &scheduler, &rng);
         let fiber = Rc::new(Fiber {
             seed,
-            rng: SplitMix64::new(seed),
+            rng,
+            picker,
+            steps_mode: scheduler.granularity() == Granularity::Steps,
+            recorder,
             core: BackendCore::virtual_clock("fiber", RunQueue::new(), seed ^ CHOICE_STREAM),
             batch: RefCell::new(Some(VecDeque::new())),
             trace_hash: Cell::new(TRACE_SEED),
@@ -123,6 +193,33 @@ impl FiberIo {
     pub fn record_trace(self) -> FiberIo {
         *self.0.trace.borrow_mut() = Some(Vec::new());
         self
+    }
+
+    /// Also records every decision of the run ([`FiberIo::decisions`]): each choice of the
+    /// scheduler, of the simulated world and of the program's random draws. Costs memory per
+    /// decision; off, a decision costs one `Cell` read.
+    pub fn record_decisions(self) -> FiberIo {
+        self.0.recorder.record();
+        self
+    }
+
+    /// The decisions recorded so far ([`FiberIo::record_decisions`]; empty if not asked for),
+    /// as a log that [`FiberIo::replay`] replays.
+    pub fn decisions(&self) -> DecisionLog {
+        DecisionLog {
+            seed: self.0.seed,
+            granularity: if self.0.steps_mode {
+                Granularity::Steps
+            } else {
+                Granularity::Turns
+            },
+            decisions: self.0.recorder.decisions(),
+        }
+    }
+
+    /// How closely a replay ([`FiberIo::replay`]) followed its log so far.
+    pub fn replay_report(&self) -> ReplayReport {
+        self.0.recorder.report()
     }
 
     /// Runs `main` as the main task on the virtual clock and returns its value. See
@@ -224,13 +321,15 @@ fn mix(hash: u64, word: u64) -> u64 {
 }
 
 impl Fiber {
-    /// Picks the next runnable of a turn: the oldest with seed 0, a seeded choice otherwise.
+    /// Picks the next runnable: the only one, or the scheduler's choice (with seed 0 and the
+    /// default scheduler, the oldest).
+    #[inline]
     fn pick(&self, batch: &mut VecDeque<Runnable>) -> Option<Runnable> {
-        if self.seed == 0 || batch.len() < 2 {
+        if batch.len() < 2 {
             return batch.pop_front();
         }
-        let index = self.rng.below(batch.len() as u64) as usize;
-        batch.swap_remove_back(index)
+        let step = self.steps.get() + 1;
+        Some(self.picker.pick(batch, step, &self.rng, &self.recorder))
     }
 
     /// Fires the timers and world events that are due.
@@ -290,6 +389,11 @@ impl Io for Fiber {
     fn buggify(&self, site: &'static str) -> bool {
         self.sim.buggify(site)
     }
+
+    /// The program's draws are part of the schedule: recorded, and replayed.
+    fn random_u64(&self) -> u64 {
+        self.recorder.program(self.core.random_u64())
+    }
 }
 
 impl Driver for Fiber {
@@ -315,11 +419,35 @@ impl Driver for Fiber {
             self.fire_due();
             return self.next();
         }
+        if self.steps_mode {
+            // One step: the scheduler sees every enabled task, including those this step wakes.
+            if let Some(runnable) = self.pick(&mut batch) {
+                self.batch.replace(Some(batch));
+                self.record(*runnable.metadata());
+                runnable.run();
+            }
+            let next = self.next();
+            let enabled = self.batch.borrow().as_ref().is_some_and(|b| !b.is_empty());
+            return if enabled { Next::Run } else { next };
+        }
         while let Some(runnable) = self.pick(&mut batch) {
             self.record(*runnable.metadata());
             runnable.run();
         }
         self.batch.replace(Some(batch));
         self.next()
+    }
+
+    /// Tasks still enabled (a step scheduler keeps them between polls) go back on the run
+    /// queue first, so shutting down runs and drops them like every other task.
+    fn shut_down(&self) {
+        let batch = self.batch.take();
+        if let Some(mut batch) = batch {
+            for runnable in batch.drain(..) {
+                runnable.schedule();
+            }
+            self.batch.replace(Some(batch));
+        }
+        self.core.shut_down();
     }
 }

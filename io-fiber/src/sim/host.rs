@@ -150,7 +150,7 @@ impl Io for HostIo {
     }
 
     fn random_u64(&self) -> u64 {
-        self.core().random_u64()
+        io_core::Io::random_u64(&*self.fiber)
     }
 
     fn buggify(&self, site: &'static str) -> bool {

@@ -13,7 +13,7 @@ use io_core::{Canceled, Cx, RunError, Task};
 
 use super::host::{Host, HostIo, Start};
 use super::{Faults, HostId};
-use crate::{Fiber, FiberIo};
+use crate::{DecisionLog, Fiber, FiberIo, Scheduler};
 
 /// What a host or client body returns: `Ok(())`, or an error that fails the run (an invariant
 /// broken, an I/O error nobody handled). `?` works on `Canceled` and `io::Error`.
@@ -76,6 +76,8 @@ pub struct World {
     clients: Vec<(String, ClientStart)>,
     time_limit_ms: u64,
     stdin: Vec<(String, Vec<u8>)>,
+    scheduler: Scheduler,
+    record_decisions: bool,
 }
 
 /// What a finished run did.
@@ -94,6 +96,8 @@ pub struct WorldReport {
     pub stdout: BTreeMap<String, Vec<u8>>,
     /// What each wrote to its standard error, likewise.
     pub stderr: BTreeMap<String, Vec<u8>>,
+    /// Every decision of the run, if [`World::record_decisions`] asked for them.
+    pub decisions: Option<DecisionLog>,
 }
 
 /// A failed run: why, with everything needed to replay it.
@@ -107,6 +111,10 @@ pub struct SimError {
     pub cause: String,
     /// The faults the world had injected by then, one line each.
     pub faults: Vec<String>,
+    /// Every decision of the run, if [`World::record_decisions`] asked for them: replay the
+    /// failure exactly with [`World::scheduler`]`(Scheduler::Replay(log))`, or shrink it
+    /// ([`shrink`](crate::shrink)).
+    pub decisions: Option<DecisionLog>,
 }
 
 impl fmt::Display for SimError {
@@ -251,7 +259,23 @@ impl World {
             clients: Vec::new(),
             time_limit_ms: 24 * 3_600_000,
             stdin: Vec::new(),
+            scheduler: Scheduler::Random,
+            record_decisions: false,
         }
+    }
+
+    /// How the run picks among enabled tasks ([`Scheduler::Random`] unless set);
+    /// `Scheduler::Replay(log)` replays a recorded run (its seed must be this world's).
+    pub fn scheduler(mut self, scheduler: Scheduler) -> World {
+        self.scheduler = scheduler;
+        self
+    }
+
+    /// Records every decision of the run, into [`WorldReport::decisions`] or
+    /// [`SimError::decisions`].
+    pub fn record_decisions(mut self) -> World {
+        self.record_decisions = true;
+        self
     }
 
     /// Adds a host that runs `start` when it boots (and again after each restart). It serves
@@ -307,6 +331,8 @@ impl World {
             clients,
             time_limit_ms,
             stdin,
+            scheduler,
+            record_decisions,
         } = self;
         let names: Vec<(String, IpAddr)> = hosts
             .iter()
@@ -329,7 +355,10 @@ impl World {
             })
             .collect();
         let servers = hosts.len();
-        let io = FiberIo::world(seed, faults.clone(), members);
+        let mut io = FiberIo::world(seed, scheduler, faults.clone(), members);
+        if record_decisions {
+            io = io.record_decisions();
+        }
         let fiber = io.fiber();
         for (name, bytes) in stdin {
             let member = names.iter().position(|(host, _)| *host == name);
@@ -410,11 +439,13 @@ impl World {
         });
         let fiber = io.fiber();
         let faults_log = fiber.sim.log();
+        let decisions = record_decisions.then(|| io.decisions());
         let fail = |(cause, at_ms): (String, u64)| SimError {
             seed,
             at_ms,
             cause,
             faults: faults_log.clone(),
+            decisions: decisions.clone(),
         };
         // A host's failure comes first: the clients were canceled because of it.
         if let Some(failure) = fiber.sim.failure() {
@@ -439,6 +470,7 @@ impl World {
                     faults: faults_log,
                     stdout,
                     stderr,
+                    decisions,
                 })
             }
             Ok((Some(failure), _)) => Err(fail(failure)),
