@@ -124,7 +124,9 @@ pub use race::{
 #[cfg(feature = "blocking")]
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
-pub use io_fiber::{FiberIo, TraceEvent};
+pub use io_fiber::{
+    Decision, DecisionLog, FiberIo, Granularity, ParseLogError, ReplayReport, Scheduler, TraceEvent,
+};
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;
 #[cfg(feature = "uring")]

@@ -1,0 +1,201 @@
+//! Finding bugs, not just replaying them: planted concurrency bugs of depth 1, 2 and 3, and how
+//! many runs each scheduler needs to find them.
+//!
+//! Each program is a handful of tasks taking steps (a step ends at a `yield_now`) plus noise
+//! tasks that only take steps. Its check fails only when a few events happen in one particular
+//! order (the bug's *depth* is how many orderings must line up, as in the PCT paper). A run is a
+//! pure function of (scheduler, seed), so every count below is fixed: the test asserts the
+//! ordering of the counts, and prints the table (`cargo test --test explore -- --nocapture`).
+#![cfg(feature = "fiber")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ioswap::{Canceled, Cx, FiberIo, Scheduler};
+
+/// The planted bugs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bug {
+    /// Depth 1, an ordering violation: `late` reaches step 5 before `early` does (FIFO runs
+    /// `early` first in every turn).
+    Ordering,
+    /// Depth 2, an atomicity violation (a lost update): `a` reads the counter at its step 1
+    /// and writes it back plus one at its step 2; `b` increments it at its step 12. The update
+    /// is lost only if `b`'s increment falls between `a`'s read and `a`'s write.
+    LostUpdate,
+    /// Depth 3: the lost update again, but `a` splits its read-modify-write only when `c`
+    /// has warmed the cache (its step 12) before `a`'s first step.
+    WarmLostUpdate,
+}
+
+impl Bug {
+    fn depth(self) -> u32 {
+        match self {
+            Bug::Ordering => 1,
+            Bug::LostUpdate => 2,
+            Bug::WarmLostUpdate => 3,
+        }
+    }
+}
+
+const NOISE_TASKS: usize = 3;
+const NOISE_STEPS: usize = 12;
+/// The step at which `b` increments and `c` warms the cache.
+const LATE_STEP: usize = 12;
+
+#[derive(Default)]
+struct Shared {
+    counter: u64,
+    warm: bool,
+    at_step_5: Vec<&'static str>,
+}
+
+async fn steps(cx: &Cx, n: usize) -> Result<(), Canceled> {
+    for _ in 0..n {
+        cx.yield_now().await?;
+    }
+    Ok(())
+}
+
+/// The planted program: whether its check failed (the bug showed).
+async fn program(cx: Cx, bug: Bug) -> Result<bool, Canceled> {
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut tasks = Vec::new();
+    match bug {
+        Bug::Ordering => {
+            for name in ["early", "late"] {
+                let shared = shared.clone();
+                tasks.push(cx.spawn(move |cx| async move {
+                    steps(&cx, 5).await?;
+                    shared.borrow_mut().at_step_5.push(name);
+                    steps(&cx, 5).await
+                }));
+            }
+        }
+        Bug::LostUpdate | Bug::WarmLostUpdate => {
+            let a = shared.clone();
+            tasks.push(cx.spawn(move |cx| async move {
+                cx.yield_now().await?;
+                let split = bug == Bug::LostUpdate || a.borrow().warm;
+                if split {
+                    let read = a.borrow().counter;
+                    cx.yield_now().await?;
+                    a.borrow_mut().counter = read + 1;
+                } else {
+                    a.borrow_mut().counter += 1;
+                    cx.yield_now().await?;
+                }
+                Ok(())
+            }));
+            let b = shared.clone();
+            tasks.push(cx.spawn(move |cx| async move {
+                steps(&cx, LATE_STEP).await?;
+                b.borrow_mut().counter += 1;
+                Ok(())
+            }));
+            if bug == Bug::WarmLostUpdate {
+                let c = shared.clone();
+                tasks.push(cx.spawn(move |cx| async move {
+                    steps(&cx, LATE_STEP).await?;
+                    c.borrow_mut().warm = true;
+                    Ok(())
+                }));
+            }
+        }
+    }
+    for _ in 0..NOISE_TASKS {
+        tasks.push(cx.spawn(|cx| async move { steps(&cx, NOISE_STEPS).await }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let shared = shared.borrow();
+    Ok(match bug {
+        Bug::Ordering => shared.at_step_5 != ["early", "late"],
+        Bug::LostUpdate | Bug::WarmLostUpdate => shared.counter != 2,
+    })
+}
+
+/// Runs the planted program on `io`: whether the bug showed.
+fn shows(io: &FiberIo, bug: Bug) -> bool {
+    io.run(move |cx| program(cx, bug))
+        .expect("the program runs to its end")
+}
+
+/// The length of a FIFO run: PCT's expected run length `k`.
+fn fifo_steps(bug: Bug) -> u64 {
+    let io = FiberIo::new();
+    assert!(!shows(&io, bug), "{bug:?} must not show under FIFO");
+    io.steps()
+}
+
+fn scheduler_for(name: &str, bug: Bug) -> Scheduler {
+    match name {
+        "random" => Scheduler::Random,
+        "walk" => Scheduler::Walk,
+        _ => Scheduler::Pct {
+            depth: bug.depth(),
+            steps: fifo_steps(bug),
+        },
+    }
+}
+
+/// Seeds `1..=RUNS` per scheduler and bug.
+const RUNS: u64 = 5_000;
+
+/// For one scheduler and bug: how many of seeds `1..=RUNS` show it, and the first that does.
+fn measure(name: &str, bug: Bug) -> (u64, Option<u64>) {
+    let scheduler = scheduler_for(name, bug);
+    let mut hits = 0;
+    let mut first = None;
+    for seed in 1..=RUNS {
+        if shows(&FiberIo::with_scheduler(seed, scheduler.clone()), bug) {
+            hits += 1;
+            first.get_or_insert(seed);
+        }
+    }
+    (hits, first)
+}
+
+#[test]
+fn pct_finds_deeper_bugs_in_fewer_runs() {
+    let bugs = [Bug::Ordering, Bug::LostUpdate, Bug::WarmLostUpdate];
+    let schedulers = ["random", "walk", "pct"];
+    let mut table = Vec::new();
+    println!("hits per {RUNS} runs (seeds 1..={RUNS}); in brackets, runs to the first failure");
+    println!(
+        "{:<16} {:>6} {:>16} {:>16} {:>16}",
+        "bug", "depth", "random (turns)", "walk", "pct"
+    );
+    for bug in bugs {
+        let row: Vec<(u64, Option<u64>)> = schedulers.iter().map(|s| measure(s, bug)).collect();
+        let cell = |(hits, first): (u64, Option<u64>)| match first {
+            Some(first) => format!("{hits} [{first}]"),
+            None => format!("0 [>{RUNS}]"),
+        };
+        println!(
+            "{:<16} {:>6} {:>16} {:>16} {:>16}",
+            format!("{bug:?}"),
+            bug.depth(),
+            cell(row[0]),
+            cell(row[1]),
+            cell(row[2])
+        );
+        table.push((bug, row));
+    }
+    for (bug, row) in &table {
+        let [random, walk, pct] = [row[0], row[1], row[2]];
+        // Every scheduler finds the depth-1 bug; beyond it, PCT finds more, and sooner.
+        assert!(pct.0 > 0, "{bug:?}: PCT never found it");
+        if bug.depth() == 1 {
+            assert!(random.0 > 0 && walk.0 > 0, "{bug:?}: {row:?}");
+        } else {
+            assert!(pct.0 > random.0 && pct.0 > walk.0, "{bug:?}: {row:?}");
+            let first = |m: (u64, Option<u64>)| m.1.unwrap_or(u64::MAX);
+            assert!(
+                first(pct) < first(random) && first(pct) < first(walk),
+                "{bug:?}: {row:?}"
+            );
+        }
+    }
+}
