@@ -125,7 +125,8 @@ pub use race::{
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{
-    Decision, DecisionLog, FiberIo, Granularity, ParseLogError, ReplayReport, Scheduler, TraceEvent,
+    shrink, Decision, DecisionLog, FiberIo, Granularity, ParseLogError, ReplayReport, Scheduler,
+    ShrinkError, Shrunk, TraceEvent,
 };
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;

@@ -38,10 +38,21 @@ impl Bug {
     }
 }
 
-const NOISE_TASKS: usize = 3;
-const NOISE_STEPS: usize = 12;
-/// The step at which `b` increments and `c` warms the cache.
-const LATE_STEP: usize = 12;
+/// The size of a planted program.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    noise_tasks: usize,
+    noise_steps: usize,
+    /// The step at which `b` increments and `c` warms the cache.
+    late_step: usize,
+}
+
+/// The programs the schedulers are measured on.
+const SMALL: Shape = Shape {
+    noise_tasks: 3,
+    noise_steps: 12,
+    late_step: 12,
+};
 
 #[derive(Default)]
 struct Shared {
@@ -58,7 +69,8 @@ async fn steps(cx: &Cx, n: usize) -> Result<(), Canceled> {
 }
 
 /// The planted program: whether its check failed (the bug showed).
-async fn program(cx: Cx, bug: Bug) -> Result<bool, Canceled> {
+async fn program(cx: Cx, bug: Bug, shape: Shape) -> Result<bool, Canceled> {
+    let late_step = shape.late_step;
     let shared = Rc::new(RefCell::new(Shared::default()));
     let mut tasks = Vec::new();
     match bug {
@@ -89,22 +101,23 @@ async fn program(cx: Cx, bug: Bug) -> Result<bool, Canceled> {
             }));
             let b = shared.clone();
             tasks.push(cx.spawn(move |cx| async move {
-                steps(&cx, LATE_STEP).await?;
+                steps(&cx, late_step).await?;
                 b.borrow_mut().counter += 1;
                 Ok(())
             }));
             if bug == Bug::WarmLostUpdate {
                 let c = shared.clone();
                 tasks.push(cx.spawn(move |cx| async move {
-                    steps(&cx, LATE_STEP).await?;
+                    steps(&cx, late_step).await?;
                     c.borrow_mut().warm = true;
                     Ok(())
                 }));
             }
         }
     }
-    for _ in 0..NOISE_TASKS {
-        tasks.push(cx.spawn(|cx| async move { steps(&cx, NOISE_STEPS).await }));
+    for _ in 0..shape.noise_tasks {
+        let n = shape.noise_steps;
+        tasks.push(cx.spawn(move |cx| async move { steps(&cx, n).await }));
     }
     for task in tasks {
         task.await?;
@@ -118,7 +131,11 @@ async fn program(cx: Cx, bug: Bug) -> Result<bool, Canceled> {
 
 /// Runs the planted program on `io`: whether the bug showed.
 fn shows(io: &FiberIo, bug: Bug) -> bool {
-    io.run(move |cx| program(cx, bug))
+    shows_in(io, bug, SMALL)
+}
+
+fn shows_in(io: &FiberIo, bug: Bug, shape: Shape) -> bool {
+    io.run(move |cx| program(cx, bug, shape))
         .expect("the program runs to its end")
 }
 
@@ -198,4 +215,68 @@ fn pct_finds_deeper_bugs_in_fewer_runs() {
             );
         }
     }
+}
+
+/// A lost update in a run of about 10,000 steps (16 noise tasks of 600 steps), found by the
+/// random walk, shrinks to a schedule of a few non-default picks that still fails.
+#[test]
+fn a_ten_thousand_step_failure_shrinks_to_a_few_choices() {
+    let shape = Shape {
+        noise_tasks: 16,
+        noise_steps: 600,
+        late_step: 3,
+    };
+    let seed = (1..200)
+        .find(|&seed| {
+            shows_in(
+                &FiberIo::with_scheduler(seed, Scheduler::Walk),
+                Bug::LostUpdate,
+                shape,
+            )
+        })
+        .expect("the walk finds the lost update within 200 seeds");
+    let io = FiberIo::with_scheduler(seed, Scheduler::Walk).record_decisions();
+    assert!(shows_in(&io, Bug::LostUpdate, shape));
+    let log = io.decisions();
+    assert!(io.steps() >= 9_000, "a long run: {} steps", io.steps());
+
+    // The log replays the failure exactly, through its text form.
+    let replay = FiberIo::replay(log.to_string().parse().unwrap());
+    assert!(shows_in(&replay, Bug::LostUpdate, shape));
+    assert_eq!(replay.trace_hash(), io.trace_hash());
+    assert_eq!(replay.replay_report().mismatched, 0);
+
+    let shrunk = ioswap::shrink(log, |candidate| {
+        shows_in(&FiberIo::replay(candidate.clone()), Bug::LostUpdate, shape)
+    })
+    .unwrap();
+    println!(
+        "seed {seed}: {} steps, {} non-default picks shrunk to {} in {} replays:\n{}",
+        io.steps(),
+        shrunk.before,
+        shrunk.after,
+        shrunk.runs,
+        shrunk.log
+    );
+    assert!(
+        shrunk.before >= 5_000,
+        "{} non-default picks",
+        shrunk.before
+    );
+    assert!(
+        shrunk.after < 100,
+        "{} non-default picks left",
+        shrunk.after
+    );
+    // The shrunk schedule still fails; with every pick reset, it is FIFO, which does not.
+    assert!(shows_in(
+        &FiberIo::replay(shrunk.log.clone()),
+        Bug::LostUpdate,
+        shape
+    ));
+    let fifo = ioswap::DecisionLog {
+        decisions: Vec::new(),
+        ..shrunk.log
+    };
+    assert!(!shows_in(&FiberIo::replay(fifo), Bug::LostUpdate, shape));
 }

@@ -66,8 +66,8 @@ pub enum Granularity {
 
 /// The decisions of one run, in the order they were made: the schedule as data.
 ///
-/// Its text form is one line, `fiber-schedule seed=7 steps 2:5 - w3/10 p1f …`: the seed, the
-/// granularity, then one token per decision: `-` ([`Decision::First`]), `index:task`
+/// Its text form is one line, `fiber-schedule seed=7 steps 2:5 -3 w3/10 p1f …`: the seed, the
+/// granularity, then one token per decision: `-` ([`Decision::First`]; `-N` for N in a row), `index:task`
 /// ([`Decision::Task`]), `wvalue/bound` ([`Decision::World`]), `p` and hex
 /// ([`Decision::Program`]). It parses back ([`str::parse`]) to the same log.
 ///
@@ -80,12 +80,14 @@ pub enum Granularity {
 ///     decisions: vec![
 ///         Decision::First,
 ///         Decision::Task { index: 2, task: 5 },
+///         Decision::First,
+///         Decision::First,
 ///         Decision::World { value: 3, bound: 10 },
 ///         Decision::Program(0x1f),
 ///     ],
 /// };
 /// let line = log.to_string();
-/// assert_eq!(line, "fiber-schedule seed=7 steps - 2:5 w3/10 p1f");
+/// assert_eq!(line, "fiber-schedule seed=7 steps - 2:5 -2 w3/10 p1f");
 /// assert_eq!(line.parse::<DecisionLog>().unwrap(), log);
 /// assert_eq!(log.non_default_picks(), 1);
 /// ```
@@ -133,9 +135,23 @@ impl fmt::Display for DecisionLog {
             Granularity::Steps => "steps",
         };
         write!(f, "{HEADER} seed={} {granularity}", self.seed)?;
-        for decision in &self.decisions {
+        let mut firsts = 0;
+        for (i, decision) in self.decisions.iter().enumerate() {
+            // A run of default picks is one token: `-` alone, `-N` for N of them.
+            if *decision == Decision::First {
+                firsts += 1;
+                if self.decisions.get(i + 1) == Some(&Decision::First) {
+                    continue;
+                }
+                match firsts {
+                    1 => write!(f, " -")?,
+                    n => write!(f, " -{n}")?,
+                }
+                firsts = 0;
+                continue;
+            }
             match decision {
-                Decision::First => write!(f, " -")?,
+                Decision::First => {}
                 Decision::Task { index, task } => write!(f, " {index}:{task}")?,
                 Decision::World { value, bound } => write!(f, " w{value}/{bound}")?,
                 Decision::Program(value) => write!(f, " p{value:x}")?,
@@ -191,9 +207,21 @@ impl FromStr for DecisionLog {
         };
         let mut decisions = Vec::new();
         for (at, token) in tokens {
-            let bad = || err(at, token, "not a decision (`-`, `I:T`, `wV/B`, `pHEX`)");
-            let decision = if token == "-" {
-                Decision::First
+            let bad = || {
+                err(
+                    at,
+                    token,
+                    "not a decision (`-`, `-N`, `I:T`, `wV/B`, `pHEX`)",
+                )
+            };
+            let decision = if let Some(run) = token.strip_prefix('-') {
+                let n: usize = if run.is_empty() {
+                    1
+                } else {
+                    run.parse().map_err(|_| bad())?
+                };
+                decisions.extend(std::iter::repeat_n(Decision::First, n));
+                continue;
             } else if let Some(world) = token.strip_prefix('w') {
                 let (value, bound) = world.split_once('/').ok_or_else(bad)?;
                 Decision::World {

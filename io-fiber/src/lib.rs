@@ -42,10 +42,12 @@
 
 mod decision;
 mod schedule;
+mod shrink;
 pub mod sim;
 
 pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
 pub use schedule::Scheduler;
+pub use shrink::{shrink, ShrinkError, Shrunk};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
