@@ -125,8 +125,8 @@ pub use race::{
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{
-    shrink, Decision, DecisionLog, FiberIo, Granularity, ParseLogError, ReplayReport, Scheduler,
-    ShrinkError, Shrunk, TraceEvent,
+    check_determinism, shrink, Decision, DecisionLog, Divergence, FiberIo, Granularity,
+    ParseLogError, ReplayReport, Scheduler, ShrinkError, Shrunk, StepReport, TaskInfo, TraceEvent,
 };
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;

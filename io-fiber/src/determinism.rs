@@ -1,0 +1,171 @@
+//! [`check_determinism`]: run a seed twice and name the first step where the runs differ.
+
+use std::fmt;
+use std::panic::Location;
+
+use crate::{FiberIo, TaskInfo, TraceEvent};
+
+/// One step of a run, as a [`Divergence`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The virtual time of the step.
+    pub at_ms: u64,
+    /// The task polled.
+    pub task: u64,
+    /// Its name.
+    pub name: String,
+    /// Where it was spawned.
+    pub spawned_at: Option<&'static Location<'static>>,
+    /// Where the step left it waiting (`None`: it finished, or waits at no known place).
+    pub suspended_at: Option<&'static Location<'static>>,
+}
+
+impl StepReport {
+    fn new(event: &TraceEvent, tasks: &[TaskInfo]) -> StepReport {
+        let info = tasks.iter().find(|info| info.id == event.task);
+        StepReport {
+            at_ms: event.at_ms,
+            task: event.task,
+            name: info.map_or_else(|| format!("task#{}", event.task), |i| i.name.clone()),
+            spawned_at: info.and_then(|info| info.spawned_at),
+            suspended_at: event.suspended_at,
+        }
+    }
+}
+
+impl fmt::Display for StepReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {} {:?}", self.task, self.name)?;
+        if let Some(at) = self.spawned_at {
+            write!(f, " (spawned at {at})")?;
+        }
+        write!(f, " at {} ms", self.at_ms)?;
+        match self.suspended_at {
+            Some(at) => write!(f, ", then waited at {at}"),
+            None => write!(f, ", then finished (or waited at no known place)"),
+        }
+    }
+}
+
+/// Two runs of one seed that differ ([`check_determinism`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The seed run twice.
+    pub seed: u64,
+    /// The index (from 0) of the first step that differs. Equal to both runs' length when
+    /// every step agrees but the simulated world's events differ.
+    pub step: usize,
+    /// That step in the first run (`None`: the run had ended).
+    pub first: Option<Box<StepReport>>,
+    /// That step in the second run.
+    pub second: Option<Box<StepReport>>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (seed, step) = (self.seed, self.step);
+        if self.first.is_none() && self.second.is_none() {
+            return write!(
+                f,
+                "seed {seed} is not deterministic: the {step} steps agree, but the simulated \
+                 world's events differ (a choice made outside the seed: a wall clock, a thread, \
+                 a hash map's order)"
+            );
+        }
+        writeln!(f, "seed {seed} is not deterministic: step {step} differs")?;
+        let show = |run: &Option<Box<StepReport>>| match run {
+            Some(step) => step.to_string(),
+            None => "the run had ended".to_string(),
+        };
+        writeln!(f, "  first run:  {}", show(&self.first))?;
+        write!(f, "  second run: {}", show(&self.second))?;
+        if let Some(step) = self.first.as_ref().or(self.second.as_ref()) {
+            write!(
+                f,
+                "\nlook for what the task did differently before it waited: a read of the wall \
+                 clock, a global counter, a thread id, a hash map's order ({})",
+                step.name
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Divergence {}
+
+/// Runs `body` twice on a fiber backend with `seed` ([`FiberIo::with_seed`], tracing), and
+/// checks that the two runs are the same: same steps, same tasks, same suspend points, same
+/// virtual times, same world events. If not, the first step that differs, with the task's
+/// name, the line that spawned it and the line where each run's step left it waiting.
+///
+/// `body` runs the program under test on the backend it is given (`io.run(...)`).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use io_core::SpawnOptions;
+///
+/// static RUNS: AtomicU64 = AtomicU64::new(0);
+///
+/// let deterministic = io_fiber::check_determinism(7, |io| {
+///     io.run(|cx| async move { cx.sleep(5).await }).unwrap();
+/// });
+/// assert!(deterministic.is_ok());
+///
+/// let divergence = io_fiber::check_determinism(7, |io| {
+///     let first_time = RUNS.fetch_add(1, Ordering::Relaxed) == 0; // state outside the seed
+///     io.run(move |cx| async move {
+///         let task = cx.spawn_with(SpawnOptions::new().name("flaky"), move |cx| async move {
+///             if first_time {
+///                 cx.sleep(1).await
+///             } else {
+///                 cx.yield_now().await
+///             }
+///         });
+///         task.unwrap().await
+///     })
+///     .unwrap();
+/// })
+/// .unwrap_err();
+/// assert_eq!(divergence.first.unwrap().name, "flaky");
+/// ```
+pub fn check_determinism<F>(seed: u64, mut body: F) -> Result<(), Divergence>
+where
+    F: FnMut(&FiberIo),
+{
+    let run = |body: &mut F| {
+        let io = FiberIo::with_seed(seed).record_trace();
+        body(&io);
+        io
+    };
+    let (first, second) = (run(&mut body), run(&mut body));
+    let (trace_a, trace_b) = (first.trace(), second.trace());
+    let (tasks_a, tasks_b) = (first.tasks(), second.tasks());
+    let differs = |i: usize| {
+        let (a, b) = (trace_a.get(i), trace_b.get(i));
+        let name = |event: Option<&TraceEvent>, tasks: &[TaskInfo]| {
+            event.map(|e| Box::new(StepReport::new(e, tasks)))
+        };
+        (a != b || name(a, &tasks_a) != name(b, &tasks_b))
+            .then(|| (name(a, &tasks_a), name(b, &tasks_b)))
+    };
+    let steps = trace_a.len().max(trace_b.len());
+    for step in 0..steps {
+        if let Some((a, b)) = differs(step) {
+            return Err(Divergence {
+                seed,
+                step,
+                first: a,
+                second: b,
+            });
+        }
+    }
+    if first.trace_hash() != second.trace_hash() {
+        return Err(Divergence {
+            seed,
+            step: steps,
+            first: None,
+            second: None,
+        });
+    }
+    Ok(())
+}
