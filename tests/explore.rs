@@ -11,7 +11,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use ioswap::{Canceled, Cx, FiberIo, Scheduler};
+use ioswap::sim::{Faults, World};
+use ioswap::{Canceled, Cx, DecisionLog, FiberIo, Scheduler, TcpListener, TcpStream};
 
 /// The planted bugs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,9 @@ struct Shape {
     noise_steps: usize,
     /// The step at which `b` increments and `c` warms the cache.
     late_step: usize,
+    /// The noise tasks also print and draw random numbers: changes that take no scheduling
+    /// decision.
+    chatty: bool,
 }
 
 /// The programs the schedulers are measured on.
@@ -52,6 +56,7 @@ const SMALL: Shape = Shape {
     noise_tasks: 3,
     noise_steps: 12,
     late_step: 12,
+    chatty: false,
 };
 
 #[derive(Default)]
@@ -117,7 +122,14 @@ async fn program(cx: Cx, bug: Bug, shape: Shape) -> Result<bool, Canceled> {
     }
     for _ in 0..shape.noise_tasks {
         let n = shape.noise_steps;
-        tasks.push(cx.spawn(move |cx| async move { steps(&cx, n).await }));
+        let chatty = shape.chatty;
+        tasks.push(cx.spawn(move |cx| async move {
+            if chatty {
+                let draw = cx.random_below(100);
+                println!("noise task draws {draw}");
+            }
+            steps(&cx, n).await
+        }));
     }
     for task in tasks {
         task.await?;
@@ -225,6 +237,7 @@ fn a_ten_thousand_step_failure_shrinks_to_a_few_choices() {
         noise_tasks: 16,
         noise_steps: 600,
         late_step: 3,
+        chatty: false,
     };
     let seed = (1..200)
         .find(|&seed| {
@@ -274,9 +287,119 @@ fn a_ten_thousand_step_failure_shrinks_to_a_few_choices() {
         Bug::LostUpdate,
         shape
     ));
-    let fifo = ioswap::DecisionLog {
+    let fifo = DecisionLog {
         decisions: Vec::new(),
         ..shrunk.log
     };
     assert!(!shows_in(&FiberIo::replay(fifo), Bug::LostUpdate, shape));
+}
+
+/// A log recorded on one program replays the same task picks on a changed one, when the
+/// change takes no scheduling decision: each kind of decision has its own cursor, and a pick
+/// names its task.
+#[test]
+fn a_schedule_survives_changes_that_take_no_decision() {
+    let seed = (1..RUNS)
+        .find(|&seed| {
+            shows(
+                &FiberIo::with_scheduler(seed, Scheduler::Walk),
+                Bug::LostUpdate,
+            )
+        })
+        .unwrap();
+    let recorded = FiberIo::with_scheduler(seed, Scheduler::Walk)
+        .record_decisions()
+        .record_trace();
+    assert!(shows(&recorded, Bug::LostUpdate));
+    let tasks = |io: &FiberIo| io.trace().iter().map(|e| e.task).collect::<Vec<_>>();
+
+    let chatty = Shape {
+        chatty: true,
+        ..SMALL
+    };
+    let replay = FiberIo::replay(recorded.decisions()).record_trace();
+    assert!(shows_in(&replay, Bug::LostUpdate, chatty));
+    assert_eq!(tasks(&replay), tasks(&recorded));
+    let report = replay.replay_report();
+    assert_eq!(report.mismatched, 0);
+    // The new draws find no logged draw: they fall back to the seed, and say so.
+    assert_eq!(report.defaulted, chatty.noise_tasks as u64);
+
+    assert_eq!(
+        report.followed as usize,
+        recorded.decisions().decisions.len()
+    );
+}
+
+/// A world with a jittery network, several clients and an echo server.
+fn echo_world(seed: u64, scheduler: Scheduler) -> World {
+    let mut faults = Faults::none();
+    faults.net.latency_ms = (1, 30);
+    let mut world = World::new(seed)
+        .scheduler(scheduler)
+        .record_decisions()
+        .faults(faults)
+        .host("echo", |cx, _world| async move {
+            let listener =
+                TcpListener::bind(&cx, "0.0.0.0:7000".parse::<std::net::SocketAddr>()?).await?;
+            loop {
+                let (conn, _) = listener.accept().await?;
+                cx.spawn(move |_| async move {
+                    loop {
+                        let (n, buf) = conn.read(Vec::with_capacity(64)).await;
+                        match n {
+                            Ok(n) if n > 0 => {
+                                if conn.write_all(buf).await.0.is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    Ok(())
+                })
+                .detach();
+            }
+        });
+    for client in ["a", "b", "c"] {
+        world = world.client(client, |cx, world| async move {
+            let conn =
+                TcpStream::connect(&cx, std::net::SocketAddr::new(world.ip("echo"), 7000)).await?;
+            for round in 0..5u64 {
+                cx.sleep(cx.random_below(20)).await?;
+                conn.write_all(vec![round as u8]).await.0?;
+                let (n, buf) = conn.read(Vec::with_capacity(8)).await;
+                assert_eq!((n?, buf), (1, vec![round as u8]));
+            }
+            Ok(())
+        });
+    }
+    world
+}
+
+/// The log, not the seed, drives a replayed world: replayed under another seed, it makes the
+/// same decisions and the same run (network latencies, program draws, task picks).
+#[test]
+fn a_world_replays_from_its_log_under_another_seed() {
+    let original = echo_world(5, Scheduler::Walk).run().unwrap();
+    let log = original.decisions.clone().unwrap();
+    assert!(log
+        .decisions
+        .iter()
+        .any(|d| matches!(d, ioswap::Decision::World { .. })));
+    assert!(log
+        .decisions
+        .iter()
+        .any(|d| matches!(d, ioswap::Decision::Program(_))));
+
+    let replayed = echo_world(999, Scheduler::Replay(log.clone()))
+        .run()
+        .unwrap();
+    assert_eq!(replayed.trace_hash, original.trace_hash);
+    assert_eq!(replayed.now_ms, original.now_ms);
+    assert_eq!(replayed.decisions.unwrap().decisions, log.decisions);
+
+    // Seed 999 on its own is another run.
+    let other = echo_world(999, Scheduler::Walk).run().unwrap();
+    assert_ne!(other.trace_hash, original.trace_hash);
 }
