@@ -79,6 +79,22 @@ impl Scheduler {
         }
     }
 
+    /// The name [`Scheduler::parse`] reads back (`None` for a replay, which has no name).
+    ///
+    /// ```
+    /// use io_fiber::Scheduler;
+    /// let pct = Scheduler::Pct { depth: 3, steps: 500 };
+    /// assert_eq!(Scheduler::parse(&pct.env_name().unwrap()), Some(pct));
+    /// ```
+    pub fn env_name(&self) -> Option<String> {
+        match self {
+            Scheduler::Random => Some("random".into()),
+            Scheduler::Walk => Some("walk".into()),
+            Scheduler::Pct { depth, steps } => Some(format!("pct:{depth}:{steps}")),
+            Scheduler::Replay(_) => None,
+        }
+    }
+
     /// The scheduler named by `IOSWAP_SCHEDULER`'s syntax: `random`, `walk`, `pct:D:K` (depth
     /// `D`, expected steps `K`).
     ///

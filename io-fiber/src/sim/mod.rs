@@ -41,7 +41,10 @@ use io_core::{Canceled, SplitMix64, Unsupported};
 
 pub use faults::{DiskFaults, Faults, NetFaults};
 pub(crate) use host::Host;
-pub use sweep::{sweep, sweep_named, Seeds, SweepFailure, SEEDS_VAR, SEED_VAR};
+pub use sweep::{
+    scheduler_from_env, sweep, sweep_named, sweep_named_with, sweep_with, Seeds, SweepFailure,
+    SCHEDULER_VAR, SEEDS_VAR, SEED_VAR,
+};
 pub use world::{Control, HostStart, Outcome, SimError, World, WorldReport};
 
 use crate::decision::Recorder;
