@@ -309,6 +309,7 @@ impl Recorder {
         self.active.set(true);
     }
 
+    #[inline]
     pub(crate) fn push(&self, decision: Decision) {
         if self.recording.get() {
             self.log.borrow_mut().push(decision);

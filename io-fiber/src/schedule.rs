@@ -180,7 +180,10 @@ impl Picker {
         recorder: &Recorder,
     ) -> Runnable {
         let index = match self {
-            Picker::Fifo => 0,
+            Picker::Fifo => {
+                recorder.push(Decision::First);
+                return batch.pop_front().expect("two or more tasks");
+            }
             Picker::Shuffle => {
                 // Today's choice, unchanged for every existing seed: a swap-remove.
                 let index = rng.below(batch.len() as u64) as usize;
