@@ -403,3 +403,32 @@ fn a_world_replays_from_its_log_under_another_seed() {
     let other = echo_world(999, Scheduler::Walk).run().unwrap();
     assert_ne!(other.trace_hash, original.trace_hash);
 }
+
+/// Every scheduler's run replays exactly from its log's text: same steps, same trace hash, no
+/// decision missing or unfollowed.
+#[test]
+fn every_scheduler_replays_exactly_from_its_log() {
+    let pct = Scheduler::Pct {
+        depth: 3,
+        steps: fifo_steps(Bug::WarmLostUpdate),
+    };
+    for scheduler in [Scheduler::Random, Scheduler::Walk, pct] {
+        for seed in 0..20 {
+            let recorded = FiberIo::with_scheduler(seed, scheduler.clone()).record_decisions();
+            let showed = shows(&recorded, Bug::WarmLostUpdate);
+            let log: DecisionLog = recorded.decisions().to_string().parse().unwrap();
+            assert_eq!(log, recorded.decisions());
+            let replay = FiberIo::replay(log.clone());
+            assert_eq!(shows(&replay, Bug::WarmLostUpdate), showed);
+            assert_eq!(
+                (replay.trace_hash(), replay.steps()),
+                (recorded.trace_hash(), recorded.steps()),
+                "{scheduler:?}, seed {seed}"
+            );
+            let report = replay.replay_report();
+            assert_eq!(report.followed as usize, log.decisions.len());
+            assert_eq!((report.defaulted, report.mismatched), (0, 0));
+            assert_eq!(replay.decisions().decisions.len(), log.decisions.len());
+        }
+    }
+}
