@@ -191,19 +191,22 @@ fn pct_finds_deeper_bugs_in_fewer_runs() {
     let bugs = [Bug::Ordering, Bug::LostUpdate, Bug::WarmLostUpdate];
     let schedulers = ["random", "walk", "pct"];
     let mut table = Vec::new();
-    println!("hits per {RUNS} runs (seeds 1..={RUNS}); in brackets, runs to the first failure");
     println!(
-        "{:<16} {:>6} {:>16} {:>16} {:>16}",
+        "failing runs per {RUNS} (seeds 1..={RUNS}), then one failure per how many runs, \
+         then [the first failing seed]"
+    );
+    println!(
+        "{:<16} {:>6} {:>22} {:>22} {:>22}",
         "bug", "depth", "random (turns)", "walk", "pct"
     );
     for bug in bugs {
         let row: Vec<(u64, Option<u64>)> = schedulers.iter().map(|s| measure(s, bug)).collect();
         let cell = |(hits, first): (u64, Option<u64>)| match first {
-            Some(first) => format!("{hits} [{first}]"),
-            None => format!("0 [>{RUNS}]"),
+            Some(first) => format!("{hits} (1/{:.0}) [{first}]", RUNS as f64 / hits as f64),
+            None => format!("0 (-) [>{RUNS}]"),
         };
         println!(
-            "{:<16} {:>6} {:>16} {:>16} {:>16}",
+            "{:<16} {:>6} {:>22} {:>22} {:>22}",
             format!("{bug:?}"),
             bug.depth(),
             cell(row[0]),
