@@ -42,7 +42,8 @@
 //!
 //! A seed replays one run; these find the runs worth replaying and make them small.
 //!
-//! - **Schedulers** ([`Scheduler`], [`FiberIo::with_scheduler`], [`sim::World::scheduler`]).
+//! - **Schedulers** ([`Scheduler`], [`FiberIo::with_scheduler`], [`sim::World::scheduler`];
+//!   in a sweep, [`sim::sweep_with`] passes the one `IOSWAP_SCHEDULER` names).
 //!   [`Scheduler::Random`] (the default) runs in turns: every task ready at a turn's start runs
 //!   once, in a seeded order, so tasks that are always ready advance in lockstep and an
 //!   ordering across steps (one task three steps ahead of another) never happens.
@@ -56,7 +57,9 @@
 //!   before: the simulated world's draws (latencies, hence the order in which I/O completes;
 //!   faults and their timing; short transfers; late cancels; buggify) and the program's draws
 //!   (`select`'s case, [`Cx::random_below`](io_core::Cx::random_below)). Timers due at the same
-//!   time fire in arming order, a promise of the protocol, not a choice.
+//!   time fire in arming order, a promise of the protocol, not a choice; but the tasks that
+//!   timers and completions due at one moment wake are then enabled together, and which of them
+//!   runs first is the scheduler's pick.
 //! - **Schedules as data** ([`FiberIo::record_decisions`], [`DecisionLog`],
 //!   [`FiberIo::replay`]): every decision of a run, one text line long, replayed exactly. A pick
 //!   names the task it ran, so a log survives changes that do not touch its decisions; when it

@@ -265,7 +265,9 @@ impl World {
     }
 
     /// How the run picks among enabled tasks ([`Scheduler::Random`] unless set);
-    /// `Scheduler::Replay(log)` replays a recorded run (its seed must be this world's).
+    /// `Scheduler::Replay(log)` replays a recorded run of this world. The log drives the
+    /// replay: the world's seed matters only for what the log does not hold (hosts' clock
+    /// skews, and the draws made after the log runs out), so keep the recording's seed.
     pub fn scheduler(mut self, scheduler: Scheduler) -> World {
         self.scheduler = scheduler;
         self
