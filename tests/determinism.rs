@@ -212,3 +212,50 @@ fn a_nondeterministic_branch_is_named_at_its_first_step() {
     });
     assert_eq!(steady, Ok(()));
 }
+
+/// State outside the seed, read by a simulated world's client.
+static WORLD_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A world's two runs are compared the same way: the client named, the line that declared it,
+/// the line of each run's wait.
+#[test]
+fn a_nondeterministic_world_is_named_at_its_first_step() {
+    let lines = Rc::new(std::cell::Cell::new((0, 0, 0)));
+    let seen = lines.clone();
+    let world = move |seed| {
+        let seen = seen.clone();
+        let declared = line!() + 1;
+        ioswap::sim::World::new(seed).client("poller", move |cx, _world| async move {
+            cx.sleep(5).await?;
+            if WORLD_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                let (sleep, line) = (cx.sleep(3), line!());
+                seen.set((declared, line, seen.get().2));
+                sleep.await?;
+            } else {
+                let (sleep, line) = (cx.sleep(4), line!());
+                seen.set((seen.get().0, seen.get().1, line));
+                sleep.await?;
+            }
+            Ok(())
+        })
+    };
+    let divergence = ioswap::sim::check_world_determinism(11, &world).unwrap_err();
+    println!("{divergence}");
+    let (declared, first_wait, second_wait) = lines.get();
+    let (first, second) = (divergence.first.unwrap(), divergence.second.unwrap());
+    assert_eq!(
+        (first.name.as_str(), second.name.as_str()),
+        ("poller", "poller")
+    );
+    assert_eq!(first.spawned_at.unwrap().line(), declared);
+    assert_eq!(first.suspended_at.unwrap().line(), first_wait);
+    assert_eq!(second.suspended_at.unwrap().line(), second_wait);
+    assert_eq!(first.at_ms, 5);
+
+    // Reset before each run, the same world is deterministic.
+    let steady = ioswap::sim::check_world_determinism(11, |seed| {
+        WORLD_RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+        world(seed)
+    });
+    assert_eq!(steady, Ok(()));
+}

@@ -385,7 +385,7 @@ fn echo_world(seed: u64, scheduler: Scheduler) -> World {
 #[test]
 fn a_world_replays_from_its_log_under_another_seed() {
     let original = echo_world(5, Scheduler::Walk).run().unwrap();
-    let log = original.decisions.clone().unwrap();
+    let log = *original.decisions.clone().unwrap();
     assert!(log
         .decisions
         .iter()

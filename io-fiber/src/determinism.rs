@@ -132,40 +132,59 @@ pub fn check_determinism<F>(seed: u64, mut body: F) -> Result<(), Divergence>
 where
     F: FnMut(&FiberIo),
 {
-    let run = |body: &mut F| {
+    let mut run = || {
         let io = FiberIo::with_seed(seed).record_trace();
         body(&io);
-        io
+        io.run_trace()
     };
-    let (first, second) = (run(&mut body), run(&mut body));
-    let (trace_a, trace_b) = (first.trace(), second.trace());
-    let (tasks_a, tasks_b) = (first.tasks(), second.tasks());
-    let differs = |i: usize| {
-        let (a, b) = (trace_a.get(i), trace_b.get(i));
-        let name = |event: Option<&TraceEvent>, tasks: &[TaskInfo]| {
-            event.map(|e| Box::new(StepReport::new(e, tasks)))
+    let (first, second) = (run(), run());
+    first.compare(&second)
+}
+
+/// Everything a traced run did, step by step ([`FiberIo::run_trace`], a world's
+/// [`WorldReport::trace`](crate::sim::WorldReport::trace)): what two runs are compared by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunTrace {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Every step ([`FiberIo::trace`]).
+    pub steps: Vec<TraceEvent>,
+    /// Every task spawned ([`FiberIo::tasks`]).
+    pub tasks: Vec<TaskInfo>,
+    /// The run's [`FiberIo::trace_hash`]: its steps and its world's events.
+    pub hash: u64,
+}
+
+impl RunTrace {
+    /// The first step where `other` differs from this run, if any ([`check_determinism`]
+    /// compares two runs of one seed with it).
+    pub fn compare(&self, other: &RunTrace) -> Result<(), Divergence> {
+        let report = |trace: &RunTrace, i: usize| {
+            trace
+                .steps
+                .get(i)
+                .map(|e| Box::new(StepReport::new(e, &trace.tasks)))
         };
-        (a != b || name(a, &tasks_a) != name(b, &tasks_b))
-            .then(|| (name(a, &tasks_a), name(b, &tasks_b)))
-    };
-    let steps = trace_a.len().max(trace_b.len());
-    for step in 0..steps {
-        if let Some((a, b)) = differs(step) {
+        let steps = self.steps.len().max(other.steps.len());
+        for step in 0..steps {
+            let (a, b) = (report(self, step), report(other, step));
+            if a != b {
+                return Err(Divergence {
+                    seed: self.seed,
+                    step,
+                    first: a,
+                    second: b,
+                });
+            }
+        }
+        if self.hash != other.hash {
             return Err(Divergence {
-                seed,
-                step,
-                first: a,
-                second: b,
+                seed: self.seed,
+                step: steps,
+                first: None,
+                second: None,
             });
         }
+        Ok(())
     }
-    if first.trace_hash() != second.trace_hash() {
-        return Err(Divergence {
-            seed,
-            step: steps,
-            first: None,
-            second: None,
-        });
-    }
-    Ok(())
 }

@@ -66,7 +66,8 @@
 //!   runs out, the replay goes on with the default choice and says so ([`ReplayReport`]).
 //! - **Shrinking** ([`shrink`]): a failing schedule delta-debugged down to the few choices that
 //!   make it fail.
-//! - **Determinism self-check** ([`check_determinism`]): a seed run twice; if the runs differ,
+//! - **Determinism self-check** ([`check_determinism`]; for a world,
+//!   [`sim::check_world_determinism`]): a seed run twice; if the runs differ,
 //!   the first step that does, with the task's name, the line that spawned it and the line of
 //!   each run's wait ([`FiberIo::record_trace`] keeps them).
 //!
@@ -117,7 +118,7 @@ mod shrink;
 pub mod sim;
 
 pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
-pub use determinism::{check_determinism, Divergence, StepReport};
+pub use determinism::{check_determinism, Divergence, RunTrace, StepReport};
 pub use schedule::Scheduler;
 pub use shrink::{shrink, ShrinkError, Shrunk};
 
@@ -293,6 +294,18 @@ impl FiberIo {
         *self.0.trace.borrow_mut() = Some(Vec::new());
         self.0.tracing.set(true);
         self
+    }
+
+    /// The run so far as one value (steps, tasks, hash), for comparing two runs
+    /// ([`RunTrace::compare`]). Empty steps and tasks unless [`FiberIo::record_trace`] was
+    /// asked for.
+    pub fn run_trace(&self) -> RunTrace {
+        RunTrace {
+            seed: self.0.seed,
+            steps: self.trace(),
+            tasks: self.tasks(),
+            hash: self.trace_hash(),
+        }
     }
 
     /// The tasks spawned so far, by id, if [`FiberIo::record_trace`] was asked for (else

@@ -45,7 +45,9 @@ pub use sweep::{
     scheduler_from_env, sweep, sweep_named, sweep_named_with, sweep_with, Seeds, SweepFailure,
     SCHEDULER_VAR, SEEDS_VAR, SEED_VAR,
 };
-pub use world::{Control, HostStart, Outcome, SimError, World, WorldReport};
+pub use world::{
+    check_world_determinism, Control, HostStart, Outcome, SimError, World, WorldReport,
+};
 
 use crate::decision::Recorder;
 use crate::Fiber;
