@@ -124,7 +124,11 @@ pub use race::{
 #[cfg(feature = "blocking")]
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
-pub use io_fiber::{FiberIo, TraceEvent};
+pub use io_fiber::{
+    check_determinism, shrink, Decision, DecisionLog, Divergence, FiberIo, Granularity,
+    ParseLogError, ReplayReport, RunTrace, Scheduler, ShrinkError, Shrunk, StepReport, TaskInfo,
+    TraceEvent,
+};
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;
 #[cfg(feature = "uring")]

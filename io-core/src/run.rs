@@ -17,6 +17,7 @@ use crate::{Canceled, Cx, Driver, Next, RunError, SpawnOptions};
 /// does not: a leftover stuck on a foreign future is dropped like any other stuck leftover.
 ///
 /// A backend runs once: a second `run` gives [`RunError::ShutDown`].
+#[track_caller]
 pub fn run<T, F, Fut>(io: Rc<dyn Driver>, main: F) -> Result<T, RunError>
 where
     T: 'static,
