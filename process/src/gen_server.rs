@@ -185,8 +185,11 @@ pub enum CallError {
     /// The server had ended before the call: start it again (or a supervisor does).
     #[error("the server is not running; start it (again) before calling")]
     NoProc,
-    /// The server ended before replying (it crashed, was killed, or stopped).
-    #[error("the server ended before replying; its monitors and links tell why")]
+    /// The server ended before replying (it crashed, was killed, or stopped), or dropped the
+    /// call's [`ReplyTo`] without replying.
+    #[error(
+        "the server ended (or dropped the call) before replying; its monitors and links tell why"
+    )]
     ServerDown,
     /// No reply within the timeout; the server may still be working on it (a late reply is
     /// dropped). Retry with a longer timeout, or check the server.
@@ -236,11 +239,18 @@ impl<S: Server> ServerRef<S> {
             request,
             ReplyTo(Rc::new(RefCell::new(Some(tx)))),
         ));
-        let wait = move |_: Cx| async move { Ok(rx.recv().await) };
+        // The wait is canceled at the deadline: it must end `Err(Canceled)` then, not with a
+        // value, or the timeout would take it for an answer.
+        let wait = move |_: Cx| async move {
+            match rx.recv().await {
+                Ok(reply) => Ok(Some(reply)),
+                Err(sync::oneshot::RecvError::Closed) => Ok(None),
+                Err(sync::oneshot::RecvError::Canceled) => Err(Canceled),
+            }
+        };
         match race::timeout(self.node.cx(), timeout_ms, wait).await? {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(sync::oneshot::RecvError::Closed)) => Err(CallError::ServerDown),
-            Ok(Err(sync::oneshot::RecvError::Canceled)) => Err(CallError::Canceled),
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => Err(CallError::ServerDown),
             Err(_) => Err(CallError::Timeout { ms: timeout_ms }),
         }
     }
