@@ -20,13 +20,25 @@ use ioswap::process::{
     RegisterError,
 };
 use ioswap::{Backend, Cx, SpawnError};
-use support::{assert_time, where_concurrent};
+use support::where_concurrent;
 
 /// `"{event}@{time}"` on fiber, where times are exact; just the event on a real clock.
 fn stamp(backend: Backend, cx: &Cx, event: impl std::fmt::Display) -> String {
     match backend {
         Backend::Fiber => format!("{event}@{}", cx.now_ms()),
         _ => event.to_string(),
+    }
+}
+
+/// Asserts a duration: exact on fiber (the virtual clock), no shorter on a real clock
+/// (blocking included: its waits block on the real clock, and only ever overrun).
+fn assert_time(backend: Backend, at: u64, expected: u64) {
+    match backend {
+        Backend::Fiber => assert_eq!(at, expected),
+        _ => assert!(
+            at >= expected,
+            "at {at} ms, expected no earlier than {expected}"
+        ),
     }
 }
 
@@ -615,12 +627,18 @@ fn a_link_kills_with_the_reason_unless_normal(backend: Backend) {
                 log2.borrow_mut().push("a got a message".to_string());
                 Ok(())
             }));
-            cx.sleep(20).await?;
-            let alive = node.is_alive(&a);
-            if alive {
-                a.send(()); // ends it normally
-            }
-            let Message::Down(down) = me.receive().await? else {
+            // Its Down, if it dies; if none comes in 100 ms (ten times b's life, for a
+            // loaded real clock), it survived: a message then ends it normally.
+            let down = me.receive_after(100, |_| true).await?;
+            let alive = down.is_none();
+            let down = match down {
+                Some(down) => down,
+                None => {
+                    a.send(());
+                    me.receive().await?
+                }
+            };
+            let Message::Down(down) = down else {
                 panic!("only Downs come here")
             };
             assert_eq!(down.monitor, monitor);
@@ -640,10 +658,10 @@ fn a_link_kills_with_the_reason_unless_normal(backend: Backend) {
         Backend::Fiber => assert_eq!(
             summary,
             [
-                "Normal: alive=true normal down@20",
-                "Error: alive=false error: failed down@40",
-                "Panic: alive=false panic: boom down@60",
-                "Cancel: alive=false canceled down@80",
+                "Normal: alive=true normal down@100",
+                "Error: alive=false error: failed down@110",
+                "Panic: alive=false panic: boom down@120",
+                "Cancel: alive=false canceled down@130",
             ]
         ),
         _ => assert_eq!(
