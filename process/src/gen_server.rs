@@ -154,6 +154,48 @@ impl<S: Server> fmt::Debug for Request<S> {
 
 /// Where a call's reply goes; clone it to reply after [`CallReturn::NoReply`]. If every clone
 /// is dropped without a reply (the server ended), the caller gets [`CallError::ServerDown`].
+///
+/// A server that answers a call only when the next cast comes:
+///
+/// ```
+/// use process::gen_server::{self, CallReturn, Me, ReplyTo, Return, Server, Timeout};
+///
+/// #[derive(Default)]
+/// struct NextCast(Vec<ReplyTo<String>>);
+///
+/// impl Server for NextCast {
+///     type Call = ();
+///     type Reply = String;
+///     type Cast = String;
+///     fn handle_call(&mut self, _: (), from: &ReplyTo<String>, _: &Me<Self>) -> CallReturn<String> {
+///         self.0.push(from.clone());
+///         CallReturn::NoReply(Timeout::Infinity)
+///     }
+///     fn handle_cast(&mut self, text: String, _: &Me<Self>) -> Return {
+///         for from in self.0.drain(..) {
+///             assert!(from.reply(text.clone()));
+///         }
+///         Return::NoReply(Timeout::Infinity)
+///     }
+/// }
+///
+/// let got = io_fiber::FiberIo::new()
+///     .run(|cx| async move {
+///         let node = process::Node::new(&cx);
+///         let server = gen_server::start(&node, NextCast::default()).unwrap();
+///         let caster = server.clone();
+///         cx.spawn(move |cx| async move {
+///             cx.sleep(30).await?;
+///             caster.cast("news".to_string());
+///             Ok(())
+///         })
+///         .detach();
+///         let reply = server.call((), 100).await;
+///         Ok((reply, cx.now_ms()))
+///     })
+///     .unwrap();
+/// assert_eq!(got, (Ok("news".to_string()), 30));
+/// ```
 pub struct ReplyTo<R>(Rc<RefCell<Option<sync::oneshot::Sender<R>>>>);
 
 impl<R> ReplyTo<R> {
@@ -180,6 +222,14 @@ impl<R> fmt::Debug for ReplyTo<R> {
 }
 
 /// Why a [`call`](ServerRef::call) gave no reply.
+///
+/// ```
+/// use process::gen_server::CallError;
+/// assert_eq!(
+///     CallError::Timeout { ms: 50 }.to_string(),
+///     "no reply within 50 ms; the server is busy or stuck, retry with a longer timeout"
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The server had ended before the call: start it again (or a supervisor does).
@@ -217,6 +267,23 @@ pub struct ServerRef<S: Server> {
 
 impl<S: Server> ServerRef<S> {
     /// The server from its pid (one found with [`Node::pid_of`], say).
+    ///
+    /// ```
+    /// # use process::gen_server::{self, CallReturn, Me, ReplyTo, Request, Return, Server, ServerRef, Timeout};
+    /// # struct Echo;
+    /// # impl Server for Echo {
+    /// #     type Call = u8; type Reply = u8; type Cast = ();
+    /// #     fn handle_call(&mut self, n: u8, _: &ReplyTo<u8>, _: &Me<Self>) -> CallReturn<u8> { CallReturn::Reply(n, Timeout::Infinity) }
+    /// #     fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return { Return::NoReply(Timeout::Infinity) }
+    /// # }
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let echo = gen_server::start(&node, Echo).unwrap();
+    /// node.register("echo", echo.pid()).unwrap();
+    /// let found: ServerRef<Echo> = ServerRef::from_pid(&node, node.pid_of::<Request<Echo>>("echo").unwrap());
+    /// assert_eq!(found.call(7, 10).await, Ok(7));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn from_pid(node: &Node, pid: Pid<Request<S>>) -> ServerRef<S> {
         ServerRef {
             pid,
@@ -224,12 +291,38 @@ impl<S: Server> ServerRef<S> {
         }
     }
 
-    /// The server's pid: monitor it, link to it, register it.
+    /// The server's pid: monitor it, link to it, register it (see
+    /// [`from_pid`](ServerRef::from_pid)).
     pub fn pid(&self) -> &Pid<Request<S>> {
         &self.pid
     }
 
     /// Asks and waits at most `timeout_ms` for the reply. Calls from any task, process or not.
+    ///
+    /// ```
+    /// use process::gen_server::{self, CallError, CallReturn, Me, ReplyTo, Return, Server, Timeout};
+    /// use process::ExitReason;
+    ///
+    /// /// Replies to `true`; stops without replying on `false`.
+    /// struct Picky;
+    /// impl Server for Picky {
+    ///     type Call = bool;
+    ///     type Reply = ();
+    ///     type Cast = ();
+    ///     fn handle_call(&mut self, ok: bool, _: &ReplyTo<()>, _: &Me<Self>) -> CallReturn<()> {
+    ///         if ok { CallReturn::Reply((), Timeout::Infinity) } else { CallReturn::Stop(ExitReason::error("no"), None) }
+    ///     }
+    ///     fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return { Return::NoReply(Timeout::Infinity) }
+    /// }
+    ///
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let picky = gen_server::start(&node, Picky).unwrap();
+    /// assert_eq!(picky.call(true, 10).await, Ok(()));
+    /// assert_eq!(picky.call(false, 10).await, Err(CallError::ServerDown));
+    /// assert_eq!(picky.call(true, 10).await, Err(CallError::NoProc));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub async fn call(&self, request: S::Call, timeout_ms: u64) -> Result<S::Reply, CallError> {
         if !self.node.is_alive(&self.pid) {
             return Err(CallError::NoProc);
@@ -255,7 +348,8 @@ impl<S: Server> ServerRef<S> {
         }
     }
 
-    /// Tells, without waiting (dropped if the server has ended).
+    /// Tells, without waiting (dropped if the server has ended). See the
+    /// [module example](self).
     pub fn cast(&self, msg: S::Cast) {
         self.pid.send(Request::Cast(msg));
     }
@@ -277,7 +371,8 @@ impl<S: Server> fmt::Debug for ServerRef<S> {
 }
 
 /// Spawns a process serving `server` ([`serve`]). Refused on the blocking backend like every
-/// [`Node::spawn`]; there, run [`serve`] in an attached process.
+/// [`Node::spawn`]; there, run [`serve`] in an attached process. See the
+/// [module example](self).
 pub fn start<S: Server>(node: &Node, server: S) -> Result<ServerRef<S>, SpawnError> {
     let pid = node.spawn(move |me| serve(me, server))?;
     Ok(ServerRef::from_pid(node, pid))

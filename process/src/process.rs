@@ -5,12 +5,13 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 
 use io_core::{Canceled, Cx, SpawnError, SpawnOptions};
 
 use crate::mailbox::Mailbox;
+use crate::node::NodeInner;
 use crate::{ExitReason, Message, MonitorRef, Node, ProcId};
 
 /// The address of a process taking messages of type `M`: send to it from anywhere in the run.
@@ -28,24 +29,50 @@ use crate::{ExitReason, Message, MonitorRef, Node, ProcId};
 /// # Ok(()) }).unwrap();
 /// ```
 pub struct Pid<M> {
-    node: Node,
+    /// Weak: a pending timed send holds a pid, and the node holds its timers.
+    node: Weak<NodeInner>,
     mailbox: Rc<Mailbox<M>>,
 }
 
 impl<M: 'static> Pid<M> {
     pub(crate) fn new(node: Node, mailbox: Rc<Mailbox<M>>) -> Pid<M> {
-        Pid { node, mailbox }
+        Pid {
+            node: Rc::downgrade(&node.0),
+            mailbox,
+        }
     }
 
-    /// The process's untyped identity.
+    /// The process's untyped identity (what links and monitors name).
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// assert_eq!(me.pid().id(), me.id());
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn id(&self) -> ProcId {
         self.mailbox.id
     }
 
     /// Appends `msg` to the process's mailbox (never waits: mailboxes are unbounded). Timed
     /// sends already due are delivered first, so arrival order follows the clock.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<&str>();
+    /// node.send_after(10, &me.pid(), "timer");
+    /// cx.sleep(10).await?;
+    /// me.pid().send("later"); // the due timer lands first
+    /// assert_eq!(me.receive().await?.into_msg(), Some("timer"));
+    /// assert_eq!(me.receive().await?.into_msg(), Some("later"));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn send(&self, msg: M) {
-        self.node.deliver_pending();
+        if let Some(node) = self.node.upgrade() {
+            Node(node).deliver_pending();
+        }
         self.mailbox.push(Message::Msg(msg));
     }
 
@@ -104,21 +131,56 @@ pub struct Process<M> {
 
 impl<M: 'static> Process<M> {
     /// This process's identity.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// assert_eq!(node.processes(), [me.id()]);
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn id(&self) -> ProcId {
         self.mailbox.id
     }
 
     /// This process's address, to hand to others.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<&str>();
+    /// let pid = me.pid();
+    /// pid.send("to myself");
+    /// assert_eq!(me.receive().await?.into_msg(), Some("to myself"));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn pid(&self) -> Pid<M> {
         Pid::new(self.node.clone(), self.mailbox.clone())
     }
 
     /// The node this process lives in.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// assert!(me.node().is_alive(me.id()));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn node(&self) -> &Node {
         &self.node
     }
 
     /// The run's handle: sleep, spawn plain tasks, read the clock.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// me.cx().sleep(5).await?;
+    /// assert_eq!(me.cx().now_ms(), 5);
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn cx(&self) -> &Cx {
         &self.cx
     }
@@ -140,6 +202,15 @@ impl<M: 'static> Process<M> {
 
     /// The oldest message, waiting for one if the mailbox is empty. `Err(Canceled)` when the
     /// process is killed (or its task canceled) while it waits: return it with `?`.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<u8>();
+    /// node.send_after(10, &me.pid(), 1);
+    /// assert_eq!(me.receive().await?, process::Message::Msg(1));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub async fn receive(&self) -> Result<Message<M>, Canceled> {
         let got = self.receive_until(u64::MAX, &mut |_| true).await?;
         Ok(got.expect("a receive without a deadline ends only with a message"))
@@ -222,6 +293,20 @@ impl<M: 'static> Process<M> {
     /// Traps exits (or stops): with `true`, an exit signal from a linked process arrives as a
     /// [`Message::Exit`] instead of killing this process ([`Node::kill`] still kills). Returns
     /// the previous setting.
+    ///
+    /// ```
+    /// use process::{Exit, ExitReason, Message};
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// assert!(!me.trap_exit(true));
+    /// let worker = me
+    ///     .spawn_link::<(), _, _>(|_| async { Err(ExitReason::error("crashed")) })
+    ///     .unwrap();
+    /// let exit = me.receive().await?;
+    /// assert_eq!(exit, Message::Exit(Exit { from: worker.id(), reason: ExitReason::error("crashed") }));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn trap_exit(&self, trap: bool) -> bool {
         self.node.set_trap_exit(self.id(), trap)
     }
@@ -229,28 +314,83 @@ impl<M: 'static> Process<M> {
     /// Links this process with `other`: when either ends, the other gets an exit signal with
     /// its reason (see [`ExitReason`]). Linking to a process that has already ended gives this
     /// process an exit signal with [`ExitReason::NoProc`].
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let (a, b) = (node.attach::<()>(), node.attach::<()>());
+    /// a.link(b.id());
+    /// assert_eq!(a.links(), [b.id()]);
+    /// assert_eq!(b.links(), [a.id()]); // links go both ways
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn link(&self, other: impl Into<ProcId>) {
         self.node.link(self.id(), other.into());
     }
 
     /// Removes the link with `other`, if any.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let (a, b) = (node.attach::<()>(), node.attach::<()>());
+    /// a.link(b.id());
+    /// b.unlink(a.id());
+    /// assert_eq!(a.links(), []);
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn unlink(&self, other: impl Into<ProcId>) {
         self.node.unlink(self.id(), other.into());
     }
 
     /// The processes linked with this one, in spawn order.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// assert_eq!(me.links(), []);
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn links(&self) -> Vec<ProcId> {
         self.node.links(self.id())
     }
 
     /// Monitors `other`: when it ends, this process receives one [`Message::Down`] with its
     /// reason; at once, with [`ExitReason::NoProc`], if it has already ended.
+    ///
+    /// ```
+    /// use process::{Down, ExitReason, Message};
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// let worker = node.spawn::<(), _, _>(|_| async { Ok(()) }).unwrap();
+    /// let monitor = me.monitor(&worker);
+    /// let down = Down { monitor, pid: worker.id(), reason: ExitReason::Normal };
+    /// assert_eq!(me.receive().await?, Message::Down(down));
+    /// // Monitoring it now that it is gone answers at once.
+    /// let late = me.monitor(&worker);
+    /// let down = Down { monitor: late, pid: worker.id(), reason: ExitReason::NoProc };
+    /// assert_eq!(me.receive_after(0, |_| true).await?, Some(Message::Down(down)));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn monitor(&self, other: impl Into<ProcId>) -> MonitorRef {
         self.node.monitor(self.id(), other.into())
     }
 
     /// Stops a monitor; its `Down`, if already delivered, is removed from the mailbox, so none
     /// is received after this. Whether the monitor was still active.
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let (me, other) = (node.attach::<()>(), node.attach::<()>());
+    /// let monitor = me.monitor(other.id());
+    /// assert!(me.demonitor(monitor));
+    /// drop(other);
+    /// assert_eq!(me.mailbox_len(), 0, "no Down after a demonitor");
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn demonitor(&self, monitor: MonitorRef) -> bool {
         self.node.demonitor(self.id(), monitor)
     }
@@ -259,11 +399,37 @@ impl<M: 'static> Process<M> {
     /// (Erlang's `exit(Pid, Reason)`): a message if `to` traps exits; otherwise it is killed
     /// with `reason`, unless `reason` is normal (then nothing happens, unless `to` is this
     /// process).
+    ///
+    /// ```
+    /// use process::{ExitReason, Message};
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// let worker = node
+    ///     .spawn::<(), _, _>(|p| async move { p.receive().await?; Ok(()) })
+    ///     .unwrap();
+    /// me.monitor(&worker);
+    /// me.exit_signal(&worker, ExitReason::Normal); // ignored: it does not trap exits
+    /// me.exit_signal(&worker, ExitReason::error("shut down"));
+    /// let Message::Down(down) = me.receive().await? else { unreachable!() };
+    /// assert_eq!(down.reason, ExitReason::error("shut down"));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn exit_signal(&self, to: impl Into<ProcId>, reason: ExitReason) {
         self.node.exit_signal(self.id(), to.into(), reason);
     }
 
     /// Spawns a process linked with this one from its first instant (Erlang's `spawn_link`).
+    ///
+    /// ```
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// let child = me.spawn_link::<(), _, _>(|p| async move { p.receive().await?; Ok(()) }).unwrap();
+    /// assert_eq!(me.links(), [child.id()]);
+    /// child.send(());
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn spawn_link<N, F, Fut>(&self, body: F) -> Result<Pid<N>, SpawnError>
     where
         N: 'static,
@@ -277,6 +443,20 @@ impl<M: 'static> Process<M> {
 
     /// Spawns a process monitored by this one from its first instant (Erlang's
     /// `spawn_monitor`).
+    ///
+    /// ```
+    /// use process::{ExitReason, Message};
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let me = node.attach::<()>();
+    /// let (child, monitor) = me
+    ///     .spawn_monitor::<(), _, _>(|_| async { panic!("oops") })
+    ///     .unwrap();
+    /// let Message::Down(down) = me.receive().await? else { unreachable!() };
+    /// assert_eq!((down.monitor, down.pid), (monitor, child.id()));
+    /// assert_eq!(down.reason, ExitReason::Panic("oops".into()));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn spawn_monitor<N, F, Fut>(&self, body: F) -> Result<(Pid<N>, MonitorRef), SpawnError>
     where
         N: 'static,
@@ -291,7 +471,20 @@ impl<M: 'static> Process<M> {
         Ok((pid, monitor.expect("set before the spawn returned")))
     }
 
-    /// Ends this (attached) process now with `reason`, instead of `Normal` at the drop.
+    /// Ends this (attached) process now with `reason`, instead of `Normal` at the drop. (A
+    /// spawned process ends by returning from its body.)
+    ///
+    /// ```
+    /// use process::{ExitReason, Message};
+    /// # io_fiber::FiberIo::new().run(|cx| async move {
+    /// let node = process::Node::new(&cx);
+    /// let (me, other) = (node.attach::<()>(), node.attach::<()>());
+    /// me.monitor(other.id());
+    /// other.exit(ExitReason::error("bye"));
+    /// let Message::Down(down) = me.receive().await? else { unreachable!() };
+    /// assert_eq!(down.reason, ExitReason::error("bye"));
+    /// # Ok(()) }).unwrap();
+    /// ```
     pub fn exit(mut self, reason: ExitReason) {
         if let Some(life) = &mut self.life {
             life.reason = Some(reason);
