@@ -109,7 +109,8 @@ impl From<Canceled> for ExitReason {
 /// killed by it instead (unless the reason is [`Normal`](ExitReason::Normal)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
-    /// The process that exited (or sent the signal with [`Node::exit`](crate::Node::exit)).
+    /// The process that exited (or sent the signal with
+    /// [`Process::exit_signal`](crate::Process::exit_signal)).
     pub from: ProcId,
     /// Why.
     pub reason: ExitReason,
