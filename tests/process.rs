@@ -337,6 +337,26 @@ fn gen_server_call_replies_times_out_and_reports_a_dead_server(backend: Backend)
     }
 }
 
+/// A receive that nothing can answer is a reported deadlock naming the wait, on every
+/// backend, not a hang — also once a pending timed send for another process has fired (the
+/// waiting receive kept the node's timers moving, then had nothing left to wait for).
+fn a_receive_nothing_can_answer_is_a_reported_deadlock(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<()>();
+        let other = node.attach::<&str>();
+        node.send_after(10, &other.pid(), "for the other one");
+        me.receive().await?;
+        Ok(other.mailbox_len())
+    });
+    let deadlock = support::expect_deadlock(outcome);
+    assert_eq!(deadlock.blocked[0].name, "main", "{deadlock}");
+    assert_eq!(
+        deadlock.blocked[0].parked_on, "process receive",
+        "{deadlock}"
+    );
+}
+
 // ---- names ----
 
 /// A name reaches its process; it is held once; it goes with `unregister` or with its
@@ -1008,6 +1028,7 @@ conformance!(
     selective_receive_takes_timers_in_deadline_order,
     cancel_after_firing_is_none_and_the_message_is_there,
     delayed_send_to_a_registered_name,
+    a_receive_nothing_can_answer_is_a_reported_deadlock,
     gen_server_idle_timeout_fires_handle_timeout,
     gen_server_call_replies_times_out_and_reports_a_dead_server,
     names_register_unregister_whereis_and_die_with_their_process,
