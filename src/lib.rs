@@ -51,6 +51,10 @@ pub use channel;
 /// the protocol: the `sync` crate.
 pub use sync;
 
+/// Erlang processes: mailboxes with selective receive, `send_after`, links, monitors, a
+/// registry and a gen_server loop, written once over the protocol: the `process` crate.
+pub use process;
+
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 
