@@ -24,6 +24,9 @@ where
     F: FnOnce(Cx) -> Fut,
     Fut: Future<Output = Result<T, Canceled>> + 'static,
 {
+    // A run inside a task's poll (a nested backend) drives itself: the outer poll's budget is
+    // not its to spend.
+    let _unbudgeted = crate::task::Unbudgeted::enter();
     let core = io.core();
     core.start_run()?;
     let cx = Cx::new(io.clone());
