@@ -52,6 +52,10 @@ pub use channel;
 /// the protocol: the `sync` crate.
 pub use sync;
 
+/// Erlang processes: mailboxes with selective receive, `send_after`, links, monitors, a
+/// registry and a gen_server loop, written once over the protocol: the `process` crate.
+pub use process;
+
 #[cfg(feature = "fiber")]
 pub use backend::sim;
 
@@ -126,7 +130,11 @@ pub use race::{
 #[cfg(feature = "blocking")]
 pub use io_blocking::BlockingIo;
 #[cfg(feature = "fiber")]
-pub use io_fiber::{FiberIo, TraceEvent};
+pub use io_fiber::{
+    check_determinism, shrink, Decision, DecisionLog, Divergence, FiberIo, Granularity,
+    ParseLogError, ReplayReport, RunTrace, Scheduler, ShrinkError, Shrunk, StepReport, TaskInfo,
+    TraceEvent,
+};
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;
 #[cfg(feature = "uring")]

@@ -10,10 +10,14 @@ mod support;
 
 use std::cell::Cell;
 use std::future::Future;
+use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use ioswap::protocol::{op::Op, DEFAULT_OP_BUDGET};
-use ioswap::{channel, sync, Backend, Canceled, Cx};
+use ioswap::{channel, sync, Backend, Canceled, Cx, File};
 
 /// More operations than any hot loop here gets through before the others run, with a budget.
 const TOTAL: u64 = 200_000;
@@ -459,6 +463,219 @@ fn a_budget_of_zero_lets_a_hot_loop_run_to_its_end(backend: Backend) {
     assert_eq!(seen, TOTAL);
 }
 
+/// Spends the rest of the current poll's budget exactly: a fresh poll (after a yield), then
+/// `DEFAULT_OP_BUDGET` ops done at once (blocking and fiber answer a nop inline). The next
+/// budgeted operation of this poll yields.
+async fn spend_the_budget(cx: &ioswap::Cx) -> Result<(), ioswap::Canceled> {
+    cx.yield_now().await?;
+    for _ in 0..DEFAULT_OP_BUDGET {
+        cx.submit(Op::Nop).await.result.expect("a nop succeeds");
+    }
+    Ok(())
+}
+
+/// Runs `f` on its own thread; `None` if it did not return within `secs` (a hang).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+/// A backend run from inside a task (a nested `run`) after the outer poll spent its budget
+/// returns: the nested run drives its own tasks and joins its main task with `block_on`, which
+/// would spin on a spent budget's `Pending` if the outer poll's budget applied to it.
+fn a_nested_run_after_a_spent_budget_returns(backend: Backend) {
+    let returned = within(10, move || {
+        backend
+            .run(|cx| async move {
+                spend_the_budget(&cx).await?;
+                let inner = ioswap::FiberIo::new().run(|_| async { Ok(7) });
+                Ok(inner.expect("the nested run"))
+            })
+            .expect("the outer run")
+    });
+    assert_eq!(
+        returned,
+        Some(7),
+        "the nested run hung (spinning in block_on)"
+    );
+}
+
+/// The same nested run, with budget left: it returns (the control for the test above).
+fn a_nested_run_with_budget_left_returns(backend: Backend) {
+    let returned = within(10, move || {
+        backend
+            .run(|cx| async move {
+                cx.yield_now().await?;
+                let inner = ioswap::FiberIo::new().run(|_| async { Ok(7) });
+                Ok(inner.expect("the nested run"))
+            })
+            .expect("the outer run")
+    });
+    assert_eq!(returned, Some(7));
+}
+
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(test: &str, backend: Backend) -> TempPath {
+        TempPath(std::env::temp_dir().join(format!(
+            "ioswap-budget-{test}-{backend}-{}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn read_back(cx: &ioswap::Cx, path: &std::path::Path) -> io::Result<Vec<u8>> {
+    let file = File::open(cx, path).await?;
+    let data = file.read_to_end().await?;
+    file.close().await?;
+    Ok(data)
+}
+
+/// `tests/fs.rs::a_given_up_trait_write_is_never_credited_to_other_bytes`, with the budget
+/// spent when the first write is polled: the write yields before it reaches the backend, and
+/// once its caller gives it up it is never sent (the next write, of other bytes, writes those
+/// alone). On uring a write in flight in the kernel cannot be recalled: the documented
+/// `AbandonedWrite`, whatever the budget.
+fn a_write_given_up_before_it_was_submitted_is_not_written_later(backend: Backend) {
+    use futures_lite::io::AsyncWriteExt;
+    let path = TempPath::new("unsubmitted-write", backend);
+    let p = path.0.clone();
+    let result = backend
+        .run(|cx| async move {
+            Ok(async {
+                let mut file = File::create(&cx, &p).await?.compat();
+                spend_the_budget(&cx).await.map_err(io::Error::other)?;
+                let first = futures_lite::future::poll_once(file.write(b"AAAA"))
+                    .await
+                    .transpose()?;
+                let then = file.write_all(b"BBBBBBBB").await;
+                file.close().await?;
+                Ok::<_, io::Error>((first, then, read_back(&cx, &p).await?))
+            }
+            .await)
+        })
+        .unwrap();
+    let (first, then, on_disk) = result.unwrap();
+    let on_disk = String::from_utf8_lossy(&on_disk).into_owned();
+    if backend == Backend::Uring {
+        // A write in flight in the kernel cannot be recalled: the documented `AbandonedWrite`
+        // (tests/fs.rs), whatever the budget.
+        assert_eq!((first, on_disk.as_str()), (None, "AAAA"));
+        assert!(then.is_err());
+        return;
+    }
+    match first {
+        // Written inline (what the existing fs test states for blocking and fiber).
+        Some(4) => assert_eq!((then.ok(), on_disk.as_str()), (Some(()), "AAAABBBBBBBB")),
+        // Given up before any byte was submitted: nothing of it may reach the file, and the
+        // next write must not fail because of it.
+        _ => assert_eq!(
+            (then.map_err(|e| e.to_string()), on_disk.as_str()),
+            (Ok(()), "BBBBBBBB"),
+            "first write: {first:?}"
+        ),
+    }
+}
+
+/// A panicking task leaves the thread's budget as it found it: a later run on the same thread
+/// still yields to a spawned task after one budget (checked on fiber, where it is exact).
+fn a_panicking_task_does_not_poison_the_threads_budget(backend: Backend) {
+    let _ = backend.run(|cx| async move {
+        cx.submit(Op::Nop).await.result.unwrap();
+        if cx.now_ms() < u64::MAX {
+            panic!("boom");
+        }
+        Ok(())
+    });
+    // The next run, on the same thread, a hot loop of nops vs. a spawned marker.
+    let seen = ioswap::Backend::Fiber
+        .run(|cx| async move {
+            let other = cx.spawn(|_| async { Ok(()) });
+            let mut done = 0u64;
+            while !other.is_finished() {
+                cx.submit(Op::Nop).await.result.unwrap();
+                done += 1;
+            }
+            Ok(done)
+        })
+        .unwrap();
+    assert_eq!(seen, u64::from(DEFAULT_OP_BUDGET) + 1);
+}
+
+/// Inside a shield a spent budget yields; it never delivers the pending cancel.
+fn a_spent_budget_inside_a_shield_does_not_cancel(backend: Backend) {
+    let out = backend
+        .run(|cx| async move {
+            let me = cx.spawn(|cx| async move {
+                let (tx, rx) = ioswap::channel::unbounded(&cx);
+                for v in 0..1_000u32 {
+                    tx.try_send(v).unwrap();
+                }
+                cx.current_task().expect("a task").cancel(); // pending, sticky
+                let got = cx
+                    .shield(async {
+                        let mut got = 0;
+                        for _ in 0..1_000 {
+                            rx.recv().await.map_err(|_| ioswap::Canceled)?;
+                            got += 1;
+                        }
+                        Ok::<_, ioswap::Canceled>(got)
+                    })
+                    .await;
+                Ok(got)
+            });
+            Ok(me.await)
+        })
+        .unwrap();
+    assert_eq!(out, Ok(Ok(1_000)));
+}
+
+/// A hot loop raced against a timeout: its budget yields are suspend points, so the deadline's
+/// cancel (the body is spawned with the deadline) lands at one of them once the clock reaches
+/// it. On blocking the body runs inline and its yields go through blocking's loop, which fires
+/// timers only when the queue is empty: the yielding body is always queued, so the deadline
+/// never fires and the loop runs to its end. (Fiber's virtual clock does not move while a task
+/// is runnable, by design: not asserted there.)
+fn a_hot_loop_under_a_timeout_is_cut_at_the_deadline(backend: Backend) {
+    const DEADLINE_MS: u64 = 20;
+    const RUN_AT_MOST_MS: u64 = 1_500;
+    let (outcome, ran_ms) = backend
+        .run(|cx| async move {
+            let start = cx.now_ms();
+            let outcome =
+                ioswap::time::timeout(&cx, DEADLINE_MS, move |cx: ioswap::Cx| async move {
+                    let (tx, rx) = ioswap::channel::unbounded(&cx);
+                    let mut n = 0u64;
+                    while n < 20_000_000 && cx.now_ms() < start + RUN_AT_MOST_MS {
+                        tx.try_send(n).unwrap();
+                        rx.recv().await.map_err(|_| ioswap::Canceled)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+                .await?;
+            Ok((outcome.is_ok(), cx.now_ms() - start))
+        })
+        .unwrap();
+    if backend == Backend::Fiber {
+        return;
+    }
+    assert!(
+        !outcome && ran_ms < RUN_AT_MOST_MS,
+        "the body ran {ran_ms} ms past its {DEADLINE_MS} ms deadline (completed: {outcome})"
+    );
+}
+
 conformance!(
     a_hot_consumer_lets_a_spawned_task_run_within_one_budget,
     a_hot_producer_lets_a_spawned_task_run_within_one_budget,
@@ -473,4 +690,66 @@ conformance!(
     a_cancel_lands_in_a_hot_loop_of_locks_and_ops,
     a_hot_loop_of_joins_yields_to_a_canceler_and_loses_no_result,
     a_budget_of_zero_lets_a_hot_loop_run_to_its_end,
+    a_hot_loop_under_a_timeout_is_cut_at_the_deadline,
+    a_nested_run_after_a_spent_budget_returns,
+    a_nested_run_with_budget_left_returns,
+    a_write_given_up_before_it_was_submitted_is_not_written_later,
+    a_panicking_task_does_not_poison_the_threads_budget,
+    a_spent_budget_inside_a_shield_does_not_cancel,
 );
+
+/// `BackendCore::set_op_budget(0)` means "unlimited" for every task built on that backend from
+/// then on, those built with the public `RawTask::new` (what `Io::spawn_raw` takes) included.
+#[cfg(feature = "fiber")]
+#[test]
+fn a_raw_task_spawned_on_a_backend_with_no_budget_has_no_budget() {
+    use ioswap::protocol::RawTask;
+    let fiber = ioswap::FiberIo::new();
+    let io = fiber.io();
+    io.core().set_op_budget(0);
+    let cx = ioswap::Cx::new(io.clone());
+    let polls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let body = {
+        let (cx, polls) = (cx.clone(), polls.clone());
+        async move {
+            // Counts the polls it takes: one, with no budget.
+            let counted = CountPolls(
+                polls,
+                Box::pin(async move {
+                    for _ in 0..1_000 {
+                        cx.submit(Op::Nop).await.result.expect("a nop");
+                    }
+                }),
+            );
+            counted.await;
+            Ok::<_, ioswap::Canceled>(())
+        }
+    };
+    let opts = ioswap::SpawnOptions::new();
+    let (raw, task) = RawTask::new(io.core().queue(), &opts, body);
+    io.spawn_raw(raw, &opts).unwrap();
+    while !task.is_finished() {
+        io.poll(u64::MAX);
+    }
+    assert_eq!(
+        polls.get(),
+        1,
+        "the task yielded: it had a budget of {DEFAULT_OP_BUDGET}"
+    );
+}
+
+struct CountPolls(
+    std::rc::Rc<std::cell::Cell<u32>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+);
+
+impl std::future::Future for CountPolls {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.0.set(self.0.get() + 1);
+        self.1.as_mut().poll(cx)
+    }
+}

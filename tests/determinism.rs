@@ -108,3 +108,154 @@ fn seed_zero_is_fifo() {
     // main runs, then its five children in spawn order, then main again to join them.
     assert_eq!(order, [1, 2, 3, 4, 5, 6, 1]);
 }
+
+/// State outside the seed: how many times the flaky task has run, across runs.
+static FLAKY_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The lines of the flaky task's two waits, as each run saw them.
+    static WAIT_LINES: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A task whose second step waits somewhere else the second time the program runs.
+async fn flaky(cx: ioswap::Cx) -> Result<(), ioswap::Canceled> {
+    cx.yield_now().await?;
+    if FLAKY_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+        let (sleep, line) = (cx.sleep(1), line!());
+        WAIT_LINES.with(|w| w.set((line, w.get().1)));
+        sleep.await?;
+    } else {
+        let (yielded, line) = (cx.yield_now(), line!());
+        WAIT_LINES.with(|w| w.set((w.get().0, line)));
+        yielded.await?;
+    }
+    cx.yield_now().await
+}
+
+/// A counter outside the seed steers one task: the check names the first step that differs,
+/// the task, the line that spawned it and the line where each run's step left it waiting.
+#[test]
+fn a_nondeterministic_branch_is_named_at_its_first_step() {
+    FLAKY_RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+    let spawn_line = std::rc::Rc::new(std::cell::Cell::new(0));
+    let line = spawn_line.clone();
+    let program = move |io: &FiberIo| {
+        let line = line.clone();
+        io.run(move |cx| async move {
+            let steady: Vec<_> = (0..4)
+                .map(|_| {
+                    cx.spawn(|cx| async move {
+                        for _ in 0..3 {
+                            cx.yield_now().await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            let named = ioswap::SpawnOptions::new().name("flaky");
+            let (at, task) = (line!(), cx.spawn_with(named, flaky));
+            line.set(at);
+            task.unwrap().await?;
+            for task in steady {
+                task.await?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    };
+    let divergence = ioswap::check_determinism(7, program.clone()).unwrap_err();
+    println!("{divergence}");
+
+    // Where the flaky task took its second step, on a run that takes the first branch.
+    FLAKY_RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+    let io = FiberIo::with_seed(7).record_trace();
+    program(&io);
+    let flaky_id = io.tasks().iter().find(|t| t.name == "flaky").unwrap().id;
+    let second_step = io
+        .trace()
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| event.task == flaky_id)
+        .nth(1)
+        .unwrap()
+        .0;
+
+    let (sleep_line, yield_line) = WAIT_LINES.with(|w| w.get());
+    assert_eq!(divergence.step, second_step);
+    let (first, second) = (
+        divergence.first.clone().unwrap(),
+        divergence.second.clone().unwrap(),
+    );
+    for step in [&first, &second] {
+        assert_eq!((step.task, step.name.as_str()), (flaky_id, "flaky"));
+        let spawned = step.spawned_at.unwrap();
+        assert_eq!(
+            (spawned.file(), spawned.line()),
+            (file!(), spawn_line.get())
+        );
+    }
+    let waited = |step: &ioswap::StepReport| {
+        let at = step.suspended_at.unwrap();
+        (at.file(), at.line())
+    };
+    assert_eq!(waited(&first), (file!(), sleep_line));
+    assert_eq!(waited(&second), (file!(), yield_line));
+    assert_ne!(sleep_line, yield_line);
+    assert!(divergence
+        .to_string()
+        .contains(&format!("{}:{sleep_line}", file!())));
+
+    // Without the counter, the same program is deterministic.
+    let steady = ioswap::check_determinism(7, |io| {
+        FLAKY_RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+        program(io)
+    });
+    assert_eq!(steady, Ok(()));
+}
+
+/// State outside the seed, read by a simulated world's client.
+static WORLD_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A world's two runs are compared the same way: the client named, the line that declared it,
+/// the line of each run's wait.
+#[test]
+fn a_nondeterministic_world_is_named_at_its_first_step() {
+    let lines = Rc::new(std::cell::Cell::new((0, 0, 0)));
+    let seen = lines.clone();
+    let world = move |seed| {
+        let seen = seen.clone();
+        let declared = line!() + 1;
+        ioswap::sim::World::new(seed).client("poller", move |cx, _world| async move {
+            cx.sleep(5).await?;
+            if WORLD_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                let (sleep, line) = (cx.sleep(3), line!());
+                seen.set((declared, line, seen.get().2));
+                sleep.await?;
+            } else {
+                let (sleep, line) = (cx.sleep(4), line!());
+                seen.set((seen.get().0, seen.get().1, line));
+                sleep.await?;
+            }
+            Ok(())
+        })
+    };
+    let divergence = ioswap::sim::check_world_determinism(11, &world).unwrap_err();
+    println!("{divergence}");
+    let (declared, first_wait, second_wait) = lines.get();
+    let (first, second) = (divergence.first.unwrap(), divergence.second.unwrap());
+    assert_eq!(
+        (first.name.as_str(), second.name.as_str()),
+        ("poller", "poller")
+    );
+    assert_eq!(first.spawned_at.unwrap().line(), declared);
+    assert_eq!(first.suspended_at.unwrap().line(), first_wait);
+    assert_eq!(second.suspended_at.unwrap().line(), second_wait);
+    assert_eq!(first.at_ms, 5);
+
+    // Reset before each run, the same world is deterministic.
+    let steady = ioswap::sim::check_world_determinism(11, |seed| {
+        WORLD_RUNS.store(0, std::sync::atomic::Ordering::Relaxed);
+        world(seed)
+    });
+    assert_eq!(steady, Ok(()));
+}

@@ -10,8 +10,8 @@ mod service;
 
 use std::io;
 
-use ioswap::sim::{sweep, Control, Faults, SimError, World, WorldReport};
-use ioswap::Cx;
+use ioswap::sim::{sweep_with, Control, Faults, SimError, World, WorldReport};
+use ioswap::{Cx, Scheduler};
 use service::{backup, call, primary, Config};
 
 /// Keys written, one every `PACE_MS`: a run lasts long enough for crashes and partitions.
@@ -89,8 +89,9 @@ fn faults() -> Faults {
     faults
 }
 
-fn run(seed: u64, bug: bool) -> Result<WorldReport, SimError> {
+fn run(seed: u64, bug: bool, scheduler: &Scheduler) -> Result<WorldReport, SimError> {
     World::new(seed)
+        .scheduler(scheduler.clone())
         .faults(faults())
         .host("primary", move |cx, world| {
             supervise(cx, world, bug, async |cx, config| primary(cx, config).await)
@@ -104,15 +105,15 @@ fn run(seed: u64, bug: bool) -> Result<WorldReport, SimError> {
 }
 
 /// The showcase's claim: 1,000 seeds (`IOSWAP_SEEDS` widens or narrows a sweep, `IOSWAP_SEED`
-/// replays one; see `ioswap::sim::sweep`).
+/// replays one, `IOSWAP_SCHEDULER` chooses the scheduler; see `ioswap::sim::sweep_with`).
 const SEEDS: u64 = 1_000;
 
 #[test]
 fn no_acknowledged_write_is_lost_over_a_thousand_seeds() {
     let mut crashes = 0;
     let mut partitions = 0;
-    let swept = sweep(SEEDS, |seed| {
-        let report = run(seed, false)?;
+    let swept = sweep_with(SEEDS, |seed, scheduler| {
+        let report = run(seed, false, scheduler)?;
         crashes += report
             .faults
             .iter()
@@ -136,17 +137,19 @@ fn no_acknowledged_write_is_lost_over_a_thousand_seeds() {
 
 #[test]
 fn the_simulator_finds_the_planted_bug() {
-    let failure = sweep(SEEDS, |seed| run(seed, true).map(drop))
-        .expect_err("some seed loses an acknowledged write");
+    let failure = sweep_with(SEEDS, |seed, scheduler| {
+        run(seed, true, scheduler).map(drop)
+    })
+    .expect_err("some seed loses an acknowledged write");
     // The sweep names the test, the seed and the one command that replays it.
     assert!(
         failure
             .replay_command()
-            .starts_with(&format!("IOSWAP_SEED={} cargo test ", failure.seed)),
+            .contains(&format!("IOSWAP_SEED={} cargo test ", failure.seed)),
         "{failure}"
     );
     assert!(failure.to_string().contains("faults injected"), "{failure}");
-    let err = run(failure.seed, true).unwrap_err();
+    let err = run(failure.seed, true, &failure.scheduler).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("acknowledged write"), "{text}");
     assert!(
@@ -154,7 +157,7 @@ fn the_simulator_finds_the_planted_bug() {
         "{text}"
     );
     // Replaying the seed fails the same way.
-    let again = run(err.seed, true).unwrap_err();
+    let again = run(err.seed, true, &failure.scheduler).unwrap_err();
     assert_eq!((again.cause, again.at_ms), (err.cause.clone(), err.at_ms));
     eprintln!("planted bug found at seed {}:\n{text}", err.seed);
 }

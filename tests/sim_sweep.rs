@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use ioswap::sim::{sweep, Faults, World};
+use ioswap::sim::{sweep, sweep_with, Faults, World};
 
 /// The child: a sweep of 10 seeds by default, over a world with faults, whose client fails on
 /// seed 4; it prints the seeds it ran, then the failure, if any.
@@ -34,12 +34,40 @@ fn child_sweep() {
     }
 }
 
+/// The child with a scheduler: the same sweep, its worlds run by `IOSWAP_SCHEDULER`'s choice.
+#[test]
+#[ignore = "the child of the tests below, which run it with its environment"]
+fn child_sweep_with() {
+    let outcome = sweep_with(10, |seed, scheduler| {
+        World::new(seed)
+            .scheduler(scheduler.clone())
+            .client("check", move |cx, _world| async move {
+                cx.sleep(10).await?;
+                assert!(seed != 4, "seed 4 breaks the invariant");
+                Ok(())
+            })
+            .run()
+            .map(drop)
+    });
+    match outcome {
+        Ok(passed) => println!("passed: {passed}"),
+        Err(failure) => println!("failure: {failure}"),
+    }
+}
+
 /// Runs the child with `env` and gives its standard output.
 fn child(env: &[(&str, &str)]) -> String {
+    child_named("child_sweep", env)
+}
+
+fn child_named(name: &str, env: &[(&str, &str)]) -> String {
     let me = std::env::current_exe().expect("the test binary");
     let mut command = Command::new(me);
-    command.args(["--exact", "child_sweep", "--include-ignored", "--nocapture"]);
-    command.env_remove("IOSWAP_SEED").env_remove("IOSWAP_SEEDS");
+    command.args(["--exact", name, "--include-ignored", "--nocapture"]);
+    command
+        .env_remove("IOSWAP_SEED")
+        .env_remove("IOSWAP_SEEDS")
+        .env_remove("IOSWAP_SCHEDULER");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -92,6 +120,35 @@ fn ioswap_seeds_sets_the_width() {
     assert!(bad.contains("ran: []"), "{bad}");
     assert!(
         bad.contains("IOSWAP_SEEDS=\"lots\" is not a number"),
+        "{bad}"
+    );
+}
+
+/// `IOSWAP_SCHEDULER` chooses the scheduler of a sweep that takes one, and its replay command
+/// names it; a sweep that runs its own scheduler refuses it rather than ignore it.
+#[test]
+fn ioswap_scheduler_chooses_the_scheduler() {
+    let out = child_named("child_sweep_with", &[("IOSWAP_SCHEDULER", "pct:2:100")]);
+    assert!(
+        out.contains(
+            "replay exactly this run: IOSWAP_SCHEDULER=pct:2:100 IOSWAP_SEED=4 cargo test child_sweep_with -- --exact"
+        ),
+        "{out}"
+    );
+    let plain = child_named("child_sweep_with", &[]);
+    assert!(
+        plain.contains("replay exactly this run: IOSWAP_SEED=4 cargo test"),
+        "{plain}"
+    );
+    let refused = child(&[("IOSWAP_SCHEDULER", "walk")]);
+    assert!(refused.contains("ran: []"), "{refused}");
+    assert!(
+        refused.contains("IOSWAP_SCHEDULER=\"walk\" is set, but this sweep runs its own scheduler"),
+        "{refused}"
+    );
+    let bad = child_named("child_sweep_with", &[("IOSWAP_SCHEDULER", "dfs")]);
+    assert!(
+        bad.contains("IOSWAP_SCHEDULER=\"dfs\" names no scheduler"),
         "{bad}"
     );
 }

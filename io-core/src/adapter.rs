@@ -99,6 +99,17 @@ impl Adapter {
         self.reading = None;
     }
 
+    /// Forgets a write that never reached the backend (its first poll yielded to the operation
+    /// budget, and its caller went away): it wrote nothing, so a later call must not send it.
+    fn forget_unsubmitted_write(&mut self) {
+        if let Some(Unreported::InFlight { submit, .. }) = &mut self.write {
+            if let Some(op) = submit.take_unsubmitted() {
+                self.spare_write = op.into_buf();
+                self.write = None;
+            }
+        }
+    }
+
     /// Waits for the write in flight, if any, to end; the cursor moves past what it wrote. Its
     /// outcome stays unreported.
     fn poll_write_end(&mut self, task: &mut Context<'_>) -> Poll<()> {
@@ -165,8 +176,11 @@ impl Adapter {
             return Poll::Ready(Ok(0));
         }
         // A read after a write sees the written bytes (a stream's halves are independent).
-        if source.positional() && self.poll_write_end(task).is_pending() {
-            return Poll::Pending;
+        if source.positional() {
+            self.forget_unsubmitted_write();
+            if self.poll_write_end(task).is_pending() {
+                return Poll::Pending;
+            }
         }
         loop {
             if self.read_pos < self.unread.len() {
@@ -212,6 +226,7 @@ impl Adapter {
         source: &SourceOps<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.forget_unsubmitted_write();
         loop {
             std::task::ready!(self.poll_write_end(task));
             if let Some(report) = self.report_to_write(data) {
@@ -287,6 +302,7 @@ impl Adapter {
     }
 
     pub(crate) fn poll_flush(&mut self, task: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.forget_unsubmitted_write();
         std::task::ready!(self.poll_write_end(task));
         Poll::Ready(self.report_given_up())
     }

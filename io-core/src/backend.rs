@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::{
     BlockedTask, Next, Park, RawTask, RealClock, RunError, RunQueue, SpawnError, SplitMix64,
-    TaskRef, TaskSet, TimerId, TimerQueue, DEFAULT_OP_BUDGET,
+    TaskRef, TaskSet, TimerId, TimerQueue,
 };
 
 /// A backend's name, clock, run queue, timers, live tasks and choice generator, and whether it
@@ -42,8 +42,6 @@ pub struct BackendCore {
     tasks: RefCell<TaskSet>,
     ran: Cell<bool>,
     shut_down: Cell<bool>,
-    /// See [`BackendCore::set_op_budget`].
-    op_budget: Cell<u32>,
 }
 
 /// A backend's clock, in milliseconds since it started.
@@ -76,7 +74,6 @@ impl BackendCore {
             tasks: RefCell::new(TaskSet::new()),
             ran: Cell::new(false),
             shut_down: Cell::new(false),
-            op_budget: Cell::new(DEFAULT_OP_BUDGET),
         }
     }
 
@@ -126,7 +123,7 @@ impl BackendCore {
     /// before its next operation yields ([`Cx::poll_budget`](crate::Cx::poll_budget));
     /// [`DEFAULT_OP_BUDGET`] unless set. `0` means unlimited.
     pub fn op_budget(&self) -> u32 {
-        self.op_budget.get()
+        self.queue.op_budget()
     }
 
     /// Sets the operation budget of each poll of the tasks spawned here from now on (the main
@@ -154,7 +151,7 @@ impl BackendCore {
     /// assert_eq!(done, 17, "16 ops, then the 17th yielded and the other task ran");
     /// ```
     pub fn set_op_budget(&self, ops: u32) {
-        self.op_budget.set(ops);
+        self.queue.set_op_budget(ops);
     }
 
     /// Marks the backend as run: a backend runs once; the second time gives
@@ -294,7 +291,7 @@ impl fmt::Debug for BackendCore {
             .field("queue", &self.queue)
             .field("timers", &self.timers.borrow().len())
             .field("shut_down", &self.shut_down.get())
-            .field("op_budget", &self.op_budget.get())
+            .field("op_budget", &self.op_budget())
             .finish_non_exhaustive()
     }
 }

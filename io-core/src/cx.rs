@@ -60,13 +60,15 @@ impl Cx {
     ///
     /// After the backend has shut down the task is born canceled (its body never runs and
     /// joining gives `Err(Canceled)`); use [`Cx::spawn_with`] to get the typed error instead.
+    #[track_caller]
     pub fn spawn<T, F, Fut>(&self, body: F) -> Task<T>
     where
         T: 'static,
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        let (task, spawned) = task::spawn_on(&self.io, &SpawnOptions::new(), body(self.clone()));
+        let opts = SpawnOptions::new().spawned_at(std::panic::Location::caller());
+        let (task, spawned) = task::spawn_on(&self.io, &opts, body(self.clone()));
         if spawned.is_err() {
             // Only ShutDown can happen without `concurrent`; the RawTask was dropped unpolled.
             task.cancel();
@@ -87,12 +89,17 @@ impl Cx {
     /// Spawns a task with options (a name; required concurrency), reporting refusals as typed
     /// errors: [`SpawnError::ConcurrencyUnavailable`] on an inline backend when concurrency is
     /// required, [`SpawnError::ShutDown`] after the backend's run returned.
+    #[track_caller]
     pub fn spawn_with<T, F, Fut>(&self, opts: SpawnOptions, body: F) -> Result<Task<T>, SpawnError>
     where
         T: 'static,
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
+        let opts = match opts.location() {
+            Some(_) => opts,
+            None => opts.spawned_at(std::panic::Location::caller()),
+        };
         let (task, spawned) = task::spawn_on(&self.io, &opts, body(self.clone()));
         spawned.map(|()| task)
     }
@@ -104,6 +111,7 @@ impl Cx {
 
     /// Sleeps for `ms` milliseconds (saturating: a huge `ms` sleeps forever).
     #[inline]
+    #[track_caller]
     pub fn sleep(&self, ms: u64) -> Sleep {
         self.sleep_until(self.now_ms().saturating_add(ms))
     }
@@ -123,6 +131,7 @@ impl Cx {
     /// assert_eq!(slept, Duration::from_millis(2)); // exact on the virtual clock
     /// ```
     #[inline]
+    #[track_caller]
     pub fn sleep_for(&self, duration: Duration) -> Sleep {
         self.sleep_until(self.now() + duration)
     }
@@ -131,6 +140,7 @@ impl Cx {
     /// deadline in the past returns on the next turn; [`Instant::NEVER`] (`u64::MAX`) never
     /// returns (except with `Err(Canceled)`).
     #[inline]
+    #[track_caller]
     pub fn sleep_until(&self, deadline: impl Into<Instant>) -> Sleep {
         Sleep::new(self.io.clone(), deadline.into().as_ms())
     }
@@ -161,12 +171,15 @@ impl Cx {
     ///     .unwrap();
     /// assert_eq!(sum, 55);
     /// ```
+    #[track_caller]
     pub fn spawn_blocking<T, F>(&self, f: F) -> Task<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let opts = SpawnOptions::new().name("spawn_blocking");
+        let opts = SpawnOptions::new()
+            .name("spawn_blocking")
+            .spawned_at(std::panic::Location::caller());
         let (task, spawned) = task::spawn_on(&self.io, &opts, run_blocking(self.clone(), f));
         if spawned.is_err() {
             task.cancel();
@@ -253,6 +266,7 @@ impl Cx {
 
     /// Lets every other ready task run once before this one continues.
     #[inline]
+    #[track_caller]
     pub fn yield_now(&self) -> Suspend {
         let park = Park::new("yield");
         park.ready();
@@ -328,6 +342,7 @@ impl Cx {
     ///     .unwrap();
     /// assert_eq!(joined, Err(io::ErrorKind::NotFound));
     /// ```
+    #[track_caller]
     pub fn spawn_try<T, E, F, Fut>(&self, body: F) -> TryTask<T, E>
     where
         T: 'static,
@@ -349,6 +364,7 @@ impl Cx {
     }
 
     /// A new park for [`Cx::suspend`] (protocol-level; primitives use it).
+    #[track_caller]
     pub fn park(&self, what: &'static str) -> Park {
         Park::new(what)
     }

@@ -44,17 +44,7 @@ pub trait Io {
     /// shielded or not, inside a task of another backend or outside any task — returns
     /// `Err(Canceled)` at once instead of waiting forever.
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
-        let poll = if self.core().is_shut_down() {
-            Poll::Ready(Err(Canceled))
-        } else {
-            park.poll_suspend(cx)
-        };
-        if let Poll::Ready(Err(Canceled)) = poll {
-            park.evict_timers(|timer| {
-                self.disarm_timer(timer);
-            });
-        }
-        poll
+        suspend_on(self, park, cx)
     }
 
     /// Makes the task parked on `park` runnable.
@@ -140,6 +130,26 @@ pub trait Driver: Io {
 }
 
 static_assertions::assert_obj_safe!(Io, Driver);
+
+/// The default [`Io::suspend_raw`], for a backend that overrides it to observe its suspends
+/// and then does what every backend does.
+pub fn suspend_on<I: Io + ?Sized>(
+    io: &I,
+    park: &Park,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Canceled>> {
+    let poll = if io.core().is_shut_down() {
+        Poll::Ready(Err(Canceled))
+    } else {
+        park.poll_suspend(cx)
+    };
+    if let Poll::Ready(Err(Canceled)) = poll {
+        park.evict_timers(|timer| {
+            io.disarm_timer(timer);
+        });
+    }
+    poll
+}
 
 /// What a turn of the loop ([`Driver::poll`]) leaves behind: what, if anything, can still make a
 /// task runnable. Drivers wait on the first three and stop at the last two.

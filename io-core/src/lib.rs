@@ -97,7 +97,7 @@ pub use clock::RealClock;
 pub use cx::{Cancelable, Cx, Shield, Suspend, TryTask};
 pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
-pub use io::{Driver, Io, Next};
+pub use io::{suspend_on, Driver, Io, Next};
 pub use net::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use op::{
     Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported, WeakHandle,

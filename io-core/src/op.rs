@@ -576,6 +576,18 @@ impl Submit {
             state: SubmitState::Unsubmitted(op),
         }
     }
+
+    /// The op, if it has not been handed to the backend yet (its first poll yielded to the
+    /// operation budget): this future is then finished and the op never runs.
+    pub(crate) fn take_unsubmitted(&mut self) -> Option<Op> {
+        match std::mem::replace(&mut self.state, SubmitState::Finished) {
+            SubmitState::Unsubmitted(op) => Some(op),
+            other => {
+                self.state = other;
+                None
+            }
+        }
+    }
 }
 
 impl Future for Submit {

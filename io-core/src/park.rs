@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::panic::Location;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -30,6 +31,8 @@ pub struct Park(Rc<ParkState>);
 struct ParkState {
     /// A `Cell` because parks are reused (see [`SPARE_PARK`]).
     what: Cell<&'static str>,
+    /// Where it was made: the suspend point a determinism report names.
+    at: Cell<&'static Location<'static>>,
     readied: Cell<bool>,
     /// A suspend on this park has started and not yet returned.
     parked: Cell<bool>,
@@ -54,16 +57,27 @@ thread_local! {
 
 impl Park {
     /// A new, unreadied park. `what` describes what it waits for; deadlock reports show it.
+    /// The caller's source location is kept as the park's [`location`](Park::location).
+    #[track_caller]
+    #[inline]
     pub fn new(what: &'static str) -> Park {
+        Park::new_at(what, Location::caller())
+    }
+
+    /// A new, unreadied park made for a wait at `at` (a primitive that makes its park later
+    /// than it is called passes its caller's location).
+    pub fn new_at(what: &'static str, at: &'static Location<'static>) -> Park {
         let spare = SPARE_PARK.try_with(Cell::take).ok().flatten();
         match spare {
             Some(state) => {
-                // Reset when it was put back (see `Drop`): only the name is new.
+                // Reset when it was put back (see `Drop`): only the name and place are new.
                 state.what.set(what);
+                state.at.set(at);
                 Park(state)
             }
             None => Park(Rc::new(ParkState {
                 what: Cell::new(what),
+                at: Cell::new(at),
                 readied: Cell::new(false),
                 parked: Cell::new(false),
                 waker: Cell::new(None),
@@ -76,6 +90,17 @@ impl Park {
     /// What this park waits for.
     pub fn what(&self) -> &'static str {
         self.0.what.get()
+    }
+
+    /// Where the park was made: for a sleep, a yield or a [`Cx::park`](crate::Cx::park), the
+    /// line of user code that asked for the wait.
+    ///
+    /// ```
+    /// let park = io_core::Park::new("here");
+    /// assert_eq!(park.location().line(), line!() - 1);
+    /// ```
+    pub fn location(&self) -> &'static Location<'static> {
+        self.0.at.get()
     }
 
     /// Whether the park has been readied and no suspend has consumed that yet.

@@ -17,12 +17,16 @@ use crate::{Canceled, Cx, Driver, Next, RunError, SpawnOptions};
 /// does not: a leftover stuck on a foreign future is dropped like any other stuck leftover.
 ///
 /// A backend runs once: a second `run` gives [`RunError::ShutDown`].
+#[track_caller]
 pub fn run<T, F, Fut>(io: Rc<dyn Driver>, main: F) -> Result<T, RunError>
 where
     T: 'static,
     F: FnOnce(Cx) -> Fut,
     Fut: Future<Output = Result<T, Canceled>> + 'static,
 {
+    // A run inside a task's poll (a nested backend) drives itself: the outer poll's budget is
+    // not its to spend.
+    let _unbudgeted = crate::task::Unbudgeted::enter();
     let core = io.core();
     core.start_run()?;
     let cx = Cx::new(io.clone());

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -41,6 +41,9 @@ struct Shared {
     shared_pushes: AtomicBool,
     pushed: Condvar,
     next_id: AtomicU64,
+    /// Operations per poll of the tasks built for this queue from now on (`0`: unlimited); see
+    /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget).
+    op_budget: AtomicU32,
     on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -96,6 +99,7 @@ impl RunQueue {
             shared_pushes: AtomicBool::new(false),
             pushed: Condvar::new(),
             next_id: AtomicU64::new(1),
+            op_budget: AtomicU32::new(crate::DEFAULT_OP_BUDGET),
             on_push_while_idle,
         }))
     }
@@ -104,6 +108,18 @@ impl RunQueue {
         // A panic while holding this lock cannot leave the queue inconsistent (every critical
         // section is a single VecDeque call), so a poisoned lock is still usable.
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The operation budget of each poll of the tasks built for this queue
+    /// ([`RawTask::new`](crate::RawTask::new)); see
+    /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget).
+    pub fn op_budget(&self) -> u32 {
+        self.0.op_budget.load(Ordering::Relaxed)
+    }
+
+    /// Sets the operation budget of the tasks built for this queue from now on.
+    pub fn set_op_budget(&self, ops: u32) {
+        self.0.op_budget.store(ops, Ordering::Relaxed);
     }
 
     /// The id for the next task spawned on this backend: 1, 2, 3, … in spawn order, so ids are

@@ -24,6 +24,8 @@ pub struct Sleep {
     io: Rc<dyn Io>,
     deadline_ms: u64,
     state: SleepState,
+    /// Where the sleep was asked for (its park's location).
+    at: &'static std::panic::Location<'static>,
 }
 
 enum SleepState {
@@ -33,11 +35,13 @@ enum SleepState {
 }
 
 impl Sleep {
+    #[track_caller]
     pub(crate) fn new(io: Rc<dyn Io>, deadline_ms: u64) -> Sleep {
         Sleep {
             io,
             deadline_ms,
             state: SleepState::Unarmed,
+            at: std::panic::Location::caller(),
         }
     }
 
@@ -58,7 +62,7 @@ impl Future for Sleep {
                 this.state = SleepState::Done;
                 return Poll::Ready(Err(Canceled));
             }
-            let park = Park::new("sleep");
+            let park = Park::new_at("sleep", this.at);
             let timer = this.io.arm_timer(this.deadline_ms, &park);
             this.state = SleepState::Armed(park, timer);
         }

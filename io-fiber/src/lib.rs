@@ -37,33 +37,129 @@
 //! assert_eq!(slept_until, 3_600_000);
 //! assert_eq!(virtual_ms, io.now_ms());
 //! ```
+//!
+//! # Finding bugs, not just replaying them
+//!
+//! A seed replays one run; these find the runs worth replaying and make them small.
+//!
+//! - **Schedulers** ([`Scheduler`], [`FiberIo::with_scheduler`], [`sim::World::scheduler`];
+//!   in a sweep, [`sim::sweep_with`] passes the one `IOSWAP_SCHEDULER` names).
+//!   [`Scheduler::Random`] (the default) runs in turns: every task ready at a turn's start runs
+//!   once, in a seeded order, so tasks that are always ready advance in lockstep and an
+//!   ordering across steps (one task three steps ahead of another) never happens.
+//!   [`Scheduler::Walk`] picks uniformly among all enabled tasks at every step;
+//!   [`Scheduler::Pct`] is probabilistic concurrency testing: random task priorities and
+//!   `depth - 1` priority change points, which finds a bug of depth `d` with a probability
+//!   bounded below by `1/(n·k^(d-1))` (n tasks, k steps). `tests/explore.rs` measures them on
+//!   planted bugs of depth 1 to 3.
+//! - **What the scheduler decides, and what is only recorded.** The scheduler chooses which
+//!   enabled task runs next. Every other seeded choice is recorded and replayed but drawn as
+//!   before: the simulated world's draws (latencies, hence the order in which I/O completes;
+//!   faults and their timing; short transfers; late cancels; buggify) and the program's draws
+//!   (`select`'s case, [`Cx::random_below`](io_core::Cx::random_below)). Timers due at the same
+//!   time fire in arming order, a promise of the protocol, not a choice; but the tasks that
+//!   timers and completions due at one moment wake are then enabled together, and which of them
+//!   runs first is the scheduler's pick.
+//! - **Schedules as data** ([`FiberIo::record_decisions`], [`DecisionLog`],
+//!   [`FiberIo::replay`]): every decision of a run, one text line long, replayed exactly. A pick
+//!   names the task it ran, so a log survives changes that do not touch its decisions; when it
+//!   runs out, the replay goes on with the default choice and says so ([`ReplayReport`]).
+//! - **Shrinking** ([`shrink`]): a failing schedule delta-debugged down to the few choices that
+//!   make it fail.
+//! - **Determinism self-check** ([`check_determinism`]; for a world,
+//!   [`sim::check_world_determinism`]): a seed run twice; if the runs differ,
+//!   the first step that does, with the task's name, the line that spawned it and the line of
+//!   each run's wait ([`FiberIo::record_trace`] keeps them).
+//!
+//! ```
+//! use io_fiber::{shrink, FiberIo, Scheduler};
+//!
+//! // Two tasks add to a counter; one reads, yields, then writes back: an update can be lost.
+//! fn lost_update(io: &FiberIo) -> bool {
+//!     io.run(|cx| async move {
+//!         let counter = std::rc::Rc::new(std::cell::Cell::new(0));
+//!         let (a, b) = (counter.clone(), counter.clone());
+//!         let racy = cx.spawn(move |cx| async move {
+//!             let read = a.get();
+//!             cx.yield_now().await?;
+//!             a.set(read + 1);
+//!             Ok(())
+//!         });
+//!         let atomic = cx.spawn(move |cx| async move {
+//!             cx.yield_now().await?;
+//!             cx.yield_now().await?;
+//!             b.set(b.get() + 1);
+//!             Ok(())
+//!         });
+//!         racy.await?;
+//!         atomic.await?;
+//!         Ok(counter.get() != 2)
+//!     })
+//!     .unwrap()
+//! }
+//!
+//! let pct = Scheduler::Pct { depth: 2, steps: 8 };
+//! let seed = (0..1_000)
+//!     .find(|&seed| lost_update(&FiberIo::with_scheduler(seed, pct.clone())))
+//!     .expect("PCT finds the lost update");
+//! let failing = FiberIo::with_scheduler(seed, pct).record_decisions();
+//! assert!(lost_update(&failing));
+//! let shrunk = shrink(failing.decisions(), |log| lost_update(&FiberIo::replay(log.clone())));
+//! let schedule = shrunk.unwrap().log;
+//! assert!(lost_update(&FiberIo::replay(schedule.to_string().parse().unwrap())));
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod decision;
+mod determinism;
+mod schedule;
+mod shrink;
 pub mod sim;
+
+pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
+pub use determinism::{check_determinism, Divergence, RunTrace, StepReport};
+pub use schedule::Scheduler;
+pub use shrink::{shrink, ShrinkError, Shrunk};
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::panic::Location;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use io_core::{
-    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, RunError, RunQueue, Runnable,
-    SplitMix64, Submitted,
+    BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, Park, RawTask, RunError, RunQueue,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
 #[derive(Clone)]
 pub struct FiberIo(Rc<Fiber>);
 
-/// One step of a recorded schedule: which task was polled, and when.
+/// One step of a recorded schedule: which task was polled, when, and where it suspended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceEvent {
     /// The virtual time of the poll.
     pub at_ms: u64,
     /// The id of the task polled (1 is the main task).
     pub task: u64,
+    /// Where the poll left the task waiting (the line of its `sleep`, `yield_now`, park…),
+    /// `None` if it finished or its wait has no known place.
+    pub suspended_at: Option<&'static Location<'static>>,
+}
+
+/// A task of a traced run ([`FiberIo::record_trace`]): its name and where it was spawned.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskInfo {
+    /// The task's id (1 is the main task).
+    pub id: u64,
+    /// Its name (`task#<id>` when spawned unnamed).
+    pub name: String,
+    /// The line that spawned it (for the main task, the line that called `run`).
+    pub spawned_at: Option<&'static Location<'static>>,
 }
 
 struct Fiber {
@@ -72,6 +168,11 @@ struct Fiber {
     /// its own, so a program's draws (a `select`) never shift the scheduler's choices, and vice
     /// versa.
     rng: SplitMix64,
+    /// The scheduler's state, and whether it steps one task at a time.
+    picker: schedule::Picker,
+    steps_mode: bool,
+    /// Where the run's decisions are recorded to and replayed from (shared with the world).
+    recorder: Rc<decision::Recorder>,
     core: BackendCore,
     /// Reused between turns; taken out while tasks run so a nested `poll` cannot alias it.
     /// (An `Option` so taking it leaves nothing behind to drop.)
@@ -79,6 +180,12 @@ struct Fiber {
     trace_hash: Cell<u64>,
     steps: Cell<u64>,
     trace: RefCell<Option<Vec<TraceEvent>>>,
+    /// Whether `trace` is kept (a `Cell`, read on every suspend).
+    tracing: Cell<bool>,
+    /// Where the task being polled last suspended, while tracing.
+    suspended_at: Cell<Option<&'static Location<'static>>>,
+    /// The tasks spawned, while tracing.
+    tasks: RefCell<std::collections::BTreeMap<u64, TaskInfo>>,
     /// The simulated world that serves I/O.
     sim: sim::Sim,
 }
@@ -91,23 +198,86 @@ impl FiberIo {
 
     /// A fiber backend whose choice among ready tasks is driven by `seed` (0 = FIFO).
     pub fn with_seed(seed: u64) -> FiberIo {
-        FiberIo::with_sim(seed, sim::Sim::new(seed))
+        FiberIo::with_scheduler(seed, Scheduler::Random)
+    }
+
+    /// A fiber backend whose choice among enabled tasks is made by `scheduler`, drawing from
+    /// `seed` ([`Scheduler::Random`] is [`FiberIo::with_seed`]).
+    pub fn with_scheduler(seed: u64, scheduler: Scheduler) -> FiberIo {
+        FiberIo::world(seed, scheduler, sim::Faults::none(), Vec::new())
+    }
+
+    /// A backend that replays `log` exactly: its seed, and every decision the log holds. When
+    /// the log runs out, picks fall back to the first enabled task (FIFO) and draws to the
+    /// seed's generator; [`FiberIo::replay_report`] counts them. The replay records its own
+    /// decisions too ([`FiberIo::decisions`]).
+    ///
+    /// ```
+    /// use io_fiber::{FiberIo, Scheduler};
+    ///
+    /// fn program(io: &FiberIo) -> Vec<u64> {
+    ///     io.run(|cx| async move {
+    ///         let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    ///         let tasks: Vec<_> = (0..4u64)
+    ///             .map(|i| {
+    ///                 let order = order.clone();
+    ///                 cx.spawn(move |cx| async move {
+    ///                     cx.yield_now().await?;
+    ///                     order.borrow_mut().push(i * 10 + cx.random_below(10));
+    ///                     Ok(())
+    ///                 })
+    ///             })
+    ///             .collect();
+    ///         for task in tasks {
+    ///             task.await?;
+    ///         }
+    ///         let order = order.borrow().clone();
+    ///         Ok(order)
+    ///     })
+    ///     .unwrap()
+    /// }
+    ///
+    /// let recorded = FiberIo::with_scheduler(9, Scheduler::Walk).record_decisions();
+    /// let original = program(&recorded);
+    /// let log = recorded.decisions();
+    /// let replay = FiberIo::replay(log.to_string().parse().unwrap());
+    /// assert_eq!(program(&replay), original);
+    /// assert_eq!(replay.trace_hash(), recorded.trace_hash());
+    /// assert_eq!(replay.replay_report().mismatched, 0);
+    /// ```
+    pub fn replay(log: DecisionLog) -> FiberIo {
+        let seed = log.seed;
+        FiberIo::with_scheduler(seed, Scheduler::Replay(log)).record_decisions()
     }
 
     /// A backend serving the world of `hosts` (after host 0, itself) with `faults`.
-    pub(crate) fn world(seed: u64, faults: sim::Faults, hosts: Vec<sim::Host>) -> FiberIo {
-        FiberIo::with_sim(seed, sim::Sim::with(seed, faults, hosts))
-    }
-
-    fn with_sim(seed: u64, sim: sim::Sim) -> FiberIo {
+    pub(crate) fn world(
+        seed: u64,
+        scheduler: Scheduler,
+        faults: sim::Faults,
+        hosts: Vec<sim::Host>,
+    ) -> FiberIo {
+        let recorder = Rc::new(decision::Recorder::default());
+        if let Scheduler::Replay(log) = &scheduler {
+            recorder.replay(log);
+        }
+        let sim = sim::Sim::with(seed, faults, hosts, recorder.clone());
+        let rng = SplitMix64::new(seed);
+        let picker = schedule::Picker::new(seed, &scheduler, &rng);
         let fiber = Rc::new(Fiber {
             seed,
-            rng: SplitMix64::new(seed),
+            rng,
+            picker,
+            steps_mode: scheduler.granularity() == Granularity::Steps,
+            recorder,
             core: BackendCore::virtual_clock("fiber", RunQueue::new(), seed ^ CHOICE_STREAM),
             batch: RefCell::new(Some(VecDeque::new())),
             trace_hash: Cell::new(TRACE_SEED),
             steps: Cell::new(0),
             trace: RefCell::new(None),
+            tracing: Cell::new(false),
+            suspended_at: Cell::new(None),
+            tasks: RefCell::new(std::collections::BTreeMap::new()),
             sim,
         });
         fiber.sim.attach(Rc::downgrade(&fiber));
@@ -122,12 +292,59 @@ impl FiberIo {
     /// always kept; the full trace costs memory per step.)
     pub fn record_trace(self) -> FiberIo {
         *self.0.trace.borrow_mut() = Some(Vec::new());
+        self.0.tracing.set(true);
         self
+    }
+
+    /// The run so far as one value (steps, tasks, hash), for comparing two runs
+    /// ([`RunTrace::compare`]). Empty steps and tasks unless [`FiberIo::record_trace`] was
+    /// asked for.
+    pub fn run_trace(&self) -> RunTrace {
+        RunTrace {
+            seed: self.0.seed,
+            steps: self.trace(),
+            tasks: self.tasks(),
+            hash: self.trace_hash(),
+        }
+    }
+
+    /// The tasks spawned so far, by id, if [`FiberIo::record_trace`] was asked for (else
+    /// empty): names and spawn locations for the steps of [`FiberIo::trace`].
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        self.0.tasks.borrow().values().cloned().collect()
+    }
+
+    /// Also records every decision of the run ([`FiberIo::decisions`]): each choice of the
+    /// scheduler, of the simulated world and of the program's random draws. Costs memory per
+    /// decision; off, a decision costs one `Cell` read.
+    pub fn record_decisions(self) -> FiberIo {
+        self.0.recorder.record();
+        self
+    }
+
+    /// The decisions recorded so far ([`FiberIo::record_decisions`]; empty if not asked for),
+    /// as a log that [`FiberIo::replay`] replays.
+    pub fn decisions(&self) -> DecisionLog {
+        DecisionLog {
+            seed: self.0.seed,
+            granularity: if self.0.steps_mode {
+                Granularity::Steps
+            } else {
+                Granularity::Turns
+            },
+            decisions: self.0.recorder.decisions(),
+        }
+    }
+
+    /// How closely a replay ([`FiberIo::replay`]) followed its log so far.
+    pub fn replay_report(&self) -> ReplayReport {
+        self.0.recorder.report()
     }
 
     /// Runs `main` as the main task on the virtual clock and returns its value. See
     /// [`io_core::run`] for what happens to tasks still alive when it returns. A backend runs
     /// once; a second `run` gives [`RunError::ShutDown`].
+    #[track_caller]
     pub fn run<T, F, Fut>(&self, main: F) -> Result<T, RunError>
     where
         T: 'static,
@@ -224,13 +441,15 @@ fn mix(hash: u64, word: u64) -> u64 {
 }
 
 impl Fiber {
-    /// Picks the next runnable of a turn: the oldest with seed 0, a seeded choice otherwise.
+    /// Picks the next runnable: the only one, or the scheduler's choice (with seed 0 and the
+    /// default scheduler, the oldest).
+    #[inline]
     fn pick(&self, batch: &mut VecDeque<Runnable>) -> Option<Runnable> {
-        if self.seed == 0 || batch.len() < 2 {
+        if batch.len() < 2 {
             return batch.pop_front();
         }
-        let index = self.rng.below(batch.len() as u64) as usize;
-        batch.swap_remove_back(index)
+        let step = self.steps.get() + 1;
+        Some(self.picker.pick(batch, step, &self.rng, &self.recorder))
     }
 
     /// Fires the timers and world events that are due.
@@ -263,7 +482,47 @@ impl Fiber {
             .set(mix(self.trace_hash.get(), step_word(task, at_ms)));
         self.steps.set(self.steps.get() + 1);
         if let Some(trace) = self.trace.borrow_mut().as_mut() {
-            trace.push(TraceEvent { at_ms, task });
+            trace.push(TraceEvent {
+                at_ms,
+                task,
+                suspended_at: None,
+            });
+        }
+    }
+
+    /// Runs one step of a task, noting where it suspended when tracing.
+    #[inline]
+    fn run_step(&self, runnable: Runnable) {
+        self.record(*runnable.metadata());
+        if !self.tracing.get() {
+            runnable.run();
+            return;
+        }
+        self.suspended_at.set(None);
+        runnable.run();
+        let at = self.suspended_at.take();
+        if let Some(event) = self.trace.borrow_mut().as_mut().and_then(|t| t.last_mut()) {
+            event.suspended_at = at;
+        }
+    }
+
+    /// A task is spawned here (or on a simulated host): noted while tracing.
+    pub(crate) fn note_spawn(&self, task: &RawTask, opts: &SpawnOptions) {
+        if self.tracing.get() {
+            let info = TaskInfo {
+                id: task.id(),
+                name: task.task().name().into_owned(),
+                spawned_at: opts.location(),
+            };
+            self.tasks.borrow_mut().insert(info.id, info);
+        }
+    }
+
+    /// A suspend on `park` (here or on a simulated host): where it waits is noted while
+    /// tracing.
+    pub(crate) fn note_suspend(&self, park: &Park, poll: &Poll<Result<(), Canceled>>) {
+        if self.tracing.get() && poll.is_pending() {
+            self.suspended_at.set(Some(park.location()));
         }
     }
 }
@@ -271,6 +530,19 @@ impl Fiber {
 impl Io for Fiber {
     fn core(&self) -> &BackendCore {
         &self.core
+    }
+
+    fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
+        self.core.admit(&task)?;
+        self.note_spawn(&task, opts);
+        task.schedule();
+        Ok(())
+    }
+
+    fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
+        let poll = io_core::suspend_on(self, park, cx);
+        self.note_suspend(park, &poll);
+        poll
     }
 
     /// I/O is served by the simulated world ([`sim`]): this backend is its host 0,
@@ -289,6 +561,11 @@ impl Io for Fiber {
 
     fn buggify(&self, site: &'static str) -> bool {
         self.sim.buggify(site)
+    }
+
+    /// The program's draws are part of the schedule: recorded, and replayed.
+    fn random_u64(&self) -> u64 {
+        self.recorder.program(self.core.random_u64())
     }
 }
 
@@ -315,11 +592,33 @@ impl Driver for Fiber {
             self.fire_due();
             return self.next();
         }
+        if self.steps_mode {
+            // One step: the scheduler sees every enabled task, including those this step wakes.
+            if let Some(runnable) = self.pick(&mut batch) {
+                self.batch.replace(Some(batch));
+                self.run_step(runnable);
+            }
+            let next = self.next();
+            let enabled = self.batch.borrow().as_ref().is_some_and(|b| !b.is_empty());
+            return if enabled { Next::Run } else { next };
+        }
         while let Some(runnable) = self.pick(&mut batch) {
-            self.record(*runnable.metadata());
-            runnable.run();
+            self.run_step(runnable);
         }
         self.batch.replace(Some(batch));
         self.next()
+    }
+
+    /// Tasks still enabled (a step scheduler keeps them between polls) go back on the run
+    /// queue first, so shutting down runs and drops them like every other task.
+    fn shut_down(&self) {
+        let batch = self.batch.take();
+        if let Some(mut batch) = batch {
+            for runnable in batch.drain(..) {
+                runnable.schedule();
+            }
+            self.batch.replace(Some(batch));
+        }
+        self.core.shut_down();
     }
 }

@@ -42,7 +42,7 @@
 
 mod op;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -70,8 +70,9 @@ struct PollBackend {
     core: BackendCore,
     poller: Arc<Poller>,
     ops: RefCell<Ops>,
-    /// Reused between table calls; taken out while in use.
-    after: RefCell<Aftermath>,
+    /// Reused between table calls; taken out while in use (a nested call, from a drop that
+    /// `apply` set off, starts an empty one).
+    after: Cell<Option<Aftermath>>,
     events: RefCell<Events>,
     batch: RefCell<VecDeque<Runnable>>,
     /// `Op::Offload` work, on a pool whose finished jobs wake the poller.
@@ -104,7 +105,7 @@ impl PollIo {
             core: BackendCore::real_clock("poll", queue, 0x706f_6c6c),
             ops: RefCell::new(Ops::new(poller.clone(), edge)),
             poller,
-            after: RefCell::new(Aftermath::default()),
+            after: Cell::new(Some(Aftermath::default())),
             events: RefCell::new(Events::new()),
             batch: RefCell::new(VecDeque::new()),
             offloader: RefCell::new(offloader),
@@ -159,10 +160,10 @@ impl PollBackend {
     /// Runs `f` on the op table, then — with the table released — readies the parks and drops
     /// the ops it left.
     fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
-        let mut after = self.after.take();
+        let mut after = self.after.take().unwrap_or_default();
         let result = f(&mut self.ops.borrow_mut(), &mut after);
         after.apply();
-        self.after.replace(after);
+        self.after.set(Some(after));
         result
     }
 

@@ -56,6 +56,24 @@ pub(crate) fn restore(previous: u64) {
     let _ = LEFT.try_with(|cell| cell.set(previous));
 }
 
+/// Lifts the budget until dropped (then restores what was left): for code that drives its own
+/// executor inside a task's poll, such as a nested [`run`](crate::run) joining its main task
+/// with `block_on`, which would spin on a spent budget's `Pending` (its polls never return to
+/// the backend that would refill it).
+pub(crate) struct Unbudgeted(u64);
+
+impl Unbudgeted {
+    pub(crate) fn enter() -> Unbudgeted {
+        Unbudgeted(install(u64::MAX))
+    }
+}
+
+impl Drop for Unbudgeted {
+    fn drop(&mut self) {
+        restore(self.0);
+    }
+}
+
 /// The units the current poll has left (`u64::MAX` outside any task poll).
 #[cfg(test)]
 pub(crate) fn left() -> u64 {
@@ -197,7 +215,8 @@ mod tests {
         op_budget: u32,
         future: impl Future<Output = Result<T, Canceled>> + 'static,
     ) -> Task<T> {
-        let (raw, task) = RawTask::with_op_budget(queue, &SpawnOptions::new(), op_budget, future);
+        queue.set_op_budget(op_budget);
+        let (raw, task) = RawTask::new(queue, &SpawnOptions::new(), future);
         raw.schedule();
         task
     }
@@ -352,11 +371,11 @@ mod tests {
             async move {
                 ready_op().await?;
                 ready_op().await?;
-                let (raw, child) =
-                    RawTask::with_op_budget(&queue, &SpawnOptions::new(), 6, async {
-                        ready_op().await?;
-                        Ok(left())
-                    });
+                queue.set_op_budget(6);
+                let (raw, child) = RawTask::new(&queue, &SpawnOptions::new(), async {
+                    ready_op().await?;
+                    Ok(left())
+                });
                 let (runnable, _) = raw.into_parts();
                 runnable.run(); // inline, inside this poll
                 let parent = left();

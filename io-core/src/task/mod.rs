@@ -17,6 +17,7 @@ mod set;
 
 pub use body::drop_contained;
 pub(crate) use budget::poll_take as poll_budget;
+pub(crate) use budget::Unbudgeted;
 pub use budget::{BudgetUnit, DEFAULT_OP_BUDGET};
 pub(crate) use ctl::{ParkedOn, TaskCtl};
 pub(crate) use current::{cancel_pending, current_task, set_parked_on, Enter, ShieldGuard};

@@ -1,6 +1,7 @@
 //! [`SpawnOptions`]: how a task is spawned.
 
 use std::borrow::Cow;
+use std::panic::Location;
 
 /// How to spawn a task.
 ///
@@ -16,6 +17,8 @@ pub struct SpawnOptions {
     pub(super) concurrent: bool,
     /// `None`: no deadline.
     pub(super) deadline_ms: Option<u64>,
+    /// Where the task was spawned (`Cx::spawn`'s caller).
+    pub(super) at: Option<&'static Location<'static>>,
 }
 
 impl SpawnOptions {
@@ -77,6 +80,25 @@ impl SpawnOptions {
     pub fn deadline_ms(mut self, deadline_ms: u64) -> SpawnOptions {
         self.deadline_ms = (deadline_ms != u64::MAX).then_some(deadline_ms);
         self
+    }
+
+    /// Records where the task is spawned from; [`Cx::spawn`](crate::Cx::spawn) and
+    /// [`Cx::spawn_with`](crate::Cx::spawn_with) set their caller's location (a backend's
+    /// determinism report names it).
+    ///
+    /// ```
+    /// use io_core::SpawnOptions;
+    /// let opts = SpawnOptions::new().spawned_at(std::panic::Location::caller());
+    /// assert_eq!(opts.location().unwrap().file(), file!());
+    /// ```
+    pub fn spawned_at(mut self, at: &'static Location<'static>) -> SpawnOptions {
+        self.at = Some(at);
+        self
+    }
+
+    /// Where the task was spawned from, if known.
+    pub fn location(&self) -> Option<&'static Location<'static>> {
+        self.at
     }
 
     /// The deadline given, or `u64::MAX` for none.

@@ -93,8 +93,8 @@ pub struct RawTask {
 
 impl RawTask {
     /// Builds a task whose wakers schedule it on `queue`, and its typed join handle. Each poll
-    /// of it has the [`DEFAULT_OP_BUDGET`](crate::DEFAULT_OP_BUDGET) (`Cx::spawn` gives the
-    /// backend's setting instead).
+    /// of it has the queue's operation budget as it is now ([`RunQueue::op_budget`], which
+    /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget) sets).
     ///
     /// Backends and protocol-level tests may call this directly.
     pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
@@ -102,20 +102,7 @@ impl RawTask {
         T: 'static,
         F: Future<Output = Result<T, Canceled>> + 'static,
     {
-        RawTask::with_op_budget(queue, opts, super::DEFAULT_OP_BUDGET, future)
-    }
-
-    /// [`RawTask::new`], with `op_budget` operations per poll (`0`: unlimited).
-    pub(crate) fn with_op_budget<T, F>(
-        queue: &RunQueue,
-        opts: &SpawnOptions,
-        op_budget: u32,
-        future: F,
-    ) -> (RawTask, Task<T>)
-    where
-        T: 'static,
-        F: Future<Output = Result<T, Canceled>> + 'static,
-    {
+        let op_budget = queue.op_budget();
         let id = queue.next_task_id();
         let ctl = Rc::new(TaskCtl {
             id,
@@ -190,8 +177,7 @@ where
     } else {
         opts
     };
-    let core = io.core();
-    let (raw, task) = RawTask::with_op_budget(core.queue(), opts, core.op_budget(), future);
+    let (raw, task) = RawTask::new(io.core().queue(), opts, future);
     if let Some(extra) = task.ctl.extra.as_deref() {
         // Before `spawn_raw`: a backend may run the task inline right there.
         if extra.deadline_ms != u64::MAX {

@@ -1533,7 +1533,7 @@ mod tests {
     fn after_crash(seed: u64, torn_writes: bool) -> Vec<u8> {
         let mut faults = Faults::none();
         faults.disk.torn_writes = torn_writes;
-        let sim = Sim::with(seed, faults, Vec::new());
+        let sim = Sim::with(seed, faults, Vec::new(), Rc::default());
         let file = open(&sim, "/f", rw()).unwrap();
         write(&sim, &file, b"SSSS", 0).unwrap();
         sync(&sim, &file).unwrap();
@@ -1580,7 +1580,7 @@ mod tests {
     fn a_file_never_synced_may_vanish_in_a_crash() {
         let outcomes: std::collections::BTreeSet<_> = (0..40)
             .map(|seed| {
-                let sim = Sim::with(seed, Faults::none(), Vec::new());
+                let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
                 let file = open(&sim, "/new", rw()).unwrap();
                 write(&sim, &file, b"x", 0).unwrap();
                 crash(&sim);
@@ -1607,7 +1607,7 @@ mod tests {
         let lost = (0..100).filter(|&seed| {
             let mut faults = Faults::none();
             faults.disk.lying_fsync = true;
-            let sim = Sim::with(seed, faults, Vec::new());
+            let sim = Sim::with(seed, faults, Vec::new(), Rc::default());
             let file = open(&sim, "/f", rw()).unwrap();
             sync(&sim, &file).unwrap();
             write(&sim, &file, b"data", 0).unwrap();
@@ -1622,7 +1622,7 @@ mod tests {
 
     #[test]
     fn the_crash_log_says_what_each_file_kept() {
-        let sim = Sim::with(3, Faults::none(), Vec::new());
+        let sim = Sim::with(3, Faults::none(), Vec::new(), Rc::default());
         let file = open(&sim, "/data/log", rw()).unwrap();
         sync(&sim, &file).unwrap();
         write(&sim, &file, b"one", 0).unwrap();
@@ -1657,7 +1657,7 @@ mod tests {
     fn an_unlink_lost_in_a_crash_brings_the_file_back_whole() {
         let mut outcomes = std::collections::BTreeSet::new();
         for seed in 0..20 {
-            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
             let file = open(&sim, "/f", rw()).unwrap();
             write(&sim, &file, b"x", 0).unwrap();
             sync(&sim, &file).unwrap();
@@ -1681,7 +1681,7 @@ mod tests {
     fn a_directory_renamed_moves_with_its_subtree_or_not_at_all() {
         let mut outcomes = std::collections::BTreeSet::new();
         for seed in 0..20 {
-            let sim = Sim::with(seed, Faults::none(), Vec::new());
+            let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
             let file = open(&sim, "/a/b/f", rw()).unwrap();
             sync(&sim, &file).unwrap();
             let rename = FsOp::Rename {

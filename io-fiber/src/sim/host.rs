@@ -120,7 +120,6 @@ impl Io for HostIo {
     }
 
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
-        let _ = opts;
         self.core().admit(&task)?;
         {
             let mut state = self.fiber.sim.state.borrow_mut();
@@ -132,8 +131,19 @@ impl Io for HostIo {
             host.tasks.retain(|task| !task.is_finished());
             host.tasks.push(task.task().clone());
         }
+        self.fiber.note_spawn(&task, opts);
         task.schedule();
         Ok(())
+    }
+
+    fn suspend_raw(
+        &self,
+        park: &io_core::Park,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), io_core::Canceled>> {
+        let poll = io_core::suspend_on(self, park, cx);
+        self.fiber.note_suspend(park, &poll);
+        poll
     }
 
     fn now_ms(&self) -> u64 {
@@ -150,7 +160,7 @@ impl Io for HostIo {
     }
 
     fn random_u64(&self) -> u64 {
-        self.core().random_u64()
+        io_core::Io::random_u64(&*self.fiber)
     }
 
     fn buggify(&self, site: &'static str) -> bool {

@@ -41,9 +41,15 @@ use io_core::{Canceled, SplitMix64, Unsupported};
 
 pub use faults::{DiskFaults, Faults, NetFaults};
 pub(crate) use host::Host;
-pub use sweep::{sweep, sweep_named, Seeds, SweepFailure, SEEDS_VAR, SEED_VAR};
-pub use world::{Control, HostStart, Outcome, SimError, World, WorldReport};
+pub use sweep::{
+    scheduler_from_env, sweep, sweep_named, sweep_named_with, sweep_with, Seeds, SweepFailure,
+    SCHEDULER_VAR, SEEDS_VAR, SEED_VAR,
+};
+pub use world::{
+    check_world_determinism, Control, HostStart, Outcome, SimError, World, WorldReport,
+};
 
+use crate::decision::Recorder;
 use crate::Fiber;
 
 /// A host's index in the world. Host 0 is the fiber backend itself (the runner of a plain
@@ -101,7 +107,7 @@ enum Event {
 
 pub(crate) struct State {
     /// The world's choices: latencies, faults, the kernel's freedoms.
-    rng: SplitMix64,
+    rng: Draws,
     faults: Faults,
     /// Timed events, in time order, ties in scheduling order: one queue per virtual time (few
     /// times are pending at once, so the map stays small; a map keyed by (time, sequence) was a
@@ -140,18 +146,27 @@ pub(crate) struct State {
 
 impl Sim {
     /// A world with only host 0 (`localhost`, 127.0.0.1) and no faults: a plain fiber backend.
+    #[cfg(test)]
     pub(crate) fn new(seed: u64) -> Sim {
-        Sim::with(seed, Faults::none(), Vec::new())
+        Sim::with(seed, Faults::none(), Vec::new(), Rc::default())
     }
 
-    pub(crate) fn with(seed: u64, faults: Faults, hosts: Vec<host::Host>) -> Sim {
+    pub(crate) fn with(
+        seed: u64,
+        faults: Faults,
+        hosts: Vec<host::Host>,
+        recorder: Rc<Recorder>,
+    ) -> Sim {
         let mut all = vec![host::Host::runner()];
         all.extend(hosts);
         let dropped = Rc::new(RefCell::new(Vec::new()));
         let first_event = Rc::new(Cell::new(u64::MAX));
         Sim {
             state: RefCell::new(State {
-                rng: SplitMix64::new(seed ^ WORLD_STREAM),
+                rng: Draws {
+                    rng: SplitMix64::new(seed ^ WORLD_STREAM),
+                    recorder,
+                },
                 faults,
                 events: BTreeMap::new(),
                 first_event: first_event.clone(),
@@ -522,6 +537,21 @@ fn close(handle: Option<Handle>) -> io::Result<usize> {
         Some(handle) if handle.get::<disk::SimFile>().is_some() => Ok(0),
         Some(_) => Err(Unsupported::io_error("fiber", "close")),
         None => Ok(0),
+    }
+}
+
+/// The world's generator, whose every draw is a decision of the run: recorded when asked for,
+/// replayed from a log.
+struct Draws {
+    rng: SplitMix64,
+    recorder: Rc<Recorder>,
+}
+
+impl Draws {
+    /// A draw in `0..n` (`n > 0`).
+    #[inline]
+    fn below(&self, n: u64) -> u64 {
+        self.recorder.world(self.rng.below(n), n)
     }
 }
 

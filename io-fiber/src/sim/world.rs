@@ -9,11 +9,11 @@ use std::panic::AssertUnwindSafe;
 use std::rc::{Rc, Weak};
 
 use futures_lite::FutureExt;
-use io_core::{Canceled, Cx, RunError, Task};
+use io_core::{Canceled, Cx, RunError, SpawnOptions, Task};
 
 use super::host::{Host, HostIo, Start};
 use super::{Faults, HostId};
-use crate::{Fiber, FiberIo};
+use crate::{DecisionLog, Divergence, Fiber, FiberIo, RunTrace, Scheduler};
 
 /// What a host or client body returns: `Ok(())`, or an error that fails the run (an invariant
 /// broken, an I/O error nobody handled). `?` works on `Canceled` and `io::Error`.
@@ -73,9 +73,13 @@ pub struct World {
     seed: u64,
     faults: Faults,
     hosts: Vec<(String, HostStart)>,
-    clients: Vec<(String, ClientStart)>,
+    /// The clients, and where each was declared (its task's spawn site in a trace).
+    clients: Vec<(String, ClientStart, &'static std::panic::Location<'static>)>,
     time_limit_ms: u64,
     stdin: Vec<(String, Vec<u8>)>,
+    scheduler: Scheduler,
+    record_decisions: bool,
+    record_trace: bool,
 }
 
 /// What a finished run did.
@@ -94,6 +98,10 @@ pub struct WorldReport {
     pub stdout: BTreeMap<String, Vec<u8>>,
     /// What each wrote to its standard error, likewise.
     pub stderr: BTreeMap<String, Vec<u8>>,
+    /// Every decision of the run, if [`World::record_decisions`] asked for them.
+    pub decisions: Option<Box<DecisionLog>>,
+    /// The run step by step, if [`World::record_trace`] asked for it.
+    pub trace: Option<Box<RunTrace>>,
 }
 
 /// A failed run: why, with everything needed to replay it.
@@ -107,6 +115,12 @@ pub struct SimError {
     pub cause: String,
     /// The faults the world had injected by then, one line each.
     pub faults: Vec<String>,
+    /// Every decision of the run, if [`World::record_decisions`] asked for them: replay the
+    /// failure exactly with [`World::scheduler`]`(Scheduler::Replay(log))`, or shrink it
+    /// ([`shrink`](crate::shrink)).
+    pub decisions: Option<Box<DecisionLog>>,
+    /// The run step by step, if [`World::record_trace`] asked for it.
+    pub trace: Option<Box<RunTrace>>,
 }
 
 impl fmt::Display for SimError {
@@ -233,7 +247,7 @@ impl fmt::Debug for World {
             )
             .field(
                 "clients",
-                &self.clients.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                &self.clients.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
             )
             .field("faults", &self.faults)
             .finish()
@@ -251,7 +265,34 @@ impl World {
             clients: Vec::new(),
             time_limit_ms: 24 * 3_600_000,
             stdin: Vec::new(),
+            scheduler: Scheduler::Random,
+            record_decisions: false,
+            record_trace: false,
         }
+    }
+
+    /// Records the run step by step (which task ran when, where it waited, the tasks' names
+    /// and spawn sites), into [`WorldReport::trace`] or [`SimError::trace`]: what
+    /// [`check_world_determinism`] compares.
+    pub fn record_trace(mut self) -> World {
+        self.record_trace = true;
+        self
+    }
+
+    /// How the run picks among enabled tasks ([`Scheduler::Random`] unless set);
+    /// `Scheduler::Replay(log)` replays a recorded run of this world. The log drives the
+    /// replay: the world's seed matters only for what the log does not hold (hosts' clock
+    /// skews, and the draws made after the log runs out), so keep the recording's seed.
+    pub fn scheduler(mut self, scheduler: Scheduler) -> World {
+        self.scheduler = scheduler;
+        self
+    }
+
+    /// Records every decision of the run, into [`WorldReport::decisions`] or
+    /// [`SimError::decisions`].
+    pub fn record_decisions(mut self) -> World {
+        self.record_decisions = true;
+        self
     }
 
     /// Adds a host that runs `start` when it boots (and again after each restart). It serves
@@ -268,13 +309,15 @@ impl World {
 
     /// Adds a client: a host that runs `body` once and is never crashed. The run ends when
     /// every client has returned; a client's error fails it.
+    #[track_caller]
     pub fn client<F, Fut>(mut self, name: &str, body: F) -> World
     where
         F: FnOnce(Cx, Control) -> Fut + 'static,
         Fut: Future<Output = Outcome> + 'static,
     {
         let body: ClientStart = Box::new(move |cx, world| Box::pin(body(cx, world)));
-        self.clients.push((name.to_string(), body));
+        let at = std::panic::Location::caller();
+        self.clients.push((name.to_string(), body, at));
         self
     }
 
@@ -307,11 +350,14 @@ impl World {
             clients,
             time_limit_ms,
             stdin,
+            scheduler,
+            record_decisions,
+            record_trace,
         } = self;
         let names: Vec<(String, IpAddr)> = hosts
             .iter()
             .map(|(name, _)| name.clone())
-            .chain(clients.iter().map(|(name, _)| name.clone()))
+            .chain(clients.iter().map(|(name, _, _)| name.clone()))
             .enumerate()
             .map(|(index, name)| (name, ip_of(index)))
             .collect();
@@ -329,7 +375,13 @@ impl World {
             })
             .collect();
         let servers = hosts.len();
-        let io = FiberIo::world(seed, faults.clone(), members);
+        let mut io = FiberIo::world(seed, scheduler, faults.clone(), members);
+        if record_decisions {
+            io = io.record_decisions();
+        }
+        if record_trace {
+            io = io.record_trace();
+        }
         let fiber = io.fiber();
         for (name, bytes) in stdin {
             let member = names.iter().position(|(host, _)| *host == name);
@@ -372,17 +424,20 @@ impl World {
                 fiber.sim.boot(host);
             }
             let mut tasks: Vec<(String, Task<Outcome>)> = Vec::new();
-            for (index, (name, body)) in clients.into_iter().enumerate() {
+            for (index, (name, body, at)) in clients.into_iter().enumerate() {
                 let host = servers + 1 + index;
                 let io: Rc<dyn io_core::Io> = Rc::new(HostIo::new(fiber.clone(), host));
                 let client_cx = Cx::new(io);
                 let control = control.clone();
-                let task = client_cx.spawn(move |cx| async move {
+                let opts = SpawnOptions::new().name(name.clone()).spawned_at(at);
+                let task = client_cx.spawn_with(opts, move |cx| async move {
                     match AssertUnwindSafe(body(cx, control)).catch_unwind().await {
                         Ok(outcome) => Ok(outcome),
                         Err(panic) => Ok(Err(panic_text(&*panic).into())),
                     }
                 });
+                // The world is running: nothing refuses a spawn yet.
+                let task = task.expect("a client spawns while the world runs");
                 fiber.sim.add_client(task.task_ref());
                 tasks.push((name, task));
             }
@@ -410,11 +465,15 @@ impl World {
         });
         let fiber = io.fiber();
         let faults_log = fiber.sim.log();
+        let decisions = record_decisions.then(|| Box::new(io.decisions()));
+        let trace = record_trace.then(|| Box::new(io.run_trace()));
         let fail = |(cause, at_ms): (String, u64)| SimError {
             seed,
             at_ms,
             cause,
             faults: faults_log.clone(),
+            decisions: decisions.clone(),
+            trace: trace.clone(),
         };
         // A host's failure comes first: the clients were canceled because of it.
         if let Some(failure) = fiber.sim.failure() {
@@ -439,6 +498,8 @@ impl World {
                     faults: faults_log,
                     stdout,
                     stderr,
+                    decisions,
+                    trace,
                 })
             }
             Ok((Some(failure), _)) => Err(fail(failure)),
@@ -446,6 +507,37 @@ impl World {
             Err(err) => Err(fail((err.to_string(), now))),
         }
     }
+}
+
+/// Runs the world `build` makes for `seed` twice, tracing ([`World::record_trace`]), and
+/// checks that the two runs are the same step for step; if not, the first step that differs
+/// ([`check_determinism`](crate::check_determinism) does it for a plain fiber run).
+///
+/// ```
+/// use io_fiber::sim::{check_world_determinism, World};
+///
+/// let world = |seed| {
+///     World::new(seed).client("c", |cx, _world| async move {
+///         cx.sleep(cx.random_below(10)).await?;
+///         Ok(())
+///     })
+/// };
+/// assert_eq!(check_world_determinism(3, world), Ok(()));
+/// ```
+pub fn check_world_determinism<F>(seed: u64, mut build: F) -> Result<(), Divergence>
+where
+    F: FnMut(u64) -> World,
+{
+    let mut run = || {
+        let world = build(seed).record_trace();
+        match world.run() {
+            Ok(report) => report.trace,
+            Err(error) => error.trace,
+        }
+        .expect("a world asked to record its trace has one")
+    };
+    let (first, second) = (run(), run());
+    first.compare(&second)
 }
 
 /// Host `index` (0-based, in declaration order) is `10.0.0.{index + 1}`.

@@ -41,6 +41,9 @@ impl Aftermath {
 
     /// Delivers the completions and drops what the table let go.
     pub(crate) fn apply(&mut self) {
+        if self.done.is_empty() && self.dropped.is_empty() && self.handles.is_empty() {
+            return;
+        }
         for (slot, done) in self.done.drain(..) {
             slot.complete(done);
         }
