@@ -8,7 +8,7 @@
 //! need several assert that `Node::spawn` is refused with `ConcurrencyUnavailable`.
 mod support;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -780,6 +780,176 @@ fn kill_is_not_trappable(backend: Backend) {
     );
 }
 
+// ---- a kill lands, and a busy process yields ----
+
+/// More receives than any process here gets through before the others run, with a budget.
+const TOTAL: u32 = 200_000;
+
+/// A process whose mailbox is never empty (it sends to itself) still yields once per
+/// operation budget, as a channel receive does: a task spawned beside it runs long before it
+/// has done `TOTAL` receives (on fiber, after exactly one budget and the receive that
+/// yielded).
+fn a_process_whose_mailbox_is_never_empty_still_yields(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let other_ran = Rc::new(Cell::new(false));
+        let receives = Rc::new(Cell::new(0u32));
+        let (seen, count) = (other_ran.clone(), receives.clone());
+        let worker = spawned!(node.spawn::<u32, _, _>(move |p| async move {
+            let self_pid = p.pid();
+            self_pid.send(0);
+            while !seen.get() && count.get() < TOTAL {
+                let n = p.receive().await?.into_msg().unwrap();
+                count.set(count.get() + 1);
+                self_pid.send(n + 1);
+            }
+            Ok(())
+        }));
+        let flag = other_ran.clone();
+        cx.spawn(move |_| async move {
+            flag.set(true);
+            Ok(())
+        })
+        .detach();
+        let me = node.attach::<()>();
+        me.monitor(&worker);
+        me.receive().await?;
+        Ok(Ok(receives.get()))
+    });
+    if let Some(receives) = where_concurrent(backend, outcome) {
+        match backend {
+            Backend::Fiber => assert_eq!(receives, ioswap::protocol::DEFAULT_OP_BUDGET + 1),
+            _ => assert!(receives < TOTAL, "{receives} receives without yielding"),
+        }
+    }
+}
+
+/// A kill sent while a process works through a mailbox that is never empty lands at one of
+/// its receives: it ends `Killed`, not on its own.
+fn a_kill_lands_on_a_process_whose_mailbox_is_never_empty(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<()>();
+        let (worker, _) = spawned!(me.spawn_monitor::<u32, _, _>(|p| async move {
+            let self_pid = p.pid();
+            self_pid.send(0);
+            loop {
+                let n = p.receive().await?.into_msg().unwrap();
+                if n == TOTAL {
+                    return Err(ExitReason::error("never stopped"));
+                }
+                self_pid.send(n + 1);
+            }
+        }));
+        cx.yield_now().await?; // the worker starts and keeps its mailbox full from here
+        node.kill(&worker);
+        let Message::Down(down) = me.receive().await? else {
+            unreachable!("only the Down")
+        };
+        Ok(Ok(down.reason))
+    });
+    if let Some(reason) = where_concurrent(backend, outcome) {
+        assert_eq!(reason, ExitReason::Killed);
+    }
+}
+
+struct Echo;
+
+impl Server for Echo {
+    type Call = u32;
+    type Reply = u32;
+    type Cast = ();
+    fn handle_call(&mut self, n: u32, _: &ReplyTo<u32>, _: &Me<Self>) -> CallReturn<u32> {
+        CallReturn::Reply(n, Timeout::Infinity)
+    }
+    fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+        Return::NoReply(Timeout::Infinity)
+    }
+}
+
+/// A killed server takes nothing more from its mailbox: the calls queued there when the kill
+/// came get `ServerDown` (their `ReplyTo`s are dropped with the mailbox), not replies.
+fn a_killed_server_does_not_answer_the_calls_in_its_mailbox(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let server = spawned!(gen_server::start(&node, Echo));
+        let mut queued = Vec::new();
+        for i in 0..3 {
+            let s = server.clone();
+            queued.push(spawn_concurrent!(cx, move |_| async move {
+                Ok(s.call(i, 100).await)
+            }));
+        }
+        cx.yield_now().await?; // the three calls are in the mailbox
+        node.kill(server.pid());
+        let mut got = Vec::new();
+        for t in queued {
+            got.push(t.await?);
+        }
+        Ok(Ok(got))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(
+            got,
+            [Err(CallError::ServerDown); 3],
+            "a killed server answered"
+        );
+    }
+}
+
+/// `receive_after(0)` is a suspend point too: a server polling with `Timeout::Ms(0)` is
+/// killed at its next poll (here it kills itself from its tenth `handle_timeout`).
+fn a_server_polling_with_timeout_zero_is_killable(backend: Backend) {
+    struct Poller(Rc<Cell<u32>>);
+    impl Server for Poller {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        fn init(&mut self, _: &Me<Self>) -> Timeout {
+            Timeout::Ms(0)
+        }
+        fn handle_call(&mut self, _: (), _: &ReplyTo<()>, _: &Me<Self>) -> CallReturn<()> {
+            CallReturn::Reply((), Timeout::Ms(0))
+        }
+        fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+            Return::NoReply(Timeout::Ms(0))
+        }
+        fn handle_timeout(&mut self, me: &Me<Self>) -> Return {
+            self.0.set(self.0.get() + 1);
+            if self.0.get() == 10 {
+                me.node().kill(me.id()); // lands at the next suspend point
+            }
+            if self.0.get() == TOTAL {
+                Return::Stop(ExitReason::error("never killed"))
+            } else {
+                Return::NoReply(Timeout::Ms(0))
+            }
+        }
+    }
+    // The server is a plain task's attached process, so this runs on blocking too (inline).
+    let (reason, polls) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let polls = Rc::new(Cell::new(0));
+            let watcher = Rc::new(node.attach::<()>());
+            let (node2, polls2, watcher2) = (node.clone(), polls.clone(), watcher.clone());
+            let server = cx.spawn(move |_| async move {
+                let me = node2.attach::<gen_server::Request<Poller>>();
+                watcher2.monitor(me.id());
+                drop(watcher2);
+                let _ = gen_server::serve(me, Poller(polls2)).await;
+                Ok(())
+            });
+            let Message::Down(down) = watcher.receive().await? else {
+                unreachable!("only the Down")
+            };
+            let _ = server.await;
+            Ok((down.reason, polls.get()))
+        })
+        .unwrap();
+    assert_eq!((reason, polls), (ExitReason::Killed, 10));
+}
+
 // ---- the storm (fiber) ----
 
 /// What the storm's driver tells a worker.
@@ -1037,4 +1207,8 @@ conformance!(
     exit_reasons_reach_links_and_monitors,
     a_link_kills_with_the_reason_unless_normal,
     kill_is_not_trappable,
+    a_process_whose_mailbox_is_never_empty_still_yields,
+    a_kill_lands_on_a_process_whose_mailbox_is_never_empty,
+    a_killed_server_does_not_answer_the_calls_in_its_mailbox,
+    a_server_polling_with_timeout_zero_is_killable,
 );

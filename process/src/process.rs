@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -200,8 +200,11 @@ impl<M: 'static> Process<M> {
         self.mailbox.len()
     }
 
-    /// The oldest message, waiting for one if the mailbox is empty. `Err(Canceled)` when the
-    /// process is killed (or its task canceled) while it waits: return it with `?`.
+    /// The oldest message, waiting for one if the mailbox is empty. `Err(Canceled)` once the
+    /// process is killed (or its task canceled), before or while it waits — a killed process
+    /// takes no more messages: return it with `?`. A receive that finds its message at once
+    /// spends a unit of the task's operation budget ([`Cx::poll_budget`]), so a process whose
+    /// mailbox is never empty still yields now and then.
     ///
     /// ```
     /// # io_fiber::FiberIo::new().run(|cx| async move {
@@ -260,33 +263,42 @@ impl<M: 'static> Process<M> {
         self.receive_until(deadline, &mut pattern).await
     }
 
+    /// Every receive: a kill (a pending cancel) lands before each look at the mailbox — a
+    /// message there is not handed over until the receive takes it, so a killed process takes
+    /// nothing more (it stays in the mailbox, dropped with it). A receive that ends without
+    /// waiting (a message was there, or `after 0`) spends a unit of the task's operation
+    /// budget, so a process whose mailbox is never empty still yields now and then (and a kill
+    /// sent meanwhile lands there), as a channel receive does.
     async fn receive_until(
         &self,
         deadline_ms: u64,
         pattern: &mut dyn FnMut(&Message<M>) -> bool,
     ) -> Result<Option<Message<M>>, Canceled> {
+        self.cx.check_cancel()?;
+        let mut unit = Some(poll_fn(|task| self.cx.poll_budget(task)).await?);
         loop {
             let now = self.cx.now_ms();
             self.node.deliver_due(now);
-            if let Some(message) = self.mailbox.take_first(pattern) {
-                return Ok(Some(message));
+            let got = match self.mailbox.take_first(pattern) {
+                Some(message) => Some(Some(message)),
+                None if now >= deadline_ms => Some(None),
+                None => None,
+            };
+            if let Some(got) = got {
+                if let Some(unit) = unit.take() {
+                    unit.spend();
+                }
+                return Ok(got);
             }
-            if now >= deadline_ms {
-                return Ok(None);
-            }
+            // It waits: the unit goes back (the wait yields anyway).
+            drop(unit.take());
             let park = self.cx.park("process receive");
             let wait = Wait::start(self, &park, deadline_ms.min(self.node.next_timer()));
             let woke = self.cx.suspend(park).await;
             drop(wait);
-            if woke.is_err() {
-                // Completion wins: a message that came with the cancel is taken; the cancel
-                // comes at the next suspend point.
-                self.node.deliver_pending();
-                return match self.mailbox.take_first(pattern) {
-                    Some(message) => Ok(Some(message)),
-                    None => Err(Canceled),
-                };
-            }
+            woke?;
+            // Woken, but a kill that came since lands before the next look.
+            self.cx.check_cancel()?;
         }
     }
 
