@@ -950,6 +950,96 @@ fn a_server_polling_with_timeout_zero_is_killable(backend: Backend) {
     assert_eq!((reason, polls), (ExitReason::Killed, 10));
 }
 
+// ---- timed sends keep clock order, die with their process ----
+
+/// A pending timer whose message holds a `ServerRef` (and so reaches the node) does not keep
+/// the node alive past its run: the timer dies with its process, and a `ServerRef` holds its
+/// node weakly, as a `Pid` does.
+fn a_pending_timer_holding_a_server_ref_does_not_leak_the_node(backend: Backend) {
+    let payload = Rc::new(());
+    let p2 = payload.clone();
+    backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let server = node.attach::<gen_server::Request<Echo>>();
+            let server = gen_server::ServerRef::from_pid(&node, server.pid());
+            let me = node.attach::<(gen_server::ServerRef<Echo>, Rc<()>)>();
+            node.send_after(1_000, &me.pid(), (server.clone(), p2));
+            let named = (server, Rc::new(()));
+            node.send_after_named(1_000, "nobody", named);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(Rc::strong_count(&payload), 1, "the node outlived its run");
+}
+
+// ---- an end is reported whatever ends it ----
+
+/// `serve` on an attached process (the way on blocking) ends the process with the server's
+/// stop reason: its monitors see `Error("boom")`, not `Normal`.
+fn an_attached_server_ends_with_its_stop_reason(backend: Backend) {
+    struct StopsAtInit;
+    impl Server for StopsAtInit {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        fn init(&mut self, _: &Me<Self>) -> Timeout {
+            Timeout::Ms(5)
+        }
+        fn handle_call(&mut self, _: (), _: &ReplyTo<()>, _: &Me<Self>) -> CallReturn<()> {
+            CallReturn::Reply((), Timeout::Infinity)
+        }
+        fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+            Return::NoReply(Timeout::Infinity)
+        }
+        fn handle_timeout(&mut self, _: &Me<Self>) -> Return {
+            Return::Stop(ExitReason::error("boom"))
+        }
+    }
+    let (served, down) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let watcher = node.attach::<()>();
+            let me = node.attach::<gen_server::Request<StopsAtInit>>();
+            watcher.monitor(me.id());
+            let served = gen_server::serve(me, StopsAtInit).await;
+            let down = watcher.receive_after(0, |_| true).await?;
+            Ok((served, down))
+        })
+        .unwrap();
+    assert_eq!(served, Err(ExitReason::error("boom")));
+    let Some(Message::Down(down)) = down else {
+        panic!("expected the Down, got {down:?}")
+    };
+    assert_eq!(down.reason, ExitReason::error("boom"));
+}
+
+/// `Process::exit` ends a spawned process with its reason, whatever its body returns after,
+/// and the body stops at its next suspend point.
+fn exit_ends_a_spawned_process_with_its_reason(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<()>();
+        let ran_on = Rc::new(Cell::new(false));
+        let ran = ran_on.clone();
+        spawned!(me.spawn_monitor::<(), _, _>(move |p| async move {
+            let cx = p.cx().clone();
+            p.exit(ExitReason::error("bye"));
+            cx.sleep(10).await?;
+            ran.set(true);
+            Ok(())
+        }));
+        let Message::Down(down) = me.receive().await? else {
+            unreachable!("only the Down")
+        };
+        Ok(Ok((down.reason, ran_on.get())))
+    });
+    if let Some((reason, ran_on)) = where_concurrent(backend, outcome) {
+        assert_eq!(reason, ExitReason::error("bye"));
+        assert!(!ran_on, "stopped at its next suspend point");
+    }
+}
+
 // ---- the storm (fiber) ----
 
 /// What the storm's driver tells a worker.
@@ -1211,4 +1301,7 @@ conformance!(
     a_kill_lands_on_a_process_whose_mailbox_is_never_empty,
     a_killed_server_does_not_answer_the_calls_in_its_mailbox,
     a_server_polling_with_timeout_zero_is_killable,
+    a_pending_timer_holding_a_server_ref_does_not_leak_the_node,
+    an_attached_server_ends_with_its_stop_reason,
+    exit_ends_a_spawned_process_with_its_reason,
 );

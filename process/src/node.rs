@@ -78,6 +78,9 @@ struct Entry {
     trap_exit: bool,
     /// The reason of the first kill delivered to it: its exit reason once it unwinds.
     killed: Option<ExitReason>,
+    /// The reason given to [`Process::exit`](crate::Process::exit) by a spawned process: its
+    /// exit reason, whatever its body returns after.
+    exit: Option<ExitReason>,
 }
 
 /// A pending [`Node::send_after`]: what [`Node::cancel_timer`] takes.
@@ -146,6 +149,7 @@ impl Node {
                 name: None,
                 trap_exit: false,
                 killed: None,
+                exit: None,
             },
         );
         (id, mailbox)
@@ -636,6 +640,28 @@ impl Node {
     pub fn kill(&self, pid: impl Into<ProcId>) {
         let pid = pid.into();
         self.signal(pid, pid, ExitReason::Killed, Signal::Kill);
+    }
+
+    /// A spawned process ends itself with `reason` (its `Process::exit`): the reason is kept,
+    /// and its task is canceled, so its body stops at its next suspend point.
+    pub(crate) fn exit_self(&self, pid: ProcId, reason: ExitReason) {
+        let task = {
+            let mut state = self.0.state.borrow_mut();
+            let Some(entry) = state.procs.get_mut(&pid) else {
+                return;
+            };
+            entry.exit.get_or_insert(reason);
+            entry.task.clone()
+        };
+        if let Some(task) = task {
+            task.cancel();
+        }
+    }
+
+    /// The reason a spawned process gave [`Process::exit`](crate::Process::exit), if any.
+    pub(crate) fn exit_reason(&self, pid: ProcId) -> Option<ExitReason> {
+        let state = self.0.state.borrow();
+        state.procs.get(&pid).and_then(|e| e.exit.clone())
     }
 
     /// The reason a kill left for `pid`, if any: its exit reason once it unwinds.

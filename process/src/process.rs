@@ -79,6 +79,11 @@ impl<M: 'static> Pid<M> {
     pub(crate) fn deliver(&self, message: Message<M>) {
         self.mailbox.push(message);
     }
+
+    /// The node the process lives in, while anything holds it.
+    pub(crate) fn node(&self) -> Option<Node> {
+        self.node.upgrade().map(Node)
+    }
 }
 
 impl<M> Clone for Pid<M> {
@@ -483,8 +488,10 @@ impl<M: 'static> Process<M> {
         Ok((pid, monitor.expect("set before the spawn returned")))
     }
 
-    /// Ends this (attached) process now with `reason`, instead of `Normal` at the drop. (A
-    /// spawned process ends by returning from its body.)
+    /// Ends this process with `reason` (Erlang's `exit(Reason)`). An attached process ends now,
+    /// instead of `Normal` at the drop. A spawned process ends with `reason` whatever its body
+    /// returns after: its task is canceled, so the body stops at its next suspend point (its
+    /// `?` unwinds it). Usually a spawned body just returns `Err(reason)`.
     ///
     /// ```
     /// use process::{ExitReason, Message};
@@ -498,8 +505,9 @@ impl<M: 'static> Process<M> {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn exit(mut self, reason: ExitReason) {
-        if let Some(life) = &mut self.life {
-            life.reason = Some(reason);
+        match &mut self.life {
+            Some(life) => life.reason = Some(reason),
+            None => self.node.exit_self(self.id(), reason),
         }
     }
 }
@@ -577,6 +585,9 @@ impl Drop for Life {
             return;
         }
         let reason = match self.reason.take() {
+            _ if self.node.exit_reason(self.id).is_some() => {
+                self.node.exit_reason(self.id).expect("checked")
+            }
             Some(ExitReason::Canceled) | None if self.node.kill_reason(self.id).is_some() => {
                 self.node.kill_reason(self.id).expect("checked")
             }
