@@ -1014,6 +1014,62 @@ fn an_attached_server_ends_with_its_stop_reason(backend: Backend) {
     assert_eq!(down.reason, ExitReason::error("boom"));
 }
 
+/// A message whose `Drop` panics, left in the mailbox of a process that ends: the panic is
+/// contained, and the process's monitors and links are told first.
+fn a_message_whose_drop_panics_does_not_lose_the_down(backend: Backend) {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("drop of a message");
+            }
+        }
+    }
+    let (got, link) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let me = node.attach::<()>();
+            me.trap_exit(true);
+            let worker = node.attach::<PanicsOnDrop>();
+            me.monitor(worker.id());
+            me.link(worker.id());
+            worker.pid().send(PanicsOnDrop);
+            worker.exit(ExitReason::error("ends"));
+            let got = me
+                .receive_after(0, |m| matches!(m, Message::Down(_)))
+                .await?;
+            let link = me.receive_after(0, |_| true).await?;
+            Ok((got, link))
+        })
+        .unwrap();
+    assert!(matches!(got, Some(Message::Down(_))), "{got:?}");
+    assert!(matches!(link, Some(Message::Exit(_))), "{link:?}");
+}
+
+/// Two receives waiting on one mailbox at once (its `Process` shared by two tasks): each
+/// arrival wakes both, and each takes what its own pattern accepts.
+fn two_receives_waiting_on_one_mailbox_are_both_served(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = Rc::new(node.attach::<u8>());
+        let pid = me.pid();
+        let (m1, m2) = (me.clone(), me.clone());
+        let a = spawn_concurrent!(cx, move |_| async move {
+            m1.receive_where(|m| m.msg() == Some(&1)).await
+        });
+        let b = spawn_concurrent!(cx, move |_| async move {
+            m2.receive_where(|m| m.msg() == Some(&2)).await
+        });
+        cx.yield_now().await?; // both wait
+        pid.send(1);
+        pid.send(2);
+        Ok(Ok((a.await?, b.await?)))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(got, (Message::Msg(1), Message::Msg(2)));
+    }
+}
+
 /// `Process::exit` ends a spawned process with its reason, whatever its body returns after,
 /// and the body stops at its next suspend point.
 fn exit_ends_a_spawned_process_with_its_reason(backend: Backend) {
@@ -1303,5 +1359,7 @@ conformance!(
     a_server_polling_with_timeout_zero_is_killable,
     a_pending_timer_holding_a_server_ref_does_not_leak_the_node,
     an_attached_server_ends_with_its_stop_reason,
+    a_message_whose_drop_panics_does_not_lose_the_down,
+    two_receives_waiting_on_one_mailbox_are_both_served,
     exit_ends_a_spawned_process_with_its_reason,
 );

@@ -420,8 +420,8 @@ impl Node {
             (removed, nudge)
         };
         self.ready_all(nudge);
-        // Dropped outside the borrow: the message's drop may run any code.
-        drop(removed?);
+        // Dropped outside the borrow, contained: the message's drop may run any code.
+        io_core::drop_contained(removed?);
         Some(timer.deadline_ms.saturating_sub(now))
     }
 
@@ -683,7 +683,7 @@ impl Node {
     }
 
     /// `pid` ended with `reason`: its name goes, its monitors get `Down`, its links the exit
-    /// signal, its mailbox closes.
+    /// signal; then its mailbox's messages are dropped (a panicking drop contained).
     pub(crate) fn finish(&self, pid: ProcId, reason: ExitReason) {
         let (entry, downs) = {
             let mut state = self.0.state.borrow_mut();
@@ -727,6 +727,9 @@ impl Node {
         for link in &entry.links {
             self.signal(pid, *link, reason.clone(), Signal::Trappable);
         }
+        // Dropped last, outside the borrow, contained: a message's drop may run any code
+        // (close a reply slot, send) or panic, and the signals above are already out.
+        entry.mailbox.clear();
     }
 }
 

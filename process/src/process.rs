@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use io_core::{Canceled, Cx, SpawnError, SpawnOptions};
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, WaitOn};
 use crate::node::NodeInner;
 use crate::{ExitReason, Message, MonitorRef, Node, ProcId};
 
@@ -210,6 +210,9 @@ impl<M: 'static> Process<M> {
     /// takes no more messages: return it with `?`. A receive that finds its message at once
     /// spends a unit of the task's operation budget ([`Cx::poll_budget`]), so a process whose
     /// mailbox is never empty still yields now and then.
+    ///
+    /// Several receives may wait on one mailbox at once (a `Process` shared by tasks): each
+    /// arrival wakes them all, and each takes what its own pattern accepts.
     ///
     /// ```
     /// # io_fiber::FiberIo::new().run(|cx| async move {
@@ -530,20 +533,10 @@ struct Wait<'a> {
     timer: Option<io_core::TimerId>,
 }
 
-trait WaitOn {
-    fn wait_on(&self, park: Option<io_core::Park>);
-}
-
-impl<M> WaitOn for Mailbox<M> {
-    fn wait_on(&self, park: Option<io_core::Park>) {
-        Mailbox::wait_on(self, park);
-    }
-}
-
 impl<'a> Wait<'a> {
     fn start<M: 'static>(process: &'a Process<M>, park: &io_core::Park, wake_at: u64) -> Self {
-        process.mailbox.wait_on(Some(park.clone()));
         let ticket = process.node.start_wait(park);
+        process.mailbox.wait_on(ticket, park);
         let timer = (wake_at != u64::MAX).then(|| process.cx.arm_timer(wake_at, park));
         Wait {
             node: &process.node,
@@ -557,7 +550,7 @@ impl<'a> Wait<'a> {
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        self.mailbox.wait_on(None);
+        self.mailbox.stop_waiting(self.ticket);
         self.node.end_wait(self.ticket);
         if let Some(timer) = self.timer.take() {
             self.cx.disarm_timer(timer);
