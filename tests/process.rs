@@ -952,6 +952,147 @@ fn a_server_polling_with_timeout_zero_is_killable(backend: Backend) {
 
 // ---- timed sends keep clock order, die with their process ----
 
+/// A timed send due before a `Down` is produced arrives before it, though nothing touched the
+/// node between the deadline (10) and the `Down` (20): "late, never out of order".
+fn a_due_timer_arrives_before_a_later_down(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<&'static str>();
+        node.send_after(10, &me.pid(), "tick@10");
+        spawned!(me.spawn_monitor::<(), _, _>(|p| async move {
+            p.cx().sleep(20).await?;
+            Ok(())
+        }));
+        cx.sleep(30).await?; // not a receive: nothing touches the node's timers
+        let first = me.receive().await?;
+        let second = me.receive().await?;
+        Ok(Ok((first, second)))
+    });
+    if let Some((first, second)) = where_concurrent(backend, outcome) {
+        assert_eq!(first, Message::Msg("tick@10"));
+        assert!(matches!(second, Message::Down(_)), "{second:?}");
+    }
+}
+
+/// The same for a link's exit signal to a trapping process.
+fn a_due_timer_arrives_before_a_later_exit_signal(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<&'static str>();
+        me.trap_exit(true);
+        node.send_after(10, &me.pid(), "tick@10");
+        spawned!(me.spawn_link::<(), _, _>(|p| async move {
+            p.cx().sleep(20).await?;
+            Err(ExitReason::error("crash@20"))
+        }));
+        cx.sleep(30).await?;
+        let first = me.receive().await?;
+        let second = me.receive().await?;
+        Ok(Ok((first, second)))
+    });
+    if let Some((first, second)) = where_concurrent(backend, outcome) {
+        assert_eq!(first, Message::Msg("tick@10"));
+        assert!(matches!(second, Message::Exit(_)), "{second:?}");
+    }
+}
+
+/// `send_after_named` looks its name up at the deadline, even when nothing touched the node
+/// then: the name's holder at the deadline gets it (here it has ended since, so nobody does),
+/// and a process registering the name after the deadline does not.
+fn send_after_named_resolves_the_name_at_its_deadline(backend: Backend) {
+    let (moved, freed) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let a = node.attach::<u32>();
+            node.register("svc", a.id()).unwrap();
+            node.send_after_named(10, "svc", 1u32);
+            node.send_after_named(10, "late", 2u32);
+            cx.sleep(15).await?;
+            drop(a); // a ends at 15, its name with it
+            let b = node.attach::<u32>();
+            node.register("svc", b.id()).unwrap();
+            let moved = b.receive_after(0, |_| true).await?;
+            let c = node.attach::<u32>();
+            node.register("late", c.id()).unwrap();
+            let freed = c.receive_after(0, |_| true).await?;
+            Ok((moved, freed))
+        })
+        .unwrap();
+    assert_eq!(moved, None, "addressed (at 10) to the name's holder then");
+    assert_eq!(freed, None, "nobody held the name at the deadline: dropped");
+}
+
+/// A timer to a pid is canceled when its process ends (Erlang): its message is dropped then,
+/// and `cancel_timer` says `None`.
+fn a_timer_to_a_process_is_canceled_when_it_ends(backend: Backend) {
+    let (held, left, debug) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let payload = Rc::new(());
+            let target = node.attach::<Rc<()>>();
+            let timer = node.send_after(1_000_000, &target.pid(), payload.clone());
+            drop(target); // the process ends
+            let held = Rc::strong_count(&payload);
+            let debug = format!("{node:?}");
+            let left = node.cancel_timer(timer);
+            // One to a process already gone is never armed.
+            let gone = node.attach::<Rc<()>>();
+            let pid = gone.pid();
+            drop(gone);
+            let never = node.send_after(5, &pid, payload.clone());
+            assert_eq!(Rc::strong_count(&payload), 1);
+            assert_eq!(node.cancel_timer(never), None);
+            Ok((held, left, debug))
+        })
+        .unwrap();
+    assert_eq!((held, left), (1, None), "{debug}");
+    assert!(debug.contains("timers: 0"), "{debug}");
+}
+
+/// A server that parks a call's `ReplyTo` in a timed message to itself and then crashes: the
+/// timer dies with the server, and the caller gets `ServerDown` when the server ends (5), not
+/// its own timeout (500).
+fn a_call_parked_in_a_timer_of_a_crashed_server_answers_server_down(backend: Backend) {
+    struct Deferred;
+    enum Cast {
+        ReplyNow(ReplyTo<u32>),
+        Crash,
+    }
+    impl Server for Deferred {
+        type Call = ();
+        type Reply = u32;
+        type Cast = Cast;
+        fn handle_call(&mut self, _: (), from: &ReplyTo<u32>, me: &Me<Self>) -> CallReturn<u32> {
+            let later = gen_server::Request::Cast(Cast::ReplyNow(from.clone()));
+            me.node().send_after(1_000, &me.pid(), later);
+            let crash = gen_server::Request::Cast(Cast::Crash);
+            me.node().send_after(5, &me.pid(), crash);
+            CallReturn::NoReply(Timeout::Infinity)
+        }
+        fn handle_cast(&mut self, msg: Cast, _: &Me<Self>) -> Return {
+            match msg {
+                Cast::ReplyNow(from) => {
+                    from.reply(1);
+                    Return::NoReply(Timeout::Infinity)
+                }
+                Cast::Crash => Return::Stop(ExitReason::error("crash")),
+            }
+        }
+    }
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let server = spawned!(gen_server::start(&node, Deferred));
+        let start = cx.now_ms();
+        let got = server.call((), 500).await;
+        Ok(Ok((got, cx.now_ms() - start)))
+    });
+    if let Some((got, at)) = where_concurrent(backend, outcome) {
+        assert_eq!(got, Err(CallError::ServerDown));
+        assert_time(backend, at, 5);
+        assert!(at < 500, "answered at {at}");
+    }
+}
+
 /// A pending timer whose message holds a `ServerRef` (and so reaches the node) does not keep
 /// the node alive past its run: the timer dies with its process, and a `ServerRef` holds its
 /// node weakly, as a `Pid` does.
@@ -1094,6 +1235,60 @@ fn exit_ends_a_spawned_process_with_its_reason(backend: Backend) {
         assert_eq!(reason, ExitReason::error("bye"));
         assert!(!ran_on, "stopped at its next suspend point");
     }
+}
+
+// ---- several nodes in one run ----
+
+/// Nodes of one run are apart: a process numbered like one of another node is another
+/// identity, so a link, monitor or signal naming a process of another node answers as for a
+/// dead one (`NoProc`), never reaching the local namesake; but a pid reaches its process from
+/// any node, a timed send included (kept on the recipient's node, cancelable from the node
+/// that armed it).
+fn nodes_of_one_run_are_apart_but_pids_reach_across(backend: Backend) {
+    let (down, namesake_alive, got, at, left) = backend
+        .run(|cx| async move {
+            let a = Node::new(&cx);
+            let b = Node::new(&cx);
+            let a_me = a.attach::<()>(); // <0.1> in a
+            let a_other = a.attach::<()>(); // <0.2> in a
+            let _b_1 = b.attach::<u8>(); // <0.1> in b
+            let b_target = b.attach::<u8>(); // <0.2> in b, stays alive
+            assert_eq!(a_other.id().number(), b_target.id().number());
+            assert_ne!(a_other.id(), b_target.id());
+            let monitor = a_me.monitor(b_target.id());
+            a_me.exit_signal(b_target.id(), ExitReason::error("across"));
+            drop(a_other); // the namesake in a ends; no Down for it
+            let down = a_me.receive_after(0, |_| true).await?;
+            let namesake_alive = b.is_alive(b_target.id());
+            assert_eq!(
+                a.register("x", b_target.id()),
+                Err(RegisterError::NoProc(b_target.id()))
+            );
+            let start = cx.now_ms();
+            let canceled = a.send_after(10, &b_target.pid(), 9);
+            let left = a.cancel_timer(canceled);
+            a.send_after(10, &b_target.pid(), 1);
+            let got = b_target.receive().await?;
+            Ok((
+                down.map(|m| (m, monitor)),
+                namesake_alive,
+                got,
+                cx.now_ms() - start,
+                left,
+            ))
+        })
+        .unwrap();
+    let Some((Message::Down(down), monitor)) = down else {
+        panic!("expected a NoProc Down, got {down:?}")
+    };
+    assert_eq!((down.monitor, down.reason), (monitor, ExitReason::NoProc));
+    assert!(
+        namesake_alive,
+        "a signal from another node does not reach it"
+    );
+    assert_eq!(got, Message::Msg(1));
+    assert_time(backend, at, 10);
+    assert_eq!(left, Some(10));
 }
 
 // ---- the storm (fiber) ----
@@ -1357,9 +1552,15 @@ conformance!(
     a_kill_lands_on_a_process_whose_mailbox_is_never_empty,
     a_killed_server_does_not_answer_the_calls_in_its_mailbox,
     a_server_polling_with_timeout_zero_is_killable,
+    a_due_timer_arrives_before_a_later_down,
+    a_due_timer_arrives_before_a_later_exit_signal,
+    send_after_named_resolves_the_name_at_its_deadline,
+    a_timer_to_a_process_is_canceled_when_it_ends,
+    a_call_parked_in_a_timer_of_a_crashed_server_answers_server_down,
     a_pending_timer_holding_a_server_ref_does_not_leak_the_node,
     an_attached_server_ends_with_its_stop_reason,
     a_message_whose_drop_panics_does_not_lose_the_down,
     two_receives_waiting_on_one_mailbox_are_both_served,
+    nodes_of_one_run_are_apart_but_pids_reach_across,
     exit_ends_a_spawned_process_with_its_reason,
 );
