@@ -378,7 +378,8 @@ pub fn start<S: Server>(node: &Node, server: S) -> Result<ServerRef<S>, SpawnErr
 
 /// The server loop, in the process `me`: receives with the idle timeout the last handler
 /// gave, dispatches, replies; ends when a handler stops (`Ok(())` for a normal stop, else the
-/// reason) or the process is killed (`Err` with `Canceled`).
+/// reason) or the process is killed (`Err` with `Canceled`). An attached `me` ends with the
+/// stop reason (its monitors and links see it), as a spawned server does.
 ///
 /// ```
 /// use process::gen_server::{self, CallReturn, Me, ReplyTo, Return, Server, Timeout};
