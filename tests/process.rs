@@ -8,7 +8,7 @@
 //! need several assert that `Node::spawn` is refused with `ConcurrencyUnavailable`.
 mod support;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -780,6 +780,517 @@ fn kill_is_not_trappable(backend: Backend) {
     );
 }
 
+// ---- a kill lands, and a busy process yields ----
+
+/// More receives than any process here gets through before the others run, with a budget.
+const TOTAL: u32 = 200_000;
+
+/// A process whose mailbox is never empty (it sends to itself) still yields once per
+/// operation budget, as a channel receive does: a task spawned beside it runs long before it
+/// has done `TOTAL` receives (on fiber, after exactly one budget and the receive that
+/// yielded).
+fn a_process_whose_mailbox_is_never_empty_still_yields(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let other_ran = Rc::new(Cell::new(false));
+        let receives = Rc::new(Cell::new(0u32));
+        let (seen, count) = (other_ran.clone(), receives.clone());
+        let worker = spawned!(node.spawn::<u32, _, _>(move |p| async move {
+            let self_pid = p.pid();
+            self_pid.send(0);
+            while !seen.get() && count.get() < TOTAL {
+                let n = p.receive().await?.into_msg().unwrap();
+                count.set(count.get() + 1);
+                self_pid.send(n + 1);
+            }
+            Ok(())
+        }));
+        let flag = other_ran.clone();
+        cx.spawn(move |_| async move {
+            flag.set(true);
+            Ok(())
+        })
+        .detach();
+        let me = node.attach::<()>();
+        me.monitor(&worker);
+        me.receive().await?;
+        Ok(Ok(receives.get()))
+    });
+    if let Some(receives) = where_concurrent(backend, outcome) {
+        match backend {
+            Backend::Fiber => assert_eq!(receives, ioswap::protocol::DEFAULT_OP_BUDGET + 1),
+            _ => assert!(receives < TOTAL, "{receives} receives without yielding"),
+        }
+    }
+}
+
+/// A kill sent while a process works through a mailbox that is never empty lands at one of
+/// its receives: it ends `Killed`, not on its own.
+fn a_kill_lands_on_a_process_whose_mailbox_is_never_empty(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<()>();
+        let (worker, _) = spawned!(me.spawn_monitor::<u32, _, _>(|p| async move {
+            let self_pid = p.pid();
+            self_pid.send(0);
+            loop {
+                let n = p.receive().await?.into_msg().unwrap();
+                if n == TOTAL {
+                    return Err(ExitReason::error("never stopped"));
+                }
+                self_pid.send(n + 1);
+            }
+        }));
+        cx.yield_now().await?; // the worker starts and keeps its mailbox full from here
+        node.kill(&worker);
+        let Message::Down(down) = me.receive().await? else {
+            unreachable!("only the Down")
+        };
+        Ok(Ok(down.reason))
+    });
+    if let Some(reason) = where_concurrent(backend, outcome) {
+        assert_eq!(reason, ExitReason::Killed);
+    }
+}
+
+struct Echo;
+
+impl Server for Echo {
+    type Call = u32;
+    type Reply = u32;
+    type Cast = ();
+    fn handle_call(&mut self, n: u32, _: &ReplyTo<u32>, _: &Me<Self>) -> CallReturn<u32> {
+        CallReturn::Reply(n, Timeout::Infinity)
+    }
+    fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+        Return::NoReply(Timeout::Infinity)
+    }
+}
+
+/// A killed server takes nothing more from its mailbox: the calls queued there when the kill
+/// came get `ServerDown` (their `ReplyTo`s are dropped with the mailbox), not replies.
+fn a_killed_server_does_not_answer_the_calls_in_its_mailbox(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let server = spawned!(gen_server::start(&node, Echo));
+        let mut queued = Vec::new();
+        for i in 0..3 {
+            let s = server.clone();
+            queued.push(spawn_concurrent!(cx, move |_| async move {
+                Ok(s.call(i, 100).await)
+            }));
+        }
+        cx.yield_now().await?; // the three calls are in the mailbox
+        node.kill(server.pid());
+        let mut got = Vec::new();
+        for t in queued {
+            got.push(t.await?);
+        }
+        Ok(Ok(got))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(
+            got,
+            [Err(CallError::ServerDown); 3],
+            "a killed server answered"
+        );
+    }
+}
+
+/// `receive_after(0)` is a suspend point too: a server polling with `Timeout::Ms(0)` is
+/// killed at its next poll (here it kills itself from its tenth `handle_timeout`).
+fn a_server_polling_with_timeout_zero_is_killable(backend: Backend) {
+    struct Poller(Rc<Cell<u32>>);
+    impl Server for Poller {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        fn init(&mut self, _: &Me<Self>) -> Timeout {
+            Timeout::Ms(0)
+        }
+        fn handle_call(&mut self, _: (), _: &ReplyTo<()>, _: &Me<Self>) -> CallReturn<()> {
+            CallReturn::Reply((), Timeout::Ms(0))
+        }
+        fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+            Return::NoReply(Timeout::Ms(0))
+        }
+        fn handle_timeout(&mut self, me: &Me<Self>) -> Return {
+            self.0.set(self.0.get() + 1);
+            if self.0.get() == 10 {
+                me.node().kill(me.id()); // lands at the next suspend point
+            }
+            if self.0.get() == TOTAL {
+                Return::Stop(ExitReason::error("never killed"))
+            } else {
+                Return::NoReply(Timeout::Ms(0))
+            }
+        }
+    }
+    // The server is a plain task's attached process, so this runs on blocking too (inline).
+    let (reason, polls) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let polls = Rc::new(Cell::new(0));
+            let watcher = Rc::new(node.attach::<()>());
+            let (node2, polls2, watcher2) = (node.clone(), polls.clone(), watcher.clone());
+            let server = cx.spawn(move |_| async move {
+                let me = node2.attach::<gen_server::Request<Poller>>();
+                watcher2.monitor(me.id());
+                drop(watcher2);
+                let _ = gen_server::serve(me, Poller(polls2)).await;
+                Ok(())
+            });
+            let Message::Down(down) = watcher.receive().await? else {
+                unreachable!("only the Down")
+            };
+            let _ = server.await;
+            Ok((down.reason, polls.get()))
+        })
+        .unwrap();
+    assert_eq!((reason, polls), (ExitReason::Killed, 10));
+}
+
+// ---- timed sends keep clock order, die with their process ----
+
+/// A timed send due before a `Down` is produced arrives before it, though nothing touched the
+/// node between the deadline (10) and the `Down` (20): "late, never out of order".
+fn a_due_timer_arrives_before_a_later_down(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<&'static str>();
+        node.send_after(10, &me.pid(), "tick@10");
+        spawned!(me.spawn_monitor::<(), _, _>(|p| async move {
+            p.cx().sleep(20).await?;
+            Ok(())
+        }));
+        cx.sleep(30).await?; // not a receive: nothing touches the node's timers
+        let first = me.receive().await?;
+        let second = me.receive().await?;
+        Ok(Ok((first, second)))
+    });
+    if let Some((first, second)) = where_concurrent(backend, outcome) {
+        assert_eq!(first, Message::Msg("tick@10"));
+        assert!(matches!(second, Message::Down(_)), "{second:?}");
+    }
+}
+
+/// The same for a link's exit signal to a trapping process.
+fn a_due_timer_arrives_before_a_later_exit_signal(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<&'static str>();
+        me.trap_exit(true);
+        node.send_after(10, &me.pid(), "tick@10");
+        spawned!(me.spawn_link::<(), _, _>(|p| async move {
+            p.cx().sleep(20).await?;
+            Err(ExitReason::error("crash@20"))
+        }));
+        cx.sleep(30).await?;
+        let first = me.receive().await?;
+        let second = me.receive().await?;
+        Ok(Ok((first, second)))
+    });
+    if let Some((first, second)) = where_concurrent(backend, outcome) {
+        assert_eq!(first, Message::Msg("tick@10"));
+        assert!(matches!(second, Message::Exit(_)), "{second:?}");
+    }
+}
+
+/// `send_after_named` looks its name up at the deadline, even when nothing touched the node
+/// then: the name's holder at the deadline gets it (here it has ended since, so nobody does),
+/// and a process registering the name after the deadline does not.
+fn send_after_named_resolves_the_name_at_its_deadline(backend: Backend) {
+    let (moved, freed) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let a = node.attach::<u32>();
+            node.register("svc", a.id()).unwrap();
+            node.send_after_named(10, "svc", 1u32);
+            node.send_after_named(10, "late", 2u32);
+            cx.sleep(15).await?;
+            drop(a); // a ends at 15, its name with it
+            let b = node.attach::<u32>();
+            node.register("svc", b.id()).unwrap();
+            let moved = b.receive_after(0, |_| true).await?;
+            let c = node.attach::<u32>();
+            node.register("late", c.id()).unwrap();
+            let freed = c.receive_after(0, |_| true).await?;
+            Ok((moved, freed))
+        })
+        .unwrap();
+    assert_eq!(moved, None, "addressed (at 10) to the name's holder then");
+    assert_eq!(freed, None, "nobody held the name at the deadline: dropped");
+}
+
+/// A timer to a pid is canceled when its process ends (Erlang): its message is dropped then,
+/// and `cancel_timer` says `None`.
+fn a_timer_to_a_process_is_canceled_when_it_ends(backend: Backend) {
+    let (held, left, debug) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let payload = Rc::new(());
+            let target = node.attach::<Rc<()>>();
+            let timer = node.send_after(1_000_000, &target.pid(), payload.clone());
+            drop(target); // the process ends
+            let held = Rc::strong_count(&payload);
+            let debug = format!("{node:?}");
+            let left = node.cancel_timer(timer);
+            // One to a process already gone is never armed.
+            let gone = node.attach::<Rc<()>>();
+            let pid = gone.pid();
+            drop(gone);
+            let never = node.send_after(5, &pid, payload.clone());
+            assert_eq!(Rc::strong_count(&payload), 1);
+            assert_eq!(node.cancel_timer(never), None);
+            Ok((held, left, debug))
+        })
+        .unwrap();
+    assert_eq!((held, left), (1, None), "{debug}");
+    assert!(debug.contains("timers: 0"), "{debug}");
+}
+
+/// A server that parks a call's `ReplyTo` in a timed message to itself and then crashes: the
+/// timer dies with the server, and the caller gets `ServerDown` when the server ends (5), not
+/// its own timeout (500).
+fn a_call_parked_in_a_timer_of_a_crashed_server_answers_server_down(backend: Backend) {
+    struct Deferred;
+    enum Cast {
+        ReplyNow(ReplyTo<u32>),
+        Crash,
+    }
+    impl Server for Deferred {
+        type Call = ();
+        type Reply = u32;
+        type Cast = Cast;
+        fn handle_call(&mut self, _: (), from: &ReplyTo<u32>, me: &Me<Self>) -> CallReturn<u32> {
+            let later = gen_server::Request::Cast(Cast::ReplyNow(from.clone()));
+            me.node().send_after(1_000, &me.pid(), later);
+            let crash = gen_server::Request::Cast(Cast::Crash);
+            me.node().send_after(5, &me.pid(), crash);
+            CallReturn::NoReply(Timeout::Infinity)
+        }
+        fn handle_cast(&mut self, msg: Cast, _: &Me<Self>) -> Return {
+            match msg {
+                Cast::ReplyNow(from) => {
+                    from.reply(1);
+                    Return::NoReply(Timeout::Infinity)
+                }
+                Cast::Crash => Return::Stop(ExitReason::error("crash")),
+            }
+        }
+    }
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let server = spawned!(gen_server::start(&node, Deferred));
+        let start = cx.now_ms();
+        let got = server.call((), 500).await;
+        Ok(Ok((got, cx.now_ms() - start)))
+    });
+    if let Some((got, at)) = where_concurrent(backend, outcome) {
+        assert_eq!(got, Err(CallError::ServerDown));
+        assert_time(backend, at, 5);
+        assert!(at < 500, "answered at {at}");
+    }
+}
+
+/// A pending timer whose message holds a `ServerRef` (and so reaches the node) does not keep
+/// the node alive past its run: the timer dies with its process, and a `ServerRef` holds its
+/// node weakly, as a `Pid` does.
+fn a_pending_timer_holding_a_server_ref_does_not_leak_the_node(backend: Backend) {
+    let payload = Rc::new(());
+    let p2 = payload.clone();
+    backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let server = node.attach::<gen_server::Request<Echo>>();
+            let server = gen_server::ServerRef::from_pid(&node, server.pid());
+            let me = node.attach::<(gen_server::ServerRef<Echo>, Rc<()>)>();
+            node.send_after(1_000, &me.pid(), (server.clone(), p2));
+            let named = (server, Rc::new(()));
+            node.send_after_named(1_000, "nobody", named);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(Rc::strong_count(&payload), 1, "the node outlived its run");
+}
+
+// ---- an end is reported whatever ends it ----
+
+/// `serve` on an attached process (the way on blocking) ends the process with the server's
+/// stop reason: its monitors see `Error("boom")`, not `Normal`.
+fn an_attached_server_ends_with_its_stop_reason(backend: Backend) {
+    struct StopsAtInit;
+    impl Server for StopsAtInit {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        fn init(&mut self, _: &Me<Self>) -> Timeout {
+            Timeout::Ms(5)
+        }
+        fn handle_call(&mut self, _: (), _: &ReplyTo<()>, _: &Me<Self>) -> CallReturn<()> {
+            CallReturn::Reply((), Timeout::Infinity)
+        }
+        fn handle_cast(&mut self, _: (), _: &Me<Self>) -> Return {
+            Return::NoReply(Timeout::Infinity)
+        }
+        fn handle_timeout(&mut self, _: &Me<Self>) -> Return {
+            Return::Stop(ExitReason::error("boom"))
+        }
+    }
+    let (served, down) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let watcher = node.attach::<()>();
+            let me = node.attach::<gen_server::Request<StopsAtInit>>();
+            watcher.monitor(me.id());
+            let served = gen_server::serve(me, StopsAtInit).await;
+            let down = watcher.receive_after(0, |_| true).await?;
+            Ok((served, down))
+        })
+        .unwrap();
+    assert_eq!(served, Err(ExitReason::error("boom")));
+    let Some(Message::Down(down)) = down else {
+        panic!("expected the Down, got {down:?}")
+    };
+    assert_eq!(down.reason, ExitReason::error("boom"));
+}
+
+/// A message whose `Drop` panics, left in the mailbox of a process that ends: the panic is
+/// contained, and the process's monitors and links are told first.
+fn a_message_whose_drop_panics_does_not_lose_the_down(backend: Backend) {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("drop of a message");
+            }
+        }
+    }
+    let (got, link) = backend
+        .run(|cx| async move {
+            let node = Node::new(&cx);
+            let me = node.attach::<()>();
+            me.trap_exit(true);
+            let worker = node.attach::<PanicsOnDrop>();
+            me.monitor(worker.id());
+            me.link(worker.id());
+            worker.pid().send(PanicsOnDrop);
+            worker.exit(ExitReason::error("ends"));
+            let got = me
+                .receive_after(0, |m| matches!(m, Message::Down(_)))
+                .await?;
+            let link = me.receive_after(0, |_| true).await?;
+            Ok((got, link))
+        })
+        .unwrap();
+    assert!(matches!(got, Some(Message::Down(_))), "{got:?}");
+    assert!(matches!(link, Some(Message::Exit(_))), "{link:?}");
+}
+
+/// Two receives waiting on one mailbox at once (its `Process` shared by two tasks): each
+/// arrival wakes both, and each takes what its own pattern accepts.
+fn two_receives_waiting_on_one_mailbox_are_both_served(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = Rc::new(node.attach::<u8>());
+        let pid = me.pid();
+        let (m1, m2) = (me.clone(), me.clone());
+        let a = spawn_concurrent!(cx, move |_| async move {
+            m1.receive_where(|m| m.msg() == Some(&1)).await
+        });
+        let b = spawn_concurrent!(cx, move |_| async move {
+            m2.receive_where(|m| m.msg() == Some(&2)).await
+        });
+        cx.yield_now().await?; // both wait
+        pid.send(1);
+        pid.send(2);
+        Ok(Ok((a.await?, b.await?)))
+    });
+    if let Some(got) = where_concurrent(backend, outcome) {
+        assert_eq!(got, (Message::Msg(1), Message::Msg(2)));
+    }
+}
+
+/// `Process::exit` ends a spawned process with its reason, whatever its body returns after,
+/// and the body stops at its next suspend point.
+fn exit_ends_a_spawned_process_with_its_reason(backend: Backend) {
+    let outcome = backend.run(|cx| async move {
+        let node = Node::new(&cx);
+        let me = node.attach::<()>();
+        let ran_on = Rc::new(Cell::new(false));
+        let ran = ran_on.clone();
+        spawned!(me.spawn_monitor::<(), _, _>(move |p| async move {
+            let cx = p.cx().clone();
+            p.exit(ExitReason::error("bye"));
+            cx.sleep(10).await?;
+            ran.set(true);
+            Ok(())
+        }));
+        let Message::Down(down) = me.receive().await? else {
+            unreachable!("only the Down")
+        };
+        Ok(Ok((down.reason, ran_on.get())))
+    });
+    if let Some((reason, ran_on)) = where_concurrent(backend, outcome) {
+        assert_eq!(reason, ExitReason::error("bye"));
+        assert!(!ran_on, "stopped at its next suspend point");
+    }
+}
+
+// ---- several nodes in one run ----
+
+/// Nodes of one run are apart: a process numbered like one of another node is another
+/// identity, so a link, monitor or signal naming a process of another node answers as for a
+/// dead one (`NoProc`), never reaching the local namesake; but a pid reaches its process from
+/// any node, a timed send included (kept on the recipient's node, cancelable from the node
+/// that armed it).
+fn nodes_of_one_run_are_apart_but_pids_reach_across(backend: Backend) {
+    let (down, namesake_alive, got, at, left) = backend
+        .run(|cx| async move {
+            let a = Node::new(&cx);
+            let b = Node::new(&cx);
+            let a_me = a.attach::<()>(); // <0.1> in a
+            let a_other = a.attach::<()>(); // <0.2> in a
+            let _b_1 = b.attach::<u8>(); // <0.1> in b
+            let b_target = b.attach::<u8>(); // <0.2> in b, stays alive
+            assert_eq!(a_other.id().number(), b_target.id().number());
+            assert_ne!(a_other.id(), b_target.id());
+            let monitor = a_me.monitor(b_target.id());
+            a_me.exit_signal(b_target.id(), ExitReason::error("across"));
+            drop(a_other); // the namesake in a ends; no Down for it
+            let down = a_me.receive_after(0, |_| true).await?;
+            let namesake_alive = b.is_alive(b_target.id());
+            assert_eq!(
+                a.register("x", b_target.id()),
+                Err(RegisterError::NoProc(b_target.id()))
+            );
+            let start = cx.now_ms();
+            let canceled = a.send_after(10, &b_target.pid(), 9);
+            let left = a.cancel_timer(canceled);
+            a.send_after(10, &b_target.pid(), 1);
+            let got = b_target.receive().await?;
+            Ok((
+                down.map(|m| (m, monitor)),
+                namesake_alive,
+                got,
+                cx.now_ms() - start,
+                left,
+            ))
+        })
+        .unwrap();
+    let Some((Message::Down(down), monitor)) = down else {
+        panic!("expected a NoProc Down, got {down:?}")
+    };
+    assert_eq!((down.monitor, down.reason), (monitor, ExitReason::NoProc));
+    assert!(
+        namesake_alive,
+        "a signal from another node does not reach it"
+    );
+    assert_eq!(got, Message::Msg(1));
+    assert_time(backend, at, 10);
+    assert_eq!(left, Some(10));
+}
+
 // ---- the storm (fiber) ----
 
 /// What the storm's driver tells a worker.
@@ -1037,4 +1548,19 @@ conformance!(
     exit_reasons_reach_links_and_monitors,
     a_link_kills_with_the_reason_unless_normal,
     kill_is_not_trappable,
+    a_process_whose_mailbox_is_never_empty_still_yields,
+    a_kill_lands_on_a_process_whose_mailbox_is_never_empty,
+    a_killed_server_does_not_answer_the_calls_in_its_mailbox,
+    a_server_polling_with_timeout_zero_is_killable,
+    a_due_timer_arrives_before_a_later_down,
+    a_due_timer_arrives_before_a_later_exit_signal,
+    send_after_named_resolves_the_name_at_its_deadline,
+    a_timer_to_a_process_is_canceled_when_it_ends,
+    a_call_parked_in_a_timer_of_a_crashed_server_answers_server_down,
+    a_pending_timer_holding_a_server_ref_does_not_leak_the_node,
+    an_attached_server_ends_with_its_stop_reason,
+    a_message_whose_drop_panics_does_not_lose_the_down,
+    two_receives_waiting_on_one_mailbox_are_both_served,
+    nodes_of_one_run_are_apart_but_pids_reach_across,
+    exit_ends_a_spawned_process_with_its_reason,
 );

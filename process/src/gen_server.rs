@@ -259,10 +259,10 @@ impl From<Canceled> for CallError {
     }
 }
 
-/// The address of a running server.
+/// The address of a running server. It holds its node only weakly, as a [`Pid`] does: a
+/// `ServerRef` kept in a message or a timer does not keep the node alive.
 pub struct ServerRef<S: Server> {
     pid: Pid<Request<S>>,
-    node: Node,
 }
 
 impl<S: Server> ServerRef<S> {
@@ -285,10 +285,9 @@ impl<S: Server> ServerRef<S> {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn from_pid(node: &Node, pid: Pid<Request<S>>) -> ServerRef<S> {
-        ServerRef {
-            pid,
-            node: node.clone(),
-        }
+        // The pid knows its node; `node` stays in the signature for the callers' sake.
+        let _ = node;
+        ServerRef { pid }
     }
 
     /// The server's pid: monitor it, link to it, register it (see
@@ -324,10 +323,10 @@ impl<S: Server> ServerRef<S> {
     /// # Ok(()) }).unwrap();
     /// ```
     pub async fn call(&self, request: S::Call, timeout_ms: u64) -> Result<S::Reply, CallError> {
-        if !self.node.is_alive(&self.pid) {
+        let Some(node) = self.pid.node().filter(|node| node.is_alive(&self.pid)) else {
             return Err(CallError::NoProc);
-        }
-        let (tx, mut rx) = sync::oneshot::channel(self.node.cx());
+        };
+        let (tx, mut rx) = sync::oneshot::channel(node.cx());
         self.pid.send(Request::Call(
             request,
             ReplyTo(Rc::new(RefCell::new(Some(tx)))),
@@ -341,7 +340,7 @@ impl<S: Server> ServerRef<S> {
                 Err(sync::oneshot::RecvError::Canceled) => Err(Canceled),
             }
         };
-        match race::timeout(self.node.cx(), timeout_ms, wait).await? {
+        match race::timeout(node.cx(), timeout_ms, wait).await? {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => Err(CallError::ServerDown),
             Err(_) => Err(CallError::Timeout { ms: timeout_ms }),
@@ -359,7 +358,6 @@ impl<S: Server> Clone for ServerRef<S> {
     fn clone(&self) -> ServerRef<S> {
         ServerRef {
             pid: self.pid.clone(),
-            node: self.node.clone(),
         }
     }
 }
@@ -380,7 +378,8 @@ pub fn start<S: Server>(node: &Node, server: S) -> Result<ServerRef<S>, SpawnErr
 
 /// The server loop, in the process `me`: receives with the idle timeout the last handler
 /// gave, dispatches, replies; ends when a handler stops (`Ok(())` for a normal stop, else the
-/// reason) or the process is killed (`Err` with `Canceled`).
+/// reason) or the process is killed (`Err` with `Canceled`). An attached `me` ends with the
+/// stop reason (its monitors and links see it), as a spawned server does.
 ///
 /// ```
 /// use process::gen_server::{self, CallReturn, Me, ReplyTo, Return, Server, Timeout};
@@ -445,6 +444,8 @@ pub async fn serve<S: Server>(me: Me<S>, mut server: S) -> Result<(), ExitReason
             Return::NoReply(next) => timeout = next,
             Return::Stop(reason) => {
                 server.terminate(&reason);
+                // An attached process ends when `me` drops, here: with this reason.
+                me.exit(reason.clone());
                 return match reason {
                     ExitReason::Normal => Ok(()),
                     reason => Err(reason),

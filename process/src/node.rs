@@ -3,9 +3,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use io_core::{Cx, Park, TaskRef};
+use io_core::{drop_contained, Cx, Park, TaskRef};
 
 use crate::mailbox::{Mailbox, Signals};
 use crate::{Down, Exit, ExitReason, Message, MonitorRef, NameError, Pid, ProcId, RegisterError};
@@ -43,9 +44,15 @@ use crate::{Down, Exit, ExitReason, Message, MonitorRef, NameError, Pid, ProcId,
 pub struct Node(pub(crate) Rc<NodeInner>);
 
 pub(crate) struct NodeInner {
+    /// Unique in the process (the program): what tells the nodes of one run apart in a
+    /// [`ProcId`] and a [`TimerRef`].
+    pub(crate) id: u64,
     pub(crate) cx: Cx,
     state: RefCell<State>,
 }
+
+/// Numbers nodes; only an identity, never per-run state (no node is found through it).
+static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Default)]
 struct State {
@@ -59,13 +66,22 @@ struct State {
     monitors: BTreeMap<MonitorRef, (ProcId, ProcId)>,
     /// Timed sends by (deadline, arming order): deadline order, ties in arming order, like the
     /// protocol's timers.
-    timers: BTreeMap<(u64, u64), Delivery>,
+    timers: BTreeMap<(u64, u64), Timed>,
+    /// Timers this node's `send_after` armed on another node (the recipient's): where
+    /// `cancel_timer` finds them. Pruned of past deadlines at each such arming.
+    foreign: BTreeMap<TimerRef, Weak<NodeInner>>,
     /// The parks of the receives waiting anywhere on the node, by ticket: each keeps a protocol
     /// timer armed for the earliest timed send, and is nudged to re-arm when that changes.
     waiting: BTreeMap<u64, Park>,
 }
 
 type Delivery = Box<dyn FnOnce(&Node)>;
+
+/// A pending timed send: to a process (canceled when it ends, as Erlang does), or to a name.
+struct Timed {
+    target: Option<ProcId>,
+    delivery: Delivery,
+}
 
 struct Entry {
     /// `None` until its spawn succeeded (then the body has not run yet).
@@ -78,11 +94,17 @@ struct Entry {
     trap_exit: bool,
     /// The reason of the first kill delivered to it: its exit reason once it unwinds.
     killed: Option<ExitReason>,
+    /// Its pending timed sends (keys of `State::timers`): canceled when it ends.
+    timers: BTreeSet<(u64, u64)>,
+    /// The reason given to [`Process::exit`](crate::Process::exit) by a spawned process: its
+    /// exit reason, whatever its body returns after.
+    exit: Option<ExitReason>,
 }
 
 /// A pending [`Node::send_after`]: what [`Node::cancel_timer`] takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerRef {
+    node: u64,
     deadline_ms: u64,
     seq: u64,
 }
@@ -114,9 +136,13 @@ enum Signal {
 
 impl Node {
     /// A node for the run `cx` belongs to. Processes of one node reach each other; a run may
-    /// hold several nodes, which do not.
+    /// hold several nodes, which do not link, monitor, signal or name each other's processes
+    /// (those answer as for a dead process: [`ExitReason::NoProc`]). Messages do cross: a
+    /// [`Pid`] reaches its process, sent to directly or with [`send_after`](Node::send_after)
+    /// from any node.
     pub fn new(cx: &Cx) -> Node {
         Node(Rc::new(NodeInner {
+            id: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
             cx: cx.clone(),
             state: RefCell::new(State::default()),
         }))
@@ -133,7 +159,10 @@ impl Node {
     ) -> (ProcId, Rc<Mailbox<M>>) {
         let mut state = self.0.state.borrow_mut();
         state.next_id += 1;
-        let id = ProcId(state.next_id);
+        let id = ProcId {
+            node: self.0.id,
+            number: state.next_id,
+        };
         let mailbox = Rc::new(Mailbox::new(id, &self.0.cx));
         state.procs.insert(
             id,
@@ -146,6 +175,8 @@ impl Node {
                 name: None,
                 trap_exit: false,
                 killed: None,
+                timers: BTreeSet::new(),
+                exit: None,
             },
         );
         (id, mailbox)
@@ -205,6 +236,8 @@ impl Node {
     /// ```
     pub fn register(&self, name: &str, pid: impl Into<ProcId>) -> Result<(), RegisterError> {
         let pid = pid.into();
+        // A named timer due before this resolves without the new name.
+        self.deliver_pending();
         let mut state = self.0.state.borrow_mut();
         if state.names.contains_key(name) {
             return Err(RegisterError::NameTaken(name.to_string()));
@@ -233,6 +266,8 @@ impl Node {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn unregister(&self, name: &str) -> bool {
+        // A named timer due before this still finds the name.
+        self.deliver_pending();
         let mut state = self.0.state.borrow_mut();
         let Some(pid) = state.names.remove(name) else {
             return false;
@@ -322,7 +357,9 @@ impl Node {
 
     /// Sends `msg` to `pid` after `ms` milliseconds (Erlang's `erlang:send_after/3`). The
     /// message is delivered as if sent at its deadline; timers fall due in deadline order,
-    /// ties in arming order. If the process has ended by then, the message is dropped.
+    /// ties in arming order. The timer dies with the process, as in Erlang: when it ends (or
+    /// if it has ended already) the message is dropped and [`cancel_timer`](Node::cancel_timer)
+    /// says `None`. `pid` may be of another node: the timer lives on the recipient's node.
     ///
     /// ```
     /// # io_fiber::FiberIo::new().run(|cx| async move {
@@ -334,8 +371,37 @@ impl Node {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn send_after<M: 'static>(&self, ms: u64, pid: &Pid<M>, msg: M) -> TimerRef {
+        // The timer lives on the recipient's node, whose receives keep its timers moving.
+        let Some(target) = pid.node() else {
+            // Its node is gone, and the process with it.
+            drop_contained(msg);
+            return self.dead_timer(ms);
+        };
+        let id = pid.id();
         let pid = pid.clone();
-        self.arm(ms, Box::new(move |_| pid.deliver(Message::Msg(msg))))
+        let timer = target.arm(
+            ms,
+            Some(id),
+            Box::new(move |_| pid.deliver(Message::Msg(msg))),
+        );
+        if target.0.id != self.0.id {
+            let now = self.0.cx.now_ms();
+            let mut state = self.0.state.borrow_mut();
+            state
+                .foreign
+                .retain(|t, node| t.deadline_ms > now && node.strong_count() > 0);
+            state.foreign.insert(timer, Rc::downgrade(&target.0));
+        }
+        timer
+    }
+
+    /// A timer that was never armed (its process is gone): `cancel_timer` says `None`.
+    fn dead_timer(&self, ms: u64) -> TimerRef {
+        TimerRef {
+            node: self.0.id,
+            deadline_ms: self.0.cx.now_ms().saturating_add(ms),
+            seq: 0,
+        }
     }
 
     /// Sends `msg` after `ms` milliseconds to the process registered as `name` *when the
@@ -356,6 +422,7 @@ impl Node {
         let name = name.to_string();
         self.arm(
             ms,
+            None,
             Box::new(move |node| {
                 if let Ok(pid) = node.pid_of::<M>(&name) {
                     pid.deliver(Message::Msg(msg));
@@ -364,17 +431,33 @@ impl Node {
         )
     }
 
-    fn arm(&self, ms: u64, delivery: Delivery) -> TimerRef {
+    /// Arms a timed send on this node; to `target`, it is canceled when `target` ends (and
+    /// dropped now if it has ended already).
+    fn arm(&self, ms: u64, target: Option<ProcId>, delivery: Delivery) -> TimerRef {
         let deadline_ms = self.0.cx.now_ms().saturating_add(ms);
         let (timer, nudge) = {
             let mut state = self.0.state.borrow_mut();
             state.next_timer += 1;
             let timer = TimerRef {
+                node: self.0.id,
                 deadline_ms,
                 seq: state.next_timer,
             };
+            let key = (deadline_ms, timer.seq);
+            if let Some(target) = target {
+                match state.procs.get_mut(&target) {
+                    Some(entry) => {
+                        entry.timers.insert(key);
+                    }
+                    None => {
+                        drop(state);
+                        drop_contained(delivery);
+                        return self.dead_timer(ms);
+                    }
+                }
+            }
             let earliest = state.timers.keys().next().map_or(u64::MAX, |k| k.0);
-            state.timers.insert((deadline_ms, timer.seq), delivery);
+            state.timers.insert(key, Timed { target, delivery });
             let nudge = if deadline_ms < earliest {
                 state.waiting.values().cloned().collect()
             } else {
@@ -384,6 +467,15 @@ impl Node {
         };
         self.ready_all(nudge);
         timer
+    }
+
+    /// Removes a pending timer from the node (and from its target's list).
+    fn remove_timer(state: &mut State, key: (u64, u64)) -> Option<Timed> {
+        let timed = state.timers.remove(&key)?;
+        if let Some(entry) = timed.target.and_then(|t| state.procs.get_mut(&t)) {
+            entry.timers.remove(&key);
+        }
+        Some(timed)
     }
 
     /// Cancels a [`send_after`](Node::send_after): the milliseconds that were left, and the
@@ -401,12 +493,19 @@ impl Node {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn cancel_timer(&self, timer: TimerRef) -> Option<u64> {
+        if timer.node != self.0.id {
+            // Armed on the recipient's node by this node's `send_after`.
+            let node = self.0.state.borrow_mut().foreign.remove(&timer);
+            return node
+                .and_then(|node| node.upgrade())
+                .and_then(|node| Node(node).cancel_timer(timer));
+        }
         let now = self.0.cx.now_ms();
         self.deliver_due(now);
         let (removed, nudge) = {
             let mut state = self.0.state.borrow_mut();
             let was_earliest = state.timers.keys().next() == Some(&(timer.deadline_ms, timer.seq));
-            let removed = state.timers.remove(&(timer.deadline_ms, timer.seq));
+            let removed = Node::remove_timer(&mut state, (timer.deadline_ms, timer.seq));
             // Waiting receives re-arm, so no stale protocol timer moves fiber's clock.
             let nudge: Vec<Park> = if was_earliest {
                 state.waiting.values().cloned().collect()
@@ -417,7 +516,7 @@ impl Node {
         };
         self.ready_all(nudge);
         // Dropped outside the borrow: the message's drop may run any code.
-        drop(removed?);
+        drop_contained(removed?);
         Some(timer.deadline_ms.saturating_sub(now))
     }
 
@@ -427,12 +526,12 @@ impl Node {
             let due = {
                 let mut state = self.0.state.borrow_mut();
                 match state.timers.first_key_value() {
-                    Some((key, _)) if key.0 <= now => state.timers.pop_first().map(|(_, d)| d),
+                    Some((&key, _)) if key.0 <= now => Node::remove_timer(&mut state, key),
                     _ => None,
                 }
             };
             match due {
-                Some(delivery) => delivery(self),
+                Some(timed) => (timed.delivery)(self),
                 None => return,
             }
         }
@@ -517,6 +616,7 @@ impl Node {
 
     /// `watcher` monitors `target`; a `Down` with `NoProc` at once if `target` is gone.
     pub(crate) fn monitor(&self, watcher: ProcId, target: ProcId) -> MonitorRef {
+        self.deliver_pending();
         let (monitor, down_now) = {
             let mut state = self.0.state.borrow_mut();
             state.next_monitor += 1;
@@ -579,6 +679,8 @@ impl Node {
             Message(Rc<dyn Signals>),
             Kill(Option<TaskRef>),
         }
+        // A timed send due before the signal arrives before it.
+        self.deliver_pending();
         let act = {
             let mut state = self.0.state.borrow_mut();
             let Some(entry) = state.procs.get_mut(&to) else {
@@ -638,6 +740,28 @@ impl Node {
         self.signal(pid, pid, ExitReason::Killed, Signal::Kill);
     }
 
+    /// A spawned process ends itself with `reason` (its `Process::exit`): the reason is kept,
+    /// and its task is canceled, so its body stops at its next suspend point.
+    pub(crate) fn exit_self(&self, pid: ProcId, reason: ExitReason) {
+        let task = {
+            let mut state = self.0.state.borrow_mut();
+            let Some(entry) = state.procs.get_mut(&pid) else {
+                return;
+            };
+            entry.exit.get_or_insert(reason);
+            entry.task.clone()
+        };
+        if let Some(task) = task {
+            task.cancel();
+        }
+    }
+
+    /// The reason a spawned process gave [`Process::exit`](crate::Process::exit), if any.
+    pub(crate) fn exit_reason(&self, pid: ProcId) -> Option<ExitReason> {
+        let state = self.0.state.borrow();
+        state.procs.get(&pid).and_then(|e| e.exit.clone())
+    }
+
     /// The reason a kill left for `pid`, if any: its exit reason once it unwinds.
     pub(crate) fn kill_reason(&self, pid: ProcId) -> Option<ExitReason> {
         let state = self.0.state.borrow();
@@ -656,10 +780,12 @@ impl Node {
         drop(removed);
     }
 
-    /// `pid` ended with `reason`: its name goes, its monitors get `Down`, its links the exit
-    /// signal, its mailbox closes.
+    /// `pid` ended with `reason`: what was due for it arrives first; its name goes, its
+    /// pending timers are canceled, its monitors get `Down`, its links the exit signal; then
+    /// its mailbox's messages are dropped (a panicking drop contained).
     pub(crate) fn finish(&self, pid: ProcId, reason: ExitReason) {
-        let (entry, downs) = {
+        self.deliver_pending();
+        let (entry, downs, timers, nudge) = {
             let mut state = self.0.state.borrow_mut();
             let Some(entry) = state.procs.remove(&pid) else {
                 return;
@@ -688,9 +814,23 @@ impl Node {
                     l.links.remove(&pid);
                 }
             }
-            (entry, downs)
+            // Erlang cancels a timer to a pid when the process exits.
+            let earliest = state.timers.keys().next().copied();
+            let timers: Vec<Timed> = entry
+                .timers
+                .iter()
+                .filter_map(|key| state.timers.remove(key))
+                .collect();
+            // Waiting receives re-arm, so no stale protocol timer moves fiber's clock.
+            let nudge: Vec<Park> = if state.timers.keys().next().copied() != earliest {
+                state.waiting.values().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            (entry, downs, timers, nudge)
         };
         entry.mailbox.close();
+        self.ready_all(nudge);
         for (mailbox, monitor) in downs {
             mailbox.push_down(Down {
                 monitor,
@@ -700,6 +840,12 @@ impl Node {
         }
         for link in &entry.links {
             self.signal(pid, *link, reason.clone(), Signal::Trappable);
+        }
+        // Dropped last, outside the borrow, contained: a message's drop may run any code
+        // (close a reply slot, send) or panic, and the signals above are already out.
+        entry.mailbox.clear();
+        for timed in timers {
+            drop_contained(timed);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use io_core::{Canceled, Cx, SpawnError, SpawnOptions};
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, WaitOn};
 use crate::node::NodeInner;
 use crate::{ExitReason, Message, MonitorRef, Node, ProcId};
 
@@ -78,6 +78,11 @@ impl<M: 'static> Pid<M> {
 
     pub(crate) fn deliver(&self, message: Message<M>) {
         self.mailbox.push(message);
+    }
+
+    /// The node the process lives in, while anything holds it.
+    pub(crate) fn node(&self) -> Option<Node> {
+        self.node.upgrade().map(Node)
     }
 }
 
@@ -200,8 +205,14 @@ impl<M: 'static> Process<M> {
         self.mailbox.len()
     }
 
-    /// The oldest message, waiting for one if the mailbox is empty. `Err(Canceled)` when the
-    /// process is killed (or its task canceled) while it waits: return it with `?`.
+    /// The oldest message, waiting for one if the mailbox is empty. `Err(Canceled)` once the
+    /// process is killed (or its task canceled), before or while it waits — a killed process
+    /// takes no more messages: return it with `?`. A receive that finds its message at once
+    /// spends a unit of the task's operation budget ([`Cx::poll_budget`]), so a process whose
+    /// mailbox is never empty still yields now and then.
+    ///
+    /// Several receives may wait on one mailbox at once (a `Process` shared by tasks): each
+    /// arrival wakes them all, and each takes what its own pattern accepts.
     ///
     /// ```
     /// # io_fiber::FiberIo::new().run(|cx| async move {
@@ -260,33 +271,42 @@ impl<M: 'static> Process<M> {
         self.receive_until(deadline, &mut pattern).await
     }
 
+    /// Every receive: a kill (a pending cancel) lands before each look at the mailbox — a
+    /// message there is not handed over until the receive takes it, so a killed process takes
+    /// nothing more (it stays in the mailbox, dropped with it). A receive that ends without
+    /// waiting (a message was there, or `after 0`) spends a unit of the task's operation
+    /// budget, so a process whose mailbox is never empty still yields now and then (and a kill
+    /// sent meanwhile lands there), as a channel receive does.
     async fn receive_until(
         &self,
         deadline_ms: u64,
         pattern: &mut dyn FnMut(&Message<M>) -> bool,
     ) -> Result<Option<Message<M>>, Canceled> {
+        self.cx.check_cancel()?;
+        let mut unit = Some(poll_fn(|task| self.cx.poll_budget(task)).await?);
         loop {
             let now = self.cx.now_ms();
             self.node.deliver_due(now);
-            if let Some(message) = self.mailbox.take_first(pattern) {
-                return Ok(Some(message));
+            let got = match self.mailbox.take_first(pattern) {
+                Some(message) => Some(Some(message)),
+                None if now >= deadline_ms => Some(None),
+                None => None,
+            };
+            if let Some(got) = got {
+                if let Some(unit) = unit.take() {
+                    unit.spend();
+                }
+                return Ok(got);
             }
-            if now >= deadline_ms {
-                return Ok(None);
-            }
+            // It waits: the unit goes back (the wait yields anyway).
+            drop(unit.take());
             let park = self.cx.park("process receive");
             let wait = Wait::start(self, &park, deadline_ms.min(self.node.next_timer()));
             let woke = self.cx.suspend(park).await;
             drop(wait);
-            if woke.is_err() {
-                // Completion wins: a message that came with the cancel is taken; the cancel
-                // comes at the next suspend point.
-                self.node.deliver_pending();
-                return match self.mailbox.take_first(pattern) {
-                    Some(message) => Ok(Some(message)),
-                    None => Err(Canceled),
-                };
-            }
+            woke?;
+            // Woken, but a kill that came since lands before the next look.
+            self.cx.check_cancel()?;
         }
     }
 
@@ -471,8 +491,10 @@ impl<M: 'static> Process<M> {
         Ok((pid, monitor.expect("set before the spawn returned")))
     }
 
-    /// Ends this (attached) process now with `reason`, instead of `Normal` at the drop. (A
-    /// spawned process ends by returning from its body.)
+    /// Ends this process with `reason` (Erlang's `exit(Reason)`). An attached process ends now,
+    /// instead of `Normal` at the drop. A spawned process ends with `reason` whatever its body
+    /// returns after: its task is canceled, so the body stops at its next suspend point (its
+    /// `?` unwinds it). Usually a spawned body just returns `Err(reason)`.
     ///
     /// ```
     /// use process::{ExitReason, Message};
@@ -486,8 +508,9 @@ impl<M: 'static> Process<M> {
     /// # Ok(()) }).unwrap();
     /// ```
     pub fn exit(mut self, reason: ExitReason) {
-        if let Some(life) = &mut self.life {
-            life.reason = Some(reason);
+        match &mut self.life {
+            Some(life) => life.reason = Some(reason),
+            None => self.node.exit_self(self.id(), reason),
         }
     }
 }
@@ -510,20 +533,10 @@ struct Wait<'a> {
     timer: Option<io_core::TimerId>,
 }
 
-trait WaitOn {
-    fn wait_on(&self, park: Option<io_core::Park>);
-}
-
-impl<M> WaitOn for Mailbox<M> {
-    fn wait_on(&self, park: Option<io_core::Park>) {
-        Mailbox::wait_on(self, park);
-    }
-}
-
 impl<'a> Wait<'a> {
     fn start<M: 'static>(process: &'a Process<M>, park: &io_core::Park, wake_at: u64) -> Self {
-        process.mailbox.wait_on(Some(park.clone()));
         let ticket = process.node.start_wait(park);
+        process.mailbox.wait_on(ticket, park);
         let timer = (wake_at != u64::MAX).then(|| process.cx.arm_timer(wake_at, park));
         Wait {
             node: &process.node,
@@ -537,7 +550,7 @@ impl<'a> Wait<'a> {
 
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
-        self.mailbox.wait_on(None);
+        self.mailbox.stop_waiting(self.ticket);
         self.node.end_wait(self.ticket);
         if let Some(timer) = self.timer.take() {
             self.cx.disarm_timer(timer);
@@ -565,6 +578,9 @@ impl Drop for Life {
             return;
         }
         let reason = match self.reason.take() {
+            _ if self.node.exit_reason(self.id).is_some() => {
+                self.node.exit_reason(self.id).expect("checked")
+            }
             Some(ExitReason::Canceled) | None if self.node.kill_reason(self.id).is_some() => {
                 self.node.kill_reason(self.id).expect("checked")
             }

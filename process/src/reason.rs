@@ -4,9 +4,11 @@ use std::fmt;
 
 use io_core::Canceled;
 
-/// A process's identity within its [`Node`](crate::Node), whatever its message type: what
-/// links, monitors, [`Exit`] and [`Down`] name. Numbered 1, 2, 3, … in spawn order, never
-/// reused within a node; shown the Erlang way, `<0.7>`.
+/// A process's identity, whatever its message type: what links, monitors, [`Exit`] and
+/// [`Down`] name. Numbered 1, 2, 3, … in spawn order within its [`Node`](crate::Node), never
+/// reused; shown the Erlang way, `<0.7>`. It also names its node, so the processes numbered 7
+/// of two nodes of one run are two identities (shown alike: the node is not part of the text,
+/// which stays the same from run to run).
 ///
 /// ```
 /// # io_fiber::FiberIo::new().run(|cx| async move {
@@ -14,21 +16,34 @@ use io_core::Canceled;
 /// let me = node.attach::<()>();
 /// assert_eq!(me.id().to_string(), "<0.1>");
 /// assert_eq!(me.id().number(), 1);
+/// let other_node = process::Node::new(&cx);
+/// let namesake = other_node.attach::<()>();
+/// assert_eq!(namesake.id().number(), 1);
+/// assert_ne!(namesake.id(), me.id());
 /// # Ok(()) }).unwrap();
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProcId(pub(crate) u64);
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProcId {
+    pub(crate) node: u64,
+    pub(crate) number: u64,
+}
 
 impl ProcId {
     /// The number of the process within its node.
     pub fn number(self) -> u64 {
-        self.0
+        self.number
     }
 }
 
 impl fmt::Display for ProcId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<0.{}>", self.0)
+        write!(f, "<0.{}>", self.number)
+    }
+}
+
+impl fmt::Debug for ProcId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProcId<0.{}>", self.number)
     }
 }
 
