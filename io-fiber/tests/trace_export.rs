@@ -277,3 +277,26 @@ fn writing_to_a_missing_directory_names_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failed_world_shows_its_failure_at_its_virtual_time() {
+    let err = World::new(2)
+        .client("checker", |cx, _| async move {
+            cx.sleep(20).await?;
+            Err("invariant broken".into())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let failed = events.iter().find(|e| e["name"] == "run failed").unwrap();
+    assert_eq!(
+        (failed["pid"].as_u64(), failed["tid"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(failed["args"]["at_ms"], 20);
+    let what = failed["args"]["what"].as_str().unwrap();
+    assert!(what.contains("invariant broken"), "{what}");
+}
