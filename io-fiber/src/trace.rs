@@ -719,8 +719,9 @@ impl RunTrace {
     ///      5.001 ms  task#2 "task#2"  poll  (finished, or waits on a join)
     /// ```
     ///
-    /// Times are laid out as in the JSON: the part below the millisecond is order only. In a
-    /// world, each line names the host (`[primary]`).
+    /// Times are laid out as in the JSON: the part below the millisecond is order only. What a
+    /// poll did (ops it submitted, tasks it spawned, the cancel it met) is indented under it. In
+    /// a world, each line names the host (`[primary]`).
     ///
     /// ```
     /// use io_fiber::FiberIo;
@@ -762,6 +763,10 @@ impl RunTrace {
                     }
                     None => out.push_str("poll  (finished, or waits on a join)"),
                 },
+                // What a poll did is indented under it.
+                Item::Event(event) if event.during_poll && event.task.is_some() => {
+                    let _ = write!(out, "  {}", event.kind);
+                }
                 Item::Event(event) => {
                     let _ = write!(out, "{}", event.kind);
                 }

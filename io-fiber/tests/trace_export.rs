@@ -246,7 +246,7 @@ fn the_timeline_has_a_line_per_step_and_event() {
     );
     let cancel = timeline
         .lines()
-        .find(|l| l.contains("  canceled (at "))
+        .find(|l| l.contains("\"    canceled (at "))
         .unwrap();
     assert!(cancel.starts_with("    10.0"), "{cancel}");
     let world = world_run(9).timeline();
