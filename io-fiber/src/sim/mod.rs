@@ -17,7 +17,7 @@
 //! stream, and time is the fiber backend's virtual clock. Each step of the world (a segment
 //! delivered, an op completed, a host crashed) is folded into the backend's trace hash.
 //!
-//! The world is a queue of timed events ([`Event`]) beside the backend's timers. The fiber
+//! The world is a queue of timed events (`Event`) beside the backend's timers. The fiber
 //! driver fires the events that are due in each turn and, when nothing is runnable, moves the
 //! clock to the earlier of the next timer and the next event.
 
