@@ -464,9 +464,10 @@ impl Fiber {
     }
 
     /// Fires the timers and world events that are due.
+    #[inline]
     fn fire_due(&self) {
         if self.tracer.is_on() {
-            self.tracer.timers_fire(self.core.now_ms());
+            self.trace_timers_fire();
         }
         self.core.fire_due();
         if self.sim.fire_due(self.core.now_ms()) > 0 {
@@ -511,29 +512,48 @@ impl Fiber {
         self.tracer.poll_ends();
     }
 
+    // The tracing hooks: on the hot paths only a `Cell` read stays inline; what tracing does
+    // (reading the clock, allocating) is out of line, so it does not tip the inlining of the
+    // suspend and submit paths it sits in.
+
     /// A task is spawned on `host` (0: here): noted while tracing.
+    #[inline(always)]
     pub(crate) fn note_spawn(&self, host: usize, task: &RawTask, opts: &SpawnOptions) {
         if self.tracer.is_on() {
-            let info = TaskInfo {
-                id: task.id(),
-                name: task.task().name().into_owned(),
-                spawned_at: opts.location(),
-                host,
-            };
-            self.tracer.spawned(self.core.now_ms(), info);
+            self.trace_spawn(host, task, opts);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_spawn(&self, host: usize, task: &RawTask, opts: &SpawnOptions) {
+        let info = TaskInfo {
+            id: task.id(),
+            name: task.task().name().into_owned(),
+            spawned_at: opts.location(),
+            host,
+        };
+        self.tracer.spawned(self.core.now_ms(), info);
     }
 
     /// A suspend on `park` (here or on a simulated host): where it waits, or the cancel it
     /// met, is noted while tracing.
-    pub(crate) fn note_suspend(&self, park: &Park, poll: &Poll<Result<(), Canceled>>) {
+    #[inline(always)]
+    pub(crate) fn note_suspend(&self, park: &Park, poll: Poll<Result<(), Canceled>>) {
         if self.tracer.is_on() {
-            self.tracer.suspended(self.core.now_ms(), park, poll);
+            self.trace_suspend(park, poll);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_suspend(&self, park: &Park, poll: Poll<Result<(), Canceled>>) {
+        self.tracer.suspended(self.core.now_ms(), park, &poll);
     }
 
     /// A timer armed (here or on a simulated host): noted while tracing, for the trace to say
     /// when it fires and whom it wakes.
+    #[inline(always)]
     pub(crate) fn note_timer(&self, id: TimerId, park: &Park) -> TimerId {
         if self.tracer.is_on() {
             self.tracer.timer_armed(id, park);
@@ -542,18 +562,26 @@ impl Fiber {
     }
 
     /// A timer disarmed before it fired.
+    #[inline(always)]
     pub(crate) fn note_disarm(&self, id: TimerId) {
         if self.tracer.is_on() {
             self.tracer.timer_disarmed(id);
         }
     }
 
-    /// Serves `op` for `host` (incarnation `epoch`) from the world, noting it while tracing.
-    pub(crate) fn submit_on(&self, host: usize, epoch: u32, op: Op) -> Submitted {
+    /// The timers due now are about to fire: noted while tracing.
+    #[cold]
+    #[inline(never)]
+    fn trace_timers_fire(&self) {
+        self.tracer.timers_fire(self.core.now_ms());
+    }
+
+    /// Serves `op` for `host` (incarnation `epoch`) from the world, and notes it: a submit
+    /// while tracing.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn submit_traced(&self, host: usize, epoch: u32, op: Op) -> Submitted {
         let now = self.core.now_ms();
-        if !self.tracer.is_on() {
-            return self.sim.submit(host, epoch, op, now);
-        }
         let name = op.name();
         let submitted = self.sim.submit(host, epoch, op, now);
         self.tracer.op_submitted(now, host, name, &submitted);
@@ -575,14 +603,17 @@ impl Io for Fiber {
 
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
         let poll = io_core::suspend_on(self, park, cx);
-        self.note_suspend(park, &poll);
+        self.note_suspend(park, poll);
         poll
     }
 
     /// I/O is served by the simulated world ([`sim`]): this backend is its host 0,
     /// `localhost`. No real file or socket is ever touched.
     fn submit(&self, op: Op) -> Submitted {
-        self.submit_on(0, 0, op)
+        if self.tracer.is_on() {
+            return self.submit_traced(0, 0, op);
+        }
+        self.sim.submit(0, 0, op, self.core.now_ms())
     }
 
     fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {

@@ -216,6 +216,8 @@ impl Tracer {
     }
 
     /// A poll of `task` starts.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn poll_starts(&self, at_ms: u64, task: u64) {
         self.steps.borrow_mut().push(TraceEvent {
             at_ms,
@@ -227,6 +229,8 @@ impl Tracer {
     }
 
     /// The poll ended: where it left the task waiting.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn poll_ends(&self) {
         self.polling.set(None);
         let at = self.suspended_at.take();
@@ -235,6 +239,8 @@ impl Tracer {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn spawned(&self, at_ms: u64, info: TaskInfo) {
         let (task, host) = (info.id, info.host);
         self.tasks.borrow_mut().insert(task, info);
@@ -242,6 +248,8 @@ impl Tracer {
         self.push(at_ms, Some(task), host, EventKind::Spawned { by });
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn suspended(
         &self,
         at_ms: u64,
@@ -266,6 +274,8 @@ impl Tracer {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn timer_armed(&self, id: TimerId, park: &Park) {
         if id.deadline_ms() != u64::MAX {
             let owner = (self.polling.get(), park.location());
@@ -273,12 +283,16 @@ impl Tracer {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn timer_disarmed(&self, id: TimerId) {
         self.timers.borrow_mut().remove(&id);
     }
 
     /// The timers due at `now` are about to fire (in deadline order, ties in arming order,
     /// which is the order of the map's keys).
+    #[cold]
+    #[inline(never)]
     pub(crate) fn timers_fire(&self, now: u64) {
         loop {
             let due = {
@@ -295,6 +309,8 @@ impl Tracer {
     }
 
     /// The polled task submitted `op` on `host`: in flight as `id`, or answered at once.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn op_submitted(
         &self,
         at_ms: u64,
@@ -323,6 +339,8 @@ impl Tracer {
     }
 
     /// Op `id` of `host` completed with `result`.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn op_completed(
         &self,
         at_ms: u64,
@@ -341,15 +359,21 @@ impl Tracer {
         self.push(at_ms, task, host, kind);
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn op_cancel(&self, at_ms: u64, host: usize, id: u64) {
         let task = self.ops.borrow().get(&id).copied().flatten();
         self.push(at_ms, task, host, EventKind::OpCancel { id });
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn fault(&self, at_ms: u64, host: usize, what: String) {
         self.push(at_ms, None, host, EventKind::Fault { what });
     }
 
+    #[cold]
+    #[inline(never)]
     pub(crate) fn failed(&self, at_ms: u64, cause: String) {
         self.push(at_ms, None, 0, EventKind::Failed { cause });
     }

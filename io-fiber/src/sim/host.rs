@@ -142,7 +142,7 @@ impl Io for HostIo {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), io_core::Canceled>> {
         let poll = io_core::suspend_on(self, park, cx);
-        self.fiber.note_suspend(park, &poll);
+        self.fiber.note_suspend(park, poll);
         poll
     }
 
@@ -174,7 +174,11 @@ impl Io for HostIo {
     }
 
     fn submit(&self, op: Op) -> Submitted {
-        self.fiber.submit_on(self.host, self.epoch, op)
+        if self.fiber.tracer.is_on() {
+            return self.fiber.submit_traced(self.host, self.epoch, op);
+        }
+        let now = self.fiber.core.now_ms();
+        self.fiber.sim.submit(self.host, self.epoch, op, now)
     }
 
     fn cancel_op(&self, id: OpId) {
