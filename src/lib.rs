@@ -129,6 +129,9 @@ pub use race::{
 
 #[cfg(feature = "blocking")]
 pub use io_blocking::BlockingIo;
+/// A traced fiber run for people to look at: its events, the Perfetto JSON, the text timeline.
+#[cfg(feature = "fiber")]
+pub use io_fiber::trace;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{
     check_determinism, shrink, Decision, DecisionLog, Divergence, FiberIo, Granularity,

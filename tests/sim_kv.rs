@@ -8,100 +8,15 @@
 #[allow(dead_code)]
 mod service;
 
-use std::io;
+#[path = "../examples/kv/world.rs"]
+#[allow(dead_code)]
+mod world;
 
-use ioswap::sim::{sweep_with, Control, Faults, SimError, World, WorldReport};
-use ioswap::{Cx, Scheduler};
-use service::{backup, call, primary, Config};
-
-/// Keys written, one every `PACE_MS`: a run lasts long enough for crashes and partitions.
-const KEYS: usize = 40;
-const PACE_MS: u64 = 300;
-
-fn config(world: &Control, bug: bool) -> Config {
-    Config {
-        primary: world.addr("primary", 7001),
-        backup: world.addr("backup", 7002),
-        log: "/data/kv.log".into(),
-        ack_before_sync: bug,
-    }
-}
-
-/// One call with a deadline: `None` if it failed or took too long.
-async fn call_within(cx: &Cx, config: &Config, request: String) -> Option<String> {
-    let addr = config.primary;
-    let attempt = move |cx: Cx| async move { Ok(call(&cx, addr, &request).await) };
-    match ioswap::timeout(cx, 3_000, attempt).await {
-        Ok(Ok(Ok(answer))) => Some(answer),
-        _ => None,
-    }
-}
-
-/// Writes each key once (retrying until acknowledged), then reads every acknowledged key back.
-async fn workload(cx: Cx, world: Control) -> ioswap::sim::Outcome {
-    let config = config(&world, false);
-    let mut acked = Vec::new();
-    for key in 0..KEYS {
-        let request = format!("SET k{key} v{key}");
-        loop {
-            if call_within(&cx, &config, request.clone()).await.as_deref() == Some("OK") {
-                acked.push(key);
-                cx.sleep(PACE_MS).await?;
-                break;
-            }
-            cx.sleep(200).await?;
-        }
-    }
-    for &key in &acked {
-        loop {
-            match call_within(&cx, &config, format!("GET k{key}")).await {
-                Some(answer) if answer == format!("VALUE v{key}") => break,
-                Some(answer) if answer.starts_with("VALUE") || answer == "NONE" => {
-                    return Err(
-                        format!("acknowledged write k{key}=v{key} lost: read {answer}").into(),
-                    )
-                }
-                _ => cx.sleep(200).await?,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Runs a service in a host, starting it again after an error it returns (a disk error while
-/// opening its log, say), as a supervisor would.
-async fn supervise(
-    cx: Cx,
-    world: Control,
-    bug: bool,
-    serve: impl AsyncFn(Cx, Config) -> io::Result<()>,
-) -> ioswap::sim::Outcome {
-    loop {
-        let _ = serve(cx.clone(), config(&world, bug)).await;
-        cx.sleep(100).await?;
-    }
-}
-
-fn faults() -> Faults {
-    let mut faults = Faults::default();
-    faults.crash_every_ms = Some((2_000, 15_000));
-    faults.restart_after_ms = Some((200, 3_000));
-    faults
-}
+use ioswap::sim::{check_world_determinism, sweep_with, SimError, WorldReport};
+use ioswap::{shrink, DecisionLog, Scheduler};
 
 fn run(seed: u64, bug: bool, scheduler: &Scheduler) -> Result<WorldReport, SimError> {
-    World::new(seed)
-        .scheduler(scheduler.clone())
-        .faults(faults())
-        .host("primary", move |cx, world| {
-            supervise(cx, world, bug, async |cx, config| primary(cx, config).await)
-        })
-        .host("backup", move |cx, world| {
-            supervise(cx, world, bug, async |cx, config| backup(cx, config).await)
-        })
-        .client("client", workload)
-        .time_limit_ms(4 * 3_600_000)
-        .run()
+    world::world(seed, bug, scheduler).run()
 }
 
 /// The showcase's claim: 1,000 seeds (`IOSWAP_SEEDS` widens or narrows a sweep, `IOSWAP_SEED`
@@ -160,4 +75,58 @@ fn the_simulator_finds_the_planted_bug() {
     let again = run(err.seed, true, &failure.scheduler).unwrap_err();
     assert_eq!((again.cause, again.at_ms), (err.cause.clone(), err.at_ms));
     eprintln!("planted bug found at seed {}:\n{text}", err.seed);
+}
+
+/// The failing run's schedule, recorded and shrunk to the scheduler's choices the lost write
+/// needs (the world's draws, its faults among them, are kept as recorded), then replayed.
+#[test]
+fn the_planted_bugs_schedule_shrinks_and_replays() {
+    let failure = sweep_with(SEEDS, |seed, scheduler| {
+        run(seed, true, scheduler).map(drop)
+    })
+    .expect_err("some seed loses an acknowledged write");
+    let (seed, scheduler) = (failure.seed, failure.scheduler);
+    let failing = world::world(seed, true, &scheduler)
+        .record_decisions()
+        .run()
+        .expect_err("the failing seed fails again");
+    let log = *failing.decisions.expect("decisions were recorded");
+    let loses_a_write = |log: &DecisionLog| {
+        world::world(seed, true, &Scheduler::Replay(log.clone()))
+            .run()
+            .is_err_and(|err| err.cause.contains("acknowledged write"))
+    };
+    let shrunk = shrink(log, loses_a_write).expect("the recorded schedule fails when replayed");
+    assert!(shrunk.after <= shrunk.before, "{shrunk:?}");
+    // The shrunk log loses a write, and its text replays that run exactly.
+    let replay = |log: DecisionLog| {
+        let err = world::world(seed, true, &Scheduler::Replay(log))
+            .run()
+            .unwrap_err();
+        (err.cause, err.at_ms)
+    };
+    let shrunk_run = replay(shrunk.log.clone());
+    assert!(
+        shrunk_run.0.contains("acknowledged write"),
+        "{shrunk_run:?}"
+    );
+    assert_eq!(replay(shrunk.log.to_string().parse().unwrap()), shrunk_run);
+    eprintln!(
+        "seed {seed}: {} scheduler choices shrunk to {} in {} runs; the log has {} decisions:\n{}",
+        shrunk.before,
+        shrunk.after,
+        shrunk.runs,
+        shrunk.log.decisions.len(),
+        shrunk.log
+    );
+}
+
+/// The store's runs are a function of the seed: each of a few seeds, run twice, takes the same
+/// steps (or the first step that differs is named).
+#[test]
+fn the_store_is_deterministic() {
+    for seed in 0..5 {
+        let world = |seed| world::world(seed, false, &Scheduler::Random);
+        check_world_determinism(seed, world).unwrap_or_else(|divergence| panic!("{divergence}"));
+    }
 }

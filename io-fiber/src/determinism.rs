@@ -153,6 +153,11 @@ pub struct RunTrace {
     pub tasks: Vec<TaskInfo>,
     /// The run's [`FiberIo::trace_hash`]: its steps and its world's events.
     pub hash: u64,
+    /// What happened besides the steps, in order ([`trace::Event`](crate::trace::Event)):
+    /// spawns, timers, ops, cancels, faults. (Not compared: the hash covers the world.)
+    pub events: Vec<crate::trace::Event>,
+    /// The hosts' names, by host number (0 is the runner, `localhost`).
+    pub hosts: Vec<String>,
 }
 
 impl RunTrace {

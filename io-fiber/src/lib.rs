@@ -70,6 +70,16 @@
 //!   [`sim::check_world_determinism`]): a seed run twice; if the runs differ,
 //!   the first step that does, with the task's name, the line that spawned it and the line of
 //!   each run's wait ([`FiberIo::record_trace`] keeps them).
+//! - **Looking at a run** ([`FiberIo::record_trace`], [`sim::World::record_trace`], then
+//!   [`FiberIo::run_trace`] or the world's report): every poll, spawn, timer, I/O op, cancel and
+//!   injected fault on the virtual timeline, as Chrome/Perfetto trace-event JSON
+//!   ([`RunTrace::write_perfetto`]: one track per task, one process per host) or as a text
+//!   timeline ([`RunTrace::timeline`]). See [`trace`] for how a millisecond's steps are laid
+//!   out.
+//!
+//! The guide `docs/testing.md` (in the repository) walks through all of it with the
+//! `examples/kv` store: from a flaky bug to its seed, its replay, a scheduler that finds it, the
+//! shrunk schedule, its trace in Perfetto, and the determinism check.
 //!
 //! ```
 //! use io_fiber::{shrink, FiberIo, Scheduler};
@@ -116,6 +126,7 @@ mod determinism;
 mod schedule;
 mod shrink;
 pub mod sim;
+pub mod trace;
 
 pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
 pub use determinism::{check_determinism, Divergence, RunTrace, StepReport};
@@ -132,7 +143,7 @@ use std::task::{Context, Poll};
 
 use io_core::{
     BackendCore, Canceled, Cx, Driver, Io, Next, Op, OpId, Park, RawTask, RunError, RunQueue,
-    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted,
+    Runnable, SpawnError, SpawnOptions, SplitMix64, Submitted, TimerId,
 };
 
 /// The deterministic virtual-clock backend. Cheap to clone: clones share one scheduler.
@@ -160,6 +171,9 @@ pub struct TaskInfo {
     pub name: String,
     /// The line that spawned it (for the main task, the line that called `run`).
     pub spawned_at: Option<&'static Location<'static>>,
+    /// The host it runs on: 0 is the runner (`localhost`), a world's hosts and clients follow
+    /// from 1 ([`RunTrace::hosts`] names them).
+    pub host: usize,
 }
 
 struct Fiber {
@@ -179,13 +193,8 @@ struct Fiber {
     batch: RefCell<Option<VecDeque<Runnable>>>,
     trace_hash: Cell<u64>,
     steps: Cell<u64>,
-    trace: RefCell<Option<Vec<TraceEvent>>>,
-    /// Whether `trace` is kept (a `Cell`, read on every suspend).
-    tracing: Cell<bool>,
-    /// Where the task being polled last suspended, while tracing.
-    suspended_at: Cell<Option<&'static Location<'static>>>,
-    /// The tasks spawned, while tracing.
-    tasks: RefCell<std::collections::BTreeMap<u64, TaskInfo>>,
+    /// The steps, tasks and events of a traced run (shared with the world).
+    tracer: Rc<trace::Tracer>,
     /// The simulated world that serves I/O.
     sim: sim::Sim,
 }
@@ -261,7 +270,8 @@ impl FiberIo {
         if let Scheduler::Replay(log) = &scheduler {
             recorder.replay(log);
         }
-        let sim = sim::Sim::with(seed, faults, hosts, recorder.clone());
+        let tracer = Rc::new(trace::Tracer::default());
+        let sim = sim::Sim::with(seed, faults, hosts, recorder.clone(), tracer.clone());
         let rng = SplitMix64::new(seed);
         let picker = schedule::Picker::new(seed, &scheduler, &rng);
         let fiber = Rc::new(Fiber {
@@ -274,10 +284,7 @@ impl FiberIo {
             batch: RefCell::new(Some(VecDeque::new())),
             trace_hash: Cell::new(TRACE_SEED),
             steps: Cell::new(0),
-            trace: RefCell::new(None),
-            tracing: Cell::new(false),
-            suspended_at: Cell::new(None),
-            tasks: RefCell::new(std::collections::BTreeMap::new()),
+            tracer,
             sim,
         });
         fiber.sim.attach(Rc::downgrade(&fiber));
@@ -288,11 +295,13 @@ impl FiberIo {
         self.0.clone()
     }
 
-    /// Also records the full schedule, step by step, for [`FiberIo::trace`]. (The trace hash is
-    /// always kept; the full trace costs memory per step.)
+    /// Also records the full schedule, step by step, for [`FiberIo::trace`], and what happened
+    /// between and inside the steps ([`trace::Event`]: spawns, timers, ops, cancels, the world's
+    /// faults), for [`FiberIo::run_trace`] to show ([`RunTrace::to_perfetto_json`],
+    /// [`RunTrace::timeline`]). (The trace hash is always kept; the full trace costs memory per
+    /// step and event.)
     pub fn record_trace(self) -> FiberIo {
-        *self.0.trace.borrow_mut() = Some(Vec::new());
-        self.0.tracing.set(true);
+        self.0.tracer.start();
         self
     }
 
@@ -305,13 +314,15 @@ impl FiberIo {
             steps: self.trace(),
             tasks: self.tasks(),
             hash: self.trace_hash(),
+            events: self.0.tracer.events(),
+            hosts: self.0.sim.host_names(),
         }
     }
 
     /// The tasks spawned so far, by id, if [`FiberIo::record_trace`] was asked for (else
     /// empty): names and spawn locations for the steps of [`FiberIo::trace`].
     pub fn tasks(&self) -> Vec<TaskInfo> {
-        self.0.tasks.borrow().values().cloned().collect()
+        self.0.tracer.tasks()
     }
 
     /// Also records every decision of the run ([`FiberIo::decisions`]): each choice of the
@@ -400,7 +411,7 @@ impl FiberIo {
 
     /// The full schedule, if [`FiberIo::record_trace`] was asked for (else empty).
     pub fn trace(&self) -> Vec<TraceEvent> {
-        self.0.trace.borrow().clone().unwrap_or_default()
+        self.0.tracer.steps()
     }
 }
 
@@ -453,7 +464,11 @@ impl Fiber {
     }
 
     /// Fires the timers and world events that are due.
+    #[inline]
     fn fire_due(&self) {
+        if self.tracer.is_on() {
+            self.trace_timers_fire();
+        }
         self.core.fire_due();
         if self.sim.fire_due(self.core.now_ms()) > 0 {
             self.trace_hash
@@ -481,49 +496,96 @@ impl Fiber {
         self.trace_hash
             .set(mix(self.trace_hash.get(), step_word(task, at_ms)));
         self.steps.set(self.steps.get() + 1);
-        if let Some(trace) = self.trace.borrow_mut().as_mut() {
-            trace.push(TraceEvent {
-                at_ms,
-                task,
-                suspended_at: None,
-            });
-        }
     }
 
     /// Runs one step of a task, noting where it suspended when tracing.
     #[inline]
     fn run_step(&self, runnable: Runnable) {
-        self.record(*runnable.metadata());
-        if !self.tracing.get() {
+        let task = *runnable.metadata();
+        self.record(task);
+        if !self.tracer.is_on() {
             runnable.run();
             return;
         }
-        self.suspended_at.set(None);
+        self.tracer.poll_starts(self.core.now_ms(), task);
         runnable.run();
-        let at = self.suspended_at.take();
-        if let Some(event) = self.trace.borrow_mut().as_mut().and_then(|t| t.last_mut()) {
-            event.suspended_at = at;
+        self.tracer.poll_ends();
+    }
+
+    // The tracing hooks: on the hot paths only a `Cell` read stays inline; what tracing does
+    // (reading the clock, allocating) is out of line, so it does not tip the inlining of the
+    // suspend and submit paths it sits in.
+
+    /// A task is spawned on `host` (0: here): noted while tracing.
+    #[inline(always)]
+    pub(crate) fn note_spawn(&self, host: usize, task: &RawTask, opts: &SpawnOptions) {
+        if self.tracer.is_on() {
+            self.trace_spawn(host, task, opts);
         }
     }
 
-    /// A task is spawned here (or on a simulated host): noted while tracing.
-    pub(crate) fn note_spawn(&self, task: &RawTask, opts: &SpawnOptions) {
-        if self.tracing.get() {
-            let info = TaskInfo {
-                id: task.id(),
-                name: task.task().name().into_owned(),
-                spawned_at: opts.location(),
-            };
-            self.tasks.borrow_mut().insert(info.id, info);
+    #[cold]
+    #[inline(never)]
+    fn trace_spawn(&self, host: usize, task: &RawTask, opts: &SpawnOptions) {
+        let info = TaskInfo {
+            id: task.id(),
+            name: task.task().name().into_owned(),
+            spawned_at: opts.location(),
+            host,
+        };
+        self.tracer.spawned(self.core.now_ms(), info);
+    }
+
+    /// A suspend on `park` (here or on a simulated host): where it waits, or the cancel it
+    /// met, is noted while tracing.
+    #[inline(always)]
+    pub(crate) fn note_suspend(&self, park: &Park, poll: Poll<Result<(), Canceled>>) {
+        if self.tracer.is_on() {
+            self.trace_suspend(park, poll);
         }
     }
 
-    /// A suspend on `park` (here or on a simulated host): where it waits is noted while
-    /// tracing.
-    pub(crate) fn note_suspend(&self, park: &Park, poll: &Poll<Result<(), Canceled>>) {
-        if self.tracing.get() && poll.is_pending() {
-            self.suspended_at.set(Some(park.location()));
+    #[cold]
+    #[inline(never)]
+    fn trace_suspend(&self, park: &Park, poll: Poll<Result<(), Canceled>>) {
+        self.tracer.suspended(self.core.now_ms(), park, &poll);
+    }
+
+    /// A timer armed (here or on a simulated host): noted while tracing, for the trace to say
+    /// when it fires and whom it wakes.
+    #[inline(always)]
+    pub(crate) fn note_timer(&self, id: TimerId, park: &Park) -> TimerId {
+        if self.tracer.is_on() {
+            self.tracer.timer_armed(id, park);
         }
+        id
+    }
+
+    /// A timer disarmed before it fired.
+    #[inline(always)]
+    pub(crate) fn note_disarm(&self, id: TimerId) {
+        if self.tracer.is_on() {
+            self.tracer.timer_disarmed(id);
+        }
+    }
+
+    /// The timers due now are about to fire: noted while tracing.
+    #[cold]
+    #[inline(never)]
+    fn trace_timers_fire(&self) {
+        self.tracer.timers_fire(self.core.now_ms());
+    }
+
+    /// Serves `op` for `host` (incarnation `epoch`) from the world, and notes it: a submit
+    /// while tracing.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn submit_traced(&self, host: usize, epoch: u32, op: Op) -> Submitted {
+        let now = self.core.now_ms();
+        let name = op.name();
+        let submitted = self.sim.submit(host, epoch, op, now);
+        self.tracer.op_submitted(now, host, name, &submitted);
+        submitted
     }
 }
 
@@ -534,21 +596,33 @@ impl Io for Fiber {
 
     fn spawn_raw(&self, task: RawTask, opts: &SpawnOptions) -> Result<(), SpawnError> {
         self.core.admit(&task)?;
-        self.note_spawn(&task, opts);
+        self.note_spawn(0, &task, opts);
         task.schedule();
         Ok(())
     }
 
     fn suspend_raw(&self, park: &Park, cx: &mut Context<'_>) -> Poll<Result<(), Canceled>> {
         let poll = io_core::suspend_on(self, park, cx);
-        self.note_suspend(park, &poll);
+        self.note_suspend(park, poll);
         poll
     }
 
     /// I/O is served by the simulated world ([`sim`]): this backend is its host 0,
     /// `localhost`. No real file or socket is ever touched.
     fn submit(&self, op: Op) -> Submitted {
+        if self.tracer.is_on() {
+            return self.submit_traced(0, 0, op);
+        }
         self.sim.submit(0, 0, op, self.core.now_ms())
+    }
+
+    fn arm_timer(&self, deadline_ms: u64, park: &Park) -> TimerId {
+        self.note_timer(self.core.arm_timer(deadline_ms, park), park)
+    }
+
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        self.note_disarm(id);
+        self.core.disarm_timer(id)
     }
 
     fn cancel_op(&self, id: OpId) {

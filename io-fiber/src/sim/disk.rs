@@ -870,9 +870,11 @@ fn by_path(state: &mut State, host: HostId, op: &mut FsOp) -> io::Result<usize> 
         FsOp::CreateDir { .. } | FsOp::Symlink { .. } | FsOp::HardLink { .. }
     );
     if state.chance(state.faults.disk.eio_ppm) {
+        state.disk_fault(host, "EIO", op.name());
         return Err(os(EIO));
     }
     if makes_entry && state.chance(state.faults.disk.enospc_ppm) {
+        state.disk_fault(host, "ENOSPC", op.name());
         return Err(os(ENOSPC));
     }
     let disk = &mut state.hosts[host].disk;
@@ -1062,6 +1064,7 @@ fn read_at(
     }
     let len = file_state(state, host, file)?.data.len();
     if state.chance(state.faults.disk.eio_ppm) {
+        state.disk_fault(host, "EIO", "read_at");
         return Err(os(EIO));
     }
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(len);
@@ -1089,9 +1092,11 @@ fn write_at(
         return Ok(0);
     }
     if state.chance(state.faults.disk.eio_ppm) {
+        state.disk_fault(host, "EIO", "write_at");
         return Err(os(EIO));
     }
     if state.chance(state.faults.disk.enospc_ppm) {
+        state.disk_fault(host, "ENOSPC", "write_at");
         return Err(os(ENOSPC));
     }
     let at = if file.append { len } else { offset };
@@ -1125,6 +1130,7 @@ fn set_len(state: &mut State, host: HostId, file: &SimFile, len: u64) -> io::Res
         return Err(os(EFBIG));
     }
     if state.chance(state.faults.disk.eio_ppm) {
+        state.disk_fault(host, "EIO", "set_len");
         return Err(os(EIO));
     }
     let now = host_now(state, host);
@@ -1142,6 +1148,7 @@ fn set_len(state: &mut State, host: HostId, file: &SimFile, len: u64) -> io::Res
 fn sync_all(state: &mut State, host: HostId, file: &SimFile) -> io::Result<usize> {
     inode(state, host, file)?;
     if state.chance(state.faults.disk.eio_ppm) {
+        state.disk_fault(host, "EIO", "sync_all");
         return Err(os(EIO));
     }
     let lies = state.faults.disk.lying_fsync && state.rng.below(LYING_SYNC_ODDS) == 0;
@@ -1269,14 +1276,13 @@ pub(crate) fn crash(state: &mut State, host: HostId) {
     }
     disk.durable_names = names.clone();
     disk.names = names;
-    let now = state.now;
-    let name = &state.hosts[host].name;
-    let mut log: Vec<String> = lines
-        .into_iter()
-        .map(|line| format!("{now} ms: crash {name} disk: {line}"))
-        .collect();
-    log.extend(directories.map(|line| format!("{now} ms: crash {name} directories: {line}")));
-    state.log.extend(log);
+    let name = state.hosts[host].name.clone();
+    for line in lines {
+        state.report(host, format!("crash {name} disk: {line}"));
+    }
+    if let Some(line) = directories {
+        state.report(host, format!("crash {name} directories: {line}"));
+    }
     state.hosts[host].disk = disk;
 }
 
@@ -1533,7 +1539,7 @@ mod tests {
     fn after_crash(seed: u64, torn_writes: bool) -> Vec<u8> {
         let mut faults = Faults::none();
         faults.disk.torn_writes = torn_writes;
-        let sim = Sim::with(seed, faults, Vec::new(), Rc::default());
+        let sim = Sim::with(seed, faults, Vec::new(), Rc::default(), Rc::default());
         let file = open(&sim, "/f", rw()).unwrap();
         write(&sim, &file, b"SSSS", 0).unwrap();
         sync(&sim, &file).unwrap();
@@ -1580,7 +1586,13 @@ mod tests {
     fn a_file_never_synced_may_vanish_in_a_crash() {
         let outcomes: std::collections::BTreeSet<_> = (0..40)
             .map(|seed| {
-                let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
+                let sim = Sim::with(
+                    seed,
+                    Faults::none(),
+                    Vec::new(),
+                    Rc::default(),
+                    Rc::default(),
+                );
                 let file = open(&sim, "/new", rw()).unwrap();
                 write(&sim, &file, b"x", 0).unwrap();
                 crash(&sim);
@@ -1607,7 +1619,7 @@ mod tests {
         let lost = (0..100).filter(|&seed| {
             let mut faults = Faults::none();
             faults.disk.lying_fsync = true;
-            let sim = Sim::with(seed, faults, Vec::new(), Rc::default());
+            let sim = Sim::with(seed, faults, Vec::new(), Rc::default(), Rc::default());
             let file = open(&sim, "/f", rw()).unwrap();
             sync(&sim, &file).unwrap();
             write(&sim, &file, b"data", 0).unwrap();
@@ -1622,7 +1634,7 @@ mod tests {
 
     #[test]
     fn the_crash_log_says_what_each_file_kept() {
-        let sim = Sim::with(3, Faults::none(), Vec::new(), Rc::default());
+        let sim = Sim::with(3, Faults::none(), Vec::new(), Rc::default(), Rc::default());
         let file = open(&sim, "/data/log", rw()).unwrap();
         sync(&sim, &file).unwrap();
         write(&sim, &file, b"one", 0).unwrap();
@@ -1657,7 +1669,13 @@ mod tests {
     fn an_unlink_lost_in_a_crash_brings_the_file_back_whole() {
         let mut outcomes = std::collections::BTreeSet::new();
         for seed in 0..20 {
-            let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
+            let sim = Sim::with(
+                seed,
+                Faults::none(),
+                Vec::new(),
+                Rc::default(),
+                Rc::default(),
+            );
             let file = open(&sim, "/f", rw()).unwrap();
             write(&sim, &file, b"x", 0).unwrap();
             sync(&sim, &file).unwrap();
@@ -1681,7 +1699,13 @@ mod tests {
     fn a_directory_renamed_moves_with_its_subtree_or_not_at_all() {
         let mut outcomes = std::collections::BTreeSet::new();
         for seed in 0..20 {
-            let sim = Sim::with(seed, Faults::none(), Vec::new(), Rc::default());
+            let sim = Sim::with(
+                seed,
+                Faults::none(),
+                Vec::new(),
+                Rc::default(),
+                Rc::default(),
+            );
             let file = open(&sim, "/a/b/f", rw()).unwrap();
             sync(&sim, &file).unwrap();
             let rename = FsOp::Rename {

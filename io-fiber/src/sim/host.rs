@@ -131,7 +131,7 @@ impl Io for HostIo {
             host.tasks.retain(|task| !task.is_finished());
             host.tasks.push(task.task().clone());
         }
-        self.fiber.note_spawn(&task, opts);
+        self.fiber.note_spawn(self.host, &task, opts);
         task.schedule();
         Ok(())
     }
@@ -142,7 +142,7 @@ impl Io for HostIo {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), io_core::Canceled>> {
         let poll = io_core::suspend_on(self, park, cx);
-        self.fiber.note_suspend(park, &poll);
+        self.fiber.note_suspend(park, poll);
         poll
     }
 
@@ -156,7 +156,13 @@ impl Io for HostIo {
         } else {
             deadline_ms.saturating_sub(self.offset)
         };
-        self.core().arm_timer(world, park)
+        self.fiber
+            .note_timer(self.core().arm_timer(world, park), park)
+    }
+
+    fn disarm_timer(&self, id: TimerId) -> Option<u64> {
+        self.fiber.note_disarm(id);
+        self.core().disarm_timer(id)
     }
 
     fn random_u64(&self) -> u64 {
@@ -168,6 +174,9 @@ impl Io for HostIo {
     }
 
     fn submit(&self, op: Op) -> Submitted {
+        if self.fiber.tracer.is_on() {
+            return self.fiber.submit_traced(self.host, self.epoch, op);
+        }
         let now = self.fiber.core.now_ms();
         self.fiber.sim.submit(self.host, self.epoch, op, now)
     }

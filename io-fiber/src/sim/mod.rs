@@ -17,7 +17,7 @@
 //! stream, and time is the fiber backend's virtual clock. Each step of the world (a segment
 //! delivered, an op completed, a host crashed) is folded into the backend's trace hash.
 //!
-//! The world is a queue of timed events ([`Event`]) beside the backend's timers. The fiber
+//! The world is a queue of timed events (`Event`) beside the backend's timers. The fiber
 //! driver fires the events that are due in each turn and, when nothing is runnable, moves the
 //! clock to the earlier of the next timer and the next event.
 
@@ -50,6 +50,7 @@ pub use world::{
 };
 
 use crate::decision::Recorder;
+use crate::trace::Tracer;
 use crate::Fiber;
 
 /// A host's index in the world. Host 0 is the fiber backend itself (the runner of a plain
@@ -68,6 +69,8 @@ pub(crate) struct Sim {
     fiber: RefCell<Weak<Fiber>>,
     /// Folded into the backend's trace hash at each step.
     hash: Cell<u64>,
+    /// Where a traced run's events go (shared with the backend).
+    tracer: Rc<Tracer>,
 }
 
 /// An op the world has not completed yet.
@@ -142,13 +145,21 @@ pub(crate) struct State {
     /// Blocking closures whose callers left (canceled or dropped), still to run at their turn,
     /// by op id, with their host.
     detached: BTreeMap<u64, (HostId, Op)>,
+    /// Where a traced run's events go.
+    tracer: Rc<Tracer>,
 }
 
 impl Sim {
     /// A world with only host 0 (`localhost`, 127.0.0.1) and no faults: a plain fiber backend.
     #[cfg(test)]
     pub(crate) fn new(seed: u64) -> Sim {
-        Sim::with(seed, Faults::none(), Vec::new(), Rc::default())
+        Sim::with(
+            seed,
+            Faults::none(),
+            Vec::new(),
+            Rc::default(),
+            Rc::default(),
+        )
     }
 
     pub(crate) fn with(
@@ -156,6 +167,7 @@ impl Sim {
         faults: Faults,
         hosts: Vec<host::Host>,
         recorder: Rc<Recorder>,
+        tracer: Rc<Tracer>,
     ) -> Sim {
         let mut all = vec![host::Host::runner()];
         all.extend(hosts);
@@ -184,11 +196,13 @@ impl Sim {
                 crash_hosts: 0,
                 ended: false,
                 detached: BTreeMap::new(),
+                tracer: tracer.clone(),
             }),
             dropped,
             first_event,
             fiber: RefCell::new(Weak::new()),
             hash: Cell::new(0),
+            tracer,
         }
     }
 
@@ -214,6 +228,12 @@ impl Sim {
     /// What the world did (faults, crashes), one line each.
     pub(crate) fn log(&self) -> Vec<String> {
         self.state.borrow().log.clone()
+    }
+
+    /// The hosts' names, by host number.
+    pub(crate) fn host_names(&self) -> Vec<String> {
+        let state = self.state.borrow();
+        state.hosts.iter().map(|host| host.name.clone()).collect()
     }
 
     /// Fires every event due at `now`, in order. Returns how many fired.
@@ -258,7 +278,7 @@ impl Sim {
                 let mut state = self.state.borrow_mut();
                 state.cancel_now(op);
             }
-            Event::Crash(host) => self.crash(host, now),
+            Event::Crash(host) => self.crash(host),
             Event::NextPartition => self.state.borrow_mut().schedule_partition(),
             Event::Restart(host) => self.restart(host),
             Event::Cut { from, to } => self.state.borrow_mut().link(from, to, true),
@@ -271,6 +291,11 @@ impl Sim {
                 // The closure runs with the world unborrowed: it is the program's code.
                 if let Some(mut pending) = pending {
                     offload::run(&mut pending.op);
+                    if self.tracer.is_on() {
+                        let name = pending.op.name();
+                        self.tracer
+                            .op_completed(now, pending.host, op, name, &Ok(0));
+                    }
                     pending.slot.complete(Completion {
                         result: Ok(0),
                         op: pending.op,
@@ -407,6 +432,9 @@ impl Sim {
         let Some(pending) = state.ops.get(&id) else {
             return;
         };
+        if state.tracer.is_on() {
+            state.tracer.op_cancel(state.now, pending.host, id);
+        }
         if offload::detaches(&pending.op) {
             // A closure may run for any time, a lookup wait for a slow resolver: the caller
             // goes at once. A closure runs on at its turn; a lookup's result is dropped.
@@ -414,6 +442,13 @@ impl Sim {
             let shell = offload::shell(&pending.op);
             if offload::runs_later(&pending.op) {
                 state.detached.insert(id, (pending.host, pending.op));
+            }
+            if state.tracer.is_on() {
+                let result = Err(Canceled.into());
+                let now = state.now;
+                state
+                    .tracer
+                    .op_completed(now, pending.host, id, shell.name(), &result);
             }
             drop(state);
             pending.slot.complete(Completion {
@@ -589,6 +624,11 @@ impl State {
             if let Some(on) = pending.parked {
                 net::unpark(self, id, on);
             }
+            if self.tracer.is_on() {
+                let name = pending.op.name();
+                self.tracer
+                    .op_completed(self.now, pending.host, id, name, &result);
+            }
             pending.slot.complete(Completion {
                 result,
                 op: pending.op,
@@ -627,7 +667,7 @@ impl State {
 }
 
 impl Sim {
-    fn crash(&self, host: HostId, now: u64) {
+    fn crash(&self, host: HostId) {
         // The ops and closures the crash ends, dropped once the world is unborrowed, each drop
         // contained: nobody is left to receive a panic from it.
         let mut ended_ops = Vec::new();
@@ -636,8 +676,8 @@ impl Sim {
             if !state.hosts[host].up {
                 return;
             }
-            let line = format!("{now} ms: crash {}", state.hosts[host].name);
-            state.log.push(line);
+            let what = format!("crash {}", state.hosts[host].name);
+            state.report(host, what);
             net::crash(&mut state, host);
             // Its ops end with it: their tasks are dropped before they could see a result.
             let ended: Vec<u64> = state
@@ -688,15 +728,14 @@ impl Sim {
     fn restart(&self, host: HostId) {
         let start = {
             let mut state = self.state.borrow_mut();
-            let now = state.now;
             let host_state = &mut state.hosts[host];
             if host_state.up {
                 return;
             }
             host_state.up = true;
-            let line = format!("{now} ms: restart {}", host_state.name);
+            let what = format!("restart {}", host_state.name);
             let start = host_state.start.clone();
-            state.log.push(line);
+            state.report(host, what);
             if let Some((min, max)) = state.faults.crash_every_ms {
                 if host <= state.crash_hosts {
                     let at = state.between(min, max);
@@ -802,6 +841,9 @@ impl Sim {
             let mut state = self.state.borrow_mut();
             let now = state.now;
             if state.failure.is_none() && !state.ended {
+                if state.tracer.is_on() {
+                    state.tracer.failed(now, cause.clone());
+                }
                 state.failure = Some((cause, now));
             }
             state.clients.clone()
@@ -848,11 +890,30 @@ impl State {
             self.net.heal(from, to);
             "heal"
         };
-        let line = format!(
-            "{} ms: {what} {} -> {}",
-            self.now, self.hosts[from].name, self.hosts[to].name
+        let what = format!(
+            "{what} {} -> {}",
+            self.hosts[from].name, self.hosts[to].name
         );
+        self.report(from, what);
+    }
+
+    /// Something the world did to `host` (a fault, a crash, a restart): logged for the run's
+    /// report (`"5210 ms: crash db-1"`), and traced.
+    fn report(&mut self, host: HostId, what: String) {
+        if self.tracer.is_on() {
+            self.tracer.fault(self.now, host, what.clone());
+        }
+        let line = format!("{} ms: {what}", self.now);
         self.log.push(line);
+    }
+
+    /// A disk error the seed chose for an op of `host` (`EIO`, `ENOSPC`): traced (the op's
+    /// error is the program's to report).
+    fn disk_fault(&self, host: HostId, errno: &'static str, op: &'static str) {
+        if self.tracer.is_on() {
+            let what = format!("{errno} on {op} ({})", self.hosts[host].name);
+            self.tracer.fault(self.now, host, what);
+        }
     }
 
     /// Schedules the next partition of the plan: a random pair, one way or both.

@@ -456,6 +456,9 @@ impl World {
                     Ok(Err(err)) => format!("client {name:?} failed: {err}"),
                     Err(Canceled) => format!("client {name:?} was canceled"),
                 };
+                if failure.is_none() && fiber.tracer.is_on() {
+                    fiber.tracer.failed(cx.now_ms(), cause.clone());
+                }
                 failure.get_or_insert((cause, cx.now_ms()));
             }
             drop(watchdog);

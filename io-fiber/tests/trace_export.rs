@@ -1,0 +1,302 @@
+//! A traced run as Chrome/Perfetto trace-event JSON and as a text timeline: the JSON's shape
+//! (what `ui.perfetto.dev` needs to open it), its tracks and slices, and the instants of a
+//! cancel and of an injected fault at their virtual times.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use io_core::{OpenOptions, SpawnOptions};
+use io_fiber::sim::{Faults, World};
+use io_fiber::trace::EventKind;
+use io_fiber::{FiberIo, RunTrace};
+use serde_json::Value;
+
+/// A worker with a name that needs escaping sleeps 100 ms; main writes a file, then cancels
+/// the worker at 10 ms.
+const WORKER: &str = "worker \"one\"\nsecond line\t\\";
+
+fn plain_run(seed: u64) -> RunTrace {
+    let io = FiberIo::with_seed(seed).record_trace();
+    io.run(|cx| async move {
+        let worker = cx.spawn_with(SpawnOptions::new().name(WORKER), |cx| async move {
+            cx.sleep(100).await
+        });
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .open(&cx, "/log")
+            .await
+            .map_err(|_| io_core::Canceled)?;
+        let _ = file.write_at(b"hello".to_vec(), 0).await;
+        cx.sleep(10).await?;
+        let worker = worker.unwrap();
+        worker.cancel();
+        assert!(worker.await.is_err());
+        Ok(())
+    })
+    .unwrap();
+    io.run_trace()
+}
+
+/// A world: the client crashes `db` at 50 ms and cuts it off at 60 ms.
+fn world_run(seed: u64) -> RunTrace {
+    let report = World::new(seed)
+        .faults(Faults::none())
+        .host("db", |cx, _| async move {
+            loop {
+                cx.sleep(7).await?;
+            }
+        })
+        .client("client", |cx, world| async move {
+            cx.sleep(50).await?;
+            world.crash("db");
+            cx.sleep(10).await?;
+            world.partition("client", "db");
+            cx.sleep(5).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    *report.trace.unwrap()
+}
+
+/// Nanoseconds from a JSON timestamp in microseconds (three decimals at most).
+fn ns(value: &Value) -> u64 {
+    (value.as_f64().expect("a number") * 1_000.0).round() as u64
+}
+
+/// Checks the shape Perfetto needs, and returns the non-metadata events.
+fn check_shape(json: &str) -> Vec<Value> {
+    let root: Value = serde_json::from_str(json).expect("the trace is valid JSON");
+    assert_eq!(root["displayTimeUnit"], "ms");
+    let events = root["traceEvents"].as_array().expect("a traceEvents array");
+    assert!(!events.is_empty());
+    let mut threads = BTreeSet::new();
+    let mut processes = BTreeSet::new();
+    let mut used = BTreeSet::new();
+    let mut rest = Vec::new();
+    for event in events {
+        assert!(event["name"].is_string(), "{event}");
+        let ph = event["ph"].as_str().expect("ph is a string");
+        let pid = event["pid"].as_u64().expect("pid is a number");
+        let tid = event["tid"].as_u64().expect("tid is a number");
+        assert!(event["ts"].is_number(), "{event}");
+        match ph {
+            "M" => {
+                assert!(event["args"]["name"].is_string() || event["args"]["sort_index"].is_u64());
+                match event["name"].as_str().unwrap() {
+                    "thread_name" => assert!(threads.insert((pid, tid)), "named twice: {event}"),
+                    "process_name" => {
+                        processes.insert(pid);
+                    }
+                    _ => {}
+                }
+            }
+            "X" => {
+                assert!(event["dur"].is_number(), "{event}");
+                used.insert((pid, tid));
+                rest.push(event.clone());
+            }
+            "i" | "B" | "E" => {
+                used.insert((pid, tid));
+                rest.push(event.clone());
+            }
+            other => panic!("unexpected ph {other:?}: {event}"),
+        }
+    }
+    for (pid, tid) in &used {
+        assert!(
+            threads.contains(&(*pid, *tid)),
+            "tid {tid} of pid {pid} has no name"
+        );
+        assert!(processes.contains(pid), "pid {pid} has no name");
+    }
+    // Per track: timestamps never go back, and slices do not overlap.
+    let mut last: BTreeMap<(u64, u64), (u64, u64)> = BTreeMap::new();
+    for event in &rest {
+        let key = (
+            event["pid"].as_u64().unwrap(),
+            event["tid"].as_u64().unwrap(),
+        );
+        let ts = ns(&event["ts"]);
+        let (last_ts, slice_end) = last.get(&key).copied().unwrap_or((0, 0));
+        assert!(ts >= last_ts, "time goes back on {key:?}: {event}");
+        let mut end = slice_end;
+        if event["ph"] == "X" {
+            assert!(ts >= slice_end, "slices overlap on {key:?}: {event}");
+            end = ts + ns(&event["dur"]);
+        }
+        last.insert(key, (ts, end));
+    }
+    rest
+}
+
+fn thread_name(json: &str, pid: u64, tid: u64) -> Option<String> {
+    let root: Value = serde_json::from_str(json).unwrap();
+    root["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "thread_name" && e["pid"] == pid && e["tid"] == tid)
+        .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn a_plain_run_exports_tasks_as_tracks_and_a_cancel_at_its_virtual_time() {
+    let trace = plain_run(5);
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let worker = trace.tasks.iter().find(|t| t.name == WORKER).unwrap().id;
+    // The name comes back unchanged through the escaping.
+    assert_eq!(thread_name(&json, 1, worker).as_deref(), Some(WORKER));
+    let canceled: Vec<_> = events
+        .iter()
+        .filter(|e| e["name"] == "canceled" && e["tid"] == worker)
+        .collect();
+    assert_eq!(canceled.len(), 1, "{canceled:?}");
+    assert_eq!(canceled[0]["ph"], "i");
+    assert_eq!(canceled[0]["args"]["at_ms"], 10);
+    let ts = ns(&canceled[0]["ts"]);
+    assert!((10_000_000..11_000_000).contains(&ts), "{ts}");
+    // The main task's timer, its file ops, and the worker's polls and waits.
+    let main_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e["tid"] == 1 && e["ph"] == "i")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "spawn",
+        "submit open",
+        "complete open",
+        "submit write_at",
+        "timer fired",
+    ] {
+        assert!(main_events.contains(&name), "{name} in {main_events:?}");
+    }
+    let worker_slices: Vec<&str> = events
+        .iter()
+        .filter(|e| e["tid"] == worker && e["ph"] == "X")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(worker_slices.first(), Some(&"poll"), "{worker_slices:?}");
+    assert!(
+        worker_slices
+            .iter()
+            .any(|n| n.starts_with("wait ") && n.contains("trace_export.rs")),
+        "{worker_slices:?}"
+    );
+}
+
+#[test]
+fn a_world_exports_one_process_per_host_and_its_faults_at_their_virtual_time() {
+    let trace = world_run(9);
+    assert_eq!(trace.hosts, ["localhost", "db", "client"]);
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let at = |name: &str| {
+        let event = events
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name:?} in the trace"));
+        (
+            event["pid"].as_u64().unwrap(),
+            event["tid"].as_u64().unwrap(),
+            ns(&event["ts"]),
+            event["args"]["at_ms"].as_u64().unwrap(),
+        )
+    };
+    let (pid, tid, ts, at_ms) = at("fault: crash db");
+    assert_eq!(
+        (pid, tid, at_ms),
+        (2, 0, 50),
+        "on db's world track, at 50 ms"
+    );
+    assert!((50_000_000..51_000_000).contains(&ts), "{ts}");
+    let (pid, _, _, at_ms) = at("fault: partition client -> db");
+    assert_eq!((pid, at_ms), (3, 60));
+    // The host's task is on its host's process, named after the host.
+    let db_task = trace.tasks.iter().find(|t| t.name == "db").unwrap();
+    assert_eq!(db_task.host, 1);
+    assert_eq!(thread_name(&json, 2, db_task.id).as_deref(), Some("db"));
+    // The crash ends db's task: its last step (the one that drops it) is at 50 ms.
+    let last_poll = events
+        .iter()
+        .filter(|e| e["tid"] == db_task.id && e["name"] == "poll")
+        .map(|e| e["args"]["at_ms"].as_u64().unwrap())
+        .max();
+    assert_eq!(last_poll, Some(50));
+    assert!(trace
+        .events
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::Fault { what } if what == "crash db")));
+}
+
+#[test]
+fn the_timeline_has_a_line_per_step_and_event() {
+    let trace = plain_run(5);
+    let timeline = trace.timeline();
+    assert_eq!(
+        timeline.lines().count(),
+        trace.steps.len() + trace.events.len(),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("     0.001 ms  task#1 \"main\"  poll  (waits at "),
+        "{timeline}"
+    );
+    let cancel = timeline
+        .lines()
+        .find(|l| l.contains("\"    canceled (at "))
+        .unwrap();
+    assert!(cancel.starts_with("    10.0"), "{cancel}");
+    let world = world_run(9).timeline();
+    assert!(world.contains("[db] world  fault: crash db"), "{world}");
+}
+
+#[test]
+fn the_export_is_deterministic_and_costs_nothing_when_not_asked_for() {
+    assert_eq!(
+        plain_run(5).to_perfetto_json(),
+        plain_run(5).to_perfetto_json()
+    );
+    assert_eq!(world_run(9).timeline(), world_run(9).timeline());
+    let io = FiberIo::with_seed(5);
+    io.run(|cx| async move { cx.sleep(3).await }).unwrap();
+    let trace = io.run_trace();
+    assert!(trace.steps.is_empty() && trace.events.is_empty() && trace.tasks.is_empty());
+}
+
+#[test]
+fn writing_to_a_missing_directory_names_the_path() {
+    let err = plain_run(1)
+        .write_perfetto("/nonexistent-ioswap-dir/run.json")
+        .unwrap_err();
+    assert_eq!(err.path.to_str(), Some("/nonexistent-ioswap-dir/run.json"));
+    assert!(
+        err.to_string().contains("/nonexistent-ioswap-dir/run.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_failed_world_shows_its_failure_at_its_virtual_time() {
+    let err = World::new(2)
+        .client("checker", |cx, _| async move {
+            cx.sleep(20).await?;
+            Err("invariant broken".into())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let failed = events.iter().find(|e| e["name"] == "run failed").unwrap();
+    assert_eq!(
+        (failed["pid"].as_u64(), failed["tid"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(failed["args"]["at_ms"], 20);
+    let what = failed["args"]["what"].as_str().unwrap();
+    assert!(what.contains("invariant broken"), "{what}");
+}
