@@ -8,7 +8,7 @@
 //! ordering of the counts, and prints the table (`cargo test --test explore -- --nocapture`).
 #![cfg(feature = "fiber")]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use ioswap::sim::{Faults, World};
@@ -434,4 +434,109 @@ fn every_scheduler_replays_exactly_from_its_log() {
             assert_eq!(replay.decisions().decisions.len(), log.decisions.len());
         }
     }
+}
+
+/// Two tasks ping-pong over channels (each hands the turn to the other, so neither runs two
+/// steps in a row) until a third, `worker`, sets a flag. Returns how many rounds they played,
+/// or an error once they reach `LIMIT` (a scheduler that starves `worker`).
+fn ping_pong_until_worker(io: &FiberIo) -> Result<u64, String> {
+    const LIMIT: u64 = 20_000;
+    io.run(|cx| async move {
+        let done = Rc::new(Cell::new(false));
+        let rounds = Rc::new(Cell::new(0u64));
+        let (to_b, from_a) = ioswap::channel::unbounded::<u64>(&cx);
+        let (to_a, from_b) = ioswap::channel::unbounded::<u64>(&cx);
+        let a = {
+            let (done, rounds) = (done.clone(), rounds.clone());
+            cx.spawn(move |_| async move {
+                while !done.get() && rounds.get() < LIMIT {
+                    rounds.set(rounds.get() + 1);
+                    let _ = to_b.send(1).await;
+                    let _ = from_b.recv().await;
+                }
+                drop(to_b);
+                Ok(())
+            })
+        };
+        let b = {
+            let done = done.clone();
+            cx.spawn(move |_| async move {
+                while !done.get() {
+                    match from_a.recv().await {
+                        Ok(n) => {
+                            if to_a.send(n).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                Ok(())
+            })
+        };
+        let worker = {
+            let done = done.clone();
+            cx.spawn(move |_| async move {
+                done.set(true);
+                Ok(())
+            })
+        };
+        worker.await?;
+        a.await?;
+        b.await?;
+        Ok(rounds.get())
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|rounds| match rounds {
+        LIMIT.. => Err(format!("worker starved for {rounds} ping-pong rounds")),
+        _ => Ok(rounds),
+    })
+}
+
+#[test]
+fn the_fair_schedulers_run_a_task_behind_a_two_task_spin_soon() {
+    for seed in 0..20 {
+        assert!(ping_pong_until_worker(&FiberIo::with_seed(seed)).unwrap() < 10);
+        ping_pong_until_worker(&FiberIo::with_scheduler(seed, Scheduler::Walk)).unwrap();
+    }
+}
+
+/// PCT runs the highest-priority enabled task; a spin of one task drops it after 1,000 steps,
+/// but two tasks handing the turn to each other never run twice in a row. The starvation guard
+/// runs a task enabled for 1,000 steps without running: `worker` runs within about 1,000
+/// steps (a round is about three), on every seed (seed 10 starved it forever before).
+#[test]
+fn pct_never_starves_a_task_behind_a_two_task_spin() {
+    let pct = Scheduler::Pct {
+        depth: 2,
+        steps: 20,
+    };
+    let mut worst = 0;
+    for seed in 0..20 {
+        let rounds = ping_pong_until_worker(&FiberIo::with_scheduler(seed, pct.clone()))
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        worst = worst.max(rounds);
+    }
+    assert!(worst <= 1_000, "worker waited {worst} rounds");
+}
+
+/// `IOSWAP_SCHEDULER` refuses a depth above `Scheduler::MAX_PCT_DEPTH` (its change points are
+/// drawn up front); a `Pct` built directly that deep runs as the deepest (it allocated
+/// `depth - 1` change points, 34 GB for `u32::MAX`, and aborted).
+#[test]
+fn pct_with_a_huge_depth_is_refused_by_name_and_bounded_when_built() {
+    let refused = format!("pct:{}:10", u32::MAX).parse::<Scheduler>();
+    assert_eq!(refused.unwrap_err().why, "the depth is not in 1..=1000");
+    let huge = Scheduler::Pct {
+        depth: u32::MAX,
+        steps: 10,
+    };
+    let io = FiberIo::with_scheduler(1, huge);
+    let n = io.run(|cx| async move {
+        let task = cx.spawn(|cx| async move { cx.yield_now().await });
+        cx.yield_now().await?;
+        task.await?;
+        Ok(1)
+    });
+    assert_eq!(n.unwrap(), 1);
 }
