@@ -431,7 +431,9 @@ fn every_scheduler_replays_exactly_from_its_log() {
             let report = replay.replay_report();
             assert_eq!(report.followed as usize, log.decisions.len());
             assert_eq!((report.defaulted, report.mismatched), (0, 0));
-            assert_eq!(replay.decisions().decisions.len(), log.decisions.len());
+            // The replay's own log is the one it replayed (the default scheduler's included:
+            // its swap-remove picks are replayed as swap-removes, at index 0 too).
+            assert_eq!(replay.decisions(), log, "{scheduler:?}, seed {seed}");
         }
     }
 }
@@ -539,4 +541,92 @@ fn pct_with_a_huge_depth_is_refused_by_name_and_bounded_when_built() {
         Ok(1)
     });
     assert_eq!(n.unwrap(), 1);
+}
+
+/// A program with many tasks: fails if task 7 finishes before task 0.
+fn order_bug(io: &FiberIo) -> bool {
+    io.run(|cx| async move {
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let tasks: Vec<_> = (0..8u64)
+            .map(|i| {
+                let order = order.clone();
+                cx.spawn(move |cx| async move {
+                    for _ in 0..3 {
+                        cx.yield_now().await?;
+                    }
+                    order.borrow_mut().push(i);
+                    Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        let order = order.borrow().clone();
+        Ok(order.iter().position(|&i| i == 7) < order.iter().position(|&i| i == 0))
+    })
+    .unwrap()
+}
+
+/// For every scheduler (the turns shuffle included), the shrunk log fails when replayed, has
+/// no more non-default picks than the log given, and is 1-minimal (io-fiber/DESIGN.md):
+/// resetting any one of its remaining non-default picks makes the run pass. `before` counts
+/// only picks of another task than the default's: a turns log's index-0 picks are not.
+#[test]
+fn shrinking_gives_a_failing_1_minimal_log_for_every_scheduler() {
+    for scheduler in [
+        Scheduler::Random,
+        Scheduler::Walk,
+        Scheduler::Pct {
+            depth: 2,
+            steps: 40,
+        },
+    ] {
+        let seed = (1..2_000)
+            .find(|&s| order_bug(&FiberIo::with_scheduler(s, scheduler.clone())))
+            .unwrap_or_else(|| panic!("{scheduler:?} finds the bug"));
+        let io = FiberIo::with_scheduler(seed, scheduler.clone()).record_decisions();
+        assert!(order_bug(&io));
+        let log = io.decisions();
+        let shrunk =
+            ioswap::shrink(log.clone(), |log| order_bug(&FiberIo::replay(log.clone()))).unwrap();
+        let picks_elsewhere = log
+            .decisions
+            .iter()
+            .filter(|d| matches!(d, ioswap::Decision::Task { index, .. } if *index > 0))
+            .count();
+        assert_eq!(shrunk.before, picks_elsewhere, "{scheduler:?}");
+        assert!(shrunk.after <= shrunk.before, "{scheduler:?}: {shrunk:?}");
+        assert!(
+            order_bug(&FiberIo::replay(shrunk.log.clone())),
+            "{scheduler:?}"
+        );
+        for (i, d) in shrunk.log.decisions.iter().enumerate() {
+            if d.is_non_default_pick() {
+                let mut smaller = shrunk.log.clone();
+                smaller.decisions[i] = ioswap::Decision::First;
+                assert!(
+                    !order_bug(&FiberIo::replay(smaller)),
+                    "{scheduler:?}: resetting pick {i} of {} still fails",
+                    shrunk.log
+                );
+            }
+        }
+    }
+}
+
+/// An empty log that does not fail is refused; one that fails is already the smallest.
+#[test]
+fn shrinking_an_empty_log() {
+    let empty = DecisionLog {
+        seed: 0,
+        granularity: ioswap::Granularity::Steps,
+        decisions: Vec::new(),
+    };
+    assert_eq!(
+        ioswap::shrink(empty.clone(), |_| false),
+        Err(ioswap::ShrinkError::DoesNotFail)
+    );
+    let shrunk = ioswap::shrink(empty.clone(), |_| true).unwrap();
+    assert_eq!((shrunk.before, shrunk.after, shrunk.log), (0, 0, empty));
 }

@@ -22,6 +22,12 @@ pub enum Decision {
     First,
     /// The scheduler ran task `task` (its id: 1 is the main task), which was the `index`th of
     /// the enabled tasks. Replay looks for the task by id first, then by index.
+    ///
+    /// In steps ([`Granularity::Steps`]) the task leaves the enabled tasks in order, like a
+    /// [`Decision::First`], and index 0 is recorded as `First`. In turns
+    /// ([`Granularity::Turns`]) it is the default scheduler's move, a swap-remove (the last
+    /// enabled task takes its place), recorded at index 0 too: replaying does the same, so a
+    /// replay sees the same order and records the same log.
     Task {
         /// The position among the enabled tasks.
         index: u32,
@@ -40,10 +46,11 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// Whether this is a scheduler choice other than the default ([`Decision::First`]): what
-    /// a shrunk schedule is measured by.
+    /// Whether this is a scheduler choice of another task than the default's (the first
+    /// enabled): what a shrunk schedule is measured by. A turns log's `Task` at index 0 runs the
+    /// task the default would (see [`Decision::Task`]), so it is not counted.
     pub fn is_non_default_pick(&self) -> bool {
-        matches!(self, Decision::Task { .. })
+        matches!(self, Decision::Task { index, .. } if *index != 0)
     }
 
     /// Whether this is a scheduler choice (default or not).

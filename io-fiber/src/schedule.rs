@@ -191,7 +191,8 @@ pub(crate) enum Picker {
     Shuffle,
     Walk,
     Pct(Pct),
-    Replay,
+    /// Replaying a log of this granularity.
+    Replay(Granularity),
 }
 
 #[derive(Debug)]
@@ -228,7 +229,7 @@ impl Picker {
             Scheduler::Random if seed == 0 => Picker::Fifo,
             Scheduler::Random => Picker::Shuffle,
             Scheduler::Walk => Picker::Walk,
-            Scheduler::Replay(_) => Picker::Replay,
+            Scheduler::Replay(log) => Picker::Replay(log.granularity),
             Scheduler::Pct { depth, steps } => {
                 let depth = (*depth).min(Scheduler::MAX_PCT_DEPTH);
                 let mut change_at: Vec<u64> =
@@ -273,20 +274,38 @@ impl Picker {
             }
             Picker::Walk => rng.below(batch.len() as u64) as usize,
             Picker::Pct(pct) => pct.pick(batch, step, rng),
-            Picker::Replay => match recorder.next_pick() {
-                Replayed::First => 0,
-                Replayed::Task { index, task } => batch
-                    .iter()
-                    .position(|r| *r.metadata() == task)
-                    .unwrap_or_else(|| {
-                        recorder.mismatched();
-                        if (index as usize) < batch.len() {
-                            index as usize
-                        } else {
-                            0
+            Picker::Replay(granularity) => {
+                let (index, task) = match recorder.next_pick() {
+                    Replayed::First => (0, None),
+                    Replayed::Task { index, task } => {
+                        match batch.iter().position(|r| *r.metadata() == task) {
+                            Some(position) => (position, Some(task)),
+                            None if (index as usize) < batch.len() => {
+                                recorder.mismatched();
+                                (index as usize, Some(task))
+                            }
+                            None => {
+                                recorder.mismatched();
+                                (0, None)
+                            }
                         }
-                    }),
-            },
+                    }
+                };
+                if task.is_some() && *granularity == Granularity::Turns {
+                    // The shuffle's own move, a swap-remove (recorded at index 0 too): the
+                    // batch keeps the order the recording saw, so the replay's indices and
+                    // its own log are the recording's.
+                    let runnable = batch
+                        .swap_remove_back(index)
+                        .expect("the index is in range");
+                    recorder.push(Decision::Task {
+                        index: index as u32,
+                        task: *runnable.metadata(),
+                    });
+                    return runnable;
+                }
+                index
+            }
         };
         let runnable = batch.remove(index).expect("the index is in range");
         recorder.push(if index == 0 {
