@@ -373,14 +373,22 @@ impl Pct {
         // The starvation guard: the task enabled longest (the batch's first) runs once it has
         // waited `STARVE_LIMIT` steps, whatever the priorities say.
         let first = *batch[0].metadata();
-        if first != task && step - state.enabled[&first].1 >= STARVE_LIMIT {
+        let waited = state
+            .enabled
+            .get(&first)
+            .map_or(0, |&(_, since)| step - since);
+        if first != task && waited >= STARVE_LIMIT {
             task = first;
             self.streak.set((task, 1));
         }
         let seq = state.enabled[&task].0;
         let index = batch
-            .binary_search_by_key(&seq, |r| state.enabled[r.metadata()].0)
-            .expect("the batch is in the order its tasks were enabled");
+            .binary_search_by_key(&seq, |r| {
+                state.enabled.get(r.metadata()).map_or(u64::MAX, |e| e.0)
+            })
+            // The batch is in the order its tasks were enabled; were it not, a scan finds it.
+            .or_else(|_| batch.iter().position(|r| *r.metadata() == task).ok_or(()))
+            .expect("the task picked is in the batch");
         state.enabled.remove(&task);
         state.by_seq.remove(&seq);
         state
