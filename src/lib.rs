@@ -135,8 +135,8 @@ pub use io_fiber::trace;
 #[cfg(feature = "fiber")]
 pub use io_fiber::{
     check_determinism, shrink, Decision, DecisionLog, Divergence, FiberIo, Granularity,
-    ParseLogError, ReplayReport, RunTrace, Scheduler, ShrinkError, Shrunk, StepReport, TaskInfo,
-    TraceEvent,
+    ParseLogError, ParseSchedulerError, ReplayReport, RunTrace, Scheduler, ShrinkError, Shrunk,
+    StepReport, TaskInfo, TraceEvent,
 };
 #[cfg(feature = "poll")]
 pub use io_poll::PollIo;

@@ -1,9 +1,17 @@
 //! The fiber backend is a pure function of the program and the seed.
 #![cfg(feature = "fiber")]
+
+#[path = "../examples/kv/service.rs"]
+#[allow(dead_code)]
+mod service;
+
 use std::cell::RefCell;
+use std::io;
 use std::rc::Rc;
 
-use ioswap::FiberIo;
+use ioswap::sim::{Control, Faults, SimError, World, WorldReport};
+use ioswap::{Cx, DecisionLog, FiberIo, Scheduler};
+use service::{backup, call, primary, Config};
 
 /// The workload's own randomness (sleep lengths, yields), fixed for every run: only the
 /// scheduler's seed varies between runs.
@@ -258,4 +266,386 @@ fn a_nondeterministic_world_is_named_at_its_first_step() {
         world(seed)
     });
     assert_eq!(steady, Ok(()));
+}
+
+// Replay exactness and the self-check in hostile worlds.
+
+const KEYS: usize = 6;
+
+fn config(world: &Control, bug: bool) -> Config {
+    Config {
+        primary: world.addr("primary", 7001),
+        backup: world.addr("backup", 7002),
+        log: "/data/kv.log".into(),
+        ack_before_sync: bug,
+    }
+}
+
+async fn call_within(cx: &Cx, config: &Config, request: String) -> Option<String> {
+    let addr = config.primary;
+    let attempt = move |cx: Cx| async move { Ok(call(&cx, addr, &request).await) };
+    match ioswap::timeout(cx, 3_000, attempt).await {
+        Ok(Ok(Ok(answer))) => Some(answer),
+        _ => None,
+    }
+}
+
+async fn workload(cx: Cx, world: Control) -> ioswap::sim::Outcome {
+    let config = config(&world, false);
+    for key in 0..KEYS {
+        let request = format!("SET k{key} v{key}");
+        for _ in 0..20 {
+            if call_within(&cx, &config, request.clone()).await.as_deref() == Some("OK") {
+                break;
+            }
+            cx.sleep(200 + cx.random_below(100)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn supervise(
+    cx: Cx,
+    world: Control,
+    bug: bool,
+    serve: impl AsyncFn(Cx, Config) -> io::Result<()>,
+) -> ioswap::sim::Outcome {
+    loop {
+        let _ = serve(cx.clone(), config(&world, bug)).await;
+        cx.sleep(100).await?;
+    }
+}
+
+fn hostile() -> Faults {
+    let mut faults = Faults::default();
+    faults.crash_every_ms = Some((500, 3_000));
+    faults.restart_after_ms = Some((100, 1_000));
+    faults.buggify = true;
+    faults.short_transfer_ppm = 100_000;
+    faults.late_cancel_ms = 5;
+    faults.late_completion_ppm = 100_000;
+    faults.late_completion_ms = 5;
+    faults.clock_skew_ms = 50;
+    faults
+}
+
+fn kv_world(seed: u64, scheduler: Scheduler) -> World {
+    World::new(seed)
+        .scheduler(scheduler)
+        .record_decisions()
+        .faults(hostile())
+        .host("primary", move |cx, world| {
+            supervise(cx, world, false, async |cx, config| {
+                primary(cx, config).await
+            })
+        })
+        .host("backup", move |cx, world| {
+            supervise(cx, world, false, async |cx, config| {
+                backup(cx, config).await
+            })
+        })
+        .client("client", workload)
+        .client("client2", workload)
+        .time_limit_ms(600_000)
+}
+
+/// What a world run did, for comparing a run with its replay.
+fn summary(run: &Result<WorldReport, SimError>) -> (u64, u64, String, DecisionLog) {
+    match run {
+        Ok(report) => (
+            report.trace_hash,
+            report.now_ms,
+            format!("ok {:?}", report.faults),
+            *report.decisions.clone().unwrap(),
+        ),
+        Err(error) => (
+            0,
+            error.at_ms,
+            format!("err {} {:?}", error.cause, error.faults),
+            *error.decisions.clone().unwrap(),
+        ),
+    }
+}
+
+/// Every scheduler's run replays exactly from its log's text, and the replay records the same
+/// log, here in a world with every fault on (crashes, restarts, disk faults, timeouts).
+#[test]
+fn a_hostile_world_replays_exactly_from_its_logs_text() {
+    let mut problems = Vec::new();
+    for scheduler in [
+        Scheduler::Random,
+        Scheduler::Walk,
+        Scheduler::Pct {
+            depth: 3,
+            steps: 5_000,
+        },
+    ] {
+        for seed in 0..6 {
+            let original = kv_world(seed, scheduler.clone()).run();
+            let (hash, now, outcome, log) = summary(&original);
+            let text = log.to_string();
+            let parsed: DecisionLog = text.parse().unwrap();
+            if parsed != log {
+                problems.push(format!(
+                    "{scheduler:?} seed {seed}: text does not round-trip"
+                ));
+                continue;
+            }
+            let replayed = kv_world(seed, Scheduler::Replay(parsed)).run();
+            let (hash2, now2, outcome2, log2) = summary(&replayed);
+            if (hash, now, &outcome) != (hash2, now2, &outcome2) {
+                problems.push(format!(
+                    "{scheduler:?} seed {seed}: replay differs: {:?} vs {:?}",
+                    (hash, now, &outcome),
+                    (hash2, now2, &outcome2)
+                ));
+            }
+            if log2 != log {
+                problems.push(format!(
+                    "{scheduler:?} seed {seed}: the replay records another log"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A run that leaves tasks behind (detached sleepers and spinners, a parked receiver), so the
+/// second run of `check_determinism` starts on a thread the first one used.
+#[test]
+fn check_determinism_passes_a_run_that_leaves_tasks_behind() {
+    for seed in 0..10 {
+        ioswap::check_determinism(seed, |io| {
+            let _ = io.run(|cx| async move {
+                let (tx, rx) = ioswap::channel::unbounded::<u64>(&cx);
+                for i in 0..5u64 {
+                    let tx = tx.clone();
+                    cx.spawn::<(), _, _>(move |cx| async move {
+                        loop {
+                            cx.sleep(1 + cx.random_below(3)).await?;
+                            let _ = tx.send(i).await;
+                            cx.yield_now().await?;
+                        }
+                    })
+                    .detach();
+                }
+                let _parked = cx.spawn(move |_| async move {
+                    let _ = rx.recv().await;
+                    futures_lite::future::pending::<()>().await;
+                    Ok(())
+                });
+                cx.sleep(7).await?;
+                Ok(())
+            });
+        })
+        .unwrap_or_else(|d| panic!("{d}"));
+    }
+}
+
+/// The world self-check on the hostile world, under every scheduler.
+#[test]
+fn check_world_determinism_passes_the_hostile_world() {
+    for scheduler in [
+        Scheduler::Random,
+        Scheduler::Walk,
+        Scheduler::Pct {
+            depth: 3,
+            steps: 5_000,
+        },
+    ] {
+        for seed in 0..3 {
+            ioswap::sim::check_world_determinism(seed, |seed| kv_world(seed, scheduler.clone()))
+                .unwrap_or_else(|d| panic!("{scheduler:?}: {d}"));
+        }
+    }
+}
+
+fn udp_world(seed: u64, scheduler: Scheduler, seen: Rc<RefCell<Vec<String>>>) -> World {
+    let mut faults = Faults::none();
+    faults.net.latency_ms = (1, 20);
+    faults.net.loss_ppm = 100_000;
+    faults.net.duplicate_ppm = 100_000;
+    faults.net.reorder_ppm = 100_000;
+    faults.buggify = true;
+    faults.blocking_ms = (1, 15);
+    faults.late_cancel_ms = 3;
+    faults.late_completion_ppm = 200_000;
+    faults.late_completion_ms = 4;
+    let seen2 = seen.clone();
+    World::new(seed)
+        .scheduler(scheduler)
+        .record_decisions()
+        .faults(faults)
+        .host("server", move |cx, _world| async move {
+            let socket = ioswap::net::UdpSocket::bind(&cx, "0.0.0.0:9000").await?;
+            loop {
+                let (got, buf) = socket.recv_from(vec![0; 16]).await;
+                let (n, from) = got?;
+                if cx.buggify("drop reply") {
+                    continue;
+                }
+                let _ = socket.send_to(buf[..n].to_vec(), from).await;
+            }
+        })
+        .client("udp", move |cx, world| async move {
+            let socket = Rc::new(ioswap::net::UdpSocket::bind(&cx, "0.0.0.0:0").await?);
+            let server = world.addr("server", 9000);
+            for round in 0..20u8 {
+                let _ = socket.send_to(vec![round], server).await;
+                let sock = socket.clone();
+                let recv = move |_cx: Cx| async move { Ok(sock.recv_from(vec![0; 16]).await) };
+                match ioswap::timeout(&cx, 25, recv).await? {
+                    Ok((Ok((n, _)), buf)) => {
+                        seen.borrow_mut()
+                            .push(format!("udp {:?}@{}", &buf[..n], cx.now_ms()))
+                    }
+                    _ => seen.borrow_mut().push(format!("udp lost@{}", cx.now_ms())),
+                }
+            }
+            Ok(())
+        })
+        .client("chan", move |cx, _world| async move {
+            let (tx, rx) = ioswap::channel::unbounded::<u64>(&cx);
+            let (tx2, rx2) = ioswap::channel::bounded::<u64>(&cx, 1);
+            let mut workers = Vec::new();
+            for i in 0..6u64 {
+                let (tx, tx2) = (tx.clone(), tx2.clone());
+                workers.push(cx.spawn(move |cx| async move {
+                    for j in 0..4 {
+                        // Timers due at the same moment in several tasks.
+                        cx.sleep(5).await?;
+                        if j % 2 == 0 {
+                            let _ = tx.send(i * 10 + j).await;
+                        } else {
+                            let _ = tx2.send(i * 10 + j).await;
+                        }
+                        let v = cx.spawn_blocking(move || i * j).await?;
+                        let _ = v;
+                    }
+                    Ok(())
+                }));
+            }
+            drop((tx, tx2));
+            loop {
+                let got = ioswap::channel::select(&cx)
+                    .recv(&rx, |v| v.map(|v| ("a", v)))
+                    .recv(&rx2, |v| v.map(|v| ("b", v)))
+                    .timeout(7, || Some(("idle", 0)))
+                    .await?;
+                match got {
+                    Some(got) => seen2.borrow_mut().push(format!("{got:?}@{}", cx.now_ms())),
+                    None => break,
+                }
+                if workers.iter().all(|w| w.is_finished()) && rx.is_empty() && rx2.is_empty() {
+                    break;
+                }
+            }
+            for w in workers {
+                w.await?;
+            }
+            Ok(())
+        })
+}
+
+/// UDP with loss, duplicates and reordering, select with timeouts, timers due at once,
+/// `spawn_blocking`, buggify, many tasks: every scheduler's run replays exactly, under its own
+/// seed and another one.
+#[test]
+fn a_udp_select_blocking_world_replays_exactly() {
+    let mut problems = Vec::new();
+    for scheduler in [
+        Scheduler::Random,
+        Scheduler::Walk,
+        Scheduler::Pct {
+            depth: 3,
+            steps: 2_000,
+        },
+    ] {
+        for seed in 0..8 {
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let original = udp_world(seed, scheduler.clone(), seen.clone()).run();
+            let (hash, now, outcome, log) = summary(&original);
+            let parsed: DecisionLog = log.to_string().parse().unwrap();
+            for replay_seed in [seed, seed + 1000] {
+                let seen2 = Rc::new(RefCell::new(Vec::new()));
+                let replayed = udp_world(
+                    replay_seed,
+                    Scheduler::Replay(parsed.clone()),
+                    seen2.clone(),
+                )
+                .run();
+                let (hash2, now2, outcome2, _) = summary(&replayed);
+                if (hash, now, &outcome, &*seen.borrow())
+                    != (hash2, now2, &outcome2, &*seen2.borrow())
+                {
+                    problems.push(format!(
+                        "{scheduler:?} seed {seed} replayed under seed {replay_seed}: {:?} vs {:?}",
+                        (hash, now, &outcome),
+                        (hash2, now2, &outcome2)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The default scheduler's choices are users' seeds: every seed's run of a program mixing
+/// yields, sleeps, a bounded channel and a `select` is pinned by its trace hash (as the merge of
+/// the bug-finding schedulers left them).
+#[test]
+fn the_default_schedulers_choices_are_pinned() {
+    const HASHES: [u64; 12] = [
+        0x9dd8fb2bda59ddf6,
+        0x7df0be4e345c06f1,
+        0x37f096f1fb500d04,
+        0x136458cfd3af56b4,
+        0x38432d80a2c4d76b,
+        0x1ccd889570457e27,
+        0x90100e4dfff047af,
+        0xd9bd491431b8b88,
+        0xf4a2fa98314b91b2,
+        0x247095621e7dd0c6,
+        0xd97ba5df23caeafb,
+        0x109a3a95fab8dfcf,
+    ];
+    let hashes: Vec<u64> = (0..12).map(mixed).collect();
+    assert_eq!(hashes, HASHES);
+}
+
+/// The trace hash of the pinned program's run on seed `seed`.
+fn mixed(seed: u64) -> u64 {
+    let io = FiberIo::with_seed(seed);
+    io.run(|cx| async move {
+        let (tx, rx) = ioswap::channel::bounded::<u64>(&cx, 2);
+        let mut ts = Vec::new();
+        for i in 0..8u64 {
+            let tx = tx.clone();
+            ts.push(cx.spawn(move |cx| async move {
+                for j in 0..5 {
+                    if (i + j) % 3 == 0 {
+                        cx.sleep(j).await?;
+                    } else {
+                        cx.yield_now().await?;
+                    }
+                    let _ = tx.send(i).await;
+                }
+                Ok(())
+            }));
+        }
+        drop(tx);
+        while let Ok(v) = rx.recv().await {
+            let _ = ioswap::channel::select(&cx)
+                .recv(&rx, |x| x)
+                .default(|| None)
+                .await?;
+            let _ = v;
+        }
+        for t in ts {
+            t.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    io.trace_hash()
 }

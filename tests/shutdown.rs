@@ -44,3 +44,59 @@ fn waits_after_shutdown_fail_at_once(backend: Backend) {
 }
 
 conformance!(waits_after_shutdown_fail_at_once);
+
+/// At the end of a run the leftovers are canceled and unwind; a task one of them spawns while
+/// unwinding is canceled before its first poll, so its body never runs, under every fiber
+/// scheduler. (The drain passes over the live tasks again only after a spawn, not before every
+/// turn: under a step scheduler, which runs one task per turn, N leftovers took N passes over N
+/// tasks, 10 s for 40,000 of them.)
+#[cfg(feature = "fiber")]
+#[test]
+fn a_task_spawned_while_unwinding_at_shutdown_never_runs() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use ioswap::{FiberIo, Scheduler};
+
+    let pct = Scheduler::Pct {
+        depth: 3,
+        steps: 100,
+    };
+    for scheduler in [Scheduler::Random, Scheduler::Walk, pct] {
+        for seed in 0..5 {
+            // Leftovers that slept, unwound, spawned a child; children that ran.
+            let counts: Rc<[Cell<u32>; 4]> = Rc::default();
+            let io = FiberIo::with_scheduler(seed, scheduler.clone());
+            let in_run = counts.clone();
+            io.run(move |cx| async move {
+                for _ in 0..50 {
+                    let counts = in_run.clone();
+                    cx.spawn::<(), _, _>(move |cx| async move {
+                        let bump = |i: usize| counts[i].set(counts[i].get() + 1);
+                        bump(0);
+                        let slept = cx.sleep(u64::MAX).await;
+                        bump(1);
+                        let counts2 = counts.clone();
+                        let child = cx.spawn::<(), _, _>(move |_| async move {
+                            counts2[3].set(counts2[3].get() + 1);
+                            Ok(())
+                        });
+                        bump(2);
+                        child.detach();
+                        slept
+                    })
+                    .detach();
+                }
+                // Until every leftover sleeps (one canceled before its first poll would never
+                // run its body at all).
+                while in_run[0].get() < 50 {
+                    cx.yield_now().await?;
+                }
+                Ok(())
+            })
+            .unwrap();
+            let counts = counts.iter().map(Cell::get).collect::<Vec<_>>();
+            assert_eq!(counts, [50, 50, 50, 0], "{scheduler:?}, seed {seed}");
+        }
+    }
+}

@@ -51,15 +51,25 @@ where
             Err(RunError::Deadlock(deadlock))
         }
     };
-    // Cancel what is left and let it unwind through its suspend points. Canceling again each
-    // turn also catches tasks spawned while unwinding (spawn is not a suspend point).
+    // Cancel what is left and let it unwind through its suspend points. Canceling again before
+    // each turn also catches tasks spawned while unwinding (spawn is not a suspend point), before
+    // they first run. A cancel is sticky, so only a spawn makes a new pass over the live tasks
+    // worth its cost: N leftovers on a backend that runs one task per turn (fiber's step
+    // schedulers) cost N turns, not N passes over N tasks.
+    let mut ids_canceled = None;
     loop {
-        let live = core.live_tasks();
-        if live.is_empty() {
+        let ids = core.queue().ids_issued();
+        if ids_canceled != Some(ids) {
+            let live = core.live_tasks();
+            if live.is_empty() {
+                break;
+            }
+            for task in &live {
+                task.cancel();
+            }
+            ids_canceled = Some(ids);
+        } else if core.live_count() == 0 {
             break;
-        }
-        for task in &live {
-            task.cancel();
         }
         // A turn that does not wait: it runs what the cancels readied. Then wait only for what
         // the backend will deliver itself (a task, a timer, I/O), never for a foreign wake.

@@ -128,6 +128,11 @@ impl RunQueue {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How many task ids [`RunQueue::next_task_id`] has handed out: it grows with every spawn.
+    pub fn ids_issued(&self) -> u64 {
+        self.0.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Schedules a runnable. This is the async-task schedule function; any thread may call it.
     pub fn push(&self, runnable: Runnable) {
         let mut runnable = Some(runnable);

@@ -22,6 +22,12 @@ pub enum Decision {
     First,
     /// The scheduler ran task `task` (its id: 1 is the main task), which was the `index`th of
     /// the enabled tasks. Replay looks for the task by id first, then by index.
+    ///
+    /// In steps ([`Granularity::Steps`]) the task leaves the enabled tasks in order, like a
+    /// [`Decision::First`], and index 0 is recorded as `First`. In turns
+    /// ([`Granularity::Turns`]) it is the default scheduler's move, a swap-remove (the last
+    /// enabled task takes its place), recorded at index 0 too: replaying does the same, so a
+    /// replay sees the same order and records the same log.
     Task {
         /// The position among the enabled tasks.
         index: u32,
@@ -40,10 +46,11 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// Whether this is a scheduler choice other than the default ([`Decision::First`]): what
-    /// a shrunk schedule is measured by.
+    /// Whether this is a scheduler choice of another task than the default's (the first
+    /// enabled): what a shrunk schedule is measured by. A turns log's `Task` at index 0 runs the
+    /// task the default would (see [`Decision::Task`]), so it is not counted.
     pub fn is_non_default_pick(&self) -> bool {
-        matches!(self, Decision::Task { .. })
+        matches!(self, Decision::Task { index, .. } if *index != 0)
     }
 
     /// Whether this is a scheduler choice (default or not).
@@ -103,6 +110,10 @@ pub struct DecisionLog {
 }
 
 impl DecisionLog {
+    /// The most decisions a log's text may hold (2^24, 384 MiB of them): a text with more is
+    /// refused ([`ParseLogError`]) rather than allocated, since `-N` stands for `N` of them.
+    pub const MAX_DECISIONS: usize = 1 << 24;
+
     /// How many scheduler choices the log holds.
     pub fn picks(&self) -> usize {
         self.decisions.iter().filter(|d| d.is_pick()).count()
@@ -161,7 +172,8 @@ impl fmt::Display for DecisionLog {
     }
 }
 
-/// A schedule's text that is not one [`DecisionLog`] wrote.
+/// A schedule's text that is not one [`DecisionLog`] wrote (or holds more than
+/// [`DecisionLog::MAX_DECISIONS`]). Parsing never panics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a fiber schedule (at token {position}, {token:?}): {why}; expect the line `DecisionLog`'s Display writes, `fiber-schedule seed=N turns|steps TOKENS…`")]
 pub struct ParseLogError {
@@ -178,9 +190,10 @@ impl FromStr for DecisionLog {
 
     fn from_str(text: &str) -> Result<DecisionLog, ParseLogError> {
         let mut tokens = text.split_whitespace().enumerate();
-        let mut next = |why: &'static str| {
+        // A missing token is reported at the position it should have had.
+        let mut next = |position: usize, why: &'static str| {
             tokens.next().ok_or(ParseLogError {
-                position: usize::MAX,
+                position,
                 token: String::new(),
                 why,
             })
@@ -190,16 +203,16 @@ impl FromStr for DecisionLog {
             token: token.to_string(),
             why,
         };
-        let (at, header) = next("empty")?;
+        let (at, header) = next(0, "empty")?;
         if header != HEADER {
             return Err(err(at, header, "no `fiber-schedule` header"));
         }
-        let (at, seed) = next("no seed")?;
+        let (at, seed) = next(1, "no seed")?;
         let seed = seed
             .strip_prefix("seed=")
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| err(at, seed, "not `seed=N`"))?;
-        let (at, granularity) = next("no granularity")?;
+        let (at, granularity) = next(2, "no granularity")?;
         let granularity = match granularity {
             "turns" => Granularity::Turns,
             "steps" => Granularity::Steps,
@@ -220,6 +233,13 @@ impl FromStr for DecisionLog {
                 } else {
                     run.parse().map_err(|_| bad())?
                 };
+                if n > DecisionLog::MAX_DECISIONS - decisions.len() {
+                    return Err(err(
+                        at,
+                        token,
+                        "more than DecisionLog::MAX_DECISIONS decisions",
+                    ));
+                }
                 decisions.extend(std::iter::repeat_n(Decision::First, n));
                 continue;
             } else if let Some(world) = token.strip_prefix('w') {
@@ -237,6 +257,13 @@ impl FromStr for DecisionLog {
                     task: task.parse().map_err(|_| bad())?,
                 }
             };
+            if decisions.len() == DecisionLog::MAX_DECISIONS {
+                return Err(err(
+                    at,
+                    token,
+                    "more than DecisionLog::MAX_DECISIONS decisions",
+                ));
+            }
             decisions.push(decision);
         }
         Ok(DecisionLog {
@@ -410,5 +437,44 @@ impl Recorder {
         };
         self.push(Decision::Program(value));
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DecisionLog, ParseLogError> {
+        text.parse()
+    }
+
+    /// `-N` stands for `N` default picks: an `N` past `DecisionLog::MAX_DECISIONS` is a typed
+    /// error, never a capacity-overflow panic (`usize::MAX`) or an abort allocating (10^12).
+    #[test]
+    fn a_huge_run_of_default_picks_is_an_error_not_a_panic() {
+        for n in [usize::MAX.to_string(), "1000000000000".into()] {
+            let error = parse(&format!("fiber-schedule seed=1 turns - 2:3 -{n}")).unwrap_err();
+            assert_eq!(
+                (error.position, error.why),
+                (5, "more than DecisionLog::MAX_DECISIONS decisions")
+            );
+        }
+        // The cap is on the whole log, not on one token.
+        let max = DecisionLog::MAX_DECISIONS;
+        let error = parse(&format!("fiber-schedule seed=1 steps -2 -{}", max - 1)).unwrap_err();
+        assert_eq!(error.position, 4);
+        let log = parse(&format!("fiber-schedule seed=1 steps -2 -{}", 1000)).unwrap();
+        assert_eq!(log.decisions.len(), 1002);
+    }
+
+    /// A missing token is reported where it should have been (it said `usize::MAX`).
+    #[test]
+    fn a_missing_token_is_reported_at_its_position() {
+        let at = |text: &str| parse(text).unwrap_err().position;
+        assert_eq!(at(""), 0);
+        assert_eq!(at("fiber-schedule"), 1);
+        assert_eq!(at("fiber-schedule seed=3"), 2);
+        assert_eq!(at("fiber-schedule seed=3 sideways"), 2);
+        assert_eq!(at("fiber-schedule seed=3 steps - x"), 4);
     }
 }

@@ -130,7 +130,7 @@ pub mod trace;
 
 pub use decision::{Decision, DecisionLog, Granularity, ParseLogError, ReplayReport};
 pub use determinism::{check_determinism, Divergence, RunTrace, StepReport};
-pub use schedule::Scheduler;
+pub use schedule::{ParseSchedulerError, Scheduler};
 pub use shrink::{shrink, ShrinkError, Shrunk};
 
 use std::cell::{Cell, RefCell};
