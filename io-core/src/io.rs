@@ -133,6 +133,7 @@ static_assertions::assert_obj_safe!(Io, Driver);
 
 /// The default [`Io::suspend_raw`], for a backend that overrides it to observe its suspends
 /// and then does what every backend does.
+#[inline]
 pub fn suspend_on<I: Io + ?Sized>(
     io: &I,
     park: &Park,

@@ -318,6 +318,12 @@ pub(crate) enum Replayed {
 }
 
 impl Recorder {
+    /// Whether decisions are being written down.
+    #[inline]
+    pub(crate) fn is_recording(&self) -> bool {
+        self.recording.get()
+    }
+
     pub(crate) fn record(&self) {
         self.recording.set(true);
         self.active.set(true);

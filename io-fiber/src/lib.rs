@@ -456,7 +456,7 @@ impl Fiber {
     /// default scheduler, the oldest).
     #[inline]
     fn pick(&self, batch: &mut VecDeque<Runnable>) -> Option<Runnable> {
-        if batch.len() < 2 {
+        if batch.len() < 2 || self.picker.is_plain_fifo(&self.recorder) {
             return batch.pop_front();
         }
         let step = self.steps.get() + 1;
@@ -503,12 +503,26 @@ impl Fiber {
     fn run_step(&self, runnable: Runnable) {
         let task = *runnable.metadata();
         self.record(task);
-        if !self.tracer.is_on() {
-            runnable.run();
-            return;
+        // One call site of `run` (two would keep this from inlining), the tracing out of line.
+        let tracing = self.tracer.is_on();
+        if tracing {
+            self.trace_poll_starts(task);
         }
-        self.tracer.poll_starts(self.core.now_ms(), task);
         runnable.run();
+        if tracing {
+            self.trace_poll_ends();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_poll_starts(&self, task: u64) {
+        self.tracer.poll_starts(self.core.now_ms(), task);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_poll_ends(&self) {
         self.tracer.poll_ends();
     }
 

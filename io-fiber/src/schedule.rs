@@ -224,6 +224,13 @@ struct PctState {
 }
 
 impl Picker {
+    /// Seed 0's FIFO with no log being recorded: the pick is a `pop_front`, with nothing to
+    /// note (the fiber hot path checks this first).
+    #[inline]
+    pub(crate) fn is_plain_fifo(&self, recorder: &Recorder) -> bool {
+        matches!(self, Picker::Fifo) && !recorder.is_recording()
+    }
+
     pub(crate) fn new(seed: u64, scheduler: &Scheduler, rng: &SplitMix64) -> Picker {
         match scheduler {
             Scheduler::Random if seed == 0 => Picker::Fifo,
