@@ -300,3 +300,113 @@ fn a_failed_world_shows_its_failure_at_its_virtual_time() {
     let what = failed["args"]["what"].as_str().unwrap();
     assert!(what.contains("invariant broken"), "{what}");
 }
+
+/// The ops the trace shows in flight (`submit recv (op 3)`) with no traced end.
+fn ops_without_an_end(trace: &RunTrace) -> Vec<(u64, &'static str)> {
+    let mut submitted = BTreeMap::new();
+    let mut ended = BTreeSet::new();
+    for event in &trace.events {
+        match &event.kind {
+            EventKind::OpSubmitted { op, id: Some(id) } => {
+                submitted.insert(*id, *op);
+            }
+            EventKind::OpCompleted { id: Some(id), .. } => {
+                ended.insert(*id);
+            }
+            _ => {}
+        }
+    }
+    submitted
+        .into_iter()
+        .filter(|(id, _)| !ended.contains(id))
+        .collect()
+}
+
+/// A server accepts and reads, a client connects and writes: the accept, the connect and the
+/// read wait in the network and complete there.
+#[test]
+fn in_flight_network_ops_have_their_completions_traced() {
+    use io_core::{TcpListener, TcpStream};
+    let report = World::new(10)
+        .faults(Faults::none())
+        .host("server", |cx, _| async move {
+            let addr: std::net::SocketAddr = "0.0.0.0:7000".parse().unwrap();
+            let listener = TcpListener::bind(&cx, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let (n, _buf) = stream.read(Vec::with_capacity(16)).await;
+            n.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client("client", |cx, world| async move {
+            cx.sleep(5).await?;
+            let stream = TcpStream::connect(&cx, world.addr("server", 7000))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (written, _) = stream.write_all(b"hello".to_vec()).await;
+            written.map_err(|e| e.to_string())?;
+            cx.sleep(50).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    let trace = report.trace.unwrap();
+    let missing = ops_without_an_end(&trace);
+    assert!(missing.is_empty(), "{missing:?}\n{}", trace.timeline());
+    let completed = trace.events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::OpCompleted {
+                op: "accept",
+                id: Some(_),
+                outcome: Ok(0)
+            }
+        )
+    });
+    assert!(completed, "{}", trace.timeline());
+}
+
+/// `db` waits in an accept when the client crashes it: the accept ends with its host, and the
+/// trace says so.
+#[test]
+fn the_ops_a_crash_ends_are_traced_as_dropped() {
+    use io_core::TcpListener;
+    let report = World::new(11)
+        .faults(Faults::none())
+        .host("db", |cx, _| async move {
+            let addr: std::net::SocketAddr = "0.0.0.0:7000".parse().unwrap();
+            let listener = TcpListener::bind(&cx, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            listener.accept().await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client("client", |cx, world| async move {
+            cx.sleep(5).await?;
+            world.crash("db");
+            cx.sleep(5).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    let trace = report.trace.unwrap();
+    let missing = ops_without_an_end(&trace);
+    assert!(missing.is_empty(), "{missing:?}\n{}", trace.timeline());
+    let dropped = trace.events.iter().find_map(|e| match &e.kind {
+        EventKind::OpCompleted {
+            op: "accept",
+            outcome: Err(why),
+            ..
+        } => Some((e.at_ms, why.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        dropped,
+        Some((5, "dropped (its host crashed)".to_string())),
+        "{}",
+        trace.timeline()
+    );
+}
