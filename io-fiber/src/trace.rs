@@ -73,7 +73,9 @@ pub enum EventKind {
         /// Its id while in flight; `None` when the world answered at once.
         id: Option<u64>,
     },
-    /// An op completed (its task is readied).
+    /// An op ended: it completed (its task is readied), or it was dropped without a result
+    /// (its host crashed, its future is gone), and `outcome` says so (`"dropped (its host
+    /// crashed)"`). Every op submitted in flight ends once.
     OpCompleted {
         /// The op's name.
         op: &'static str,
@@ -372,10 +374,39 @@ impl Tracer {
         self.push(at_ms, None, host, EventKind::Fault { what });
     }
 
+    /// A failure, at the moment it happened. A world may note more than one (a host fails,
+    /// then its clients are canceled); [`Tracer::settle_failure`] keeps the reported one.
     #[cold]
     #[inline(never)]
     pub(crate) fn failed(&self, at_ms: u64, cause: String) {
         self.push(at_ms, None, 0, EventKind::Failed { cause });
+    }
+
+    /// The run is over and `failure` (cause, time) is what it reports: the trace keeps exactly
+    /// that failure, where it was noted, or at the end when it was not (a deadlock, a run
+    /// error), and no other.
+    pub(crate) fn settle_failure(&self, failure: Option<&(String, u64)>) {
+        let mut events = self.events.borrow_mut();
+        let mut kept = false;
+        events.retain(|event| match &event.kind {
+            EventKind::Failed { cause } => {
+                let keep = !kept && failure.is_some_and(|(reported, _)| reported == cause);
+                kept |= keep;
+                keep
+            }
+            _ => true,
+        });
+        drop(events);
+        if let (Some((cause, at_ms)), false) = (failure, kept) {
+            self.push(
+                *at_ms,
+                None,
+                0,
+                EventKind::Failed {
+                    cause: cause.clone(),
+                },
+            );
+        }
     }
 }
 

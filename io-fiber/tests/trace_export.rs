@@ -410,3 +410,71 @@ fn the_ops_a_crash_ends_are_traced_as_dropped() {
         trace.timeline()
     );
 }
+
+/// The causes of the `run failed` events.
+fn failures(trace: &RunTrace) -> Vec<String> {
+    let failures = trace.events.iter().filter_map(|e| match &e.kind {
+        EventKind::Failed { cause } => Some(cause.clone()),
+        _ => None,
+    });
+    failures.collect()
+}
+
+/// A host panics at 5 ms: its client is canceled because of it, and that is not a second
+/// failure.
+#[test]
+fn a_host_panic_is_recorded_once() {
+    let err = World::new(8)
+        .host("h", |cx, _| async move {
+            cx.sleep(5).await?;
+            panic!("host blew up");
+        })
+        .client("c", |cx, _| async move {
+            cx.sleep(50).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    check_shape(&trace.to_perfetto_json());
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+    let failed = trace
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Failed { .. }));
+    assert_eq!(failed.map(|e| e.at_ms), Some(5));
+}
+
+#[test]
+fn a_world_at_its_time_limit_records_one_failure_the_reported_one() {
+    let err = World::new(7)
+        .time_limit_ms(100)
+        .client("c", |cx, _| async move {
+            loop {
+                cx.sleep(30).await?;
+            }
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    assert!(err.cause.contains("time limit"), "{}", err.cause);
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+}
+
+#[test]
+fn a_deadlocked_world_records_its_failure() {
+    let err = World::new(6)
+        .client("c", |cx, _| async move {
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    check_shape(&trace.to_perfetto_json());
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+}
