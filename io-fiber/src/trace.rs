@@ -12,7 +12,8 @@
 //! timestamp below the millisecond is order only, not time**; the exact virtual time is each
 //! event's `at_ms` (in the JSON, its `args`). A poll is a slice whose inner events (the ops it
 //! submitted, the tasks it spawned, the cancel it met) are the slots inside it; the time a task
-//! spends waiting between two polls is a `wait` slice named after the line it waits at.
+//! spends waiting between two polls is a `wait` slice named after the line it waits at (after
+//! its last poll, to one slot past the trace's last item: the wait a deadlock never ends).
 //!
 //! # Tracks
 //!
@@ -100,7 +101,8 @@ pub enum EventKind {
         /// The fault.
         what: String,
     },
-    /// A world's run failed: a host or a client reported it.
+    /// The run failed: it deadlocked, or its main task panicked, or, in a world, a host or a
+    /// client reported a failure (the one the run reports).
     Failed {
         /// Why.
         cause: String,
@@ -614,7 +616,8 @@ impl RunTrace {
         // Each task's next poll, for the wait slices between polls.
         let mut next_poll: BTreeMap<u64, u64> = BTreeMap::new();
         let mut waits_until = vec![None; placed.len()];
-        let end_ns = placed.last().map_or(0, |p| p.ts_ns + p.dur_ns);
+        // One slot past the last item: a task its last poll left waiting shows that wait.
+        let end_ns = placed.last().map_or(0, |p| p.ts_ns + p.dur_ns + 1_000);
         for (i, p) in placed.iter().enumerate().rev() {
             if let Item::Poll(_, step) = p.item {
                 waits_until[i] = Some(next_poll.get(&step.task).copied().unwrap_or(end_ns));

@@ -478,3 +478,27 @@ fn a_deadlocked_world_records_its_failure() {
     check_shape(&trace.to_perfetto_json());
     assert_eq!(failures(&trace), vec![err.cause.clone()]);
 }
+
+/// The main task waits on a park nothing readies: its wait after its only poll is shown (to
+/// the end of the trace), and so is the deadlock that ended the run.
+#[test]
+fn a_deadlocked_run_shows_the_last_wait_and_the_deadlock() {
+    let io = FiberIo::with_seed(2).record_trace();
+    let err = io
+        .run(|cx| async move {
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await
+        })
+        .unwrap_err();
+    let trace = io.run_trace();
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let wait = events
+        .iter()
+        .find(|e| e["name"].as_str().unwrap().starts_with("wait "));
+    assert_eq!(wait.map(|e| e["tid"].as_u64()), Some(Some(1)), "{json}");
+    assert_eq!(failures(&trace), vec![err.to_string()]);
+    assert!(err.to_string().starts_with("deadlock"), "{err}");
+    let timeline = trace.timeline();
+    assert!(timeline.contains("run failed: deadlock"), "{timeline}");
+}
