@@ -101,6 +101,9 @@ pub enum EventKind {
         /// The fault.
         what: String,
     },
+    /// The task's host crashed: this run of the task drops its future without polling it (no
+    /// code of a crashed host runs past the crash). The views show that step as `dropped`.
+    Dropped,
     /// The run failed: it deadlocked, or its main task panicked, or, in a world, a host or a
     /// client reported a failure (the one the run reports).
     Failed {
@@ -120,6 +123,7 @@ impl EventKind {
             EventKind::OpCancel { .. } => "cancel op".into(),
             EventKind::Canceled { .. } => "canceled".into(),
             EventKind::Fault { what } => format!("fault: {what}"),
+            EventKind::Dropped => "dropped".into(),
             EventKind::Failed { .. } => "run failed".into(),
         }
     }
@@ -144,6 +148,7 @@ impl std::fmt::Display for EventKind {
             EventKind::OpCancel { id } => write!(f, "cancel op {id}"),
             EventKind::Canceled { at } => write!(f, "canceled (at {at})"),
             EventKind::Fault { what } => write!(f, "fault: {what}"),
+            EventKind::Dropped => write!(f, "dropped, not polled (its host crashed)"),
             EventKind::Failed { cause } => write!(f, "run failed: {cause}"),
         }
     }
@@ -176,6 +181,8 @@ pub(crate) struct Tracer {
     timers: RefCell<BTreeMap<TimerId, (Option<u64>, &'static Location<'static>)>>,
     /// Ops in flight: the task that submitted each.
     ops: RefCell<BTreeMap<u64, Option<u64>>>,
+    /// Tasks of crashed hosts whose next run drops them unpolled.
+    abandoned: RefCell<BTreeSet<u64>>,
 }
 
 impl Tracer {
@@ -230,6 +237,21 @@ impl Tracer {
         });
         self.suspended_at.set(None);
         self.polling.set(Some(task));
+        if self.abandoned.borrow_mut().remove(&task) {
+            self.push(
+                at_ms,
+                Some(task),
+                self.host_of(Some(task)),
+                EventKind::Dropped,
+            );
+        }
+    }
+
+    /// `task`'s host crashed: its next run drops it without polling it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn abandoned(&self, task: u64) {
+        self.abandoned.borrow_mut().insert(task);
     }
 
     /// The poll ended: where it left the task waiting.
@@ -501,6 +523,15 @@ fn layout(trace: &RunTrace) -> Vec<Placed<'_>> {
     placed
 }
 
+/// The steps that dropped a task of a crashed host rather than polled it.
+fn dropped_steps(trace: &RunTrace) -> BTreeSet<usize> {
+    let dropped = trace.events.iter().filter_map(|event| match event.kind {
+        EventKind::Dropped if event.after_steps > 0 => Some(event.after_steps - 1),
+        _ => None,
+    });
+    dropped.collect()
+}
+
 /// Appends `s` as a JSON string (quotes, backslashes and control characters escaped).
 fn json_str(out: &mut String, s: &str) {
     out.push('"');
@@ -624,6 +655,7 @@ impl RunTrace {
                 next_poll.insert(step.task, p.ts_ns);
             }
         }
+        let dropped = dropped_steps(self);
         let mut used: BTreeSet<(u64, u64)> = BTreeSet::new();
         for (i, p) in placed.iter().enumerate() {
             match p.item {
@@ -633,8 +665,13 @@ impl RunTrace {
                     let waits = step
                         .suspended_at
                         .map_or("null".into(), |at| json_string(&at.to_string()));
+                    let name = if dropped.contains(&index) {
+                        "dropped"
+                    } else {
+                        "poll"
+                    };
                     events.push(JsonEvent {
-                        name: Cow::Borrowed("poll"),
+                        name: Cow::Borrowed(name),
                         ph: "X",
                         pid,
                         tid,
@@ -791,8 +828,17 @@ impl RunTrace {
     /// ```
     pub fn timeline(&self) -> String {
         let world = self.hosts.len() > 1;
+        let dropped = dropped_steps(self);
         let mut out = String::new();
         for p in layout(self) {
+            if let Item::Event(Event {
+                kind: EventKind::Dropped,
+                ..
+            }) = p.item
+            {
+                // Its step's line says it.
+                continue;
+            }
             let ms = p.ts_ns / 1_000_000;
             let us = p.ts_ns / 1_000 % 1_000;
             let _ = write!(out, "{ms:>6}.{us:03} ms  ");
@@ -815,6 +861,9 @@ impl RunTrace {
                 None => out.push_str("world  "),
             }
             match p.item {
+                Item::Poll(index, _) if dropped.contains(&index) => {
+                    out.push_str("dropped, not polled (its host crashed)");
+                }
                 Item::Poll(_, step) => match step.suspended_at {
                     Some(at) => {
                         let _ = write!(out, "poll  (waits at {at})");

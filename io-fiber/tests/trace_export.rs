@@ -218,13 +218,16 @@ fn a_world_exports_one_process_per_host_and_its_faults_at_their_virtual_time() {
     let db_task = trace.tasks.iter().find(|t| t.name == "db").unwrap();
     assert_eq!(db_task.host, 1);
     assert_eq!(thread_name(&json, 2, db_task.id).as_deref(), Some("db"));
-    // The crash ends db's task: its last step (the one that drops it) is at 50 ms.
-    let last_poll = events
-        .iter()
-        .filter(|e| e["tid"] == db_task.id && e["name"] == "poll")
-        .map(|e| e["args"]["at_ms"].as_u64().unwrap())
-        .max();
-    assert_eq!(last_poll, Some(50));
+    // The crash ends db's task: its last poll is at 49 ms (its seventh sleep), the step that
+    // drops it at 50 ms.
+    let last = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["tid"] == db_task.id && e["name"] == name)
+            .map(|e| e["args"]["at_ms"].as_u64().unwrap())
+            .max()
+    };
+    assert_eq!((last("poll"), last("dropped")), (Some(49), Some(50)));
     assert!(trace
         .events
         .iter()
@@ -501,4 +504,32 @@ fn a_deadlocked_run_shows_the_last_wait_and_the_deadlock() {
     assert!(err.to_string().starts_with("deadlock"), "{err}");
     let timeline = trace.timeline();
     assert!(timeline.contains("run failed: deadlock"), "{timeline}");
+}
+
+/// The client crashes `db` at 50 ms: `db`'s task is dropped at its next run, not polled, and
+/// both views say so.
+#[test]
+fn the_tasks_a_crash_drops_are_shown_dropped_not_polled() {
+    let trace = world_run(1);
+    let timeline = trace.timeline();
+    let after_crash: Vec<&str> = timeline
+        .lines()
+        .skip_while(|line| !line.contains("fault: crash db"))
+        .filter(|line| line.contains("[db] task#"))
+        .collect();
+    assert_eq!(after_crash.len(), 1, "{timeline}");
+    assert!(
+        after_crash[0].ends_with("dropped, not polled (its host crashed)"),
+        "{timeline}"
+    );
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let dropped = events
+        .iter()
+        .find(|e| e["name"] == "dropped" && e["ph"] == "X");
+    assert_eq!(
+        dropped.map(|e| e["args"]["at_ms"].as_u64()),
+        Some(Some(50)),
+        "{json}"
+    );
 }

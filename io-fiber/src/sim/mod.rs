@@ -747,6 +747,9 @@ impl Sim {
         // Each task drops its future at its next run, without polling it: no code of the host
         // runs past the crash.
         for task in tasks {
+            if self.tracer.is_on() {
+                self.tracer.abandoned(task.id());
+            }
             task.abandon();
         }
     }
