@@ -1,6 +1,8 @@
 //! A traced run as Chrome/Perfetto trace-event JSON and as a text timeline: the JSON's shape
 //! (what `ui.perfetto.dev` needs to open it), its tracks and slices, and the instants of a
-//! cancel and of an injected fault at their virtual times.
+//! cancel and of an injected fault at their virtual times; and the edges: every in-flight op
+//! ends, a failed run shows one failure (the reported one), a deadlock shows its last waits,
+//! and odd names, panics, crashes and busy milliseconds still give valid JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -532,4 +534,117 @@ fn the_tasks_a_crash_drops_are_shown_dropped_not_polled() {
         Some(Some(50)),
         "{json}"
     );
+}
+
+#[test]
+fn a_trace_with_no_run_is_valid_json() {
+    let io = FiberIo::new().record_trace();
+    check_shape(&io.run_trace().to_perfetto_json());
+    assert_eq!(io.run_trace().timeline(), "");
+}
+
+/// Control characters, quotes, backslashes, line separators and non-ASCII round-trip.
+#[test]
+fn any_task_name_round_trips_through_the_json() {
+    const ODD: &str = "a\u{0}b\u{1f}c\u{7f}\"q\"\\\u{2028}\u{2029}é漢😀\r\n\u{8}\u{c}";
+    let io = FiberIo::new().record_trace();
+    io.run(|cx| async move {
+        let opts = SpawnOptions::new().name(ODD);
+        let task = cx.spawn_with(opts, |cx| async move { cx.sleep(1).await });
+        task.unwrap().await
+    })
+    .unwrap();
+    let json = io.run_trace().to_perfetto_json();
+    check_shape(&json);
+    let root: Value = serde_json::from_str(&json).unwrap();
+    let named = root["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "thread_name" && e["args"]["name"] == ODD);
+    assert!(named, "{json}");
+}
+
+/// A task panics at 3 ms and the main task goes on: the trace is still well formed.
+#[test]
+fn a_run_with_a_panicking_task_exports_valid_json() {
+    let io = FiberIo::with_seed(1).record_trace();
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        io.run(|cx| async move {
+            let task: io_core::Task<()> = cx.spawn(|cx| async move {
+                cx.sleep(3).await?;
+                panic!("boom \"x\"");
+            });
+            let _ = task.await;
+            cx.sleep(10).await
+        })
+    }));
+    check_shape(&io.run_trace().to_perfetto_json());
+}
+
+/// A host crashes itself, then opens a file and sleeps in the same poll.
+#[test]
+fn a_host_that_crashes_itself_mid_poll_exports_valid_json() {
+    let report = World::new(5)
+        .faults(Faults::none())
+        .host("db", |cx, world| async move {
+            cx.sleep(5).await?;
+            world.crash("db");
+            let options = OpenOptions::new();
+            let _ = options.write(true).create(true).open(&cx, "/x").await;
+            cx.sleep(5).await?;
+            Ok(())
+        })
+        .client("client", |cx, _| async move {
+            cx.sleep(30).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    check_shape(&report.trace.unwrap().to_perfetto_json());
+}
+
+/// 2,100 steps in one millisecond: laid out in order, closer than 1 µs, on both views.
+#[test]
+fn more_than_a_thousand_steps_in_one_millisecond_stay_in_order() {
+    let io = FiberIo::with_seed(4).record_trace();
+    io.run(|cx| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            tasks.push(cx.spawn(|cx| async move {
+                for _ in 0..700 {
+                    cx.yield_now().await?;
+                }
+                cx.sleep(1).await
+            }));
+        }
+        for task in tasks {
+            task.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let trace = io.run_trace();
+    check_shape(&trace.to_perfetto_json());
+    let mut previous = 0.0;
+    for line in trace.timeline().lines() {
+        let at: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(
+            at >= previous,
+            "the timeline goes back: {previous} then {line}"
+        );
+        previous = at;
+    }
+}
+
+#[test]
+fn writing_to_a_directory_or_an_unwritable_file_names_the_path() {
+    let io = FiberIo::new().record_trace();
+    io.run(|cx| async move { cx.sleep(1).await }).unwrap();
+    for path in ["/proc/version", "/tmp"] {
+        let err = io.run_trace().write_perfetto(path).unwrap_err();
+        assert!(err.to_string().contains(path), "{err}");
+        assert_eq!(err.path, std::path::PathBuf::from(path));
+    }
 }
