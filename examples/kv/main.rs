@@ -144,13 +144,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, UsageError> {
     Ok(parsed)
 }
 
-/// Runs one seed of the simulated world and reports it; returns what went wrong, in that
-/// order: the run's failure, then a trace that could not be written (empty: nothing).
+/// Runs one seed of the simulated world (printing its timeline if asked for) and returns its
+/// report, in order: the run's outcome, then the trace file's; `Err` lines go to stderr.
 #[cfg(feature = "fiber")]
-fn simulate(seed: u64, args: &Args) -> Vec<String> {
+fn simulate(seed: u64, args: &Args) -> Vec<Result<String, String>> {
     let scheduler = match ioswap::sim::scheduler_from_env() {
         Ok(scheduler) => scheduler,
-        Err(err) => return vec![err.to_string()],
+        Err(err) => return vec![Err(err.to_string())],
     };
     let mut world = world::world(seed, args.bug, &scheduler);
     if args.trace.is_some() || args.timeline {
@@ -165,35 +165,35 @@ fn simulate(seed: u64, args: &Args) -> Vec<String> {
         print!("{}", trace.timeline());
     }
     // The outcome first: a trace that cannot be written must not hide the seed's failure.
-    let mut errors = Vec::new();
-    match &outcome {
-        Ok(report) => println!(
+    let mut report = vec![match &outcome {
+        Ok(report) => Ok(format!(
             "seed {seed}: {} keys written and read back by {} ms of virtual time, {} faults \
              injected",
             world::KEYS,
             report.now_ms,
             report.faults.len()
-        ),
-        Err(error) => errors.push(error.to_string()),
-    }
+        )),
+        Err(error) => Err(error.to_string()),
+    }];
     if let (Some(trace), Some(path)) = (trace, &args.trace) {
-        match trace.write_perfetto(path) {
-            Ok(()) => println!(
+        report.push(match trace.write_perfetto(path) {
+            Ok(()) => Ok(format!(
                 "trace of {} steps and {} events written to {}: open it at \
                  https://ui.perfetto.dev (Open trace file) or in chrome://tracing",
                 trace.steps.len(),
                 trace.events.len(),
                 path.display()
-            ),
-            Err(err) => errors.push(err.to_string()),
-        }
+            )),
+            Err(err) => Err(err.to_string()),
+        });
     }
-    errors
+    report
 }
 
 #[cfg(not(feature = "fiber"))]
-fn simulate(_seed: u64, _args: &Args) -> Vec<String> {
-    vec!["--sim needs the fiber backend: build with the `fiber` feature".into()]
+fn simulate(_seed: u64, _args: &Args) -> Vec<Result<String, String>> {
+    let needs = "--sim needs the fiber backend: build with the `fiber` feature";
+    vec![Err(needs.into())]
 }
 
 fn main() {
@@ -206,11 +206,14 @@ fn main() {
         }
     };
     if let Some(seed) = args.sim {
-        let errors = simulate(seed, &args);
-        for err in &errors {
-            eprintln!("kv: {err}");
+        let report = simulate(seed, &args);
+        for line in &report {
+            match line {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("kv: {err}"),
+            }
         }
-        if !errors.is_empty() {
+        if report.iter().any(Result::is_err) {
             std::process::exit(1);
         }
         return;
@@ -257,13 +260,12 @@ mod tests {
     #[test]
     fn a_trace_that_cannot_be_written_does_not_hide_the_runs_failure() {
         let args = parse_line("--sim 0 --bug --trace /nonexistent-ioswap-dir/kv.json").unwrap();
-        let errors = simulate(0, &args);
-        assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors[0].contains("seed 0"), "{errors:?}");
-        assert!(errors[0].contains("faults injected"), "{errors:?}");
-        assert!(
-            errors[1].contains("could not write the trace"),
-            "{errors:?}"
-        );
+        let report = simulate(0, &args);
+        let [Err(failure), Err(trace)] = &report[..] else {
+            panic!("two errors, the run's first: {report:?}");
+        };
+        assert!(failure.contains("seed 0"), "{failure}");
+        assert!(failure.contains("faults injected"), "{failure}");
+        assert!(trace.contains("could not write the trace"), "{trace}");
     }
 }
