@@ -102,7 +102,8 @@ pub enum EventKind {
         what: String,
     },
     /// The task's host crashed: this run of the task drops its future without polling it (no
-    /// code of a crashed host runs past the crash). The views show that step as `dropped`.
+    /// code of a crashed host runs past the crash). The views show that step as `dropped`
+    /// rather than as a poll, and not this event on its own.
     Dropped,
     /// The run failed: it deadlocked, or its main task panicked, or, in a world, a host or a
     /// client reported a failure (the one the run reports).
@@ -463,6 +464,10 @@ fn layout(trace: &RunTrace) -> Vec<Placed<'_>> {
         while next_step < event.after_steps.min(trace.steps.len()) {
             items.push(Item::Poll(next_step, &trace.steps[next_step]));
             next_step += 1;
+        }
+        if event.kind == EventKind::Dropped {
+            // The step it happened in is shown as the drop.
+            continue;
         }
         items.push(Item::Event(event));
     }
@@ -831,14 +836,6 @@ impl RunTrace {
         let dropped = dropped_steps(self);
         let mut out = String::new();
         for p in layout(self) {
-            if let Item::Event(Event {
-                kind: EventKind::Dropped,
-                ..
-            }) = p.item
-            {
-                // Its step's line says it.
-                continue;
-            }
             let ms = p.ts_ns / 1_000_000;
             let us = p.ts_ns / 1_000 % 1_000;
             let _ = write!(out, "{ms:>6}.{us:03} ms  ");
