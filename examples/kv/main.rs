@@ -82,10 +82,23 @@ enum UsageError {
     #[error("unknown argument {0:?}")]
     Unknown(String),
     #[error(
+        "{flag} needs {what}, not the flag {value:?} (for a file of that name, write ./{value})"
+    )]
+    FlagAsValue {
+        flag: &'static str,
+        what: &'static str,
+        value: String,
+    },
+    #[error(
         "{0} records a simulated run: add --sim SEED (a real backend's run has no virtual \
          timeline to record)"
     )]
     NeedsSim(&'static str),
+    #[error(
+        "--bug plants the bug in the simulated world: add --sim SEED (the run on 127.0.0.1 \
+         has no planted bug)"
+    )]
+    BugNeedsSim,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, UsageError> {
@@ -98,6 +111,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, UsageError> {
             }
             "--trace" => {
                 let file = args.next().ok_or(UsageError::Missing("--trace"))?;
+                if file.starts_with("--") {
+                    // `--trace --timeline` forgot the file: it would write one named `--timeline`.
+                    let (flag, what) = ("--trace", "a file name");
+                    return Err(UsageError::FlagAsValue {
+                        flag,
+                        what,
+                        value: file,
+                    });
+                }
                 parsed.trace = Some(file.into());
             }
             "--timeline" => parsed.timeline = true,
@@ -110,20 +132,26 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, UsageError> {
         for (asked, flag) in [
             (parsed.trace.is_some(), "--trace"),
             (parsed.timeline, "--timeline"),
-            (parsed.bug, "--bug"),
         ] {
             if asked {
                 return Err(UsageError::NeedsSim(flag));
             }
         }
+        if parsed.bug {
+            return Err(UsageError::BugNeedsSim);
+        }
     }
     Ok(parsed)
 }
 
-/// Runs one seed of the simulated world; `Err` with what to print if it fails.
+/// Runs one seed of the simulated world (printing its timeline if asked for) and returns its
+/// report, in order: the run's outcome, then the trace file's; `Err` lines go to stderr.
 #[cfg(feature = "fiber")]
-fn simulate(seed: u64, args: &Args) -> Result<(), String> {
-    let scheduler = ioswap::sim::scheduler_from_env()?;
+fn simulate(seed: u64, args: &Args) -> Vec<Result<String, String>> {
+    let scheduler = match ioswap::sim::scheduler_from_env() {
+        Ok(scheduler) => scheduler,
+        Err(err) => return vec![Err(err.to_string())],
+    };
     let mut world = world::world(seed, args.bug, &scheduler);
     if args.trace.is_some() || args.timeline {
         world = world.record_trace();
@@ -133,39 +161,39 @@ fn simulate(seed: u64, args: &Args) -> Result<(), String> {
         Ok(report) => report.trace.as_deref(),
         Err(error) => error.trace.as_deref(),
     };
-    if let Some(trace) = trace {
-        if args.timeline {
-            print!("{}", trace.timeline());
-        }
-        if let Some(path) = &args.trace {
-            trace.write_perfetto(path).map_err(|e| e.to_string())?;
-            println!(
+    if let (Some(trace), true) = (trace, args.timeline) {
+        print!("{}", trace.timeline());
+    }
+    // The outcome first: a trace that cannot be written must not hide the seed's failure.
+    let mut report = vec![match &outcome {
+        Ok(report) => Ok(format!(
+            "seed {seed}: {} keys written and read back by {} ms of virtual time, {} faults \
+             injected",
+            world::KEYS,
+            report.now_ms,
+            report.faults.len()
+        )),
+        Err(error) => Err(error.to_string()),
+    }];
+    if let (Some(trace), Some(path)) = (trace, &args.trace) {
+        report.push(match trace.write_perfetto(path) {
+            Ok(()) => Ok(format!(
                 "trace of {} steps and {} events written to {}: open it at \
                  https://ui.perfetto.dev (Open trace file) or in chrome://tracing",
                 trace.steps.len(),
                 trace.events.len(),
                 path.display()
-            );
-        }
+            )),
+            Err(err) => Err(err.to_string()),
+        });
     }
-    match outcome {
-        Ok(report) => {
-            println!(
-                "seed {seed}: {} keys written and read back by {} ms of virtual time, {} \
-                 faults injected",
-                world::KEYS,
-                report.now_ms,
-                report.faults.len()
-            );
-            Ok(())
-        }
-        Err(error) => Err(error.to_string()),
-    }
+    report
 }
 
 #[cfg(not(feature = "fiber"))]
-fn simulate(_seed: u64, _args: &Args) -> Result<(), String> {
-    Err("--sim needs the fiber backend: build with the `fiber` feature".into())
+fn simulate(_seed: u64, _args: &Args) -> Vec<Result<String, String>> {
+    let needs = "--sim needs the fiber backend: build with the `fiber` feature";
+    vec![Err(needs.into())]
 }
 
 fn main() {
@@ -178,8 +206,14 @@ fn main() {
         }
     };
     if let Some(seed) = args.sim {
-        if let Err(err) = simulate(seed, &args) {
-            eprintln!("kv: {err}");
+        let report = simulate(seed, &args);
+        for line in &report {
+            match line {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("kv: {err}"),
+            }
+        }
+        if report.iter().any(Result::is_err) {
             std::process::exit(1);
         }
         return;
@@ -194,5 +228,44 @@ fn main() {
             eprintln!("kv: {err}");
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_line(line: &str) -> Result<Args, String> {
+        parse(line.split_whitespace().map(String::from)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn bug_without_sim_says_the_bug_is_the_simulated_worlds() {
+        let err = parse_line("--bug").unwrap_err();
+        assert!(err.starts_with("--bug plants the bug"), "{err}");
+        assert!(!err.contains("records"), "{err}");
+    }
+
+    #[test]
+    fn a_flag_is_not_taken_as_the_trace_file() {
+        let err = parse_line("--sim 1 --trace --timeline").unwrap_err();
+        assert!(err.contains("not the flag \"--timeline\""), "{err}");
+        let args = parse_line("--sim 1 --trace ./--timeline").unwrap();
+        assert_eq!(args.trace, Some(PathBuf::from("./--timeline")));
+    }
+
+    /// Seed 0 with the bug fails; the trace's directory does not exist: both are reported,
+    /// the run's failure first.
+    #[cfg(feature = "fiber")]
+    #[test]
+    fn a_trace_that_cannot_be_written_does_not_hide_the_runs_failure() {
+        let args = parse_line("--sim 0 --bug --trace /nonexistent-ioswap-dir/kv.json").unwrap();
+        let report = simulate(0, &args);
+        let [Err(failure), Err(trace)] = &report[..] else {
+            panic!("two errors, the run's first: {report:?}");
+        };
+        assert!(failure.contains("seed 0"), "{failure}");
+        assert!(failure.contains("faults injected"), "{failure}");
+        assert!(trace.contains("could not write the trace"), "{trace}");
     }
 }

@@ -362,7 +362,13 @@ impl FiberIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
-        io_core::run(self.io(), main)
+        let result = io_core::run(self.io(), main);
+        if self.0.tracer.is_on() {
+            if let Err(err @ (RunError::Deadlock(_) | RunError::Panicked { .. })) = &result {
+                self.0.tracer.failed(self.0.core.now_ms(), err.to_string());
+            }
+        }
+        result
     }
 
     /// This backend as a protocol object (and its driver side), for protocol-level code and

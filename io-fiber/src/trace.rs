@@ -12,7 +12,8 @@
 //! timestamp below the millisecond is order only, not time**; the exact virtual time is each
 //! event's `at_ms` (in the JSON, its `args`). A poll is a slice whose inner events (the ops it
 //! submitted, the tasks it spawned, the cancel it met) are the slots inside it; the time a task
-//! spends waiting between two polls is a `wait` slice named after the line it waits at.
+//! spends waiting between two polls is a `wait` slice named after the line it waits at (after
+//! its last poll, to one slot past the trace's last item: the wait a deadlock never ends).
 //!
 //! # Tracks
 //!
@@ -73,7 +74,9 @@ pub enum EventKind {
         /// Its id while in flight; `None` when the world answered at once.
         id: Option<u64>,
     },
-    /// An op completed (its task is readied).
+    /// An op ended: it completed (its task is readied), or it was dropped without a result
+    /// (its host crashed, its future is gone), and `outcome` says so (`"dropped (its host
+    /// crashed)"`). Every op submitted in flight ends once.
     OpCompleted {
         /// The op's name.
         op: &'static str,
@@ -98,7 +101,12 @@ pub enum EventKind {
         /// The fault.
         what: String,
     },
-    /// A world's run failed: a host or a client reported it.
+    /// The task's host crashed: this run of the task drops its future without polling it (no
+    /// code of a crashed host runs past the crash). The views show that step as `dropped`
+    /// rather than as a poll, and not this event on its own.
+    Dropped,
+    /// The run failed: it deadlocked, or its main task panicked, or, in a world, a host or a
+    /// client reported a failure (the one the run reports).
     Failed {
         /// Why.
         cause: String,
@@ -116,6 +124,7 @@ impl EventKind {
             EventKind::OpCancel { .. } => "cancel op".into(),
             EventKind::Canceled { .. } => "canceled".into(),
             EventKind::Fault { what } => format!("fault: {what}"),
+            EventKind::Dropped => "dropped".into(),
             EventKind::Failed { .. } => "run failed".into(),
         }
     }
@@ -140,6 +149,7 @@ impl std::fmt::Display for EventKind {
             EventKind::OpCancel { id } => write!(f, "cancel op {id}"),
             EventKind::Canceled { at } => write!(f, "canceled (at {at})"),
             EventKind::Fault { what } => write!(f, "fault: {what}"),
+            EventKind::Dropped => write!(f, "dropped, not polled (its host crashed)"),
             EventKind::Failed { cause } => write!(f, "run failed: {cause}"),
         }
     }
@@ -172,6 +182,8 @@ pub(crate) struct Tracer {
     timers: RefCell<BTreeMap<TimerId, (Option<u64>, &'static Location<'static>)>>,
     /// Ops in flight: the task that submitted each.
     ops: RefCell<BTreeMap<u64, Option<u64>>>,
+    /// Tasks of crashed hosts whose next run drops them unpolled.
+    abandoned: RefCell<BTreeSet<u64>>,
 }
 
 impl Tracer {
@@ -226,6 +238,21 @@ impl Tracer {
         });
         self.suspended_at.set(None);
         self.polling.set(Some(task));
+        if self.abandoned.borrow_mut().remove(&task) {
+            self.push(
+                at_ms,
+                Some(task),
+                self.host_of(Some(task)),
+                EventKind::Dropped,
+            );
+        }
+    }
+
+    /// `task`'s host crashed: its next run drops it without polling it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn abandoned(&self, task: u64) {
+        self.abandoned.borrow_mut().insert(task);
     }
 
     /// The poll ended: where it left the task waiting.
@@ -372,10 +399,39 @@ impl Tracer {
         self.push(at_ms, None, host, EventKind::Fault { what });
     }
 
+    /// A failure, at the moment it happened. A world may note more than one (a host fails,
+    /// then its clients are canceled); [`Tracer::settle_failure`] keeps the reported one.
     #[cold]
     #[inline(never)]
     pub(crate) fn failed(&self, at_ms: u64, cause: String) {
         self.push(at_ms, None, 0, EventKind::Failed { cause });
+    }
+
+    /// The run is over and `failure` (cause, time) is what it reports: the trace keeps exactly
+    /// that failure, where it was noted, or at the end when it was not (a deadlock, a run
+    /// error), and no other.
+    pub(crate) fn settle_failure(&self, failure: Option<&(String, u64)>) {
+        let mut events = self.events.borrow_mut();
+        let mut kept = false;
+        events.retain(|event| match &event.kind {
+            EventKind::Failed { cause } => {
+                let keep = !kept && failure.is_some_and(|(reported, _)| reported == cause);
+                kept |= keep;
+                keep
+            }
+            _ => true,
+        });
+        drop(events);
+        if let (Some((cause, at_ms)), false) = (failure, kept) {
+            self.push(
+                *at_ms,
+                None,
+                0,
+                EventKind::Failed {
+                    cause: cause.clone(),
+                },
+            );
+        }
     }
 }
 
@@ -408,6 +464,10 @@ fn layout(trace: &RunTrace) -> Vec<Placed<'_>> {
         while next_step < event.after_steps.min(trace.steps.len()) {
             items.push(Item::Poll(next_step, &trace.steps[next_step]));
             next_step += 1;
+        }
+        if event.kind == EventKind::Dropped {
+            // The step it happened in is shown as the drop.
+            continue;
         }
         items.push(Item::Event(event));
     }
@@ -466,6 +526,15 @@ fn layout(trace: &RunTrace) -> Vec<Placed<'_>> {
         }
     }
     placed
+}
+
+/// The steps that dropped a task of a crashed host rather than polled it.
+fn dropped_steps(trace: &RunTrace) -> BTreeSet<usize> {
+    let dropped = trace.events.iter().filter_map(|event| match event.kind {
+        EventKind::Dropped if event.after_steps > 0 => Some(event.after_steps - 1),
+        _ => None,
+    });
+    dropped.collect()
 }
 
 /// Appends `s` as a JSON string (quotes, backslashes and control characters escaped).
@@ -583,13 +652,15 @@ impl RunTrace {
         // Each task's next poll, for the wait slices between polls.
         let mut next_poll: BTreeMap<u64, u64> = BTreeMap::new();
         let mut waits_until = vec![None; placed.len()];
-        let end_ns = placed.last().map_or(0, |p| p.ts_ns + p.dur_ns);
+        // One slot past the last item: a task its last poll left waiting shows that wait.
+        let end_ns = placed.last().map_or(0, |p| p.ts_ns + p.dur_ns + 1_000);
         for (i, p) in placed.iter().enumerate().rev() {
             if let Item::Poll(_, step) = p.item {
                 waits_until[i] = Some(next_poll.get(&step.task).copied().unwrap_or(end_ns));
                 next_poll.insert(step.task, p.ts_ns);
             }
         }
+        let dropped = dropped_steps(self);
         let mut used: BTreeSet<(u64, u64)> = BTreeSet::new();
         for (i, p) in placed.iter().enumerate() {
             match p.item {
@@ -599,8 +670,13 @@ impl RunTrace {
                     let waits = step
                         .suspended_at
                         .map_or("null".into(), |at| json_string(&at.to_string()));
+                    let name = if dropped.contains(&index) {
+                        "dropped"
+                    } else {
+                        "poll"
+                    };
                     events.push(JsonEvent {
-                        name: Cow::Borrowed("poll"),
+                        name: Cow::Borrowed(name),
                         ph: "X",
                         pid,
                         tid,
@@ -757,6 +833,7 @@ impl RunTrace {
     /// ```
     pub fn timeline(&self) -> String {
         let world = self.hosts.len() > 1;
+        let dropped = dropped_steps(self);
         let mut out = String::new();
         for p in layout(self) {
             let ms = p.ts_ns / 1_000_000;
@@ -781,6 +858,9 @@ impl RunTrace {
                 None => out.push_str("world  "),
             }
             match p.item {
+                Item::Poll(index, _) if dropped.contains(&index) => {
+                    out.push_str("dropped, not polled (its host crashed)");
+                }
                 Item::Poll(_, step) => match step.suspended_at {
                     Some(at) => {
                         let _ = write!(out, "poll  (waits at {at})");

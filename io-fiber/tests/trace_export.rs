@@ -1,6 +1,8 @@
 //! A traced run as Chrome/Perfetto trace-event JSON and as a text timeline: the JSON's shape
 //! (what `ui.perfetto.dev` needs to open it), its tracks and slices, and the instants of a
-//! cancel and of an injected fault at their virtual times.
+//! cancel and of an injected fault at their virtual times; and the edges: every in-flight op
+//! ends, a failed run shows one failure (the reported one), a deadlock shows its last waits,
+//! and odd names, panics, crashes and busy milliseconds still give valid JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -218,13 +220,16 @@ fn a_world_exports_one_process_per_host_and_its_faults_at_their_virtual_time() {
     let db_task = trace.tasks.iter().find(|t| t.name == "db").unwrap();
     assert_eq!(db_task.host, 1);
     assert_eq!(thread_name(&json, 2, db_task.id).as_deref(), Some("db"));
-    // The crash ends db's task: its last step (the one that drops it) is at 50 ms.
-    let last_poll = events
-        .iter()
-        .filter(|e| e["tid"] == db_task.id && e["name"] == "poll")
-        .map(|e| e["args"]["at_ms"].as_u64().unwrap())
-        .max();
-    assert_eq!(last_poll, Some(50));
+    // The crash ends db's task: its last poll is at 49 ms (its seventh sleep), the step that
+    // drops it at 50 ms.
+    let last = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["tid"] == db_task.id && e["name"] == name)
+            .map(|e| e["args"]["at_ms"].as_u64().unwrap())
+            .max()
+    };
+    assert_eq!((last("poll"), last("dropped")), (Some(49), Some(50)));
     assert!(trace
         .events
         .iter()
@@ -299,4 +304,347 @@ fn a_failed_world_shows_its_failure_at_its_virtual_time() {
     assert_eq!(failed["args"]["at_ms"], 20);
     let what = failed["args"]["what"].as_str().unwrap();
     assert!(what.contains("invariant broken"), "{what}");
+}
+
+/// The ops the trace shows in flight (`submit recv (op 3)`) with no traced end.
+fn ops_without_an_end(trace: &RunTrace) -> Vec<(u64, &'static str)> {
+    let mut submitted = BTreeMap::new();
+    let mut ended = BTreeSet::new();
+    for event in &trace.events {
+        match &event.kind {
+            EventKind::OpSubmitted { op, id: Some(id) } => {
+                submitted.insert(*id, *op);
+            }
+            EventKind::OpCompleted { id: Some(id), .. } => {
+                ended.insert(*id);
+            }
+            _ => {}
+        }
+    }
+    submitted
+        .into_iter()
+        .filter(|(id, _)| !ended.contains(id))
+        .collect()
+}
+
+/// A server accepts and reads, a client connects and writes: the accept, the connect and the
+/// read wait in the network and complete there.
+#[test]
+fn in_flight_network_ops_have_their_completions_traced() {
+    use io_core::{TcpListener, TcpStream};
+    let report = World::new(10)
+        .faults(Faults::none())
+        .host("server", |cx, _| async move {
+            let addr: std::net::SocketAddr = "0.0.0.0:7000".parse().unwrap();
+            let listener = TcpListener::bind(&cx, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let (n, _buf) = stream.read(Vec::with_capacity(16)).await;
+            n.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client("client", |cx, world| async move {
+            cx.sleep(5).await?;
+            let stream = TcpStream::connect(&cx, world.addr("server", 7000))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (written, _) = stream.write_all(b"hello".to_vec()).await;
+            written.map_err(|e| e.to_string())?;
+            cx.sleep(50).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    let trace = report.trace.unwrap();
+    let missing = ops_without_an_end(&trace);
+    assert!(missing.is_empty(), "{missing:?}\n{}", trace.timeline());
+    let completed = trace.events.iter().any(|e| {
+        matches!(
+            e.kind,
+            EventKind::OpCompleted {
+                op: "accept",
+                id: Some(_),
+                outcome: Ok(0)
+            }
+        )
+    });
+    assert!(completed, "{}", trace.timeline());
+}
+
+/// `db` waits in an accept when the client crashes it: the accept ends with its host, and the
+/// trace says so.
+#[test]
+fn the_ops_a_crash_ends_are_traced_as_dropped() {
+    use io_core::TcpListener;
+    let report = World::new(11)
+        .faults(Faults::none())
+        .host("db", |cx, _| async move {
+            let addr: std::net::SocketAddr = "0.0.0.0:7000".parse().unwrap();
+            let listener = TcpListener::bind(&cx, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            listener.accept().await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .client("client", |cx, world| async move {
+            cx.sleep(5).await?;
+            world.crash("db");
+            cx.sleep(5).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    let trace = report.trace.unwrap();
+    let missing = ops_without_an_end(&trace);
+    assert!(missing.is_empty(), "{missing:?}\n{}", trace.timeline());
+    let dropped = trace.events.iter().find_map(|e| match &e.kind {
+        EventKind::OpCompleted {
+            op: "accept",
+            outcome: Err(why),
+            ..
+        } => Some((e.at_ms, why.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        dropped,
+        Some((5, "dropped (its host crashed)".to_string())),
+        "{}",
+        trace.timeline()
+    );
+}
+
+/// The causes of the `run failed` events.
+fn failures(trace: &RunTrace) -> Vec<String> {
+    let failures = trace.events.iter().filter_map(|e| match &e.kind {
+        EventKind::Failed { cause } => Some(cause.clone()),
+        _ => None,
+    });
+    failures.collect()
+}
+
+/// A host panics at 5 ms: its client is canceled because of it, and that is not a second
+/// failure.
+#[test]
+fn a_host_panic_is_recorded_once() {
+    let err = World::new(8)
+        .host("h", |cx, _| async move {
+            cx.sleep(5).await?;
+            panic!("host blew up");
+        })
+        .client("c", |cx, _| async move {
+            cx.sleep(50).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    check_shape(&trace.to_perfetto_json());
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+    let failed = trace
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Failed { .. }));
+    assert_eq!(failed.map(|e| e.at_ms), Some(5));
+}
+
+#[test]
+fn a_world_at_its_time_limit_records_one_failure_the_reported_one() {
+    let err = World::new(7)
+        .time_limit_ms(100)
+        .client("c", |cx, _| async move {
+            loop {
+                cx.sleep(30).await?;
+            }
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    assert!(err.cause.contains("time limit"), "{}", err.cause);
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+}
+
+#[test]
+fn a_deadlocked_world_records_its_failure() {
+    let err = World::new(6)
+        .client("c", |cx, _| async move {
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap_err();
+    let trace = err.trace.unwrap();
+    check_shape(&trace.to_perfetto_json());
+    assert_eq!(failures(&trace), vec![err.cause.clone()]);
+}
+
+/// The main task waits on a park nothing readies: its wait after its only poll is shown (to
+/// the end of the trace), and so is the deadlock that ended the run.
+#[test]
+fn a_deadlocked_run_shows_the_last_wait_and_the_deadlock() {
+    let io = FiberIo::with_seed(2).record_trace();
+    let err = io
+        .run(|cx| async move {
+            let never = cx.park("never readied");
+            cx.shield(cx.suspend(never)).await
+        })
+        .unwrap_err();
+    let trace = io.run_trace();
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let wait = events
+        .iter()
+        .find(|e| e["name"].as_str().unwrap().starts_with("wait "));
+    assert_eq!(wait.map(|e| e["tid"].as_u64()), Some(Some(1)), "{json}");
+    assert_eq!(failures(&trace), vec![err.to_string()]);
+    assert!(err.to_string().starts_with("deadlock"), "{err}");
+    let timeline = trace.timeline();
+    assert!(timeline.contains("run failed: deadlock"), "{timeline}");
+}
+
+/// The client crashes `db` at 50 ms: `db`'s task is dropped at its next run, not polled, and
+/// both views say so.
+#[test]
+fn the_tasks_a_crash_drops_are_shown_dropped_not_polled() {
+    let trace = world_run(1);
+    let timeline = trace.timeline();
+    let after_crash: Vec<&str> = timeline
+        .lines()
+        .skip_while(|line| !line.contains("fault: crash db"))
+        .filter(|line| line.contains("[db] task#"))
+        .collect();
+    assert_eq!(after_crash.len(), 1, "{timeline}");
+    assert!(
+        after_crash[0].ends_with("dropped, not polled (its host crashed)"),
+        "{timeline}"
+    );
+    let json = trace.to_perfetto_json();
+    let events = check_shape(&json);
+    let dropped = events
+        .iter()
+        .find(|e| e["name"] == "dropped" && e["ph"] == "X");
+    assert_eq!(
+        dropped.map(|e| e["args"]["at_ms"].as_u64()),
+        Some(Some(50)),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_trace_with_no_run_is_valid_json() {
+    let io = FiberIo::new().record_trace();
+    check_shape(&io.run_trace().to_perfetto_json());
+    assert_eq!(io.run_trace().timeline(), "");
+}
+
+/// Control characters, quotes, backslashes, line separators and non-ASCII round-trip.
+#[test]
+fn any_task_name_round_trips_through_the_json() {
+    const ODD: &str = "a\u{0}b\u{1f}c\u{7f}\"q\"\\\u{2028}\u{2029}é漢😀\r\n\u{8}\u{c}";
+    let io = FiberIo::new().record_trace();
+    io.run(|cx| async move {
+        let opts = SpawnOptions::new().name(ODD);
+        let task = cx.spawn_with(opts, |cx| async move { cx.sleep(1).await });
+        task.unwrap().await
+    })
+    .unwrap();
+    let json = io.run_trace().to_perfetto_json();
+    check_shape(&json);
+    let root: Value = serde_json::from_str(&json).unwrap();
+    let named = root["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["name"] == "thread_name" && e["args"]["name"] == ODD);
+    assert!(named, "{json}");
+}
+
+/// A task panics at 3 ms and the main task goes on: the trace is still well formed.
+#[test]
+fn a_run_with_a_panicking_task_exports_valid_json() {
+    let io = FiberIo::with_seed(1).record_trace();
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        io.run(|cx| async move {
+            let task: io_core::Task<()> = cx.spawn(|cx| async move {
+                cx.sleep(3).await?;
+                panic!("boom \"x\"");
+            });
+            let _ = task.await;
+            cx.sleep(10).await
+        })
+    }));
+    check_shape(&io.run_trace().to_perfetto_json());
+}
+
+/// A host crashes itself, then opens a file and sleeps in the same poll.
+#[test]
+fn a_host_that_crashes_itself_mid_poll_exports_valid_json() {
+    let report = World::new(5)
+        .faults(Faults::none())
+        .host("db", |cx, world| async move {
+            cx.sleep(5).await?;
+            world.crash("db");
+            let options = OpenOptions::new();
+            let _ = options.write(true).create(true).open(&cx, "/x").await;
+            cx.sleep(5).await?;
+            Ok(())
+        })
+        .client("client", |cx, _| async move {
+            cx.sleep(30).await?;
+            Ok(())
+        })
+        .record_trace()
+        .run()
+        .unwrap();
+    check_shape(&report.trace.unwrap().to_perfetto_json());
+}
+
+/// 2,100 steps in one millisecond: laid out in order, closer than 1 µs, on both views.
+#[test]
+fn more_than_a_thousand_steps_in_one_millisecond_stay_in_order() {
+    let io = FiberIo::with_seed(4).record_trace();
+    io.run(|cx| async move {
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            tasks.push(cx.spawn(|cx| async move {
+                for _ in 0..700 {
+                    cx.yield_now().await?;
+                }
+                cx.sleep(1).await
+            }));
+        }
+        for task in tasks {
+            task.await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let trace = io.run_trace();
+    check_shape(&trace.to_perfetto_json());
+    let mut previous = 0.0;
+    for line in trace.timeline().lines() {
+        let at: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(
+            at >= previous,
+            "the timeline goes back: {previous} then {line}"
+        );
+        previous = at;
+    }
+}
+
+#[test]
+fn writing_to_a_directory_or_an_unwritable_file_names_the_path() {
+    let io = FiberIo::new().record_trace();
+    io.run(|cx| async move { cx.sleep(1).await }).unwrap();
+    for path in ["/proc/version", "/tmp"] {
+        let err = io.run_trace().write_perfetto(path).unwrap_err();
+        assert!(err.to_string().contains(path), "{err}");
+        assert_eq!(err.path, std::path::PathBuf::from(path));
+    }
 }

@@ -85,6 +85,42 @@ struct Pending {
     parked: Option<net::ParkOn>,
 }
 
+impl Pending {
+    /// Reports `result` to the op's task. Every op of the world completes here or in
+    /// [`complete_op`], so a traced run sees every completion.
+    fn complete(self, tracer: &Tracer, now: u64, id: u64, result: io::Result<usize>) {
+        let completion = Completion {
+            result,
+            op: self.op,
+        };
+        complete_op(tracer, now, id, self.host, &self.slot, completion);
+    }
+
+    /// The op ends without a result (its host crashed, its future is gone): traced as a
+    /// completion that never reached its task, so every traced submit has its end.
+    fn dropped(&self, tracer: &Tracer, now: u64, id: u64, why: &str) {
+        if tracer.is_on() {
+            let result = Err(io::Error::other(format!("dropped ({why})")));
+            tracer.op_completed(now, self.host, id, self.op.name(), &result);
+        }
+    }
+}
+
+/// Completes op `id` of `host` in `slot` (its task is readied), traced.
+fn complete_op(
+    tracer: &Tracer,
+    now: u64,
+    id: u64,
+    host: HostId,
+    slot: &OpSlot,
+    completion: Completion,
+) {
+    if tracer.is_on() {
+        tracer.op_completed(now, host, id, completion.op.name(), &completion.result);
+    }
+    slot.complete(completion);
+}
+
 /// Something the world does at a virtual time.
 #[derive(Debug)]
 enum Event {
@@ -291,15 +327,7 @@ impl Sim {
                 // The closure runs with the world unborrowed: it is the program's code.
                 if let Some(mut pending) = pending {
                     offload::run(&mut pending.op);
-                    if self.tracer.is_on() {
-                        let name = pending.op.name();
-                        self.tracer
-                            .op_completed(now, pending.host, op, name, &Ok(0));
-                    }
-                    pending.slot.complete(Completion {
-                        result: Ok(0),
-                        op: pending.op,
-                    });
+                    pending.complete(&self.tracer, now, op, Ok(0));
                 } else if let Some((_, mut op)) = detached {
                     offload::run(&mut op);
                     // Nobody is left to take the output, or a panic from its drop.
@@ -443,18 +471,20 @@ impl Sim {
             if offload::runs_later(&pending.op) {
                 state.detached.insert(id, (pending.host, pending.op));
             }
-            if state.tracer.is_on() {
-                let result = Err(Canceled.into());
-                let now = state.now;
-                state
-                    .tracer
-                    .op_completed(now, pending.host, id, shell.name(), &result);
-            }
+            let now = state.now;
             drop(state);
-            pending.slot.complete(Completion {
+            let completion = Completion {
                 result: Err(Canceled.into()),
                 op: shell,
-            });
+            };
+            complete_op(
+                &self.tracer,
+                now,
+                id,
+                pending.host,
+                &pending.slot,
+                completion,
+            );
             return;
         }
         if pending.done {
@@ -476,9 +506,9 @@ impl Sim {
     pub(crate) fn discard_op(&self, id: OpId) {
         let pending = {
             let mut state = self.state.borrow_mut();
-            let mut pending = state.ops.remove(&id.get());
-            if let Some(on) = pending.as_ref().and_then(|p| p.parked) {
-                net::unpark(&mut state, id.get(), on);
+            let mut pending = state.take_op(id.get());
+            if let Some(pending) = &pending {
+                pending.dropped(&state.tracer, state.now, id.get(), "its future is gone");
             }
             if pending.as_ref().is_some_and(|p| offload::runs_later(&p.op)) {
                 // A closure runs on at its turn, its output dropped. (A lookup's result is
@@ -618,21 +648,19 @@ impl State {
         event
     }
 
+    /// Takes op `id` out of the world (and out of the network queue it waits in), to end it.
+    fn take_op(&mut self, id: u64) -> Option<Pending> {
+        let pending = self.ops.remove(&id)?;
+        if let Some(on) = pending.parked {
+            net::unpark(self, id, on);
+        }
+        Some(pending)
+    }
+
     /// Completes op `id` with `result`, unless it already ended (canceled, discarded).
     fn complete(&mut self, id: u64, result: io::Result<usize>) {
-        if let Some(pending) = self.ops.remove(&id) {
-            if let Some(on) = pending.parked {
-                net::unpark(self, id, on);
-            }
-            if self.tracer.is_on() {
-                let name = pending.op.name();
-                self.tracer
-                    .op_completed(self.now, pending.host, id, name, &result);
-            }
-            pending.slot.complete(Completion {
-                result,
-                op: pending.op,
-            });
+        if let Some(pending) = self.take_op(id) {
+            pending.complete(&self.tracer, self.now, id, result);
         }
     }
 
@@ -687,12 +715,10 @@ impl Sim {
                 .map(|(&id, _)| id)
                 .collect();
             for id in ended {
-                let Some(pending) = state.ops.remove(&id) else {
+                let Some(pending) = state.take_op(id) else {
                     continue;
                 };
-                if let Some(on) = pending.parked {
-                    net::unpark(&mut state, id, on);
-                }
+                pending.dropped(&state.tracer, state.now, id, "its host crashed");
                 ended_ops.push(pending.op);
             }
             let detached = std::mem::take(&mut state.detached);
@@ -721,6 +747,9 @@ impl Sim {
         // Each task drops its future at its next run, without polling it: no code of the host
         // runs past the crash.
         for task in tasks {
+            if self.tracer.is_on() {
+                self.tracer.abandoned(task.id());
+            }
             task.abandon();
         }
     }

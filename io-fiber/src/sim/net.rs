@@ -36,7 +36,7 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use io_core::op::{Completion, Handle, Op, Resource, SocketOptions, UnixKind};
+use io_core::op::{Handle, Op, Resource, SocketOptions, UnixKind};
 use io_core::Unsupported;
 
 use super::dgram::{self, Dgram};
@@ -1002,17 +1002,11 @@ pub(super) fn finish(
     id: u64,
     f: impl FnOnce(&mut State, &mut Op) -> io::Result<usize>,
 ) {
-    let Some(mut pending) = state.ops.remove(&id) else {
+    let Some(mut pending) = state.take_op(id) else {
         return;
     };
-    if let Some(on) = pending.parked {
-        unpark(state, id, on);
-    }
     let result = f(state, &mut pending.op);
-    pending.slot.complete(Completion {
-        result,
-        op: pending.op,
-    });
+    pending.complete(&state.tracer, state.now, id, result);
 }
 
 fn try_accept(state: &mut State, listener: SockId, op: &mut Op) -> Option<io::Result<usize>> {

@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::{Rc, Weak};
 
 use futures_lite::FutureExt;
-use io_core::{Canceled, Cx, RunError, SpawnOptions, Task};
+use io_core::{Canceled, Cx, SpawnOptions, Task};
 
 use super::host::{Host, HostIo, Start};
 use super::{Faults, HostId};
@@ -468,47 +468,48 @@ impl World {
         });
         let fiber = io.fiber();
         let faults_log = fiber.sim.log();
+        let now = fiber.core.now_ms();
+        // A host's failure comes first: the clients were canceled because of it.
+        let failure = fiber.sim.failure().or_else(|| match &run {
+            Ok((failure, _)) => failure.clone(),
+            Err(err) => Some((err.to_string(), now)),
+        });
+        if record_trace {
+            fiber.tracer.settle_failure(failure.as_ref());
+        }
         let decisions = record_decisions.then(|| Box::new(io.decisions()));
         let trace = record_trace.then(|| Box::new(io.run_trace()));
-        let fail = |(cause, at_ms): (String, u64)| SimError {
-            seed,
-            at_ms,
-            cause,
-            faults: faults_log.clone(),
-            decisions: decisions.clone(),
-            trace: trace.clone(),
-        };
-        // A host's failure comes first: the clients were canceled because of it.
-        if let Some(failure) = fiber.sim.failure() {
-            return Err(fail(failure));
+        if let Some((cause, at_ms)) = failure {
+            return Err(SimError {
+                seed,
+                at_ms,
+                cause,
+                faults: faults_log,
+                decisions,
+                trace,
+            });
         }
-        let now = fiber.core.now_ms();
-        match run {
-            Ok((None, now_ms)) => {
-                let (mut stdout, mut stderr) = (BTreeMap::new(), BTreeMap::new());
-                for (name, out, err) in fiber.sim.output() {
-                    if !out.is_empty() {
-                        stdout.insert(name.clone(), out);
-                    }
-                    if !err.is_empty() {
-                        stderr.insert(name, err);
-                    }
-                }
-                Ok(WorldReport {
-                    seed,
-                    now_ms,
-                    trace_hash: io.trace_hash(),
-                    faults: faults_log,
-                    stdout,
-                    stderr,
-                    decisions,
-                    trace,
-                })
+        // No failure: the run returned.
+        let now_ms = run.map_or(now, |(_, now_ms)| now_ms);
+        let (mut stdout, mut stderr) = (BTreeMap::new(), BTreeMap::new());
+        for (name, out, err) in fiber.sim.output() {
+            if !out.is_empty() {
+                stdout.insert(name.clone(), out);
             }
-            Ok((Some(failure), _)) => Err(fail(failure)),
-            Err(RunError::Deadlock(deadlock)) => Err(fail((deadlock.to_string(), now))),
-            Err(err) => Err(fail((err.to_string(), now))),
+            if !err.is_empty() {
+                stderr.insert(name, err);
+            }
         }
+        Ok(WorldReport {
+            seed,
+            now_ms,
+            trace_hash: io.trace_hash(),
+            faults: faults_log,
+            stdout,
+            stderr,
+            decisions,
+            trace,
+        })
     }
 }
 
