@@ -164,7 +164,10 @@ impl Backend {
                 .map_err(|err| Error::Poll(err.to_string()))?
                 .run(main)?),
             #[allow(unreachable_patterns)]
-            other => Err(Error::NotCompiled(other.name())),
+            other => {
+                drop(main); // used by no arm when no backend is compiled in
+                Err(Error::NotCompiled(other.name()))
+            }
         }
     }
 }
