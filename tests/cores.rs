@@ -682,6 +682,177 @@ fn a_shared_channel_loses_nothing_under_random_cancels(backend: Backend) {
     assert_eq!(received, sent, "every value sent is received exactly once");
 }
 
+/// Completion wins (DESIGN.md, binding rule 3): a joiner that reaches a *finished* remote task
+/// with a cancel pending gets its value, as it would from a local `Task`.
+fn a_finished_remote_task_is_joined_with_its_value_even_by_a_canceled_joiner(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let remote = core.spawn_on(CoreId::new(1), |_cx| async move { Ok(7u32) });
+            while !remote.is_finished() {
+                cx.sleep(1).await?;
+            }
+            // Canceled at another suspend point, the joiner then joins the finished task.
+            let joiner = cx.spawn(move |cx| async move {
+                let _ = cx.sleep(3_600_000).await;
+                Ok(remote.await)
+            });
+            cx.sleep(5).await?;
+            joiner.cancel();
+            Ok(Some(joiner.await?))
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some(Ok(7)), None]);
+    // The same with a local task: the rule the remote join follows.
+    let local = backend
+        .run(|cx| async move {
+            let local = cx.spawn(|_| async move { Ok(7u32) });
+            while !local.is_finished() {
+                cx.sleep(1).await?;
+            }
+            let joiner = cx.spawn(move |cx| async move {
+                let _ = cx.sleep(3_600_000).await;
+                Ok(local.await)
+            });
+            cx.sleep(5).await?;
+            joiner.cancel();
+            joiner.await
+        })
+        .unwrap();
+    assert_eq!(local, Ok(7));
+}
+
+/// Cancel racing completion, many rounds: a joiner canceled after its remote task finished
+/// never loses the value (a canceled join is only allowed while the task is still running).
+fn a_remote_join_canceled_as_the_task_completes_never_drops_a_finished_value(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let cores = cores.seed(3);
+    let lost = support::within(30, "remote join cancel vs completion", move || {
+        let lost = Arc::new(AtomicUsize::new(0));
+        let counted = lost.clone();
+        cores
+            .run(move |cx, core| {
+                let lost = counted.clone();
+                async move {
+                    if core.id().index() != 0 {
+                        return Ok(());
+                    }
+                    for round in 0..300u32 {
+                        let remote =
+                            core.spawn_on(CoreId::new(1), move |_cx| async move { Ok(round) });
+                        let remote = Arc::new(std::sync::Mutex::new(Some(remote)));
+                        let joiner = cx.spawn({
+                            let remote = remote.clone();
+                            move |cx| async move {
+                                let _ = cx.sleep(u64::from(round % 3)).await;
+                                let remote = remote.lock().unwrap().take().unwrap();
+                                Ok(remote.await)
+                            }
+                        });
+                        cx.sleep(u64::from(round % 2)).await?;
+                        // Whether the value was there when the cancel was asked for.
+                        let finished_before_cancel = remote
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .is_some_and(|r| r.is_finished());
+                        joiner.cancel();
+                        // `Err`: the joiner was canceled before it took the handle.
+                        let got = joiner.await.unwrap_or(Ok(u32::MAX));
+                        if got.is_err() && finished_before_cancel {
+                            lost.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .unwrap();
+        lost.load(Ordering::SeqCst)
+    });
+    assert_eq!(
+        lost, 0,
+        "finished values dropped by a joiner's cancel (of 300)"
+    );
+}
+
+/// A panic in the `spawn_on` closure itself, before it returns its future, is the task's panic:
+/// it resumes in the joiner.
+fn a_panic_in_the_spawn_on_closure_reaches_its_joiner(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = cores.run(|_cx, core| async move {
+        if core.id().index() != 0 {
+            return Ok(());
+        }
+        let task = core.spawn_on(CoreId::new(1), |_cx| {
+            if true {
+                panic!("remote closure boom");
+            }
+            async move { Ok(()) }
+        });
+        task.await
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(0),
+            message: "remote closure boom".into()
+        })
+    );
+}
+
+/// A canceled join leaves the handle as it was: joined again (in a shield), it gives the value,
+/// as a local `Task` does.
+fn a_remote_task_can_be_joined_again_after_a_canceled_join(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let joiner = cx.spawn(move |cx| async move {
+                let mut remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                    cx.sleep(10).await?;
+                    Ok(7u32)
+                });
+                cx.current_task().unwrap().cancel();
+                let first = (&mut remote).await;
+                let second = cx.shield(&mut remote).await;
+                Ok((first, second))
+            });
+            Ok(Some(joiner.await?))
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some((Err(Canceled), Ok(7))), None]);
+    // The same with a local task.
+    let local = backend
+        .run(|cx| async move {
+            let joiner = cx.spawn(|cx| async move {
+                let mut local = cx.spawn(|cx| async move {
+                    cx.sleep(10).await?;
+                    Ok(7u32)
+                });
+                cx.current_task().unwrap().cancel();
+                let first = (&mut local).await;
+                let second = cx.shield(&mut local).await;
+                Ok((first, second))
+            });
+            joiner.await
+        })
+        .unwrap();
+    assert_eq!(local, (Err(Canceled), Ok(7)));
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -699,6 +870,10 @@ conformance!(
     each_core_accepts_on_its_own_reuse_port_listener,
     a_remote_task_canceled_before_it_starts_never_runs,
     a_shared_channel_loses_nothing_under_random_cancels,
+    a_finished_remote_task_is_joined_with_its_value_even_by_a_canceled_joiner,
+    a_remote_join_canceled_as_the_task_completes_never_drops_a_finished_value,
+    a_panic_in_the_spawn_on_closure_reaches_its_joiner,
+    a_remote_task_can_be_joined_again_after_a_canceled_join,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:
