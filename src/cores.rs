@@ -269,8 +269,10 @@ impl fmt::Debug for Core {
 }
 
 /// A thread-per-core run: `count` cores (default: [`std::thread::available_parallelism`]), each
-/// an executor on its own thread, pinned to CPU `index` where the OS allows (a refusal leaves it
-/// unpinned), with its own instance of `backend` (default: [`Backend::from_env`]).
+/// an executor on its own thread, pinned to the `index`-th CPU the process may run on (its
+/// affinity mask: `taskset`, a cpuset; wrapping when there are more cores than CPUs) where the OS
+/// allows (a refusal leaves it unpinned), with its own instance of `backend` (default:
+/// [`Backend::from_env`]).
 ///
 /// [`run`](Cores::run) calls `main` once per core and returns every core's value, in core order,
 /// when every main has returned. Cores keep serving cross-core spawns until then.
@@ -333,7 +335,8 @@ impl Cores {
         self
     }
 
-    /// Whether to pin each core's thread to its CPU (default: yes).
+    /// Whether to pin each core's thread to its CPU, the `index`-th of the process's allowed set
+    /// (default: yes).
     pub fn pin(mut self, pin: bool) -> Cores {
         self.pin = pin;
         self
@@ -412,6 +415,13 @@ impl Cores {
         F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
+        // Core `i` is pinned to the `i`-th CPU the process may run on (wrapping when there are
+        // more cores than CPUs), never outside that set; unknown (another OS), none is pinned.
+        let cpus = if self.pin {
+            io_core::allowed_cpus().ok().filter(|cpus| !cpus.is_empty())
+        } else {
+            None
+        };
         let mut threads = Vec::with_capacity(receivers.len());
         for (index, receiver) in receivers.into_iter().enumerate() {
             let core = Core {
@@ -419,13 +429,13 @@ impl Cores {
                 shared: shared.clone(),
             };
             let main = main.clone();
-            let pin = self.pin;
+            let cpu = cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
             let started = std::thread::Builder::new()
                 .name(format!("ioswap-core-{index}"))
                 .spawn(move || {
-                    if pin {
-                        // Pinning is best effort: a refusal (a cgroup, another OS) runs unpinned.
-                        let _ = io_core::pin_current_thread(index);
+                    if let Some(cpu) = cpu {
+                        // Pinning is best effort: a refusal (a cgroup) runs unpinned.
+                        let _ = io_core::pin_current_thread(cpu);
                     }
                     run_thread(backend, core, receiver, main)
                 });

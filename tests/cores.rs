@@ -853,6 +853,62 @@ fn a_remote_task_can_be_joined_again_after_a_canceled_join(backend: Backend) {
     assert_eq!(local, (Err(Canceled), Ok(7)));
 }
 
+/// The CPUs the calling thread may run on, as the kernel reports them.
+fn cpus_allowed() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// Core `i` is pinned to the `i`-th CPU of the process's affinity mask, wrapping, never outside
+/// it (the OS lets a thread widen its mask). A process confined to one CPU (`taskset -c N`) is
+/// played by a thread that narrows its own mask before the run: its cores inherit that mask.
+/// Fiber simulates the cores on the calling thread and pins nothing.
+fn pinning_stays_inside_the_process_affinity_mask(backend: Backend) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Some(cores) = cores(backend, 3) else {
+        return;
+    };
+    let masks = |cores: Cores| {
+        cores
+            .run(|cx, _core| async move {
+                cx.sleep(1).await?;
+                Ok(cpus_allowed())
+            })
+            .unwrap()
+    };
+    let (allowed, unconfined, confined, confined_to) = support::within(30, "pinning", move || {
+        let allowed = cpus_allowed();
+        let unconfined = masks(cores.clone());
+        let confined_to = *allowed.last().unwrap();
+        io_core::pin_current_thread(confined_to).unwrap();
+        (allowed, unconfined, masks(cores), confined_to)
+    });
+    assert_eq!(confined, vec![vec![confined_to]; 3], "{backend:?}");
+    for (i, mask) in unconfined.iter().enumerate() {
+        let want = match backend {
+            Backend::Fiber => allowed.clone(),
+            _ => vec![allowed[i % allowed.len()]],
+        };
+        // A refusal (a cgroup) leaves a core with the whole mask.
+        assert!(
+            *mask == want || *mask == allowed,
+            "{backend:?}: core {i} may run on {mask:?}, the process on {allowed:?}"
+        );
+    }
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -874,6 +930,7 @@ conformance!(
     a_remote_join_canceled_as_the_task_completes_never_drops_a_finished_value,
     a_panic_in_the_spawn_on_closure_reaches_its_joiner,
     a_remote_task_can_be_joined_again_after_a_canceled_join,
+    pinning_stays_inside_the_process_affinity_mask,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:

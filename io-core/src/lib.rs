@@ -91,7 +91,7 @@ mod unix;
 
 pub use adapter::{AbandonedWrite, Compat, CompatRead, CompatSource, CompatWrite};
 pub use addr::{lookup_host, ToAddrs};
-pub use affinity::pin_current_thread;
+pub use affinity::{allowed_cpus, pin_current_thread};
 pub use backend::BackendCore;
 pub use clock::RealClock;
 pub use cx::{cancel_pending, Cancelable, Cx, Shield, Suspend, TryTask};
