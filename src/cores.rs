@@ -233,6 +233,8 @@ impl Core {
     /// every core that binds the same address gets its own listener, and the kernel spreads
     /// incoming connections among them, so each core accepts and serves its own. Port 0 means
     /// one free port for all cores: the first core to bind chooses it, the others wait for it.
+    /// That holds per bind: the `k`-th port-0 bind of an address on each core shares one port,
+    /// so binding again (after closing the first listeners, say) gets a fresh free port.
     ///
     /// ```
     /// use ioswap::cores::Cores;
@@ -255,7 +257,7 @@ impl Core {
         addr: std::net::SocketAddr,
         options: io_core::op::SocketOptions,
     ) -> std::io::Result<io_core::TcpListener> {
-        listen::bind(&self.shared.ports, cx, addr, options).await
+        listen::bind(&self.shared.ports, self.id.0, cx, addr, options).await
     }
 }
 
@@ -378,7 +380,7 @@ impl Cores {
         let shared = Arc::new(Shared {
             reported: Mutex::new(vec![false; count]),
             inboxes,
-            ports: Arc::default(),
+            ports: Arc::new(listen::Ports::new(count)),
             running: AtomicUsize::new(count),
             failure: Mutex::new(None),
         });

@@ -909,6 +909,60 @@ fn pinning_stays_inside_the_process_affinity_mask(backend: Backend) {
     }
 }
 
+/// Port 0 is chosen per bind, not remembered for the run: after the first listeners are closed,
+/// binding port 0 again gets a fresh free port, even when something else took the old one
+/// meanwhile (on real sockets, a std listener squats it; fiber's simulated network hands out
+/// ports in order, so a fresh one differs from the old).
+fn a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let closed = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(AtomicBool::new(false));
+    let squatter = Arc::new(std::sync::Mutex::new(None::<std::net::TcpListener>));
+    let values = cores
+        .run(move |cx, core| {
+            let (closed, taken, squatter) = (closed.clone(), taken.clone(), squatter.clone());
+            async move {
+                let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+                let first = core
+                    .bind_reuse_port(&cx, addr, SocketOptions::default())
+                    .await
+                    .unwrap();
+                let port = first.local_addr().unwrap().port();
+                drop(first);
+                closed.fetch_add(1, Ordering::SeqCst);
+                if core.id().index() == 0 {
+                    while closed.load(Ordering::SeqCst) < 2 {
+                        cx.sleep(1).await?;
+                    }
+                    if backend != Backend::Fiber {
+                        // Another program takes the port that is free again.
+                        let held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+                        *squatter.lock().unwrap() = Some(held);
+                    }
+                    taken.store(true, Ordering::SeqCst);
+                } else {
+                    until(&cx, &taken).await?;
+                }
+                let second = core
+                    .bind_reuse_port(&cx, addr, SocketOptions::default())
+                    .await
+                    .map(|l| l.local_addr().unwrap().port());
+                Ok(second
+                    .map(|second| (second != port, second))
+                    .map_err(|e| e.to_string()))
+            }
+        })
+        .unwrap();
+    let (fresh, ports): (Vec<bool>, Vec<u16>) = values.into_iter().map(|v| v.unwrap()).unzip();
+    assert_eq!(fresh, vec![true, true], "{backend:?}");
+    assert_eq!(
+        ports[0], ports[1],
+        "{backend:?}: the second bind is one port for all cores"
+    );
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -931,6 +985,7 @@ conformance!(
     a_panic_in_the_spawn_on_closure_reaches_its_joiner,
     a_remote_task_can_be_joined_again_after_a_canceled_join,
     pinning_stays_inside_the_process_affinity_mask,
+    a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:
