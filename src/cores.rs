@@ -104,12 +104,13 @@ pub enum CoresError {
         /// The core.
         core: CoreId,
     },
-    /// The operating system would not start a core's thread.
-    #[error("{core}: its thread could not be started: {message}")]
+    /// The operating system would not start a core's thread, or the thread ended with a panic
+    /// that escaped its run.
+    #[error("{core}: its thread failed: {message}")]
     Thread {
         /// The core.
         core: CoreId,
-        /// The system's reason.
+        /// The system's reason, or the panic's message.
         message: String,
     },
 }
@@ -448,14 +449,26 @@ impl Cores {
                     threads.push(None);
                     shared.fail(CoresError::Thread {
                         core: CoreId(index),
-                        message: err.to_string(),
+                        message: format!("it could not be started: {err}"),
                     });
                 }
             }
         }
         threads
             .into_iter()
-            .map(|thread| thread.and_then(|t| t.join().ok().flatten()))
+            .enumerate()
+            .map(|(index, thread)| match thread?.join() {
+                Ok(value) => value,
+                // A panic that escaped the core's own catch (its failure report, say): the core
+                // failed, typed, rather than a panic of `run`.
+                Err(payload) => {
+                    shared.fail(CoresError::Thread {
+                        core: CoreId(index),
+                        message: format!("it panicked: {}", panic_message(&*payload)),
+                    });
+                    None
+                }
+            })
             .collect()
     }
 }
