@@ -202,8 +202,10 @@ impl<T> fmt::Debug for RemoteTask<T> {
 }
 
 impl<T: 'static> Start<T> {
-    /// Starts the body as a detached task of `cx`'s core. A task canceled before this never
-    /// calls `body`.
+    /// Starts the body as a detached task of `cx`'s core. The task's first look at the cancel
+    /// request is its start: a task canceled before it never calls `body`; a cancel after it is
+    /// one of a started task, delivered at its first suspend point as for a local task (so
+    /// `body` is never called only to have its future dropped unpolled).
     pub(super) fn start<F, Fut>(self, cx: &Cx, body: F)
     where
         F: FnOnce(Cx) -> Fut + 'static,
@@ -227,7 +229,6 @@ impl<T: 'static> Start<T> {
                 start: self,
                 future,
                 canceled: false,
-                polled: false,
             }
             .await;
             Ok(())
@@ -249,7 +250,6 @@ struct Body<T, Fut> {
     start: Start<T>,
     future: Pin<Box<Fut>>,
     canceled: bool,
-    polled: bool,
 }
 
 impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
@@ -270,18 +270,12 @@ impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
             }
             drop(state);
             if this.canceled {
-                if !this.polled {
-                    // Canceled before it first ran: its body never runs.
-                    this.start.shared.finish(Outcome::Canceled);
-                    return Poll::Ready(());
-                }
                 // Our own task: its next suspend point raises `Canceled`, as for a local cancel.
                 if let Some(task) = this.cx.current_task() {
                     task.cancel();
                 }
             }
         }
-        this.polled = true;
         let future = &mut this.future;
         let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,
