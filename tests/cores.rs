@@ -963,6 +963,327 @@ fn a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port(bac
     );
 }
 
+/// Many rounds of a plain thread spawning on a core while the run ends: every handle resolves
+/// (joined `Ok` or `Err(Canceled)`), none hangs. Fiber's simulated cores run on the calling
+/// thread, so a plain thread's spawns there are only served while the run lasts: the same.
+fn spawning_on_a_stopping_core_always_resolves(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let cores = cores.pin(false);
+    let rounds = if backend == Backend::Fiber { 20 } else { 100 };
+    for round in 0..rounds {
+        let cores = cores.clone();
+        let handles = support::within(30, "spawning on a stopping core", move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let values = cores
+                .run(move |_cx, core| {
+                    let tx = tx.clone();
+                    async move {
+                        if core.id().index() == 1 {
+                            std::thread::spawn(move || {
+                                for _ in 0..50 {
+                                    let task =
+                                        core.spawn_on(CoreId::new(0), |_cx| async { Ok(1u8) });
+                                    let _ = tx.send(task);
+                                }
+                            });
+                        }
+                        Ok(round)
+                    }
+                })
+                .unwrap();
+            assert_eq!(values, vec![round, round]);
+            let mut resolved = 0;
+            while let Ok(task) = rx.recv_timeout(Duration::from_secs(5)) {
+                let _ = futures_lite::future::block_on(task);
+                resolved += 1;
+            }
+            resolved
+        });
+        assert_eq!(handles, 50, "round {round}");
+    }
+}
+
+/// A core that panics while another core's *thread* is blocked (std, not cancelable) on a task
+/// of the panicking core: that core's run ending cancels the task, so the block ends. Fiber's
+/// simulated cores share one thread, which a blocked core would stop: no such case there.
+fn a_panicking_core_releases_a_thread_blocked_on_its_remote_task(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    if backend == Backend::Fiber {
+        return;
+    }
+    let outcome = support::within(30, "a panicking core releases a block", move || {
+        cores.pin(false).run(|cx, core| async move {
+            if core.id().index() == 1 {
+                cx.sleep(20).await?;
+                panic!("core one gives up");
+            }
+            let remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                cx.sleep(3_600_000).await?;
+                Ok(())
+            });
+            // Blocks core 0's thread: only core 1's run ending can end it.
+            assert_eq!(futures_lite::future::block_on(remote), Err(Canceled));
+            Ok(())
+        })
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(1),
+            message: "core one gives up".into()
+        })
+    );
+}
+
+/// The same with the joiner in a shield (the run's cancel of its main is not delivered there):
+/// the remote task's cancel at its core's end still ends the join.
+fn a_panicking_core_releases_a_shielded_remote_join(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = support::within(30, "a panicking core releases a shielded join", move || {
+        cores.pin(false).run(|cx, core| async move {
+            if core.id().index() == 1 {
+                cx.sleep(20).await?;
+                panic!("core one gives up");
+            }
+            let remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                cx.sleep(3_600_000).await?;
+                Ok(())
+            });
+            assert_eq!(cx.shield(remote).await, Err(Canceled));
+            Ok(())
+        })
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(1),
+            message: "core one gives up".into()
+        })
+    );
+}
+
+/// Port 0 on an address no core can bind: every core gets the error, none waits forever for a
+/// port that will never be published. (Fiber's simulated host has every address: not a case.)
+fn a_port_zero_bind_that_fails_everywhere_never_hangs(backend: Backend) {
+    let Some(cores) = cores(backend, 4) else {
+        return;
+    };
+    if backend == Backend::Fiber {
+        return;
+    }
+    let out = support::within(30, "a port-0 bind failing everywhere", move || {
+        cores.pin(false).run(|cx, core| async move {
+            // TEST-NET-3: not a local address.
+            let addr = "203.0.113.7:0".parse().unwrap();
+            let got = core
+                .bind_reuse_port(&cx, addr, SocketOptions::default())
+                .await;
+            Ok(got.is_err())
+        })
+    });
+    assert_eq!(out, Ok(vec![true; 4]));
+}
+
+/// More cores than CPUs: the extra ones share CPUs (pinning wraps), the run completes.
+fn more_cores_than_cpus_run(backend: Backend) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2 + 1;
+    let Some(cores) = cores(backend, n) else {
+        return;
+    };
+    let out = support::within(30, "more cores than CPUs", move || {
+        cores.run(|cx, core| async move {
+            cx.sleep(1).await?;
+            Ok(core.id().index())
+        })
+    });
+    assert_eq!(out, Ok((0..n).collect::<Vec<_>>()));
+}
+
+/// Lost inbox wake-ups: core 1 goes idle between every spawn (each is joined before the next),
+/// spawned on from a core and from a plain thread at once. A lost wake is a hang. (Fiber: the
+/// plain thread would block the simulation's one thread; the core's half runs alone.)
+fn an_idle_core_is_woken_by_every_spawn(backend: Backend) {
+    const N: u64 = 2_000;
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let from_thread = backend != Backend::Fiber;
+    let out = support::within(30, "inbox wakes", move || {
+        let (done_tx, done_rx) = shared::bounded::<()>(1);
+        let done_tx = Arc::new(std::sync::Mutex::new(Some(done_tx)));
+        cores.pin(false).run(move |cx, core| {
+            let (done_rx, done_tx) = (done_rx.clone(), done_tx.clone());
+            async move {
+                if core.id().index() == 1 {
+                    // An idle core: its main waits for the end.
+                    let _ = done_rx.recv(&cx).await;
+                    return Ok(0u64);
+                }
+                let other = core.clone();
+                let thread = from_thread.then(|| {
+                    std::thread::spawn(move || {
+                        (0..N)
+                            .map(|i| {
+                                let task =
+                                    other.spawn_on(CoreId::new(1), move |_cx| async move { Ok(i) });
+                                futures_lite::future::block_on(task).unwrap()
+                            })
+                            .sum::<u64>()
+                    })
+                });
+                let mut sum = 0;
+                for i in 0..N {
+                    sum += core
+                        .spawn_on(CoreId::new(1), move |_cx| async move { Ok(i) })
+                        .await?;
+                }
+                if let Some(thread) = thread {
+                    while !thread.is_finished() {
+                        cx.sleep(1).await?;
+                    }
+                    sum += thread.join().unwrap();
+                }
+                drop(done_tx.lock().unwrap().take());
+                Ok(sum)
+            }
+        })
+    });
+    let one = (0..N).sum::<u64>();
+    let want = if from_thread { 2 * one } else { one };
+    assert_eq!(out, Ok(vec![want, 0]));
+}
+
+/// A shared channel's woken receiver that is canceled (or dropped, a lost select) before it
+/// takes passes its wake on. Core 1 has a steady receiver and a stream of short-lived receivers
+/// canceled or dropped; core 0 sends one value at a time and waits for its ack. A lost wake is a
+/// hang.
+fn a_shared_wake_is_never_lost_on_a_canceled_receiver(backend: Backend) {
+    const N: u32 = 1_000;
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let out = support::within(30, "shared wake", move || {
+        let (tx, rx) = shared::bounded::<u32>(1);
+        let (ack_tx, ack_rx) = shared::unbounded::<u32>();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        cores.seed(9).pin(false).run(move |cx, core| {
+            let (rx, ack_tx, ack_rx) = (rx.clone(), ack_tx.clone(), ack_rx.clone());
+            let tx = tx.lock().unwrap().clone();
+            async move {
+                if core.id().index() == 0 {
+                    let tx = tx.unwrap();
+                    for i in 0..N {
+                        tx.send(&cx, i).await.map_err(|_| Canceled)?;
+                        assert_eq!(ack_rx.recv(&cx).await, Ok(i));
+                    }
+                    tx.close();
+                    return Ok(N);
+                }
+                drop(tx);
+                let steady = cx.spawn({
+                    let (rx, ack_tx) = (rx.clone(), ack_tx.clone());
+                    move |cx| async move {
+                        while let Ok(v) = rx.recv(&cx).await {
+                            let _ = ack_tx.try_send(v);
+                        }
+                        Ok(())
+                    }
+                });
+                for round in 0u64.. {
+                    let flaky = cx.spawn({
+                        let (rx, ack_tx) = (rx.clone(), ack_tx.clone());
+                        move |cx| async move {
+                            if round % 2 == 0 {
+                                // Dropped while waiting (a lost select).
+                                let got = futures_lite::future::or(
+                                    async { Some(rx.recv(&cx).await) },
+                                    async {
+                                        let _ = cx.sleep(0).await;
+                                        None
+                                    },
+                                )
+                                .await;
+                                if let Some(Ok(v)) = got {
+                                    let _ = ack_tx.try_send(v);
+                                }
+                                return Ok(false);
+                            }
+                            match rx.recv(&cx).await {
+                                Ok(v) => {
+                                    let _ = ack_tx.try_send(v);
+                                    Ok(false)
+                                }
+                                Err(RecvError::Closed) => Ok(true),
+                                Err(_) => Ok(false),
+                            }
+                        }
+                    });
+                    let _ = cx.sleep(round % 2).await;
+                    flaky.cancel();
+                    if let Ok(true) = flaky.await {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(v) => {
+                            let _ = ack_tx.try_send(v);
+                        }
+                        Err(ioswap::channel::TryRecvError::Closed) => break,
+                        Err(_) => {}
+                    }
+                }
+                let _ = steady.await;
+                Ok(0)
+            }
+        })
+    });
+    assert_eq!(out, Ok(vec![N, 0]));
+}
+
+/// A remote cancel racing the task's start and completion: a body that completed (its side
+/// effect is visible) joins `Ok`; one that did not joins `Err(Canceled)`.
+fn a_remote_cancel_racing_start_and_completion_joins_what_the_body_did(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let bad = support::within(30, "remote cancel vs start", move || {
+        cores.seed(5).pin(false).run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(0);
+            }
+            let mut bad = 0;
+            for i in 0..1_000u32 {
+                let done = Arc::new(AtomicBool::new(false));
+                let task = core.spawn_on(CoreId::new(1), {
+                    let done = done.clone();
+                    move |cx| async move {
+                        if i % 3 == 0 {
+                            cx.yield_now().await?;
+                        }
+                        done.store(true, Ordering::SeqCst);
+                        Ok(i)
+                    }
+                });
+                if i % 5 == 0 {
+                    cx.yield_now().await?;
+                }
+                task.cancel();
+                let got = task.await;
+                if done.load(Ordering::SeqCst) != got.is_ok() {
+                    bad += 1;
+                }
+            }
+            Ok(bad)
+        })
+    });
+    assert_eq!(bad, Ok(vec![0, 0]));
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -986,6 +1307,14 @@ conformance!(
     a_remote_task_can_be_joined_again_after_a_canceled_join,
     pinning_stays_inside_the_process_affinity_mask,
     a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port,
+    spawning_on_a_stopping_core_always_resolves,
+    a_panicking_core_releases_a_thread_blocked_on_its_remote_task,
+    a_panicking_core_releases_a_shielded_remote_join,
+    a_port_zero_bind_that_fails_everywhere_never_hangs,
+    more_cores_than_cpus_run,
+    an_idle_core_is_woken_by_every_spawn,
+    a_shared_wake_is_never_lost_on_a_canceled_receiver,
+    a_remote_cancel_racing_start_and_completion_joins_what_the_body_did,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:
@@ -1126,4 +1455,67 @@ fn a_run_on_zero_cores_is_an_error() {
         .backend(Backend::Fiber)
         .run(|_cx, _core| async { Ok(()) });
     assert_eq!(outcome, Err(CoresError::NoCores));
+}
+
+/// Values left in a shared channel's buffer when both sides are gone are dropped, once each.
+#[test]
+fn values_left_in_a_shared_channel_are_dropped() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = shared::bounded::<Counted>(8);
+    for _ in 0..5 {
+        assert!(tx.try_send(Counted(drops.clone())).is_ok());
+    }
+    drop(rx);
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(tx);
+    assert_eq!(drops.load(Ordering::SeqCst), 5);
+}
+
+/// A simulated run with remote tasks, cancels and shared channels is a function of its seed.
+#[cfg(feature = "fiber")]
+#[test]
+fn simulated_cores_with_cancels_and_channels_are_a_function_of_the_seed() {
+    fn log(seed: u64) -> Vec<String> {
+        let (tx, rx) = shared::bounded::<(usize, u32)>(2);
+        let log = Cores::new()
+            .count(3)
+            .backend(Backend::Fiber)
+            .seed(seed)
+            .run(move |cx, core| {
+                let (tx, rx) = (tx.clone(), rx.clone());
+                async move {
+                    let me = core.id().index();
+                    let next = CoreId::new((me + 1) % core.count());
+                    let mut log = Vec::new();
+                    for i in 0..20u32 {
+                        let task = core.spawn_on(next, move |cx| async move {
+                            cx.sleep(u64::from(i % 3)).await?;
+                            Ok(i)
+                        });
+                        if i % 4 == 0 {
+                            task.cancel();
+                        }
+                        log.push(format!("{me} join {i} {:?} @{}", task.await, cx.now_ms()));
+                        if let Err(e) = tx.send(&cx, (me, i)).await {
+                            log.push(format!("{me} send err {e:?}"));
+                        }
+                        if let Ok(v) = rx.recv(&cx).await {
+                            log.push(format!("{me} got {v:?} @{}", cx.now_ms()));
+                        }
+                    }
+                    Ok(log)
+                }
+            })
+            .unwrap();
+        log.into_iter().flatten().collect()
+    }
+    for seed in 0..10 {
+        assert_eq!(log(seed), log(seed), "seed {seed}");
+    }
 }
