@@ -104,12 +104,13 @@ pub enum CoresError {
         /// The core.
         core: CoreId,
     },
-    /// The operating system would not start a core's thread.
-    #[error("{core}: its thread could not be started: {message}")]
+    /// The operating system would not start a core's thread, or the thread ended with a panic
+    /// that escaped its run.
+    #[error("{core}: its thread failed: {message}")]
     Thread {
         /// The core.
         core: CoreId,
-        /// The system's reason.
+        /// The system's reason, or the panic's message.
         message: String,
     },
 }
@@ -233,6 +234,8 @@ impl Core {
     /// every core that binds the same address gets its own listener, and the kernel spreads
     /// incoming connections among them, so each core accepts and serves its own. Port 0 means
     /// one free port for all cores: the first core to bind chooses it, the others wait for it.
+    /// That holds per bind: the `k`-th port-0 bind of an address on each core shares one port,
+    /// so binding again (after closing the first listeners, say) gets a fresh free port.
     ///
     /// ```
     /// use ioswap::cores::Cores;
@@ -255,7 +258,7 @@ impl Core {
         addr: std::net::SocketAddr,
         options: io_core::op::SocketOptions,
     ) -> std::io::Result<io_core::TcpListener> {
-        listen::bind(&self.shared.ports, cx, addr, options).await
+        listen::bind(&self.shared.ports, self.id.0, cx, addr, options).await
     }
 }
 
@@ -269,8 +272,10 @@ impl fmt::Debug for Core {
 }
 
 /// A thread-per-core run: `count` cores (default: [`std::thread::available_parallelism`]), each
-/// an executor on its own thread, pinned to CPU `index` where the OS allows (a refusal leaves it
-/// unpinned), with its own instance of `backend` (default: [`Backend::from_env`]).
+/// an executor on its own thread, pinned to the `index`-th CPU the process may run on (its
+/// affinity mask: `taskset`, a cpuset; wrapping when there are more cores than CPUs) where the OS
+/// allows (a refusal leaves it unpinned), with its own instance of `backend` (default:
+/// [`Backend::from_env`]).
 ///
 /// [`run`](Cores::run) calls `main` once per core and returns every core's value, in core order,
 /// when every main has returned. Cores keep serving cross-core spawns until then.
@@ -333,7 +338,8 @@ impl Cores {
         self
     }
 
-    /// Whether to pin each core's thread to its CPU (default: yes).
+    /// Whether to pin each core's thread to its CPU, the `index`-th of the process's allowed set
+    /// (default: yes).
     pub fn pin(mut self, pin: bool) -> Cores {
         self.pin = pin;
         self
@@ -375,7 +381,7 @@ impl Cores {
         let shared = Arc::new(Shared {
             reported: Mutex::new(vec![false; count]),
             inboxes,
-            ports: Arc::default(),
+            ports: Arc::new(listen::Ports::new(count)),
             running: AtomicUsize::new(count),
             failure: Mutex::new(None),
         });
@@ -412,6 +418,13 @@ impl Cores {
         F: Fn(Cx, Core) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
+        // Core `i` is pinned to the `i`-th CPU the process may run on (wrapping when there are
+        // more cores than CPUs), never outside that set; unknown (another OS), none is pinned.
+        let cpus = if self.pin {
+            io_core::allowed_cpus().ok().filter(|cpus| !cpus.is_empty())
+        } else {
+            None
+        };
         let mut threads = Vec::with_capacity(receivers.len());
         for (index, receiver) in receivers.into_iter().enumerate() {
             let core = Core {
@@ -419,13 +432,13 @@ impl Cores {
                 shared: shared.clone(),
             };
             let main = main.clone();
-            let pin = self.pin;
+            let cpu = cpus.as_ref().map(|cpus| cpus[index % cpus.len()]);
             let started = std::thread::Builder::new()
                 .name(format!("ioswap-core-{index}"))
                 .spawn(move || {
-                    if pin {
-                        // Pinning is best effort: a refusal (a cgroup, another OS) runs unpinned.
-                        let _ = io_core::pin_current_thread(index);
+                    if let Some(cpu) = cpu {
+                        // Pinning is best effort: a refusal (a cgroup) runs unpinned.
+                        let _ = io_core::pin_current_thread(cpu);
                     }
                     run_thread(backend, core, receiver, main)
                 });
@@ -436,14 +449,26 @@ impl Cores {
                     threads.push(None);
                     shared.fail(CoresError::Thread {
                         core: CoreId(index),
-                        message: err.to_string(),
+                        message: format!("it could not be started: {err}"),
                     });
                 }
             }
         }
         threads
             .into_iter()
-            .map(|thread| thread.and_then(|t| t.join().ok().flatten()))
+            .enumerate()
+            .map(|(index, thread)| match thread?.join() {
+                Ok(value) => value,
+                // A panic that escaped the core's own catch (its failure report, say): the core
+                // failed, typed, rather than a panic of `run`.
+                Err(payload) => {
+                    shared.fail(CoresError::Thread {
+                        core: CoreId(index),
+                        message: format!("it panicked: {}", panic_message(&*payload)),
+                    });
+                    None
+                }
+            })
             .collect()
     }
 }

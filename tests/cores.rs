@@ -682,6 +682,608 @@ fn a_shared_channel_loses_nothing_under_random_cancels(backend: Backend) {
     assert_eq!(received, sent, "every value sent is received exactly once");
 }
 
+/// Completion wins (DESIGN.md, binding rule 3): a joiner that reaches a *finished* remote task
+/// with a cancel pending gets its value, as it would from a local `Task`.
+fn a_finished_remote_task_is_joined_with_its_value_even_by_a_canceled_joiner(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let remote = core.spawn_on(CoreId::new(1), |_cx| async move { Ok(7u32) });
+            while !remote.is_finished() {
+                cx.sleep(1).await?;
+            }
+            // Canceled at another suspend point, the joiner then joins the finished task.
+            let joiner = cx.spawn(move |cx| async move {
+                let _ = cx.sleep(3_600_000).await;
+                Ok(remote.await)
+            });
+            cx.sleep(5).await?;
+            joiner.cancel();
+            Ok(Some(joiner.await?))
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some(Ok(7)), None]);
+    // The same with a local task: the rule the remote join follows.
+    let local = backend
+        .run(|cx| async move {
+            let local = cx.spawn(|_| async move { Ok(7u32) });
+            while !local.is_finished() {
+                cx.sleep(1).await?;
+            }
+            let joiner = cx.spawn(move |cx| async move {
+                let _ = cx.sleep(3_600_000).await;
+                Ok(local.await)
+            });
+            cx.sleep(5).await?;
+            joiner.cancel();
+            joiner.await
+        })
+        .unwrap();
+    assert_eq!(local, Ok(7));
+}
+
+/// Cancel racing completion, many rounds: a joiner canceled after its remote task finished
+/// never loses the value (a canceled join is only allowed while the task is still running).
+fn a_remote_join_canceled_as_the_task_completes_never_drops_a_finished_value(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let cores = cores.seed(3);
+    let lost = support::within(30, "remote join cancel vs completion", move || {
+        let lost = Arc::new(AtomicUsize::new(0));
+        let counted = lost.clone();
+        cores
+            .run(move |cx, core| {
+                let lost = counted.clone();
+                async move {
+                    if core.id().index() != 0 {
+                        return Ok(());
+                    }
+                    for round in 0..300u32 {
+                        let remote =
+                            core.spawn_on(CoreId::new(1), move |_cx| async move { Ok(round) });
+                        let remote = Arc::new(std::sync::Mutex::new(Some(remote)));
+                        let joiner = cx.spawn({
+                            let remote = remote.clone();
+                            move |cx| async move {
+                                let _ = cx.sleep(u64::from(round % 3)).await;
+                                let remote = remote.lock().unwrap().take().unwrap();
+                                Ok(remote.await)
+                            }
+                        });
+                        cx.sleep(u64::from(round % 2)).await?;
+                        // Whether the value was there when the cancel was asked for.
+                        let finished_before_cancel = remote
+                            .lock()
+                            .unwrap()
+                            .as_ref()
+                            .is_some_and(|r| r.is_finished());
+                        joiner.cancel();
+                        // `Err`: the joiner was canceled before it took the handle.
+                        let got = joiner.await.unwrap_or(Ok(u32::MAX));
+                        if got.is_err() && finished_before_cancel {
+                            lost.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .unwrap();
+        lost.load(Ordering::SeqCst)
+    });
+    assert_eq!(
+        lost, 0,
+        "finished values dropped by a joiner's cancel (of 300)"
+    );
+}
+
+/// A panic in the `spawn_on` closure itself, before it returns its future, is the task's panic:
+/// it resumes in the joiner.
+fn a_panic_in_the_spawn_on_closure_reaches_its_joiner(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = cores.run(|_cx, core| async move {
+        if core.id().index() != 0 {
+            return Ok(());
+        }
+        let task = core.spawn_on(CoreId::new(1), |_cx| {
+            if true {
+                panic!("remote closure boom");
+            }
+            async move { Ok(()) }
+        });
+        task.await
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(0),
+            message: "remote closure boom".into()
+        })
+    );
+}
+
+/// A canceled join leaves the handle as it was: joined again (in a shield), it gives the value,
+/// as a local `Task` does.
+fn a_remote_task_can_be_joined_again_after_a_canceled_join(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let values = cores
+        .run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(None);
+            }
+            let joiner = cx.spawn(move |cx| async move {
+                let mut remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                    cx.sleep(10).await?;
+                    Ok(7u32)
+                });
+                cx.current_task().unwrap().cancel();
+                let first = (&mut remote).await;
+                let second = cx.shield(&mut remote).await;
+                Ok((first, second))
+            });
+            Ok(Some(joiner.await?))
+        })
+        .unwrap();
+    assert_eq!(values, vec![Some((Err(Canceled), Ok(7))), None]);
+    // The same with a local task.
+    let local = backend
+        .run(|cx| async move {
+            let joiner = cx.spawn(|cx| async move {
+                let mut local = cx.spawn(|cx| async move {
+                    cx.sleep(10).await?;
+                    Ok(7u32)
+                });
+                cx.current_task().unwrap().cancel();
+                let first = (&mut local).await;
+                let second = cx.shield(&mut local).await;
+                Ok((first, second))
+            });
+            joiner.await
+        })
+        .unwrap();
+    assert_eq!(local, (Err(Canceled), Ok(7)));
+}
+
+/// The CPUs the calling thread may run on, as the kernel reports them.
+fn cpus_allowed() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// Core `i` is pinned to the `i`-th CPU of the process's affinity mask, wrapping, never outside
+/// it (the OS lets a thread widen its mask). A process confined to one CPU (`taskset -c N`) is
+/// played by a thread that narrows its own mask before the run: its cores inherit that mask.
+/// Fiber simulates the cores on the calling thread and pins nothing.
+fn pinning_stays_inside_the_process_affinity_mask(backend: Backend) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Some(cores) = cores(backend, 3) else {
+        return;
+    };
+    let masks = |cores: Cores| {
+        cores
+            .run(|cx, _core| async move {
+                cx.sleep(1).await?;
+                Ok(cpus_allowed())
+            })
+            .unwrap()
+    };
+    let (allowed, unconfined, confined, confined_to) = support::within(30, "pinning", move || {
+        let allowed = cpus_allowed();
+        let unconfined = masks(cores.clone());
+        let confined_to = *allowed.last().unwrap();
+        io_core::pin_current_thread(confined_to).unwrap();
+        (allowed, unconfined, masks(cores), confined_to)
+    });
+    assert_eq!(confined, vec![vec![confined_to]; 3], "{backend:?}");
+    for (i, mask) in unconfined.iter().enumerate() {
+        let want = match backend {
+            Backend::Fiber => allowed.clone(),
+            _ => vec![allowed[i % allowed.len()]],
+        };
+        // A refusal (a cgroup) leaves a core with the whole mask.
+        assert!(
+            *mask == want || *mask == allowed,
+            "{backend:?}: core {i} may run on {mask:?}, the process on {allowed:?}"
+        );
+    }
+}
+
+/// Port 0 is chosen per bind, not remembered for the run: after the first listeners are closed,
+/// binding port 0 again gets a fresh free port, even when something else took the old one
+/// meanwhile (on real sockets, a std listener squats it; fiber's simulated network hands out
+/// ports in order, so a fresh one differs from the old).
+fn a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let closed = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(AtomicBool::new(false));
+    let squatter = Arc::new(std::sync::Mutex::new(None::<std::net::TcpListener>));
+    let values = cores
+        .run(move |cx, core| {
+            let (closed, taken, squatter) = (closed.clone(), taken.clone(), squatter.clone());
+            async move {
+                let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+                let first = core
+                    .bind_reuse_port(&cx, addr, SocketOptions::default())
+                    .await
+                    .unwrap();
+                let port = first.local_addr().unwrap().port();
+                drop(first);
+                closed.fetch_add(1, Ordering::SeqCst);
+                if core.id().index() == 0 {
+                    while closed.load(Ordering::SeqCst) < 2 {
+                        cx.sleep(1).await?;
+                    }
+                    if backend != Backend::Fiber {
+                        // Another program takes the port that is free again.
+                        let held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+                        *squatter.lock().unwrap() = Some(held);
+                    }
+                    taken.store(true, Ordering::SeqCst);
+                } else {
+                    until(&cx, &taken).await?;
+                }
+                let second = core
+                    .bind_reuse_port(&cx, addr, SocketOptions::default())
+                    .await
+                    .map(|l| l.local_addr().unwrap().port());
+                Ok(second
+                    .map(|second| (second != port, second))
+                    .map_err(|e| e.to_string()))
+            }
+        })
+        .unwrap();
+    let (fresh, ports): (Vec<bool>, Vec<u16>) = values.into_iter().map(|v| v.unwrap()).unzip();
+    assert_eq!(fresh, vec![true, true], "{backend:?}");
+    assert_eq!(
+        ports[0], ports[1],
+        "{backend:?}: the second bind is one port for all cores"
+    );
+}
+
+/// Many rounds of a plain thread spawning on a core while the run ends: every handle resolves
+/// (joined `Ok` or `Err(Canceled)`), none hangs. Fiber's simulated cores run on the calling
+/// thread, so a plain thread's spawns there are only served while the run lasts: the same.
+fn spawning_on_a_stopping_core_always_resolves(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let cores = cores.pin(false);
+    let rounds = if backend == Backend::Fiber { 20 } else { 100 };
+    for round in 0..rounds {
+        let cores = cores.clone();
+        let handles = support::within(30, "spawning on a stopping core", move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let values = cores
+                .run(move |_cx, core| {
+                    let tx = tx.clone();
+                    async move {
+                        if core.id().index() == 1 {
+                            std::thread::spawn(move || {
+                                for _ in 0..50 {
+                                    let task =
+                                        core.spawn_on(CoreId::new(0), |_cx| async { Ok(1u8) });
+                                    let _ = tx.send(task);
+                                }
+                            });
+                        }
+                        Ok(round)
+                    }
+                })
+                .unwrap();
+            assert_eq!(values, vec![round, round]);
+            let mut resolved = 0;
+            while let Ok(task) = rx.recv_timeout(Duration::from_secs(5)) {
+                let _ = futures_lite::future::block_on(task);
+                resolved += 1;
+            }
+            resolved
+        });
+        assert_eq!(handles, 50, "round {round}");
+    }
+}
+
+/// A core that panics while another core's *thread* is blocked (std, not cancelable) on a task
+/// of the panicking core: that core's run ending cancels the task, so the block ends. Fiber's
+/// simulated cores share one thread, which a blocked core would stop: no such case there.
+fn a_panicking_core_releases_a_thread_blocked_on_its_remote_task(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    if backend == Backend::Fiber {
+        return;
+    }
+    let outcome = support::within(30, "a panicking core releases a block", move || {
+        cores.pin(false).run(|cx, core| async move {
+            if core.id().index() == 1 {
+                cx.sleep(20).await?;
+                panic!("core one gives up");
+            }
+            let remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                cx.sleep(3_600_000).await?;
+                Ok(())
+            });
+            // Blocks core 0's thread: only core 1's run ending can end it.
+            assert_eq!(futures_lite::future::block_on(remote), Err(Canceled));
+            Ok(())
+        })
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(1),
+            message: "core one gives up".into()
+        })
+    );
+}
+
+/// The same with the joiner in a shield (the run's cancel of its main is not delivered there):
+/// the remote task's cancel at its core's end still ends the join.
+fn a_panicking_core_releases_a_shielded_remote_join(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let outcome = support::within(30, "a panicking core releases a shielded join", move || {
+        cores.pin(false).run(|cx, core| async move {
+            if core.id().index() == 1 {
+                cx.sleep(20).await?;
+                panic!("core one gives up");
+            }
+            let remote = core.spawn_on(CoreId::new(1), |cx| async move {
+                cx.sleep(3_600_000).await?;
+                Ok(())
+            });
+            assert_eq!(cx.shield(remote).await, Err(Canceled));
+            Ok(())
+        })
+    });
+    assert_eq!(
+        outcome,
+        Err(CoresError::Panicked {
+            core: CoreId::new(1),
+            message: "core one gives up".into()
+        })
+    );
+}
+
+/// Port 0 on an address no core can bind: every core gets the error, none waits forever for a
+/// port that will never be published. (Fiber's simulated host has every address: not a case.)
+fn a_port_zero_bind_that_fails_everywhere_never_hangs(backend: Backend) {
+    let Some(cores) = cores(backend, 4) else {
+        return;
+    };
+    if backend == Backend::Fiber {
+        return;
+    }
+    let out = support::within(30, "a port-0 bind failing everywhere", move || {
+        cores.pin(false).run(|cx, core| async move {
+            // TEST-NET-3: not a local address.
+            let addr = "203.0.113.7:0".parse().unwrap();
+            let got = core
+                .bind_reuse_port(&cx, addr, SocketOptions::default())
+                .await;
+            Ok(got.is_err())
+        })
+    });
+    assert_eq!(out, Ok(vec![true; 4]));
+}
+
+/// More cores than CPUs: the extra ones share CPUs (pinning wraps), the run completes.
+fn more_cores_than_cpus_run(backend: Backend) {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()) * 2 + 1;
+    let Some(cores) = cores(backend, n) else {
+        return;
+    };
+    let out = support::within(30, "more cores than CPUs", move || {
+        cores.run(|cx, core| async move {
+            cx.sleep(1).await?;
+            Ok(core.id().index())
+        })
+    });
+    assert_eq!(out, Ok((0..n).collect::<Vec<_>>()));
+}
+
+/// Lost inbox wake-ups: core 1 goes idle between every spawn (each is joined before the next),
+/// spawned on from a core and from a plain thread at once. A lost wake is a hang. (Fiber: the
+/// plain thread would block the simulation's one thread; the core's half runs alone.)
+fn an_idle_core_is_woken_by_every_spawn(backend: Backend) {
+    const N: u64 = 2_000;
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let from_thread = backend != Backend::Fiber;
+    let out = support::within(30, "inbox wakes", move || {
+        let (done_tx, done_rx) = shared::bounded::<()>(1);
+        let done_tx = Arc::new(std::sync::Mutex::new(Some(done_tx)));
+        cores.pin(false).run(move |cx, core| {
+            let (done_rx, done_tx) = (done_rx.clone(), done_tx.clone());
+            async move {
+                if core.id().index() == 1 {
+                    // An idle core: its main waits for the end.
+                    let _ = done_rx.recv(&cx).await;
+                    return Ok(0u64);
+                }
+                let other = core.clone();
+                let thread = from_thread.then(|| {
+                    std::thread::spawn(move || {
+                        (0..N)
+                            .map(|i| {
+                                let task =
+                                    other.spawn_on(CoreId::new(1), move |_cx| async move { Ok(i) });
+                                futures_lite::future::block_on(task).unwrap()
+                            })
+                            .sum::<u64>()
+                    })
+                });
+                let mut sum = 0;
+                for i in 0..N {
+                    sum += core
+                        .spawn_on(CoreId::new(1), move |_cx| async move { Ok(i) })
+                        .await?;
+                }
+                if let Some(thread) = thread {
+                    while !thread.is_finished() {
+                        cx.sleep(1).await?;
+                    }
+                    sum += thread.join().unwrap();
+                }
+                drop(done_tx.lock().unwrap().take());
+                Ok(sum)
+            }
+        })
+    });
+    let one = (0..N).sum::<u64>();
+    let want = if from_thread { 2 * one } else { one };
+    assert_eq!(out, Ok(vec![want, 0]));
+}
+
+/// A shared channel's woken receiver that is canceled (or dropped, a lost select) before it
+/// takes passes its wake on. Core 1 has a steady receiver and a stream of short-lived receivers
+/// canceled or dropped; core 0 sends one value at a time and waits for its ack. A lost wake is a
+/// hang.
+fn a_shared_wake_is_never_lost_on_a_canceled_receiver(backend: Backend) {
+    const N: u32 = 1_000;
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let out = support::within(30, "shared wake", move || {
+        let (tx, rx) = shared::bounded::<u32>(1);
+        let (ack_tx, ack_rx) = shared::unbounded::<u32>();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        cores.seed(9).pin(false).run(move |cx, core| {
+            let (rx, ack_tx, ack_rx) = (rx.clone(), ack_tx.clone(), ack_rx.clone());
+            let tx = tx.lock().unwrap().clone();
+            async move {
+                if core.id().index() == 0 {
+                    let tx = tx.unwrap();
+                    for i in 0..N {
+                        tx.send(&cx, i).await.map_err(|_| Canceled)?;
+                        assert_eq!(ack_rx.recv(&cx).await, Ok(i));
+                    }
+                    tx.close();
+                    return Ok(N);
+                }
+                drop(tx);
+                let steady = cx.spawn({
+                    let (rx, ack_tx) = (rx.clone(), ack_tx.clone());
+                    move |cx| async move {
+                        while let Ok(v) = rx.recv(&cx).await {
+                            let _ = ack_tx.try_send(v);
+                        }
+                        Ok(())
+                    }
+                });
+                for round in 0u64.. {
+                    let flaky = cx.spawn({
+                        let (rx, ack_tx) = (rx.clone(), ack_tx.clone());
+                        move |cx| async move {
+                            if round % 2 == 0 {
+                                // Dropped while waiting (a lost select).
+                                let got = futures_lite::future::or(
+                                    async { Some(rx.recv(&cx).await) },
+                                    async {
+                                        let _ = cx.sleep(0).await;
+                                        None
+                                    },
+                                )
+                                .await;
+                                if let Some(Ok(v)) = got {
+                                    let _ = ack_tx.try_send(v);
+                                }
+                                return Ok(false);
+                            }
+                            match rx.recv(&cx).await {
+                                Ok(v) => {
+                                    let _ = ack_tx.try_send(v);
+                                    Ok(false)
+                                }
+                                Err(RecvError::Closed) => Ok(true),
+                                Err(_) => Ok(false),
+                            }
+                        }
+                    });
+                    let _ = cx.sleep(round % 2).await;
+                    flaky.cancel();
+                    if let Ok(true) = flaky.await {
+                        break;
+                    }
+                    match rx.try_recv() {
+                        Ok(v) => {
+                            let _ = ack_tx.try_send(v);
+                        }
+                        Err(ioswap::channel::TryRecvError::Closed) => break,
+                        Err(_) => {}
+                    }
+                }
+                let _ = steady.await;
+                Ok(0)
+            }
+        })
+    });
+    assert_eq!(out, Ok(vec![N, 0]));
+}
+
+/// A remote cancel racing the task's start and completion: a body that completed (its side
+/// effect is visible) joins `Ok`; one that did not joins `Err(Canceled)`.
+fn a_remote_cancel_racing_start_and_completion_joins_what_the_body_did(backend: Backend) {
+    let Some(cores) = cores(backend, 2) else {
+        return;
+    };
+    let bad = support::within(30, "remote cancel vs start", move || {
+        cores.seed(5).pin(false).run(|cx, core| async move {
+            if core.id().index() != 0 {
+                return Ok(0);
+            }
+            let mut bad = 0;
+            for i in 0..1_000u32 {
+                let done = Arc::new(AtomicBool::new(false));
+                let task = core.spawn_on(CoreId::new(1), {
+                    let done = done.clone();
+                    move |cx| async move {
+                        if i % 3 == 0 {
+                            cx.yield_now().await?;
+                        }
+                        done.store(true, Ordering::SeqCst);
+                        Ok(i)
+                    }
+                });
+                if i % 5 == 0 {
+                    cx.yield_now().await?;
+                }
+                task.cancel();
+                let got = task.await;
+                if done.load(Ordering::SeqCst) != got.is_ok() {
+                    bad += 1;
+                }
+            }
+            Ok(bad)
+        })
+    });
+    assert_eq!(bad, Ok(vec![0, 0]));
+}
+
 conformance!(
     every_core_runs_its_main_on_its_own_thread,
     a_task_spawned_on_another_core_runs_there_and_is_joined,
@@ -699,6 +1301,20 @@ conformance!(
     each_core_accepts_on_its_own_reuse_port_listener,
     a_remote_task_canceled_before_it_starts_never_runs,
     a_shared_channel_loses_nothing_under_random_cancels,
+    a_finished_remote_task_is_joined_with_its_value_even_by_a_canceled_joiner,
+    a_remote_join_canceled_as_the_task_completes_never_drops_a_finished_value,
+    a_panic_in_the_spawn_on_closure_reaches_its_joiner,
+    a_remote_task_can_be_joined_again_after_a_canceled_join,
+    pinning_stays_inside_the_process_affinity_mask,
+    a_second_port_zero_bind_after_the_first_listeners_closed_gets_a_free_port,
+    spawning_on_a_stopping_core_always_resolves,
+    a_panicking_core_releases_a_thread_blocked_on_its_remote_task,
+    a_panicking_core_releases_a_shielded_remote_join,
+    a_port_zero_bind_that_fails_everywhere_never_hangs,
+    more_cores_than_cpus_run,
+    an_idle_core_is_woken_by_every_spawn,
+    a_shared_wake_is_never_lost_on_a_canceled_receiver,
+    a_remote_cancel_racing_start_and_completion_joins_what_the_body_did,
 );
 
 /// The log of a simulated run of three cores that message each other and spawn on each other:
@@ -839,4 +1455,67 @@ fn a_run_on_zero_cores_is_an_error() {
         .backend(Backend::Fiber)
         .run(|_cx, _core| async { Ok(()) });
     assert_eq!(outcome, Err(CoresError::NoCores));
+}
+
+/// Values left in a shared channel's buffer when both sides are gone are dropped, once each.
+#[test]
+fn values_left_in_a_shared_channel_are_dropped() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = shared::bounded::<Counted>(8);
+    for _ in 0..5 {
+        assert!(tx.try_send(Counted(drops.clone())).is_ok());
+    }
+    drop(rx);
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(tx);
+    assert_eq!(drops.load(Ordering::SeqCst), 5);
+}
+
+/// A simulated run with remote tasks, cancels and shared channels is a function of its seed.
+#[cfg(feature = "fiber")]
+#[test]
+fn simulated_cores_with_cancels_and_channels_are_a_function_of_the_seed() {
+    fn log(seed: u64) -> Vec<String> {
+        let (tx, rx) = shared::bounded::<(usize, u32)>(2);
+        let log = Cores::new()
+            .count(3)
+            .backend(Backend::Fiber)
+            .seed(seed)
+            .run(move |cx, core| {
+                let (tx, rx) = (tx.clone(), rx.clone());
+                async move {
+                    let me = core.id().index();
+                    let next = CoreId::new((me + 1) % core.count());
+                    let mut log = Vec::new();
+                    for i in 0..20u32 {
+                        let task = core.spawn_on(next, move |cx| async move {
+                            cx.sleep(u64::from(i % 3)).await?;
+                            Ok(i)
+                        });
+                        if i % 4 == 0 {
+                            task.cancel();
+                        }
+                        log.push(format!("{me} join {i} {:?} @{}", task.await, cx.now_ms()));
+                        if let Err(e) = tx.send(&cx, (me, i)).await {
+                            log.push(format!("{me} send err {e:?}"));
+                        }
+                        if let Ok(v) = rx.recv(&cx).await {
+                            log.push(format!("{me} got {v:?} @{}", cx.now_ms()));
+                        }
+                    }
+                    Ok(log)
+                }
+            })
+            .unwrap();
+        log.into_iter().flatten().collect()
+    }
+    for seed in 0..10 {
+        assert_eq!(log(seed), log(seed), "seed {seed}");
+    }
 }

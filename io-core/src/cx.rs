@@ -560,6 +560,28 @@ impl<F: Future> Future for Cancelable<F> {
     }
 }
 
+/// Whether the task being polled on this thread has a cancel it must observe now (requested, not
+/// shielded); `false` outside any task. For a `Send` handle's future that holds no `Cx` and must
+/// look at its own outcome before the cancel (completion wins, as a [`Task`] join does), where
+/// [`Cancelable`] refuses before looking.
+///
+/// ```
+/// let seen = io_fiber::FiberIo::new()
+///     .run(|cx| async move {
+///         let before = io_core::cancel_pending();
+///         cx.current_task().unwrap().cancel();
+///         let after = io_core::cancel_pending();
+///         let shielded = cx.shield(async { io_core::cancel_pending() }).await;
+///         Ok((before, after, shielded))
+///     })
+///     .unwrap();
+/// assert_eq!(seen, (false, true, false));
+/// assert!(!io_core::cancel_pending());
+/// ```
+pub fn cancel_pending() -> bool {
+    task::cancel_pending()
+}
+
 impl<F> fmt::Debug for Cancelable<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancelable")

@@ -91,10 +91,10 @@ mod unix;
 
 pub use adapter::{AbandonedWrite, Compat, CompatRead, CompatSource, CompatWrite};
 pub use addr::{lookup_host, ToAddrs};
-pub use affinity::pin_current_thread;
+pub use affinity::{allowed_cpus, pin_current_thread};
 pub use backend::BackendCore;
 pub use clock::RealClock;
-pub use cx::{Cancelable, Cx, Shield, Suspend, TryTask};
+pub use cx::{cancel_pending, Cancelable, Cx, Shield, Suspend, TryTask};
 pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
 pub use io::{suspend_on, Driver, Io, Next};

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use io_core::{BudgetUnit, Cancelable, Canceled, Cx};
+use io_core::{BudgetUnit, Canceled, Cx};
 
 /// What became of a remote task.
 enum Outcome<T> {
@@ -63,7 +63,9 @@ impl<T> Shared<T> {
 /// or finish joins as `Err(Canceled)`.
 ///
 /// Awaiting it is a suspend point of the awaiting task: a cancel of the awaiting task ends the
-/// wait with `Err(Canceled)` (unless the remote task had finished: completion wins).
+/// wait with `Err(Canceled)`, unless the remote task has finished (completion wins: its outcome
+/// is returned, never dropped). A canceled wait leaves the handle as it was: it can be awaited
+/// again (in a [`shield`](io_core::Cx::shield), say) for the outcome.
 ///
 /// ```
 /// use ioswap::cores::{Cores, CoreId};
@@ -85,7 +87,6 @@ impl<T> Shared<T> {
 #[must_use = "remote tasks get canceled when dropped, use .detach() to run them in the background"]
 pub struct RemoteTask<T> {
     shared: Arc<Shared<T>>,
-    join: Cancelable<Join<T>>,
     detached: bool,
 }
 
@@ -104,7 +105,6 @@ pub(super) fn pair<T>() -> (RemoteTask<T>, Start<T>) {
     })));
     let task = RemoteTask {
         shared: shared.clone(),
-        join: Cancelable::new(Join(shared.clone())),
         detached: false,
     };
     (task, Start { shared })
@@ -139,13 +139,49 @@ impl<T> RemoteTask<T> {
     }
 }
 
+/// The join. The outcome is looked at first (completion wins, like a local `Task` join: a
+/// finished task's outcome is returned even to a joiner with a cancel pending); only a join that
+/// would wait delivers the joiner's cancel, and leaves the state as it was, so the handle can be
+/// joined again. To the awaiting core the wait is a foreign wait (another thread wakes it), so
+/// the loop keeps waiting instead of reporting a deadlock.
 impl<T> Future for RemoteTask<T> {
     type Output = Result<T, Canceled>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.join)
-            .poll(cx)
-            .map(|joined| joined.and_then(|r| r))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outcome = {
+            let mut state = self.shared.lock();
+            match state.outcome {
+                Outcome::Running => {
+                    if io_core::cancel_pending() {
+                        return Poll::Ready(Err(Canceled));
+                    }
+                    if !state
+                        .joiner
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        state.joiner = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Outcome::Taken => panic!("a RemoteTask was polled after it returned"),
+                Outcome::Value(_) | Outcome::Canceled | Outcome::Panicked(_) => {}
+            }
+            // A join spends a unit of budget when it returns; a spent budget yields once, but
+            // never over a cancel: the outcome would be lost with the handle (completion wins).
+            match BudgetUnit::poll_take(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(unit)) => unit.spend(),
+                Poll::Ready(Err(Canceled)) => {}
+            }
+            std::mem::replace(&mut state.outcome, Outcome::Taken)
+        };
+        match outcome {
+            Outcome::Value(value) => Poll::Ready(Ok(value)),
+            Outcome::Canceled => Poll::Ready(Err(Canceled)),
+            Outcome::Panicked(payload) => resume_unwind(payload),
+            Outcome::Running | Outcome::Taken => unreachable!("the outcome was looked at above"),
+        }
     }
 }
 
@@ -165,50 +201,11 @@ impl<T> fmt::Debug for RemoteTask<T> {
     }
 }
 
-/// The wait inside a [`RemoteTask`]; [`Cancelable`] around it checks the awaiting task's cancel.
-/// To the awaiting core it is a foreign wait (another thread wakes it), so the loop keeps
-/// waiting instead of reporting a deadlock.
-struct Join<T>(Arc<Shared<T>>);
-
-impl<T> Future for Join<T> {
-    type Output = Result<T, Canceled>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let outcome = {
-            let mut state = self.0.lock();
-            if matches!(state.outcome, Outcome::Running) {
-                if !state
-                    .joiner
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()))
-                {
-                    state.joiner = Some(cx.waker().clone());
-                }
-                return Poll::Pending;
-            }
-            // A join spends a unit of budget when it returns; a spent budget yields once, but
-            // never over a cancel: the outcome would be lost with the handle (completion wins).
-            match BudgetUnit::poll_take(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(unit)) => unit.spend(),
-                Poll::Ready(Err(Canceled)) => {}
-            }
-            std::mem::replace(&mut state.outcome, Outcome::Taken)
-        };
-        match outcome {
-            Outcome::Value(value) => Poll::Ready(Ok(value)),
-            Outcome::Canceled => Poll::Ready(Err(Canceled)),
-            Outcome::Panicked(payload) => resume_unwind(payload),
-            Outcome::Running | Outcome::Taken => {
-                panic!("a RemoteTask was polled after it returned")
-            }
-        }
-    }
-}
-
 impl<T: 'static> Start<T> {
-    /// Starts the body as a detached task of `cx`'s core. A task canceled before this never
-    /// calls `body`.
+    /// Starts the body as a detached task of `cx`'s core. The task's first look at the cancel
+    /// request is its start: a task canceled before it never calls `body`; a cancel after it is
+    /// one of a started task, delivered at its first suspend point as for a local task (so
+    /// `body` is never called only to have its future dropped unpolled).
     pub(super) fn start<F, Fut>(self, cx: &Cx, body: F)
     where
         F: FnOnce(Cx) -> Fut + 'static,
@@ -218,13 +215,20 @@ impl<T: 'static> Start<T> {
             if self.shared.lock().cancel {
                 return Ok(()); // dropping `self` joins it as canceled; `body` is never called
             }
-            let future = Box::pin(body(cx.clone()));
+            // A panic in the closure itself (before it returns its future) is the task's panic:
+            // it resumes in the joiner, as one in the future does.
+            let future = match catch_unwind(AssertUnwindSafe(|| body(cx.clone()))) {
+                Ok(future) => Box::pin(future),
+                Err(payload) => {
+                    self.shared.finish(Outcome::Panicked(payload));
+                    return Ok(());
+                }
+            };
             Body {
                 cx,
                 start: self,
                 future,
                 canceled: false,
-                polled: false,
             }
             .await;
             Ok(())
@@ -246,7 +250,6 @@ struct Body<T, Fut> {
     start: Start<T>,
     future: Pin<Box<Fut>>,
     canceled: bool,
-    polled: bool,
 }
 
 impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
@@ -267,18 +270,12 @@ impl<T, Fut: Future<Output = Result<T, Canceled>>> Future for Body<T, Fut> {
             }
             drop(state);
             if this.canceled {
-                if !this.polled {
-                    // Canceled before it first ran: its body never runs.
-                    this.start.shared.finish(Outcome::Canceled);
-                    return Poll::Ready(());
-                }
                 // Our own task: its next suspend point raises `Canceled`, as for a local cancel.
                 if let Some(task) = this.cx.current_task() {
                     task.cancel();
                 }
             }
         }
-        this.polled = true;
         let future = &mut this.future;
         let outcome = match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => return Poll::Pending,

@@ -207,8 +207,8 @@ impl Drop for OnDrop {
     }
 }
 
-/// Runs `f` on a thread of its own and gives its value, or fails the test after `secs` (a
-/// hang) instead of hanging the suite.
+/// Runs `f` on a thread of its own and gives its value (or resumes its panic here), or fails
+/// the test after `secs` (a hang) instead of hanging the suite.
 pub fn within<T: Send + 'static>(
     secs: u64,
     what: &str,
@@ -216,10 +216,13 @@ pub fn within<T: Send + 'static>(
 ) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(f());
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
-    rx.recv_timeout(std::time::Duration::from_secs(secs))
-        .unwrap_or_else(|_| panic!("hung: {what} did not end within {secs} s"))
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("hung: {what} did not end within {secs} s"),
+    }
 }
 
 /// `err` is the typed `Unsupported` refusal. Fiber's simulated network never touches a real
