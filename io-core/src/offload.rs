@@ -507,12 +507,16 @@ pub type Finished = (u64, Offload, io::Result<usize>);
 /// let pool = Pool::new(2, move || { seen.fetch_add(1, Ordering::SeqCst); });
 /// pool.submit(7, Offload::Fs(FsOp::Metadata { path: ".".into(), follow: true, metadata: None }));
 /// let mut done = Vec::new();
-/// // The owner is notified just after a job's result is published: wait for both.
-/// while done.is_empty() || notified.load(Ordering::SeqCst) == 0 {
+/// // The owner is notified just after a job's result is published: wait for both (bounded).
+/// let start = std::time::Instant::now();
+/// while (done.is_empty() || notified.load(Ordering::SeqCst) == 0)
+///     && start.elapsed() < std::time::Duration::from_secs(30)
+/// {
 ///     pool.take_finished(&mut done);
 ///     std::thread::yield_now();
 /// }
-/// let (key, work, result) = done.pop().unwrap();
+/// assert!(notified.load(Ordering::SeqCst) >= 1, "the owner was notified");
+/// let (key, work, result) = done.pop().expect("the job finished");
 /// assert_eq!((key, result.unwrap()), (7, 0));
 /// assert!(matches!(work, Offload::Fs(FsOp::Metadata { metadata: Some(m), .. }) if m.is_dir()));
 /// ```
