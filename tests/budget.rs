@@ -491,7 +491,7 @@ fn a_nested_run_after_a_spent_budget_returns(backend: Backend) {
         backend
             .run(|cx| async move {
                 spend_the_budget(&cx).await?;
-                let inner = ioswap::FiberIo::new().run(|_| async { Ok(7) });
+                let inner = backend.run(|_| async { Ok(7) });
                 Ok(inner.expect("the nested run"))
             })
             .expect("the outer run")
@@ -509,7 +509,7 @@ fn a_nested_run_with_budget_left_returns(backend: Backend) {
         backend
             .run(|cx| async move {
                 cx.yield_now().await?;
-                let inner = ioswap::FiberIo::new().run(|_| async { Ok(7) });
+                let inner = backend.run(|_| async { Ok(7) });
                 Ok(inner.expect("the nested run"))
             })
             .expect("the outer run")
@@ -597,7 +597,11 @@ fn a_panicking_task_does_not_poison_the_threads_budget(backend: Backend) {
         }
         Ok(())
     });
-    // The next run, on the same thread, a hot loop of nops vs. a spawned marker.
+    // The next run, on the same thread, a hot loop of nops vs. a spawned marker: on fiber,
+    // where the count is exact (a build without fiber has nothing exact to compare with).
+    if !Backend::Fiber.is_compiled() {
+        return;
+    }
     let seen = ioswap::Backend::Fiber
         .run(|cx| async move {
             let other = cx.spawn(|_| async { Ok(()) });
@@ -738,11 +742,14 @@ fn a_raw_task_spawned_on_a_backend_with_no_budget_has_no_budget() {
     );
 }
 
+/// Counts the polls of the future it wraps.
+#[cfg(feature = "fiber")]
 struct CountPolls(
     std::rc::Rc<std::cell::Cell<u32>>,
     std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 );
 
+#[cfg(feature = "fiber")]
 impl std::future::Future for CountPolls {
     type Output = ();
     fn poll(
