@@ -11,13 +11,11 @@ mod support;
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use ioswap::protocol::{op::Op, DEFAULT_OP_BUDGET};
 use ioswap::{channel, sync, Backend, Canceled, Cx, File};
+use support::{read_back, within, TempPath};
 
 /// More operations than any hot loop here gets through before the others run, with a budget.
 const TOTAL: u64 = 200_000;
@@ -474,20 +472,11 @@ async fn spend_the_budget(cx: &ioswap::Cx) -> Result<(), ioswap::Canceled> {
     Ok(())
 }
 
-/// Runs `f` on its own thread; `None` if it did not return within `secs` (a hang).
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs)).ok()
-}
-
 /// A backend run from inside a task (a nested `run`) after the outer poll spent its budget
 /// returns: the nested run drives its own tasks and joins its main task with `block_on`, which
 /// would spin on a spent budget's `Pending` if the outer poll's budget applied to it.
 fn a_nested_run_after_a_spent_budget_returns(backend: Backend) {
-    let returned = within(10, move || {
+    let returned = within(10, "the nested run (spinning in block_on)", move || {
         backend
             .run(|cx| async move {
                 spend_the_budget(&cx).await?;
@@ -496,16 +485,12 @@ fn a_nested_run_after_a_spent_budget_returns(backend: Backend) {
             })
             .expect("the outer run")
     });
-    assert_eq!(
-        returned,
-        Some(7),
-        "the nested run hung (spinning in block_on)"
-    );
+    assert_eq!(returned, 7);
 }
 
 /// The same nested run, with budget left: it returns (the control for the test above).
 fn a_nested_run_with_budget_left_returns(backend: Backend) {
-    let returned = within(10, move || {
+    let returned = within(10, "the nested run", move || {
         backend
             .run(|cx| async move {
                 cx.yield_now().await?;
@@ -514,31 +499,7 @@ fn a_nested_run_with_budget_left_returns(backend: Backend) {
             })
             .expect("the outer run")
     });
-    assert_eq!(returned, Some(7));
-}
-
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(test: &str, backend: Backend) -> TempPath {
-        TempPath(std::env::temp_dir().join(format!(
-            "ioswap-budget-{test}-{backend}-{}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-async fn read_back(cx: &ioswap::Cx, path: &std::path::Path) -> io::Result<Vec<u8>> {
-    let file = File::open(cx, path).await?;
-    let data = file.read_to_end().await?;
-    file.close().await?;
-    Ok(data)
+    assert_eq!(returned, 7);
 }
 
 /// `tests/fs.rs::a_given_up_trait_write_is_never_credited_to_other_bytes`, with the budget

@@ -2,35 +2,9 @@
 mod support;
 
 use std::io;
-use std::path::PathBuf;
 
 use ioswap::{AbandonedWrite, Backend, Canceled, File, OpenOptions, Unsupported};
-
-/// A fresh path in the temp dir, unique per test and backend; removed on drop.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(test: &str, backend: Backend) -> TempPath {
-        TempPath(
-            std::env::temp_dir().join(format!("ioswap-{test}-{backend}-{}", std::process::id())),
-        )
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The whole file at `path`, read back through the backend (fiber's files live on its simulated
-/// disk, which `std::fs` cannot see).
-async fn read_back(cx: &ioswap::Cx, path: &std::path::Path) -> io::Result<Vec<u8>> {
-    let file = File::open(cx, path).await?;
-    let data = file.read_to_end().await?;
-    file.close().await?;
-    Ok(data)
-}
+use support::{read_back, TempPath};
 
 /// Write, sync, close, reopen, read back: the bytes survive the round trip.
 fn file_round_trip(backend: Backend) {

@@ -341,3 +341,29 @@ pub fn panic_of(f: impl FnOnce()) -> Option<String> {
         },
     })
 }
+
+/// A fresh path in the temp dir, unique per test and backend; removed on drop.
+pub struct TempPath(pub std::path::PathBuf);
+
+impl TempPath {
+    pub fn new(test: &str, backend: Backend) -> TempPath {
+        TempPath(
+            std::env::temp_dir().join(format!("ioswap-{test}-{backend}-{}", std::process::id())),
+        )
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The whole file at `path`, read back through the backend (fiber's files live on its simulated
+/// disk, which `std::fs` cannot see).
+pub async fn read_back(cx: &ioswap::Cx, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let file = ioswap::File::open(cx, path).await?;
+    let data = file.read_to_end().await?;
+    file.close().await?;
+    Ok(data)
+}

@@ -41,6 +41,24 @@ pub const WORKLOAD: Workload = Workload {
 };
 
 fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
+    measure_echo(WORKLOAD.name, runner, size, serve, clients)
+}
+
+/// Where an echo workload's server runs: it sends its address, then returns the bytes it echoed.
+pub(super) type Server = fn(Runner, mpsc::Sender<SocketAddr>) -> Result<usize, String>;
+
+/// Where an echo workload's clients run: they return how many messages came back.
+pub(super) type Clients = fn(Runner, SocketAddr, usize) -> Result<usize, BenchError>;
+
+/// One measurement of an echo workload: the server on its own thread, the clients against it,
+/// every message and byte accounted for.
+pub(super) fn measure_echo(
+    workload: &str,
+    runner: Runner,
+    size: &Size,
+    serve: Server,
+    clients: Clients,
+) -> Result<Measurement, BenchError> {
     let messages = size.messages;
     let (outcome, wall) = timed(|| -> Result<(usize, usize), BenchError> {
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -60,7 +78,7 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
     let total = CONNECTIONS * messages;
     check(
         echoed == total && bytes == total * MESSAGE,
-        WORKLOAD.name,
+        workload,
         runner,
         format!("{echoed} of {total} messages echoed, {bytes} bytes served"),
     )?;

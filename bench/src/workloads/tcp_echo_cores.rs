@@ -15,9 +15,9 @@ use ioswap::net::SocketOptions;
 use ioswap::{Backend, Canceled};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::tcp_echo::{client, echo, CONNECTIONS, MESSAGE};
-use super::{check, why, Measurement, Size, Unit, Workload};
-use crate::runner::{self, timed, Runner};
+use super::tcp_echo::{self, client, echo, CONNECTIONS, MESSAGE};
+use super::{why, Measurement, Size, Unit, Workload};
+use crate::runner::{self, Runner};
 use crate::BenchError;
 
 pub const WORKLOAD: Workload = Workload {
@@ -48,29 +48,7 @@ fn cores() -> usize {
 }
 
 fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
-    let messages = size.messages;
-    let (outcome, wall) = timed(|| -> Result<(usize, usize), BenchError> {
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let server = std::thread::spawn(move || serve(runner, addr_tx));
-        let clients = match addr_rx.recv() {
-            Ok(addr) => clients(runner, addr, messages),
-            Err(_) => Err(BenchError::Peer("the server ended before listening".into())),
-        };
-        let served = server
-            .join()
-            .map_err(|_| BenchError::Peer("the server thread panicked".into()))?
-            .map_err(BenchError::Peer);
-        Ok((clients?, served?))
-    });
-    let (echoed, bytes) = outcome?;
-    let total = CONNECTIONS * messages;
-    check(
-        echoed == total && bytes == total * MESSAGE,
-        WORKLOAD.name,
-        runner,
-        format!("{echoed} of {total} messages echoed, {bytes} bytes served"),
-    )?;
-    Ok(Measurement::per_op(wall, total))
+    tcp_echo::measure_echo(WORKLOAD.name, runner, size, serve, clients)
 }
 
 /// The server on every core; returns the bytes echoed once every connection has closed.
