@@ -5,13 +5,17 @@
 #[allow(dead_code)]
 mod service;
 
+#[path = "../examples/kv/world.rs"]
+#[allow(dead_code)]
+mod world;
+
 use std::cell::RefCell;
-use std::io;
 use std::rc::Rc;
 
 use ioswap::sim::{Control, Faults, SimError, World, WorldReport};
 use ioswap::{Cx, DecisionLog, FiberIo, Scheduler};
-use service::{backup, call, primary, Config};
+use service::{backup, primary};
+use world::{call_within, config, supervise};
 
 /// The workload's own randomness (sleep lengths, yields), fixed for every run: only the
 /// scheduler's seed varies between runs.
@@ -272,24 +276,6 @@ fn a_nondeterministic_world_is_named_at_its_first_step() {
 
 const KEYS: usize = 6;
 
-fn config(world: &Control, bug: bool) -> Config {
-    Config {
-        primary: world.addr("primary", 7001),
-        backup: world.addr("backup", 7002),
-        log: "/data/kv.log".into(),
-        ack_before_sync: bug,
-    }
-}
-
-async fn call_within(cx: &Cx, config: &Config, request: String) -> Option<String> {
-    let addr = config.primary;
-    let attempt = move |cx: Cx| async move { Ok(call(&cx, addr, &request).await) };
-    match ioswap::timeout(cx, 3_000, attempt).await {
-        Ok(Ok(Ok(answer))) => Some(answer),
-        _ => None,
-    }
-}
-
 async fn workload(cx: Cx, world: Control) -> ioswap::sim::Outcome {
     let config = config(&world, false);
     for key in 0..KEYS {
@@ -302,18 +288,6 @@ async fn workload(cx: Cx, world: Control) -> ioswap::sim::Outcome {
         }
     }
     Ok(())
-}
-
-async fn supervise(
-    cx: Cx,
-    world: Control,
-    bug: bool,
-    serve: impl AsyncFn(Cx, Config) -> io::Result<()>,
-) -> ioswap::sim::Outcome {
-    loop {
-        let _ = serve(cx.clone(), config(&world, bug)).await;
-        cx.sleep(100).await?;
-    }
 }
 
 fn hostile() -> Faults {

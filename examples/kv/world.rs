@@ -14,7 +14,7 @@ use crate::service::{backup, call, primary, Config};
 pub const KEYS: usize = 40;
 const PACE_MS: u64 = 300;
 
-fn config(world: &Control, bug: bool) -> Config {
+pub fn config(world: &Control, bug: bool) -> Config {
     Config {
         primary: world.addr("primary", 7001),
         backup: world.addr("backup", 7002),
@@ -24,7 +24,7 @@ fn config(world: &Control, bug: bool) -> Config {
 }
 
 /// One call with a deadline: `None` if it failed or took too long.
-async fn call_within(cx: &Cx, config: &Config, request: String) -> Option<String> {
+pub async fn call_within(cx: &Cx, config: &Config, request: String) -> Option<String> {
     let addr = config.primary;
     let attempt = move |cx: Cx| async move { Ok(call(&cx, addr, &request).await) };
     match ioswap::timeout(cx, 3_000, attempt).await {
@@ -66,7 +66,7 @@ async fn workload(cx: Cx, world: Control) -> Outcome {
 
 /// Runs a service in a host, starting it again after an error it returns (a disk error while
 /// opening its log, say), as a supervisor would.
-async fn supervise(
+pub async fn supervise(
     cx: Cx,
     world: Control,
     bug: bool,

@@ -129,23 +129,12 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
             drop(addr_tx);
             let mut sessions = Vec::with_capacity(CONNECTIONS);
             for _ in 0..CONNECTIONS {
-                let (mut stream, _) = listener
+                let (stream, _) = listener
                     .accept()
                     .await
                     .map_err(|error| format!("accept: {error}"))?;
                 stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                sessions.push(tokio::task::spawn_local(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let mut bytes = 0;
-                    loop {
-                        let n = stream.read(&mut buf).await?;
-                        if n == 0 {
-                            return io::Result::Ok(bytes);
-                        }
-                        stream.write_all(&buf[..n]).await?;
-                        bytes += n;
-                    }
-                }));
+                sessions.push(tokio::task::spawn_local(tokio_echo(stream)));
             }
             let mut bytes = 0;
             for session in sessions {
@@ -158,6 +147,20 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
         })
         .map_err(|error| error.to_string())?,
         _ => unreachable!("tcp-echo runs on ioswap and tokio only"),
+    }
+}
+
+/// One tokio session: echoes until the client closes, returns the bytes echoed.
+pub(super) async fn tokio_echo(mut stream: tokio::net::TcpStream) -> io::Result<usize> {
+    let mut buf = vec![0u8; 4096];
+    let mut bytes = 0;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(bytes);
+        }
+        stream.write_all(&buf[..n]).await?;
+        bytes += n;
     }
 }
 

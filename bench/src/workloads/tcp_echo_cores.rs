@@ -135,23 +135,12 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
                 drop(addr_tx);
                 let mut sessions = Vec::with_capacity(CONNECTIONS);
                 for _ in 0..CONNECTIONS {
-                    let (mut stream, _) = listener
+                    let (stream, _) = listener
                         .accept()
                         .await
                         .map_err(|error| format!("accept: {error}"))?;
                     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-                    sessions.push(tokio::spawn(async move {
-                        let mut buf = vec![0u8; 4096];
-                        let mut bytes = 0;
-                        loop {
-                            let n = stream.read(&mut buf).await?;
-                            if n == 0 {
-                                return io::Result::Ok(bytes);
-                            }
-                            stream.write_all(&buf[..n]).await?;
-                            bytes += n;
-                        }
-                    }));
+                    sessions.push(tokio::spawn(tcp_echo::tokio_echo(stream)));
                 }
                 let mut bytes = 0;
                 for session in sessions {
