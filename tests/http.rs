@@ -20,6 +20,8 @@ use hyper::rt::{Executor as _, Timer as _};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, StatusCode};
+use ioswap::channel::{self, shared, RecvError};
+use ioswap::cores::Cores;
 use ioswap::hyper::{Executor, Io, Sleep, Timer};
 use ioswap::{Backend, Cx, TcpListener, TcpStream};
 
@@ -389,6 +391,81 @@ fn timer_now_is_virtual_on_fiber() {
     assert_eq!(moved, Duration::from_secs(60));
 }
 
+/// `--cores 2`: each core serves its own `SO_REUSEPORT` listener on one port
+/// ([`example::serve_on_core`]); 8 keep-alive hyper clients on core 0 get all 40 answers.
+fn serves_on_cores(backend: Backend) {
+    let (stop_tx, stop_rx) = shared::bounded::<()>(1);
+    let stop_tx = std::sync::Mutex::new(Some(stop_tx));
+    let cores = Cores::new().count(2).backend(backend).pin(false);
+    let values = cores
+        .run(move |cx, core| {
+            let stop_tx = (core.id().index() == 0)
+                .then(|| stop_tx.lock().unwrap().take())
+                .flatten();
+            let stop_rx = stop_rx.clone();
+            async move {
+                let (bound_tx, bound_rx) = channel::bounded(&cx, 1);
+                let server = cx.spawn(move |cx| async move {
+                    let any_port = "127.0.0.1:0".parse().unwrap();
+                    let served = example::serve_on_core(&cx, &core, any_port, |listener| {
+                        let _ = bound_tx.try_send(listener.local_addr()?);
+                        Ok(())
+                    });
+                    Ok(served.await.map(|never| match never {}))
+                });
+                let addr: SocketAddr = bound_rx.recv().await.expect("the core listens");
+                let mut answered = Vec::new();
+                if let Some(stop_tx) = stop_tx {
+                    let clients: Vec<_> = (0..8)
+                        .map(|_| {
+                            cx.spawn(move |cx| async move {
+                                let mut sender = connect(&cx, addr).await.expect("connect");
+                                let mut answers = Vec::new();
+                                for _ in 0..5 {
+                                    answers.push(get(&mut sender, "/").await);
+                                }
+                                Ok(answers)
+                            })
+                        })
+                        .collect();
+                    for client in clients {
+                        answered.extend(client.await?);
+                    }
+                    drop(stop_tx);
+                }
+                assert_eq!(stop_rx.recv(&cx).await, Err(RecvError::Closed));
+                drop(server);
+                Ok((addr, answered))
+            }
+        })
+        .expect("the cores' run");
+    assert_eq!(values[0].0, values[1].0, "one address for every core");
+    let answered = &values[0].1;
+    assert_eq!(answered.len(), 40, "{backend:?}");
+    assert!(answered
+        .iter()
+        .all(|(status, body)| *status == StatusCode::OK && body == example::HELLO.as_bytes()));
+}
+
+#[test]
+fn the_command_line_takes_an_address_and_a_core_count() {
+    let parse = |line: &str| example::parse(line.split_whitespace().map(String::from));
+    let default: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let other: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+    assert_eq!(parse(""), Ok((default, None)));
+    assert_eq!(parse("127.0.0.1:3000"), Ok((other, None)));
+    assert_eq!(parse("--cores 4"), Ok((default, Some(4))));
+    assert_eq!(parse("127.0.0.1:3000 --cores 2"), Ok((other, Some(2))));
+    assert!(parse("--cores 0")
+        .unwrap_err()
+        .contains("not a positive count"));
+    assert!(parse("--cores").unwrap_err().contains("missing"));
+    assert!(parse("nowhere").unwrap_err().contains("not an address"));
+    assert!(parse("127.0.0.1:1 127.0.0.1:2")
+        .unwrap_err()
+        .contains("unexpected"));
+}
+
 macro_rules! on_backends {
     ($($behaviour:ident),* $(,)?) => {
         #[cfg(feature = "uring")]
@@ -422,6 +499,7 @@ on_backends!(
     header_read_timeout_moves_with_requests,
     executor_spawns_on_the_loop,
     sleep_fires_and_drop_cleans_up,
+    serves_on_cores,
 );
 
 #[cfg(all(feature = "uring", feature = "poll"))]
