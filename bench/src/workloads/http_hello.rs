@@ -26,9 +26,9 @@ use crate::runner::{self, timed, Runner, TokioClock};
 use crate::BenchError;
 
 /// Keep-alive connections of the load.
-const CONNECTIONS: usize = 32;
+pub(super) const CONNECTIONS: usize = 32;
 /// The response body.
-const HELLO: &[u8] = b"Hello, world!";
+pub(super) const HELLO: &[u8] = b"Hello, world!";
 /// The request every connection sends.
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
@@ -187,7 +187,7 @@ fn load(addr: SocketAddr, requests: usize) -> Result<usize, BenchError> {
 
 /// One connection of the load: sends `requests` requests, reading each response whole (its
 /// head, then `content-length` bytes of body) before the next.
-async fn client(addr: SocketAddr, requests: usize) -> io::Result<usize> {
+pub(super) async fn client(addr: SocketAddr, requests: usize) -> io::Result<usize> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let mut buf = Vec::with_capacity(4096);

@@ -9,6 +9,7 @@ use crate::BenchError;
 
 mod cancel_storm;
 mod http_hello;
+mod http_hello_cores;
 mod idle_memory;
 mod op_overhead;
 mod ping_pong;
@@ -190,6 +191,7 @@ pub fn all() -> Vec<Workload> {
         tcp_echo::WORKLOAD,
         tcp_echo_cores::WORKLOAD,
         http_hello::WORKLOAD,
+        http_hello_cores::WORKLOAD,
         random_read::WORKLOAD,
         sim::ECHO,
         sim::HOUR,
