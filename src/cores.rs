@@ -5,7 +5,8 @@
 //! on its own tasks without locks. What crosses cores is a `Send` closure (the future is made
 //! on the target core, so it need not be `Send`), a `Send` handle to its outcome, and values
 //! in `Send` channels. A core is woken for cross-core work by its backend's own cross-thread
-//! wake (the run queue's idle hook: an eventfd on uring, the poller's notify on poll). On
+//! wake (the run queue's idle hook: on uring a `MSG_RING` from the waking core's own ring where
+//! the kernel has it, an eventfd otherwise; the poller's notify on poll). On
 //! fiber the cores are simulated: tasks of one seeded run on one virtual clock (see [`Cores`]).
 //! Decisions: `src/cores/DESIGN.md`.
 //!

@@ -179,9 +179,10 @@ const URING: Runner = Runner::Ioswap(Backend::Uring);
 const POLL: Runner = Runner::Ioswap(Backend::Poll);
 
 /// The targets for this 2-core machine: the scheduler's for fiber (issue 3), the I/O ones for
-/// uring (issue 5), poll (issue 12) and the simulator (issue 11). "≥ k× the throughput" is
+/// uring (issue 5; monoio as the peer of tcp-echo from issue 15), poll (issue 12) and the
+/// simulator (issue 11). "≥ k× the throughput" is
 /// "≤ 1/k × the time per op".
-const TARGETS: [Target; 14] = [
+const TARGETS: [Target; 15] = [
     Target {
         runner: FIBER,
         workload: "spawn-join",
@@ -235,6 +236,13 @@ const TARGETS: [Target; 14] = [
         runner: URING,
         workload: "tcp-echo",
         peer: Runner::Tokio,
+        at_most: 1.0 / 1.3,
+        throughput: true,
+    },
+    Target {
+        runner: URING,
+        workload: "tcp-echo",
+        peer: Runner::Monoio,
         at_most: 1.0 / 1.3,
         throughput: true,
     },

@@ -31,6 +31,12 @@ pub enum Runner {
     IoswapSim,
     /// turmoil's `Sim`: hosts on its simulated network, each a tokio runtime on a paused clock.
     Turmoil,
+    /// monoio on its io_uring driver: a thread-per-core runtime (one runtime per thread, no
+    /// work stealing), completion-based like ioswap's uring backend.
+    Monoio,
+    /// compio's runtime: its io_uring driver where the kernel has one, its poll driver
+    /// otherwise; single-threaded, completion-based.
+    Compio,
 }
 
 impl Runner {
@@ -48,6 +54,8 @@ impl Runner {
             Runner::StdPread,
             Runner::IoswapSim,
             Runner::Turmoil,
+            Runner::Monoio,
+            Runner::Compio,
         ]);
         runners
     }
@@ -56,11 +64,26 @@ impl Runner {
     /// the kernel or forbidden (seccomp, memlock limits), and then its row says so.
     pub fn unavailable(self) -> Option<String> {
         match self {
-            Runner::Ioswap(Backend::Uring) | Runner::RawIoUring => ioswap::UringIo::probe()
-                .err()
-                .map(|error| format!("io_uring unavailable here: {error}")),
+            Runner::Ioswap(Backend::Uring) | Runner::RawIoUring | Runner::Monoio => {
+                ioswap::UringIo::probe()
+                    .err()
+                    .map(|error| format!("io_uring unavailable here: {error}"))
+            }
             _ => None,
         }
+    }
+
+    /// Whether this runner runs only the workloads that list it in their `opt_in`: the floors,
+    /// the simulated worlds and the I/O peers (monoio, compio), which have no counterpart of the
+    /// scheduling workloads worth a row.
+    pub fn is_opt_in(self) -> bool {
+        self.is_floor() || self.is_simulator() || self.is_io_peer()
+    }
+
+    /// Whether this runner is a completion-based I/O runtime measured only on the I/O
+    /// workloads that list it: monoio and compio.
+    pub fn is_io_peer(self) -> bool {
+        matches!(self, Runner::Monoio | Runner::Compio)
     }
 
     /// Whether this runner is a floor (no runtime), run only by the workloads that list it.
@@ -79,7 +102,10 @@ impl Runner {
     /// Whether this runner is a peer (what ratios are taken against): the runtimes, and turmoil
     /// for the simulators.
     pub fn is_peer(self) -> bool {
-        matches!(self, Runner::Tokio | Runner::Smol | Runner::Turmoil)
+        matches!(
+            self,
+            Runner::Tokio | Runner::Smol | Runner::Turmoil | Runner::Monoio | Runner::Compio
+        )
     }
 
     /// The short name used in the table, the JSON and on the command line of the child process.
@@ -93,6 +119,8 @@ impl Runner {
             Runner::StdPread => "std-pread".to_string(),
             Runner::IoswapSim => "ioswap-sim".to_string(),
             Runner::Turmoil => "turmoil".to_string(),
+            Runner::Monoio => "monoio".to_string(),
+            Runner::Compio => "compio".to_string(),
         }
     }
 

@@ -180,6 +180,9 @@ impl UringIo {
         F: FnOnce(Cx) -> Fut,
         Fut: Future<Output = Result<T, Canceled>> + 'static,
     {
+        // Wakes this thread sends to other rings go out on this ring (see wakeup.rs).
+        let weak: std::rc::Weak<dyn wakeup::MsgSource> = Rc::downgrade(&self.0) as _;
+        let _source = wakeup::run_on_this_thread(weak);
         io_core::run(self.io(), main)
     }
 
@@ -359,6 +362,14 @@ impl Uring {
         }
         drop(ops);
         while !self.with_ops(|ops, after| ops.drain_step(after)) {}
+    }
+}
+
+impl wakeup::MsgSource for Uring {
+    fn send_msg_wake(&self, target: std::os::fd::RawFd) -> bool {
+        self.ops
+            .try_borrow_mut()
+            .is_ok_and(|mut ops| ops.send_msg_wake(target))
     }
 }
 

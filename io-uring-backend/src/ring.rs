@@ -43,6 +43,8 @@ pub(crate) struct Opcodes {
     pub(crate) renameat: bool,
     /// `IORING_OP_STATX` (5.6), by path.
     pub(crate) statx: bool,
+    /// `IORING_OP_MSG_RING` (5.18): cross-ring wake-ups (see `wakeup.rs`).
+    pub(crate) msg_ring: bool,
 }
 
 impl Opcodes {
@@ -64,6 +66,7 @@ impl Opcodes {
             unlinkat: probe.is_supported(opcode::UnlinkAt::CODE),
             renameat: probe.is_supported(opcode::RenameAt::CODE),
             statx: probe.is_supported(opcode::Statx::CODE),
+            msg_ring: probe.is_supported(opcode::MsgRingData::CODE),
         }
     }
 }
@@ -117,6 +120,22 @@ impl Ring {
             broken: false,
             opcodes,
         })
+    }
+
+    /// The ring's fd: where other rings send their `MSG_RING` wake-ups.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    }
+
+    /// Pushes `entry` (carrying no pointers) and hands every queued request to the kernel now.
+    /// `true` only if the kernel took them all: a refusal leaves the rest for the next enter.
+    pub(crate) fn push_and_submit(&mut self, entry: &squeue::Entry) -> bool {
+        // SAFETY: the caller's entry carries no pointers.
+        if !unsafe { self.push(entry) } {
+            return false;
+        }
+        self.submit();
+        self.ring.submission().is_empty()
     }
 
     /// The optional opcodes this kernel has.
@@ -213,7 +232,12 @@ impl Ring {
             out.extend(cq.by_ref().map(|cqe| (cqe.user_data(), cqe.result())));
             drop(cq);
             let reaped = out.len() - before;
-            self.outstanding -= reaped;
+            // Another ring's wake-up was never pushed here: it is not outstanding.
+            let foreign = out[before..]
+                .iter()
+                .filter(|(user_data, _)| *user_data == crate::wakeup::MSG_WAKE)
+                .count();
+            self.outstanding -= reaped - foreign;
             // More wait on the overflow list: the queue has room for them now. Stop if the last
             // enter moved none (a signal): the next reap or wait flushes them.
             if reaped == 0 || !self.ring.submission().cq_overflow() {

@@ -4,7 +4,8 @@
 //! since Rust 1.67: a post is an atomic append, never a lock. The wake is batched: a post wakes
 //! the core only if nobody has since it last looked (`notified` was clear), so a burst of posts
 //! costs one wake — one lock of the waker slot and one push onto the core's run queue, whose
-//! idle hook (eventfd, the poller's notify) wakes the loop if it sleeps in the kernel.
+//! idle hook (a `MSG_RING` between uring cores, else an eventfd; the poller's notify) wakes the
+//! loop if it sleeps in the kernel.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -104,7 +104,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             | Runner::RawIoUring
             | Runner::StdPread
             | Runner::IoswapSim
-            | Runner::Turmoil => {
+            | Runner::Turmoil
+            | Runner::Monoio
+            | Runner::Compio => {
                 unreachable!("cancel-storm has no floor runner")
             }
         }

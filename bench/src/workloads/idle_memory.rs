@@ -99,7 +99,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
         | Runner::RawIoUring
         | Runner::StdPread
         | Runner::IoswapSim
-        | Runner::Turmoil => {
+        | Runner::Turmoil
+        | Runner::Monoio
+        | Runner::Compio => {
             unreachable!("idle-memory has no floor runner")
         }
     };

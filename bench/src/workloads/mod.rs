@@ -8,6 +8,7 @@ use crate::runner::Runner;
 use crate::BenchError;
 
 mod cancel_storm;
+mod echo_peers;
 mod http_hello;
 mod http_hello_cores;
 mod idle_memory;
@@ -143,8 +144,9 @@ pub struct Workload {
     /// The unit of its figure.
     pub unit: Unit,
     /// The runners this workload also runs on that run only where named: the floors (no
-    /// runtime: a bare async-task loop, raw io-uring, std system calls) and the simulated
-    /// worlds (ioswap-sim, turmoil). The peers and ioswap's backends always run it.
+    /// runtime: a bare async-task loop, raw io-uring, std system calls), the simulated
+    /// worlds (ioswap-sim, turmoil) and the I/O peers (monoio, compio). tokio, smol and
+    /// ioswap's backends always run it.
     pub opt_in: &'static [Runner],
     /// Whether the child process runs the workload once, unmeasured, before the measured run,
     /// so the measured run finds a warm heap (its pages already faulted in) as a long-running
@@ -168,9 +170,7 @@ impl Workload {
     pub fn runners(&self) -> Vec<Runner> {
         Runner::all()
             .into_iter()
-            .filter(|runner| {
-                !(runner.is_floor() || runner.is_simulator()) || self.opt_in.contains(runner)
-            })
+            .filter(|runner| !runner.is_opt_in() || self.opt_in.contains(runner))
             .collect()
     }
 }

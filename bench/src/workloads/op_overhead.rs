@@ -13,10 +13,13 @@ pub const WORKLOAD: Workload = Workload {
     name: "op-overhead",
     what: "1M Op::Nop submitted one at a time by one task",
     unit: Unit::NsPerOp,
-    opt_in: &[Runner::RawIoUring],
+    opt_in: &[Runner::RawIoUring, Runner::Monoio, Runner::Compio],
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(_) | Runner::RawIoUring => None,
+        Runner::Monoio | Runner::Compio => {
+            Some("no NOP op in its public API: its ops are its own I/O types (see tcp-echo)")
+        }
         _ => Some("no op-submission interface: its I/O is readiness-based"),
     },
     note: |runner| match runner {

@@ -154,7 +154,9 @@ fn measure(
             | Runner::RawIoUring
             | Runner::StdPread
             | Runner::IoswapSim
-            | Runner::Turmoil => {
+            | Runner::Turmoil
+            | Runner::Monoio
+            | Runner::Compio => {
                 unreachable!("ping-pong has no floor runner")
             }
         }

@@ -25,11 +25,13 @@ pub const WORKLOAD: Workload = Workload {
     name: "random-read",
     what: "200k reads of 4 KiB at random offsets of a page-cached 64 MiB file, 32 readers",
     unit: Unit::NsPerOp,
-    opt_in: &[Runner::StdPread],
+    opt_in: &[Runner::StdPread, Runner::Monoio, Runner::Compio],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio | Runner::StdPread => None,
+        Runner::Ioswap(_) | Runner::Tokio | Runner::StdPread | Runner::Monoio | Runner::Compio => {
+            None
+        }
         _ => Some("not measured: tokio::fs is this workload's peer (issue 5)"),
     },
     note: |runner| match runner {
@@ -40,6 +42,8 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Ioswap(Backend::Poll) => Some("32 tasks, each read a pread inside submit"),
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
+        Runner::Monoio => Some("monoio::fs::File::read_at (io_uring READ), 32 tasks"),
+        Runner::Compio => Some("compio::fs::File, AsyncReadAt::read_at, 32 tasks"),
         _ => None,
     },
     counted: false,
@@ -186,6 +190,71 @@ fn read_all(runner: Runner, path: &Path, offsets: Vec<Vec<u64>>) -> Result<usize
             }
             Ok(good)
         }
-        _ => unreachable!("random-read runs on ioswap, tokio and std only"),
+        Runner::Monoio => {
+            let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .build()
+                .map_err(|error| BenchError::Peer(format!("monoio runtime: {error}")))?;
+            runtime.block_on(async move {
+                let file = Rc::new(monoio::fs::File::open(&path).await.map_err(failed)?);
+                let readers: Vec<_> = offsets
+                    .into_iter()
+                    .map(|share| {
+                        let file = file.clone();
+                        monoio::spawn(async move {
+                            let mut buf = Vec::with_capacity(BLOCK);
+                            let mut good = 0;
+                            for offset in share {
+                                buf.clear();
+                                let (n, back) = file.read_at(buf, offset).await;
+                                n?;
+                                good += usize::from(intact(&back, offset));
+                                buf = back;
+                            }
+                            io::Result::Ok(good)
+                        })
+                    })
+                    .collect();
+                let mut good = 0;
+                for reader in readers {
+                    good += reader.await.map_err(failed)?;
+                }
+                Ok(good)
+            })
+        }
+        Runner::Compio => {
+            use compio::io::AsyncReadAt;
+            let runtime = compio::runtime::Runtime::new()
+                .map_err(|error| BenchError::Peer(format!("compio runtime: {error}")))?;
+            runtime.block_on(async move {
+                let file = Rc::new(compio::fs::File::open(&path).await.map_err(failed)?);
+                let readers: Vec<_> = offsets
+                    .into_iter()
+                    .map(|share| {
+                        let file = file.clone();
+                        compio::runtime::spawn(async move {
+                            let mut buf = Vec::with_capacity(BLOCK);
+                            let mut good = 0;
+                            for offset in share {
+                                buf.clear();
+                                let compio::BufResult(n, back) = file.read_at(buf, offset).await;
+                                n?;
+                                good += usize::from(intact(&back, offset));
+                                buf = back;
+                            }
+                            io::Result::Ok(good)
+                        })
+                    })
+                    .collect();
+                let mut good = 0;
+                for reader in readers {
+                    good += reader
+                        .await
+                        .map_err(|_| BenchError::Peer("a compio reader task failed".into()))?
+                        .map_err(failed)?;
+                }
+                Ok(good)
+            })
+        }
+        _ => unreachable!("random-read runs on ioswap, tokio, monoio, compio and std only"),
     }
 }

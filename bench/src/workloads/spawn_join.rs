@@ -70,7 +70,12 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
                 }
                 sum
             })),
-            Runner::RawIoUring | Runner::StdPread | Runner::IoswapSim | Runner::Turmoil => {
+            Runner::RawIoUring
+            | Runner::StdPread
+            | Runner::IoswapSim
+            | Runner::Turmoil
+            | Runner::Monoio
+            | Runner::Compio => {
                 unreachable!("spawn-join's floor is async-task")
             }
         }

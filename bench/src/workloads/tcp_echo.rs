@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use ioswap::{Backend, Cx, TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{check, why, Measurement, Size, Unit, Workload};
+use super::{check, echo_peers, why, Measurement, Size, Unit, Workload};
 use crate::runner::{self, timed, Runner, TokioClock};
 use crate::BenchError;
 
@@ -23,17 +23,21 @@ pub const WORKLOAD: Workload = Workload {
     name: "tcp-echo",
     what: "TCP echo on 127.0.0.1: 64 connections × 2,000 messages of 1 KiB, one at a time each",
     unit: Unit::NsPerOp,
-    opt_in: &[],
+    opt_in: &[Runner::Monoio, Runner::Compio],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio => None,
-        _ => Some("not measured: tokio is this workload's peer (issue 5)"),
+        Runner::Ioswap(_) | Runner::Tokio | Runner::Monoio | Runner::Compio => None,
+        _ => Some("not measured: tokio, monoio and compio are this workload's peers"),
     },
     note: |runner| match runner {
         Runner::Ioswap(_) => Some("ns per echoed message, server and clients on one thread each"),
         Runner::Tokio => Some("tokio::net, current_thread + LocalSet on each side"),
+        Runner::Monoio => Some("monoio::net on its io_uring driver, one runtime on each side"),
+        Runner::Compio => {
+            Some("compio::net (io_uring, else its poll driver), one runtime on each side")
+        }
         _ => None,
     },
     counted: false,
@@ -146,7 +150,8 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
             Ok(bytes)
         })
         .map_err(|error| error.to_string())?,
-        _ => unreachable!("tcp-echo runs on ioswap and tokio only"),
+        Runner::Monoio | Runner::Compio => echo_peers::serve(runner, 1, addr_tx),
+        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
     }
 }
 
@@ -231,7 +236,8 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
             }
             Ok(echoed)
         })?,
-        _ => unreachable!("tcp-echo runs on ioswap and tokio only"),
+        Runner::Monoio | Runner::Compio => echo_peers::clients(runner, 1, addr, messages),
+        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
     }
 }
 

@@ -16,7 +16,7 @@ use ioswap::{Backend, Canceled};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::tcp_echo::{self, client, echo, CONNECTIONS, MESSAGE};
-use super::{why, Measurement, Size, Unit, Workload};
+use super::{echo_peers, why, Measurement, Size, Unit, Workload};
 use crate::runner::{self, Runner};
 use crate::BenchError;
 
@@ -24,19 +24,25 @@ pub const WORKLOAD: Workload = Workload {
     name: "tcp-echo-cores",
     what: "tcp-echo on all cores per side: 64 connections × 2,000 messages of 1 KiB, one at a time each",
     unit: Unit::NsPerOp,
-    opt_in: &[],
+    opt_in: &[Runner::Monoio, Runner::Compio],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio => None,
-        _ => Some("not measured: tokio's multi-thread runtime is this workload's peer"),
+        Runner::Ioswap(_) | Runner::Tokio | Runner::Monoio | Runner::Compio => None,
+        _ => Some("not measured: tokio's multi-thread runtime, monoio and compio are this workload's peers"),
     },
     note: |runner| match runner {
         Runner::Ioswap(_) => {
             Some("thread-per-core on each side: a reuse-port listener per core, all CPUs")
         }
         Runner::Tokio => Some("tokio multi-thread runtime on each side, a worker per CPU"),
+        Runner::Monoio => {
+            Some("monoio (io_uring) per CPU on each side: a runtime and a reuse-port listener each")
+        }
+        Runner::Compio => {
+            Some("compio per CPU on each side: a runtime and a reuse-port listener each")
+        }
         _ => None,
     },
     counted: false,
@@ -152,7 +158,8 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
                 Ok(bytes)
             })
         }
-        _ => unreachable!("tcp-echo-cores runs on ioswap and tokio only"),
+        Runner::Monoio | Runner::Compio => echo_peers::serve(runner, cores(), addr_tx),
+        _ => unreachable!("tcp-echo-cores runs on ioswap, tokio, monoio and compio only"),
     }
 }
 
@@ -215,7 +222,8 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
                 Ok(echoed)
             })
         }
-        _ => unreachable!("tcp-echo-cores runs on ioswap and tokio only"),
+        Runner::Monoio | Runner::Compio => echo_peers::clients(runner, cores(), addr, messages),
+        _ => unreachable!("tcp-echo-cores runs on ioswap, tokio, monoio and compio only"),
     }
 }
 

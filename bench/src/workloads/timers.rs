@@ -20,7 +20,9 @@ pub const VIRTUAL: Workload = Workload {
     warm_up: true,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
-        Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
+        Runner::Ioswap(_) | Runner::Smol | Runner::Monoio | Runner::Compio => {
+            Some(why::REAL_CLOCK_ONLY)
+        }
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
         Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
     },
@@ -107,7 +109,9 @@ fn sleep_all(
         | Runner::RawIoUring
         | Runner::StdPread
         | Runner::IoswapSim
-        | Runner::Turmoil => {
+        | Runner::Turmoil
+        | Runner::Monoio
+        | Runner::Compio => {
             unreachable!("the timer workloads have no floor runner")
         }
     }

@@ -23,7 +23,9 @@ pub const WORKLOAD: Workload = Workload {
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) | Runner::Tokio => None,
-        Runner::Ioswap(_) | Runner::Smol => Some(why::REAL_CLOCK_ONLY),
+        Runner::Ioswap(_) | Runner::Smol | Runner::Monoio | Runner::Compio => {
+            Some(why::REAL_CLOCK_ONLY)
+        }
         Runner::AsyncTask | Runner::RawIoUring | Runner::StdPread => Some("no timers"),
         Runner::IoswapSim | Runner::Turmoil => Some(why::SIMULATOR),
     },
@@ -99,7 +101,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             | Runner::RawIoUring
             | Runner::StdPread
             | Runner::IoswapSim
-            | Runner::Turmoil => {
+            | Runner::Turmoil
+            | Runner::Monoio
+            | Runner::Compio => {
                 unreachable!("virtual-time needs a virtual clock")
             }
         }

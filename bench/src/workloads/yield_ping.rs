@@ -78,7 +78,9 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
             | Runner::RawIoUring
             | Runner::StdPread
             | Runner::IoswapSim
-            | Runner::Turmoil => {
+            | Runner::Turmoil
+            | Runner::Monoio
+            | Runner::Compio => {
                 unreachable!("yield-ping has no floor runner")
             }
         }

@@ -235,6 +235,7 @@ pub(crate) struct Ops {
 impl Ops {
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ops, UringError> {
         let ring = Ring::new(sq_entries, cq_entries)?;
+        let wakeup = Wakeup::new(ring.raw_fd(), ring.opcodes().msg_ring)?;
         Ok(Ops {
             stats: UringStats::default(),
             ring,
@@ -244,7 +245,7 @@ impl Ops {
             queued: VecDeque::new(),
             cancels: VecDeque::new(),
             awaiting_fd: Vec::new(),
-            wakeup: Wakeup::new()?,
+            wakeup,
             wake_armed: false,
             closing: false,
             cqes: Vec::new(),
@@ -253,6 +254,23 @@ impl Ops {
 
     pub(crate) fn wakeup(&self) -> &Wakeup {
         &self.wakeup
+    }
+
+    #[cfg(test)]
+    pub(crate) fn wakeup_mut(&mut self) -> &mut Wakeup {
+        &mut self.wakeup
+    }
+
+    /// Wakes the ring `target` with a `MSG_RING` from this one, submitted now; `false` if it
+    /// cannot (see [`crate::wakeup::MsgSource`]).
+    pub(crate) fn send_msg_wake(&mut self, target: std::os::fd::RawFd) -> bool {
+        if self.closing || target == self.ring.raw_fd() {
+            return false;
+        }
+        match self.wakeup.msg_entry(target) {
+            Some(entry) => self.ring.push_and_submit(&entry),
+            None => false,
+        }
     }
 
     /// Ops that will still complete (queued, in the kernel, or awaiting their descriptor).
@@ -499,6 +517,9 @@ impl Ops {
         for (user_data, result) in cqes.drain(..) {
             match user_data {
                 WAKE => self.wake_armed = false,
+                // Another ring's wake-up: ending the wait was all it had to do.
+                crate::wakeup::MSG_WAKE => {}
+                crate::wakeup::MSG_SENT => self.wakeup.msg_sent(result),
                 CANCEL => {}
                 _ => {
                     self.complete(Key::from_user_data(user_data), result, after);
