@@ -27,6 +27,7 @@ mod faults;
 mod host;
 mod net;
 mod offload;
+mod ops;
 mod sweep;
 mod world;
 
@@ -156,7 +157,7 @@ pub(crate) struct State {
     /// nothing due costs the driver no borrow of the state.
     first_event: Rc<Cell<u64>>,
     /// Ops in flight, by id.
-    ops: BTreeMap<u64, Pending>,
+    ops: ops::Ops,
     next_op: u64,
     hosts: Vec<host::Host>,
     net: net::Net,
@@ -218,7 +219,7 @@ impl Sim {
                 faults,
                 events: BTreeMap::new(),
                 first_event: first_event.clone(),
-                ops: BTreeMap::new(),
+                ops: ops::Ops::default(),
                 next_op: 1,
                 hosts: all,
                 net: net::Net::default(),
@@ -552,7 +553,7 @@ impl Drop for Sim {
     fn drop(&mut self) {
         let state = self.state.get_mut();
         io_core::drop_contained(std::mem::take(&mut state.detached));
-        io_core::drop_contained(std::mem::take(&mut state.ops));
+        io_core::drop_contained(state.ops.take_all());
     }
 }
 
@@ -712,7 +713,7 @@ impl Sim {
                 .ops
                 .iter()
                 .filter(|(_, pending)| pending.host == host)
-                .map(|(&id, _)| id)
+                .map(|(id, _)| id)
                 .collect();
             for id in ended {
                 let Some(pending) = state.take_op(id) else {
