@@ -709,12 +709,7 @@ impl Sim {
             state.report(host, what);
             net::crash(&mut state, host);
             // Its ops end with it: their tasks are dropped before they could see a result.
-            let ended: Vec<u64> = state
-                .ops
-                .iter()
-                .filter(|(_, pending)| pending.host == host)
-                .map(|(id, _)| id)
-                .collect();
+            let ended = state.ops.of_host(host);
             for id in ended {
                 let Some(pending) = state.take_op(id) else {
                     continue;
