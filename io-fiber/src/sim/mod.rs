@@ -408,8 +408,12 @@ impl Sim {
             }
         };
         // io_uring's freedom to complete out of order: an op done at once may report later.
+        // (Looked at only when the faults allow it: no draw is made otherwise, as before.)
         let reply = match reply {
-            Reply::Done(result, op) if state.chance(state.faults.late_completion_ppm) => {
+            Reply::Done(result, op)
+                if state.faults.late_completion_ppm > 0
+                    && state.chance(state.faults.late_completion_ppm) =>
+            {
                 let delay = state.between(1, state.faults.late_completion_ms.max(1));
                 Reply::Wait(op, Then::After(delay, result))
             }

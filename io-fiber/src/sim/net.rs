@@ -263,10 +263,11 @@ pub(crate) enum Event {
     Deliver { from: SockId },
     /// A RST reaches `sock`.
     Reset { sock: SockId },
-    /// A UDP datagram arrives (or is dropped on the way).
-    Datagram(dgram::InFlight),
+    /// A UDP datagram arrives (or is dropped on the way). (Boxed, as is the address below:
+    /// the queue moves every event, and a TCP event is a few words.)
+    Datagram(Box<dgram::InFlight>),
     /// An ICMP port unreachable for a datagram `sock` sent to `addr` reaches `sock`'s host.
-    Unreachable { sock: SockId, addr: SocketAddr },
+    Unreachable { sock: SockId, addr: Box<SocketAddr> },
 }
 
 /// The handle of a simulated socket. Dropping the last one closes it (at the world's next step).
@@ -790,12 +791,12 @@ pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
         }
         ParkOn::Recv(sock) => {
             if let Some(s) = state.net.stream(sock) {
-                s.readers.retain(|&waiting| waiting != op);
+                leave(&mut s.readers, op);
             }
         }
         ParkOn::Send(sock) => {
             if let Some(s) = state.net.stream(sock) {
-                s.writers.retain(|&waiting| waiting != op);
+                leave(&mut s.writers, op);
             }
         }
         ParkOn::Connect(sock) => {
@@ -810,6 +811,15 @@ pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
             }
         }
         ParkOn::Datagram(sock) | ParkOn::DatagramRoom(sock) => dgram::unpark(state, op, sock),
+    }
+}
+
+/// Takes `op` out of the queue it waits in (most often its head: the op served first).
+fn leave(queue: &mut VecDeque<u64>, op: u64) {
+    if queue.front() == Some(&op) {
+        queue.pop_front();
+    } else {
+        queue.retain(|&waiting| waiting != op);
     }
 }
 
@@ -894,8 +904,8 @@ pub(crate) fn on_event(state: &mut State, event: Event) {
         }
         Event::Deliver { from } => deliver(state, from),
         Event::Reset { sock } => reset(state, sock, ErrorKind::ConnectionReset),
-        Event::Datagram(datagram) => dgram::arrive(state, datagram),
-        Event::Unreachable { sock, addr } => dgram::unreachable(state, sock, addr),
+        Event::Datagram(datagram) => dgram::arrive(state, *datagram),
+        Event::Unreachable { sock, addr } => dgram::unreachable(state, sock, *addr),
     }
 }
 
