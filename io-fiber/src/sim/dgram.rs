@@ -329,7 +329,10 @@ fn send_udp(
             to,
             bytes: bytes.to_vec(),
         };
-        state.schedule(latency, super::Event::Net(net::Event::Datagram(datagram)));
+        state.schedule(
+            latency,
+            super::Event::Net(net::Event::Datagram(Box::new(datagram))),
+        );
     }
     Ok(bytes.len())
 }
@@ -374,7 +377,7 @@ pub(super) fn arrive(state: &mut State, datagram: InFlight) {
             if !dropped {
                 let event = net::Event::Unreachable {
                     sock: src,
-                    addr: to,
+                    addr: Box::new(to),
                 };
                 state.schedule(latency, super::Event::Net(event));
             }

@@ -27,6 +27,7 @@ mod faults;
 mod host;
 mod net;
 mod offload;
+mod ops;
 mod sweep;
 mod world;
 
@@ -156,7 +157,7 @@ pub(crate) struct State {
     /// nothing due costs the driver no borrow of the state.
     first_event: Rc<Cell<u64>>,
     /// Ops in flight, by id.
-    ops: BTreeMap<u64, Pending>,
+    ops: ops::Ops,
     next_op: u64,
     hosts: Vec<host::Host>,
     net: net::Net,
@@ -218,7 +219,7 @@ impl Sim {
                 faults,
                 events: BTreeMap::new(),
                 first_event: first_event.clone(),
-                ops: BTreeMap::new(),
+                ops: ops::Ops::default(),
                 next_op: 1,
                 hosts: all,
                 net: net::Net::default(),
@@ -407,8 +408,12 @@ impl Sim {
             }
         };
         // io_uring's freedom to complete out of order: an op done at once may report later.
+        // (Looked at only when the faults allow it: no draw is made otherwise, as before.)
         let reply = match reply {
-            Reply::Done(result, op) if state.chance(state.faults.late_completion_ppm) => {
+            Reply::Done(result, op)
+                if state.faults.late_completion_ppm > 0
+                    && state.chance(state.faults.late_completion_ppm) =>
+            {
                 let delay = state.between(1, state.faults.late_completion_ms.max(1));
                 Reply::Wait(op, Then::After(delay, result))
             }
@@ -552,7 +557,7 @@ impl Drop for Sim {
     fn drop(&mut self) {
         let state = self.state.get_mut();
         io_core::drop_contained(std::mem::take(&mut state.detached));
-        io_core::drop_contained(std::mem::take(&mut state.ops));
+        io_core::drop_contained(state.ops.take_all());
     }
 }
 
@@ -708,12 +713,7 @@ impl Sim {
             state.report(host, what);
             net::crash(&mut state, host);
             // Its ops end with it: their tasks are dropped before they could see a result.
-            let ended: Vec<u64> = state
-                .ops
-                .iter()
-                .filter(|(_, pending)| pending.host == host)
-                .map(|(&id, _)| id)
-                .collect();
+            let ended = state.ops.of_host(host);
             for id in ended {
                 let Some(pending) = state.take_op(id) else {
                     continue;

@@ -167,6 +167,9 @@ pub(super) struct Stream {
     /// The last handle is gone: the socket lingers until what it sent has arrived.
     closed: bool,
     out: VecDeque<Segment>,
+    /// The bytes of `out`'s data segments, in order (a segment holds only its length: no
+    /// allocation per segment).
+    out_data: VecDeque<u8>,
     out_bytes: usize,
     /// Whether a delivery of `out`'s head is scheduled.
     sending: bool,
@@ -204,6 +207,7 @@ impl Stream {
             write_shut: false,
             closed: false,
             out: VecDeque::new(),
+            out_data: VecDeque::new(),
             out_bytes: 0,
             sending: false,
             lost_since: None,
@@ -232,7 +236,8 @@ struct Segment {
 }
 
 enum Kind {
-    Data(Vec<u8>),
+    /// So many bytes, at the front of the sender's `out_data`.
+    Data(usize),
     Fin,
     Rst,
 }
@@ -258,10 +263,11 @@ pub(crate) enum Event {
     Deliver { from: SockId },
     /// A RST reaches `sock`.
     Reset { sock: SockId },
-    /// A UDP datagram arrives (or is dropped on the way).
-    Datagram(dgram::InFlight),
+    /// A UDP datagram arrives (or is dropped on the way). (Boxed, as is the address below:
+    /// the queue moves every event, and a TCP event is a few words.)
+    Datagram(Box<dgram::InFlight>),
     /// An ICMP port unreachable for a datagram `sock` sent to `addr` reaches `sock`'s host.
-    Unreachable { sock: SockId, addr: SocketAddr },
+    Unreachable { sock: SockId, addr: Box<SocketAddr> },
 }
 
 /// The handle of a simulated socket. Dropping the last one closes it (at the world's next step).
@@ -785,12 +791,12 @@ pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
         }
         ParkOn::Recv(sock) => {
             if let Some(s) = state.net.stream(sock) {
-                s.readers.retain(|&waiting| waiting != op);
+                leave(&mut s.readers, op);
             }
         }
         ParkOn::Send(sock) => {
             if let Some(s) = state.net.stream(sock) {
-                s.writers.retain(|&waiting| waiting != op);
+                leave(&mut s.writers, op);
             }
         }
         ParkOn::Connect(sock) => {
@@ -805,6 +811,15 @@ pub(crate) fn unpark(state: &mut State, op: u64, on: ParkOn) {
             }
         }
         ParkOn::Datagram(sock) | ParkOn::DatagramRoom(sock) => dgram::unpark(state, op, sock),
+    }
+}
+
+/// Takes `op` out of the queue it waits in (most often its head: the op served first).
+fn leave(queue: &mut VecDeque<u64>, op: u64) {
+    if queue.front() == Some(&op) {
+        queue.pop_front();
+    } else {
+        queue.retain(|&waiting| waiting != op);
     }
 }
 
@@ -889,8 +904,8 @@ pub(crate) fn on_event(state: &mut State, event: Event) {
         }
         Event::Deliver { from } => deliver(state, from),
         Event::Reset { sock } => reset(state, sock, ErrorKind::ConnectionReset),
-        Event::Datagram(datagram) => dgram::arrive(state, datagram),
-        Event::Unreachable { sock, addr } => dgram::unreachable(state, sock, addr),
+        Event::Datagram(datagram) => dgram::arrive(state, *datagram),
+        Event::Unreachable { sock, addr } => dgram::unreachable(state, sock, *addr),
     }
 }
 
@@ -1134,7 +1149,9 @@ fn try_send(state: &mut State, id: SockId, op: &mut Op) -> Option<io::Result<usi
         return None;
     }
     let n = state.transfer(buf.len().min(room));
-    push(state, id, Kind::Data(buf[..n].to_vec()));
+    let stream = state.net.stream(id).expect("checked above");
+    stream.out_data.extend(&buf[..n]);
+    push(state, id, Kind::Data(n));
     Some(Ok(n))
 }
 
@@ -1149,8 +1166,8 @@ fn push(state: &mut State, id: SockId, kind: Kind) {
     let stream = state.net.stream(id).expect("checked above");
     let arrive_at = now.saturating_add(latency).max(stream.last_arrival);
     stream.last_arrival = arrive_at;
-    if let Kind::Data(bytes) = &kind {
-        stream.out_bytes += bytes.len();
+    if let Kind::Data(len) = kind {
+        stream.out_bytes += len;
     }
     stream.out.push_back(Segment { kind, arrive_at });
     if !stream.sending {
@@ -1188,8 +1205,8 @@ fn deliver(state: &mut State, from: SockId) {
     stream.lost_since = None;
     stream.rto = FIRST_RTO_MS;
     let segment = stream.out.pop_front().expect("checked above");
-    if let Kind::Data(bytes) = &segment.kind {
-        stream.out_bytes -= bytes.len();
+    if let Kind::Data(len) = segment.kind {
+        stream.out_bytes -= len;
     }
     if let Some(next) = stream.out.front() {
         let at = next.arrive_at.max(now);
@@ -1207,6 +1224,21 @@ fn deliver(state: &mut State, from: SockId) {
             .stream(peer)
             .is_some_and(|s| !s.dead && (!s.closed || matches!(segment.kind, Kind::Rst)))
     });
+    if let Kind::Data(len) = segment.kind {
+        // The segment's bytes leave the sender's queue: into the target's buffer, or nowhere.
+        // (Nothing runs between the take and the put back.)
+        let sender = state.net.stream(from).expect("checked above");
+        let mut sent = std::mem::take(&mut sender.out_data);
+        if let Some(target) = target {
+            let rx = &mut state.net.stream(target).expect("checked above").rx;
+            let (front, back) = sent.as_slices();
+            let head = len.min(front.len());
+            rx.extend(&front[..head]);
+            rx.extend(&back[..len - head]);
+        }
+        sent.drain(..len);
+        state.net.stream(from).expect("checked above").out_data = sent;
+    }
     match (target, segment.kind) {
         (None, Kind::Rst) => {}
         (None, kind) => {
@@ -1216,11 +1248,7 @@ fn deliver(state: &mut State, from: SockId) {
                 serve_writers(state, from);
             }
         }
-        (Some(target), Kind::Data(bytes)) => {
-            let stream = state.net.stream(target).expect("checked above");
-            stream.rx.extend(bytes);
-            serve_readers(state, target);
-        }
+        (Some(target), Kind::Data(_)) => serve_readers(state, target),
         (Some(target), Kind::Fin) => {
             if let Some(stream) = state.net.stream(target) {
                 stream.fin_in = true;
@@ -1267,6 +1295,7 @@ fn reset(state: &mut State, sock: SockId, kind: ErrorKind) {
         kind
     });
     stream.out.clear();
+    stream.out_data.clear();
     stream.out_bytes = 0;
     let (closed, peer) = (stream.closed, stream.peer_sock);
     if closed {
