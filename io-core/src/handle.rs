@@ -47,17 +47,36 @@ pub trait Resource: Any {
         let _ = on;
         Err(crate::Unsupported::io_error("this resource", "set_nodelay"))
     }
+
+    /// The descriptor, if the resource is one the kernel backends issue (the std file and
+    /// socket types); `None` (the default) for a backend's own objects. What
+    /// [`Handle::as_fd`] answers, in one call rather than a type test per std type.
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
-impl Resource for fs::File {}
+impl Resource for fs::File {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+}
 
 impl Resource for net::TcpListener {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::TcpListener::local_addr(self)
     }
 }
 
 impl Resource for net::TcpStream {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::TcpStream::local_addr(self)
     }
@@ -72,6 +91,10 @@ impl Resource for net::TcpStream {
 }
 
 impl Resource for net::UdpSocket {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::UdpSocket::local_addr(self)
     }
@@ -86,12 +109,20 @@ fn unix_path(addr: io::Result<unix::SocketAddr>) -> io::Result<Option<PathBuf>> 
 }
 
 impl Resource for unix::UnixListener {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
 }
 
 impl Resource for unix::UnixStream {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
@@ -102,6 +133,10 @@ impl Resource for unix::UnixStream {
 }
 
 impl Resource for unix::UnixDatagram {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
@@ -150,33 +185,24 @@ impl Handle {
     }
 
     /// The descriptor, if the resource is one of the std types a kernel backend issues.
+    #[inline]
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.as_fd().map(|fd| fd.as_raw_fd())
     }
 
-    /// The descriptor, borrowed, if the resource is one of the std types a kernel backend issues.
+    /// The descriptor, borrowed, if the resource is one of the std types a kernel backend issues
+    /// ([`Resource::descriptor`]).
+    #[inline]
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        if let Some(file) = self.get::<fs::File>() {
-            Some(file.as_fd())
-        } else if let Some(listener) = self.get::<net::TcpListener>() {
-            Some(listener.as_fd())
-        } else if let Some(stream) = self.get::<net::TcpStream>() {
-            Some(stream.as_fd())
-        } else if let Some(socket) = self.get::<net::UdpSocket>() {
-            Some(socket.as_fd())
-        } else if let Some(listener) = self.get::<unix::UnixListener>() {
-            Some(listener.as_fd())
-        } else if let Some(stream) = self.get::<unix::UnixStream>() {
-            Some(stream.as_fd())
-        } else {
-            self.get::<unix::UnixDatagram>().map(AsFd::as_fd)
-        }
+        self.0.descriptor()
     }
 
     /// The owned descriptor, if this is the last handle on a std resource; otherwise the handle
     /// back (an op holding another is still in flight, or the resource is not a descriptor).
     pub fn try_into_fd(self) -> Result<OwnedFd, Handle> {
-        if self.get::<fs::File>().is_some() {
+        if Rc::strong_count(&self.0) != 1 || self.as_fd().is_none() {
+            Err(self)
+        } else if self.get::<fs::File>().is_some() {
             self.take::<fs::File>().map(OwnedFd::from)
         } else if self.get::<net::TcpListener>().is_some() {
             self.take::<net::TcpListener>().map(OwnedFd::from)
