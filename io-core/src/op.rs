@@ -786,13 +786,13 @@ impl Future for Submit {
 
 impl Drop for Submit {
     fn drop(&mut self) {
-        if let SubmitState::InFlight { id, slot, .. } =
-            std::mem::replace(&mut self.state, SubmitState::Finished)
-        {
+        // (Looked at in place: a finished future, the common case, costs one test.)
+        if let SubmitState::InFlight { id, slot, .. } = &self.state {
             // A completion already delivered is dropped first (closing what it produced and
-            // releasing its handles), so the backend sees the op's handles gone.
+            // releasing its handles), so the backend sees the op's handles gone. The slot itself
+            // goes after the discard, with the state.
             drop(slot.take());
-            self.io.discard_op(id);
+            self.io.discard_op(*id);
         }
     }
 }
