@@ -694,11 +694,17 @@ impl Submit {
                 Some(done)
             }
             Submitted::InFlight { id, slot } => {
-                self.state = SubmitState::InFlight {
-                    id,
-                    slot,
-                    canceling: false,
-                };
+                let finished = std::mem::replace(
+                    &mut self.state,
+                    SubmitState::InFlight {
+                        id,
+                        slot,
+                        canceling: false,
+                    },
+                );
+                // Set just above: nothing to drop, and no drop glue to run for it.
+                debug_assert!(matches!(finished, SubmitState::Finished));
+                std::mem::forget(finished);
                 None
             }
         }

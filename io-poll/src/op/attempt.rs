@@ -203,12 +203,20 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
 
 /// Runs a non-blocking call, again if a signal interrupted it; `WouldBlock` means wait for
 /// `interest`.
+#[inline]
 fn would_block(interest: Interest, mut call: impl FnMut() -> io::Result<usize>) -> Attempt {
     loop {
         match call() {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Attempt::Wait(interest),
-            result => return Attempt::Done(result),
+            Ok(n) => return Attempt::Done(Ok(n)),
+            // The system call's own error number first: `kind` decodes it through a long match,
+            // and this is every socket op that waits.
+            Err(err) => match err.raw_os_error() {
+                Some(libc::EAGAIN) => return Attempt::Wait(interest),
+                Some(libc::EINTR) => continue,
+                _ if err.kind() == io::ErrorKind::Interrupted => continue,
+                _ if err.kind() == io::ErrorKind::WouldBlock => return Attempt::Wait(interest),
+                _ => return Attempt::Done(Err(err)),
+            },
         }
     }
 }
