@@ -307,3 +307,60 @@ impl fmt::Debug for Handle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Own;
+
+    impl Resource for Own {}
+
+    /// `as_fd` answers each std type's descriptor in one call (no type tests), and nothing
+    /// for a backend's own resource; `try_into_fd` still gives the descriptor back only from
+    /// the last handle.
+    #[test]
+    fn every_std_resource_answers_its_descriptor_and_a_backends_own_none() {
+        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = net::TcpStream::connect(addr).unwrap();
+        let udp = net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, b) = unix::UnixStream::pair().unwrap();
+        let (d, _e) = unix::UnixDatagram::pair().unwrap();
+        let file = fs::File::from(OwnedFd::from(b));
+        let dir = std::env::temp_dir().join(format!("ioswap-handle-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let unix_listener = unix::UnixListener::bind(dir.join("s")).unwrap();
+        let raws = [
+            listener.as_raw_fd(),
+            stream.as_raw_fd(),
+            udp.as_raw_fd(),
+            a.as_raw_fd(),
+            d.as_raw_fd(),
+            file.as_raw_fd(),
+            unix_listener.as_raw_fd(),
+        ];
+        let handles = [
+            Handle::new(listener),
+            Handle::new(stream),
+            Handle::new(udp),
+            Handle::new(a),
+            Handle::new(d),
+            Handle::new(file),
+            Handle::new(unix_listener),
+        ];
+        for (handle, raw) in handles.into_iter().zip(raws) {
+            assert_eq!(handle.raw_fd(), Some(raw));
+            let other = handle.clone();
+            let handle = handle.try_into_fd().expect_err("another handle is alive");
+            drop(other);
+            let owned = handle.try_into_fd().expect("the last handle");
+            assert_eq!(owned.as_raw_fd(), raw);
+        }
+        let own = Handle::new(Own);
+        assert!(own.as_fd().is_none() && own.raw_fd().is_none());
+        assert!(own.try_into_fd().is_err());
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
