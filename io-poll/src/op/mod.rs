@@ -587,34 +587,38 @@ impl Ops {
     /// Tries the ops queued on registered descriptor `fd` for `interest`, in order, until one
     /// would block.
     fn try_queue(&mut self, fd: RawFd, interest: Interest, after: &mut Aftermath) {
+        // The registration and the op's entry are borrowed side by side (they are different
+        // fields): one look-up of each per op tried.
         loop {
             let registration = self.registered.get_mut(fd).expect("registered");
             let Some(&key) = registration.queue(interest).front() else {
                 return;
             };
-            let Some(entry) = self.get_mut(key) else {
+            let index = (key & 0xffff_ffff) as usize;
+            let entry = self
+                .slots
+                .get_mut(index)
+                .filter(|slot| u64::from(slot.generation) == key >> 32)
+                .and_then(|slot| slot.entry.as_mut());
+            let Some(entry) = entry else {
                 // Gone without leaving the queue: cannot happen, but never loop on it.
-                self.registered
-                    .get_mut(fd)
-                    .expect("registered")
-                    .queue(interest)
-                    .pop_front();
+                registration.queue(interest).pop_front();
                 continue;
             };
             let attempt = attempt::retry(&mut entry.op);
-            let registration = self.registered.get_mut(fd).expect("registered");
             if self.edge {
-                *registration.known(interest) = match attempt {
+                let known = registration.known(interest);
+                *known = match attempt {
                     Attempt::Wait(_) => Known::UsedUp,
                     Attempt::Done(Ok(_)) if interest == Interest::Read => Known::Unsure,
-                    Attempt::Done(_) | Attempt::Later => *registration.known(interest),
+                    Attempt::Done(_) | Attempt::Later => *known,
                 };
             }
             match attempt {
                 Attempt::Wait(_) => return,
                 Attempt::Later => {
                     registration.queue(interest).pop_front();
-                    self.get_mut(key).expect("just tried").state = State::Later;
+                    entry.state = State::Later;
                     self.later.push(key);
                 }
                 Attempt::Done(result) => {
