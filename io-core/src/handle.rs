@@ -47,17 +47,36 @@ pub trait Resource: Any {
         let _ = on;
         Err(crate::Unsupported::io_error("this resource", "set_nodelay"))
     }
+
+    /// The descriptor, if the resource is one the kernel backends issue (the std file and
+    /// socket types); `None` (the default) for a backend's own objects. What
+    /// [`Handle::as_fd`] answers, in one call rather than a type test per std type.
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
-impl Resource for fs::File {}
+impl Resource for fs::File {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+}
 
 impl Resource for net::TcpListener {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::TcpListener::local_addr(self)
     }
 }
 
 impl Resource for net::TcpStream {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::TcpStream::local_addr(self)
     }
@@ -72,6 +91,10 @@ impl Resource for net::TcpStream {
 }
 
 impl Resource for net::UdpSocket {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         net::UdpSocket::local_addr(self)
     }
@@ -86,12 +109,20 @@ fn unix_path(addr: io::Result<unix::SocketAddr>) -> io::Result<Option<PathBuf>> 
 }
 
 impl Resource for unix::UnixListener {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
 }
 
 impl Resource for unix::UnixStream {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
@@ -102,6 +133,10 @@ impl Resource for unix::UnixStream {
 }
 
 impl Resource for unix::UnixDatagram {
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.as_fd())
+    }
+
     fn unix_local_path(&self) -> io::Result<Option<PathBuf>> {
         unix_path(self.local_addr())
     }
@@ -150,33 +185,24 @@ impl Handle {
     }
 
     /// The descriptor, if the resource is one of the std types a kernel backend issues.
+    #[inline]
     pub fn raw_fd(&self) -> Option<RawFd> {
         self.as_fd().map(|fd| fd.as_raw_fd())
     }
 
-    /// The descriptor, borrowed, if the resource is one of the std types a kernel backend issues.
+    /// The descriptor, borrowed, if the resource is one of the std types a kernel backend issues
+    /// ([`Resource::descriptor`]).
+    #[inline]
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        if let Some(file) = self.get::<fs::File>() {
-            Some(file.as_fd())
-        } else if let Some(listener) = self.get::<net::TcpListener>() {
-            Some(listener.as_fd())
-        } else if let Some(stream) = self.get::<net::TcpStream>() {
-            Some(stream.as_fd())
-        } else if let Some(socket) = self.get::<net::UdpSocket>() {
-            Some(socket.as_fd())
-        } else if let Some(listener) = self.get::<unix::UnixListener>() {
-            Some(listener.as_fd())
-        } else if let Some(stream) = self.get::<unix::UnixStream>() {
-            Some(stream.as_fd())
-        } else {
-            self.get::<unix::UnixDatagram>().map(AsFd::as_fd)
-        }
+        self.0.descriptor()
     }
 
     /// The owned descriptor, if this is the last handle on a std resource; otherwise the handle
     /// back (an op holding another is still in flight, or the resource is not a descriptor).
     pub fn try_into_fd(self) -> Result<OwnedFd, Handle> {
-        if self.get::<fs::File>().is_some() {
+        if Rc::strong_count(&self.0) != 1 || self.as_fd().is_none() {
+            Err(self)
+        } else if self.get::<fs::File>().is_some() {
             self.take::<fs::File>().map(OwnedFd::from)
         } else if self.get::<net::TcpListener>().is_some() {
             self.take::<net::TcpListener>().map(OwnedFd::from)
@@ -279,5 +305,62 @@ impl fmt::Debug for Handle {
             Some(fd) => f.debug_tuple("Handle").field(&fd).finish(),
             None => f.write_str("Handle(..)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Own;
+
+    impl Resource for Own {}
+
+    /// `as_fd` answers each std type's descriptor in one call (no type tests), and nothing
+    /// for a backend's own resource; `try_into_fd` still gives the descriptor back only from
+    /// the last handle.
+    #[test]
+    fn every_std_resource_answers_its_descriptor_and_a_backends_own_none() {
+        let listener = net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = net::TcpStream::connect(addr).unwrap();
+        let udp = net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a, b) = unix::UnixStream::pair().unwrap();
+        let (d, _e) = unix::UnixDatagram::pair().unwrap();
+        let file = fs::File::from(OwnedFd::from(b));
+        let dir = std::env::temp_dir().join(format!("ioswap-handle-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let unix_listener = unix::UnixListener::bind(dir.join("s")).unwrap();
+        let raws = [
+            listener.as_raw_fd(),
+            stream.as_raw_fd(),
+            udp.as_raw_fd(),
+            a.as_raw_fd(),
+            d.as_raw_fd(),
+            file.as_raw_fd(),
+            unix_listener.as_raw_fd(),
+        ];
+        let handles = [
+            Handle::new(listener),
+            Handle::new(stream),
+            Handle::new(udp),
+            Handle::new(a),
+            Handle::new(d),
+            Handle::new(file),
+            Handle::new(unix_listener),
+        ];
+        for (handle, raw) in handles.into_iter().zip(raws) {
+            assert_eq!(handle.raw_fd(), Some(raw));
+            let other = handle.clone();
+            let handle = handle.try_into_fd().expect_err("another handle is alive");
+            drop(other);
+            let owned = handle.try_into_fd().expect("the last handle");
+            assert_eq!(owned.as_raw_fd(), raw);
+        }
+        let own = Handle::new(Own);
+        assert!(own.as_fd().is_none() && own.raw_fd().is_none());
+        assert!(own.try_into_fd().is_err());
+        fs::remove_dir_all(dir).unwrap();
     }
 }

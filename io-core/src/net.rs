@@ -399,11 +399,9 @@ impl TcpStream {
 }
 
 /// Receives on a connected socket (TCP, Unix stream, connected UDP).
-pub(crate) async fn stream_read(
-    cx: &Cx,
-    stream: &Handle,
-    buf: Vec<u8>,
-) -> (io::Result<usize>, Vec<u8>) {
+/// (A plain function returning the op's future: no state machine of its own.)
+#[inline]
+pub(crate) fn stream_read(cx: &Cx, stream: &Handle, buf: Vec<u8>) -> crate::op::SubmitBuf {
     crate::op::submit_buf(
         cx,
         Op::Recv {
@@ -411,15 +409,12 @@ pub(crate) async fn stream_read(
             buf,
         },
     )
-    .await
 }
 
 /// Sends on a connected socket (TCP, Unix stream, connected UDP).
-pub(crate) async fn stream_write(
-    cx: &Cx,
-    stream: &Handle,
-    buf: Vec<u8>,
-) -> (io::Result<usize>, Vec<u8>) {
+/// (A plain function returning the op's future: no state machine of its own.)
+#[inline]
+pub(crate) fn stream_write(cx: &Cx, stream: &Handle, buf: Vec<u8>) -> crate::op::SubmitBuf {
     crate::op::submit_buf(
         cx,
         Op::Send {
@@ -427,7 +422,6 @@ pub(crate) async fn stream_write(
             buf,
         },
     )
-    .await
 }
 
 /// Sends all of `buf` on a stream, resubmitting after short sends and interruptions.

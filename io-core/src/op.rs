@@ -414,9 +414,26 @@ pub fn read_into(
 
 /// Submits an op that carries a buffer and gives back its result and the buffer: what every
 /// owned-buffer read and write of the I/O types is.
-pub(crate) async fn submit_buf(cx: &crate::Cx, op: Op) -> (io::Result<usize>, Vec<u8>) {
-    let done = cx.submit(op).await;
-    (done.result, done.op.into_buf())
+/// (A plain future over [`Submit`] rather than an `async fn`: no state machine of its own
+/// between the caller and the op.)
+#[inline]
+pub(crate) fn submit_buf(cx: &crate::Cx, op: Op) -> SubmitBuf {
+    SubmitBuf(cx.submit(op))
+}
+
+/// The future of [`submit_buf`]: the op's result and its buffer back.
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub(crate) struct SubmitBuf(Submit);
+
+impl Future for SubmitBuf {
+    type Output = (io::Result<usize>, Vec<u8>);
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let done = std::task::ready!(Pin::new(&mut self.0).poll(cx));
+        Poll::Ready((done.result, done.op.into_buf()))
+    }
 }
 
 /// Names one op in flight on a backend; what [`Io::submit`] returns for an op that has not
@@ -482,41 +499,97 @@ pub enum Submitted {
 pub struct OpSlot(Rc<SlotState>);
 
 struct SlotState {
-    park: Park,
+    /// `None` only while the state waits in [`SPARE_SLOT`]: its park went back to the park pool
+    /// when the slot's last handle dropped (reset there by its own code), and a reused slot
+    /// takes a new one.
+    park: Option<Park>,
     completion: Cell<Option<Completion>>,
+}
+
+thread_local! {
+    /// The slot state whose last [`OpSlot`] dropped most recently on this thread, emptied, for
+    /// [`OpSlot::new`] to reuse: an op in flight lives from its submission to its completion, and
+    /// a task that does I/O in a loop drops one just before it submits the next, so in steady
+    /// state no op allocates its slot. (One slot, as `SPARE_PARK` keeps one park.)
+    ///
+    /// Only a state no handle reaches is put here (its last `OpSlot` dropped, and there are no
+    /// weak references), so a backend or a future holding a stale clone can never see a later
+    /// op's completion.
+    static SPARE_SLOT: Cell<Option<Rc<SlotState>>> = const { Cell::new(None) };
 }
 
 impl OpSlot {
     /// An empty slot with a new park; `what` names the op in deadlock reports.
     pub fn new(what: &'static str) -> OpSlot {
-        OpSlot(Rc::new(SlotState {
-            park: Park::new(what),
-            completion: Cell::new(None),
-        }))
+        let park = Park::new(what);
+        let spare = SPARE_SLOT.try_with(Cell::take).ok().flatten();
+        match spare {
+            Some(mut state) => {
+                // Emptied when it was put back (see `Drop`), and unreachable from anywhere else.
+                match Rc::get_mut(&mut state) {
+                    Some(fresh) => fresh.park = Some(park),
+                    None => unreachable!("a spare op slot is never shared"),
+                }
+                OpSlot(state)
+            }
+            None => OpSlot(Rc::new(SlotState {
+                park: Some(park),
+                completion: Cell::new(None),
+            })),
+        }
     }
 
     /// The park the op's task waits on.
     pub fn park(&self) -> &Park {
-        &self.0.park
+        match &self.0.park {
+            Some(park) => park,
+            None => unreachable!("a live op slot has its park"),
+        }
     }
 
     /// Delivers the op's completion and readies its park (the backend, once, at the end).
     pub fn complete(&self, done: Completion) {
         let replaced = self.0.completion.replace(Some(done));
         debug_assert!(replaced.is_none(), "an op completed twice");
-        self.0.park.ready();
+        self.park().ready();
     }
 
     /// Takes the completion, once it has been delivered.
     pub fn take(&self) -> Option<Completion> {
         self.0.completion.take()
     }
+
+    /// Whether two handles are the same slot (for tests of the pool).
+    #[cfg(test)]
+    fn same_as(&self, other: &OpSlot) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Drop for OpSlot {
+    /// The last handle of a slot empties it and puts it back for reuse.
+    fn drop(&mut self) {
+        let Some(state) = Rc::get_mut(&mut self.0) else {
+            return; // another handle still reaches it
+        };
+        // A completion nobody took (the op's future went away) and the park are dropped before
+        // the state is in the spare slot: dropping them can run any code (a waker's task, a
+        // handle's close), including code that makes or drops op slots.
+        let done = state.completion.get_mut().take();
+        let park = state.park.take();
+        drop(done);
+        drop(park);
+        let state = self.0.clone();
+        // A state already in the slot is freed, outside the slot.
+        let replaced = SPARE_SLOT.try_with(move |spare| spare.replace(Some(state)));
+        drop(replaced);
+    }
 }
 
 impl fmt::Debug for OpSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpSlot")
-            .field("ready", &self.0.park.is_ready())
+            .field("ready", &self.park().is_ready())
             .finish()
     }
 }
@@ -564,8 +637,13 @@ pub struct Submit {
 
 enum SubmitState {
     Unsubmitted(Op),
-    InFlight { id: OpId, slot: OpSlot },
-    Canceling { id: OpId, slot: OpSlot },
+    /// In the backend; `canceling` once the task was canceled and the backend asked to cancel
+    /// the op, whose final completion is awaited shielded.
+    InFlight {
+        id: OpId,
+        slot: OpSlot,
+        canceling: bool,
+    },
     Finished,
 }
 
@@ -588,6 +666,49 @@ impl Submit {
             }
         }
     }
+
+    /// The op back, unrun, with a canceled error (the future is finished).
+    #[cold]
+    fn refuse(&mut self) -> Poll<Completion> {
+        let op = self
+            .take_unsubmitted()
+            .expect("only an unsubmitted op is refused");
+        Poll::Ready(Completion {
+            result: Err(Canceled.into()),
+            op,
+        })
+    }
+
+    /// Hands the op to the backend (the state is `Unsubmitted`); its completion if it is done
+    /// at once. The op moves straight from the state into the backend.
+    #[inline]
+    fn start(&mut self, unit: task::BudgetUnit) -> Option<Completion> {
+        let SubmitState::Unsubmitted(op) =
+            std::mem::replace(&mut self.state, SubmitState::Finished)
+        else {
+            unreachable!("only an unsubmitted op starts")
+        };
+        match self.io.submit(op) {
+            Submitted::Done(done) => {
+                unit.spend();
+                Some(done)
+            }
+            Submitted::InFlight { id, slot } => {
+                let finished = std::mem::replace(
+                    &mut self.state,
+                    SubmitState::InFlight {
+                        id,
+                        slot,
+                        canceling: false,
+                    },
+                );
+                // Set just above: nothing to drop, and no drop glue to run for it.
+                debug_assert!(matches!(finished, SubmitState::Finished));
+                std::mem::forget(finished);
+                None
+            }
+        }
+    }
 }
 
 impl Future for Submit {
@@ -596,61 +717,55 @@ impl Future for Submit {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
         let this = &mut *self;
         loop {
-            match std::mem::replace(&mut this.state, SubmitState::Finished) {
-                SubmitState::Unsubmitted(op) => {
+            match &mut this.state {
+                SubmitState::Unsubmitted(_) => {
                     // A canceled task starts nothing, and neither does a backend that has shut
                     // down (nothing would ever complete the op): it comes back as it went in.
                     if task::cancel_pending() || this.io.core().is_shut_down() {
-                        return Poll::Ready(Completion {
-                            result: Err(Canceled.into()),
-                            op,
-                        });
+                        return this.refuse();
                     }
                     // An op done at once (blocking, fiber, a ready socket) spends a unit of the
                     // task's budget; one put in flight gives it back, it will suspend.
                     let unit = match task::poll_budget(cx) {
                         Poll::Ready(Ok(unit)) => unit,
-                        Poll::Ready(Err(Canceled)) => {
-                            return Poll::Ready(Completion {
-                                result: Err(Canceled.into()),
-                                op,
-                            })
-                        }
-                        Poll::Pending => {
-                            this.state = SubmitState::Unsubmitted(op);
-                            return Poll::Pending;
-                        }
+                        Poll::Ready(Err(Canceled)) => return this.refuse(),
+                        Poll::Pending => return Poll::Pending,
                     };
-                    match this.io.submit(op) {
-                        Submitted::Done(done) => {
-                            unit.spend();
-                            return Poll::Ready(done);
-                        }
-                        Submitted::InFlight { id, slot } => {
-                            this.state = SubmitState::InFlight { id, slot }
-                        }
+                    if let Some(done) = this.start(unit) {
+                        return Poll::Ready(done);
                     }
                 }
-                SubmitState::InFlight { id, slot } => match this.io.suspend_raw(slot.park(), cx) {
-                    Poll::Pending => {
-                        this.state = SubmitState::InFlight { id, slot };
-                        return Poll::Pending;
+                SubmitState::InFlight {
+                    id,
+                    slot,
+                    canceling: false,
+                } => match this.io.suspend_raw(slot.park(), cx) {
+                    Poll::Pending => return Poll::Pending,
+                    // Only the completion readies this park; wait again if it was early.
+                    Poll::Ready(Ok(())) => {
+                        if let Some(done) = slot.take() {
+                            this.state = SubmitState::Finished;
+                            return Poll::Ready(done);
+                        }
                     }
-                    Poll::Ready(Ok(())) => match slot.take() {
-                        Some(done) => return Poll::Ready(done),
-                        // Only the completion readies this park; wait again if it was early.
-                        None => this.state = SubmitState::InFlight { id, slot },
-                    },
                     Poll::Ready(Err(Canceled)) => {
                         // Completion wins: a result already there is returned.
                         if let Some(done) = slot.take() {
+                            this.state = SubmitState::Finished;
                             return Poll::Ready(done);
                         }
-                        this.io.cancel_op(id);
-                        this.state = SubmitState::Canceling { id, slot };
+                        this.io.cancel_op(*id);
+                        // A cancel can complete the op at once; the loop then takes it.
+                        if let SubmitState::InFlight { canceling, .. } = &mut this.state {
+                            *canceling = true;
+                        }
                     }
                 },
-                SubmitState::Canceling { id, slot } => {
+                SubmitState::InFlight {
+                    slot,
+                    canceling: true,
+                    ..
+                } => {
                     // The op's memory is the kernel's until its final completion: wait for it
                     // even though the task is canceled.
                     let polled = {
@@ -658,9 +773,9 @@ impl Future for Submit {
                         this.io.suspend_raw(slot.park(), cx)
                     };
                     if let Some(done) = slot.take() {
+                        this.state = SubmitState::Finished;
                         return Poll::Ready(done);
                     }
-                    this.state = SubmitState::Canceling { id, slot };
                     // A shielded suspend is ready without a completion only on a backend that
                     // has shut down (every suspend fails there): its drain delivered every op it
                     // could, and this one will never come. Waiting is all that is left; looping
@@ -677,13 +792,13 @@ impl Future for Submit {
 
 impl Drop for Submit {
     fn drop(&mut self) {
-        if let SubmitState::InFlight { id, slot } | SubmitState::Canceling { id, slot } =
-            std::mem::replace(&mut self.state, SubmitState::Finished)
-        {
+        // (Looked at in place: a finished future, the common case, costs one test.)
+        if let SubmitState::InFlight { id, slot, .. } = &self.state {
             // A completion already delivered is dropped first (closing what it produced and
-            // releasing its handles), so the backend sees the op's handles gone.
+            // releasing its handles), so the backend sees the op's handles gone. The slot itself
+            // goes after the discard, with the state.
             drop(slot.take());
-            self.io.discard_op(id);
+            self.io.discard_op(*id);
         }
     }
 }
@@ -692,10 +807,145 @@ impl fmt::Debug for Submit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             SubmitState::Unsubmitted(op) => op.name(),
-            SubmitState::InFlight { .. } => "in flight",
-            SubmitState::Canceling { .. } => "canceling",
+            SubmitState::InFlight {
+                canceling: false, ..
+            } => "in flight",
+            SubmitState::InFlight {
+                canceling: true, ..
+            } => "canceling",
             SubmitState::Finished => "finished",
         };
         f.debug_struct("Submit").field("state", &state).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resource that notes when it is dropped (the op that held it was dropped).
+    struct Tracked(Rc<Cell<bool>>);
+
+    impl Resource for Tracked {}
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+
+    fn done() -> Completion {
+        Completion {
+            result: Ok(3),
+            op: Op::Nop,
+        }
+    }
+
+    /// Empties the spare slot, so each test starts from a known pool.
+    fn fresh() {
+        drop(SPARE_SLOT.with(Cell::take));
+    }
+
+    fn address(slot: &OpSlot) -> *const SlotState {
+        Rc::as_ptr(&slot.0)
+    }
+
+    #[test]
+    fn a_completed_slot_is_reused_empty_with_a_new_park() {
+        fresh();
+        let slot = OpSlot::new("recv");
+        let backend = slot.clone();
+        backend.complete(done());
+        drop(backend);
+        let first = address(&slot);
+        assert!(slot.park().is_ready());
+        assert!(slot.take().is_some());
+        drop(slot);
+        let next = OpSlot::new("send");
+        assert_eq!(address(&next), first, "the state is reused");
+        assert!(!next.park().is_ready(), "its park starts unreadied");
+        assert_eq!(next.park().what(), "send");
+        assert!(next.take().is_none(), "no completion carried over");
+    }
+
+    #[test]
+    fn a_slot_readied_but_never_taken_is_reused_clean() {
+        fresh();
+        let slot = OpSlot::new("recv");
+        slot.complete(done());
+        let first = address(&slot);
+        drop(slot); // the future went away with the completion unread
+        let next = OpSlot::new("recv");
+        assert_eq!(address(&next), first);
+        assert!(!next.park().is_ready());
+        assert!(next.take().is_none());
+    }
+
+    #[test]
+    fn a_slot_dropped_in_flight_is_reused_only_after_the_backend_lets_go() {
+        fresh();
+        let closed = Rc::new(Cell::new(false));
+        let slot = OpSlot::new("accept");
+        let backend = slot.clone();
+        let first = address(&slot);
+        drop(slot); // the op's future is dropped while the op is in flight
+        let meanwhile = OpSlot::new("accept");
+        assert_ne!(address(&meanwhile), first, "the backend still holds it");
+        // The op completes late, producing a socket nobody will take.
+        backend.complete(Completion {
+            result: Ok(0),
+            op: Op::Close {
+                handle: Some(Handle::new(Tracked(closed.clone()))),
+            },
+        });
+        assert!(!closed.get());
+        drop(backend);
+        assert!(
+            closed.get(),
+            "the untaken completion is dropped with the last handle"
+        );
+        let next = OpSlot::new("accept");
+        assert_eq!(address(&next), first);
+        assert!(next.take().is_none() && !next.park().is_ready());
+        drop(meanwhile);
+    }
+
+    #[test]
+    fn a_canceled_op_slot_is_reused_clean() {
+        fresh();
+        let slot = OpSlot::new("recv");
+        let backend = slot.clone();
+        backend.complete(Completion {
+            result: Err(Canceled.into()),
+            op: Op::Nop,
+        });
+        drop(backend);
+        let canceled = slot.take().expect("the canceled completion");
+        assert!(canceled.result.is_err_and(|e| Canceled::is_canceled(&e)));
+        let first = address(&slot);
+        drop(slot);
+        let next = OpSlot::new("send");
+        assert_eq!(address(&next), first);
+        assert!(next.take().is_none() && !next.park().is_ready());
+    }
+
+    #[test]
+    fn a_stale_clone_never_sees_a_later_ops_completion() {
+        fresh();
+        let slot = OpSlot::new("recv");
+        let stale = slot.clone();
+        drop(slot); // not the last handle: not put back
+        let later = OpSlot::new("send");
+        assert!(!later.same_as(&stale));
+        later.complete(done());
+        assert!(!stale.park().is_ready());
+        assert!(stale.take().is_none());
+        assert!(later.take().is_some());
+        // Once the stale handle goes too, its state is reused, empty.
+        let first = address(&stale);
+        drop(stale);
+        let next = OpSlot::new("recv");
+        assert_eq!(address(&next), first);
+        assert!(next.take().is_none() && !next.park().is_ready());
     }
 }

@@ -291,10 +291,12 @@ impl Io for PollBackend {
     /// Tries the op now; one that would block waits for its socket's readiness. Offloaded work
     /// goes to the pool.
     fn submit(&self, op: Op) -> Submitted {
-        if let Op::Offload(work) = op {
-            return self.offloader.borrow_mut().submit(work);
+        match op {
+            Op::Offload(work) => self.offloader.borrow_mut().submit(work),
+            Op::Close { .. } => self.with_ops(|ops, after| ops.submit_close(op, after)),
+            // No aftermath: a socket op started readies nothing and drops nothing of note.
+            op => self.ops.borrow_mut().submit(op),
         }
-        self.with_ops(|ops, after| ops.submit(op, after))
     }
 
     fn cancel_op(&self, id: OpId) {

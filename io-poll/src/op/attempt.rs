@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{self, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::net as unix;
 use std::path::Path;
@@ -156,15 +156,18 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
         Op::ConnectUnix { path, stream } => return connect_unix(path, stream),
         Op::Recv { stream, buf } => {
             return would_block(Interest::Read, || {
-                let socket = connected(stream, "recv")?;
+                let fd = connected(stream, "recv")?;
+                let socket = SockRef::from(&fd);
                 recv_into(buf, |room| socket.recv(room).map(|n| (n, ()))).map(|((), n)| n)
             })
         }
         Op::Send { stream, buf } => {
-            return would_block(Interest::Write, || connected(stream, "send")?.send(buf))
+            return would_block(Interest::Write, || {
+                SockRef::from(&connected(stream, "send")?).send(buf)
+            })
         }
         Op::Shutdown { stream, how } => connected(stream, "shutdown")
-            .and_then(|stream| stream.shutdown(*how))
+            .and_then(|fd| SockRef::from(&fd).shutdown(*how))
             .map(|()| 0),
         Op::SendTo { socket, buf, addr } => {
             let to = SockAddr::from(*addr);
@@ -200,12 +203,20 @@ pub(crate) fn retry(op: &mut Op) -> Attempt {
 
 /// Runs a non-blocking call, again if a signal interrupted it; `WouldBlock` means wait for
 /// `interest`.
+#[inline]
 fn would_block(interest: Interest, mut call: impl FnMut() -> io::Result<usize>) -> Attempt {
     loop {
         match call() {
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Attempt::Wait(interest),
-            result => return Attempt::Done(result),
+            Ok(n) => return Attempt::Done(Ok(n)),
+            // The system call's own error number first: `kind` decodes it through a long match,
+            // and this is every socket op that waits.
+            Err(err) => match err.raw_os_error() {
+                Some(libc::EAGAIN) => return Attempt::Wait(interest),
+                Some(libc::EINTR) => continue,
+                _ if err.kind() == io::ErrorKind::Interrupted => continue,
+                _ if err.kind() == io::ErrorKind::WouldBlock => return Attempt::Wait(interest),
+                _ => return Attempt::Done(Err(err)),
+            },
         }
     }
 }
@@ -227,20 +238,14 @@ fn recv_into<T>(
     Ok((also, received))
 }
 
-/// The connected socket behind a handle (TCP first: the hot path is one type check), for the
-/// ops every connected socket serves the same way.
-fn connected<'a>(handle: &'a Handle, op: &'static str) -> io::Result<SockRef<'a>> {
-    if let Some(stream) = handle.get::<net::TcpStream>() {
-        Ok(SockRef::from(stream))
-    } else if let Some(stream) = handle.get::<unix::UnixStream>() {
-        Ok(SockRef::from(stream))
-    } else if let Some(socket) = handle.get::<net::UdpSocket>() {
-        Ok(SockRef::from(socket))
-    } else if let Some(socket) = handle.get::<unix::UnixDatagram>() {
-        Ok(SockRef::from(socket))
-    } else {
-        Err(Unsupported::io_error("poll", op))
-    }
+/// The descriptor of the socket behind a handle, for the ops every connected socket serves the
+/// same way (one call, whatever the socket's type; a handle with no descriptor, from another
+/// backend, is refused with the typed error).
+#[inline]
+fn connected<'a>(handle: &'a Handle, op: &'static str) -> io::Result<BorrowedFd<'a>> {
+    handle
+        .as_fd()
+        .ok_or_else(|| Unsupported::io_error("poll", op))
 }
 
 /// A socket of `domain` and `kind` with `options`' address reuse, bound to `addr`, non-blocking.

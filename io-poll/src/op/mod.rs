@@ -264,26 +264,38 @@ impl Ops {
         Some(entry)
     }
 
-    /// Starts an op: done at once if its first try ends it, else queued on its socket.
-    pub(crate) fn submit(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
-        if let Op::Close { handle } = &mut op {
-            return match self.close(handle, after) {
-                Some(result) => Submitted::Done(Completion { result, op }),
-                None => {
-                    let slot = OpSlot::new(op.name());
-                    let key = self.insert(Entry {
-                        op,
-                        slot: slot.clone(),
-                        state: State::AwaitingFd,
-                    });
-                    self.closes.push(key);
-                    Submitted::InFlight {
-                        id: OpId::new(key),
-                        slot,
-                    }
+    /// Starts a close: done at once if its descriptor is free, else it cancels the ops holding
+    /// it and waits for them (what it leaves to do goes to `after`).
+    pub(crate) fn submit_close(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
+        let Op::Close { handle } = &mut op else {
+            unreachable!("only a close is submitted here")
+        };
+        match self.close(handle, after) {
+            Some(result) => Submitted::Done(Completion { result, op }),
+            None => {
+                let slot = OpSlot::new(op.name());
+                let key = self.insert(Entry {
+                    op,
+                    slot: slot.clone(),
+                    state: State::AwaitingFd,
+                });
+                self.closes.push(key);
+                Submitted::InFlight {
+                    id: OpId::new(key),
+                    slot,
                 }
-            };
+            }
         }
+    }
+
+    /// Starts an op other than a close: done at once if its first try ends it, else queued on
+    /// its socket. It readies no park and drops nothing another op could hear of (what it drops
+    /// is a handle clone of a socket the op still holds), so it needs no aftermath.
+    pub(crate) fn submit(&mut self, mut op: Op) -> Submitted {
+        debug_assert!(
+            !matches!(op, Op::Close { .. }),
+            "a close goes to submit_close"
+        );
         // A close waits for the ops holding its socket, which it canceled; an op on that socket
         // submitted since (a task retrying after the cancel) would keep the close waiting, or be
         // left on a socket the close reported closed: it is refused, as on a closed descriptor.
@@ -311,10 +323,10 @@ impl Ops {
                 }
             }
         };
-        let source = attempt::waits_on(&op)
-            .expect("an op that waits names its socket")
-            .clone();
-        let fd = known_fd.unwrap_or_else(|| source.raw_fd().expect("a socket has a descriptor"));
+        let handle = attempt::waits_on(&op).expect("an op that waits names its socket");
+        let fd = known_fd.unwrap_or_else(|| handle.raw_fd().expect("a socket has a descriptor"));
+        // A handle for the registration, only if there is none yet.
+        let source = (!self.registered.contains_key(fd)).then(|| handle.clone());
         let slot = OpSlot::new(op.name());
         let key = self.insert(Entry {
             op,
@@ -376,7 +388,7 @@ impl Ops {
                         .clone();
                     let fd = source.raw_fd().expect("a socket has a descriptor");
                     entry.state = State::Waiting(fd, interest);
-                    if let Err(err) = self.enqueue(key, fd, source, interest) {
+                    if let Err(err) = self.enqueue(key, fd, Some(source), interest) {
                         let entry = self.remove(key).expect("just tried");
                         after.complete(entry.slot, Err(err), entry.op);
                     }
@@ -444,11 +456,12 @@ impl Ops {
     }
 
     /// Queues op `key` on descriptor `fd` and arms the poller for what its ops wait for.
+    /// `source`, a handle of the descriptor, is needed only if it is not registered yet.
     fn enqueue(
         &mut self,
         key: u64,
         fd: RawFd,
-        source: Handle,
+        source: Option<Handle>,
         interest: Interest,
     ) -> io::Result<()> {
         if let Some(registration) = self.registered.get_mut(fd) {
@@ -459,16 +472,16 @@ impl Ops {
             // attempt is still pending in the kernel and the next wait reports it.
             if queue.len() == 1 && !self.edge {
                 // A new kind of readiness: arm for the union.
-                if let Err(err) = self
-                    .poller
-                    .modify(source.as_fd().expect("a socket"), registration.event(fd))
-                {
+                let event = registration.event(fd);
+                let registered = registration.source.as_fd().expect("a socket");
+                if let Err(err) = self.poller.modify(registered, event) {
                     registration.queue(interest).pop_back();
                     return Err(err);
                 }
             }
             return Ok(());
         }
+        let source = source.expect("a handle for a new registration");
         let mut registration = Registration {
             source,
             readers: VecDeque::new(),
@@ -574,34 +587,38 @@ impl Ops {
     /// Tries the ops queued on registered descriptor `fd` for `interest`, in order, until one
     /// would block.
     fn try_queue(&mut self, fd: RawFd, interest: Interest, after: &mut Aftermath) {
+        // The registration and the op's entry are borrowed side by side (they are different
+        // fields): one look-up of each per op tried.
         loop {
             let registration = self.registered.get_mut(fd).expect("registered");
             let Some(&key) = registration.queue(interest).front() else {
                 return;
             };
-            let Some(entry) = self.get_mut(key) else {
+            let index = (key & 0xffff_ffff) as usize;
+            let entry = self
+                .slots
+                .get_mut(index)
+                .filter(|slot| u64::from(slot.generation) == key >> 32)
+                .and_then(|slot| slot.entry.as_mut());
+            let Some(entry) = entry else {
                 // Gone without leaving the queue: cannot happen, but never loop on it.
-                self.registered
-                    .get_mut(fd)
-                    .expect("registered")
-                    .queue(interest)
-                    .pop_front();
+                registration.queue(interest).pop_front();
                 continue;
             };
             let attempt = attempt::retry(&mut entry.op);
-            let registration = self.registered.get_mut(fd).expect("registered");
             if self.edge {
-                *registration.known(interest) = match attempt {
+                let known = registration.known(interest);
+                *known = match attempt {
                     Attempt::Wait(_) => Known::UsedUp,
                     Attempt::Done(Ok(_)) if interest == Interest::Read => Known::Unsure,
-                    Attempt::Done(_) | Attempt::Later => *registration.known(interest),
+                    Attempt::Done(_) | Attempt::Later => *known,
                 };
             }
             match attempt {
                 Attempt::Wait(_) => return,
                 Attempt::Later => {
                     registration.queue(interest).pop_front();
-                    self.get_mut(key).expect("just tried").state = State::Later;
+                    entry.state = State::Later;
                     self.later.push(key);
                 }
                 Attempt::Done(result) => {
