@@ -290,6 +290,33 @@ impl RunQueue {
         self.claim_with(|_| ());
     }
 
+    /// Announces that the loop is about to sleep, as [`RunQueue::begin_idle`] does, but the
+    /// calling thread stays the queue's owner while it sleeps. For a loop that readies nothing
+    /// between this call and [`RunQueue::end_sleep`] (it only enters its wait, a system call
+    /// that runs no task code): `begin_idle` gives ownership up so that the loop's own pushes
+    /// while idle take the mutex and end the idleness, and when there are none, that round trip
+    /// (hand the local runnables back, reclaim, regrow the local queue's buffer) is all cost.
+    /// Returns `false` (and stays busy) if work is already queued, locally or through the
+    /// mutex; otherwise pushes from other threads notify the condition variable and call the
+    /// idle hook, as after `begin_idle`.
+    ///
+    /// The caller must not wake a task of this queue on this thread until `end_sleep`: that
+    /// push would stay in the local queue, where the sleeping loop would not see it.
+    pub fn begin_sleep(&self) -> bool {
+        if self.local_len() > 0 {
+            return false;
+        }
+        let mut state = self.lock();
+        state.idle = state.runnables.is_empty();
+        state.idle
+    }
+
+    /// The loop woke from a [`RunQueue::begin_sleep`]: pushes no longer need to wake it. Its
+    /// thread still owns the queue (if it did before), so what it readies next skips the mutex.
+    pub fn end_sleep(&self) {
+        self.lock().idle = false;
+    }
+
     /// Blocks the calling thread until a runnable is queued or `until` passes (`None`: no time
     /// limit). Returns at once if work is already queued.
     pub fn wait(&self, until: Option<Instant>) {
@@ -353,5 +380,63 @@ impl fmt::Debug for RunQueue {
         f.debug_struct("RunQueue")
             .field("len", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{RunQueue, Runnable};
+
+    /// A runnable of a task that does nothing, scheduled onto `queue` when woken.
+    fn runnable(queue: &RunQueue) -> Runnable {
+        let queue = queue.clone();
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(0)
+            .spawn(|_| async {}, move |runnable| queue.push(runnable));
+        task.detach();
+        runnable
+    }
+
+    /// A sleep keeps the loop's thread the owner: what it pushes after the sleep stays in its
+    /// local queue (invisible to other threads), while a push from another thread during the
+    /// sleep calls the idle hook once; a sleep does not begin while anything is queued.
+    #[test]
+    fn a_sleep_keeps_the_owner_and_wakes_on_foreign_pushes() {
+        let hooked = Arc::new(AtomicUsize::new(0));
+        let queue = {
+            let hooked = hooked.clone();
+            RunQueue::with_idle_hook(move || {
+                hooked.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let mut batch = std::collections::VecDeque::new();
+        queue.drain_into(&mut batch); // this thread owns the queue now
+        queue.push(runnable(&queue));
+        assert!(!queue.begin_sleep(), "a local runnable is queued");
+        queue.drain_into(&mut batch);
+        assert!(queue.begin_sleep());
+        let other = queue.clone();
+        std::thread::spawn(move || other.push(runnable(&other)))
+            .join()
+            .unwrap();
+        assert_eq!(
+            hooked.load(Ordering::Relaxed),
+            1,
+            "the foreign push woke the loop"
+        );
+        queue.end_sleep();
+        assert!(!queue.begin_sleep(), "the foreign push is queued");
+        queue.drain_into(&mut batch);
+        assert_eq!(batch.len(), 2);
+        queue.push(runnable(&queue));
+        let other = queue.clone();
+        let seen_elsewhere = std::thread::spawn(move || other.len()).join().unwrap();
+        assert_eq!(seen_elsewhere, 0, "the owner's push stayed local");
+        assert_eq!(queue.len(), 1);
+        assert_eq!(hooked.load(Ordering::Relaxed), 1);
+        queue.clear();
     }
 }

@@ -188,6 +188,19 @@ impl Ring {
         self.check_enter(result);
     }
 
+    /// Whether a [`Ring::reap`] would find anything: a completion in the queue, completion work
+    /// pending (IORING_SQ_TASKRUN), completions on the overflow list, or a lost completion to
+    /// report. Reads the ring's shared memory only (no system call).
+    pub(crate) fn has_ready(&mut self) -> bool {
+        let sq = self.ring.submission();
+        if sq.taskrun() || sq.cq_overflow() {
+            return true;
+        }
+        drop(sq);
+        let cq = self.ring.completion();
+        !cq.is_empty() || cq.overflow() != 0
+    }
+
     /// Moves every ready completion into `out`: those in the queue, those whose work is pending,
     /// and those the kernel kept on its overflow list while the queue was full.
     pub(crate) fn reap(&mut self, out: &mut Vec<Cqe>) {

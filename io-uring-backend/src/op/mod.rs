@@ -491,6 +491,11 @@ impl Ops {
         }
     }
 
+    /// Whether [`Ops::reap`] would find a completion (or completion work) to handle.
+    pub(crate) fn has_ready(&mut self) -> bool {
+        self.ring.has_ready()
+    }
+
     /// Handles every completion that is ready. Returns how many op completions it handled.
     pub(crate) fn reap(&mut self, after: &mut Aftermath) -> usize {
         let mut cqes = mem::take(&mut self.cqes);
