@@ -392,7 +392,10 @@ impl Io for Uring {
             Op::Offload(work) if !ring_serves(&work, self.ops.borrow().opcodes()) => {
                 self.offload(work)
             }
-            op => self.with_ops(|ops, after| ops.submit(op, after)),
+            // A close may cancel the ops holding its descriptor: their slots are readied once
+            // the table is released. Any other op delivers and frees nothing here.
+            op @ Op::Close { .. } => self.with_ops(|ops, after| ops.submit_close(op, after)),
+            op => self.ops.borrow_mut().submit(op),
         }
     }
 
