@@ -330,7 +330,8 @@ impl Uring {
             if queue.begin_sleep() {
                 self.ops.borrow_mut().wait(timeout);
                 queue.end_sleep();
-                self.reap();
+                // The wait ended: nearly always a completion is there (no `has_ready` first).
+                self.with_ops(|ops, after| ops.reap(after));
                 self.reap_offloads();
             }
             self.core.fire_due();
