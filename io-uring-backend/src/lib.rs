@@ -89,9 +89,9 @@ pub struct UringIo(Rc<Uring>);
 struct Uring {
     core: BackendCore,
     ops: RefCell<Ops>,
-    /// Reused between table calls; taken out while in use (a nested call, from a drop that
+    /// Reused between table calls; borrowed while in use (a nested call, from a drop that
     /// `apply` set off, starts an empty one).
-    after: Cell<Option<Aftermath>>,
+    after: RefCell<Aftermath>,
     /// The turn's runnables; its buffer is kept between turns (taken while a turn runs).
     batch: Cell<Option<VecDeque<Runnable>>>,
     /// The pool for offloaded work the ring has no opcode for (see DESIGN.md, "Offloaded work").
@@ -152,7 +152,7 @@ impl UringIo {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
-            after: Cell::new(Some(Aftermath::default())),
+            after: RefCell::new(Aftermath::default()),
             batch: Cell::new(Some(VecDeque::new())),
             offloader: RefCell::new(offloader),
             offloads_finished,
@@ -226,10 +226,16 @@ impl Uring {
     /// the ops it left. (Table work that can deliver nothing and free nothing — pushing,
     /// submitting, waiting — borrows `ops` directly.)
     fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
-        let mut after = self.after.take().unwrap_or_default();
+        // A nested call (from a drop that `apply` set off) finds the reused one borrowed and
+        // starts an empty one (no allocation until it is used).
+        let Ok(mut after) = self.after.try_borrow_mut() else {
+            let mut after = Aftermath::default();
+            let result = f(&mut self.ops.borrow_mut(), &mut after);
+            after.apply();
+            return result;
+        };
         let result = f(&mut self.ops.borrow_mut(), &mut after);
         after.apply();
-        self.after.set(Some(after));
         result
     }
 
