@@ -567,7 +567,8 @@ impl Ops {
 
     fn complete(&mut self, key: Key, result: i32, after: &mut Aftermath) {
         self.unfinished -= 1;
-        let Some(slotted) = self.get_mut(key) else {
+        // The final CQE: the kernel is done with the op's memory, which leaves the table now.
+        let Some(mut slotted) = self.remove(key) else {
             unreachable!("a completion for an op the table does not own");
         };
         // An op the kernel handed to an io-wq worker that blocked (a connect to a full Unix
@@ -596,8 +597,8 @@ impl Ops {
                 }
             }
             // Whatever it produced (an accepted socket, an opened file) is closed by the drop.
-            after.free(self.remove(key));
-        } else if let Some(slotted) = self.remove(key) {
+            after.free(Some(slotted));
+        } else {
             after.deliver(slotted, outcome);
         }
     }
