@@ -39,6 +39,12 @@ struct Shared {
     /// The mutex-guarded queue may hold runnables: lets the owner skip the lock when it does
     /// not. Set under the lock by every push there, cleared under the lock when it is emptied.
     shared_pushes: AtomicBool,
+    /// The loop sleeps between [`RunQueue::begin_sleep`] and [`RunQueue::end_sleep`]: a push
+    /// through the mutex calls the idle hook. No lock: the sleeper stores this and then reads
+    /// `shared_pushes`, a pusher stores `shared_pushes` and then reads this, all `SeqCst`, so at
+    /// least one of them sees the other's store (the pusher calls the hook, or the loop does not
+    /// sleep).
+    sleeping: AtomicBool,
     pushed: Condvar,
     next_id: AtomicU64,
     /// Operations per poll of the tasks built for this queue from now on (`0`: unlimited); see
@@ -97,6 +103,7 @@ impl RunQueue {
         RunQueue(Arc::new(Shared {
             state: Mutex::new(State::default()),
             shared_pushes: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             pushed: Condvar::new(),
             next_id: AtomicU64::new(1),
             op_budget: AtomicU32::new(crate::DEFAULT_OP_BUDGET),
@@ -160,11 +167,16 @@ impl RunQueue {
         if state.runnables.len() == before {
             return;
         }
-        self.0.shared_pushes.store(true, Ordering::Release);
+        // SeqCst: pairs with `begin_sleep` (see `Shared::sleeping`).
+        self.0.shared_pushes.store(true, Ordering::SeqCst);
         let was_idle = std::mem::take(&mut state.idle);
         drop(state);
+        let was_sleeping =
+            self.0.sleeping.load(Ordering::SeqCst) && self.0.sleeping.swap(false, Ordering::SeqCst);
         if was_idle {
             self.0.pushed.notify_one();
+        }
+        if was_idle || was_sleeping {
             if let Some(hook) = &self.0.on_push_while_idle {
                 hook();
             }
@@ -297,8 +309,8 @@ impl RunQueue {
     /// while idle take the mutex and end the idleness, and when there are none, that round trip
     /// (hand the local runnables back, reclaim, regrow the local queue's buffer) is all cost.
     /// Returns `false` (and stays busy) if work is already queued, locally or through the
-    /// mutex; otherwise pushes from other threads notify the condition variable and call the
-    /// idle hook, as after `begin_idle`.
+    /// mutex; otherwise pushes from other threads call the idle hook, as after `begin_idle`
+    /// (such a sleep is ended by the hook, never by the condition variable). Takes no lock.
     ///
     /// The caller must not wake a task of this queue on this thread until `end_sleep`: that
     /// push would stay in the local queue, where the sleeping loop would not see it.
@@ -306,15 +318,21 @@ impl RunQueue {
         if self.local_len() > 0 {
             return false;
         }
-        let mut state = self.lock();
-        state.idle = state.runnables.is_empty();
-        state.idle
+        // SeqCst: pairs with `push_shared` (see `Shared::sleeping`).
+        self.0.sleeping.store(true, Ordering::SeqCst);
+        if self.0.shared_pushes.load(Ordering::SeqCst) {
+            self.0.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// The loop woke from a [`RunQueue::begin_sleep`]: pushes no longer need to wake it. Its
     /// thread still owns the queue (if it did before), so what it readies next skips the mutex.
     pub fn end_sleep(&self) {
-        self.lock().idle = false;
+        // A pusher that still sees `true` only calls the hook once more: the next wait ends at
+        // once, nothing is lost.
+        self.0.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Blocks the calling thread until a runnable is queued or `until` passes (`None`: no time
