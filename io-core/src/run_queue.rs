@@ -39,6 +39,12 @@ struct Shared {
     /// The mutex-guarded queue may hold runnables: lets the owner skip the lock when it does
     /// not. Set under the lock by every push there, cleared under the lock when it is emptied.
     shared_pushes: AtomicBool,
+    /// The loop sleeps between [`RunQueue::begin_sleep`] and [`RunQueue::end_sleep`]: a push
+    /// through the mutex calls the idle hook. No lock: the sleeper stores this and then reads
+    /// `shared_pushes`, a pusher stores `shared_pushes` and then reads this, all `SeqCst`, so at
+    /// least one of them sees the other's store (the pusher calls the hook, or the loop does not
+    /// sleep).
+    sleeping: AtomicBool,
     pushed: Condvar,
     next_id: AtomicU64,
     /// Operations per poll of the tasks built for this queue from now on (`0`: unlimited); see
@@ -97,6 +103,7 @@ impl RunQueue {
         RunQueue(Arc::new(Shared {
             state: Mutex::new(State::default()),
             shared_pushes: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
             pushed: Condvar::new(),
             next_id: AtomicU64::new(1),
             op_budget: AtomicU32::new(crate::DEFAULT_OP_BUDGET),
@@ -160,11 +167,16 @@ impl RunQueue {
         if state.runnables.len() == before {
             return;
         }
-        self.0.shared_pushes.store(true, Ordering::Release);
+        // SeqCst: pairs with `begin_sleep` (see `Shared::sleeping`).
+        self.0.shared_pushes.store(true, Ordering::SeqCst);
         let was_idle = std::mem::take(&mut state.idle);
         drop(state);
+        let was_sleeping =
+            self.0.sleeping.load(Ordering::SeqCst) && self.0.sleeping.swap(false, Ordering::SeqCst);
         if was_idle {
             self.0.pushed.notify_one();
+        }
+        if was_idle || was_sleeping {
             if let Some(hook) = &self.0.on_push_while_idle {
                 hook();
             }
@@ -290,6 +302,39 @@ impl RunQueue {
         self.claim_with(|_| ());
     }
 
+    /// Announces that the loop is about to sleep, as [`RunQueue::begin_idle`] does, but the
+    /// calling thread stays the queue's owner while it sleeps. For a loop that readies nothing
+    /// between this call and [`RunQueue::end_sleep`] (it only enters its wait, a system call
+    /// that runs no task code): `begin_idle` gives ownership up so that the loop's own pushes
+    /// while idle take the mutex and end the idleness, and when there are none, that round trip
+    /// (hand the local runnables back, reclaim, regrow the local queue's buffer) is all cost.
+    /// Returns `false` (and stays busy) if work is already queued, locally or through the
+    /// mutex; otherwise pushes from other threads call the idle hook, as after `begin_idle`
+    /// (such a sleep is ended by the hook, never by the condition variable). Takes no lock.
+    ///
+    /// The caller must not wake a task of this queue on this thread until `end_sleep`: that
+    /// push would stay in the local queue, where the sleeping loop would not see it.
+    pub fn begin_sleep(&self) -> bool {
+        if self.local_len() > 0 {
+            return false;
+        }
+        // SeqCst: pairs with `push_shared` (see `Shared::sleeping`).
+        self.0.sleeping.store(true, Ordering::SeqCst);
+        if self.0.shared_pushes.load(Ordering::SeqCst) {
+            self.0.sleeping.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The loop woke from a [`RunQueue::begin_sleep`]: pushes no longer need to wake it. Its
+    /// thread still owns the queue (if it did before), so what it readies next skips the mutex.
+    pub fn end_sleep(&self) {
+        // A pusher that still sees `true` only calls the hook once more: the next wait ends at
+        // once, nothing is lost.
+        self.0.sleeping.store(false, Ordering::Relaxed);
+    }
+
     /// Blocks the calling thread until a runnable is queued or `until` passes (`None`: no time
     /// limit). Returns at once if work is already queued.
     pub fn wait(&self, until: Option<Instant>) {
@@ -353,5 +398,63 @@ impl fmt::Debug for RunQueue {
         f.debug_struct("RunQueue")
             .field("len", &self.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{RunQueue, Runnable};
+
+    /// A runnable of a task that does nothing, scheduled onto `queue` when woken.
+    fn runnable(queue: &RunQueue) -> Runnable {
+        let queue = queue.clone();
+        let (runnable, task) = async_task::Builder::new()
+            .metadata(0)
+            .spawn(|_| async {}, move |runnable| queue.push(runnable));
+        task.detach();
+        runnable
+    }
+
+    /// A sleep keeps the loop's thread the owner: what it pushes after the sleep stays in its
+    /// local queue (invisible to other threads), while a push from another thread during the
+    /// sleep calls the idle hook once; a sleep does not begin while anything is queued.
+    #[test]
+    fn a_sleep_keeps_the_owner_and_wakes_on_foreign_pushes() {
+        let hooked = Arc::new(AtomicUsize::new(0));
+        let queue = {
+            let hooked = hooked.clone();
+            RunQueue::with_idle_hook(move || {
+                hooked.fetch_add(1, Ordering::Relaxed);
+            })
+        };
+        let mut batch = std::collections::VecDeque::new();
+        queue.drain_into(&mut batch); // this thread owns the queue now
+        queue.push(runnable(&queue));
+        assert!(!queue.begin_sleep(), "a local runnable is queued");
+        queue.drain_into(&mut batch);
+        assert!(queue.begin_sleep());
+        let other = queue.clone();
+        std::thread::spawn(move || other.push(runnable(&other)))
+            .join()
+            .unwrap();
+        assert_eq!(
+            hooked.load(Ordering::Relaxed),
+            1,
+            "the foreign push woke the loop"
+        );
+        queue.end_sleep();
+        assert!(!queue.begin_sleep(), "the foreign push is queued");
+        queue.drain_into(&mut batch);
+        assert_eq!(batch.len(), 2);
+        queue.push(runnable(&queue));
+        let other = queue.clone();
+        let seen_elsewhere = std::thread::spawn(move || other.len()).join().unwrap();
+        assert_eq!(seen_elsewhere, 0, "the owner's push stayed local");
+        assert_eq!(queue.len(), 1);
+        assert_eq!(hooked.load(Ordering::Relaxed), 1);
+        queue.clear();
     }
 }

@@ -89,10 +89,11 @@ pub struct UringIo(Rc<Uring>);
 struct Uring {
     core: BackendCore,
     ops: RefCell<Ops>,
-    /// Reused between table calls; taken out while in use (a nested call, from a drop that
+    /// Reused between table calls; borrowed while in use (a nested call, from a drop that
     /// `apply` set off, starts an empty one).
-    after: Cell<Option<Aftermath>>,
-    batch: RefCell<VecDeque<Runnable>>,
+    after: RefCell<Aftermath>,
+    /// The turn's runnables; its buffer is kept between turns (taken while a turn runs).
+    batch: Cell<Option<VecDeque<Runnable>>>,
     /// The pool for offloaded work the ring has no opcode for (see DESIGN.md, "Offloaded work").
     offloader: RefCell<Offloader>,
     /// Set by the pool when a job finished (before it wakes the loop): the loop reaps the
@@ -151,8 +152,8 @@ impl UringIo {
             // A fixed choice seed: choices need only be fair here, not varied between runs.
             core: BackendCore::real_clock("uring", queue, 0x7572_696e_6721),
             ops: RefCell::new(ops),
-            after: Cell::new(Some(Aftermath::default())),
-            batch: RefCell::new(VecDeque::new()),
+            after: RefCell::new(Aftermath::default()),
+            batch: Cell::new(Some(VecDeque::new())),
             offloader: RefCell::new(offloader),
             offloads_finished,
             offloads_deferred: RefCell::new(Vec::new()),
@@ -228,10 +229,16 @@ impl Uring {
     /// the ops it left. (Table work that can deliver nothing and free nothing — pushing,
     /// submitting, waiting — borrows `ops` directly.)
     fn with_ops<R>(&self, f: impl FnOnce(&mut Ops, &mut Aftermath) -> R) -> R {
-        let mut after = self.after.take().unwrap_or_default();
+        // A nested call (from a drop that `apply` set off) finds the reused one borrowed and
+        // starts an empty one (no allocation until it is used).
+        let Ok(mut after) = self.after.try_borrow_mut() else {
+            let mut after = Aftermath::default();
+            let result = f(&mut self.ops.borrow_mut(), &mut after);
+            after.apply();
+            return result;
+        };
         let result = f(&mut self.ops.borrow_mut(), &mut after);
         after.apply();
-        self.after.set(Some(after));
         result
     }
 
@@ -302,14 +309,17 @@ impl Uring {
         self.with_offloader(|offloader| offloader.submit(work))
     }
 
-    /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes.
-    /// Returns at once when nothing could ever wake the loop (the driver reports the deadlock).
-    fn idle(&self, deadline_ms: u64) {
+    /// Sleeps in the kernel until a task is runnable, a timer is due, or `deadline_ms` passes,
+    /// and moves what became runnable into `batch` (empty on entry: the turn found nothing to
+    /// run). Returns at once when nothing could ever wake the loop (the driver reports the
+    /// deadlock).
+    ///
+    /// The loop's thread keeps owning the run queue while it sleeps ([`RunQueue::begin_sleep`]):
+    /// between `begin_sleep` and `end_sleep` it only enters the kernel, which runs no task code,
+    /// so it readies no task there.
+    fn idle(&self, deadline_ms: u64, batch: &mut VecDeque<Runnable>) {
+        let queue = self.core.queue();
         loop {
-            self.core.fire_due();
-            if !self.core.queue().is_empty() {
-                return;
-            }
             let next = self.core.next_deadline();
             let target = next.unwrap_or(u64::MAX).min(deadline_ms);
             let timeout = if target == u64::MAX {
@@ -325,13 +335,27 @@ impl Uring {
                 }
                 Some(at - now)
             };
-            if !self.core.queue().begin_idle() {
+            // `false`: another thread queued a task meanwhile; it is drained below.
+            if queue.begin_sleep() {
+                self.ops.borrow_mut().wait(timeout);
+                queue.end_sleep();
+                // The wait ended: nearly always a completion is there (no `has_ready` first).
+                self.with_ops(|ops, after| ops.reap(after));
+                self.reap_offloads();
+            }
+            self.core.fire_due();
+            queue.drain_into(batch);
+            if !batch.is_empty() {
                 return;
             }
-            self.ops.borrow_mut().wait(timeout);
-            self.core.queue().end_idle();
+        }
+    }
+
+    /// Delivers the ring's ready completions, if it has any (no table or aftermath work when
+    /// it has none).
+    fn reap(&self) {
+        if self.ops.borrow_mut().has_ready() {
             self.with_ops(|ops, after| ops.reap(after));
-            self.reap_offloads();
         }
     }
 
@@ -353,7 +377,7 @@ impl Uring {
             let closing = self.ops.borrow().is_closing();
             let timeout = closing.then_some(Duration::from_millis(1));
             self.ops.borrow_mut().wait(timeout);
-            self.with_ops(|ops, after| ops.reap(after));
+            self.reap();
         }
         let left_running = self.offloader.borrow().in_flight();
         let mut ops = self.ops.borrow_mut();
@@ -386,7 +410,10 @@ impl Io for Uring {
             Op::Offload(work) if !ring_serves(&work, self.ops.borrow().opcodes()) => {
                 self.offload(work)
             }
-            op => self.with_ops(|ops, after| ops.submit(op, after)),
+            // A close may cancel the ops holding its descriptor: their slots are readied once
+            // the table is released. Any other op delivers and frees nothing here.
+            op @ Op::Close { .. } => self.with_ops(|ops, after| ops.submit_close(op, after)),
+            op => self.ops.borrow_mut().submit(op),
         }
     }
 
@@ -417,29 +444,28 @@ impl Driver for Uring {
     /// finishing, say).
     fn poll(&self, deadline_ms: u64) -> Next {
         self.core.fire_due();
-        self.with_ops(|ops, after| ops.reap(after));
+        self.reap();
         self.reap_offloads();
-        let mut batch = self.batch.take();
+        let mut batch = self.batch.take().unwrap_or_default();
         self.core.queue().drain_into(&mut batch);
         if batch.is_empty() {
-            self.idle(deadline_ms);
-            self.core.queue().drain_into(&mut batch);
-        }
-        let ran = !batch.is_empty();
-        if ran {
+            // The wait hands the kernel every SQE pushed so far.
+            self.idle(deadline_ms, &mut batch);
+        } else {
             // SQEs pushed by earlier turns reach the kernel even when no turn goes idle (tasks
             // woken by due timers every turn): no system call when nothing is pushed and no
             // completion work is pending.
             self.ops.borrow_mut().submit_now();
         }
+        let ran = !batch.is_empty();
         while let Some(runnable) = batch.pop_front() {
             runnable.run();
         }
-        self.batch.replace(batch);
-        let more_to_run = !self.core.queue().is_empty();
+        self.batch.set(Some(batch));
+        let next = self.core.next(self.io_in_flight(), true);
         if ran {
             let mut ops = self.ops.borrow_mut();
-            if more_to_run {
+            if next == Next::Run {
                 // Let the kernel start on this turn's SQEs while the next turn runs.
                 ops.submit_now();
             } else {
@@ -447,7 +473,7 @@ impl Driver for Uring {
                 ops.flush();
             }
         }
-        self.core.next(self.io_in_flight(), true)
+        next
     }
 
     /// Refuses later spawns and ops, drops every task still alive, and drains the ring.

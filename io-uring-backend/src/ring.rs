@@ -207,43 +207,56 @@ impl Ring {
         self.check_enter(result);
     }
 
-    /// Moves every ready completion into `out`: those in the queue, those whose work is pending,
-    /// and those the kernel kept on its overflow list while the queue was full.
-    pub(crate) fn reap(&mut self, out: &mut Vec<Cqe>) {
-        loop {
-            let sq = self.ring.submission();
-            let enter = sq.taskrun() || sq.cq_overflow();
-            drop(sq);
-            if enter {
-                self.submit();
-            }
-            let before = out.len();
-            let mut cq = self.ring.completion();
-            let dropped = cq.overflow();
-            if dropped != 0 && !self.broken {
-                // With NODROP the kernel counts here only the completions it could not keep
-                // (it failed to allocate their overflow entries).
-                self.broken = true;
-                panic!(
-                    "the kernel dropped {dropped} io_uring completions (out of memory): the ops \
-                     they ended can never be accounted for"
-                );
-            }
-            out.extend(cq.by_ref().map(|cqe| (cqe.user_data(), cqe.result())));
-            drop(cq);
-            let reaped = out.len() - before;
-            // Another ring's wake-up was never pushed here: it is not outstanding.
-            let foreign = out[before..]
-                .iter()
-                .filter(|(user_data, _)| *user_data == crate::wakeup::MSG_WAKE)
-                .count();
-            self.outstanding -= reaped - foreign;
-            // More wait on the overflow list: the queue has room for them now. Stop if the last
-            // enter moved none (a signal): the next reap or wait flushes them.
-            if reaped == 0 || !self.ring.submission().cq_overflow() {
-                return;
-            }
+    /// Whether a [`Ring::reap`] would find anything: a completion in the queue, completion work
+    /// pending (IORING_SQ_TASKRUN), completions on the overflow list, or a lost completion to
+    /// report. Reads the ring's shared memory only (no system call).
+    pub(crate) fn has_ready(&mut self) -> bool {
+        let sq = self.ring.submission();
+        if sq.taskrun() || sq.cq_overflow() {
+            return true;
         }
+        drop(sq);
+        let cq = self.ring.completion();
+        !cq.is_empty() || cq.overflow() != 0
+    }
+
+    /// Gets the queue ready for [`Ring::pop`]: lets the kernel post the completions whose work
+    /// is pending (IORING_SQ_TASKRUN) and move those it kept on its overflow list while the
+    /// queue was full into it (IORING_SQ_CQ_OVERFLOW). A reap is `begin_reap`, `pop` until
+    /// `None`, and again while [`Ring::overflowed`] (and the last pass reaped any).
+    pub(crate) fn begin_reap(&mut self) {
+        let sq = self.ring.submission();
+        let enter = sq.taskrun() || sq.cq_overflow();
+        drop(sq);
+        if enter {
+            self.submit();
+        }
+        let dropped = self.ring.completion().overflow();
+        if dropped != 0 && !self.broken {
+            // With NODROP the kernel counts here only the completions it could not keep (it
+            // failed to allocate their overflow entries).
+            self.broken = true;
+            panic!(
+                "the kernel dropped {dropped} io_uring completions (out of memory): the ops \
+                 they ended can never be accounted for"
+            );
+        }
+    }
+
+    /// Takes the oldest completion in the queue, if any (handing its entry back to the kernel).
+    pub(crate) fn pop(&mut self) -> Option<Cqe> {
+        let cqe = self.ring.completion().next()?;
+        // Another ring's wake-up was never pushed here: it is not outstanding.
+        if cqe.user_data() != crate::wakeup::MSG_WAKE {
+            self.outstanding -= 1;
+        }
+        Some((cqe.user_data(), cqe.result()))
+    }
+
+    /// Whether completions wait on the kernel's overflow list: the queue has room for them once
+    /// it is drained, and the next [`Ring::begin_reap`] moves them in.
+    pub(crate) fn overflowed(&mut self) -> bool {
+        self.ring.submission().cq_overflow()
     }
 
     /// Accepts the `io_uring_enter` results that are part of normal operation: a timeout

@@ -57,10 +57,14 @@ impl Ops {
     /// Closes whose descriptor is now free get their SQE. One whose other holders are all gone
     /// from the table, yet cannot take the descriptor (a handle kept outside the backend),
     /// completes at once: the descriptor closes when that handle drops.
+    #[inline]
     pub(super) fn retry_awaiting_closes(&mut self, after: &mut Aftermath) {
-        if self.awaiting_fd.is_empty() {
-            return;
+        if !self.awaiting_fd.is_empty() {
+            self.retry_awaiting_closes_now(after);
         }
+    }
+
+    fn retry_awaiting_closes_now(&mut self, after: &mut Aftermath) {
         for key in mem::take(&mut self.awaiting_fd) {
             let Some(slotted) = self.get_mut(key) else {
                 continue;
@@ -73,7 +77,7 @@ impl Ops {
             };
             match closing.try_into_fd() {
                 Ok(owned) => {
-                    slotted.phase = Phase::Queued(close_entry(owned.as_raw_fd()));
+                    slotted.phase = Phase::Queued(Box::new(close_entry(owned.as_raw_fd())));
                     slotted.aux = Aux::Close(Some(owned));
                     self.queued.push_back(key);
                 }

@@ -39,7 +39,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use io_core::{Canceled, Completion, Op, OpId, OpSlot, Submitted};
 use io_uring::{opcode, squeue};
 
-use crate::ring::{Cqe, Opcodes, Ring};
+use crate::ring::{Opcodes, Ring};
 use crate::wakeup::Wakeup;
 use crate::UringError;
 use close::close_entry;
@@ -167,8 +167,9 @@ impl Aux {
 }
 
 enum Phase {
-    /// Waiting for the kernel to take SQEs again (it answered `EBUSY`); its SQE is built.
-    Queued(squeue::Entry),
+    /// Waiting for the kernel to take SQEs again (it answered `EBUSY`); its SQE is built (boxed:
+    /// a rare phase, and the entry would double the size of every slot).
+    Queued(Box<squeue::Entry>),
     /// A close whose descriptor ops in flight still hold.
     AwaitingFd,
     /// Submitted; the kernel may be using the op's memory.
@@ -229,7 +230,6 @@ pub(crate) struct Ops {
     wakeup: Wakeup,
     wake_armed: bool,
     closing: bool,
-    cqes: Vec<Cqe>,
 }
 
 impl Ops {
@@ -248,7 +248,6 @@ impl Ops {
             wakeup,
             wake_armed: false,
             closing: false,
-            cqes: Vec::new(),
         })
     }
 
@@ -355,10 +354,14 @@ impl Ops {
         taken
     }
 
-    /// Starts `op`. Binds, a UDP connect, and `set_len` without `IORING_OP_FTRUNCATE` are plain
-    /// system calls (they never wait: `sync`); a close waits for the ops still holding its
-    /// descriptor; everything else becomes one SQE.
-    pub(crate) fn submit(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
+    /// Starts `op`, any op but a close ([`Ops::submit_close`]). Binds, a UDP connect, and
+    /// `set_len` without `IORING_OP_FTRUNCATE` are plain system calls (they never wait: `sync`);
+    /// everything else becomes one SQE. Nothing here delivers or frees another op, so it needs
+    /// no aftermath (the op's hot path).
+    pub(crate) fn submit(&mut self, mut op: Op) -> Submitted {
+        if let Op::Close { .. } = op {
+            unreachable!("a close is started by Ops::submit_close");
+        }
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
         }
@@ -367,28 +370,60 @@ impl Ops {
             return done(result, op);
         }
         let mut aux = Aux::None;
-        let phase = if let Op::Close { handle } = &mut op {
-            match self.prepare_close(handle, after) {
-                Ok(Some(owned)) => {
-                    let entry = close_entry(owned.as_raw_fd());
-                    aux = Aux::Close(Some(owned));
-                    Phase::Queued(entry)
-                }
-                Ok(None) => Phase::AwaitingFd,
-                Err(result) => return done(result, op),
-            }
-        } else {
-            match prepare(&mut op, &mut aux) {
-                Ok(entry) => Phase::Queued(entry),
-                Err(e) => return done(Err(e), op),
-            }
+        let entry = match prepare(&mut op, &mut aux) {
+            Ok(entry) => entry,
+            Err(e) => return done(Err(e), op),
         };
-        // The common case goes straight to the ring; only an op the kernel would not take yet
-        // (or that would overtake one it refused) keeps its SQE in its slot (Queued).
-        let (phase, entry) = match phase {
-            Phase::Queued(entry) => (Phase::InKernel { cancel_sent: false }, Some(entry)),
-            other => (other, None),
+        let (key, slot) = self.insert_new(op, aux, Phase::InKernel { cancel_sent: false });
+        // Not a close: `Aux::pushed` has nothing to do for it.
+        self.push_new(key, entry, false);
+        Submitted::InFlight {
+            id: OpId::new(key.user_data()),
+            slot,
+        }
+    }
+
+    /// Starts a close: it waits for the ops still holding its descriptor (they are canceled),
+    /// then becomes one SQE.
+    pub(crate) fn submit_close(&mut self, mut op: Op, after: &mut Aftermath) -> Submitted {
+        if self.closing {
+            return done(Err(io::Error::other("the uring backend has shut down")), op);
+        }
+        let Op::Close { handle } = &mut op else {
+            unreachable!("Ops::submit_close starts closes only");
         };
+        let (aux, entry) = match self.prepare_close(handle, after) {
+            Ok(Some(owned)) => {
+                let entry = close_entry(owned.as_raw_fd());
+                (Aux::Close(Some(owned)), Some(entry))
+            }
+            Ok(None) => (Aux::None, None),
+            Err(result) => return done(result, op),
+        };
+        let phase = match entry {
+            Some(_) => Phase::InKernel { cancel_sent: false },
+            None => Phase::AwaitingFd,
+        };
+        let (key, slot) = self.insert_new(op, aux, phase);
+        match entry {
+            None => {
+                self.awaiting_fd.push(key);
+                // Holders canceled while still queued in user space left the table just now,
+                // and no CQE of theirs will come to retry the close: retry it here.
+                self.retry_awaiting_closes(after);
+                self.flush();
+            }
+            Some(entry) => self.push_new(key, entry, true),
+        }
+        Submitted::InFlight {
+            id: OpId::new(key.user_data()),
+            slot,
+        }
+    }
+
+    /// Puts a new op in the table: it will still complete (`unfinished`), and its completion goes
+    /// to the returned slot.
+    fn insert_new(&mut self, op: Op, aux: Aux, phase: Phase) -> (Key, OpSlot) {
         let slot = OpSlot::new(op.name());
         let key = self.insert(Slotted {
             op,
@@ -398,37 +433,31 @@ impl Ops {
             phase,
         });
         self.unfinished += 1;
-        match entry {
-            None => {
-                self.awaiting_fd.push(key);
-                // Holders canceled while still queued in user space left the table just now,
-                // and no CQE of theirs will come to retry the close: retry it here.
-                self.retry_awaiting_closes(after);
-                self.flush();
-            }
-            Some(entry) => {
-                let entry = entry.user_data(key.user_data());
-                let pushed = self.queued.is_empty()
-                    // SAFETY: the SQE points into the op and aux now owned by this slot (heap
-                    // buffers, `KernelMem`, `CString`: moving the slot moves none of them), which
-                    // the table keeps untouched until the op's CQE is reaped.
-                    && unsafe { self.ring.push(&entry) };
-                if pushed {
-                    if let Some(slotted) = self.get_mut(key) {
-                        slotted.aux.pushed();
-                    }
-                    self.stats.submitted += 1;
-                } else {
-                    if let Some(slotted) = self.get_mut(key) {
-                        slotted.phase = Phase::Queued(entry);
-                    }
-                    self.queued.push_back(key);
+        (key, slot)
+    }
+
+    /// Pushes a new op's SQE, which goes straight to the ring in the common case; only an op
+    /// the kernel would not take yet (or that would overtake one it refused) keeps its SQE in
+    /// its slot (Queued). `close`: the op's aux may own a descriptor the push hands over.
+    fn push_new(&mut self, key: Key, entry: squeue::Entry, close: bool) {
+        let entry = entry.user_data(key.user_data());
+        let pushed = self.queued.is_empty()
+            // SAFETY: the SQE points into the op and aux now owned by this slot (heap
+            // buffers, `KernelMem`, `CString`: moving the slot moves none of them), which
+            // the table keeps untouched until the op's CQE is reaped.
+            && unsafe { self.ring.push(&entry) };
+        if pushed {
+            if close {
+                if let Some(slotted) = self.get_mut(key) {
+                    slotted.aux.pushed();
                 }
             }
-        }
-        Submitted::InFlight {
-            id: OpId::new(key.user_data()),
-            slot,
+            self.stats.submitted += 1;
+        } else {
+            if let Some(slotted) = self.get_mut(key) {
+                slotted.phase = Phase::Queued(Box::new(entry));
+            }
+            self.queued.push_back(key);
         }
     }
 
@@ -440,7 +469,7 @@ impl Ops {
         let Phase::Queued(entry) = &slotted.phase else {
             return true; // canceled while queued
         };
-        let entry = entry.clone().user_data(key.user_data());
+        let entry = (**entry).clone().user_data(key.user_data());
         // SAFETY: the SQE points into this slot's op and aux (heap buffers, `KernelMem`,
         // `CString`), which the table keeps, unmoved and untouched, until the op's CQE is reaped:
         // no phase transition out of InKernel frees them before `complete`.
@@ -458,7 +487,16 @@ impl Ops {
     /// Pushes queued cancels, the wakeup read, and queued ops (a system call only when the
     /// submission queue fills up; see [`Ops::submit_now`] and [`Ops::wait`] for the rest). Each
     /// waits only for a free submission slot, never for another request to complete.
+    #[inline]
     pub(crate) fn flush(&mut self) {
+        // Nearly always nothing to push: no cancel, the wakeup read in flight, nothing queued.
+        if self.cancels.is_empty() && (self.wake_armed || self.closing) && self.queued.is_empty() {
+            return;
+        }
+        self.flush_pending();
+    }
+
+    fn flush_pending(&mut self) {
         while let Some(&target) = self.cancels.front() {
             let entry = opcode::AsyncCancel::new(target).build().user_data(CANCEL);
             // SAFETY: a cancel request carries no pointers.
@@ -509,25 +547,38 @@ impl Ops {
         }
     }
 
+    /// Whether [`Ops::reap`] would find a completion (or completion work) to handle.
+    pub(crate) fn has_ready(&mut self) -> bool {
+        self.ring.has_ready()
+    }
+
     /// Handles every completion that is ready. Returns how many op completions it handled.
     pub(crate) fn reap(&mut self, after: &mut Aftermath) -> usize {
-        let mut cqes = mem::take(&mut self.cqes);
-        self.ring.reap(&mut cqes);
         let mut handled = 0;
-        for (user_data, result) in cqes.drain(..) {
-            match user_data {
-                WAKE => self.wake_armed = false,
-                // Another ring's wake-up: ending the wait was all it had to do.
-                crate::wakeup::MSG_WAKE => {}
-                crate::wakeup::MSG_SENT => self.wakeup.msg_sent(result),
-                CANCEL => {}
-                _ => {
-                    self.complete(Key::from_user_data(user_data), result, after);
-                    handled += 1;
+        loop {
+            self.ring.begin_reap();
+            let mut reaped = 0;
+            while let Some((user_data, result)) = self.ring.pop() {
+                reaped += 1;
+                match user_data {
+                    WAKE => self.wake_armed = false,
+                    // Another ring's wake-up: ending the wait was all it had to do.
+                    crate::wakeup::MSG_WAKE => {}
+                    crate::wakeup::MSG_SENT => self.wakeup.msg_sent(result),
+                    CANCEL => {}
+                    _ => {
+                        self.complete(Key::from_user_data(user_data), result, after);
+                        handled += 1;
+                    }
                 }
             }
+            // More wait on the overflow list: the queue has room for them now. Stop if this
+            // pass reaped none (a signal cut the enter short): the next reap or wait flushes
+            // them.
+            if reaped == 0 || !self.ring.overflowed() {
+                break;
+            }
         }
-        self.cqes = cqes;
         if handled > 0 {
             self.retry_awaiting_closes(after);
             self.flush();
@@ -537,7 +588,8 @@ impl Ops {
 
     fn complete(&mut self, key: Key, result: i32, after: &mut Aftermath) {
         self.unfinished -= 1;
-        let Some(slotted) = self.get_mut(key) else {
+        // The final CQE: the kernel is done with the op's memory, which leaves the table now.
+        let Some(mut slotted) = self.remove(key) else {
             unreachable!("a completion for an op the table does not own");
         };
         // An op the kernel handed to an io-wq worker that blocked (a connect to a full Unix
@@ -566,8 +618,8 @@ impl Ops {
                 }
             }
             // Whatever it produced (an accepted socket, an opened file) is closed by the drop.
-            after.free(self.remove(key));
-        } else if let Some(slotted) = self.remove(key) {
+            after.free(Some(slotted));
+        } else {
             after.deliver(slotted, outcome);
         }
     }
