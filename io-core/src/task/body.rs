@@ -1,4 +1,5 @@
-//! The future async-task runs for every task, and the only `unsafe` in io-core.
+//! The future async-task runs for every task, and most of io-core's `unsafe` (the rest: `task/`'s
+//! pointers to control blocks, `affinity.rs`).
 //!
 //! [`TaskBody`] owns the user's future and the task's control block. It does two things async-task
 //! would otherwise do for us, because async-task's way of doing them is wrong for ioswap:

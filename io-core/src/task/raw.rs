@@ -246,3 +246,87 @@ where
     let spawned = io.spawn_raw(raw, opts);
     (task, spawned)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn run_all(queue: &RunQueue) {
+        while let Some(runnable) = queue.pop() {
+            runnable.run();
+        }
+    }
+
+    /// A view taken while the task lives keeps its control block after the task, its join
+    /// handle and its runnable are gone (it holds a waker of the task); one taken after the task
+    /// finished answers from what it copied.
+    #[test]
+    fn a_task_ref_outlives_its_task_and_one_taken_late_still_answers() {
+        let queue = RunQueue::new();
+        let opts = SpawnOptions::new().name("named");
+        let (raw, task) = RawTask::new(&queue, &opts, async { Ok(7) });
+        let early = raw.task();
+        assert_eq!((early.id(), early.name().as_ref()), (task.id(), "named"));
+        assert!(!early.is_finished());
+        raw.schedule();
+        run_all(&queue);
+        assert!(task.is_finished() && early.is_finished());
+        let late = task.task_ref();
+        assert_eq!(futures_lite::future::block_on(task), Ok(7));
+        // Nothing but the views is left of the task.
+        assert!(early.is_finished() && late.is_finished());
+        assert_eq!(early.name(), late.name());
+        assert_eq!(early.id(), late.id());
+        assert_eq!(late.parked_on(), None);
+        early.cancel(); // harmless: finished
+        late.cancel();
+        assert!(!late.is_cancel_requested());
+    }
+
+    /// The join handle answers for its task after the join, and refuses a second join.
+    #[test]
+    fn a_joined_handle_still_answers_and_refuses_a_second_join() {
+        let queue = RunQueue::new();
+        let (raw, mut task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok("done") });
+        let id = task.id();
+        raw.schedule();
+        run_all(&queue);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(Pin::new(&mut task).poll(&mut cx), Poll::Ready(Ok("done")));
+        assert_eq!(task.id(), id);
+        assert!(task.is_finished());
+        assert!(task.task_ref().is_finished());
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut task).poll(&mut cx);
+        }));
+        assert!(again.is_err(), "a second join panics");
+        drop(task); // joined: no cancel, nothing detached
+    }
+
+    /// Dropping the join handle of a task that never ran cancels it; its view sees the cancel,
+    /// and the task ends unpolled when it runs.
+    #[test]
+    fn a_dropped_handle_cancels_a_task_that_never_ran() {
+        let queue = RunQueue::new();
+        let ran = std::rc::Rc::new(Cell::new(false));
+        let flag = ran.clone();
+        let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async move {
+            flag.set(true);
+            Ok(())
+        });
+        let view = raw.task();
+        raw.schedule();
+        drop(task);
+        assert!(view.is_cancel_requested() && !view.is_finished());
+        run_all(&queue);
+        assert!(view.is_finished());
+        assert!(
+            !ran.get(),
+            "canceled before its first poll, the body never ran"
+        );
+    }
+}
