@@ -65,8 +65,8 @@ pub(super) const JOINED: u8 = 8;
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
 // `id` (immutable) is reachable from another thread: the other fields are private to this module
 // tree, and everything that reads them runs on the spawning thread — the task body (which checks
-// the thread before anything else), and the join handle, `TaskRef`s, the task set and the
-// current-task cell, all `!Send` and made on that thread. The block is dropped by async-task on
+// the thread before anything else), and the `RawTask`, the join handle, `TaskRef`s, the task set
+// and the current-task cell, all `!Send` and made on that thread. The block is dropped by async-task on
 // whichever thread frees the allocation, which happens only after `finish` (an unfinished task
 // holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
 // the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such

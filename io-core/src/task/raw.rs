@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::Waker;
@@ -143,6 +144,9 @@ impl fmt::Debug for TaskRef {
 #[derive(Debug)]
 pub struct RawTask {
     runnable: Runnable,
+    /// `!Send`: [`RawTask::task`] reaches the control block's cells, which belong to the
+    /// spawning thread (a `Runnable` alone may travel: of the block it shows only the id).
+    _spawning_thread: PhantomData<*const ()>,
 }
 
 impl RawTask {
@@ -180,7 +184,10 @@ impl RawTask {
         runnable.metadata().waker.set(Some(runnable.waker()));
         let ctl = NonNull::from(inner.metadata());
         (
-            RawTask { runnable },
+            RawTask {
+                runnable,
+                _spawning_thread: PhantomData,
+            },
             Task {
                 inner: Some(inner.fallible()),
                 ctl,
