@@ -134,7 +134,7 @@ impl Blocking {
                 return None;
             }
             while let Some(runnable) = self.core.queue().pop() {
-                if *runnable.metadata() == task.id() {
+                if runnable.metadata().id() == task.id() {
                     return Some(runnable);
                 }
                 runnable.run();

@@ -169,7 +169,7 @@ impl BackendCore {
         if self.shut_down.get() {
             return Err(SpawnError::ShutDown);
         }
-        self.tasks.borrow_mut().insert(task.task());
+        self.tasks.borrow_mut().insert_ctl(task.ctl());
         Ok(())
     }
 

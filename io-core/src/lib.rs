@@ -107,7 +107,8 @@ pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
 pub use task::{
-    drop_contained, BudgetUnit, RawTask, SpawnOptions, Task, TaskRef, TaskSet, DEFAULT_OP_BUDGET,
+    drop_contained, BudgetUnit, RawTask, SpawnOptions, Task, TaskCtl, TaskRef, TaskSet,
+    DEFAULT_OP_BUDGET,
 };
 pub use time::{Instant, Sleep};
 pub use timer::{TimerId, TimerQueue};

@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-/// A task ready to be polled once, as handed out by async-task. The metadata is the task id.
-pub type Runnable = async_task::Runnable<u64>;
+/// A task ready to be polled once, as handed out by async-task. The metadata is the task's
+/// control block, of which a backend reads the id ([`TaskCtl::id`](crate::TaskCtl::id)).
+pub type Runnable = async_task::Runnable<crate::TaskCtl>;
 
 /// The thread-safe queue of runnable tasks of one backend. Cheap to clone (an `Arc`).
 ///

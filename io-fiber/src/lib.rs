@@ -507,7 +507,7 @@ impl Fiber {
     /// Runs one step of a task, noting where it suspended when tracing.
     #[inline]
     fn run_step(&self, runnable: Runnable) {
-        let task = *runnable.metadata();
+        let task = runnable.metadata().id();
         self.record(task);
         // One call site of `run` (two would keep this from inlining), the tracing out of line.
         let tracing = self.tracer.is_on();

@@ -275,7 +275,7 @@ impl Picker {
                     .expect("the index is in range");
                 recorder.push(Decision::Task {
                     index: index as u32,
-                    task: *runnable.metadata(),
+                    task: runnable.metadata().id(),
                 });
                 return runnable;
             }
@@ -285,7 +285,7 @@ impl Picker {
                 let (index, task) = match recorder.next_pick() {
                     Replayed::First => (0, None),
                     Replayed::Task { index, task } => {
-                        match batch.iter().position(|r| *r.metadata() == task) {
+                        match batch.iter().position(|r| r.metadata().id() == task) {
                             Some(position) => (position, Some(task)),
                             None if (index as usize) < batch.len() => {
                                 recorder.mismatched();
@@ -307,7 +307,7 @@ impl Picker {
                         .expect("the index is in range");
                     recorder.push(Decision::Task {
                         index: index as u32,
-                        task: *runnable.metadata(),
+                        task: runnable.metadata().id(),
                     });
                     return runnable;
                 }
@@ -320,7 +320,7 @@ impl Picker {
         } else {
             Decision::Task {
                 index: index as u32,
-                task: *runnable.metadata(),
+                task: runnable.metadata().id(),
             }
         });
         runnable
@@ -346,7 +346,7 @@ impl Pct {
             state.ranked.clear();
         }
         for runnable in batch.iter().skip(state.enabled.len()) {
-            let task = *runnable.metadata();
+            let task = runnable.metadata().id();
             let priority = *state
                 .priorities
                 .entry(task)
@@ -379,7 +379,7 @@ impl Pct {
         }
         // The starvation guard: the task enabled longest (the batch's first) runs once it has
         // waited `STARVE_LIMIT` steps, whatever the priorities say.
-        let first = *batch[0].metadata();
+        let first = batch[0].metadata().id();
         let waited = state
             .enabled
             .get(&first)
@@ -391,10 +391,18 @@ impl Pct {
         let seq = state.enabled[&task].0;
         let index = batch
             .binary_search_by_key(&seq, |r| {
-                state.enabled.get(r.metadata()).map_or(u64::MAX, |e| e.0)
+                state
+                    .enabled
+                    .get(&r.metadata().id())
+                    .map_or(u64::MAX, |e| e.0)
             })
             // The batch is in the order its tasks were enabled; were it not, a scan finds it.
-            .or_else(|_| batch.iter().position(|r| *r.metadata() == task).ok_or(()))
+            .or_else(|_| {
+                batch
+                    .iter()
+                    .position(|r| r.metadata().id() == task)
+                    .ok_or(())
+            })
             .expect("the task picked is in the batch");
         state.enabled.remove(&task);
         state.by_seq.remove(&seq);
@@ -418,7 +426,7 @@ impl PctState {
             None => true,
             Some((_, task)) => {
                 batch.len() >= self.by_seq.len()
-                    && batch.front().map(|r| *r.metadata()) == Some(*task)
+                    && batch.front().map(|r| r.metadata().id()) == Some(*task)
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The future async-task runs for every task, and the only `unsafe` in io-core.
+//! The future async-task runs for every task, and most of io-core's `unsafe` (the rest: `task/`'s
+//! pointers to control blocks, `affinity.rs`).
 //!
 //! [`TaskBody`] owns the user's future and the task's control block. It does two things async-task
 //! would otherwise do for us, because async-task's way of doing them is wrong for ioswap:
@@ -23,7 +24,6 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 
@@ -123,11 +123,12 @@ enum Stage {
     Done,
 }
 
-/// The future async-task runs: the user's future, the task's control block, and the thread that
-/// may poll and drop them.
+/// The future async-task runs: the user's future, the thread that may poll and drop it, and a
+/// borrow of the task's control block (async-task's metadata of the task, in the same
+/// allocation).
 struct TaskBody<F> {
-    /// Live until `stage` is `Done`, like `future`.
-    ctl: ManuallyDrop<Rc<TaskCtl>>,
+    /// The task's metadata: async-task drops the future before it (see `build`).
+    ctl: &'static TaskCtl,
     thread: ThreadId,
     stage: Stage,
     /// The operations each poll may complete without suspending (`0`: unlimited); see
@@ -140,8 +141,8 @@ struct TaskBody<F> {
 
 impl<F> TaskBody<F> {
     /// Ends the task: drops the user's future right here, so that a panic in its `Drop` is
-    /// caught and becomes the task's panic, then marks the task finished and lets go of its
-    /// control block (the poll's `Enter` still holds one). Called on the spawning thread only.
+    /// caught and becomes the task's panic, then marks the task finished (which lets go of its
+    /// own waker). Called on the spawning thread only.
     fn finish<T>(&mut self, outcome: Result<Result<T, Canceled>, Panic>) -> Outcome<T> {
         self.stage = Stage::Done;
         // SAFETY: `stage` is `Done` from here on, so `future` is dropped exactly once (a panic
@@ -163,8 +164,6 @@ impl<F> TaskBody<F> {
             }
         };
         self.ctl.finish();
-        // SAFETY: `stage` is `Done`: `ctl` is dropped once, here, and never used again.
-        unsafe { ManuallyDrop::drop(&mut self.ctl) };
         Outcome::new(outcome)
     }
 }
@@ -185,7 +184,7 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
         if this.stage == Stage::Done {
             return Poll::Pending; // async-task never polls a finished future
         }
-        let _enter = Enter::new(&this.ctl, this.op_budget);
+        let _enter = Enter::new(this.ctl, this.op_budget);
         match this.stage {
             Stage::Done => unreachable!("checked above"),
             // A task canceled before its first poll never runs its body.
@@ -204,10 +203,7 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
         // the body is.
         let future = unsafe { Pin::new_unchecked(&mut *this.future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => {
-                this.ctl.keep_waker(cx.waker());
-                Poll::Pending
-            }
+            Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(result)) => Poll::Ready(this.finish(Ok(result))),
             Err(panic) => Poll::Ready(this.finish(Err(panic))),
         }
@@ -217,15 +213,14 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
 impl<F> Drop for TaskBody<F> {
     fn drop(&mut self) {
         if self.stage == Stage::Done {
-            return; // `finish` dropped the future and the control block
+            return; // `finish` dropped the future
         }
         if self.thread != thread_id() {
             // Only a misused run queue gets a task here (its future and control block hold
             // `Rc`s of the spawning thread): leaking them is the one safe choice. It also keeps
-            // the pinned future's memory from being reused undropped: a future that was ever
-            // polled is `Running`, so its control block holds the task's own waker (kept at its
-            // first `Pending`), and that leaked waker keeps async-task's allocation alive. A
-            // future never polled (`New`) has never been handed its pinned address.
+            // the pinned future's memory from being reused undropped: an unfinished task's
+            // control block holds the task's own waker, and that leaked waker keeps
+            // async-task's allocation alive.
             return;
         }
         // Dropped without finishing: a spawn the backend refused, or a queue dropped with the
@@ -234,27 +229,26 @@ impl<F> Drop for TaskBody<F> {
         // SAFETY: as in `finish`: dropped once, in place, never used again.
         contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
         self.ctl.finish();
-        // SAFETY: as in `finish`: `ctl` is dropped once, here, and never used again.
-        unsafe { ManuallyDrop::drop(&mut self.ctl) };
     }
 }
 
-/// Builds the async-task allocation of a task: `future` wrapped in its body, scheduled onto
-/// `queue` when woken, each poll with `op_budget` operations to spend. The runnable is for the
-/// backend, the handle for [`crate::Task`].
+/// Builds the async-task allocation of a task: `ctl` as its metadata, `future` wrapped in its
+/// body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
+/// runnable is for the backend, the handle for [`crate::Task`].
 pub(crate) fn build<T, F>(
     queue: &RunQueue,
-    ctl: &Rc<TaskCtl>,
+    ctl: TaskCtl,
     op_budget: u32,
     future: F,
-) -> (Runnable, async_task::Task<Outcome<T>, u64>)
+) -> (Runnable, async_task::Task<Outcome<T>, TaskCtl>)
 where
     T: 'static,
     F: Future<Output = Result<T, Canceled>> + 'static,
 {
-    let body = TaskBody {
-        ctl: ManuallyDrop::new(ctl.clone()),
-        thread: thread_id(),
+    let thread = thread_id();
+    let body = move |ctl: &'static TaskCtl| TaskBody {
+        ctl,
+        thread,
         stage: Stage::New,
         op_budget,
         future: ManuallyDrop::new(future),
@@ -268,9 +262,14 @@ where
     //   on another thread leaks the body instead of dropping it. (The output, `Outcome<T>`, is
     //   only dropped by the loop's `Runnable::run` or by the `!Send` join handle, both on this
     //   thread.)
+    // - The future borrows the task's metadata, which async-task keeps until it frees the
+    //   allocation, after the future has been dropped (or, for a body leaked on another thread,
+    //   never): the borrow is valid for the body's whole life, though not for `'static`, and
+    //   the body never hands it out beyond its poll (`Enter` restores the current task when the
+    //   poll ends). The metadata is `Send + Sync` by the rules in `TaskCtl`'s note.
     unsafe {
         async_task::Builder::new()
-            .metadata(ctl.id())
-            .spawn_unchecked(move |_| body, move |runnable| queue.push(runnable))
+            .metadata(ctl)
+            .spawn_unchecked(body, move |runnable| queue.push(runnable))
     }
 }

@@ -1,4 +1,5 @@
 //! The control block of a task ([`TaskCtl`]): its state word, waker, deadline and registry slot.
+#![allow(unsafe_code)]
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -17,19 +18,28 @@ pub(crate) enum ParkedOn {
     Join(u64),
 }
 
-/// The control block of one task, shared by its body, its join handle and the backend.
+/// The control block of one task: async-task's metadata of the task, so it lives in the task's
+/// one allocation, read by its body, its join handle, its [`TaskRef`](crate::TaskRef)s and the
+/// backend's task set.
 ///
-/// One allocation per task besides async-task's own, so it is kept small (an idle task's memory
-/// is measured in `bench/`): cells rather than `RefCell`s, a 16-bit shield depth, one state
-/// byte, a boxed name; 72 bytes, which with the `Rc` counts fits glibc's 96-byte size class.
-pub(crate) struct TaskCtl {
+/// Backends see it as [`Runnable::metadata`](async_task::Runnable::metadata) and read only its
+/// [`id`](TaskCtl::id); everything else is the spawning thread's (see the `Send`/`Sync` note
+/// below). Kept small (an idle task's memory is measured in `bench/`): cells rather than
+/// `RefCell`s, a 16-bit shield depth, one state byte, a boxed name.
+///
+/// It lives as long as async-task's allocation: until the task's `Runnable`, its join handle
+/// and every waker of it are gone. An unfinished task holds a waker of itself (`waker`, taken
+/// at spawn and dropped when its body ends), so a task's control block is alive at least until
+/// its body ends; the task set, the current-task cell and a backend's [`RawTask`](crate::RawTask)
+/// rely on that, and a [`TaskRef`](crate::TaskRef) holds a waker of its own.
+pub struct TaskCtl {
     pub(super) id: u64,
     /// The name and the deadline. Boxed: both are rare and a bare `Cow` would take two more
     /// words in every task.
     pub(super) extra: Option<Box<Extra>>,
-    /// The task's own waker, so a cancel request can ready it. Captured when the task first
-    /// returns `Pending`: a task that finishes in its first poll never needs one (a clone and
-    /// a drop of a waker are two atomic operations).
+    /// The task's own waker, so a cancel request can ready it; it also keeps the task's
+    /// allocation (and so this block) alive until the body ends. Set at spawn, dropped by
+    /// [`TaskCtl::finish`].
     pub(super) waker: Cell<Option<Waker>>,
     pub(super) parked_on: Cell<ParkedOn>,
     /// The backend's task set this task is registered in (see [`TaskSet`]), until its body ends.
@@ -48,6 +58,36 @@ pub(super) const CANCEL_REQUESTED: u8 = 1;
 pub(super) const ABANDONED: u8 = 2;
 /// The body has ended (returned, panicked, or was dropped); its future is gone.
 pub(super) const FINISHED: u8 = 4;
+/// The join handle has returned the task's result.
+pub(super) const JOINED: u8 = 8;
+
+// SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
+// queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
+// `id` (immutable) is reachable from another thread: the other fields are private to this module
+// tree, and everything that reads them runs on the spawning thread — the task body (which checks
+// the thread before anything else), and the `RawTask`, the join handle, `TaskRef`s, the task set
+// and the current-task cell, all `!Send` and made on that thread. The block is dropped by async-task on
+// whichever thread frees the allocation, which happens only after `finish` (an unfinished task
+// holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
+// the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such
+// state it might still hold rather than touch it.
+unsafe impl Send for TaskCtl {}
+// SAFETY: see `Send` above.
+unsafe impl Sync for TaskCtl {}
+
+impl Drop for TaskCtl {
+    fn drop(&mut self) {
+        if self.is_finished() {
+            return;
+        }
+        // Not reached (see above); were it ever, the thread-bound parts are leaked, not dropped
+        // on what may be another thread.
+        std::mem::forget(self.registry.take());
+        if let Some(extra) = self.extra.take() {
+            std::mem::forget(extra);
+        }
+    }
+}
 
 /// The rarely used parts of a control block: the name, and the deadline.
 pub(super) struct Extra {
@@ -61,7 +101,8 @@ pub(super) struct Extra {
 }
 
 impl TaskCtl {
-    pub(crate) fn id(&self) -> u64 {
+    /// The task's id: 1, 2, 3, … in spawn order within its backend.
+    pub fn id(&self) -> u64 {
         self.id
     }
 
@@ -119,7 +160,11 @@ impl TaskCtl {
         // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
         // deadline park -> waker -> task.
         self.disarm_deadline();
-        // Break the cycle task -> body -> ctl -> waker -> task.
+        if let Some(extra) = self.extra.as_deref() {
+            // Nothing of this thread's is left in the block (see the `Send` note).
+            drop(extra.io.take());
+        }
+        // Break the cycle task -> ctl -> waker -> task: the task may now be freed.
         let waker = self.waker.take();
         drop(waker);
     }
@@ -194,29 +239,11 @@ impl TaskCtl {
         // for it (a canceled task stuck on a foreign future, say) until it fired.
         self.disarm_deadline();
         // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
-        // schedules the task; it runs no drop code. No waker yet: the task has not returned
-        // `Pending` so far, so it is queued or running, and will see the flag (see
-        // `TaskBody::poll`).
+        // schedules the task (a task being polled is scheduled again when its poll returns, a
+        // queued one stays queued once); it runs no drop code.
         if let Some(waker) = self.waker.take() {
             waker.wake_by_ref();
             self.waker.set(Some(waker));
-        }
-    }
-
-    /// Called when the task's future returned `Pending`: keeps the task's waker for cancel
-    /// requests. The first time, a cancel requested during this very poll found no waker to
-    /// ready the task with, so it is readied here instead (inside the poll, exactly where the
-    /// waker would have scheduled it).
-    pub(crate) fn keep_waker(&self, waker: &Waker) {
-        let kept = self.waker.take();
-        match kept {
-            Some(kept) => self.waker.set(Some(kept)),
-            None => {
-                self.waker.set(Some(waker.clone()));
-                if self.is_cancel_requested() {
-                    waker.wake_by_ref();
-                }
-            }
         }
     }
 

@@ -1,14 +1,18 @@
 //! The thread's *current task*: the task being polled, whose cancel state suspend points read.
+#![allow(unsafe_code)]
 
 use std::cell::Cell;
-use std::rc::Rc;
+use std::ptr::NonNull;
 
 use super::budget;
 use super::ctl::{ParkedOn, TaskCtl};
 use super::TaskRef;
 
 thread_local! {
-    static CURRENT: Cell<Option<Rc<TaskCtl>>> = const { Cell::new(None) };
+    /// The control block of the task being polled on this thread. Set only by [`Enter`], for
+    /// the length of one poll of the task's body, during which its `Runnable` is running and so
+    /// async-task's allocation (where the block lives) is alive.
+    static CURRENT: Cell<Option<NonNull<TaskCtl>>> = const { Cell::new(None) };
 }
 
 /// Runs `f` with the task currently being polled on this thread, if any.
@@ -16,13 +20,14 @@ thread_local! {
 /// While the thread's locals are being destroyed (a task dropped by a thread-local destructor at
 /// thread exit) there is no current task: drop code may still ask, and must not panic.
 #[inline]
-pub(super) fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
+pub(super) fn with_current<R>(f: impl FnOnce(Option<&TaskCtl>) -> R) -> R {
     let mut f = Some(f);
     let result = CURRENT.try_with(|cell| {
-        let current = cell.take();
-        let result = (f.take().expect("called once"))(current.as_ref());
-        cell.set(current);
-        result
+        // SAFETY: the pointer was set by an `Enter` that is still alive (it restores the
+        // previous one when its poll ends), so the block is alive (see `CURRENT`); it is only
+        // reached through shared references, on this thread.
+        let current = cell.get().map(|ctl| unsafe { ctl.as_ref() });
+        (f.take().expect("called once"))(current)
     });
     match (result, f) {
         (Ok(result), _) => result,
@@ -35,16 +40,18 @@ pub(super) fn with_current<R>(f: impl FnOnce(Option<&Rc<TaskCtl>>) -> R) -> R {
 /// (`op_budget`, see [`budget`](super::budget)); restores the previous task and what its poll
 /// had left of its budget on drop, even if the poll panics.
 pub(crate) struct Enter {
-    previous: Option<Rc<TaskCtl>>,
+    previous: Option<NonNull<TaskCtl>>,
     previous_budget: u64,
 }
 
 impl Enter {
+    /// Makes `ctl` current; it must stay alive until the returned guard is dropped (the task
+    /// body enters around one poll of its own task).
     #[inline]
-    pub(crate) fn new(ctl: &Rc<TaskCtl>, op_budget: u32) -> Enter {
+    pub(crate) fn new(ctl: &TaskCtl, op_budget: u32) -> Enter {
         Enter {
             previous: CURRENT
-                .try_with(|cell| cell.replace(Some(ctl.clone())))
+                .try_with(|cell| cell.replace(Some(NonNull::from(ctl))))
                 .ok()
                 .flatten(),
             previous_budget: budget::install(budget::refill_value(op_budget)),
@@ -69,7 +76,7 @@ pub(crate) fn cancel_pending() -> bool {
 
 /// The task being polled on this thread, if any.
 pub(crate) fn current_task() -> Option<TaskRef> {
-    with_current(|ctl| ctl.cloned().map(TaskRef))
+    with_current(|ctl| ctl.map(TaskRef::of))
 }
 
 /// Records what the current task is about to park on.
@@ -81,24 +88,30 @@ pub(crate) fn set_parked_on(what: ParkedOn) {
     });
 }
 
-/// Raises the current task's shield depth for one poll of a shielded future.
-pub(crate) struct ShieldGuard(Option<Rc<TaskCtl>>);
+/// Raises the current task's shield depth for one poll of a shielded future. A guard lives
+/// inside that poll (a local of the shielded future's `poll`), so the task stays current, and
+/// alive, until it is dropped.
+pub(crate) struct ShieldGuard(Option<NonNull<TaskCtl>>);
 
 impl ShieldGuard {
     pub(crate) fn enter() -> ShieldGuard {
-        let ctl = with_current(|ctl| ctl.cloned());
-        if let Some(ctl) = &ctl {
+        ShieldGuard(with_current(|ctl| {
+            let ctl = ctl?;
             let depth = ctl.shield_depth.get().checked_add(1);
             ctl.shield_depth
                 .set(depth.expect("more than 65535 nested shields"));
-        }
-        ShieldGuard(ctl)
+            Some(NonNull::from(ctl))
+        }))
     }
 }
 
 impl Drop for ShieldGuard {
     fn drop(&mut self) {
-        if let Some(ctl) = &self.0 {
+        if let Some(ctl) = self.0 {
+            // SAFETY: the guard is dropped inside the poll it was made in (see the type's
+            // note), while the task it raised is being polled, so its block is alive; shared
+            // access only, on this thread (the guard is `!Send`).
+            let ctl = unsafe { ctl.as_ref() };
             ctl.shield_depth.set(ctl.shield_depth.get() - 1);
         }
     }

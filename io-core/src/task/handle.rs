@@ -1,14 +1,15 @@
 //! [`Task`]: the join handle.
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
 use super::body::{drop_contained, Outcome};
 use super::budget::poll_take as poll_budget;
-use super::ctl::{ParkedOn, TaskCtl};
+use super::ctl::{ParkedOn, TaskCtl, JOINED};
 use super::current::{cancel_pending, set_parked_on};
 use super::TaskRef;
 use crate::Canceled;
@@ -24,16 +25,29 @@ use crate::Canceled;
 /// [`Task::detach`] lets it run on instead.
 #[must_use = "tasks get canceled when dropped, use .detach() to run them in the background"]
 pub struct Task<T> {
-    pub(super) inner: Option<async_task::FallibleTask<Outcome<T>, u64>>,
-    pub(super) ctl: Rc<TaskCtl>,
+    /// async-task's handle; kept after the join (which the control block's `JOINED` notes),
+    /// so that `ctl` stays valid; taken by `detach`.
+    pub(super) inner: Option<async_task::FallibleTask<Outcome<T>, TaskCtl>>,
+    /// The task's control block, async-task's metadata of the task.
+    pub(super) ctl: NonNull<TaskCtl>,
 }
 
 impl<T> Task<T> {
+    /// The task's control block.
+    pub(super) fn ctl(&self) -> &TaskCtl {
+        // SAFETY: `ctl` is the metadata of the task `inner` is the handle of, and `inner` is
+        // only ever taken by `detach`, which consumes `self`: async-task keeps its allocation,
+        // metadata included, as long as the handle exists. The block is only reached through
+        // shared references (cells), on the spawning thread (`Task` is `!Send`, see
+        // `TaskCtl`'s `Send` note).
+        unsafe { self.ctl.as_ref() }
+    }
+
     /// Requests cancellation. The task is readied and its next suspend point returns
     /// `Err(Canceled)`; a task that has not started yet never runs its body. Await the handle to
     /// learn how it ended.
     pub fn cancel(&self) {
-        self.ctl.request_cancel();
+        self.ctl().request_cancel();
     }
 
     /// Lets the task run to completion in the background; its result is discarded.
@@ -45,17 +59,17 @@ impl<T> Task<T> {
 
     /// Whether the task has finished (its result, if any, is ready to be joined).
     pub fn is_finished(&self) -> bool {
-        self.ctl.is_finished()
+        self.ctl().is_finished()
     }
 
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
     pub fn id(&self) -> u64 {
-        self.ctl.id
+        self.ctl().id
     }
 
     /// A backend-level view of the task.
     pub fn task_ref(&self) -> TaskRef {
-        TaskRef(self.ctl.clone())
+        TaskRef::of(self.ctl())
     }
 }
 
@@ -63,9 +77,9 @@ impl<T> Future for Task<T> {
     type Output = Result<T, Canceled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(inner) = self.inner.as_mut() else {
+        if self.ctl().has(JOINED) {
             panic!("a Task was polled after it returned its result");
-        };
+        }
         // A join spends a unit of the joiner's budget when it returns (tasks are joined once), so
         // joining a run of finished tasks yields now and then too.
         let unit = match poll_budget(cx) {
@@ -75,12 +89,13 @@ impl<T> Future for Task<T> {
             Poll::Ready(Err(Canceled)) => None,
             Poll::Pending => return Poll::Pending,
         };
+        let inner = self.inner.as_mut().expect("only `detach` takes it");
         match Pin::new(inner).poll(cx) {
             Poll::Ready(outcome) => {
                 if let Some(unit) = unit {
                     unit.spend();
                 }
-                self.inner = None;
+                self.ctl().set(JOINED);
                 // `None`: the backend dropped the task unpolled (a refused spawn). A panic of
                 // the task (or of its future's drop) resumes here, in the joiner.
                 Poll::Ready(outcome.map_or(Err(Canceled), Outcome::into_result))
@@ -89,7 +104,7 @@ impl<T> Future for Task<T> {
             // has not finished.
             Poll::Pending if cancel_pending() => Poll::Ready(Err(Canceled)),
             Poll::Pending => {
-                set_parked_on(ParkedOn::Join(self.ctl.id));
+                set_parked_on(ParkedOn::Join(self.ctl().id));
                 Poll::Pending
             }
         }
@@ -99,8 +114,10 @@ impl<T> Future for Task<T> {
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            self.ctl.request_cancel();
-            inner.detach();
+            if !self.ctl().has(JOINED) {
+                self.ctl().request_cancel();
+                inner.detach();
+            }
         }
     }
 }
@@ -108,7 +125,7 @@ impl<T> Drop for Task<T> {
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("id", &self.ctl.id)
+            .field("id", &self.ctl().id)
             .field("finished", &self.is_finished())
             .finish()
     }

@@ -1,10 +1,14 @@
 //! [`TaskRef`] and [`RawTask`]: the views of a task a backend gets, and how a task is spawned.
+#![allow(unsafe_code)]
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::rc::Rc;
+use std::task::Waker;
 
 use super::ctl::{Extra, ParkedOn, TaskCtl};
 use super::current::with_current;
@@ -13,40 +17,90 @@ use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
 
 /// A shared, non-owning view of a task, for backends: its id, name, state and cancel switch.
 #[derive(Clone)]
-pub struct TaskRef(pub(super) Rc<TaskCtl>);
+pub struct TaskRef(Held);
+
+#[derive(Clone)]
+enum Held {
+    /// A task whose body had not ended when the view was taken: its control block, kept alive
+    /// by a waker of the task (a waker holds async-task's allocation, where the block lives).
+    Live { ctl: NonNull<TaskCtl>, _keep: Waker },
+    /// A task already finished when the view was taken (its own waker is gone, and nothing
+    /// else may be left to hold its allocation): what a finished task still answers.
+    Finished {
+        id: u64,
+        name: Option<Cow<'static, str>>,
+    },
+}
 
 impl TaskRef {
+    /// A view of the task `ctl` controls (on the thread that spawned it, like every holder of
+    /// the block).
+    pub(super) fn of(ctl: &TaskCtl) -> TaskRef {
+        let own = ctl.waker.take();
+        let held = match &own {
+            Some(waker) => Held::Live {
+                ctl: NonNull::from(ctl),
+                _keep: waker.clone(),
+            },
+            None => Held::Finished {
+                id: ctl.id,
+                name: ctl.extra.as_deref().and_then(|extra| extra.name.clone()),
+            },
+        };
+        ctl.waker.set(own);
+        TaskRef(held)
+    }
+
+    /// The task's control block, `None` once it finished before this view was taken.
+    pub(super) fn ctl(&self) -> Option<&TaskCtl> {
+        match &self.0 {
+            // SAFETY: `_keep` is a waker of the task, so async-task's allocation, which holds
+            // the block as its metadata, is alive as long as `self`; the block is only ever
+            // reached through shared references (its state is in cells), and this view is
+            // `!Send` (the `NonNull`), so it is used on the spawning thread, where the block's
+            // cells are touched (see `TaskCtl`'s `Send` note).
+            Held::Live { ctl, .. } => Some(unsafe { ctl.as_ref() }),
+            Held::Finished { .. } => None,
+        }
+    }
+
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
     pub fn id(&self) -> u64 {
-        self.0.id
+        match (&self.0, self.ctl()) {
+            (_, Some(ctl)) => ctl.id,
+            (Held::Finished { id, .. }, None) => *id,
+            (Held::Live { .. }, None) => unreachable!("a live view has its block"),
+        }
     }
 
     /// The task's name, or `task#<id>` when it was spawned unnamed.
     pub fn name(&self) -> Cow<'static, str> {
-        match self
-            .0
-            .extra
-            .as_deref()
-            .and_then(|extra| extra.name.as_ref())
-        {
+        let name = match (&self.0, self.ctl()) {
+            (_, Some(ctl)) => ctl.extra.as_deref().and_then(|extra| extra.name.as_ref()),
+            (Held::Finished { name, .. }, None) => name.as_ref(),
+            (Held::Live { .. }, None) => unreachable!("a live view has its block"),
+        };
+        match name {
             Some(name) => Cow::clone(name),
-            None => Cow::Owned(format!("task#{}", self.0.id)),
+            None => Cow::Owned(format!("task#{}", self.id())),
         }
     }
 
     /// Whether the task's body is done (returned, panicked, or was dropped).
     pub fn is_finished(&self) -> bool {
-        self.0.is_finished()
+        self.ctl().is_none_or(TaskCtl::is_finished)
     }
 
     /// Whether a cancel request has been made for this task.
     pub fn is_cancel_requested(&self) -> bool {
-        self.0.is_cancel_requested()
+        self.ctl().is_some_and(TaskCtl::is_cancel_requested)
     }
 
     /// Requests cancellation: the task gets `Err(Canceled)` at its next suspend point.
     pub fn cancel(&self) {
-        self.0.request_cancel();
+        if let Some(ctl) = self.ctl() {
+            ctl.request_cancel();
+        }
     }
 
     /// Gives up on the task: it is canceled and scheduled one last time, and that poll drops
@@ -56,13 +110,15 @@ impl TaskRef {
     /// and a stuck task is not leaked in the cycle through its own waker. The fiber backend's
     /// simulated world does it to the tasks of a host it crashes: none runs past the crash.
     pub fn abandon(&self) {
-        self.0.abandon();
+        if let Some(ctl) = self.ctl() {
+            ctl.abandon();
+        }
     }
 
     /// What the task is parked on, if it is parked (`None` while runnable or finished).
     /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`](crate::TaskSet::blocked) resolves names.
     pub fn parked_on(&self) -> Option<String> {
-        match self.0.parked_on.get() {
+        match self.ctl()?.parked_on.get() {
             ParkedOn::Nothing => None,
             ParkedOn::Park(what) => Some(what.to_string()),
             ParkedOn::Join(id) => Some(format!("join task#{id}")),
@@ -88,7 +144,9 @@ impl fmt::Debug for TaskRef {
 #[derive(Debug)]
 pub struct RawTask {
     runnable: Runnable,
-    task: TaskRef,
+    /// `!Send`: [`RawTask::task`] reaches the control block's cells, which belong to the
+    /// spawning thread (a `Runnable` alone may travel: of the block it shows only the id).
+    _spawning_thread: PhantomData<*const ()>,
 }
 
 impl RawTask {
@@ -104,7 +162,7 @@ impl RawTask {
     {
         let op_budget = queue.op_budget();
         let id = queue.next_task_id();
-        let ctl = Rc::new(TaskCtl {
+        let ctl = TaskCtl {
             id,
             extra: (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
                 Box::new(Extra {
@@ -120,14 +178,16 @@ impl RawTask {
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
-        });
-        let (runnable, inner) = body::build(queue, &ctl, op_budget, future);
-        let raw = RawTask {
-            runnable,
-            task: TaskRef(ctl.clone()),
         };
+        let (runnable, inner) = body::build(queue, ctl, op_budget, future);
+        // The task holds a waker of itself until its body ends (see `TaskCtl`).
+        runnable.metadata().waker.set(Some(runnable.waker()));
+        let ctl = NonNull::from(inner.metadata());
         (
-            raw,
+            RawTask {
+                runnable,
+                _spawning_thread: PhantomData,
+            },
             Task {
                 inner: Some(inner.fallible()),
                 ctl,
@@ -135,14 +195,19 @@ impl RawTask {
         )
     }
 
+    /// The task's control block (alive as long as the runnable).
+    pub(crate) fn ctl(&self) -> &TaskCtl {
+        self.runnable.metadata()
+    }
+
     /// The task's id.
     pub fn id(&self) -> u64 {
-        self.task.id()
+        self.ctl().id
     }
 
     /// A view of the task.
-    pub fn task(&self) -> &TaskRef {
-        &self.task
+    pub fn task(&self) -> TaskRef {
+        TaskRef::of(self.ctl())
     }
 
     /// Queues the task on the run queue it was built for.
@@ -152,7 +217,8 @@ impl RawTask {
 
     /// Splits into the runnable (to run inline) and the task view.
     pub fn into_parts(self) -> (Runnable, TaskRef) {
-        (self.runnable, self.task)
+        let task = self.task();
+        (self.runnable, task)
     }
 }
 
@@ -178,7 +244,7 @@ where
         opts
     };
     let (raw, task) = RawTask::new(io.core().queue(), opts, future);
-    if let Some(extra) = task.ctl.extra.as_deref() {
+    if let Some(extra) = raw.ctl().extra.as_deref() {
         // Before `spawn_raw`: a backend may run the task inline right there.
         if extra.deadline_ms != u64::MAX {
             extra.io.set(Some(Rc::downgrade(io)));
@@ -186,4 +252,88 @@ where
     }
     let spawned = io.spawn_raw(raw, opts);
     (task, spawned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn run_all(queue: &RunQueue) {
+        while let Some(runnable) = queue.pop() {
+            runnable.run();
+        }
+    }
+
+    /// A view taken while the task lives keeps its control block after the task, its join
+    /// handle and its runnable are gone (it holds a waker of the task); one taken after the task
+    /// finished answers from what it copied.
+    #[test]
+    fn a_task_ref_outlives_its_task_and_one_taken_late_still_answers() {
+        let queue = RunQueue::new();
+        let opts = SpawnOptions::new().name("named");
+        let (raw, task) = RawTask::new(&queue, &opts, async { Ok(7) });
+        let early = raw.task();
+        assert_eq!((early.id(), early.name().as_ref()), (task.id(), "named"));
+        assert!(!early.is_finished());
+        raw.schedule();
+        run_all(&queue);
+        assert!(task.is_finished() && early.is_finished());
+        let late = task.task_ref();
+        assert_eq!(futures_lite::future::block_on(task), Ok(7));
+        // Nothing but the views is left of the task.
+        assert!(early.is_finished() && late.is_finished());
+        assert_eq!(early.name(), late.name());
+        assert_eq!(early.id(), late.id());
+        assert_eq!(late.parked_on(), None);
+        early.cancel(); // harmless: finished
+        late.cancel();
+        assert!(!late.is_cancel_requested());
+    }
+
+    /// The join handle answers for its task after the join, and refuses a second join.
+    #[test]
+    fn a_joined_handle_still_answers_and_refuses_a_second_join() {
+        let queue = RunQueue::new();
+        let (raw, mut task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok("done") });
+        let id = task.id();
+        raw.schedule();
+        run_all(&queue);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(Pin::new(&mut task).poll(&mut cx), Poll::Ready(Ok("done")));
+        assert_eq!(task.id(), id);
+        assert!(task.is_finished());
+        assert!(task.task_ref().is_finished());
+        let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = Pin::new(&mut task).poll(&mut cx);
+        }));
+        assert!(again.is_err(), "a second join panics");
+        drop(task); // joined: no cancel, nothing detached
+    }
+
+    /// Dropping the join handle of a task that never ran cancels it; its view sees the cancel,
+    /// and the task ends unpolled when it runs.
+    #[test]
+    fn a_dropped_handle_cancels_a_task_that_never_ran() {
+        let queue = RunQueue::new();
+        let ran = std::rc::Rc::new(Cell::new(false));
+        let flag = ran.clone();
+        let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async move {
+            flag.set(true);
+            Ok(())
+        });
+        let view = raw.task();
+        raw.schedule();
+        drop(task);
+        assert!(view.is_cancel_requested() && !view.is_finished());
+        run_all(&queue);
+        assert!(view.is_finished());
+        assert!(
+            !ran.get(),
+            "canceled before its first poll, the body never ran"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! [`TaskSet`]: the live tasks of one backend.
+#![allow(unsafe_code)]
 
 use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::ptr::NonNull;
+use std::rc::Rc;
 
 use super::ctl::{ParkedOn, TaskCtl};
 use super::TaskRef;
@@ -9,10 +11,12 @@ use super::TaskRef;
 /// The live tasks of one backend, for deadlock reports and for canceling what is left when the
 /// main task returns.
 ///
-/// A slab of weak references: a task takes a free slot when it is inserted and gives it back
-/// itself when its body ends, so nothing is ever swept, a finished task's control block is freed
-/// as soon as its handles are gone, and an empty set answers [`TaskSet::live`] at once (see
-/// io-core's DESIGN.md, "Task set", for what it replaced).
+/// A slab of pointers to control blocks: a task takes a free slot when it is inserted and gives
+/// it back itself when its body ends, so nothing is ever swept, nothing is counted per entry,
+/// and an empty set answers [`TaskSet::live`] at once (see io-core's DESIGN.md, "Task set", for
+/// what it replaced). An entry needs no reference count: a task is in the set only until its
+/// body ends, and until then it holds a waker of itself, which keeps its allocation (where the
+/// control block lives) alive.
 #[derive(Debug, Default)]
 pub struct TaskSet {
     registry: Rc<Registry>,
@@ -26,9 +30,24 @@ pub(super) struct Registry {
 
 #[derive(Debug, Default)]
 struct Slots {
-    tasks: Vec<Option<Weak<TaskCtl>>>,
+    /// Control blocks of unfinished tasks (see [`TaskSet`] for why they are alive).
+    tasks: Vec<Option<NonNull<TaskCtl>>>,
     /// The empty slots of `tasks`, reused last-freed first.
     free: Vec<u32>,
+}
+
+impl Slots {
+    /// The tasks in the set.
+    fn ctls(&self) -> impl Iterator<Item = &TaskCtl> {
+        // SAFETY: an entry is the control block of a task whose body has not ended (its `finish`
+        // removes it first), so the task holds a waker of itself and the block is alive; it is
+        // only reached through shared references (cells), on the spawning thread (a task set is
+        // `!Send`, and a task joins the set of its own thread's backend).
+        self.tasks
+            .iter()
+            .flatten()
+            .map(|ctl| unsafe { ctl.as_ref() })
+    }
 }
 
 impl Registry {
@@ -52,14 +71,20 @@ impl TaskSet {
 
     /// Adds a task. A task that has finished, or is in a set already, is left as it is.
     pub fn insert(&mut self, task: &TaskRef) {
-        let ctl = &task.0;
+        if let Some(ctl) = task.ctl() {
+            self.insert_ctl(ctl);
+        }
+    }
+
+    /// Adds the task `ctl` controls (see [`TaskSet::insert`]).
+    pub(crate) fn insert_ctl(&mut self, ctl: &TaskCtl) {
         let registered = ctl.registry.take();
         if registered.is_some() || ctl.is_finished() {
             ctl.registry.set(registered);
             return;
         }
         let mut slots = self.registry.slots.borrow_mut();
-        let entry = Some(Rc::downgrade(ctl));
+        let entry = Some(NonNull::from(ctl));
         let slot = match slots.free.pop() {
             Some(slot) => {
                 slots.tasks[slot as usize] = entry;
@@ -89,15 +114,12 @@ impl TaskSet {
             return Vec::new();
         }
         let mut live: Vec<TaskRef> = slots
-            .tasks
-            .iter()
-            .flatten()
-            .filter_map(Weak::upgrade)
+            .ctls()
             .filter(|t| !t.is_finished())
-            .map(TaskRef)
+            .map(TaskRef::of)
             .collect();
         // Slots are reused, so slot order is not spawn order.
-        live.sort_unstable_by_key(|t| t.0.id);
+        live.sort_unstable_by_key(TaskRef::id);
         live
     }
 
@@ -119,7 +141,7 @@ impl TaskSet {
         };
         live.iter()
             .map(|t| {
-                let parked_on = match t.0.parked_on.get() {
+                let parked_on = match t.ctl().map_or(ParkedOn::Nothing, |c| c.parked_on.get()) {
                     ParkedOn::Nothing => "a future outside the protocol".to_string(),
                     ParkedOn::Park(what) => what.to_string(),
                     ParkedOn::Join(id) => format!("join '{}' (#{id})", name_of(id)),
@@ -158,12 +180,12 @@ mod tests {
         let (raws, handles): (Vec<RawTask>, Vec<Task<()>>) = (0..TASKS)
             .map(|_| {
                 let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(()) });
-                set.insert(raw.task());
+                set.insert(&raw.task());
                 (raw, task)
             })
             .unzip();
         for pair in handles.windows(2) {
-            pair[0].ctl.parked_on.set(ParkedOn::Join(pair[1].id()));
+            pair[0].ctl().parked_on.set(ParkedOn::Join(pair[1].id()));
         }
         PROBES.with(|probes| probes.set(0));
         let blocked = set.blocked();
