@@ -413,7 +413,7 @@ mod tests {
     fn runnable(queue: &RunQueue) -> Runnable {
         let queue = queue.clone();
         let (runnable, task) = async_task::Builder::new()
-            .metadata(0)
+            .metadata(crate::TaskCtl::bare(0))
             .spawn(|_| async {}, move |runnable| queue.push(runnable));
         task.detach();
         runnable

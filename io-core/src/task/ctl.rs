@@ -101,6 +101,22 @@ pub(super) struct Extra {
 }
 
 impl TaskCtl {
+    /// A control block for a bare async-task task in unit tests: no name, no deadline, in no
+    /// task set.
+    #[cfg(test)]
+    pub(crate) fn bare(id: u64) -> TaskCtl {
+        TaskCtl {
+            id,
+            extra: None,
+            waker: Cell::new(None),
+            parked_on: Cell::new(ParkedOn::Nothing),
+            registry: Cell::new(None),
+            slot: Cell::new(0),
+            shield_depth: Cell::new(0),
+            state: Cell::new(0),
+        }
+    }
+
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
     pub fn id(&self) -> u64 {
         self.id
