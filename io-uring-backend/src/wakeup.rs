@@ -521,7 +521,8 @@ mod tests {
     /// dropped in between and another runtime in the process opens rings, which would take the
     /// freed numbers: the request must still reach the dropped target's ring (whose duplicate the
     /// waker holds until the completion), never one of them. (Numbers are reused lowest-first:
-    /// this shows the defect reliably with `--test-threads=1`, and can never fail without it.)
+    /// with `--test-threads=1` this catches the defect reliably; run beside other tests it may
+    /// miss it, but it never fails spuriously.)
     #[test]
     fn a_msg_ring_left_queued_by_a_refused_submit_never_reaches_a_ring_that_reused_the_number() {
         if !kernel_has_msg_ring() {
