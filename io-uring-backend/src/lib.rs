@@ -390,7 +390,7 @@ impl Uring {
 }
 
 impl wakeup::MsgSource for Uring {
-    fn send_msg_wake(&self, target: std::os::fd::RawFd) -> bool {
+    fn send_msg_wake(&self, target: &Arc<wakeup::Target>) -> bool {
         self.ops
             .try_borrow_mut()
             .is_ok_and(|mut ops| ops.send_msg_wake(target))

@@ -7,6 +7,7 @@
 //! them into the queue once it has room (see DESIGN.md, "Back-pressure").
 
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
@@ -123,17 +124,32 @@ impl Ring {
     }
 
     /// The ring's fd: where other rings send their `MSG_RING` wake-ups.
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.ring)
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.ring);
+        // SAFETY: `self.ring` owns `fd` and keeps it open for as long as `self` is borrowed.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
     }
 
-    /// Pushes `entry` (carrying no pointers) and hands every queued request to the kernel now.
-    /// `true` only if the kernel took them all: a refusal leaves the rest for the next enter.
-    pub(crate) fn push_and_submit(&mut self, entry: &squeue::Entry) -> bool {
-        // SAFETY: the caller's entry carries no pointers.
-        if !unsafe { self.push(entry) } {
-            return false;
-        }
+    /// Pushes a `MSG_RING` that posts a completion with `wake_user_data` into the ring `target`
+    /// (its own completion here carries `user_data`). `false` (nothing pushed) only as for
+    /// [`Ring::push`]. The caller keeps `target` that ring until this request's completion is
+    /// reaped: the request names only its number.
+    pub(crate) fn push_msg_ring(
+        &mut self,
+        target: RawFd,
+        wake_user_data: u64,
+        user_data: u64,
+    ) -> bool {
+        let entry = opcode::MsgRingData::new(types::Fd(target), 0, wake_user_data, None)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry is built here and carries no pointers.
+        unsafe { self.push(&entry) }
+    }
+
+    /// Hands every queued request to the kernel now: `true` only if it took them all (a refusal
+    /// leaves the rest for the next enter).
+    pub(crate) fn submit_all(&mut self) -> bool {
         self.submit();
         self.ring.submission().is_empty()
     }

@@ -15,22 +15,26 @@
 //! take the request at once, and for a poster's own ring, the eventfd is written as before.
 //!
 //! No wake is lost: the run queue calls the hook after marking the loop busy, and a completion
-//! posted before the loop enters its wait ends that wait at once, like a written eventfd. The
-//! target's ring fd is duplicated, so it stays a ring (never a reused descriptor) as long as a
-//! waker can reach it; a ring whose loop has ended just collects a completion nobody reads. A
-//! full completion queue cannot swallow the wake: with `IORING_FEAT_NODROP` (required) the
-//! completion goes to the overflow list, and a full queue means the target has completions to
-//! reap, so its wait returns anyway. If the kernel still refuses a `MSG_RING` (the poster learns
-//! it from the request's own completion, [`MSG_SENT`]), the poster cannot tell which ring it
-//! failed to wake: it writes the eventfd of every live ring, and stops using `MSG_RING`.
+//! posted before the loop enters its wait ends that wait at once, like a written eventfd. A
+//! `MSG_RING` names the target by a duplicate of its ring fd, and the poster holds that
+//! duplicate open (a reference to the target's [`Target`]) from the push until it reaps the
+//! request's own completion ([`MSG_SENT`] and a slot number): even a request the kernel did not
+//! take at once, submitted by a later enter after the target ring was dropped, names that ring,
+//! never a reused descriptor. A ring whose loop has ended just collects a completion nobody
+//! reads. A full completion queue cannot swallow the wake: with `IORING_FEAT_NODROP` (required)
+//! the completion goes to the overflow list, and a full queue means the target has completions
+//! to reap, so its wait returns anyway. If the kernel fails a `MSG_RING` (the poster learns it
+//! from the request's own completion), the poster writes that target's eventfd; only an answer
+//! that the kernel does not support the request (`EINVAL`, `EOPNOTSUPP`) makes this ring stop
+//! sending `MSG_RING`s.
 
 use std::cell::{RefCell, UnsafeCell};
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Weak;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak as SyncWeak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use io_uring::{opcode, squeue, types};
 
@@ -38,14 +42,15 @@ use crate::UringError;
 
 /// user_data of the completion a `MSG_RING` wake-up posts into the ring it wakes.
 pub(crate) const MSG_WAKE: u64 = u64::MAX - 2;
-/// user_data of a `MSG_RING` request on the ring that sent it (its own completion: its result).
-pub(crate) const MSG_SENT: u64 = u64::MAX - 3;
+/// High half of the user_data of a `MSG_RING` request on the ring that sent it (its own
+/// completion: its result); the low half is its slot in [`Wakeup`]'s `in_flight`. (Op keys'
+/// generations stay below `0x7fff_ffff`; `WAKE`, `CANCEL` and [`MSG_WAKE`] have `0xffff_ffff`.)
+const MSG_SENT: u64 = 0xffff_fffe << 32;
 
-/// Cleared for good once the kernel refused a `MSG_RING`: every poster writes eventfds then.
-static MSG_RING_WORKS: AtomicBool = AtomicBool::new(true);
-
-/// Every live ring's wake target, for the rare wake-everyone after a refused `MSG_RING`.
-static TARGETS: Mutex<Vec<SyncWeak<Target>>> = Mutex::new(Vec::new());
+/// Whether `user_data` is that of a `MSG_RING` request's own completion.
+pub(crate) fn is_msg_sent(user_data: u64) -> bool {
+    user_data >> 32 == MSG_SENT >> 32
+}
 
 thread_local! {
     /// The ring this thread runs, if it runs one of ours: where its `MSG_RING`s go out.
@@ -54,10 +59,10 @@ thread_local! {
 
 /// A ring that can send a `MSG_RING` wake-up: the backend running on this thread.
 pub(crate) trait MsgSource {
-    /// Pushes a `MSG_RING` to the ring `target` and submits it. `false` if it could not (no
+    /// Pushes a `MSG_RING` to the ring of `target` and submits it. `false` if it could not (no
     /// `MSG_RING` on this kernel, the table is borrowed or closing, the kernel did not take it
     /// at once, or `target` is this very ring): the caller writes the eventfd instead.
-    fn send_msg_wake(&self, target: RawFd) -> bool;
+    fn send_msg_wake(&self, target: &Arc<Target>) -> bool;
 }
 
 /// Makes `source` this thread's ring until the guard drops (which restores the one before, for
@@ -84,7 +89,7 @@ impl Drop for SourceGuard {
 }
 
 /// Sends a `MSG_RING` to `target` from this thread's ring, if it runs one that can.
-fn send_from_this_thread(target: RawFd) -> bool {
+fn send_from_this_thread(target: &Arc<Target>) -> bool {
     SOURCE
         .try_with(|slot| {
             let source = slot.try_borrow().ok()?.as_ref()?.upgrade()?;
@@ -96,7 +101,7 @@ fn send_from_this_thread(target: RawFd) -> bool {
 }
 
 /// What wakes one ring: its eventfd, its ring fd (a duplicate), and counts of each kind of wake.
-struct Target {
+pub(crate) struct Target {
     eventfd: fs::File,
     /// A duplicate of the ring's fd, the target of `MSG_RING`s; `None` where the kernel has no
     /// `MSG_RING` (or the duplicate could not be made).
@@ -108,12 +113,10 @@ struct Target {
 }
 
 impl Target {
-    fn wake(&self) {
-        if let Some(ring) = &self.ring {
-            if MSG_RING_WORKS.load(Ordering::Relaxed) && send_from_this_thread(ring.as_raw_fd()) {
-                self.msg_wakes.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+    fn wake(self: &Arc<Self>) {
+        if self.ring.is_some() && send_from_this_thread(self) {
+            self.msg_wakes.fetch_add(1, Ordering::Relaxed);
+            return;
         }
         self.write_eventfd();
     }
@@ -128,16 +131,23 @@ impl Target {
 /// The eventfd and the 8-byte buffer its in-flight read fills; the ring's `MSG_RING` target.
 pub(crate) struct Wakeup {
     target: Arc<Target>,
-    /// Whether this ring sends its wakes of other rings as `MSG_RING` (the kernel has it).
+    /// Whether this ring sends its wakes of other rings as `MSG_RING` (the kernel has it, and
+    /// has not answered one with "not supported").
     sends_msg_ring: bool,
+    /// The targets of this ring's `MSG_RING` requests whose own completion is not reaped yet,
+    /// by slot (the low half of the request's user_data): each keeps its ring duplicate open,
+    /// so the number the request names stays that ring until the kernel is done with it.
+    in_flight: Vec<Option<Arc<Target>>>,
+    /// Free slots of `in_flight`.
+    free: Vec<u32>,
     /// Written by the kernel while the read is in flight; never read by us.
     buf: Box<UnsafeCell<[u8; 8]>>,
 }
 
 impl Wakeup {
-    /// The wake-up of the ring `ring_fd`; `msg_ring`: whether the kernel has `MSG_RING` (the
+    /// The wake-up of the ring `ring`; `msg_ring`: whether the kernel has `MSG_RING` (the
     /// ring's probe).
-    pub(crate) fn new(ring_fd: RawFd, msg_ring: bool) -> Result<Wakeup, UringError> {
+    pub(crate) fn new(ring: BorrowedFd<'_>, msg_ring: bool) -> Result<Wakeup, UringError> {
         // Blocking: the ring's read is its only reader, and on 5.11-5.13 io_uring hands a
         // non-blocking file's EAGAIN back instead of waiting. A write blocks only at a counter of
         // 2^64 - 2, which the read in flight keeps draining.
@@ -147,29 +157,24 @@ impl Wakeup {
             return Err(UringError::from_io(&std::io::Error::last_os_error()));
         }
         // SAFETY: `fd` was just returned by eventfd and nothing else owns it.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         // The duplicate keeps the ring a ring for as long as a waker may send to it.
         let ring = if msg_ring {
-            // SAFETY: the ring's fd is open for this call: the ring outlives its wake-up's
-            // construction (the caller holds it).
-            let borrowed = unsafe { BorrowedFd::borrow_raw(ring_fd) };
-            borrowed.try_clone_to_owned().ok()
+            ring.try_clone_to_owned().ok()
         } else {
             None
         };
-        let target = Arc::new(Target {
-            eventfd: fs::File::from(owned),
-            ring,
-            msg_wakes: AtomicU64::new(0),
-            eventfd_wakes: AtomicU64::new(0),
-        });
-        let mut targets = TARGETS.lock().unwrap_or_else(|e| e.into_inner());
-        targets.retain(|target| target.strong_count() > 0);
-        targets.push(Arc::downgrade(&target));
-        drop(targets);
+        let sends_msg_ring = ring.is_some();
         Ok(Wakeup {
-            target,
-            sends_msg_ring: msg_ring,
+            target: Arc::new(Target {
+                eventfd: fs::File::from(owned),
+                ring,
+                msg_wakes: AtomicU64::new(0),
+                eventfd_wakes: AtomicU64::new(0),
+            }),
+            sends_msg_ring,
+            in_flight: Vec::new(),
+            free: Vec::new(),
             buf: Box::new(UnsafeCell::new([0; 8])),
         })
     }
@@ -180,32 +185,53 @@ impl Wakeup {
         move || target.wake()
     }
 
-    /// The `MSG_RING` that wakes the ring `target`, if this ring sends them: its completion
-    /// there carries [`MSG_WAKE`], its own here [`MSG_SENT`].
-    pub(crate) fn msg_entry(&self, target: RawFd) -> Option<squeue::Entry> {
-        (self.sends_msg_ring && MSG_RING_WORKS.load(Ordering::Relaxed)).then(|| {
-            opcode::MsgRingData::new(types::Fd(target), 0, MSG_WAKE, None)
-                .build()
-                .user_data(MSG_SENT)
-        })
+    /// Takes a slot for a `MSG_RING` from this ring to `target`'s: the descriptor to name and
+    /// the request's user_data. `None` if this ring sends none, `target` has no ring duplicate,
+    /// or `target` is this ring (it is woken through its eventfd). The slot holds `target`
+    /// until [`Wakeup::msg_sent`] gets the request's completion.
+    pub(crate) fn msg_begin(&mut self, target: &Arc<Target>) -> Option<(RawFd, u64)> {
+        if !self.sends_msg_ring || Arc::ptr_eq(target, &self.target) {
+            return None;
+        }
+        let fd = target.ring.as_ref()?.as_raw_fd();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.in_flight[slot as usize] = Some(target.clone());
+                slot
+            }
+            None => {
+                self.in_flight.push(Some(target.clone()));
+                u32::try_from(self.in_flight.len() - 1).ok()?
+            }
+        };
+        Some((fd, MSG_SENT | u64::from(slot)))
     }
 
-    /// The completion of a `MSG_RING` this ring sent: on a refusal, no more `MSG_RING`s, and
-    /// every ring is woken through its eventfd (the one this was for among them).
-    pub(crate) fn msg_sent(&self, result: i32) {
+    /// The completion of a `MSG_RING` this ring sent (`user_data` from [`Wakeup::msg_begin`]):
+    /// frees its slot. On a failure its target is woken through its eventfd; an answer that the
+    /// kernel does not support the request makes this ring stop sending `MSG_RING`s.
+    pub(crate) fn msg_sent(&mut self, user_data: u64, result: i32) {
+        #[cfg(test)]
+        let result = tests::fake_msg_result().unwrap_or(result);
+        let Some(target) = self.msg_release(user_data) else {
+            return;
+        };
         if result >= 0 {
             return;
         }
-        MSG_RING_WORKS.store(false, Ordering::Relaxed);
-        let targets: Vec<_> = TARGETS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(SyncWeak::upgrade)
-            .collect();
-        for target in targets {
-            target.write_eventfd();
+        if result == -libc::EINVAL || result == -libc::EOPNOTSUPP {
+            self.sends_msg_ring = false;
         }
+        target.write_eventfd();
+    }
+
+    /// Frees the slot of a `MSG_RING` request (`user_data` from [`Wakeup::msg_begin`]) that
+    /// was never pushed, or whose completion is reaped: its target.
+    pub(crate) fn msg_release(&mut self, user_data: u64) -> Option<Arc<Target>> {
+        let slot = (user_data & 0xffff_ffff) as u32;
+        let target = self.in_flight.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some(target)
     }
 
     /// Gives up the read's buffer without freeing it, for a tear-down that could not wait for
@@ -242,6 +268,18 @@ impl Wakeup {
     pub(crate) fn set_sends_msg_ring(&mut self, on: bool) {
         self.sends_msg_ring = on && self.target.ring.is_some();
     }
+
+    /// This ring's `MSG_RING` requests whose own completion is not reaped yet.
+    #[cfg(test)]
+    pub(crate) fn msgs_in_flight(&self) -> usize {
+        self.in_flight.len() - self.free.len()
+    }
+
+    /// Whether this ring sends its wakes of other rings as `MSG_RING`.
+    #[cfg(test)]
+    pub(crate) fn sends_msg_ring(&self) -> bool {
+        self.sends_msg_ring
+    }
 }
 
 #[cfg(test)]
@@ -252,8 +290,28 @@ mod tests {
     use std::task::{Context, Poll, Waker};
     use std::time::{Duration, Instant};
 
-    use crate::ring::tests::pretend_no_opcodes_on_this_thread;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    use io_uring::{opcode, types, IoUring};
+
+    use super::MSG_WAKE;
+    use crate::ring::tests::{pretend_no_opcodes_on_this_thread, refuse_submits};
     use crate::UringIo;
+
+    thread_local! {
+        /// The result this thread's next reaped `MSG_RING` completion is taken to have, in
+        /// place of the kernel's.
+        static FAKE_MSG_RESULT: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Makes the next `MSG_RING` completion reaped on this thread report `result`.
+    fn fake_next_msg_result(result: i32) {
+        FAKE_MSG_RESULT.with(|fake| fake.set(Some(result)));
+    }
+
+    pub(super) fn fake_msg_result() -> Option<i32> {
+        FAKE_MSG_RESULT.with(std::cell::Cell::take)
+    }
 
     /// The ball of a ping-pong between two threads: whose turn it is, and each side's waker.
     #[derive(Default)]
@@ -411,6 +469,280 @@ mod tests {
         plain.join().unwrap();
         let (msg, _) = io.0.ops.borrow().wakeup().wakes();
         assert_eq!(msg, 0);
+    }
+
+    /// Whether this kernel has `MSG_RING` (the probe of a fresh ring says so).
+    fn kernel_has_msg_ring() -> bool {
+        let io = UringIo::new().expect("io_uring available");
+        let has = io.0.ops.borrow().opcodes().msg_ring;
+        if !has {
+            eprintln!("no MSG_RING on this kernel: nothing to check");
+        }
+        has
+    }
+
+    /// Wakes `target` from one run of `source` on this thread, once per entry of `fakes` (the
+    /// result the request's own completion is taken to have; `None`: the kernel's), each
+    /// request's completion reaped before the next wake. After each: `target`'s wakes
+    /// `(MSG_RING, eventfd)`, and whether `source` still sends `MSG_RING`s.
+    fn wake_in_turn(
+        source: &UringIo,
+        target: &UringIo,
+        fakes: &[Option<i32>],
+    ) -> Vec<((u64, u64), bool)> {
+        let (source_ops, target_ops) = (source.0.clone(), target.0.clone());
+        let wake = target.0.ops.borrow().wakeup().notifier();
+        let fakes = fakes.to_vec();
+        source
+            .run(move |cx| async move {
+                let mut after = Vec::new();
+                for fake in fakes {
+                    if let Some(result) = fake {
+                        fake_next_msg_result(result);
+                    }
+                    wake();
+                    for _ in 0..1_000 {
+                        if source_ops.ops.borrow().wakeup().msgs_in_flight() == 0 {
+                            break;
+                        }
+                        cx.submit(io_core::Op::Nop).await.result.expect("nop");
+                    }
+                    let sends = source_ops.ops.borrow().wakeup().sends_msg_ring();
+                    assert_eq!(source_ops.ops.borrow().wakeup().msgs_in_flight(), 0);
+                    after.push((target_ops.ops.borrow().wakeup().wakes(), sends));
+                }
+                Ok(after)
+            })
+            .expect("the source ran")
+    }
+
+    /// A wake whose submit the kernel refuses leaves its `MSG_RING` queued on the waker's ring,
+    /// naming the target's ring duplicate by number; the next enter submits it. The target is
+    /// dropped in between and another runtime in the process opens rings, which would take the
+    /// freed numbers: the request must still reach the dropped target's ring (whose duplicate the
+    /// waker holds until the completion), never one of them. (Numbers are reused lowest-first:
+    /// with `--test-threads=1` this catches the defect reliably; run beside other tests it may
+    /// miss it, but it never fails spuriously.)
+    #[test]
+    fn a_msg_ring_left_queued_by_a_refused_submit_never_reaches_a_ring_that_reused_the_number() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let source = UringIo::new().expect("io_uring");
+        let target = UringIo::new().expect("io_uring");
+        let wake_target = target.0.ops.borrow().wakeup().notifier();
+        let foreign = source
+            .run(move |_cx| async move {
+                // The kernel refuses the next submit on this thread: the MSG_RING stays queued
+                // and the eventfd is written instead (the target is woken either way).
+                refuse_submits(1);
+                wake_target();
+                drop(wake_target);
+                // The target ends: its ring fd and eventfd close.
+                drop(target);
+                // Another runtime in the process opens rings.
+                let foreign: Vec<IoUring> =
+                    (0..16).map(|_| IoUring::new(8).expect("ring")).collect();
+                Ok(foreign)
+            })
+            .expect("the source ran");
+        // The source's loop has entered the kernel since, and submitted the queued MSG_RING.
+        let mut stray = Vec::new();
+        for mut ring in foreign {
+            let fd = ring.as_raw_fd();
+            for cqe in ring.completion() {
+                stray.push((fd, cqe.user_data(), cqe.result()));
+            }
+        }
+        assert!(
+            stray.iter().all(|&(_, user_data, _)| user_data != MSG_WAKE),
+            "a MSG_RING for a dropped ring was delivered to an unrelated io_uring: {stray:?}"
+        );
+    }
+
+    /// Same, with the freed numbers taken by ordinary files: the queued `MSG_RING` still names
+    /// the dropped target's ring, so it does not fail and nothing turns `MSG_RING` off: a fresh
+    /// pair of rings on this thread still wakes by `MSG_RING`.
+    #[test]
+    fn a_msg_ring_left_queued_for_a_dropped_ring_does_not_turn_msg_ring_off() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let source = UringIo::new().expect("io_uring");
+        let target = UringIo::new().expect("io_uring");
+        let wake_target = target.0.ops.borrow().wakeup().notifier();
+        let files = source
+            .run(move |_cx| async move {
+                refuse_submits(1);
+                wake_target();
+                drop(wake_target);
+                drop(target);
+                let files: Vec<std::fs::File> = (0..16)
+                    .map(|_| std::fs::File::open("/dev/null").expect("open"))
+                    .collect();
+                Ok(files)
+            })
+            .expect("the source ran");
+        drop(files);
+        assert!(
+            source.0.ops.borrow().wakeup().sends_msg_ring(),
+            "the queued MSG_RING failed: the source stopped sending MSG_RINGs"
+        );
+        let (a, b) = (
+            UringIo::new().expect("io_uring"),
+            UringIo::new().expect("io_uring"),
+        );
+        assert_eq!(
+            wake_in_turn(&a, &b, &[None]),
+            [((1, 0), true)],
+            "one queued wake of a dropped ring turned MSG_RING off"
+        );
+    }
+
+    /// A ring whose own task is woken (by a waker it holds) uses its eventfd: no `MSG_RING` to
+    /// itself.
+    #[test]
+    fn a_ring_waking_itself_uses_its_eventfd() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let io = UringIo::new().expect("io_uring");
+        let wake_self = io.0.ops.borrow().wakeup().notifier();
+        io.run(move |_cx| async move {
+            wake_self();
+            Ok(())
+        })
+        .expect("ran");
+        let (msg, eventfd) = io.0.ops.borrow().wakeup().wakes();
+        assert_eq!((msg, eventfd), (0, 1), "a ring woke itself by MSG_RING");
+    }
+
+    /// The kernel takes a `MSG_RING` aimed at a `DEFER_TASKRUN` ring (as ours are built) whose
+    /// creating thread has exited while a duplicate of its fd is still held (as a waker's
+    /// `Target` holds one): such a wake is not answered with a failure.
+    #[test]
+    fn the_kernel_takes_a_msg_ring_at_a_ring_whose_thread_exited() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let dup = std::thread::spawn(|| {
+            let ring: IoUring = IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .build(8)
+                .expect("defer-taskrun ring");
+            // SAFETY: the ring's fd is open while `ring` lives.
+            let fd = unsafe { BorrowedFd::borrow_raw(ring.as_raw_fd()) };
+            fd.try_clone_to_owned().expect("dup")
+        })
+        .join()
+        .unwrap();
+        let mut poster = IoUring::new(8).expect("ring");
+        let entry = opcode::MsgRingData::new(types::Fd(dup.as_raw_fd()), 0, MSG_WAKE, None)
+            .build()
+            .user_data(7);
+        // SAFETY: no pointers in the entry.
+        unsafe { poster.submission().push(&entry).expect("room") };
+        poster.submit_and_wait(1).expect("enter");
+        let cqe = poster.completion().next().expect("a completion");
+        assert!(
+            cqe.result() >= 0,
+            "MSG_RING to a ring whose thread exited: {} ({})",
+            cqe.result(),
+            std::io::Error::from_raw_os_error(-cqe.result())
+        );
+    }
+
+    /// A fresh pair of rings on one thread: one wakes the other by `MSG_RING`.
+    #[test]
+    fn a_fresh_pair_of_rings_wakes_by_msg_ring() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let (a, b) = (
+            UringIo::new().expect("io_uring"),
+            UringIo::new().expect("io_uring"),
+        );
+        assert_eq!(wake_in_turn(&a, &b, &[None]), [((1, 0), true)]);
+    }
+
+    /// A transient failure of a `MSG_RING` (no memory) wakes its target through the eventfd and
+    /// leaves `MSG_RING` on: the next wake goes by `MSG_RING` again.
+    #[test]
+    fn a_transient_msg_ring_failure_wakes_by_eventfd_and_keeps_msg_ring() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        let (a, b) = (
+            UringIo::new().expect("io_uring"),
+            UringIo::new().expect("io_uring"),
+        );
+        assert_eq!(
+            wake_in_turn(&a, &b, &[Some(-libc::ENOMEM), None]),
+            [((1, 1), true), ((2, 1), true)],
+            "eventfd after the failure, then MSG_RING again"
+        );
+    }
+
+    /// An answer that the kernel does not support the request turns `MSG_RING` off for the ring
+    /// that sent it, which wakes its targets through their eventfds from then on; other rings
+    /// still send theirs.
+    #[test]
+    fn a_not_supported_msg_ring_turns_msg_ring_off_for_its_ring_only() {
+        if !kernel_has_msg_ring() {
+            return;
+        }
+        for refusal in [-libc::EINVAL, -libc::EOPNOTSUPP] {
+            let (a, b) = (
+                UringIo::new().expect("io_uring"),
+                UringIo::new().expect("io_uring"),
+            );
+            assert_eq!(
+                wake_in_turn(&a, &b, &[Some(refusal), None]),
+                [((1, 1), false), ((1, 2), false)],
+                "eventfd after {refusal}, and from then on"
+            );
+            let c = UringIo::new().expect("io_uring");
+            assert_eq!(
+                wake_in_turn(&c, &b, &[None]),
+                [((2, 2), true)],
+                "another ring still sends MSG_RING"
+            );
+        }
+    }
+
+    /// A burst of `MSG_RING` wakes overflows both the sender's completion queue (the requests'
+    /// own completions) and a tiny target's (the wakes), and both rings still account and drain.
+    #[test]
+    fn a_burst_of_msg_wakes_overflowing_both_queues_leaves_both_rings_draining() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let source = UringIo::with_entries(2, 2).expect("io_uring");
+            let target = UringIo::with_entries(2, 2).expect("io_uring");
+            let wake = target.0.ops.borrow().wakeup().notifier();
+            source
+                .run(move |_cx| async move {
+                    for _ in 0..500 {
+                        wake();
+                    }
+                    Ok(())
+                })
+                .expect("source ran");
+            let done = target
+                .run(|cx| async move {
+                    let mut ok = 0;
+                    for _ in 0..10 {
+                        ok += usize::from(cx.submit(io_core::Op::Nop).await.result.is_ok());
+                    }
+                    Ok(ok)
+                })
+                .expect("target ran");
+            let _ = tx.send((done, target.0.ops.borrow().wakeup().wakes()));
+        });
+        let (done, wakes) = rx.recv_timeout(Duration::from_secs(30)).expect("no hang");
+        assert_eq!(done, 10, "wakes {wakes:?}");
     }
 
     /// CPU time (user + system) of this process so far, all threads.

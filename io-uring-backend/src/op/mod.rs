@@ -235,7 +235,7 @@ pub(crate) struct Ops {
 impl Ops {
     pub(crate) fn new(sq_entries: u32, cq_entries: u32) -> Result<Ops, UringError> {
         let ring = Ring::new(sq_entries, cq_entries)?;
-        let wakeup = Wakeup::new(ring.raw_fd(), ring.opcodes().msg_ring)?;
+        let wakeup = Wakeup::new(ring.fd(), ring.opcodes().msg_ring)?;
         Ok(Ops {
             stats: UringStats::default(),
             ring,
@@ -262,14 +262,22 @@ impl Ops {
 
     /// Wakes the ring `target` with a `MSG_RING` from this one, submitted now; `false` if it
     /// cannot (see [`crate::wakeup::MsgSource`]).
-    pub(crate) fn send_msg_wake(&mut self, target: std::os::fd::RawFd) -> bool {
-        if self.closing || target == self.ring.raw_fd() {
+    pub(crate) fn send_msg_wake(&mut self, target: &std::sync::Arc<crate::wakeup::Target>) -> bool {
+        if self.closing {
             return false;
         }
-        match self.wakeup.msg_entry(target) {
-            Some(entry) => self.ring.push_and_submit(&entry),
-            None => false,
+        // The slot keeps `target`'s ring duplicate open until the request's own completion.
+        let Some((fd, user_data)) = self.wakeup.msg_begin(target) else {
+            return false;
+        };
+        if !self
+            .ring
+            .push_msg_ring(fd, crate::wakeup::MSG_WAKE, user_data)
+        {
+            self.wakeup.msg_release(user_data); // never pushed: nothing names the fd
+            return false;
         }
+        self.ring.submit_all()
     }
 
     /// Ops that will still complete (queued, in the kernel, or awaiting their descriptor).
@@ -564,7 +572,9 @@ impl Ops {
                     WAKE => self.wake_armed = false,
                     // Another ring's wake-up: ending the wait was all it had to do.
                     crate::wakeup::MSG_WAKE => {}
-                    crate::wakeup::MSG_SENT => self.wakeup.msg_sent(result),
+                    _ if crate::wakeup::is_msg_sent(user_data) => {
+                        self.wakeup.msg_sent(user_data, result)
+                    }
                     CANCEL => {}
                     _ => {
                         self.complete(Key::from_user_data(user_data), result, after);
