@@ -257,7 +257,14 @@ impl<T, E: From<Canceled>> Membership<T, E> {
             return false;
         }
         if let Some(me) = cx.current_task() {
-            self.state.members.borrow_mut().push(me);
+            let mut members = self.state.members.borrow_mut();
+            // A view keeps its task's allocation: before the list grows, drop the views of
+            // members that have finished (nothing is left to cancel there), so a long-lived
+            // group holds about twice its live members, not every member it ever had.
+            if members.len() == members.capacity() {
+                members.retain(|member| !member.is_finished());
+            }
+            members.push(me);
         }
         true
     }

@@ -29,6 +29,8 @@ enum Held {
     Finished {
         id: u64,
         name: Option<Cow<'static, str>>,
+        /// Whether a cancel had been requested (every view of a task answers alike).
+        canceled: bool,
     },
 }
 
@@ -45,6 +47,7 @@ impl TaskRef {
             None => Held::Finished {
                 id: ctl.id,
                 name: ctl.extra.as_deref().and_then(|extra| extra.name.clone()),
+                canceled: ctl.is_cancel_requested(),
             },
         };
         ctl.waker.set(own);
@@ -93,7 +96,11 @@ impl TaskRef {
 
     /// Whether a cancel request has been made for this task.
     pub fn is_cancel_requested(&self) -> bool {
-        self.ctl().is_some_and(TaskCtl::is_cancel_requested)
+        match (&self.0, self.ctl()) {
+            (_, Some(ctl)) => ctl.is_cancel_requested(),
+            (Held::Finished { canceled, .. }, None) => *canceled,
+            (Held::Live { .. }, None) => unreachable!("a live view has its block"),
+        }
     }
 
     /// Requests cancellation: the task gets `Err(Canceled)` at its next suspend point.
@@ -266,6 +273,29 @@ mod tests {
         while let Some(runnable) = queue.pop() {
             runnable.run();
         }
+    }
+
+    /// A view taken after a canceled task finished says it was canceled, as one taken before
+    /// does (a view of a finished task copies the flag).
+    #[test]
+    fn a_late_view_of_a_canceled_task_still_says_it_was_canceled() {
+        let queue = RunQueue::new();
+        let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(()) });
+        let early = raw.task();
+        task.cancel();
+        raw.schedule();
+        run_all(&queue);
+        assert!(task.is_finished());
+        let late = task.task_ref();
+        assert!(
+            early.is_cancel_requested(),
+            "the early view sees the cancel"
+        );
+        assert!(late.is_cancel_requested(), "the late view sees it too");
+        let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(()) });
+        raw.schedule();
+        run_all(&queue);
+        assert!(!task.task_ref().is_cancel_requested(), "never canceled");
     }
 
     /// A view taken while the task lives keeps its control block after the task, its join

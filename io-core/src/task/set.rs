@@ -52,13 +52,13 @@ impl Slots {
 
 impl Registry {
     pub(super) fn remove(&self, slot: u32) {
-        // Nothing that borrows the slots runs task code, so this borrow cannot fail; were it
-        // ever to, the dead entry would only be skipped by `live` and never reused.
-        if let Ok(mut slots) = self.slots.try_borrow_mut() {
-            if let Some(entry) = slots.tasks.get_mut(slot as usize) {
-                *entry = None;
-                slots.free.push(slot);
-            }
+        // Nothing that borrows the slots runs task code, so this borrow cannot fail. Were it to
+        // (a bug), a panic beats skipping: the entry would point at a freed block, which `ctls`
+        // reads.
+        let mut slots = self.slots.borrow_mut();
+        if let Some(entry) = slots.tasks.get_mut(slot as usize) {
+            *entry = None;
+            slots.free.push(slot);
         }
     }
 }

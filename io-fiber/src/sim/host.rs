@@ -129,7 +129,7 @@ impl Io for HostIo {
                 return Err(SpawnError::ShutDown);
             }
             host.tasks.retain(|task| !task.is_finished());
-            host.tasks.push(task.task().clone());
+            host.tasks.push(task.task());
         }
         self.fiber.note_spawn(self.host, &task, opts);
         task.schedule();
