@@ -85,11 +85,11 @@ fn no_push_from_another_thread_is_lost_across_a_sleep() {
             slept += Duration::from_millis(100);
             let all_pushed = pushed.load(Ordering::Relaxed) == PUSHERS * EACH;
             assert!(
-                slept < Duration::from_secs(10) || all_pushed && queue.len() == 0,
+                slept < Duration::from_secs(10) || all_pushed && queue.is_empty(),
                 "a lost wake-up: slept {slept:?} with {} queued, {ran} run",
                 queue.len()
             );
-            if all_pushed && queue.len() == 0 {
+            if all_pushed && queue.is_empty() {
                 break;
             }
         }
