@@ -178,6 +178,16 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     (value, start.elapsed())
 }
 
+/// tokio's multi-thread runtime with a worker per CPU, as `#[tokio::main]` builds it.
+pub fn tokio_multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus)
+        .enable_io()
+        .enable_time()
+        .build()
+}
+
 /// The error a peer's join gives, as a bench error.
 pub fn tokio_join(error: tokio::task::JoinError) -> BenchError {
     BenchError::Peer(format!("tokio join: {error}"))

@@ -54,6 +54,19 @@ pub const WORKLOAD: Workload = Workload {
 };
 
 fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
+    measure_served(WORKLOAD.name, runner, size, serve, load)
+}
+
+/// Serves the load on a thread of its own (`serve` sends its address, then returns the requests
+/// it answered) while `load` sends `CONNECTIONS` × `size.messages` requests from this thread;
+/// the wall time per request, once every request was answered and served.
+pub(super) fn measure_served(
+    workload: &str,
+    runner: Runner,
+    size: &Size,
+    serve: fn(Runner, mpsc::Sender<SocketAddr>) -> Result<usize, String>,
+    load: fn(SocketAddr, usize) -> Result<usize, BenchError>,
+) -> Result<Measurement, BenchError> {
     let per_connection = size.messages;
     let (outcome, wall) = timed(|| -> Result<(usize, usize), BenchError> {
         let (addr_tx, addr_rx) = mpsc::channel();
@@ -72,7 +85,7 @@ fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
     let total = CONNECTIONS * per_connection;
     check(
         answered == total && served == total,
-        WORKLOAD.name,
+        workload,
         runner,
         format!("{answered} of {total} requests answered, {served} served"),
     )?;

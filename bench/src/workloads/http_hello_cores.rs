@@ -22,9 +22,9 @@ use ioswap::cores::{CoreId, Cores};
 use ioswap::net::SocketOptions;
 use ioswap::Backend;
 
-use super::http_hello::{client, CONNECTIONS, HELLO};
-use super::{check, why, Measurement, Size, Unit, Workload};
-use crate::runner::{self, timed, Runner};
+use super::http_hello::{self, client, CONNECTIONS, HELLO};
+use super::{why, Measurement, Size, Unit, Workload};
+use crate::runner::{self, Runner};
 use crate::BenchError;
 
 pub const WORKLOAD: Workload = Workload {
@@ -52,34 +52,8 @@ pub const WORKLOAD: Workload = Workload {
     measure,
 };
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
-
 fn measure(runner: Runner, size: &Size) -> Result<Measurement, BenchError> {
-    let per_connection = size.messages;
-    let (outcome, wall) = timed(|| -> Result<(usize, usize), BenchError> {
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let server = std::thread::spawn(move || serve(runner, addr_tx));
-        let answered = match addr_rx.recv() {
-            Ok(addr) => load(addr, per_connection),
-            Err(_) => Err(BenchError::Peer("the server ended before listening".into())),
-        };
-        let served = server
-            .join()
-            .map_err(|_| BenchError::Peer("the server thread panicked".into()))?
-            .map_err(BenchError::Peer);
-        Ok((answered?, served?))
-    });
-    let (answered, served) = outcome?;
-    let total = CONNECTIONS * per_connection;
-    check(
-        answered == total && served == total,
-        WORKLOAD.name,
-        runner,
-        format!("{answered} of {total} requests answered, {served} served"),
-    )?;
-    Ok(Measurement::per_op(wall, total))
+    http_hello::measure_served(WORKLOAD.name, runner, size, serve, load)
 }
 
 /// The service: counts the requests it answers (one counter for all cores).
@@ -168,7 +142,7 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
             }
         }
         Runner::Tokio => {
-            let runtime = tokio_multi_thread().map_err(|e| e.to_string())?;
+            let runtime = runner::tokio_multi_thread().map_err(|e| e.to_string())?;
             let served = served.clone();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(localhost)
@@ -209,7 +183,7 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
 /// tokio's multi-thread runtime, `requests` requests each; how many came back `200` whole.
 fn load(addr: SocketAddr, requests: usize) -> Result<usize, BenchError> {
     let failed = |error: io::Error| BenchError::Peer(format!("load: {error}"));
-    let runtime = tokio_multi_thread().map_err(BenchError::TokioRuntime)?;
+    let runtime = runner::tokio_multi_thread().map_err(BenchError::TokioRuntime)?;
     runtime.block_on(async move {
         let clients: Vec<_> = (0..CONNECTIONS)
             .map(|_| tokio::spawn(client(addr, requests)))
@@ -220,13 +194,4 @@ fn load(addr: SocketAddr, requests: usize) -> Result<usize, BenchError> {
         }
         Ok(answered)
     })
-}
-
-/// tokio's multi-thread runtime with a worker per CPU, as `#[tokio::main]` builds it.
-fn tokio_multi_thread() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores())
-        .enable_io()
-        .enable_time()
-        .build()
 }

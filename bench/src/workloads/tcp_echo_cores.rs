@@ -130,7 +130,7 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
                 .try_fold(0, |sum, bytes| bytes.map(|n| sum + n))
         }
         Runner::Tokio => {
-            let runtime = tokio_multi_thread().map_err(|e| e.to_string())?;
+            let runtime = runner::tokio_multi_thread().map_err(|e| e.to_string())?;
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(localhost)
                     .await
@@ -195,7 +195,7 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
                 .map_err(failed)
         }
         Runner::Tokio => {
-            let runtime = tokio_multi_thread().map_err(BenchError::TokioRuntime)?;
+            let runtime = runner::tokio_multi_thread().map_err(BenchError::TokioRuntime)?;
             runtime.block_on(async move {
                 let clients: Vec<_> = (0..CONNECTIONS)
                     .map(|i| {
@@ -225,13 +225,4 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
         Runner::Monoio | Runner::Compio => echo_peers::clients(runner, cores(), addr, messages),
         _ => unreachable!("tcp-echo-cores runs on ioswap, tokio, monoio and compio only"),
     }
-}
-
-/// tokio's multi-thread runtime with a worker per CPU, as `#[tokio::main]` builds it.
-fn tokio_multi_thread() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores())
-        .enable_io()
-        .enable_time()
-        .build()
 }
