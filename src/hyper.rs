@@ -231,15 +231,24 @@ impl Loop {
 
     /// The backend's `Cx`, if its run has not ended. Panics off the loop's thread.
     fn cx(&self, what: &str) -> Option<Cx> {
+        // Found in this thread's registry: this is the loop's thread (keys are unique, and
+        // registered on the loop's thread only). Reading the thread's id costs more.
+        if let Some(cx) = self.cx_here() {
+            return Some(cx);
+        }
         assert!(
-            thread::current().id() == self.thread,
+            self.on_its_thread(),
             "ioswap::hyper::{what} used on a thread other than its loop's: a Cx is bound to \
              its loop's thread; make one {what} per loop, with {what}::new(&cx) there"
         );
-        self.cx_here()
+        None
     }
 
-    /// The backend's `Cx`, if its run has not ended (on the loop's thread: the caller checks).
+    fn on_its_thread(&self) -> bool {
+        thread::current().id() == self.thread
+    }
+
+    /// The backend's `Cx` if this is the loop's thread and its run has not ended.
     fn cx_here(&self) -> Option<Cx> {
         LOOPS
             .try_with(|loops| {
@@ -366,10 +375,7 @@ impl Sleep {
         // Earlier than the armed timer: arm it again now (for the waker the park holds), if
         // this is the loop's thread; otherwise the next poll does.
         let Some(key) = self.key else { return };
-        if thread::current().id() != self.at.thread {
-            return;
-        }
-        let Some(cx) = self.at.cx("Timer") else {
+        let Some(cx) = self.at.cx_here() else {
             return;
         };
         let _ = ARMED.try_with(|armed| {
@@ -463,11 +469,16 @@ impl Future for Sleep {
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if self.key.is_none() || thread::current().id() != self.at.thread {
+        if self.key.is_none() {
             return;
         }
-        let cx = self.at.cx_here();
-        self.disarm(cx.as_ref());
+        match self.at.cx_here() {
+            Some(cx) => self.disarm(Some(&cx)),
+            // The run has ended: its timers are gone, the entry goes.
+            None if self.at.on_its_thread() => self.disarm(None),
+            // Another thread: the table is out of reach (see the type's docs).
+            None => {}
+        }
     }
 }
 
