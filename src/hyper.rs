@@ -412,7 +412,7 @@ impl Future for Sleep {
         }
         let Some(cx) = this.at.cx("Timer") else {
             // The run has ended: no timer will ever fire, and nothing is left to time.
-            this.key = None;
+            this.disarm(None);
             this.fired = true;
             return Poll::Ready(());
         };
