@@ -36,26 +36,27 @@
 //! `Send + Sync` executor, while a [`Cx`] is bound to its loop's thread. So [`Timer`] and
 //! [`Executor`] hold no `Cx`: [`Timer::new`] and [`Executor::new`] register the backend (weakly)
 //! with the loop's thread and keep its key, and they reach it again on that thread when hyper
-//! calls them. A [`Sleep`] holds only shared state (its deadline, whether it fired, two wakers,
-//! behind a mutex); its first poll spawns a small task on the loop that sleeps on an ioswap
-//! timer and wakes it. Calling a `Timer` or `Executor` on another thread panics: hyper calls
+//! calls them. A [`Sleep`] holds only plain data (its deadline, whether it fired, a key); its
+//! first poll arms an ioswap timer for the polling task, kept in a table of the loop's thread
+//! under that key, so a sleep costs no task of its own (hyper makes one per request, for its
+//! header-read timeout). Calling a `Timer` or `Executor` on another thread panics: hyper calls
 //! them from the connection's future, which a single-threaded loop polls on its own thread.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use ::hyper::rt;
 use futures_io::{AsyncRead, AsyncWrite};
-use io_core::{Canceled, Cx, Io as Backend, SpawnError, SpawnOptions};
+use io_core::{Canceled, Cx, Io as Backend, Park, SpawnError, SpawnOptions, TimerId};
 
 /// The most a read copies at once: what the stream's adapter reads ahead is kept for the next.
 const READ_CHUNK: usize = 16 * 1024;
@@ -230,11 +231,25 @@ impl Loop {
 
     /// The backend's `Cx`, if its run has not ended. Panics off the loop's thread.
     fn cx(&self, what: &str) -> Option<Cx> {
+        // Found in this thread's registry: this is the loop's thread (keys are unique, and
+        // registered on the loop's thread only). Reading the thread's id costs more.
+        if let Some(cx) = self.cx_here() {
+            return Some(cx);
+        }
         assert!(
-            thread::current().id() == self.thread,
+            self.on_its_thread(),
             "ioswap::hyper::{what} used on a thread other than its loop's: a Cx is bound to \
              its loop's thread; make one {what} per loop, with {what}::new(&cx) there"
         );
+        None
+    }
+
+    fn on_its_thread(&self) -> bool {
+        thread::current().id() == self.thread
+    }
+
+    /// The backend's `Cx` if this is the loop's thread and its run has not ended.
+    fn cx_here(&self) -> Option<Cx> {
         LOOPS
             .try_with(|loops| {
                 let loops = loops.borrow();
@@ -292,13 +307,9 @@ impl Timer {
     fn sleep_until_ms(&self, deadline_ms: u64) -> Pin<Box<dyn rt::Sleep>> {
         Box::pin(Sleep {
             at: self.at.clone(),
-            shared: Arc::new(Mutex::new(SleepState {
-                deadline_ms,
-                fired: false,
-                gone: false,
-                sleeper: None,
-                timer_task: TimerTask::NotStarted,
-            })),
+            deadline_ms,
+            fired: false,
+            key: None,
         })
     }
 }
@@ -327,56 +338,66 @@ impl rt::Timer for Timer {
     }
 }
 
-/// The future of [`Timer`]'s sleeps: `Send + Sync` shared state, and a task on the loop (spawned
-/// at its first poll) that waits on an ioswap timer and wakes it. Dropping it ends that task
-/// and disarms the timer.
+/// The future of [`Timer`]'s sleeps. Its first poll arms an ioswap timer for the task that polls
+/// it; the timer (its park and id, which are bound to the loop's thread) is kept in a table of
+/// that thread, so the `Sleep` itself holds only plain data and is `Send + Sync`. No task is
+/// spawned: the sleeper's own task is woken at the deadline. Dropping it disarms the timer.
+///
+/// A `Sleep` dropped on another thread than its loop's cannot reach that table: its timer then
+/// fires unheeded at its deadline, and its entry (a park and an id) stays until the thread ends.
 pub struct Sleep {
     at: Loop,
-    shared: Arc<Mutex<SleepState>>,
-}
-
-struct SleepState {
     /// On the backend's clock.
     deadline_ms: u64,
     fired: bool,
-    /// The `Sleep` was dropped: its timer task ends.
-    gone: bool,
-    /// The task awaiting the `Sleep`.
-    sleeper: Option<Waker>,
-    timer_task: TimerTask,
+    /// Its entry in [`ARMED`], once polled.
+    key: Option<u64>,
 }
 
-enum TimerTask {
-    NotStarted,
-    /// Waiting for `armed_ms` (which may be earlier than the deadline: it re-arms when it fires).
-    Running {
-        armed_ms: u64,
-        waker: Option<Waker>,
-    },
-    Ended,
+/// A timer armed for a [`Sleep`]: the park it readies and the deadline it was armed for (which
+/// may be earlier than the sleep's: it is armed again when it fires).
+struct Armed {
+    park: Park,
+    timer: TimerId,
+    armed_ms: u64,
 }
 
-fn lock(shared: &Mutex<SleepState>) -> MutexGuard<'_, SleepState> {
-    // Nothing panics while holding it; a poisoned state is still consistent.
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
+thread_local! {
+    /// The timers of the `Sleep`s polled on this thread, by key.
+    static ARMED: RefCell<HashMap<u64, Armed>> = RefCell::new(HashMap::new());
+    static NEXT_SLEEP: Cell<u64> = const { Cell::new(0) };
 }
 
 impl Sleep {
     fn reset(&mut self, deadline_ms: u64) {
-        let mut state = lock(&self.shared);
-        state.deadline_ms = deadline_ms;
-        state.fired = false;
-        match &mut state.timer_task {
-            // Armed for later than the new deadline: wake the task to arm it again.
-            TimerTask::Running { armed_ms, waker } if deadline_ms < *armed_ms => {
-                if let Some(waker) = waker.take() {
-                    waker.wake();
+        self.deadline_ms = deadline_ms;
+        self.fired = false;
+        // Earlier than the armed timer: arm it again now (for the waker the park holds), if
+        // this is the loop's thread; otherwise the next poll does.
+        let Some(key) = self.key else { return };
+        let Some(cx) = self.at.cx_here() else {
+            return;
+        };
+        let _ = ARMED.try_with(|armed| {
+            if let Some(entry) = armed.borrow_mut().get_mut(&key) {
+                if deadline_ms < entry.armed_ms {
+                    cx.disarm_timer(entry.timer);
+                    entry.timer = cx.arm_timer(deadline_ms, &entry.park);
+                    entry.armed_ms = deadline_ms;
                 }
             }
-            TimerTask::Running { .. } => {}
-            // The next poll starts a task for the new deadline.
-            TimerTask::Ended => state.timer_task = TimerTask::NotStarted,
-            TimerTask::NotStarted => {}
+        });
+    }
+
+    /// Removes the entry of its timer, disarming it.
+    fn disarm(&mut self, cx: Option<&Cx>) {
+        let Some(key) = self.key.take() else { return };
+        let entry = ARMED
+            .try_with(|armed| armed.borrow_mut().remove(&key))
+            .ok()
+            .flatten();
+        if let (Some(entry), Some(cx)) = (entry, cx) {
+            cx.disarm_timer(entry.timer);
         }
     }
 }
@@ -385,120 +406,92 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.shared);
-        if state.fired {
+        let this = self.get_mut();
+        if this.fired {
             return Poll::Ready(());
         }
-        match &state.sleeper {
-            Some(waker) if waker.will_wake(task.waker()) => {}
-            _ => state.sleeper = Some(task.waker().clone()),
-        }
-        if !matches!(state.timer_task, TimerTask::NotStarted) {
-            return Poll::Pending;
-        }
-        state.timer_task = TimerTask::Running {
-            armed_ms: state.deadline_ms,
-            waker: None,
-        };
-        // Unlocked while spawning: a backend that runs the task inline would take the lock.
-        drop(state);
-        let Some(cx) = self.at.cx("Timer") else {
+        let Some(cx) = this.at.cx("Timer") else {
             // The run has ended: no timer will ever fire, and nothing is left to time.
+            this.disarm(None);
+            this.fired = true;
             return Poll::Ready(());
         };
-        let shared = self.shared.clone();
-        let opts = SpawnOptions::new().name("hyper timer").concurrent();
-        match cx.spawn_with(opts, |cx| run_timer(cx, shared)) {
-            Ok(timer) => timer.detach(),
-            Err(SpawnError::ShutDown) => return Poll::Ready(()),
-            Err(refused) => panic!(
-                "ioswap::hyper::Timer needs a backend that runs tasks concurrently \
-                 (uring, poll, fiber): {refused}"
-            ),
+        loop {
+            // The park to wait on, armed for the deadline or earlier.
+            let park = ARMED.with(|armed| {
+                let mut armed = armed.borrow_mut();
+                let key = *this.key.get_or_insert_with(|| {
+                    NEXT_SLEEP.with(|next| {
+                        let key = next.get();
+                        next.set(key.wrapping_add(1));
+                        key
+                    })
+                });
+                let deadline_ms = this.deadline_ms;
+                let entry = armed.entry(key).or_insert_with(|| {
+                    let park = Park::new("hyper sleep");
+                    Armed {
+                        timer: cx.arm_timer(deadline_ms, &park),
+                        park,
+                        armed_ms: deadline_ms,
+                    }
+                });
+                if deadline_ms < entry.armed_ms {
+                    // Moved earlier off the loop's thread: arm it again.
+                    cx.disarm_timer(entry.timer);
+                    entry.timer = cx.arm_timer(deadline_ms, &entry.park);
+                    entry.armed_ms = deadline_ms;
+                }
+                entry.park.clone()
+            });
+            match cx.io().suspend_raw(&park, task) {
+                Poll::Pending => return Poll::Pending,
+                // The timer fired (completion wins over a cancel that came with it).
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(Canceled)) if park.is_ready() => {}
+                Poll::Ready(Err(Canceled)) => {
+                    // The sleeper's task is canceled (its timers were evicted): the sleep
+                    // ends, and the task meets the cancel at its next ioswap suspend point.
+                    this.disarm(None);
+                    this.fired = true;
+                    return Poll::Ready(());
+                }
+            }
+            // The armed timer fired: done if the deadline has come, else armed again for it.
+            this.disarm(None);
+            if this.deadline_ms <= cx.now_ms() {
+                this.fired = true;
+                return Poll::Ready(());
+            }
         }
-        Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        let mut state = lock(&self.shared);
-        state.gone = true;
-        if let TimerTask::Running { waker, .. } = &mut state.timer_task {
-            if let Some(waker) = waker.take() {
-                waker.wake();
-            }
+        if self.key.is_none() {
+            return;
+        }
+        match self.at.cx_here() {
+            Some(cx) => self.disarm(Some(&cx)),
+            // The run has ended: its timers are gone, the entry goes.
+            None if self.at.on_its_thread() => self.disarm(None),
+            // Another thread: the table is out of reach (see the type's docs).
+            None => {}
         }
     }
 }
 
 impl fmt::Debug for Sleep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = lock(&self.shared);
         f.debug_struct("Sleep")
-            .field("deadline_ms", &state.deadline_ms)
-            .field("fired", &state.fired)
+            .field("deadline_ms", &self.deadline_ms)
+            .field("fired", &self.fired)
             .finish()
     }
 }
 
 impl rt::Sleep for Sleep {}
-
-/// The task behind a [`Sleep`]: sleeps on an ioswap timer until the deadline, arming it again
-/// when the deadline moved (later: once the armed one fires; earlier: when woken), and wakes
-/// the sleeper. Ends when the `Sleep` fired or was dropped.
-async fn run_timer(cx: Cx, shared: Arc<Mutex<SleepState>>) -> Result<(), Canceled> {
-    let ended = |state: &mut SleepState| state.timer_task = TimerTask::Ended;
-    loop {
-        let armed_ms = {
-            let mut state = lock(&shared);
-            if state.gone {
-                ended(&mut state);
-                return Ok(());
-            }
-            state.timer_task = TimerTask::Running {
-                armed_ms: state.deadline_ms,
-                waker: None,
-            };
-            state.deadline_ms
-        };
-        let mut sleep = cx.sleep_until(armed_ms);
-        let rang = poll_fn(|task| {
-            {
-                let mut state = lock(&shared);
-                if state.gone || state.deadline_ms < armed_ms {
-                    return Poll::Ready(Ok(false));
-                }
-                if let TimerTask::Running { waker, .. } = &mut state.timer_task {
-                    match waker {
-                        Some(w) if w.will_wake(task.waker()) => {}
-                        _ => *waker = Some(task.waker().clone()),
-                    }
-                }
-            }
-            Pin::new(&mut sleep).poll(task).map_ok(|()| true)
-        })
-        .await;
-        let mut state = lock(&shared);
-        match rang {
-            Ok(true) if state.deadline_ms <= cx.now_ms() => {
-                state.fired = true;
-                ended(&mut state);
-                if let Some(sleeper) = state.sleeper.take() {
-                    sleeper.wake();
-                }
-                return Ok(());
-            }
-            // Moved later, moved earlier, or dropped: the loop sees which.
-            Ok(_) => {}
-            Err(canceled) => {
-                // The run is shutting down; a later poll of the `Sleep` finds no backend.
-                ended(&mut state);
-                return Err(canceled);
-            }
-        }
-    }
-}
 
 /// hyper's `rt::Executor`: spawns each future hyper hands it as a detached task on the loop
 /// (with [`SpawnOptions::concurrent`]: on the blocking backend it panics, as nothing there

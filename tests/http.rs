@@ -357,14 +357,14 @@ fn sleep_fires_and_drop_cleans_up(backend: Backend) {
             let slept = cx.now() - start;
             let before = cx.live_tasks();
             let mut long = timer.sleep(Duration::from_secs(3600));
-            // One poll starts its timer task...
+            // One poll arms its timer in the polling task: no task of its own...
             let pending = std::future::poll_fn(|task| {
                 std::task::Poll::Ready(long.as_mut().poll(task).is_pending())
             })
             .await;
             assert!(pending);
-            assert_eq!(cx.live_tasks(), before + 1);
-            // ...and dropping it ends that task.
+            assert_eq!(cx.live_tasks(), before);
+            // ...and dropping it disarms that timer.
             drop(long);
             for _ in 0..3 {
                 cx.yield_now().await?;
@@ -389,6 +389,39 @@ fn timer_now_is_virtual_on_fiber() {
         })
         .expect("the run");
     assert_eq!(moved, Duration::from_secs(60));
+}
+
+/// `Timer::reset` moves an armed sleep: to an earlier deadline it fires then, to a later one it
+/// fires then and not at the first (exact on the virtual clock).
+#[cfg(feature = "fiber")]
+#[test]
+fn timer_reset_moves_an_armed_sleep_on_fiber() {
+    let (earlier, later) = Backend::Fiber
+        .run(|cx| async move {
+            let timer = Timer::new(&cx);
+            let start = cx.now();
+            let mut sleep = timer.sleep(Duration::from_secs(3600));
+            assert!(poll_once(&mut sleep).await);
+            timer.reset(&mut sleep, timer.now() + Duration::from_millis(50));
+            sleep.await;
+            let earlier = cx.now() - start;
+            let start = cx.now();
+            let mut sleep = timer.sleep(Duration::from_millis(20));
+            assert!(poll_once(&mut sleep).await);
+            timer.reset(&mut sleep, timer.now() + Duration::from_millis(100));
+            sleep.await;
+            Ok((earlier, cx.now() - start))
+        })
+        .expect("the run");
+    assert_eq!(earlier, Duration::from_millis(50));
+    assert_eq!(later, Duration::from_millis(100));
+}
+
+/// Polls `sleep` once: whether it was pending.
+#[cfg(feature = "fiber")]
+async fn poll_once(sleep: &mut std::pin::Pin<Box<dyn hyper::rt::Sleep>>) -> bool {
+    std::future::poll_fn(|task| std::task::Poll::Ready(sleep.as_mut().poll(task).is_pending()))
+        .await
 }
 
 /// `--cores 2`: each core serves its own `SO_REUSEPORT` listener on one port
