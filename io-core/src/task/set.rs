@@ -51,6 +51,7 @@ impl Slots {
 }
 
 impl Registry {
+    #[inline]
     pub(super) fn remove(&self, slot: u32) {
         // Nothing that borrows the slots runs task code, so this borrow cannot fail. Were it to
         // (a bug), a panic beats skipping: the entry would point at a freed block, which `ctls`
