@@ -199,6 +199,7 @@ impl TaskCtl {
     }
 
     /// The task's deadline, `u64::MAX` for none.
+    #[inline]
     pub(super) fn deadline_ms(&self) -> u64 {
         self.extra
             .as_deref()

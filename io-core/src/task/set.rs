@@ -78,6 +78,7 @@ impl TaskSet {
     }
 
     /// Adds the task `ctl` controls (see [`TaskSet::insert`]).
+    #[inline]
     pub(crate) fn insert_ctl(&mut self, ctl: &TaskCtl) {
         let registered = ctl.registry.take();
         if registered.is_some() || ctl.is_finished() {
