@@ -165,6 +165,7 @@ impl BackendCore {
     }
 
     /// Records a task being spawned, or refuses it with [`SpawnError::ShutDown`].
+    #[inline]
     pub fn admit(&self, task: &RawTask) -> Result<(), SpawnError> {
         if self.shut_down.get() {
             return Err(SpawnError::ShutDown);

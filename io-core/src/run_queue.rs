@@ -121,6 +121,7 @@ impl RunQueue {
     /// The operation budget of each poll of the tasks built for this queue
     /// ([`RawTask::new`](crate::RawTask::new)); see
     /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget).
+    #[inline]
     pub fn op_budget(&self) -> u32 {
         self.0.op_budget.load(Ordering::Relaxed)
     }
@@ -132,6 +133,7 @@ impl RunQueue {
 
     /// The id for the next task spawned on this backend: 1, 2, 3, … in spawn order, so ids are
     /// deterministic per backend instance.
+    #[inline]
     pub fn next_task_id(&self) -> u64 {
         self.0.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -156,8 +158,16 @@ impl RunQueue {
             }
         });
         if let Some(runnable) = runnable {
-            self.push_shared(std::iter::once(runnable));
+            self.push_one_shared(runnable);
         }
+    }
+
+    /// [`RunQueue::push`] from a thread that does not own the queue: out of line, so the
+    /// owner's pushes (nearly all of them) stay a thread-local `push_back`.
+    #[cold]
+    #[inline(never)]
+    fn push_one_shared(&self, runnable: Runnable) {
+        self.push_shared(std::iter::once(runnable));
     }
 
     /// Pushes through the mutex, waking the loop if it is idle.

@@ -235,6 +235,7 @@ impl<F> Drop for TaskBody<F> {
 /// Builds the async-task allocation of a task: `ctl` as its metadata, `future` wrapped in its
 /// body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
 /// runnable is for the backend, the handle for [`crate::Task`].
+#[inline]
 pub(crate) fn build<T, F>(
     queue: &RunQueue,
     ctl: TaskCtl,

@@ -76,6 +76,7 @@ unsafe impl Send for TaskCtl {}
 unsafe impl Sync for TaskCtl {}
 
 impl Drop for TaskCtl {
+    #[inline]
     fn drop(&mut self) {
         if self.is_finished() {
             return;
@@ -159,33 +160,46 @@ impl TaskCtl {
     }
 
     /// At the start of each poll of the user's future.
+    #[inline]
     pub(crate) fn before_poll(&self, waker: &Waker) {
         self.parked_on.set(ParkedOn::Nothing);
-        self.watch_deadline(waker);
+        // Only a task with a name or a deadline has anything to watch.
+        if let Some(extra) = self.extra.as_deref() {
+            self.watch_deadline(extra, waker);
+        }
     }
 
     /// The body has ended and its future is gone: leave the backend's task set (so the slot is
     /// reused and this block is freed as soon as the handles are gone), disarm the deadline, and
     /// drop the kept waker. Idempotent.
+    #[inline]
     pub(crate) fn finish(&self) {
         self.set(FINISHED);
         self.parked_on.set(ParkedOn::Nothing);
         if let Some(registry) = self.registry.take() {
             registry.remove(self.slot.get());
         }
-        // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
-        // deadline park -> waker -> task.
-        self.disarm_deadline();
         if let Some(extra) = self.extra.as_deref() {
-            // Nothing of this thread's is left in the block (see the `Send` note).
-            drop(extra.io.take());
+            Self::finish_extra(extra);
         }
         // Break the cycle task -> ctl -> waker -> task: the task may now be freed.
         let waker = self.waker.take();
         drop(waker);
     }
 
+    /// The part of [`TaskCtl::finish`] for tasks with a name or a deadline (rare).
+    #[cold]
+    #[inline(never)]
+    fn finish_extra(extra: &Extra) {
+        // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
+        // deadline park -> waker -> task.
+        Self::disarm_deadline_of(extra);
+        // Nothing of this thread's is left in the block (see the `Send` note).
+        drop(extra.io.take());
+    }
+
     /// The task's deadline, `u64::MAX` for none.
+    #[inline]
     pub(super) fn deadline_ms(&self) -> u64 {
         self.extra
             .as_deref()
@@ -196,10 +210,9 @@ impl TaskCtl {
     /// canceled (the flag only: it is being polled, so its next suspend point sees it);
     /// before that, a timer is armed for it, which wakes the task at the deadline so that this
     /// check runs again. Written once here, so no backend knows about deadlines.
-    pub(super) fn watch_deadline(&self, waker: &Waker) {
-        let Some(extra) = self.extra.as_deref() else {
-            return;
-        };
+    #[cold]
+    #[inline(never)]
+    fn watch_deadline(&self, extra: &Extra, waker: &Waker) {
         if extra.deadline_ms == u64::MAX || self.is_cancel_requested() {
             return;
         }

@@ -60,6 +60,7 @@ impl Enter {
 }
 
 impl Drop for Enter {
+    #[inline]
     fn drop(&mut self) {
         budget::restore(self.previous_budget);
         let previous = self.previous.take();

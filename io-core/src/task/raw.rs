@@ -203,6 +203,7 @@ impl RawTask {
     }
 
     /// The task's control block (alive as long as the runnable).
+    #[inline]
     pub(crate) fn ctl(&self) -> &TaskCtl {
         self.runnable.metadata()
     }
@@ -218,6 +219,7 @@ impl RawTask {
     }
 
     /// Queues the task on the run queue it was built for.
+    #[inline]
     pub fn schedule(self) {
         self.runnable.schedule();
     }

@@ -51,6 +51,7 @@ impl Slots {
 }
 
 impl Registry {
+    #[inline]
     pub(super) fn remove(&self, slot: u32) {
         // Nothing that borrows the slots runs task code, so this borrow cannot fail. Were it to
         // (a bug), a panic beats skipping: the entry would point at a freed block, which `ctls`
@@ -77,6 +78,7 @@ impl TaskSet {
     }
 
     /// Adds the task `ctl` controls (see [`TaskSet::insert`]).
+    #[inline]
     pub(crate) fn insert_ctl(&mut self, ctl: &TaskCtl) {
         let registered = ctl.registry.take();
         if registered.is_some() || ctl.is_finished() {
