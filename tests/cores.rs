@@ -1009,44 +1009,32 @@ fn spawning_on_a_stopping_core_always_resolves(backend: Backend) {
 /// of the panicking core: that core's run ending cancels the task, so the block ends. Fiber's
 /// simulated cores share one thread, which a blocked core would stop: no such case there.
 fn a_panicking_core_releases_a_thread_blocked_on_its_remote_task(backend: Backend) {
-    let Some(cores) = cores(backend, 2) else {
-        return;
-    };
-    if backend == Backend::Fiber {
-        return;
+    if backend != Backend::Fiber {
+        a_panicking_core_releases_a_join(backend, Join::BlockThread);
     }
-    let outcome = support::within(30, "a panicking core releases a block", move || {
-        cores.pin(false).run(|cx, core| async move {
-            if core.id().index() == 1 {
-                cx.sleep(20).await?;
-                panic!("core one gives up");
-            }
-            let remote = core.spawn_on(CoreId::new(1), |cx| async move {
-                cx.sleep(3_600_000).await?;
-                Ok(())
-            });
-            // Blocks core 0's thread: only core 1's run ending can end it.
-            assert_eq!(futures_lite::future::block_on(remote), Err(Canceled));
-            Ok(())
-        })
-    });
-    assert_eq!(
-        outcome,
-        Err(CoresError::Panicked {
-            core: CoreId::new(1),
-            message: "core one gives up".into()
-        })
-    );
 }
 
 /// The same with the joiner in a shield (the run's cancel of its main is not delivered there):
 /// the remote task's cancel at its core's end still ends the join.
 fn a_panicking_core_releases_a_shielded_remote_join(backend: Backend) {
+    a_panicking_core_releases_a_join(backend, Join::Shielded);
+}
+
+/// How core 0 waits for its task on core 1, which panics.
+#[derive(Clone, Copy)]
+enum Join {
+    /// Blocks core 0's thread (std): only core 1's run ending can end it.
+    BlockThread,
+    /// Awaited in a shield.
+    Shielded,
+}
+
+fn a_panicking_core_releases_a_join(backend: Backend, join: Join) {
     let Some(cores) = cores(backend, 2) else {
         return;
     };
-    let outcome = support::within(30, "a panicking core releases a shielded join", move || {
-        cores.pin(false).run(|cx, core| async move {
+    let outcome = support::within(30, "a panicking core releases a join", move || {
+        cores.pin(false).run(move |cx, core| async move {
             if core.id().index() == 1 {
                 cx.sleep(20).await?;
                 panic!("core one gives up");
@@ -1055,7 +1043,11 @@ fn a_panicking_core_releases_a_shielded_remote_join(backend: Backend) {
                 cx.sleep(3_600_000).await?;
                 Ok(())
             });
-            assert_eq!(cx.shield(remote).await, Err(Canceled));
+            let joined = match join {
+                Join::BlockThread => futures_lite::future::block_on(remote),
+                Join::Shielded => cx.shield(remote).await,
+            };
+            assert_eq!(joined, Err(Canceled));
             Ok(())
         })
     });
