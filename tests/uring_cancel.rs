@@ -215,6 +215,7 @@ fn more_ops_than_ring_entries_all_complete() {
     let data: Vec<u8> = (0..64 * 512u32).map(|i| (i % 249) as u8).collect();
     std::fs::write(&path, &data).unwrap();
     let io = UringIo::with_entries(4, 8).unwrap();
+    io.set_cached_reads(false); // every read goes through the ring
     let p = path.clone();
     let reads = io
         .run(move |cx| async move {
@@ -243,6 +244,8 @@ fn more_ops_than_ring_entries_all_complete() {
         assert!(buf == data[at..at + 512], "read {i} got the wrong bytes");
     }
     assert_eq!(io.ops_owned(), 0);
+    assert_eq!(io.stats().reads_from_cache, 0);
+    assert!(io.stats().submitted >= 64, "{:?}", io.stats());
 }
 
 /// A waker woken on another thread ends the loop's sleep in the kernel (eventfd).
@@ -453,23 +456,23 @@ fn close_waiting_on_an_op_finishes_when_the_op_completes() {
         10,
         "close after the read it waited for was taken",
         move || {
-            UringIo::new()
-                .unwrap()
-                .run(move |cx| async move {
-                    let file = Handle::new(std::fs::File::open(&p).unwrap());
-                    let read = cx.submit(Op::ReadAt {
-                        file: file.clone(),
-                        buf: Vec::with_capacity(4),
-                        offset: 0,
-                    });
-                    let close = cx.submit(Op::Close { handle: Some(file) });
-                    let (read, close) = future::zip(read, close).await;
-                    Ok((
-                        read.result.map_err(|e| e.to_string()),
-                        close.result.map_err(|e| e.to_string()),
-                    ))
-                })
-                .unwrap()
+            let io = UringIo::new().unwrap();
+            io.set_cached_reads(false); // the read goes to the ring, and the close waits for it
+            io.run(move |cx| async move {
+                let file = Handle::new(std::fs::File::open(&p).unwrap());
+                let read = cx.submit(Op::ReadAt {
+                    file: file.clone(),
+                    buf: Vec::with_capacity(4),
+                    offset: 0,
+                });
+                let close = cx.submit(Op::Close { handle: Some(file) });
+                let (read, close) = future::zip(read, close).await;
+                Ok((
+                    read.result.map_err(|e| e.to_string()),
+                    close.result.map_err(|e| e.to_string()),
+                ))
+            })
+            .unwrap()
         },
     );
     std::fs::remove_file(&path).unwrap();

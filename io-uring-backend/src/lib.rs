@@ -203,6 +203,44 @@ impl UringIo {
         self.0.ops.borrow().owned()
     }
 
+    /// Whether file reads ([`Op::ReadAt`]) first try the page cache inside submit (on by
+    /// default): a `preadv2` with `RWF_NOWAIT` copies cached pages at once, with no SQE and no
+    /// suspend, and says so without blocking when it would have to wait, and the read then
+    /// goes through the ring as before. What a read returns is the same either way; only when it
+    /// completes differs (at once, counted in [`UringStats::reads_from_cache`]).
+    ///
+    /// Turn it off for a file opened with `O_DIRECT` outside ioswap and wrapped in a handle
+    /// (a direct read waits for the device even with `RWF_NOWAIT`, and would wait on the
+    /// loop's thread), or to measure io_uring's own read path.
+    ///
+    /// ```
+    /// use io_uring_backend::UringIo;
+    ///
+    /// let path = std::env::temp_dir().join(format!("ioswap-doc-cached-{}", std::process::id()));
+    /// std::fs::write(&path, b"cached").unwrap();
+    /// let read = |io: &UringIo| {
+    ///     let path = path.clone();
+    ///     io.run(move |cx| async move {
+    ///         let file = io_core::File::open(&cx, &path).await.unwrap();
+    ///         let (n, buf) = file.read_at(Vec::with_capacity(16), 0).await;
+    ///         Ok((n.unwrap(), buf))
+    ///     })
+    ///     .unwrap()
+    /// };
+    /// let cached = UringIo::new().unwrap();
+    /// assert_eq!(read(&cached), (6, b"cached".to_vec()));
+    /// assert_eq!(cached.stats().reads_from_cache, 1);
+    /// let ring_only = UringIo::new().unwrap();
+    /// ring_only.set_cached_reads(false);
+    /// assert_eq!(read(&ring_only), (6, b"cached".to_vec()));
+    /// assert_eq!(ring_only.stats().reads_from_cache, 0);
+    /// assert_eq!(ring_only.stats().submitted, 2); // the open and the read
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn set_cached_reads(&self, on: bool) {
+        self.0.ops.borrow_mut().set_cached_reads(on);
+    }
+
     /// Counters of submissions, cancels, and results dropped because their future was gone.
     ///
     /// ```
@@ -566,6 +604,7 @@ mod tests {
         std::thread::spawn(move || {
             let (peers, servers): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
             let io = UringIo::with_entries(4, 4).unwrap();
+            io.set_cached_reads(false); // the read must go to the ring
             let result = io.run(move |cx| async move {
                 cx.yield_now().await?; // the wakeup read is armed and submitted
                 refuse_submits(1_000);

@@ -23,6 +23,7 @@
 //! - `discard` (the future is gone): Queued → freed now; InKernel → canceled and freed at its
 //!   CQE, which is also when a late accepted socket or opened file is closed (by dropping it).
 
+mod cached;
 mod close;
 mod kernel_mem;
 mod msg;
@@ -207,6 +208,9 @@ pub struct UringStats {
     pub late_completions_dropped: u64,
     /// Bytes those late reads had already consumed from their file or socket.
     pub late_bytes_dropped: u64,
+    /// File reads served from the page cache inside `submit`, without an SQE (see
+    /// [`UringIo::set_cached_reads`](crate::UringIo::set_cached_reads)).
+    pub reads_from_cache: u64,
     /// Offloaded jobs that detach on cancel (blocking closures, lookups) still running on
     /// the pool at tear-down: tear-down does not wait for them (they may run for any time);
     /// they run on, and their results are dropped when they arrive.
@@ -230,6 +234,8 @@ pub(crate) struct Ops {
     wakeup: Wakeup,
     wake_armed: bool,
     closing: bool,
+    /// File reads try the page cache inside `submit` first (`cached`).
+    cached_reads: bool,
 }
 
 impl Ops {
@@ -248,7 +254,12 @@ impl Ops {
             wakeup,
             wake_armed: false,
             closing: false,
+            cached_reads: true,
         })
+    }
+
+    pub(crate) fn set_cached_reads(&mut self, on: bool) {
+        self.cached_reads = on;
     }
 
     pub(crate) fn wakeup(&self) -> &Wakeup {
@@ -372,6 +383,14 @@ impl Ops {
         }
         if self.closing {
             return done(Err(io::Error::other("the uring backend has shut down")), op);
+        }
+        if let Op::ReadAt { file, buf, offset } = &mut op {
+            if self.cached_reads {
+                if let Some(count) = cached::read(file, buf, *offset) {
+                    self.stats.reads_from_cache += 1;
+                    return done(Ok(count), op);
+                }
+            }
         }
         if sync::is_sync(&op, self.ring.opcodes().ftruncate) {
             let result = sync::perform(&mut op);
