@@ -9,8 +9,6 @@
 //! descriptor's error, a short read at the end of a file, the device's data), so this path
 //! changes when a read completes, never what it returns.
 
-use std::io;
-
 use io_core::Handle;
 
 /// `preadv2(RWF_NOWAIT)` into `buf`'s spare capacity at `offset`: the count read (the buffer's
