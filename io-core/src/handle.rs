@@ -1,6 +1,7 @@
 //! [`Handle`]: a file, listener or socket, as the backend that issued it holds it.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -165,23 +166,70 @@ impl Resource for unix::UnixDatagram {
 /// assert!(file.get::<std::net::TcpStream>().is_none());
 /// ```
 #[derive(Clone)]
-pub struct Handle(Rc<dyn Resource>);
+pub struct Handle(Rc<dyn Held>);
+
+/// What a handle's allocation holds: the resource and its backend's [hint](Handle::hint).
+struct Holder<R> {
+    hint: Cell<u8>,
+    resource: R,
+}
+
+/// A [`Holder`] of any resource type: what [`Handle`] points at.
+trait Held: Any {
+    fn resource(&self) -> &dyn Resource;
+    fn hint(&self) -> &Cell<u8>;
+    fn descriptor(&self) -> Option<BorrowedFd<'_>>;
+}
+
+impl<R: Resource> Held for Holder<R> {
+    fn resource(&self) -> &dyn Resource {
+        &self.resource
+    }
+
+    fn hint(&self) -> &Cell<u8> {
+        &self.hint
+    }
+
+    #[inline]
+    fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        self.resource.descriptor()
+    }
+}
 
 impl Handle {
     /// A handle on `resource`, for the backend that made it.
     pub fn new<R: Resource>(resource: R) -> Handle {
-        Handle(Rc::new(resource))
+        Handle(Rc::new(Holder {
+            hint: Cell::new(0),
+            resource,
+        }))
     }
 
     /// The resource, if it is an `R`.
     pub fn get<R: Any>(&self) -> Option<&R> {
-        let any: &dyn Any = &*self.0;
+        let any: &dyn Any = self.0.resource();
         any.downcast_ref()
     }
 
     /// The resource, for its synchronous queries ([`Resource::local_addr`], …).
     pub fn resource(&self) -> &dyn Resource {
-        &*self.0
+        self.0.resource()
+    }
+
+    /// A byte the backend serving this handle may keep about its resource, shared by every
+    /// clone of the handle and 0 until the backend sets it: what it learned once and need not
+    /// ask the kernel again (io-uring: whether a file's reads may be tried from the page cache).
+    /// Its meaning is the backend's; nothing else reads it.
+    ///
+    /// ```
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let handle = io_core::op::Handle::new(a);
+    /// assert_eq!(handle.hint().get(), 0);
+    /// handle.clone().hint().set(2);
+    /// assert_eq!(handle.hint().get(), 2);
+    /// ```
+    pub fn hint(&self) -> &Cell<u8> {
+        self.0.hint()
     }
 
     /// The descriptor, if the resource is one of the std types a kernel backend issues.
@@ -225,8 +273,8 @@ impl Handle {
             return Err(self);
         }
         let any: Rc<dyn Any> = self.0;
-        match any.downcast::<R>().map(Rc::try_unwrap) {
-            Ok(Ok(resource)) => Ok(resource),
+        match any.downcast::<Holder<R>>().map(Rc::try_unwrap) {
+            Ok(Ok(holder)) => Ok(holder.resource),
             _ => unreachable!("checked: the last handle on an `R`"),
         }
     }
@@ -271,7 +319,7 @@ impl Handle {
 
 /// A [`Handle`] that does not keep its resource open ([`Handle::downgrade`]).
 #[derive(Clone)]
-pub struct WeakHandle(Weak<dyn Resource>);
+pub struct WeakHandle(Weak<dyn Held>);
 
 impl WeakHandle {
     /// The handle, if its resource is still open.
