@@ -168,22 +168,21 @@ fn an_o_direct_file_is_read_through_the_ring() {
 fn cached_reads_return_what_the_ring_returns() {
     let file = Scratch::new("same", b"0123456789");
     let write_only = || fs::OpenOptions::new().write(true).open(&file.0).unwrap();
-    let cases: [(&str, fn(&Scratch) -> fs::File, usize, u64); 7] = [
-        ("middle", Scratch::open, 4, 3),
-        ("to the end", Scratch::open, 8, 6),
-        ("at the end", Scratch::open, 8, 10),
-        ("past the end", Scratch::open, 8, 1 << 40),
-        ("no room", Scratch::open, 0, 0),
-        ("i64::MAX", Scratch::open, 8, i64::MAX as u64),
-        ("u64::MAX", Scratch::open, 8, u64::MAX),
+    let cases: [(&str, usize, u64); 7] = [
+        ("middle", 4, 3),
+        ("to the end", 8, 6),
+        ("at the end", 8, 10),
+        ("past the end", 8, 1 << 40),
+        ("no room", 0, 0),
+        ("i64::MAX", 8, i64::MAX as u64),
+        ("u64::MAX", 8, u64::MAX),
     ];
-    let io = UringIo::new().unwrap();
-    for (what, open, capacity, offset) in cases {
-        let served = read(&UringIo::new().unwrap(), open(&file), capacity, offset);
-        let ring = read(&ring_only(), open(&file), capacity, offset);
+    for (what, capacity, offset) in cases {
+        let served = read(&UringIo::new().unwrap(), file.open(), capacity, offset);
+        let ring = read(&ring_only(), file.open(), capacity, offset);
         assert_eq!(served, ring, "{what}");
     }
-    let served = read(&io, write_only(), 8, 0);
+    let served = read(&UringIo::new().unwrap(), write_only(), 8, 0);
     assert_eq!(served, read(&ring_only(), write_only(), 8, 0));
     assert!(served.0.is_err());
     let cached = UringIo::new().unwrap();
