@@ -1223,6 +1223,9 @@ fn deliver(state: &mut State, from: SockId) {
             .stream(peer)
             .is_some_and(|s| !s.dead && (!s.closed || matches!(segment.kind, Kind::Rst)))
     });
+    // A read took the segment whole: the buffer stays empty, and no other read waiting can
+    // complete (it could not before).
+    let mut handed = false;
     if let Kind::Data(len) = segment.kind {
         // The segment's bytes leave the sender's queue: into the target's buffer, or nowhere.
         // (Nothing runs between the take and the put back.)
@@ -1247,6 +1250,7 @@ fn deliver(state: &mut State, from: SockId) {
                 serve_writers(state, peer);
             }
             pending.complete(&state.tracer, state.now, reader, Ok(len));
+            handed = true;
         } else {
             if let Some(target) = target {
                 let rx = &mut state.net.stream(target).expect("checked above").rx;
@@ -1266,6 +1270,7 @@ fn deliver(state: &mut State, from: SockId) {
                 serve_writers(state, from);
             }
         }
+        (Some(_), Kind::Data(_)) if handed => {}
         (Some(target), Kind::Data(_)) => serve_readers(state, target),
         (Some(target), Kind::Fin) => {
             if let Some(stream) = state.net.stream(target) {
