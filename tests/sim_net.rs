@@ -77,6 +77,34 @@ fn a_handshake_and_an_echo_take_exactly_their_round_trips() {
 }
 
 #[test]
+fn a_segment_goes_to_a_waiting_read_whole_or_through_the_buffer() {
+    let reads = with_echo(1, async |cx, world| {
+        let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;
+        let mut reads = Vec::new();
+        // A read waiting with room for less than the segment takes what fits; the rest waits
+        // in the buffer for the next read, which takes it at once.
+        conn.write_all(b"0123456789".to_vec()).await.0?;
+        for capacity in [4, 100] {
+            let (n, buf) = conn.read(Vec::with_capacity(capacity)).await;
+            n?;
+            reads.push((buf, cx.now_ms()));
+        }
+        // One with room for all of it (exactly) takes it whole.
+        conn.write_all(b"abcdefgh".to_vec()).await.0?;
+        let (n, buf) = conn.read(Vec::with_capacity(8)).await;
+        n?;
+        reads.push((buf, cx.now_ms()));
+        Ok(reads)
+    });
+    let expected: Vec<(Vec<u8>, u64)> = vec![
+        (b"0123".to_vec(), 4),
+        (b"456789".to_vec(), 4),
+        (b"abcdefgh".to_vec(), 6),
+    ];
+    assert_eq!(reads, expected);
+}
+
+#[test]
 fn addresses_are_the_hosts_own() {
     let (local, peer, expected_local, expected_peer) = with_echo(1, async |cx, world| {
         let conn = TcpStream::connect(&cx, world.addr("echo", PORT)).await?;

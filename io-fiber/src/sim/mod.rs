@@ -409,49 +409,47 @@ impl Sim {
         };
         // io_uring's freedom to complete out of order: an op done at once may report later.
         // (Looked at only when the faults allow it: no draw is made otherwise, as before.)
-        let reply = match reply {
-            Reply::Done(result, op)
-                if state.faults.late_completion_ppm > 0
-                    && state.chance(state.faults.late_completion_ppm) =>
-            {
+        let (op, then) = match reply {
+            Reply::Done(result, op) => {
+                let late = state.faults.late_completion_ppm;
+                if late == 0 || !state.chance(late) {
+                    drop(state);
+                    self.sweep(now);
+                    return Submitted::Done(Completion { result, op });
+                }
                 let delay = state.between(1, state.faults.late_completion_ms.max(1));
-                Reply::Wait(op, Then::After(delay, result))
+                (op, Then::After(delay, result))
             }
-            reply => reply,
+            Reply::Wait(op, then) => (op, then),
         };
-        let submitted = match reply {
-            Reply::Done(result, op) => Submitted::Done(Completion { result, op }),
-            Reply::Wait(op, then) => {
-                let id = state.next_op;
-                state.next_op += 1;
-                let slot = OpSlot::new(op.name());
-                let done = matches!(then, Then::After(..));
-                let parked = match then {
-                    Then::Park(park) => Some(park),
-                    Then::After(..) | Then::Fail(..) | Then::Run(..) => None,
-                };
-                state.ops.insert(
-                    id,
-                    Pending {
-                        host,
-                        op,
-                        slot: slot.clone(),
-                        done,
-                        parked,
-                    },
-                );
-                match then {
-                    Then::Park(park) => net::park(&mut state, id, park),
-                    Then::After(delay, result) | Then::Fail(delay, result) => {
-                        state.schedule(delay, Event::Complete { op: id, result })
-                    }
-                    Then::Run(delay) => state.schedule(delay, Event::RunBlocking { op: id }),
-                }
-                Submitted::InFlight {
-                    id: OpId::new(id),
-                    slot,
-                }
+        let id = state.next_op;
+        state.next_op += 1;
+        let slot = OpSlot::new(op.name());
+        let done = matches!(then, Then::After(..));
+        let parked = match then {
+            Then::Park(park) => Some(park),
+            Then::After(..) | Then::Fail(..) | Then::Run(..) => None,
+        };
+        state.ops.insert(
+            id,
+            Pending {
+                host,
+                op,
+                slot: slot.clone(),
+                done,
+                parked,
+            },
+        );
+        match then {
+            Then::Park(park) => net::park(&mut state, id, park),
+            Then::After(delay, result) | Then::Fail(delay, result) => {
+                state.schedule(delay, Event::Complete { op: id, result })
             }
+            Then::Run(delay) => state.schedule(delay, Event::RunBlocking { op: id }),
+        }
+        let submitted = Submitted::InFlight {
+            id: OpId::new(id),
+            slot,
         };
         drop(state);
         self.sweep(now);

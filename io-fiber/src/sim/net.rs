@@ -466,13 +466,12 @@ pub(crate) fn submit(state: &mut State, host: HostId, op: Op) -> Reply {
             let Some(id) = sock_of(stream) else {
                 return foreign(op);
             };
-            if matches!(state.net.socks.get(&id), Some(Sock::Dgram(_))) {
-                return dgram::submit(state, host, op);
+            match state.net.socks.get(&id) {
+                Some(Sock::Stream(_)) => {}
+                Some(Sock::Dgram(_)) => return dgram::submit(state, host, op),
+                _ => return Reply::Done(Err(ErrorKind::NotConnected.into()), op),
             }
             let is_recv = matches!(op, Op::Recv { .. });
-            if state.net.stream(id).is_none() {
-                return Reply::Done(Err(ErrorKind::NotConnected.into()), op);
-            }
             let mut op = op;
             let attempt = if is_recv {
                 try_recv(state, id, &mut op)
@@ -1224,20 +1223,43 @@ fn deliver(state: &mut State, from: SockId) {
             .stream(peer)
             .is_some_and(|s| !s.dead && (!s.closed || matches!(segment.kind, Kind::Rst)))
     });
+    // A read took the segment whole: the buffer stays empty, and no other read waiting can
+    // complete (it could not before).
+    let mut handed = false;
     if let Kind::Data(len) = segment.kind {
         // The segment's bytes leave the sender's queue: into the target's buffer, or nowhere.
         // (Nothing runs between the take and the put back.)
         let sender = state.net.stream(from).expect("checked above");
         let mut sent = std::mem::take(&mut sender.out_data);
-        if let Some(target) = target {
-            let rx = &mut state.net.stream(target).expect("checked above").rx;
-            let (front, back) = sent.as_slices();
-            let head = len.min(front.len());
-            rx.extend(&front[..head]);
-            rx.extend(&back[..len - head]);
+        let (front, back) = sent.as_slices();
+        let head = len.min(front.len());
+        let (front, back) = (&front[..head], &back[..len - head]);
+        let reader = target.and_then(|target| handoff(state, target, len));
+        if let (Some((reader, mut pending)), Some(target)) = (reader, target) {
+            // A read waits with room for the whole segment: its bytes go straight into the
+            // read's buffer, as a read of the buffer would take them, and it completes now.
+            if let Op::Recv { buf, .. } = &mut pending.op {
+                buf.clear();
+                buf.extend_from_slice(front);
+                buf.extend_from_slice(back);
+            }
+            sent.drain(..len);
+            state.net.stream(from).expect("checked above").out_data = sent;
+            // Room in the window: the sender's blocked writes may go on (as after any read).
+            if let Some(peer) = state.net.stream(target).and_then(|s| s.peer_sock) {
+                serve_writers(state, peer);
+            }
+            pending.complete(&state.tracer, state.now, reader, Ok(len));
+            handed = true;
+        } else {
+            if let Some(target) = target {
+                let rx = &mut state.net.stream(target).expect("checked above").rx;
+                rx.extend(front);
+                rx.extend(back);
+            }
+            sent.drain(..len);
+            state.net.stream(from).expect("checked above").out_data = sent;
         }
-        sent.drain(..len);
-        state.net.stream(from).expect("checked above").out_data = sent;
     }
     match (target, segment.kind) {
         (None, Kind::Rst) => {}
@@ -1248,6 +1270,7 @@ fn deliver(state: &mut State, from: SockId) {
                 serve_writers(state, from);
             }
         }
+        (Some(_), Kind::Data(_)) if handed => {}
         (Some(target), Kind::Data(_)) => serve_readers(state, target),
         (Some(target), Kind::Fin) => {
             if let Some(stream) = state.net.stream(target) {
@@ -1260,6 +1283,29 @@ fn deliver(state: &mut State, from: SockId) {
     if lingering_done {
         state.net.socks.remove(&from);
     }
+}
+
+/// The read of `target` that takes a segment of `len` bytes arriving now whole, taken out of
+/// the world: the first one waiting, if the buffer is empty and the read has room for all of
+/// it, and the faults never shorten a transfer (else the bytes go through the buffer, and a
+/// read takes what the seed says).
+fn handoff(state: &mut State, target: SockId, len: usize) -> Option<(u64, super::Pending)> {
+    if len == 0 || state.faults.short_transfer_ppm > 0 {
+        return None;
+    }
+    let stream = state.net.stream(target)?;
+    if !stream.rx.is_empty() {
+        return None;
+    }
+    let reader = *stream.readers.front()?;
+    let fits = match state.ops.get(&reader).map(|pending| &pending.op) {
+        Some(Op::Recv { buf, .. }) => buf.capacity() >= len,
+        _ => false,
+    };
+    if !fits {
+        return None;
+    }
+    Some((reader, state.take_op(reader)?))
 }
 
 /// `to`'s socket answers a segment from `sock` on `from` with a RST.
@@ -1329,7 +1375,19 @@ fn serve_readers(state: &mut State, sock: SockId) {
 }
 
 /// Completes the waiting writes of `sock` that can complete now, in order.
+#[inline]
 fn serve_writers(state: &mut State, sock: SockId) {
+    // Most often none waits (a write blocks only on a full window): that costs one look.
+    if state
+        .net
+        .stream(sock)
+        .is_some_and(|s| !s.writers.is_empty())
+    {
+        serve_writers_now(state, sock);
+    }
+}
+
+fn serve_writers_now(state: &mut State, sock: SockId) {
     loop {
         let Some(&op) = state.net.stream(sock).and_then(|s| s.writers.front()) else {
             return;
