@@ -232,13 +232,13 @@ impl<F> Drop for TaskBody<F> {
     }
 }
 
-/// Builds the async-task allocation of a task: `ctl` as its metadata, `future` wrapped in its
+/// Builds the async-task allocation of a task: what `ctl` makes as its metadata, `future` wrapped in its
 /// body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
 /// runnable is for the backend, the handle for [`crate::Task`].
 #[inline]
 pub(crate) fn build<T, F>(
     queue: &RunQueue,
-    ctl: TaskCtl,
+    ctl: impl FnOnce() -> TaskCtl,
     op_budget: u32,
     future: F,
 ) -> (Runnable, async_task::Task<Outcome<T>, TaskCtl>)
@@ -270,7 +270,9 @@ where
     //   poll ends). The metadata is `Send + Sync` by the rules in `TaskCtl`'s note.
     unsafe {
         async_task::Builder::new()
-            .metadata(ctl)
+            // Made here, last, so that it is built where the builder is (a move of the block is
+            // a call to `memcpy` since the block holds the task's own park).
+            .metadata(ctl())
             .spawn_unchecked(body, move |runnable| queue.push(runnable))
     }
 }

@@ -4,9 +4,11 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
+use super::park::ParkState;
 use super::set::Registry;
 use crate::{Io, Park, TimerId};
 
@@ -49,6 +51,12 @@ pub struct TaskCtl {
     pub(super) shield_depth: Cell<u16>,
     /// The task's life in one word: [`CANCEL_REQUESTED`], [`ABANDONED`], [`FINISHED`].
     pub(super) state: Cell<u8>,
+    /// The task's own park: what [`Park::new`] gives the task while no handle holds it, so a
+    /// sleep, a yield or a wait costs no allocation of its own. A handle held past the task's
+    /// end keeps the task's allocation (see [`TaskCtl::finish`]). Never dropped: when the block
+    /// is dropped its park is free (no handle holds it, or the task would be alive), and a free
+    /// park is reset, so it owns nothing.
+    pub(super) park: ManuallyDrop<ParkState>,
 }
 
 /// A cancel has been requested; the task's suspend points raise `Canceled` (outside shields).
@@ -70,7 +78,9 @@ pub(super) const JOINED: u8 = 8;
 // whichever thread frees the allocation, which happens only after `finish` (an unfinished task
 // holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
 // the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such
-// state it might still hold rather than touch it.
+// state it might still hold rather than touch it. The task's own park (`park`) is touched only
+// through `Park` handles (`!Send`, on the spawning thread); while one exists the task keeps its
+// own waker (see `finish`), so the block is only dropped once the park is free and empty.
 unsafe impl Send for TaskCtl {}
 // SAFETY: see `Send` above.
 unsafe impl Sync for TaskCtl {}
@@ -115,6 +125,7 @@ impl TaskCtl {
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
+            park: ManuallyDrop::new(ParkState::own()),
         }
     }
 
@@ -182,9 +193,25 @@ impl TaskCtl {
         if let Some(extra) = self.extra.as_deref() {
             Self::finish_extra(extra);
         }
-        // Break the cycle task -> ctl -> waker -> task: the task may now be freed.
-        let waker = self.waker.take();
-        drop(waker);
+        // Break the cycle task -> ctl -> waker -> task: the task may now be freed. Unless a
+        // handle of the task's own park is still held (a park handed to another task, an op the
+        // backend still owns): the waker then keeps the allocation, where the park lives, and
+        // the park's last handle drops it (`release_kept_waker`).
+        if self.park.is_free() {
+            let waker = self.waker.take();
+            drop(waker);
+        }
+    }
+
+    /// The last handle of the task's own park is gone: the waker [`TaskCtl::finish`] kept for
+    /// it, if the task has finished, for the caller to drop (last: it may free the task).
+    #[inline]
+    pub(super) fn release_kept_waker(&self) -> Option<Waker> {
+        if self.is_finished() {
+            self.waker.take()
+        } else {
+            None
+        }
     }
 
     /// The part of [`TaskCtl::finish`] for tasks with a name or a deadline (rare).
@@ -231,7 +258,9 @@ impl TaskCtl {
         match timer {
             Some(timer) => extra.timer.set(Some(timer)),
             None => {
-                let park = Park::new("deadline");
+                // Apart from the task's own park, which its waits use: this one lives as long
+                // as the deadline is armed.
+                let park = Park::new_apart("deadline", std::panic::Location::caller());
                 park.set_waker(waker);
                 let id = io.arm_timer(extra.deadline_ms, &park);
                 extra.timer.set(Some((park, id)));

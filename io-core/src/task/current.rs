@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 
 use super::budget;
 use super::ctl::{ParkedOn, TaskCtl};
+use super::park::ParkState;
 use super::TaskRef;
 
 thread_local! {
@@ -67,6 +68,29 @@ impl Drop for Enter {
         // During thread-local destruction there is nothing to restore.
         let _ = CURRENT.try_with(|cell| cell.set(previous));
     }
+}
+
+/// The current task's own park, if it is free (no handle holds it) and the task has not
+/// finished: the state for [`Park::new`](crate::Park::new) to take.
+#[inline]
+pub(super) fn own_park() -> Option<NonNull<ParkState>> {
+    CURRENT
+        .try_with(|cell| {
+            let ctl = cell.get()?;
+            // SAFETY: as in `with_current`: the block is alive for the current poll.
+            let block = unsafe { ctl.as_ref() };
+            if !block.park.is_free() || block.is_finished() {
+                return None;
+            }
+            // Projected from the pointer to the whole block (not from a reference to the
+            // field), so that the park's last handle may step back to the block
+            // (`Park::release_own`).
+            // SAFETY: `ctl` points to a live block (above); this only computes a field's place.
+            let park = unsafe { &raw const (*ctl.as_ptr()).park };
+            NonNull::new(park.cast::<ParkState>().cast_mut())
+        })
+        .ok()
+        .flatten()
 }
 
 /// Whether the current task has a cancel request it must observe now (not shielded).

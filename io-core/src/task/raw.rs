@@ -6,12 +6,14 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::Waker;
 
 use super::ctl::{Extra, ParkedOn, TaskCtl};
 use super::current::with_current;
+use super::park::ParkState;
 use super::{body, Task};
 use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
 
@@ -169,22 +171,24 @@ impl RawTask {
     {
         let op_budget = queue.op_budget();
         let id = queue.next_task_id();
-        let ctl = TaskCtl {
+        let extra = (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
+            Box::new(Extra {
+                name: opts.name.clone(),
+                deadline_ms: opts.task_deadline_ms(),
+                io: Cell::new(None),
+                timer: Cell::new(None),
+            })
+        });
+        let ctl = move || TaskCtl {
             id,
-            extra: (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
-                Box::new(Extra {
-                    name: opts.name.clone(),
-                    deadline_ms: opts.task_deadline_ms(),
-                    io: Cell::new(None),
-                    timer: Cell::new(None),
-                })
-            }),
+            extra,
             waker: Cell::new(None),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
+            park: ManuallyDrop::new(ParkState::own()),
         };
         let (runnable, inner) = body::build(queue, ctl, op_budget, future);
         // The task holds a waker of itself until its body ends (see `TaskCtl`).
