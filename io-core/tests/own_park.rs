@@ -161,3 +161,97 @@ fn a_deadlock_names_own_and_apart_parks() {
     assert!(text.contains("nor this"), "{text}");
     assert!(text.contains("child's own"), "{text}");
 }
+
+/// A task's own park still held when the task ends keeps all it holds: the timer armed for it
+/// still readies it, and the task waiting on it wakes then.
+#[test]
+fn a_held_own_park_keeps_its_timer_and_its_waiter_after_its_task_ends() {
+    let woke_at = io_fiber::FiberIo::new()
+        .run(|cx| async move {
+            let slot: Rc<Cell<Option<Park>>> = Rc::default();
+            let handed = slot.clone();
+            let maker = cx.spawn(move |cx| async move {
+                let park = cx.park("handed over");
+                cx.arm_timer(cx.now_ms() + 20, &park);
+                handed.set(Some(park));
+                Ok(())
+            });
+            maker.await?;
+            let park = slot.take().expect("handed over");
+            assert_eq!(park.what(), "handed over");
+            assert!(!park.is_ready());
+            cx.suspend(park).await?;
+            Ok(cx.now_ms())
+        })
+        .unwrap();
+    assert_eq!(woke_at, 20);
+}
+
+/// A canceled wait on the own park of a task that ended evicts the timers armed for it, as on any
+/// park: nothing is left to fire, so the deadlock that follows is reported at once, not when the
+/// timer was due.
+#[test]
+fn a_canceled_wait_on_an_ended_tasks_park_evicts_its_timer() {
+    let err = io_fiber::FiberIo::new()
+        .run(|cx| async move {
+            let slot: Rc<Cell<Option<Park>>> = Rc::default();
+            let handed = slot.clone();
+            cx.spawn(move |cx| async move {
+                let park = cx.park("handed over");
+                cx.arm_timer(cx.now_ms() + 1_000, &park);
+                handed.set(Some(park));
+                Ok(())
+            })
+            .await?;
+            let park = slot.take().expect("handed over");
+            let waiter = cx.spawn(move |cx| async move { cx.suspend(park).await });
+            cx.sleep(5).await?;
+            waiter.cancel();
+            assert_eq!(waiter.await, Err(io_core::Canceled));
+            cx.suspend(cx.park("stuck")).await
+        })
+        .unwrap_err();
+    match err {
+        io_core::RunError::Deadlock(deadlock) => assert_eq!(deadlock.at_ms, 5),
+        other => panic!("expected a deadlock, got {other}"),
+    }
+}
+
+/// Allocations made for three parks held at once, the second time (the first leaves one park
+/// apart in the thread's spare slot, and frees the task's own park).
+fn three_parks_at_once() -> u64 {
+    let round = || {
+        let before = allocations();
+        let parks = [Park::new("a"), Park::new("b"), Park::new("c")];
+        let allocated = allocations() - before;
+        drop(parks);
+        allocated
+    };
+    round();
+    round()
+}
+
+/// A task whose output is larger than the room before its park (async-task writes the output
+/// over the body) has no own park: its parks are allocated apart, and it works as any other.
+#[test]
+fn a_task_with_a_large_output_allocates_its_parks_apart() {
+    let (small, large, sum) = io_fiber::FiberIo::new()
+        .run(|cx| async move {
+            let small = cx.spawn(|_cx| async move { Ok(three_parks_at_once()) });
+            let large = cx.spawn(|cx| async move {
+                let allocated = three_parks_at_once();
+                let park = Park::new("apart");
+                cx.ready(&park);
+                cx.suspend(park).await?;
+                cx.sleep(3).await?;
+                Ok((allocated, [7u64; 64]))
+            });
+            let small = small.await?;
+            let (large, big) = large.await?;
+            Ok((small, large, big.iter().sum::<u64>()))
+        })
+        .unwrap();
+    assert_eq!(sum, 7 * 64);
+    assert_eq!(small, 1, "own park, the spare, one allocated");
+    assert_eq!(large, 2, "the spare, two allocated");
+}

@@ -21,12 +21,15 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
-use std::mem::ManuallyDrop;
+use std::marker::PhantomPinned;
+use std::mem::{size_of, ManuallyDrop};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 
+use super::park::ParkState;
 use crate::task::{Enter, TaskCtl};
 use crate::{Canceled, RunQueue, Runnable};
 
@@ -123,9 +126,18 @@ enum Stage {
     Done,
 }
 
-/// The future async-task runs: the user's future, the thread that may poll and drop it, and a
+/// The future async-task runs: the user's future, the thread that may poll and drop it, a
 /// borrow of the task's control block (async-task's metadata of the task, in the same
-/// allocation).
+/// allocation), and the task's own park.
+///
+/// `repr(C)` with the park last: when the task ends, async-task drops the body and writes the
+/// task's output over the start of its memory (the future and the output share a place, and a
+/// `ptr::write` of the output touches only its own bytes), so a park placed after the future
+/// outlives the body untouched as long as the output is no larger than the park's offset; a
+/// task whose output is larger gets no own park (see `OWN_PARK_FITS`). async-task touches the
+/// rest of that memory no more until it frees the allocation, which the task's own waker, kept
+/// while the park is held (`TaskCtl::finish`), holds off.
+#[repr(C)]
 struct TaskBody<F> {
     /// The task's metadata: async-task drops the future before it (see `build`).
     ctl: &'static TaskCtl,
@@ -137,6 +149,22 @@ struct TaskBody<F> {
     /// Live until `stage` is `Done`; dropped by `finish` or, for a body dropped unpolled, by
     /// `Drop`.
     future: ManuallyDrop<F>,
+    /// The task's own park (see `park.rs`), which the control block names from the first poll
+    /// (the body is pinned by then). Never dropped: a free park owns nothing, and a held one
+    /// outlives the body (see above).
+    park: ManuallyDrop<ParkState>,
+    /// The control block and park handles point into the body once it has been polled.
+    _pinned: PhantomPinned,
+}
+
+/// What async-task keeps as a finished task's output, at the start of the body's memory.
+type Stored<T> = Result<Outcome<T>, Panic>;
+
+impl<F> TaskBody<F> {
+    /// Whether the task's output leaves the body's park untouched (see [`TaskBody`]).
+    const fn own_park_fits<T>() -> bool {
+        size_of::<Stored<T>>() <= std::mem::offset_of!(TaskBody<F>, park)
+    }
 }
 
 impl<F> TaskBody<F> {
@@ -163,7 +191,7 @@ impl<F> TaskBody<F> {
                 Err(panic)
             }
         };
-        self.ctl.finish();
+        self.ctl.finish(!self.park.is_free());
         Outcome::new(outcome)
     }
 }
@@ -191,7 +219,13 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             Stage::New if this.ctl.is_cancel_requested() => {
                 return Poll::Ready(this.finish(Ok(Err(Canceled))))
             }
-            Stage::New => this.stage = Stage::Running,
+            Stage::New => {
+                this.stage = Stage::Running;
+                // Pinned from now on: the task's own park may be handed out.
+                if const { Self::own_park_fits::<T>() } {
+                    this.ctl.park.set(Some(NonNull::from(&*this.park)));
+                }
+            }
             Stage::Running => {}
         }
         // The backend is shutting down and gives up on this task (see `TaskRef::abandon`).
@@ -228,7 +262,7 @@ impl<F> Drop for TaskBody<F> {
         self.stage = Stage::Done;
         // SAFETY: as in `finish`: dropped once, in place, never used again.
         contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
-        self.ctl.finish();
+        self.ctl.finish(!self.park.is_free());
     }
 }
 
@@ -253,6 +287,8 @@ where
         stage: Stage::New,
         op_budget,
         future: ManuallyDrop::new(future),
+        park: ManuallyDrop::new(ParkState::own(NonNull::from(ctl))),
+        _pinned: PhantomPinned,
     };
     let queue = queue.clone();
     // SAFETY: async-task's conditions for `spawn_unchecked`:

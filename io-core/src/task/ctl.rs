@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
-use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
@@ -51,12 +51,12 @@ pub struct TaskCtl {
     pub(super) shield_depth: Cell<u16>,
     /// The task's life in one word: [`CANCEL_REQUESTED`], [`ABANDONED`], [`FINISHED`].
     pub(super) state: Cell<u8>,
-    /// The task's own park: what [`Park::new`] gives the task while no handle holds it, so a
-    /// sleep, a yield or a wait costs no allocation of its own. A handle held past the task's
-    /// end keeps the task's allocation (see [`TaskCtl::finish`]). Never dropped: when the block
-    /// is dropped its park is free (no handle holds it, or the task would be alive), and a free
-    /// park is reset, so it owns nothing.
-    pub(super) park: ManuallyDrop<ParkState>,
+    /// The task's own park, at the end of its body (set at the body's first poll, when it is
+    /// pinned; `None` for a task whose output would reach it, see `body.rs`): what
+    /// [`Park::new`] gives the task while no handle holds it, so a sleep, a yield or a wait
+    /// costs no allocation of its own. A handle held past the task's end keeps the task's
+    /// allocation (see [`TaskCtl::finish`]).
+    pub(super) park: Cell<Option<NonNull<ParkState>>>,
 }
 
 /// A cancel has been requested; the task's suspend points raise `Canceled` (outside shields).
@@ -78,9 +78,10 @@ pub(super) const JOINED: u8 = 8;
 // whichever thread frees the allocation, which happens only after `finish` (an unfinished task
 // holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
 // the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such
-// state it might still hold rather than touch it. The task's own park (`park`) is touched only
-// through `Park` handles (`!Send`, on the spawning thread); while one exists the task keeps its
-// own waker (see `finish`), so the block is only dropped once the park is free and empty.
+// state it might still hold rather than touch it. The task's own park (`park`, in the body) is
+// touched only through `Park` handles (`!Send`, on the spawning thread); while one exists the
+// task keeps its own waker (see `finish`), so the allocation is only freed once the park is free
+// and empty.
 unsafe impl Send for TaskCtl {}
 // SAFETY: see `Send` above.
 unsafe impl Sync for TaskCtl {}
@@ -125,7 +126,7 @@ impl TaskCtl {
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
-            park: ManuallyDrop::new(ParkState::own()),
+            park: Cell::new(None),
         }
     }
 
@@ -183,8 +184,9 @@ impl TaskCtl {
     /// The body has ended and its future is gone: leave the backend's task set (so the slot is
     /// reused and this block is freed as soon as the handles are gone), disarm the deadline, and
     /// drop the kept waker. Idempotent.
+    /// `own_park_held`: whether a handle of the task's own park exists (its body says).
     #[inline]
-    pub(crate) fn finish(&self) {
+    pub(crate) fn finish(&self, own_park_held: bool) {
         self.set(FINISHED);
         self.parked_on.set(ParkedOn::Nothing);
         if let Some(registry) = self.registry.take() {
@@ -197,7 +199,7 @@ impl TaskCtl {
         // handle of the task's own park is still held (a park handed to another task, an op the
         // backend still owns): the waker then keeps the allocation, where the park lives, and
         // the park's last handle drops it (`release_kept_waker`).
-        if self.park.is_free() {
+        if !own_park_held {
             let waker = self.waker.take();
             drop(waker);
         }

@@ -79,15 +79,11 @@ pub(super) fn own_park() -> Option<NonNull<ParkState>> {
             let ctl = cell.get()?;
             // SAFETY: as in `with_current`: the block is alive for the current poll.
             let block = unsafe { ctl.as_ref() };
-            if !block.park.is_free() || block.is_finished() {
-                return None;
-            }
-            // Projected from the pointer to the whole block (not from a reference to the
-            // field), so that the park's last handle may step back to the block
-            // (`Park::release_own`).
-            // SAFETY: `ctl` points to a live block (above); this only computes a field's place.
-            let park = unsafe { &raw const (*ctl.as_ptr()).park };
-            NonNull::new(park.cast::<ParkState>().cast_mut())
+            let park = block.park.get()?;
+            // SAFETY: the park is in the task's body, which is being polled (pinned, alive);
+            // shared access, on this thread.
+            let free = unsafe { park.as_ref() }.is_free();
+            (free && !block.is_finished()).then_some(park)
         })
         .ok()
         .flatten()

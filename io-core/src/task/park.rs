@@ -6,10 +6,10 @@
 //! before the suspend is not lost, and it is consumed by the suspend that observes it.
 //!
 //! A park is counted by hand rather than an `Rc`, because it lives in one of two places: in the
-//! control block of the task that made it (every task has room for one park, its *own park*: a
-//! sleep, a yield or a wait of a task costs no allocation), or, when that is taken (a task that
-//! waits on two things at once) or there is no current task, in an allocation of its own. See
-//! io-core's DESIGN.md, "Parks".
+//! task that made it (every task has room for one park, its *own park*, at the end of its body:
+//! a sleep, a yield or a wait of a task costs no allocation), or, when that is taken (a task that
+//! waits on two things at once), there is no current task, or the task's output would overwrite
+//! it, in an allocation of its own. See io-core's DESIGN.md, "Parks".
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -36,30 +36,30 @@ use crate::{Canceled, TimerId};
 /// assert_eq!(park.what(), "signal");
 /// ```
 pub struct Park {
-    /// A park in its own allocation (a leaked `Box`) or a task's own park (in its control
-    /// block); see [`ParkState::home`].
+    /// A park in its own allocation (a leaked `Box`) or a task's own park (in its body); see
+    /// [`ParkState::owner`].
     state: NonNull<ParkState>,
     /// `!Send`, `!Sync`, and not unwind-safe, like the `Rc` it replaced.
     _rc: PhantomData<Rc<ParkState>>,
 }
 
-/// Where a park's state lives.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Home {
-    /// Its own allocation: freed (or put back in [`SPARE_PARK`]) when the last handle goes.
-    Heap,
-    /// The control block of a task (its own park): free for the task's next wait when the last
-    /// handle goes. While a handle exists, the task's allocation is kept alive: by the task's
-    /// own waker, which [`TaskCtl::finish`] keeps (rather than drops) while its park is held,
-    /// and which the last handle then drops.
-    Task,
-}
+/// A park's timers after the first: a thin pointer (one word in every park, where a boxed slice
+/// takes two), allocated only for the rare park with more than one timer.
+#[allow(clippy::box_collection)]
+type MoreTimers = Box<Vec<TimerId>>;
 
 /// The state of one park, shared by its handles.
 pub(crate) struct ParkState {
     /// The handles; `0`: unused (a task's own park, free) or about to be freed.
     refs: Cell<u32>,
-    home: Home,
+    /// `None`: a park apart, freed (or put back in [`SPARE_PARK`]) when the last handle goes.
+    /// Otherwise the control block of the task whose own park this is, in the task's body:
+    /// free for the task's next wait when the last handle goes. The park outlives the body
+    /// (the body's end leaves its memory to the task's output, which is never large enough to
+    /// reach the park, see `body.rs`), and while a handle exists the task's allocation is kept
+    /// alive: by the task's own waker, which [`TaskCtl::finish`] keeps (rather than drops)
+    /// while its park is held, and which the last handle then drops.
+    owner: Option<NonNull<TaskCtl>>,
     readied: Cell<bool>,
     /// A suspend on this park has started and not yet returned.
     parked: Cell<bool>,
@@ -71,32 +71,37 @@ pub(crate) struct ParkState {
     /// task's memory (bench/) counts every word of its park.
     waker: Cell<Option<Waker>>,
     /// Timers armed for this park and not yet fired or disarmed: a canceled suspend evicts them.
-    /// The first inline ([`TimerId::NONE`] when there is none), any others boxed: a park rarely
+    /// The first inline (`TimerId::EMPTY` when there is none), any others boxed: a park rarely
     /// has more than one, and keeping one should cost neither an allocation nor much room.
     timer: Cell<TimerId>,
-    more_timers: Cell<Option<Box<Vec<TimerId>>>>,
+    more_timers: Cell<Option<MoreTimers>>,
 }
 
 impl ParkState {
-    /// An unused park living in `home`.
-    fn new(home: Home, what: &'static str, at: &'static Location<'static>) -> ParkState {
+    /// An unused park (see `owner`).
+    fn new(
+        owner: Option<NonNull<TaskCtl>>,
+        what: &'static str,
+        at: &'static Location<'static>,
+    ) -> ParkState {
         ParkState {
             refs: Cell::new(0),
-            home,
+            owner,
             readied: Cell::new(false),
             parked: Cell::new(false),
             what: Cell::new(what),
             at: Cell::new(at),
             waker: Cell::new(None),
-            timer: Cell::new(TimerId::NONE),
+            timer: Cell::new(TimerId::EMPTY),
             more_timers: Cell::new(None),
         }
     }
 
-    /// A task's own park, free, for its control block.
+    /// The own park, free, of the task `ctl` controls, for its body (`ctl` with the whole
+    /// block's reach: the park's last handle reads the block).
     #[inline]
-    pub(super) fn own() -> ParkState {
-        ParkState::new(Home::Task, "", Location::caller())
+    pub(super) fn own(ctl: NonNull<TaskCtl>) -> ParkState {
+        ParkState::new(Some(ctl), "", Location::caller())
     }
 
     /// Whether no handle holds this park (a task's own park is then free for its next wait).
@@ -108,12 +113,12 @@ impl ParkState {
     /// Empties the park for reuse; returns its waker and extra timers, which the caller drops
     /// once nothing touches the park any more (dropping a waker can run any code).
     #[inline]
-    fn reset(&self) -> (Option<Waker>, Option<Box<Vec<TimerId>>>) {
+    fn reset(&self) -> (Option<Waker>, Option<MoreTimers>) {
         self.readied.set(false);
         self.parked.set(false);
         // Normally empty already (a timer's queue holds a handle until it fires or is
         // disarmed, which forgets it); reset anyway.
-        self.timer.set(TimerId::NONE);
+        self.timer.set(TimerId::EMPTY);
         (self.waker.take(), self.more_timers.take())
     }
 }
@@ -157,7 +162,7 @@ impl Park {
                 state.at.set(at);
                 state
             }
-            None => Box::new(ParkState::new(Home::Heap, what, at)),
+            None => Box::new(ParkState::new(None, what, at)),
         };
         Park::take(NonNull::from(Box::leak(state)), what, at)
     }
@@ -179,11 +184,13 @@ impl Park {
     #[inline]
     fn state(&self) -> &ParkState {
         // SAFETY: a handle keeps its park's state alive: a heap park is freed only by its last
-        // handle's drop (`release`); a task's own park lives in the task's control block, whose
-        // allocation the task's own waker keeps alive while the task is unfinished, and which
-        // `TaskCtl::finish` keeps while a handle exists (`refs > 0`) until the last handle's
-        // `release` drops it. The state is only reached through shared references (cells), on
-        // this thread (`Park` is `!Send`, and a task's own park is taken on the task's thread).
+        // handle's drop (`release_heap`); a task's own park lives in the task's allocation (at
+        // the end of its body, which the task's output never reaches), which the task's own
+        // waker keeps alive while the task is unfinished, and which `TaskCtl::finish` keeps while
+        // a handle exists (`refs > 0`) until the last handle's `release_own` drops it. The body
+        // is pinned, and the pointer was taken from it while pinned (at its first poll). The
+        // state is only reached through shared references (cells), on this thread (`Park` is
+        // `!Send`, and a task's own park is taken on the task's thread).
         unsafe { self.state.as_ref() }
     }
 
@@ -272,7 +279,7 @@ impl Park {
     #[inline]
     pub(crate) fn note_timer(&self, id: TimerId) {
         let state = self.state();
-        if state.timer.get() == TimerId::NONE {
+        if state.timer.get() == TimerId::EMPTY {
             state.timer.set(id);
         } else {
             let mut more = state.more_timers.take().unwrap_or_default();
@@ -286,7 +293,7 @@ impl Park {
     pub(crate) fn forget_timer(&self, id: TimerId) {
         let state = self.state();
         if state.timer.get() == id {
-            state.timer.set(TimerId::NONE);
+            state.timer.set(TimerId::EMPTY);
         } else if let Some(mut more) = state.more_timers.take() {
             more.retain(|t| *t != id);
             if !more.is_empty() {
@@ -299,8 +306,8 @@ impl Park {
     /// cancel, without allocating).
     pub(crate) fn evict_timers(&self, mut evict: impl FnMut(TimerId)) {
         let state = self.state();
-        let first = state.timer.replace(TimerId::NONE);
-        if first != TimerId::NONE {
+        let first = state.timer.replace(TimerId::EMPTY);
+        if first != TimerId::EMPTY {
             evict(first);
         }
         if let Some(more) = state.more_timers.take() {
@@ -356,24 +363,15 @@ impl Park {
 
     /// The last handle of a task's own park is gone: the park is free for the task's next wait.
     #[inline]
-    fn release_own(state: NonNull<ParkState>) {
-        // SAFETY: see `state`; the handle being dropped still keeps the block alive here.
-        let park = unsafe { state.as_ref() };
+    fn release_own(park: &ParkState, ctl: NonNull<TaskCtl>) {
         let (waker, more) = park.reset();
         // A task that finished while this park was held kept its own waker for it: the last
         // handle drops it (it may free the task, and this park with it: nothing touches the park
         // after).
-        // SAFETY: a task's own park is the `park` field of a control block, and `state` was
-        // derived from a pointer to the whole block (`own_park`), so stepping back to the block
-        // stays inside what the pointer may reach. The block is alive (above), and only shared
-        // references are made (cells), on its thread.
-        let ctl = unsafe {
-            state
-                .cast::<u8>()
-                .sub(std::mem::offset_of!(TaskCtl, park))
-                .cast::<TaskCtl>()
-                .as_ref()
-        };
+        // SAFETY: the block of the task whose allocation holds the park, alive as long as the
+        // park is (see `state`), reached through a pointer to the whole block (`ParkState::own`);
+        // shared references only (cells), on its thread.
+        let ctl = unsafe { ctl.as_ref() };
         let kept = ctl.release_kept_waker();
         drop(waker);
         drop(more);
@@ -403,9 +401,9 @@ impl Drop for Park {
         if refs != 0 {
             return;
         }
-        match state.home {
-            Home::Heap => Park::release_heap(self.state),
-            Home::Task => Park::release_own(self.state),
+        match state.owner {
+            None => Park::release_heap(self.state),
+            Some(ctl) => Park::release_own(state, ctl),
         }
     }
 }

@@ -6,14 +6,12 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::Waker;
 
 use super::ctl::{Extra, ParkedOn, TaskCtl};
 use super::current::with_current;
-use super::park::ParkState;
 use super::{body, Task};
 use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
 
@@ -164,6 +162,7 @@ impl RawTask {
     /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget) sets).
     ///
     /// Backends and protocol-level tests may call this directly.
+    #[inline]
     pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
     where
         T: 'static,
@@ -188,7 +187,7 @@ impl RawTask {
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
-            park: ManuallyDrop::new(ParkState::own()),
+            park: Cell::new(None),
         };
         let (runnable, inner) = body::build(queue, ctl, op_budget, future);
         // The task holds a waker of itself until its body ends (see `TaskCtl`).
@@ -236,6 +235,7 @@ impl RawTask {
 }
 
 /// The io a task-building caller hands around; kept here so `Cx` stays small.
+#[inline]
 pub(crate) fn spawn_on<T, F>(
     io: &Rc<dyn Io>,
     opts: &SpawnOptions,
