@@ -22,7 +22,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::marker::PhantomPinned;
-use std::mem::{size_of, ManuallyDrop};
+use std::mem::{size_of, ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -134,7 +134,7 @@ enum Stage {
 /// task's output over the start of its memory (the future and the output share a place, and a
 /// `ptr::write` of the output touches only its own bytes), so a park placed after the future
 /// outlives the body untouched as long as the output is no larger than the park's offset; a
-/// task whose output is larger gets no own park (see `OWN_PARK_FITS`). async-task touches the
+/// task whose output is larger gets no own park (see `own_park_fits`). async-task touches the
 /// rest of that memory no more until it frees the allocation, which the task's own waker, kept
 /// while the park is held (`TaskCtl::finish`), holds off.
 #[repr(C)]
@@ -150,9 +150,10 @@ struct TaskBody<F> {
     /// `Drop`.
     future: ManuallyDrop<F>,
     /// The task's own park (see `park.rs`), which the control block names from the first poll
-    /// (the body is pinned by then). Never dropped: a free park owns nothing, and a held one
-    /// outlives the body (see above).
-    park: ManuallyDrop<ParkState>,
+    /// (the body is pinned by then). Written when the task first takes it (`own_park`), so a
+    /// task that never waits never pays for it. Never dropped: a free park owns nothing, and a
+    /// held one outlives the body (see above).
+    park: MaybeUninit<ParkState>,
     /// The control block and park handles point into the body once it has been polled.
     _pinned: PhantomPinned,
 }
@@ -191,7 +192,7 @@ impl<F> TaskBody<F> {
                 Err(panic)
             }
         };
-        self.ctl.finish(!self.park.is_free());
+        self.ctl.finish();
         Outcome::new(outcome)
     }
 }
@@ -223,7 +224,7 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
                 this.stage = Stage::Running;
                 // Pinned from now on: the task's own park may be handed out.
                 if const { Self::own_park_fits::<T>() } {
-                    this.ctl.park.set(Some(NonNull::from(&*this.park)));
+                    this.ctl.park.set(NonNull::new(this.park.as_mut_ptr()));
                 }
             }
             Stage::Running => {}
@@ -262,7 +263,7 @@ impl<F> Drop for TaskBody<F> {
         self.stage = Stage::Done;
         // SAFETY: as in `finish`: dropped once, in place, never used again.
         contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
-        self.ctl.finish(!self.park.is_free());
+        self.ctl.finish();
     }
 }
 
@@ -287,7 +288,7 @@ where
         stage: Stage::New,
         op_budget,
         future: ManuallyDrop::new(future),
-        park: ManuallyDrop::new(ParkState::own(NonNull::from(ctl))),
+        park: MaybeUninit::uninit(),
         _pinned: PhantomPinned,
     };
     let queue = queue.clone();

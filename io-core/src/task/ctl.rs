@@ -68,6 +68,8 @@ pub(super) const ABANDONED: u8 = 2;
 pub(super) const FINISHED: u8 = 4;
 /// The join handle has returned the task's result.
 pub(super) const JOINED: u8 = 8;
+/// The task's own park has been written (at its first take): `park` may be read.
+pub(super) const OWN_PARK: u8 = 16;
 
 // SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
@@ -184,9 +186,8 @@ impl TaskCtl {
     /// The body has ended and its future is gone: leave the backend's task set (so the slot is
     /// reused and this block is freed as soon as the handles are gone), disarm the deadline, and
     /// drop the kept waker. Idempotent.
-    /// `own_park_held`: whether a handle of the task's own park exists (its body says).
     #[inline]
-    pub(crate) fn finish(&self, own_park_held: bool) {
+    pub(crate) fn finish(&self) {
         self.set(FINISHED);
         self.parked_on.set(ParkedOn::Nothing);
         if let Some(registry) = self.registry.take() {
@@ -199,10 +200,24 @@ impl TaskCtl {
         // handle of the task's own park is still held (a park handed to another task, an op the
         // backend still owns): the waker then keeps the allocation, where the park lives, and
         // the park's last handle drops it (`release_kept_waker`).
-        if !own_park_held {
+        if !self.own_park_held() {
             let waker = self.waker.take();
             drop(waker);
         }
+    }
+
+    /// Whether a handle of the task's own park exists.
+    #[inline]
+    fn own_park_held(&self) -> bool {
+        if !self.has(OWN_PARK) {
+            return false;
+        }
+        // SAFETY: `OWN_PARK` says the park was written (`own_park`), at the place `park` names,
+        // in the task's allocation, which is alive while this block is; shared access, on this
+        // thread.
+        self.park
+            .get()
+            .is_some_and(|park| !unsafe { park.as_ref() }.is_free())
     }
 
     /// The last handle of the task's own park is gone: the waker [`TaskCtl::finish`] kept for
