@@ -267,8 +267,8 @@ impl<F> Drop for TaskBody<F> {
     }
 }
 
-/// Builds the async-task allocation of a task: what `ctl` makes as its metadata, `future` wrapped in its
-/// body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
+/// Builds the async-task allocation of a task: what `ctl` makes as its metadata, `future`
+/// wrapped in its body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
 /// runnable is for the backend, the handle for [`crate::Task`].
 #[inline]
 pub(crate) fn build<T, F>(
@@ -307,8 +307,8 @@ where
     //   poll ends). The metadata is `Send + Sync` by the rules in `TaskCtl`'s note.
     unsafe {
         async_task::Builder::new()
-            // Made here, last, so that it is built where the builder is (a move of the block is
-            // a call to `memcpy` since the block holds the task's own park).
+            // Made here, last, so that it is built where the builder is (one copy of the
+            // block fewer than making it first and passing it down).
             .metadata(ctl())
             .spawn_unchecked(body, move |runnable| queue.push(runnable))
     }
