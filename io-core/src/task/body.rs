@@ -134,7 +134,8 @@ enum Stage {
 /// task's output over the start of its memory (the future and the output share a place, and a
 /// `ptr::write` of the output touches only its own bytes), so a park placed after the future
 /// outlives the body untouched as long as the output is no larger than the park's offset; a
-/// task whose output is larger gets no own park (see `own_park_fits`). async-task touches the
+/// task whose output is larger, or whose body async-task boxes apart (a big one), gets no own
+/// park (see `own_park_fits`). async-task touches the
 /// rest of that memory no more until it frees the allocation, which the task's own waker, kept
 /// while the park is held (`TaskCtl::finish`), holds off.
 #[repr(C)]
@@ -161,10 +162,17 @@ struct TaskBody<F> {
 /// What async-task keeps as a finished task's output, at the start of the body's memory.
 type Stored<T> = Result<Outcome<T>, Panic>;
 
+/// The size from which async-task boxes a task's future apart from the task's allocation
+/// (`Builder::spawn_unchecked`): such a body, park included, is freed when the task ends.
+const ASYNC_TASK_BOXES_FROM: usize = 2048;
+
 impl<F> TaskBody<F> {
-    /// Whether the task's output leaves the body's park untouched (see [`TaskBody`]).
+    /// Whether the body's park outlives the body, as a held park must: the body is in the
+    /// task's allocation (async-task boxes big futures apart, and frees the box when the task
+    /// ends), and the task's output leaves the park untouched (see [`TaskBody`]).
     const fn own_park_fits<T>() -> bool {
-        size_of::<Stored<T>>() <= std::mem::offset_of!(TaskBody<F>, park)
+        size_of::<TaskBody<F>>() < ASYNC_TASK_BOXES_FROM
+            && size_of::<Stored<T>>() <= std::mem::offset_of!(TaskBody<F>, park)
     }
 }
 

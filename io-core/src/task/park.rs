@@ -362,9 +362,14 @@ impl Park {
     }
 
     /// The last handle of a task's own park is gone: the park is free for the task's next wait.
+    ///
+    /// Takes pointers, not references: dropping the kept waker may free the allocation that
+    /// holds the park and the block, which must not happen while a reference argument to
+    /// either is alive.
     #[inline]
-    fn release_own(park: &ParkState, ctl: NonNull<TaskCtl>) {
-        let (waker, more) = park.reset();
+    fn release_own(state: NonNull<ParkState>, ctl: NonNull<TaskCtl>) {
+        // SAFETY: see `state`: the handle being dropped still keeps the park alive here.
+        let (waker, more) = unsafe { state.as_ref() }.reset();
         // A task that finished while this park was held kept its own waker for it: the last
         // handle drops it (it may free the task, and this park with it: nothing touches the park
         // after).
@@ -403,7 +408,7 @@ impl Drop for Park {
         }
         match state.owner {
             None => Park::release_heap(self.state),
-            Some(ctl) => Park::release_own(state, ctl),
+            Some(ctl) => Park::release_own(self.state, ctl),
         }
     }
 }
