@@ -78,7 +78,6 @@ mod io;
 mod net;
 pub mod offload;
 pub mod op;
-mod park;
 mod random;
 mod run;
 mod run_queue;
@@ -102,12 +101,11 @@ pub use net::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use op::{
     Completion, Handle, Op, OpId, OpSlot, Resource, Submit, Submitted, Unsupported, WeakHandle,
 };
-pub use park::Park;
 pub use random::SplitMix64;
 pub use run::run;
 pub use run_queue::{RunQueue, Runnable};
 pub use task::{
-    drop_contained, BudgetUnit, RawTask, SpawnOptions, Task, TaskCtl, TaskRef, TaskSet,
+    drop_contained, BudgetUnit, Park, RawTask, SpawnOptions, Task, TaskCtl, TaskRef, TaskSet,
     DEFAULT_OP_BUDGET,
 };
 pub use time::{Instant, Sleep};

@@ -22,6 +22,14 @@ impl TimerId {
         queue: u64::MAX,
     };
 
+    /// No timer, as a park keeps it: all zeros, so that a new park is cheap to write (no queue
+    /// has the stamp 0).
+    pub(crate) const EMPTY: TimerId = TimerId {
+        deadline_ms: 0,
+        seq: 0,
+        queue: 0,
+    };
+
     /// The deadline the timer was armed for (`u64::MAX`: never).
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
@@ -112,7 +120,8 @@ fn position(timers: &[(u64, Option<Park>)], seq: u64) -> Option<usize> {
 impl TimerQueue {
     /// An empty queue.
     pub fn new() -> TimerQueue {
-        static STAMPS: AtomicU64 = AtomicU64::new(0);
+        // From 1: the stamp 0 is `TimerId::EMPTY`'s.
+        static STAMPS: AtomicU64 = AtomicU64::new(1);
         TimerQueue {
             deadlines: BTreeMap::new(),
             buckets: Vec::new(),

@@ -21,12 +21,15 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
-use std::mem::ManuallyDrop;
+use std::marker::PhantomPinned;
+use std::mem::{size_of, ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::task::{Context, Poll};
 use std::thread::{self, ThreadId};
 
+use super::park::ParkState;
 use crate::task::{Enter, TaskCtl};
 use crate::{Canceled, RunQueue, Runnable};
 
@@ -123,9 +126,19 @@ enum Stage {
     Done,
 }
 
-/// The future async-task runs: the user's future, the thread that may poll and drop it, and a
+/// The future async-task runs: the user's future, the thread that may poll and drop it, a
 /// borrow of the task's control block (async-task's metadata of the task, in the same
-/// allocation).
+/// allocation), and the task's own park.
+///
+/// `repr(C)` with the park last: when the task ends, async-task drops the body and writes the
+/// task's output over the start of its memory (the future and the output share a place, and a
+/// `ptr::write` of the output touches only its own bytes), so a park placed after the future
+/// outlives the body untouched as long as the output is no larger than the park's offset; a
+/// task whose output is larger, or whose body async-task boxes apart (a big one), gets no own
+/// park (see `own_park_fits`). async-task touches the
+/// rest of that memory no more until it frees the allocation, which the task's own waker, kept
+/// while the park is held (`TaskCtl::finish`), holds off.
+#[repr(C)]
 struct TaskBody<F> {
     /// The task's metadata: async-task drops the future before it (see `build`).
     ctl: &'static TaskCtl,
@@ -137,6 +150,30 @@ struct TaskBody<F> {
     /// Live until `stage` is `Done`; dropped by `finish` or, for a body dropped unpolled, by
     /// `Drop`.
     future: ManuallyDrop<F>,
+    /// The task's own park (see `park.rs`), which the control block names from the first poll
+    /// (the body is pinned by then). Written when the task first takes it (`own_park`), so a
+    /// task that never waits never pays for it. Never dropped: a free park owns nothing, and a
+    /// held one outlives the body (see above).
+    park: MaybeUninit<ParkState>,
+    /// The control block and park handles point into the body once it has been polled.
+    _pinned: PhantomPinned,
+}
+
+/// What async-task keeps as a finished task's output, at the start of the body's memory.
+type Stored<T> = Result<Outcome<T>, Panic>;
+
+/// The size from which async-task boxes a task's future apart from the task's allocation
+/// (`Builder::spawn_unchecked`): such a body, park included, is freed when the task ends.
+const ASYNC_TASK_BOXES_FROM: usize = 2048;
+
+impl<F> TaskBody<F> {
+    /// Whether the body's park outlives the body, as a held park must: the body is in the
+    /// task's allocation (async-task boxes big futures apart, and frees the box when the task
+    /// ends), and the task's output leaves the park untouched (see [`TaskBody`]).
+    const fn own_park_fits<T>() -> bool {
+        size_of::<TaskBody<F>>() < ASYNC_TASK_BOXES_FROM
+            && size_of::<Stored<T>>() <= std::mem::offset_of!(TaskBody<F>, park)
+    }
 }
 
 impl<F> TaskBody<F> {
@@ -191,7 +228,13 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             Stage::New if this.ctl.is_cancel_requested() => {
                 return Poll::Ready(this.finish(Ok(Err(Canceled))))
             }
-            Stage::New => this.stage = Stage::Running,
+            Stage::New => {
+                this.stage = Stage::Running;
+                // Pinned from now on: the task's own park may be handed out.
+                if const { Self::own_park_fits::<T>() } {
+                    this.ctl.park.set(NonNull::new(this.park.as_mut_ptr()));
+                }
+            }
             Stage::Running => {}
         }
         // The backend is shutting down and gives up on this task (see `TaskRef::abandon`).
@@ -232,13 +275,13 @@ impl<F> Drop for TaskBody<F> {
     }
 }
 
-/// Builds the async-task allocation of a task: `ctl` as its metadata, `future` wrapped in its
-/// body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
+/// Builds the async-task allocation of a task: what `ctl` makes as its metadata, `future`
+/// wrapped in its body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
 /// runnable is for the backend, the handle for [`crate::Task`].
 #[inline]
 pub(crate) fn build<T, F>(
     queue: &RunQueue,
-    ctl: TaskCtl,
+    ctl: impl FnOnce() -> TaskCtl,
     op_budget: u32,
     future: F,
 ) -> (Runnable, async_task::Task<Outcome<T>, TaskCtl>)
@@ -253,6 +296,8 @@ where
         stage: Stage::New,
         op_budget,
         future: ManuallyDrop::new(future),
+        park: MaybeUninit::uninit(),
+        _pinned: PhantomPinned,
     };
     let queue = queue.clone();
     // SAFETY: async-task's conditions for `spawn_unchecked`:
@@ -270,7 +315,9 @@ where
     //   poll ends). The metadata is `Send + Sync` by the rules in `TaskCtl`'s note.
     unsafe {
         async_task::Builder::new()
-            .metadata(ctl)
+            // Made here, last, so that it is built where the builder is (one copy of the
+            // block fewer than making it first and passing it down).
+            .metadata(ctl())
             .spawn_unchecked(body, move |runnable| queue.push(runnable))
     }
 }

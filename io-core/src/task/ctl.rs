@@ -4,9 +4,11 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::ptr::NonNull;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
+use super::park::ParkState;
 use super::set::Registry;
 use crate::{Io, Park, TimerId};
 
@@ -49,6 +51,12 @@ pub struct TaskCtl {
     pub(super) shield_depth: Cell<u16>,
     /// The task's life in one word: [`CANCEL_REQUESTED`], [`ABANDONED`], [`FINISHED`].
     pub(super) state: Cell<u8>,
+    /// The task's own park, at the end of its body (set at the body's first poll, when it is
+    /// pinned; `None` for a task whose output would reach it, see `body.rs`): what
+    /// [`Park::new`] gives the task while no handle holds it, so a sleep, a yield or a wait
+    /// costs no allocation of its own. A handle held past the task's end keeps the task's
+    /// allocation (see [`TaskCtl::finish`]).
+    pub(super) park: Cell<Option<NonNull<ParkState>>>,
 }
 
 /// A cancel has been requested; the task's suspend points raise `Canceled` (outside shields).
@@ -60,6 +68,8 @@ pub(super) const ABANDONED: u8 = 2;
 pub(super) const FINISHED: u8 = 4;
 /// The join handle has returned the task's result.
 pub(super) const JOINED: u8 = 8;
+/// The task's own park has been written (at its first take): `park` may be read.
+pub(super) const OWN_PARK: u8 = 16;
 
 // SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
@@ -70,7 +80,10 @@ pub(super) const JOINED: u8 = 8;
 // whichever thread frees the allocation, which happens only after `finish` (an unfinished task
 // holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
 // the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such
-// state it might still hold rather than touch it.
+// state it might still hold rather than touch it. The task's own park (`park`, in the body) is
+// touched only through `Park` handles (`!Send`, on the spawning thread); while one exists the
+// task keeps its own waker (see `finish`), so the allocation is only freed once the park is free
+// and empty.
 unsafe impl Send for TaskCtl {}
 // SAFETY: see `Send` above.
 unsafe impl Sync for TaskCtl {}
@@ -115,6 +128,7 @@ impl TaskCtl {
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
+            park: Cell::new(None),
         }
     }
 
@@ -182,9 +196,39 @@ impl TaskCtl {
         if let Some(extra) = self.extra.as_deref() {
             Self::finish_extra(extra);
         }
-        // Break the cycle task -> ctl -> waker -> task: the task may now be freed.
-        let waker = self.waker.take();
-        drop(waker);
+        // Break the cycle task -> ctl -> waker -> task: the task may now be freed. Unless a
+        // handle of the task's own park is still held (a park handed to another task, an op the
+        // backend still owns): the waker then keeps the allocation, where the park lives, and
+        // the park's last handle drops it (`release_kept_waker`).
+        if !self.own_park_held() {
+            let waker = self.waker.take();
+            drop(waker);
+        }
+    }
+
+    /// Whether a handle of the task's own park exists.
+    #[inline]
+    fn own_park_held(&self) -> bool {
+        if !self.has(OWN_PARK) {
+            return false;
+        }
+        // SAFETY: `OWN_PARK` says the park was written (`own_park`), at the place `park` names,
+        // in the task's allocation, which is alive while this block is; shared access, on this
+        // thread.
+        self.park
+            .get()
+            .is_some_and(|park| !unsafe { park.as_ref() }.is_free())
+    }
+
+    /// The last handle of the task's own park is gone: the waker [`TaskCtl::finish`] kept for
+    /// it, if the task has finished, for the caller to drop (last: it may free the task).
+    #[inline]
+    pub(super) fn release_kept_waker(&self) -> Option<Waker> {
+        if self.is_finished() {
+            self.waker.take()
+        } else {
+            None
+        }
     }
 
     /// The part of [`TaskCtl::finish`] for tasks with a name or a deadline (rare).
@@ -231,7 +275,9 @@ impl TaskCtl {
         match timer {
             Some(timer) => extra.timer.set(Some(timer)),
             None => {
-                let park = Park::new("deadline");
+                // Apart from the task's own park, which its waits use: this one lives as long
+                // as the deadline is armed.
+                let park = Park::new_apart("deadline", std::panic::Location::caller());
                 park.set_waker(waker);
                 let id = io.arm_timer(extra.deadline_ms, &park);
                 extra.timer.set(Some((park, id)));

@@ -5,7 +5,8 @@ use std::cell::Cell;
 use std::ptr::NonNull;
 
 use super::budget;
-use super::ctl::{ParkedOn, TaskCtl};
+use super::ctl::{ParkedOn, TaskCtl, OWN_PARK};
+use super::park::ParkState;
 use super::TaskRef;
 
 thread_local! {
@@ -67,6 +68,36 @@ impl Drop for Enter {
         // During thread-local destruction there is nothing to restore.
         let _ = CURRENT.try_with(|cell| cell.set(previous));
     }
+}
+
+/// The current task's own park, if it is free (no handle holds it) and the task has not
+/// finished: the state for [`Park::new`](crate::Park::new) to take.
+#[inline]
+pub(super) fn own_park() -> Option<NonNull<ParkState>> {
+    CURRENT
+        .try_with(|cell| {
+            let ctl = cell.get()?;
+            // SAFETY: as in `with_current`: the block is alive for the current poll.
+            let block = unsafe { ctl.as_ref() };
+            let park = block.park.get()?;
+            if block.is_finished() {
+                return None;
+            }
+            if !block.set(OWN_PARK) {
+                // The task's first wait: the park is written now (a task that never waits never
+                // pays for it).
+                // SAFETY: `park` is the place of the park in the task's body, which is being
+                // polled (pinned, alive), taken from the body's own `&mut` (`as_mut_ptr`); it is
+                // written once, before any handle or read of it (`OWN_PARK` was clear).
+                unsafe { park.as_ptr().write(ParkState::own(ctl)) };
+                return Some(park);
+            }
+            // SAFETY: written (above, at the first take), in the body being polled; shared
+            // access, on this thread.
+            unsafe { park.as_ref() }.is_free().then_some(park)
+        })
+        .ok()
+        .flatten()
 }
 
 /// Whether the current task has a cancel request it must observe now (not shielded).

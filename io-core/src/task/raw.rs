@@ -162,6 +162,7 @@ impl RawTask {
     /// [`BackendCore::set_op_budget`](crate::BackendCore::set_op_budget) sets).
     ///
     /// Backends and protocol-level tests may call this directly.
+    #[inline]
     pub fn new<T, F>(queue: &RunQueue, opts: &SpawnOptions, future: F) -> (RawTask, Task<T>)
     where
         T: 'static,
@@ -169,22 +170,24 @@ impl RawTask {
     {
         let op_budget = queue.op_budget();
         let id = queue.next_task_id();
-        let ctl = TaskCtl {
+        let extra = (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
+            Box::new(Extra {
+                name: opts.name.clone(),
+                deadline_ms: opts.task_deadline_ms(),
+                io: Cell::new(None),
+                timer: Cell::new(None),
+            })
+        });
+        let ctl = move || TaskCtl {
             id,
-            extra: (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
-                Box::new(Extra {
-                    name: opts.name.clone(),
-                    deadline_ms: opts.task_deadline_ms(),
-                    io: Cell::new(None),
-                    timer: Cell::new(None),
-                })
-            }),
+            extra,
             waker: Cell::new(None),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
+            park: Cell::new(None),
         };
         let (runnable, inner) = body::build(queue, ctl, op_budget, future);
         // The task holds a waker of itself until its body ends (see `TaskCtl`).
@@ -232,6 +235,7 @@ impl RawTask {
 }
 
 /// The io a task-building caller hands around; kept here so `Cx` stays small.
+#[inline]
 pub(crate) fn spawn_on<T, F>(
     io: &Rc<dyn Io>,
     opts: &SpawnOptions,
