@@ -21,10 +21,13 @@ pub struct TaskRef(Held);
 
 #[derive(Clone)]
 enum Held {
-    /// A task whose body had not ended when the view was taken: its control block, kept alive
-    /// by a waker of the task (a waker holds async-task's allocation, where the block lives).
+    /// A task whose own waker was still there when the view was taken (its body had not
+    /// ended, or it ended while a handle of its own park was held, which keeps that waker): its
+    /// control block, kept alive by a waker of the task (a waker holds async-task's allocation,
+    /// where the block lives). Every answer comes from the block's flags, so a finished task
+    /// seen this way answers as one.
     Live { ctl: NonNull<TaskCtl>, _keep: Waker },
-    /// A task already finished when the view was taken (its own waker is gone, and nothing
+    /// A task that had finished and dropped its own waker when the view was taken (nothing
     /// else may be left to hold its allocation): what a finished task still answers.
     Finished {
         id: u64,
