@@ -29,6 +29,10 @@ use crate::BenchError;
 pub(super) const CONNECTIONS: usize = 32;
 /// The response body.
 pub(super) const HELLO: &[u8] = b"Hello, world!";
+/// What the raw floor answers: hyper's response to the load's request, byte for byte but for
+/// the date, which hyper formats (once a second) and the floor leaves fixed at the same length.
+const RAW_RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\nHello, world!";
 /// The request every connection sends.
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 
@@ -36,17 +40,18 @@ pub const WORKLOAD: Workload = Workload {
     name: "http-hello",
     what: "hyper HTTP/1.1 hello world on 127.0.0.1: 32 keep-alive connections × 2,000 requests, one at a time each, from one load generator",
     unit: Unit::NsPerOp,
-    opt_in: &[],
+    opt_in: &[Runner::RawIoUring],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio => None,
+        Runner::Ioswap(_) | Runner::Tokio | Runner::RawIoUring => None,
         _ => Some("not measured: tokio is this workload's peer"),
     },
     note: |runner| match runner {
         Runner::Ioswap(_) => Some("ns per request: hyper over ioswap::hyper (Io, Timer); the load from tokio"),
         Runner::Tokio => Some("ns per request: hyper over hyper-util's TokioIo and TokioTimer, current_thread + LocalSet; the same load"),
+        Runner::RawIoUring => Some("floor: no hyper, no executor: the io-uring crate RECVs each request head and SENDs a fixed response of hyper's length; the same load"),
         _ => None,
     },
     counted: false,
@@ -177,7 +182,12 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
             Ok(served.get())
         })
         .map_err(|error| error.to_string())?,
-        _ => unreachable!("http-hello runs on ioswap and tokio only"),
+        Runner::RawIoUring => {
+            let streams = super::tcp_echo::accept_std(localhost, addr_tx, CONNECTIONS)?;
+            crate::uring_floor::raw_http_server(streams, RAW_RESPONSE)
+                .map_err(|error| format!("http: {error}"))
+        }
+        _ => unreachable!("http-hello runs on ioswap, tokio and the raw ring only"),
     }
 }
 

@@ -23,12 +23,16 @@ pub const WORKLOAD: Workload = Workload {
     name: "tcp-echo",
     what: "TCP echo on 127.0.0.1: 64 connections × 2,000 messages of 1 KiB, one at a time each",
     unit: Unit::NsPerOp,
-    opt_in: &[Runner::Monoio, Runner::Compio],
+    opt_in: &[Runner::Monoio, Runner::Compio, Runner::RawIoUring],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => Some(why::INLINE_NO_CONCURRENCY),
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio | Runner::Monoio | Runner::Compio => None,
+        Runner::Ioswap(_)
+        | Runner::Tokio
+        | Runner::Monoio
+        | Runner::Compio
+        | Runner::RawIoUring => None,
         _ => Some("not measured: tokio, monoio and compio are this workload's peers"),
     },
     note: |runner| match runner {
@@ -38,6 +42,9 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Compio => {
             Some("compio::net (io_uring, else its poll driver), one runtime on each side")
         }
+        Runner::RawIoUring => Some(
+            "floor: the io-uring crate on each side, no executor: a RECV or SEND in flight per connection, one io_uring_enter per turn",
+        ),
         _ => None,
     },
     counted: false,
@@ -151,8 +158,33 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
         })
         .map_err(|error| error.to_string())?,
         Runner::Monoio | Runner::Compio => echo_peers::serve(runner, 1, addr_tx),
+        Runner::RawIoUring => {
+            let streams = accept_std(localhost, addr_tx, CONNECTIONS)?;
+            crate::uring_floor::raw_echo_server(streams).map_err(|error| format!("echo: {error}"))
+        }
         _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
     }
+}
+
+/// A floor's server side: a blocking listener on `localhost` sends its address and accepts
+/// `connections` connections (with `TCP_NODELAY`, as every runner sets), for a raw ring loop.
+pub(super) fn accept_std(
+    localhost: SocketAddr,
+    addr_tx: mpsc::Sender<SocketAddr>,
+    connections: usize,
+) -> Result<Vec<std::net::TcpStream>, String> {
+    let listener = std::net::TcpListener::bind(localhost).map_err(|e| format!("bind: {e}"))?;
+    if let Ok(addr) = listener.local_addr() {
+        let _ = addr_tx.send(addr);
+    }
+    drop(addr_tx);
+    (0..connections)
+        .map(|_| {
+            let (stream, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            Ok(stream)
+        })
+        .collect()
 }
 
 /// One tokio session: echoes until the client closes, returns the bytes echoed.
@@ -237,6 +269,9 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
             Ok(echoed)
         })?,
         Runner::Monoio | Runner::Compio => echo_peers::clients(runner, 1, addr, messages),
+        Runner::RawIoUring => {
+            crate::uring_floor::raw_echo_clients(addr, CONNECTIONS, messages, MESSAGE).map_err(failed)
+        }
         _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
     }
 }
