@@ -335,3 +335,68 @@ pub fn raw_http_server(
     }
     Ok(answered)
 }
+
+/// The floor under any io_uring runtime's file reads: `shares` of `block`-byte reads of `file`
+/// (a reader's offsets each), one READ in flight per reader, every turn submitting what the
+/// last one's completions queued and waiting for one completion, as [`raw_echo_server`] does.
+/// Returns how many reads `intact` accepts (a short read is handed to it as it came).
+pub fn raw_reads(
+    file: &std::fs::File,
+    shares: &[Vec<u64>],
+    block: usize,
+    intact: impl Fn(&[u8], u64) -> bool,
+) -> std::io::Result<usize> {
+    let mut ring = socket_ring(shares.len())?;
+    let mut buffers: Vec<Box<[u8]>> = shares
+        .iter()
+        .map(|_| vec![0u8; block].into_boxed_slice())
+        .collect();
+    let mut next = vec![0usize; shares.len()];
+    let (mut in_flight, mut good) = (0, 0);
+    let len = u32::try_from(block).map_err(std::io::Error::other)?;
+    let (submitter, mut sq, mut cq) = ring.split();
+    let push = |sq: &mut io_uring::SubmissionQueue<'_>, buffer: &mut [u8], reader, offset| {
+        let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), buffer.as_mut_ptr(), len)
+            .offset(offset)
+            .build()
+            .user_data(reader as u64);
+        // SAFETY: as in `push_recv`: the reader's buffer outlives the op (kept until every op
+        // has completed, leaked on an early stop), and the queue has an entry per reader.
+        unsafe { sq.push(&entry) }.is_ok()
+    };
+    for (reader, share) in shares.iter().enumerate() {
+        if let Some(&offset) = share.first() {
+            if !push(&mut sq, &mut buffers[reader], reader, offset) {
+                return fail(buffers, FULL);
+            }
+            in_flight += 1;
+        }
+    }
+    while in_flight > 0 {
+        sq.sync();
+        if let Err(error) = submitter.submit_and_wait(1) {
+            std::mem::forget(buffers);
+            return Err(error);
+        }
+        // The kernel has taken what was submitted: the queue's free room is known again.
+        sq.sync();
+        cq.sync();
+        for cqe in &mut cq {
+            let reader = cqe.user_data() as usize;
+            let Ok(n) = usize::try_from(cqe.result()) else {
+                return fail(buffers, cqe.result());
+            };
+            in_flight -= 1;
+            let share = &shares[reader];
+            good += usize::from(intact(&buffers[reader][..n.min(block)], share[next[reader]]));
+            next[reader] += 1;
+            if let Some(&offset) = share.get(next[reader]) {
+                if !push(&mut sq, &mut buffers[reader], reader, offset) {
+                    return fail(buffers, FULL);
+                }
+                in_flight += 1;
+            }
+        }
+    }
+    Ok(good)
+}

@@ -25,13 +25,21 @@ pub const WORKLOAD: Workload = Workload {
     name: "random-read",
     what: "200k reads of 4 KiB at random offsets of a page-cached 64 MiB file, 32 readers",
     unit: Unit::NsPerOp,
-    opt_in: &[Runner::StdPread, Runner::Monoio, Runner::Compio],
+    opt_in: &[
+        Runner::StdPread,
+        Runner::RawIoUring,
+        Runner::Monoio,
+        Runner::Compio,
+    ],
     warm_up: false,
     skip: |runner| match runner {
         Runner::Ioswap(Backend::Fiber) => Some(why::SIMULATED_IO),
-        Runner::Ioswap(_) | Runner::Tokio | Runner::StdPread | Runner::Monoio | Runner::Compio => {
-            None
-        }
+        Runner::Ioswap(_)
+        | Runner::Tokio
+        | Runner::StdPread
+        | Runner::RawIoUring
+        | Runner::Monoio
+        | Runner::Compio => None,
         _ => Some("not measured: tokio::fs is this workload's peer (issue 5)"),
     },
     note: |runner| match runner {
@@ -42,6 +50,9 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Ioswap(Backend::Poll) => Some("32 tasks, each read a pread inside submit"),
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
+        Runner::RawIoUring => Some(
+            "floor: the io-uring crate, no executor: 32 READ SQEs in flight, one io_uring_enter per turn",
+        ),
         Runner::Monoio => Some("monoio::fs::File::read_at (io_uring READ), 32 tasks"),
         Runner::Compio => Some("compio::fs::File, AsyncReadAt::read_at, 32 tasks"),
         _ => None,
@@ -189,6 +200,10 @@ fn read_all(runner: Runner, path: &Path, offsets: Vec<Vec<u64>>) -> Result<usize
                 good += usize::from(intact(&buf[..n], offset));
             }
             Ok(good)
+        }
+        Runner::RawIoUring => {
+            let file = fs::File::open(&path).map_err(failed)?;
+            crate::uring_floor::raw_reads(&file, &offsets, BLOCK, intact).map_err(failed)
         }
         Runner::Monoio => {
             let mut runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
