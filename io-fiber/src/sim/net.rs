@@ -1249,7 +1249,7 @@ fn deliver(state: &mut State, from: SockId) {
                     buf.extend_from_slice(&back[..n - head]);
                     n
                 }
-                _ => 0,
+                _ => 0, // (`handoff` gives only a read)
             };
             if n < len {
                 let head = n.min(front.len());
@@ -1304,8 +1304,8 @@ fn deliver(state: &mut State, from: SockId) {
 /// into the buffer, the pass over the waiting reads (`serve_readers`) would complete this read
 /// first, with `transfer(min(capacity, len))` of its bytes; the caller gives it those straight
 /// (the same draw, at the same point) and buffers the rest, which the next reads waiting take
-/// as that pass would. Short transfers on or off, the run is the same (a read with no room
-/// never waits, so it never comes here).
+/// as that pass would: with short transfers on or off, the run is the one the buffer gives. (A
+/// read with no room never waits, so it never comes here.)
 fn handoff(state: &mut State, target: SockId, len: usize) -> Option<(u64, super::Pending)> {
     if len == 0 {
         return None;
