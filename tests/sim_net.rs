@@ -104,6 +104,118 @@ fn a_segment_goes_to_a_waiting_read_whole_or_through_the_buffer() {
     assert_eq!(reads, expected);
 }
 
+/// What [`short_reads`] saw: the bytes the server's one write sent, and each read as (reader,
+/// bytes, time), in the stream's order.
+type ShortReads = (usize, Vec<(&'static str, Vec<u8>, u64)>);
+
+/// With every transfer of more than a byte shortened: the server sends one segment of what one
+/// write takes of ten bytes at t = 6; two reads wait for it on the client (until t = 15), and
+/// from t = 20 a third reads on until all the segment's bytes are in.
+fn short_reads(seed: u64) -> ShortReads {
+    let mut faults = Faults::none();
+    faults.short_transfer_ppm = 1_000_000;
+    let out = Rc::new(RefCell::new(None));
+    let (slot, sent) = (out.clone(), Rc::new(Cell::new(0)));
+    let sent_by_server = sent.clone();
+    World::new(seed)
+        .faults(faults)
+        .host("srv", move |cx, _world| {
+            let sent = sent_by_server.clone();
+            async move {
+                let listener = TcpListener::bind(&cx, any(PORT)).await?;
+                let (conn, _) = listener.accept().await?;
+                cx.sleep(5).await?;
+                let (n, _) = conn.write(b"0123456789".to_vec()).await;
+                sent.set(n?);
+                cx.sleep(1_000).await?;
+                Ok(())
+            }
+        })
+        .client("test", move |cx, world| async move {
+            let conn = Rc::new(TcpStream::connect(&cx, world.addr("srv", PORT)).await?);
+            let reads = Rc::new(RefCell::new(Vec::new()));
+            let waiting: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|name| {
+                    let (conn, reads) = (conn.clone(), reads.clone());
+                    cx.spawn(move |cx| async move {
+                        // (A segment of one byte leaves the second read waiting: it gives up.)
+                        let read = |_| async move { Ok(conn.read(Vec::with_capacity(100)).await) };
+                        if let Ok((Ok(_), buf)) = ioswap::timeout(&cx, 13, read).await? {
+                            reads.borrow_mut().push((name, buf, cx.now_ms()));
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for task in waiting {
+                task.await?;
+            }
+            cx.sleep(20 - cx.now_ms()).await?;
+            let got = |reads: &RefCell<Vec<(_, Vec<u8>, _)>>| {
+                reads.borrow().iter().map(|r| r.1.len()).sum::<usize>()
+            };
+            while got(&reads) < sent.get() {
+                let (n, buf) = conn.read(Vec::with_capacity(100)).await;
+                if n? == 0 {
+                    break; // the server closed: bytes are missing
+                }
+                reads.borrow_mut().push(("c", buf, cx.now_ms()));
+            }
+            // In the stream's order (the two waiting reads' tasks run in the seed's order).
+            let mut reads = reads.take();
+            reads.sort_by_key(|(_, buf, at)| (*at, buf.first().copied()));
+            *slot.borrow_mut() = Some((sent.get(), reads));
+            Ok(())
+        })
+        .run()
+        .unwrap_or_else(|err| panic!("{err}"));
+    out.take().unwrap()
+}
+
+#[test]
+fn with_short_transfers_a_waiting_read_takes_part_of_a_segment_and_the_rest_waits() {
+    // The draws of seed 7: the write sends 8 bytes; when they arrive (t = 7), the first read
+    // waiting takes 3 of them and the second 1 of the 5 left, both at once; the 4 left wait in
+    // the buffer for the reads from t = 20, each short again. (The same bytes, times and
+    // counts as when every segment went through the buffer first.)
+    let (sent, reads) = short_reads(7);
+    assert_eq!(sent, 8);
+    let expected: Vec<(&str, Vec<u8>, u64)> = vec![
+        ("a", b"012".to_vec(), 7),
+        ("b", b"3".to_vec(), 7),
+        ("c", b"45".to_vec(), 20),
+        ("c", b"6".to_vec(), 20),
+        ("c", b"7".to_vec(), 20),
+    ];
+    assert_eq!(reads, expected);
+    // Over many seeds: the bytes arrive whole and in order, each read short of what it could
+    // take, the first two at the arrival.
+    for seed in 0..50 {
+        let (sent, reads) = short_reads(seed);
+        let bytes: Vec<u8> = reads.iter().flat_map(|r| r.1.clone()).collect();
+        assert_eq!(bytes, b"0123456789"[..sent], "seed {seed}");
+        assert!((1..10).contains(&sent), "seed {seed}: {sent}");
+        let mut left = sent;
+        for (reader, buf, at) in &reads {
+            assert!(buf.len() < left || left == 1, "seed {seed}: {reads:?}");
+            assert_eq!(
+                *at,
+                if *reader == "c" { 20 } else { 7 },
+                "seed {seed}: {reads:?}"
+            );
+            left -= buf.len();
+        }
+        // Both waiting reads got bytes unless the segment had only one.
+        let waited = reads.iter().filter(|r| r.0 != "c").count();
+        assert_eq!(
+            waited,
+            if sent == 1 { 1 } else { 2 },
+            "seed {seed}: {reads:?}"
+        );
+    }
+}
+
 #[test]
 fn addresses_are_the_hosts_own() {
     let (local, peer, expected_local, expected_peer) = with_echo(1, async |cx, world| {

@@ -687,7 +687,9 @@ impl State {
     }
 
     /// The kernel's freedom to move fewer bytes than asked: `n` or, when the world's faults
-    /// allow short transfers and the seed says so, fewer (at least one).
+    /// allow short transfers and the seed says so, fewer (at least one). Inline: most worlds
+    /// have short transfers off, and then this is two comparisons on every read and write.
+    #[inline]
     fn transfer(&self, n: usize) -> usize {
         if n > 1 && self.chance(self.faults.short_transfer_ppm) {
             1 + self.rng.below(n as u64 - 1) as usize

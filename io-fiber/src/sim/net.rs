@@ -1223,12 +1223,13 @@ fn deliver(state: &mut State, from: SockId) {
             .stream(peer)
             .is_some_and(|s| !s.dead && (!s.closed || matches!(segment.kind, Kind::Rst)))
     });
-    // A read took the segment whole: the buffer stays empty, and no other read waiting can
-    // complete (it could not before).
+    // A read took the whole segment: the buffer stays empty, and no other read waiting can
+    // complete (a read waits only while none could, and taking its bytes changes nothing else
+    // a read looks at).
     let mut handed = false;
     if let Kind::Data(len) = segment.kind {
-        // The segment's bytes leave the sender's queue: into the target's buffer, or nowhere.
-        // (Nothing runs between the take and the put back.)
+        // The segment's bytes leave the sender's queue: into a read, the target's buffer, or
+        // nowhere. (Nothing runs between the take and the put back.)
         let sender = state.net.stream(from).expect("checked above");
         let mut sent = std::mem::take(&mut sender.out_data);
         let (front, back) = sent.as_slices();
@@ -1236,12 +1237,25 @@ fn deliver(state: &mut State, from: SockId) {
         let (front, back) = (&front[..head], &back[..len - head]);
         let reader = target.and_then(|target| handoff(state, target, len));
         if let (Some((reader, mut pending)), Some(target)) = (reader, target) {
-            // A read waits with room for the whole segment: its bytes go straight into the
-            // read's buffer, as a read of the buffer would take them, and it completes now.
-            if let Op::Recv { buf, .. } = &mut pending.op {
-                buf.clear();
-                buf.extend_from_slice(front);
-                buf.extend_from_slice(back);
+            // A read waits on an empty buffer: it takes its part of the segment straight, as
+            // `try_recv` would take it from the buffer the segment had filled (the same draw of
+            // the count), and the rest goes into the buffer.
+            let n = match &mut pending.op {
+                Op::Recv { buf, .. } => {
+                    buf.clear();
+                    let n = state.transfer(buf.capacity().min(len));
+                    let head = n.min(front.len());
+                    buf.extend_from_slice(&front[..head]);
+                    buf.extend_from_slice(&back[..n - head]);
+                    n
+                }
+                _ => 0, // (`handoff` gives only a read)
+            };
+            if n < len {
+                let head = n.min(front.len());
+                let rx = &mut state.net.stream(target).expect("checked above").rx;
+                rx.extend(&front[head..]);
+                rx.extend(&back[n - head..]);
             }
             sent.drain(..len);
             state.net.stream(from).expect("checked above").out_data = sent;
@@ -1249,8 +1263,8 @@ fn deliver(state: &mut State, from: SockId) {
             if let Some(peer) = state.net.stream(target).and_then(|s| s.peer_sock) {
                 serve_writers(state, peer);
             }
-            pending.complete(&state.tracer, state.now, reader, Ok(len));
-            handed = true;
+            pending.complete(&state.tracer, state.now, reader, Ok(n));
+            handed = n == len;
         } else {
             if let Some(target) = target {
                 let rx = &mut state.net.stream(target).expect("checked above").rx;
@@ -1285,12 +1299,15 @@ fn deliver(state: &mut State, from: SockId) {
     }
 }
 
-/// The read of `target` that takes a segment of `len` bytes arriving now whole, taken out of
-/// the world: the first one waiting, if the buffer is empty and the read has room for all of
-/// it, and the faults never shorten a transfer (else the bytes go through the buffer, and a
-/// read takes what the seed says).
+/// The read of `target` that takes a segment of `len` bytes arriving now, or its first part,
+/// taken out of the world: the first one waiting, if the buffer is empty. Had the segment gone
+/// into the buffer, the pass over the waiting reads (`serve_readers`) would complete this read
+/// first, with `transfer(min(capacity, len))` of its bytes; the caller gives it those straight
+/// (the same draw, at the same point) and buffers the rest, which the next reads waiting take
+/// as that pass would: with short transfers on or off, the run is the one the buffer gives. (A
+/// read with no room never waits, so it never comes here.)
 fn handoff(state: &mut State, target: SockId, len: usize) -> Option<(u64, super::Pending)> {
-    if len == 0 || state.faults.short_transfer_ppm > 0 {
+    if len == 0 {
         return None;
     }
     let stream = state.net.stream(target)?;
@@ -1298,11 +1315,11 @@ fn handoff(state: &mut State, target: SockId, len: usize) -> Option<(u64, super:
         return None;
     }
     let reader = *stream.readers.front()?;
-    let fits = match state.ops.get(&reader).map(|pending| &pending.op) {
-        Some(Op::Recv { buf, .. }) => buf.capacity() >= len,
+    let has_room = match state.ops.get(&reader).map(|pending| &pending.op) {
+        Some(Op::Recv { buf, .. }) => buf.capacity() > 0,
         _ => false,
     };
-    if !fits {
+    if !has_room {
         return None;
     }
     Some((reader, state.take_op(reader)?))
