@@ -22,7 +22,8 @@ pub enum Runner {
     Smol,
     /// A bare async-task loop with no runtime around it: the floor for spawn + join.
     AsyncTask,
-    /// The io-uring crate used directly, no executor: the floor for uring's per-op cost.
+    /// The io-uring crate used directly, no executor, in a workload's shape: the floor under
+    /// uring's per-op cost and under its sockets and file reads (`uring_floor.rs`).
     RawIoUring,
     /// Plain blocking system calls in a loop on the thread (`pread`): the floor for file reads.
     StdPread,

@@ -1,12 +1,16 @@
-//! The floor under `UringIo`'s per-op cost: the io-uring crate used directly, with no executor, no
-//! tasks and no op bookkeeping — for NOPs (op-overhead), and for echo and HTTP sockets (tcp-echo
-//! and http-hello: what no completion-based runtime can beat on this kernel). The one module of
-//! the bench that needs `unsafe` (pushing an SQE).
+//! Floors on io_uring: the io-uring crate used directly, with no executor, no tasks and no op
+//! bookkeeping, in each workload's shape — NOPs one at a time (op-overhead), an echo server and
+//! its clients (tcp-echo), an HTTP/1.1 server of a fixed response (http-hello), and file READs
+//! (random-read). What a completion-based runtime adds is measured against them; what they cannot
+//! reach themselves, no runtime over the ring reaches on this machine. The one module of the bench
+//! that needs `unsafe` (pushing an SQE).
 #![allow(unsafe_code)]
 
-use std::os::fd::AsRawFd;
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 
-use io_uring::{opcode, types, IoUring};
+use io_uring::{opcode, squeue, types, IoUring, SubmissionQueue};
 
 /// Runs `count` NOPs one at a time on a fresh ring — push one SQE, `submit_and_wait(1)`, reap
 /// its CQE — the same shape as one task submitting `Op::Nop` after `Op::Nop` through `UringIo`.
@@ -28,117 +32,200 @@ pub fn raw_nops(count: u64) -> std::io::Result<u64> {
     Ok(completed)
 }
 
-/// What an in-flight op of a raw socket loop is: `user_data` is a connection's index shifted
-/// left once, with this bit set for a send.
+/// `user_data`'s low bit: set for a SEND; the other bits are the op's index (a connection's, a
+/// reader's).
 const SEND: u64 = 1;
-
-/// The socket loops' ring: one op in flight per connection at most, so every connection fits.
-/// Set up as `UringIo` sets its own up where the kernel allows (completion work run only when
-/// the thread asks for completions, by the one thread that submits), else plainly, so the floor
-/// pays no kernel cost the backend avoids.
-fn socket_ring(connections: usize) -> std::io::Result<IoUring> {
-    let entries = u32::try_from(connections.next_power_of_two().max(8))
-        .map_err(|_| std::io::Error::other("too many connections for one ring"))?;
-    IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(entries)
-        .or_else(|_| IoUring::new(entries))
-}
-
-/// A failed op of a raw socket loop (`result`: the CQE's negated errno): the other
-/// connections' ops may still be in the kernel, writing into their buffers, so the buffers are
-/// leaked rather than freed under them.
-fn fail<T>(buffers: Vec<Box<[u8]>>, result: i32) -> std::io::Result<T> {
-    std::mem::forget(buffers);
-    Err(std::io::Error::from_raw_os_error(-result))
-}
-
-/// `fail`'s result for a full submission queue (`EBUSY`, as the kernel says when it cannot take
-/// more work).
-const FULL: i32 = -16;
-
-/// Pushes a RECV of `buf` on `stream` for connection `index`; `false` if the queue was full
-/// (which a loop that keeps an op per connection on a ring of an entry per connection never sees).
-fn push_recv(
-    sq: &mut io_uring::SubmissionQueue<'_>,
-    stream: &std::net::TcpStream,
-    index: usize,
-    buf: &mut [u8],
-) -> bool {
-    let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-    let entry = opcode::Recv::new(types::Fd(stream.as_raw_fd()), buf.as_mut_ptr(), len)
-        .build()
-        .user_data((index as u64) << 1);
-    // SAFETY: `buf` is a connection's boxed buffer, which is neither moved nor freed while the
-    // op is in flight (each loop keeps its buffers until every op has completed, and leaks them
-    // if it stops early); the queue has room, since each connection has at most one op in
-    // flight and the ring has an entry per connection.
-    unsafe { sq.push(&entry) }.is_ok()
-}
-
-/// Pushes a SEND of `buf` on `stream` for connection `index`; `false` as for [`push_recv`].
-fn push_send(
-    sq: &mut io_uring::SubmissionQueue<'_>,
-    stream: &std::net::TcpStream,
-    index: usize,
-    buf: &[u8],
-) -> bool {
-    let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-    let entry = opcode::Send::new(types::Fd(stream.as_raw_fd()), buf.as_ptr(), len)
-        .flags(MSG_NOSIGNAL)
-        .build()
-        .user_data(((index as u64) << 1) | SEND);
-    // SAFETY: as in `push_recv`: the buffer outlives the op, and the queue has room.
-    unsafe { sq.push(&entry) }.is_ok()
-}
 
 /// `send(2)`'s flag that turns a write to a reset connection into `EPIPE` instead of `SIGPIPE`
 /// (Linux's value; the bench has no libc dependency of its own).
 const MSG_NOSIGNAL: i32 = 0x4000;
 
-/// The floor under any completion-based echo server: the io-uring crate used directly on the
-/// accepted `streams`, one thread, no executor, no tasks. Each connection has one op in
-/// flight: a RECV of up to 4 KiB, then SENDs of what came until all of it is sent, then the
-/// next RECV; every turn submits what the last one's completions queued and waits for one
-/// completion (one `io_uring_enter` per turn, as a runtime's loop makes). Returns the bytes
-/// echoed once every client has closed its end.
-pub fn raw_echo_server(streams: Vec<std::net::TcpStream>) -> std::io::Result<usize> {
-    let mut ring = socket_ring(streams.len())?;
-    let mut buffers: Vec<Box<[u8]>> = streams
-        .iter()
-        .map(|_| vec![0u8; 4096].into_boxed_slice())
-        .collect();
-    // Per connection: the bytes the last RECV brought, and how many of them are sent.
-    let mut pending = vec![(0usize, 0usize); streams.len()];
-    let (mut open, mut echoed) = (streams.len(), 0);
-    let (submitter, mut sq, mut cq) = ring.split();
-    for (index, stream) in streams.iter().enumerate() {
-        if !push_recv(&mut sq, stream, index, &mut buffers[index]) {
-            return fail(buffers, FULL);
+/// `IORING_RECVSEND_POLL_FIRST`: the kernel waits for data before its first attempt at a RECV,
+/// instead of trying, failing and then waiting (each loop's RECVs are made when the peer has
+/// not sent yet: a client's for the echo of what it just sent, a server's for the next request).
+const POLL_FIRST: u16 = 1;
+
+/// One raw loop: a ring with its descriptors registered (and its own descriptor, where the
+/// kernel allows), the buffers its ops point into, and how many ops are in flight.
+///
+/// Every op has an index (a connection's, a reader's), with at most one op in flight per index,
+/// so the submission queue, sized to the indices, never fills.
+struct Floor {
+    ring: IoUring,
+    /// The buffers the ops read from and write into, boxed so they never move. Never replaced
+    /// while the loop runs; freed only when no op is in flight (see `Drop`).
+    buffers: Option<Vec<Box<[u8]>>>,
+    in_flight: usize,
+}
+
+impl Floor {
+    /// A loop on `fds` (registered in this order: an op names its descriptor by that position)
+    /// for `indices` indices, over `buffers`. The ring is set up as `UringIo` sets its own up
+    /// where the kernel allows (completion work run only when the one thread that submits asks
+    /// for completions), else plainly, so the floor pays no kernel cost the backend avoids.
+    fn new(fds: &[RawFd], indices: usize, buffers: Vec<Box<[u8]>>) -> io::Result<Floor> {
+        let entries = u32::try_from(indices.next_power_of_two().max(8))
+            .map_err(|_| io::Error::other("too many ops for one ring"))?;
+        let ring = IoUring::builder()
+            .setup_coop_taskrun()
+            .setup_taskrun_flag()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .build(entries)
+            .or_else(|_| IoUring::new(entries))?;
+        ring.submitter().register_files(fds)?;
+        Ok(Floor {
+            ring,
+            buffers: Some(buffers),
+            in_flight: 0,
+        })
+    }
+
+    /// Runs the loop: `start` pushes the first ops, then every turn publishes what was reaped
+    /// and pushed, makes one `io_uring_enter` that submits and waits for a completion, and hands
+    /// each completion (`user_data`, bytes moved) to `each`, which pushes what comes next. Ends
+    /// when nothing is in flight; a failed op (its errno) or a failed `each` ends it early.
+    fn run(
+        &mut self,
+        start: impl FnOnce(&mut Queue<'_>, &mut [Box<[u8]>]) -> io::Result<()>,
+        mut each: impl FnMut(&mut Queue<'_>, &mut [Box<[u8]>], u64, usize) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let buffers = self.buffers.as_mut().expect("the buffers live until the floor drops");
+        let (mut submitter, sq, mut cq) = self.ring.split();
+        // A registered ring descriptor spares the kernel a descriptor lookup per enter.
+        let registered = submitter.register_ring_fd().is_ok();
+        let mut queue = Queue {
+            sq,
+            in_flight: &mut self.in_flight,
+        };
+        let turns = || -> io::Result<()> {
+            start(&mut queue, buffers)?;
+            while *queue.in_flight > 0 {
+                // The completions reaped last turn are the kernel's to reuse, and the SQEs
+                // pushed since are its to take: both before the enter, so it waits only if
+                // nothing is there yet.
+                cq.sync();
+                queue.sq.sync();
+                match submitter.submit_and_wait(1) {
+                    Ok(_) => {}
+                    // Interrupted, or the kernel could take no more for now: reap, go round.
+                    Err(error) if matches!(error.raw_os_error(), Some(4 | 11 | 16)) => {}
+                    Err(error) => return Err(error),
+                }
+                queue.sq.sync();
+                cq.sync();
+                for cqe in &mut cq {
+                    *queue.in_flight -= 1;
+                    let n = usize::try_from(cqe.result())
+                        .map_err(|_| io::Error::from_raw_os_error(-cqe.result()))?;
+                    each(&mut queue, buffers, cqe.user_data(), n)?;
+                }
+            }
+            Ok(())
+        };
+        let outcome = turns();
+        if registered {
+            let _ = submitter.unregister_ring_fd();
+        }
+        outcome
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        // An op still in flight (the loop ended on an error, or a panic unwinds through it) may
+        // still read or write its buffer after the ring is gone: leak the buffers then.
+        if self.in_flight > 0 {
+            std::mem::forget(self.buffers.take());
         }
     }
-    while open > 0 {
-        sq.sync();
-        if let Err(error) = submitter.submit_and_wait(1) {
-            std::mem::forget(buffers);
-            return Err(error);
-        }
-        // The kernel has taken what was submitted: the queue's free room is known again.
-        sq.sync();
-        cq.sync();
-        for cqe in &mut cq {
-            let (index, send) = ((cqe.user_data() >> 1) as usize, cqe.user_data() & SEND != 0);
-            let Ok(n) = usize::try_from(cqe.result()) else {
-                return fail(buffers, cqe.result());
-            };
-            let (stream, (len, sent)) = (&streams[index], &mut pending[index]);
+}
+
+/// A loop's submission queue and its count of ops in flight. Each push names its descriptor
+/// by its registered position and points into one of the loop's buffers (or a `'static`
+/// response), which outlives the op (see [`Floor`]).
+struct Queue<'a> {
+    sq: SubmissionQueue<'a, squeue::Entry>,
+    in_flight: &'a mut usize,
+}
+
+impl Queue<'_> {
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        // SAFETY: every entry pushed here points into a `Floor`'s buffers (boxed, never moved
+        // or replaced, and leaked rather than freed while an op is in flight) or into `'static`
+        // data, and names a descriptor registered with the ring, which lives as long as it.
+        unsafe { self.sq.push(&entry) }
+            .map_err(|_| io::Error::other("a floor's submission queue is full"))?;
+        *self.in_flight += 1;
+        Ok(())
+    }
+
+    /// A RECV into `buf` on registered descriptor `fd`, for op `index`.
+    fn recv(&mut self, fd: usize, index: usize, buf: &mut [u8]) -> io::Result<()> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        self.push(
+            opcode::Recv::new(types::Fixed(fd as u32), buf.as_mut_ptr(), len)
+                .ioprio(POLL_FIRST)
+                .build()
+                .user_data((index as u64) << 1),
+        )
+    }
+
+    /// A SEND of `buf` on registered descriptor `fd`, for op `index`.
+    fn send(&mut self, fd: usize, index: usize, buf: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        self.push(
+            opcode::Send::new(types::Fixed(fd as u32), buf.as_ptr(), len)
+                .flags(MSG_NOSIGNAL)
+                .build()
+                .user_data(((index as u64) << 1) | SEND),
+        )
+    }
+
+    /// A READ into `buf` at `offset` of registered descriptor `fd`, for op `index`.
+    fn read(&mut self, fd: usize, index: usize, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        self.push(
+            opcode::Read::new(types::Fixed(fd as u32), buf.as_mut_ptr(), len)
+                .offset(offset)
+                .build()
+                .user_data((index as u64) << 1),
+        )
+    }
+}
+
+/// The op index and whether it is a SEND, from a completion's `user_data`.
+fn op_of(user_data: u64) -> (usize, bool) {
+    ((user_data >> 1) as usize, user_data & SEND != 0)
+}
+
+/// Raw descriptors of `streams`, in order.
+fn fds(streams: &[TcpStream]) -> Vec<RawFd> {
+    streams.iter().map(AsRawFd::as_raw_fd).collect()
+}
+
+/// The floor under a completion-based echo server: one thread, a RECV of up to 4 KiB in flight
+/// per accepted connection, then SENDs of what came until all of it is out, then the next RECV.
+/// Returns the bytes echoed once every client has closed its end.
+pub fn raw_echo_server(streams: Vec<TcpStream>) -> io::Result<usize> {
+    let buffers = streams.iter().map(|_| vec![0u8; 4096].into()).collect();
+    let mut floor = Floor::new(&fds(&streams), streams.len(), buffers)?;
+    // Per connection: the bytes the last RECV brought, and how many of them are sent.
+    let mut pending = vec![(0usize, 0usize); streams.len()];
+    let mut echoed = 0;
+    floor.run(
+        |queue, buffers| {
+            for (i, buf) in buffers.iter_mut().enumerate() {
+                queue.recv(i, i, buf)?;
+            }
+            Ok(())
+        },
+        |queue, buffers, user_data, n| {
+            let (i, send) = op_of(user_data);
+            let (len, sent) = &mut pending[i];
             if !send {
                 if n == 0 {
-                    open -= 1;
-                    continue;
+                    return Ok(()); // the client closed its end
                 }
                 (*len, *sent) = (n, 0);
             } else {
@@ -146,257 +233,171 @@ pub fn raw_echo_server(streams: Vec<std::net::TcpStream>) -> std::io::Result<usi
                 echoed += n;
             }
             if *sent < *len {
-                if !push_send(&mut sq, stream, index, &buffers[index][*sent..*len]) {
-                    return fail(buffers, FULL);
-                }
+                queue.send(i, i, &buffers[i][*sent..*len])
             } else {
-                if !push_recv(&mut sq, stream, index, &mut buffers[index]) {
-                    return fail(buffers, FULL);
-                }
+                queue.recv(i, i, &mut buffers[i])
             }
-        }
-    }
+        },
+    )?;
     Ok(echoed)
 }
 
-/// The floor under any completion-based echo client, the other side of [`raw_echo_server`]:
+/// The floor under a completion-based echo client, the other side of [`raw_echo_server`]:
 /// `connections` connections to `addr`, each sending `messages` messages of `message` bytes one
 /// at a time (SENDs until the message is out, then RECVs until its echo is in), checking each
 /// echo, then shutting its writing half. Returns how many echoes came back intact.
 pub fn raw_echo_clients(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     connections: usize,
     messages: usize,
     message: usize,
-) -> std::io::Result<usize> {
-    let streams = (0..connections)
-        .map(|_| {
-            let stream = std::net::TcpStream::connect(addr)?;
-            stream.set_nodelay(true)?;
-            Ok(stream)
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    // The messages, then the replies: both leak with `fail` (a SEND reads its message).
-    let mut buffers: Vec<Box<[u8]>> = (0..connections)
-        .map(|i| vec![i as u8; message].into_boxed_slice())
-        .chain((0..connections).map(|_| vec![0u8; message].into_boxed_slice()))
-        .collect();
-    // Per connection: bytes of the current message sent, bytes of its echo received, and
-    // messages done.
-    let mut progress = vec![(0usize, 0usize, 0usize); connections];
+) -> io::Result<usize> {
     if messages == 0 {
         return Ok(0);
     }
-    let mut ring = socket_ring(connections)?;
-    let (mut open, mut intact) = (connections, 0);
-    let (submitter, mut sq, mut cq) = ring.split();
-    for (index, stream) in streams.iter().enumerate() {
-        if !push_send(&mut sq, stream, index, &buffers[index]) {
-            return fail(buffers, FULL);
-        }
-    }
-    while open > 0 {
-        sq.sync();
-        if let Err(error) = submitter.submit_and_wait(1) {
-            std::mem::forget(buffers);
-            return Err(error);
-        }
-        // The kernel has taken what was submitted: the queue's free room is known again.
-        sq.sync();
-        cq.sync();
-        for cqe in &mut cq {
-            let (index, send) = ((cqe.user_data() >> 1) as usize, cqe.user_data() & SEND != 0);
-            let Ok(n) = usize::try_from(cqe.result()) else {
-                return fail(buffers, cqe.result());
-            };
-            let (stream, (sent, received, done)) = (&streams[index], &mut progress[index]);
+    let streams = (0..connections)
+        .map(|_| {
+            let stream = TcpStream::connect(addr)?;
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    // The messages, then the replies.
+    let buffers = (0..connections)
+        .map(|i| vec![i as u8; message].into())
+        .chain((0..connections).map(|_| vec![0u8; message].into()))
+        .collect();
+    let mut floor = Floor::new(&fds(&streams), connections, buffers)?;
+    // Per connection: bytes of the current message sent, bytes of its echo received, messages
+    // done.
+    let mut progress = vec![(0usize, 0usize, 0usize); connections];
+    let mut intact = 0;
+    floor.run(
+        |queue, buffers| {
+            for (i, message) in buffers[..connections].iter().enumerate() {
+                queue.send(i, i, message)?;
+            }
+            Ok(())
+        },
+        |queue, buffers, user_data, n| {
+            let (i, send) = op_of(user_data);
+            let (sent, received, done) = &mut progress[i];
+            let (messages_part, replies) = buffers.split_at_mut(connections);
             if send {
                 *sent += n;
-                if *sent < message {
-                    if !push_send(&mut sq, stream, index, &buffers[index][*sent..]) {
-                        return fail(buffers, FULL);
-                    }
+                return if *sent < message {
+                    queue.send(i, i, &messages_part[i][*sent..])
                 } else {
-                    if !push_recv(&mut sq, stream, index, &mut buffers[connections + index]) {
-                        return fail(buffers, FULL);
-                    }
-                }
-                continue;
+                    queue.recv(i, i, &mut replies[i])
+                };
             }
             if n == 0 {
-                std::mem::forget(buffers);
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
             *received += n;
             if *received < message {
-                if !push_recv(&mut sq, stream, index, &mut buffers[connections + index][*received..]) {
-                    return fail(buffers, FULL);
-                }
-                continue;
+                return queue.recv(i, i, &mut replies[i][*received..]);
             }
-            intact += usize::from(buffers[connections + index] == buffers[index]);
+            intact += usize::from(replies[i] == messages_part[i]);
             *done += 1;
             (*sent, *received) = (0, 0);
             if *done < messages {
-                if !push_send(&mut sq, stream, index, &buffers[index]) {
-                    return fail(buffers, FULL);
-                }
+                queue.send(i, i, &messages_part[i])
             } else {
-                if let Err(error) = stream.shutdown(std::net::Shutdown::Write) {
-                    std::mem::forget(buffers);
-                    return Err(error);
-                }
-                open -= 1;
+                streams[i].shutdown(Shutdown::Write)
             }
-        }
-    }
+        },
+    )?;
     Ok(intact)
 }
 
-/// The floor under any completion-based HTTP/1.1 server of a fixed `response`: the io-uring
-/// crate used directly on the accepted `streams`, as [`raw_echo_server`], with no parser beyond
-/// finding the end of a request head and no framework. Each connection RECVs until a request
-/// head (`\r\n\r\n`) is in, SENDs `response` whole, and RECVs the next. Returns the requests
-/// answered once every client has closed its end; a client that sends a request before the
-/// last one's response (pipelining, which the bench's load never does) is an error.
-pub fn raw_http_server(
-    streams: Vec<std::net::TcpStream>,
-    response: &'static [u8],
-) -> std::io::Result<usize> {
-    let mut ring = socket_ring(streams.len())?;
-    let mut buffers: Vec<Box<[u8]>> = streams
-        .iter()
-        .map(|_| vec![0u8; 4096].into_boxed_slice())
-        .collect();
+/// The floor under a completion-based HTTP/1.1 server of a fixed `response`, as
+/// [`raw_echo_server`] for the accepted `streams`, with no parser beyond finding the end of a
+/// request head and no framework: each connection RECVs until a request head (`\r\n\r\n`) is
+/// in, SENDs `response` whole, and RECVs the next. Returns the requests answered once every
+/// client has closed its end; a request sent before the last one's response (pipelining, which
+/// the bench's load never does) is an error.
+pub fn raw_http_server(streams: Vec<TcpStream>, response: &'static [u8]) -> io::Result<usize> {
+    let buffers = streams.iter().map(|_| vec![0u8; 4096].into()).collect();
+    let mut floor = Floor::new(&fds(&streams), streams.len(), buffers)?;
     // Per connection: bytes of the request head in, and bytes of the response sent.
     let mut pending = vec![(0usize, 0usize); streams.len()];
-    let (mut open, mut answered) = (streams.len(), 0);
-    let (submitter, mut sq, mut cq) = ring.split();
-    for (index, stream) in streams.iter().enumerate() {
-        if !push_recv(&mut sq, stream, index, &mut buffers[index]) {
-            return fail(buffers, FULL);
-        }
-    }
-    while open > 0 {
-        sq.sync();
-        if let Err(error) = submitter.submit_and_wait(1) {
-            std::mem::forget(buffers);
-            return Err(error);
-        }
-        // The kernel has taken what was submitted: the queue's free room is known again.
-        sq.sync();
-        cq.sync();
-        for cqe in &mut cq {
-            let (index, send) = ((cqe.user_data() >> 1) as usize, cqe.user_data() & SEND != 0);
-            let Ok(n) = usize::try_from(cqe.result()) else {
-                return fail(buffers, cqe.result());
-            };
-            let (stream, (filled, sent)) = (&streams[index], &mut pending[index]);
+    let mut answered = 0;
+    floor.run(
+        |queue, buffers| {
+            for (i, buf) in buffers.iter_mut().enumerate() {
+                queue.recv(i, i, buf)?;
+            }
+            Ok(())
+        },
+        |queue, buffers, user_data, n| {
+            let (i, send) = op_of(user_data);
+            let (filled, sent) = &mut pending[i];
             if send {
                 *sent += n;
-                if *sent < response.len() {
-                    if !push_send(&mut sq, stream, index, &response[*sent..]) {
-                        return fail(buffers, FULL);
-                    }
+                return if *sent < response.len() {
+                    queue.send(i, i, &response[*sent..])
                 } else {
-                    if !push_recv(&mut sq, stream, index, &mut buffers[index]) {
-                        return fail(buffers, FULL);
-                    }
-                }
-                continue;
+                    queue.recv(i, i, &mut buffers[i])
+                };
             }
             if n == 0 {
-                open -= 1;
-                continue;
+                return Ok(()); // the client closed its end
             }
             *filled += n;
-            let head = &buffers[index][..*filled];
+            let head = &buffers[i][..*filled];
             match head.windows(4).position(|w| w == b"\r\n\r\n") {
                 Some(end) if end + 4 == head.len() => {
                     answered += 1;
                     (*filled, *sent) = (0, 0);
-                    if !push_send(&mut sq, stream, index, response) {
-                        return fail(buffers, FULL);
-                    }
+                    queue.send(i, i, response)
                 }
-                None if *filled < buffers[index].len() => {
-                    if !push_recv(&mut sq, stream, index, &mut buffers[index][*filled..]) {
-                        return fail(buffers, FULL);
-                    }
+                None if *filled < buffers[i].len() => {
+                    queue.recv(i, i, &mut buffers[i][*filled..])
                 }
-                _ => {
-                    std::mem::forget(buffers);
-                    return Err(std::io::Error::other(
-                        "a pipelined or oversized request: not the load this floor answers",
-                    ));
-                }
+                _ => Err(io::Error::other(
+                    "a pipelined or oversized request: not the load this floor answers",
+                )),
             }
-        }
-    }
+        },
+    )?;
     Ok(answered)
 }
 
-/// The floor under any io_uring runtime's file reads: `shares` of `block`-byte reads of `file`
-/// (a reader's offsets each), one READ in flight per reader, every turn submitting what the
-/// last one's completions queued and waiting for one completion, as [`raw_echo_server`] does.
-/// Returns how many reads `intact` accepts (a short read is handed to it as it came).
+/// The floor under file reads through the ring: `shares` of `block`-byte READs of `file` (a
+/// reader's offsets each), one in flight per reader, in [`Floor::run`]'s turns. Returns how many
+/// reads `intact` accepts (a short read is handed to it as it came). This bounds the ring's READ
+/// path only: a runtime may serve page-cached reads without the ring (`preadv2` with
+/// `RWF_NOWAIT`, as ioswap's uring backend does), for which the `pread` loop is the floor.
 pub fn raw_reads(
     file: &std::fs::File,
     shares: &[Vec<u64>],
     block: usize,
     intact: impl Fn(&[u8], u64) -> bool,
-) -> std::io::Result<usize> {
-    let mut ring = socket_ring(shares.len())?;
-    let mut buffers: Vec<Box<[u8]>> = shares
-        .iter()
-        .map(|_| vec![0u8; block].into_boxed_slice())
-        .collect();
+) -> io::Result<usize> {
+    let buffers = shares.iter().map(|_| vec![0u8; block].into()).collect();
+    let mut floor = Floor::new(&[file.as_raw_fd()], shares.len(), buffers)?;
     let mut next = vec![0usize; shares.len()];
-    let (mut in_flight, mut good) = (0, 0);
-    let len = u32::try_from(block).map_err(std::io::Error::other)?;
-    let (submitter, mut sq, mut cq) = ring.split();
-    let push = |sq: &mut io_uring::SubmissionQueue<'_>, buffer: &mut [u8], reader, offset| {
-        let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), buffer.as_mut_ptr(), len)
-            .offset(offset)
-            .build()
-            .user_data(reader as u64);
-        // SAFETY: as in `push_recv`: the reader's buffer outlives the op (kept until every op
-        // has completed, leaked on an early stop), and the queue has an entry per reader.
-        unsafe { sq.push(&entry) }.is_ok()
-    };
-    for (reader, share) in shares.iter().enumerate() {
-        if let Some(&offset) = share.first() {
-            if !push(&mut sq, &mut buffers[reader], reader, offset) {
-                return fail(buffers, FULL);
+    let mut good = 0;
+    floor.run(
+        |queue, buffers| {
+            for (reader, share) in shares.iter().enumerate() {
+                if let Some(&offset) = share.first() {
+                    queue.read(0, reader, &mut buffers[reader], offset)?;
+                }
             }
-            in_flight += 1;
-        }
-    }
-    while in_flight > 0 {
-        sq.sync();
-        if let Err(error) = submitter.submit_and_wait(1) {
-            std::mem::forget(buffers);
-            return Err(error);
-        }
-        // The kernel has taken what was submitted: the queue's free room is known again.
-        sq.sync();
-        cq.sync();
-        for cqe in &mut cq {
-            let reader = cqe.user_data() as usize;
-            let Ok(n) = usize::try_from(cqe.result()) else {
-                return fail(buffers, cqe.result());
-            };
-            in_flight -= 1;
+            Ok(())
+        },
+        |queue, buffers, user_data, n| {
+            let (reader, _) = op_of(user_data);
             let share = &shares[reader];
             good += usize::from(intact(&buffers[reader][..n.min(block)], share[next[reader]]));
             next[reader] += 1;
-            if let Some(&offset) = share.get(next[reader]) {
-                if !push(&mut sq, &mut buffers[reader], reader, offset) {
-                    return fail(buffers, FULL);
-                }
-                in_flight += 1;
+            match share.get(next[reader]) {
+                Some(&offset) => queue.read(0, reader, &mut buffers[reader], offset),
+                None => Ok(()),
             }
-        }
-    }
+        },
+    )?;
     Ok(good)
 }

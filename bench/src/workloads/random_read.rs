@@ -51,7 +51,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
         Runner::RawIoUring => Some(
-            "floor: the io-uring crate, no executor: 32 READ SQEs in flight, one io_uring_enter per turn",
+            "floor of the ring's READ path: the io-uring crate, no executor, 32 READs in flight, one io_uring_enter per turn",
         ),
         Runner::Monoio => Some("monoio::fs::File::read_at (io_uring READ), 32 tasks"),
         Runner::Compio => Some("compio::fs::File, AsyncReadAt::read_at, 32 tasks"),
@@ -270,6 +270,6 @@ fn read_all(runner: Runner, path: &Path, offsets: Vec<Vec<u64>>) -> Result<usize
                 Ok(good)
             })
         }
-        _ => unreachable!("random-read runs on ioswap, tokio, monoio, compio and std only"),
+        _ => unreachable!("random-read runs on ioswap, tokio, monoio, compio, std and the raw ring only"),
     }
 }

@@ -43,7 +43,7 @@ pub const WORKLOAD: Workload = Workload {
             Some("compio::net (io_uring, else its poll driver), one runtime on each side")
         }
         Runner::RawIoUring => Some(
-            "floor: the io-uring crate on each side, no executor: a RECV or SEND in flight per connection, one io_uring_enter per turn",
+            "floor: the io-uring crate on each side, no executor (registered descriptors, poll-first RECVs): a RECV or SEND in flight per connection, one io_uring_enter per turn",
         ),
         _ => None,
     },
@@ -162,7 +162,7 @@ fn serve(runner: Runner, addr_tx: mpsc::Sender<SocketAddr>) -> Result<usize, Str
             let streams = accept_std(localhost, addr_tx, CONNECTIONS)?;
             crate::uring_floor::raw_echo_server(streams).map_err(|error| format!("echo: {error}"))
         }
-        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
+        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio, compio and the raw ring only"),
     }
 }
 
@@ -272,7 +272,7 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
         Runner::RawIoUring => {
             crate::uring_floor::raw_echo_clients(addr, CONNECTIONS, messages, MESSAGE).map_err(failed)
         }
-        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio and compio only"),
+        _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio, compio and the raw ring only"),
     }
 }
 
