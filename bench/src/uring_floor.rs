@@ -90,7 +90,9 @@ impl Floor {
         start: impl FnOnce(&mut Queue<'_>, &mut [Box<[u8]>]) -> io::Result<()>,
         mut each: impl FnMut(&mut Queue<'_>, &mut [Box<[u8]>], u64, usize) -> io::Result<()>,
     ) -> io::Result<()> {
-        let buffers = self.buffers.as_mut().expect("the buffers live until the floor drops");
+        let Some(buffers) = self.buffers.as_mut() else {
+            return Err(io::Error::other("a floor runs once"));
+        };
         let (mut submitter, sq, mut cq) = self.ring.split();
         // A registered ring descriptor spares the kernel a descriptor lookup per enter.
         let registered = submitter.register_ring_fd().is_ok();
@@ -352,9 +354,7 @@ pub fn raw_http_server(streams: Vec<TcpStream>, response: &'static [u8]) -> io::
                     (*filled, *sent) = (0, 0);
                     queue.send(i, i, response)
                 }
-                None if *filled < buffers[i].len() => {
-                    queue.recv(i, i, &mut buffers[i][*filled..])
-                }
+                None if *filled < buffers[i].len() => queue.recv(i, i, &mut buffers[i][*filled..]),
                 _ => Err(io::Error::other(
                     "a pipelined or oversized request: not the load this floor answers",
                 )),
@@ -391,7 +391,10 @@ pub fn raw_reads(
         |queue, buffers, user_data, n| {
             let (reader, _) = op_of(user_data);
             let share = &shares[reader];
-            good += usize::from(intact(&buffers[reader][..n.min(block)], share[next[reader]]));
+            good += usize::from(intact(
+                &buffers[reader][..n.min(block)],
+                share[next[reader]],
+            ));
             next[reader] += 1;
             match share.get(next[reader]) {
                 Some(&offset) => queue.read(0, reader, &mut buffers[reader], offset),

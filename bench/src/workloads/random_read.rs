@@ -42,7 +42,8 @@ pub const WORKLOAD: Workload = Workload {
         | Runner::Compio => None,
         _ => Some("not measured: tokio::fs is this workload's peer (issue 5)"),
     },
-    note: |runner| match runner {
+    note: |runner| {
+        match runner {
         Runner::Ioswap(Backend::Blocking) => {
             Some("inline: the 32 tasks read one after another, each read a pread")
         }
@@ -56,6 +57,7 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Monoio => Some("monoio::fs::File::read_at (io_uring READ), 32 tasks"),
         Runner::Compio => Some("compio::fs::File, AsyncReadAt::read_at, 32 tasks"),
         _ => None,
+    }
     },
     counted: false,
     measure,
@@ -270,6 +272,8 @@ fn read_all(runner: Runner, path: &Path, offsets: Vec<Vec<u64>>) -> Result<usize
                 Ok(good)
             })
         }
-        _ => unreachable!("random-read runs on ioswap, tokio, monoio, compio, std and the raw ring only"),
+        _ => unreachable!(
+            "random-read runs on ioswap, tokio, monoio, compio, std and the raw ring only"
+        ),
     }
 }

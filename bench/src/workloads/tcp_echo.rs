@@ -35,7 +35,8 @@ pub const WORKLOAD: Workload = Workload {
         | Runner::RawIoUring => None,
         _ => Some("not measured: tokio, monoio and compio are this workload's peers"),
     },
-    note: |runner| match runner {
+    note: |runner| {
+        match runner {
         Runner::Ioswap(_) => Some("ns per echoed message, server and clients on one thread each"),
         Runner::Tokio => Some("tokio::net, current_thread + LocalSet on each side"),
         Runner::Monoio => Some("monoio::net on its io_uring driver, one runtime on each side"),
@@ -46,6 +47,7 @@ pub const WORKLOAD: Workload = Workload {
             "floor: the io-uring crate on each side, no executor (registered descriptors, poll-first RECVs): a RECV or SEND in flight per connection, one io_uring_enter per turn",
         ),
         _ => None,
+    }
     },
     counted: false,
     measure,
@@ -270,7 +272,8 @@ fn clients(runner: Runner, addr: SocketAddr, messages: usize) -> Result<usize, B
         })?,
         Runner::Monoio | Runner::Compio => echo_peers::clients(runner, 1, addr, messages),
         Runner::RawIoUring => {
-            crate::uring_floor::raw_echo_clients(addr, CONNECTIONS, messages, MESSAGE).map_err(failed)
+            crate::uring_floor::raw_echo_clients(addr, CONNECTIONS, messages, MESSAGE)
+                .map_err(failed)
         }
         _ => unreachable!("tcp-echo runs on ioswap, tokio, monoio, compio and the raw ring only"),
     }
