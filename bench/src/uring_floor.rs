@@ -91,7 +91,7 @@ impl Floor {
         mut each: impl FnMut(&mut Queue<'_>, &mut [Box<[u8]>], u64, usize) -> io::Result<()>,
     ) -> io::Result<()> {
         let Some(buffers) = self.buffers.as_mut() else {
-            return Err(io::Error::other("a floor runs once"));
+            return Err(io::Error::other("a floor whose buffers are gone"));
         };
         let (mut submitter, sq, mut cq) = self.ring.split();
         // A registered ring descriptor spares the kernel a descriptor lookup per enter.
