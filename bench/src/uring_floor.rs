@@ -206,41 +206,46 @@ fn fds(streams: &[TcpStream]) -> Vec<RawFd> {
     streams.iter().map(AsRawFd::as_raw_fd).collect()
 }
 
+/// A server's loop on `streams`: a 4 KiB receive buffer per connection.
+fn server_floor(streams: &[TcpStream]) -> io::Result<Floor> {
+    let buffers = streams.iter().map(|_| vec![0u8; 4096].into()).collect();
+    Floor::new(&fds(streams), streams.len(), buffers)
+}
+
+/// A server's first ops: a RECV on every connection, into its buffer.
+fn recv_on_each(queue: &mut Queue<'_>, buffers: &mut [Box<[u8]>]) -> io::Result<()> {
+    for (i, buf) in buffers.iter_mut().enumerate() {
+        queue.recv(i, i, buf)?;
+    }
+    Ok(())
+}
+
 /// The floor under a completion-based echo server: one thread, a RECV of up to 4 KiB in flight
 /// per accepted connection, then SENDs of what came until all of it is out, then the next RECV.
 /// Returns the bytes echoed once every client has closed its end.
 pub fn raw_echo_server(streams: Vec<TcpStream>) -> io::Result<usize> {
-    let buffers = streams.iter().map(|_| vec![0u8; 4096].into()).collect();
-    let mut floor = Floor::new(&fds(&streams), streams.len(), buffers)?;
+    let mut floor = server_floor(&streams)?;
     // Per connection: the bytes the last RECV brought, and how many of them are sent.
     let mut pending = vec![(0usize, 0usize); streams.len()];
     let mut echoed = 0;
-    floor.run(
-        |queue, buffers| {
-            for (i, buf) in buffers.iter_mut().enumerate() {
-                queue.recv(i, i, buf)?;
+    floor.run(recv_on_each, |queue, buffers, user_data, n| {
+        let (i, send) = op_of(user_data);
+        let (len, sent) = &mut pending[i];
+        if !send {
+            if n == 0 {
+                return Ok(()); // the client closed its end
             }
-            Ok(())
-        },
-        |queue, buffers, user_data, n| {
-            let (i, send) = op_of(user_data);
-            let (len, sent) = &mut pending[i];
-            if !send {
-                if n == 0 {
-                    return Ok(()); // the client closed its end
-                }
-                (*len, *sent) = (n, 0);
-            } else {
-                *sent += n;
-                echoed += n;
-            }
-            if *sent < *len {
-                queue.send(i, i, &buffers[i][*sent..*len])
-            } else {
-                queue.recv(i, i, &mut buffers[i])
-            }
-        },
-    )?;
+            (*len, *sent) = (n, 0);
+        } else {
+            *sent += n;
+            echoed += n;
+        }
+        if *sent < *len {
+            queue.send(i, i, &buffers[i][*sent..*len])
+        } else {
+            queue.recv(i, i, &mut buffers[i])
+        }
+    })?;
     Ok(echoed)
 }
 
@@ -320,47 +325,38 @@ pub fn raw_echo_clients(
 /// client has closed its end; a request sent before the last one's response (pipelining, which
 /// the bench's load never does) is an error.
 pub fn raw_http_server(streams: Vec<TcpStream>, response: &'static [u8]) -> io::Result<usize> {
-    let buffers = streams.iter().map(|_| vec![0u8; 4096].into()).collect();
-    let mut floor = Floor::new(&fds(&streams), streams.len(), buffers)?;
+    let mut floor = server_floor(&streams)?;
     // Per connection: bytes of the request head in, and bytes of the response sent.
     let mut pending = vec![(0usize, 0usize); streams.len()];
     let mut answered = 0;
-    floor.run(
-        |queue, buffers| {
-            for (i, buf) in buffers.iter_mut().enumerate() {
-                queue.recv(i, i, buf)?;
+    floor.run(recv_on_each, |queue, buffers, user_data, n| {
+        let (i, send) = op_of(user_data);
+        let (filled, sent) = &mut pending[i];
+        if send {
+            *sent += n;
+            return if *sent < response.len() {
+                queue.send(i, i, &response[*sent..])
+            } else {
+                queue.recv(i, i, &mut buffers[i])
+            };
+        }
+        if n == 0 {
+            return Ok(()); // the client closed its end
+        }
+        *filled += n;
+        let head = &buffers[i][..*filled];
+        match head.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) if end + 4 == head.len() => {
+                answered += 1;
+                (*filled, *sent) = (0, 0);
+                queue.send(i, i, response)
             }
-            Ok(())
-        },
-        |queue, buffers, user_data, n| {
-            let (i, send) = op_of(user_data);
-            let (filled, sent) = &mut pending[i];
-            if send {
-                *sent += n;
-                return if *sent < response.len() {
-                    queue.send(i, i, &response[*sent..])
-                } else {
-                    queue.recv(i, i, &mut buffers[i])
-                };
-            }
-            if n == 0 {
-                return Ok(()); // the client closed its end
-            }
-            *filled += n;
-            let head = &buffers[i][..*filled];
-            match head.windows(4).position(|w| w == b"\r\n\r\n") {
-                Some(end) if end + 4 == head.len() => {
-                    answered += 1;
-                    (*filled, *sent) = (0, 0);
-                    queue.send(i, i, response)
-                }
-                None if *filled < buffers[i].len() => queue.recv(i, i, &mut buffers[i][*filled..]),
-                _ => Err(io::Error::other(
-                    "a pipelined or oversized request: not the load this floor answers",
-                )),
-            }
-        },
-    )?;
+            None if *filled < buffers[i].len() => queue.recv(i, i, &mut buffers[i][*filled..]),
+            _ => Err(io::Error::other(
+                "a pipelined or oversized request: not the load this floor answers",
+            )),
+        }
+    })?;
     Ok(answered)
 }
 
