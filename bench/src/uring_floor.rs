@@ -8,9 +8,10 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::ops::{Bound, RangeBounds};
 use std::os::fd::{AsRawFd, RawFd};
 
-use io_uring::{opcode, squeue, types, IoUring, SubmissionQueue};
+use io_uring::{opcode, squeue, types, IoUring, SubmissionQueue, Submitter};
 
 /// Runs `count` NOPs one at a time on a fresh ring — push one SQE, `submit_and_wait(1)`, reap
 /// its CQE — the same shape as one task submitting `Op::Nop` after `Op::Nop` through `UringIo`.
@@ -43,6 +44,7 @@ const MSG_NOSIGNAL: i32 = 0x4000;
 /// `IORING_RECVSEND_POLL_FIRST`: the kernel waits for data before its first attempt at a RECV,
 /// instead of trying, failing and then waiting (each loop's RECVs are made when the peer has
 /// not sent yet: a client's for the echo of what it just sent, a server's for the next request).
+/// Linux 5.19 and later; before, such a RECV fails with `EINVAL` and the floor reports it.
 const POLL_FIRST: u16 = 1;
 
 /// One raw loop: a ring with its descriptors registered (and its own descriptor, where the
@@ -87,15 +89,15 @@ impl Floor {
     /// when nothing is in flight; a failed op (its errno) or a failed `each` ends it early.
     fn run(
         &mut self,
-        start: impl FnOnce(&mut Queue<'_>, &mut [Box<[u8]>]) -> io::Result<()>,
-        mut each: impl FnMut(&mut Queue<'_>, &mut [Box<[u8]>], u64, usize) -> io::Result<()>,
+        start: impl FnOnce(&mut Queue<'_>, &mut Buffers<'_>) -> io::Result<()>,
+        mut each: impl FnMut(&mut Queue<'_>, &mut Buffers<'_>, u64, usize) -> io::Result<()>,
     ) -> io::Result<()> {
         let Some(buffers) = self.buffers.as_mut() else {
             return Err(io::Error::other("a floor whose buffers are gone"));
         };
-        let (mut submitter, sq, mut cq) = self.ring.split();
-        // A registered ring descriptor spares the kernel a descriptor lookup per enter.
-        let registered = submitter.register_ring_fd().is_ok();
+        let buffers = &mut Buffers(buffers);
+        let (submitter, sq, mut cq) = self.ring.split();
+        let submitter = RingFd::register(submitter);
         let mut queue = Queue {
             sq,
             in_flight: &mut self.in_flight,
@@ -108,7 +110,7 @@ impl Floor {
                 // nothing is there yet.
                 cq.sync();
                 queue.sq.sync();
-                match submitter.submit_and_wait(1) {
+                match submitter.0.submit_and_wait(1) {
                     Ok(_) => {}
                     // Interrupted, or the kernel could take no more for now: reap, go round.
                     Err(error) if matches!(error.raw_os_error(), Some(4 | 11 | 16)) => {}
@@ -125,11 +127,71 @@ impl Floor {
             }
             Ok(())
         };
-        let outcome = turns();
-        if registered {
-            let _ = submitter.unregister_ring_fd();
+        turns()
+    }
+}
+
+/// A loop's submitter, with the ring's descriptor registered where the kernel allows (sparing
+/// it a descriptor lookup per enter) until it drops, whichever way the loop ends.
+struct RingFd<'a>(Submitter<'a>, bool);
+
+impl<'a> RingFd<'a> {
+    fn register(mut submitter: Submitter<'a>) -> RingFd<'a> {
+        let registered = submitter.register_ring_fd().is_ok();
+        RingFd(submitter, registered)
+    }
+}
+
+impl Drop for RingFd<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = self.0.unregister_ring_fd();
         }
-        outcome
+    }
+}
+
+/// A loop's buffers as its closures see them: their bytes, never the boxes (which must not be
+/// replaced while an op points into them), and [`Bytes`] of them to push an op with.
+struct Buffers<'a>(&'a mut [Box<[u8]>]);
+
+impl Buffers<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Buffer `i`'s bytes.
+    fn get(&self, i: usize) -> &[u8] {
+        &self.0[i]
+    }
+
+    /// `range` of buffer `i`, for an op to read or write.
+    fn at(&mut self, i: usize, range: impl RangeBounds<usize>) -> Bytes {
+        let bounds: (Bound<usize>, Bound<usize>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
+        let bytes = &mut self.0[i][bounds];
+        Bytes {
+            ptr: bytes.as_mut_ptr(),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Where an op's bytes are: part of a loop's buffer ([`Buffers::at`]) or `'static` data
+/// ([`Bytes::fixed`]), the only two ways to make one, so a pushed op never points into memory
+/// that may be freed or moved while it is in flight.
+#[derive(Clone, Copy)]
+struct Bytes {
+    ptr: *mut u8,
+    len: u32,
+}
+
+impl Bytes {
+    /// `'static` bytes, for a SEND only (the kernel reads them, never writes).
+    fn fixed(bytes: &'static [u8]) -> Bytes {
+        Bytes {
+            ptr: bytes.as_ptr().cast_mut(),
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        }
     }
 }
 
@@ -144,8 +206,8 @@ impl Drop for Floor {
 }
 
 /// A loop's submission queue and its count of ops in flight. Each push names its descriptor
-/// by its registered position and points into one of the loop's buffers (or a `'static`
-/// response), which outlives the op (see [`Floor`]).
+/// by its registered position and its bytes by a [`Bytes`], which outlive the op (see
+/// [`Floor`]).
 struct Queue<'a> {
     sq: SubmissionQueue<'a, squeue::Entry>,
     in_flight: &'a mut usize,
@@ -153,9 +215,9 @@ struct Queue<'a> {
 
 impl Queue<'_> {
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
-        // SAFETY: every entry pushed here points into a `Floor`'s buffers (boxed, never moved
-        // or replaced, and leaked rather than freed while an op is in flight) or into `'static`
-        // data, and names a descriptor registered with the ring, which lives as long as it.
+        // SAFETY: every entry pushed here points at `Bytes`: into a `Floor`'s buffers (boxed,
+        // never moved or replaced, and leaked rather than freed while an op is in flight) or
+        // into `'static` data; and names a descriptor registered with the ring, which keeps it.
         unsafe { self.sq.push(&entry) }
             .map_err(|_| io::Error::other("a floor's submission queue is full"))?;
         *self.in_flight += 1;
@@ -163,10 +225,9 @@ impl Queue<'_> {
     }
 
     /// A RECV into `buf` on registered descriptor `fd`, for op `index`.
-    fn recv(&mut self, fd: usize, index: usize, buf: &mut [u8]) -> io::Result<()> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    fn recv(&mut self, fd: usize, index: usize, buf: Bytes) -> io::Result<()> {
         self.push(
-            opcode::Recv::new(types::Fixed(fd as u32), buf.as_mut_ptr(), len)
+            opcode::Recv::new(types::Fixed(fd as u32), buf.ptr, buf.len)
                 .ioprio(POLL_FIRST)
                 .build()
                 .user_data((index as u64) << 1),
@@ -174,10 +235,9 @@ impl Queue<'_> {
     }
 
     /// A SEND of `buf` on registered descriptor `fd`, for op `index`.
-    fn send(&mut self, fd: usize, index: usize, buf: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    fn send(&mut self, fd: usize, index: usize, buf: Bytes) -> io::Result<()> {
         self.push(
-            opcode::Send::new(types::Fixed(fd as u32), buf.as_ptr(), len)
+            opcode::Send::new(types::Fixed(fd as u32), buf.ptr.cast_const(), buf.len)
                 .flags(MSG_NOSIGNAL)
                 .build()
                 .user_data(((index as u64) << 1) | SEND),
@@ -185,10 +245,9 @@ impl Queue<'_> {
     }
 
     /// A READ into `buf` at `offset` of registered descriptor `fd`, for op `index`.
-    fn read(&mut self, fd: usize, index: usize, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+    fn read(&mut self, fd: usize, index: usize, buf: Bytes, offset: u64) -> io::Result<()> {
         self.push(
-            opcode::Read::new(types::Fixed(fd as u32), buf.as_mut_ptr(), len)
+            opcode::Read::new(types::Fixed(fd as u32), buf.ptr, buf.len)
                 .offset(offset)
                 .build()
                 .user_data((index as u64) << 1),
@@ -213,9 +272,9 @@ fn server_floor(streams: &[TcpStream]) -> io::Result<Floor> {
 }
 
 /// A server's first ops: a RECV on every connection, into its buffer.
-fn recv_on_each(queue: &mut Queue<'_>, buffers: &mut [Box<[u8]>]) -> io::Result<()> {
-    for (i, buf) in buffers.iter_mut().enumerate() {
-        queue.recv(i, i, buf)?;
+fn recv_on_each(queue: &mut Queue<'_>, buffers: &mut Buffers<'_>) -> io::Result<()> {
+    for i in 0..buffers.len() {
+        queue.recv(i, i, buffers.at(i, ..))?;
     }
     Ok(())
 }
@@ -241,9 +300,9 @@ pub fn raw_echo_server(streams: Vec<TcpStream>) -> io::Result<usize> {
             echoed += n;
         }
         if *sent < *len {
-            queue.send(i, i, &buffers[i][*sent..*len])
+            queue.send(i, i, buffers.at(i, *sent..*len))
         } else {
-            queue.recv(i, i, &mut buffers[i])
+            queue.recv(i, i, buffers.at(i, ..))
         }
     })?;
     Ok(echoed)
@@ -259,8 +318,11 @@ pub fn raw_echo_clients(
     messages: usize,
     message: usize,
 ) -> io::Result<usize> {
-    if messages == 0 {
-        return Ok(0);
+    if message == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty messages",
+        ));
     }
     let streams = (0..connections)
         .map(|_| {
@@ -269,6 +331,13 @@ pub fn raw_echo_clients(
             Ok(stream)
         })
         .collect::<io::Result<Vec<_>>>()?;
+    if messages == 0 {
+        // The server waits for every connection and its end.
+        for stream in &streams {
+            stream.shutdown(Shutdown::Write)?;
+        }
+        return Ok(0);
+    }
     // The messages, then the replies.
     let buffers = (0..connections)
         .map(|i| vec![i as u8; message].into())
@@ -281,21 +350,21 @@ pub fn raw_echo_clients(
     let mut intact = 0;
     floor.run(
         |queue, buffers| {
-            for (i, message) in buffers[..connections].iter().enumerate() {
-                queue.send(i, i, message)?;
+            for i in 0..connections {
+                queue.send(i, i, buffers.at(i, ..))?;
             }
             Ok(())
         },
         |queue, buffers, user_data, n| {
             let (i, send) = op_of(user_data);
             let (sent, received, done) = &mut progress[i];
-            let (messages_part, replies) = buffers.split_at_mut(connections);
+            let reply = connections + i;
             if send {
                 *sent += n;
                 return if *sent < message {
-                    queue.send(i, i, &messages_part[i][*sent..])
+                    queue.send(i, i, buffers.at(i, *sent..))
                 } else {
-                    queue.recv(i, i, &mut replies[i])
+                    queue.recv(i, i, buffers.at(reply, ..))
                 };
             }
             if n == 0 {
@@ -303,13 +372,13 @@ pub fn raw_echo_clients(
             }
             *received += n;
             if *received < message {
-                return queue.recv(i, i, &mut replies[i][*received..]);
+                return queue.recv(i, i, buffers.at(reply, *received..));
             }
-            intact += usize::from(replies[i] == messages_part[i]);
+            intact += usize::from(buffers.get(reply) == buffers.get(i));
             *done += 1;
             (*sent, *received) = (0, 0);
             if *done < messages {
-                queue.send(i, i, &messages_part[i])
+                queue.send(i, i, buffers.at(i, ..))
             } else {
                 streams[i].shutdown(Shutdown::Write)
             }
@@ -322,8 +391,8 @@ pub fn raw_echo_clients(
 /// [`raw_echo_server`] for the accepted `streams`, with no parser beyond finding the end of a
 /// request head and no framework: each connection RECVs until a request head (`\r\n\r\n`) is
 /// in, SENDs `response` whole, and RECVs the next. Returns the requests answered once every
-/// client has closed its end; a request sent before the last one's response (pipelining, which
-/// the bench's load never does) is an error.
+/// client has closed its end; bytes that come with a request head and after it (a pipelined
+/// request, which the bench's load never sends) are an error.
 pub fn raw_http_server(streams: Vec<TcpStream>, response: &'static [u8]) -> io::Result<usize> {
     let mut floor = server_floor(&streams)?;
     // Per connection: bytes of the request head in, and bytes of the response sent.
@@ -335,23 +404,24 @@ pub fn raw_http_server(streams: Vec<TcpStream>, response: &'static [u8]) -> io::
         if send {
             *sent += n;
             return if *sent < response.len() {
-                queue.send(i, i, &response[*sent..])
+                queue.send(i, i, Bytes::fixed(&response[*sent..]))
             } else {
-                queue.recv(i, i, &mut buffers[i])
+                queue.recv(i, i, buffers.at(i, ..))
             };
         }
         if n == 0 {
             return Ok(()); // the client closed its end
         }
         *filled += n;
-        let head = &buffers[i][..*filled];
+        let room = buffers.get(i).len();
+        let head = &buffers.get(i)[..*filled];
         match head.windows(4).position(|w| w == b"\r\n\r\n") {
             Some(end) if end + 4 == head.len() => {
                 answered += 1;
                 (*filled, *sent) = (0, 0);
-                queue.send(i, i, response)
+                queue.send(i, i, Bytes::fixed(response))
             }
-            None if *filled < buffers[i].len() => queue.recv(i, i, &mut buffers[i][*filled..]),
+            None if *filled < room => queue.recv(i, i, buffers.at(i, *filled..)),
             _ => Err(io::Error::other(
                 "a pipelined or oversized request: not the load this floor answers",
             )),
@@ -379,7 +449,7 @@ pub fn raw_reads(
         |queue, buffers| {
             for (reader, share) in shares.iter().enumerate() {
                 if let Some(&offset) = share.first() {
-                    queue.read(0, reader, &mut buffers[reader], offset)?;
+                    queue.read(0, reader, buffers.at(reader, ..), offset)?;
                 }
             }
             Ok(())
@@ -388,12 +458,12 @@ pub fn raw_reads(
             let (reader, _) = op_of(user_data);
             let share = &shares[reader];
             good += usize::from(intact(
-                &buffers[reader][..n.min(block)],
+                &buffers.get(reader)[..n.min(block)],
                 share[next[reader]],
             ));
             next[reader] += 1;
             match share.get(next[reader]) {
-                Some(&offset) => queue.read(0, reader, &mut buffers[reader], offset),
+                Some(&offset) => queue.read(0, reader, buffers.at(reader, ..), offset),
                 None => Ok(()),
             }
         },
