@@ -21,6 +21,9 @@ const READERS: usize = 32;
 /// Bytes per read.
 const BLOCK: usize = 4096;
 
+/// The raw io-uring floor's note.
+const RAW_NOTE: &str = "floor of the ring's READ path: the io-uring crate, no executor, 32 READs in flight, one io_uring_enter per turn";
+
 pub const WORKLOAD: Workload = Workload {
     name: "random-read",
     what: "200k reads of 4 KiB at random offsets of a page-cached 64 MiB file, 32 readers",
@@ -42,22 +45,18 @@ pub const WORKLOAD: Workload = Workload {
         | Runner::Compio => None,
         _ => Some("not measured: tokio::fs is this workload's peer (issue 5)"),
     },
-    note: |runner| {
-        match runner {
+    note: |runner| match runner {
         Runner::Ioswap(Backend::Blocking) => {
             Some("inline: the 32 tasks read one after another, each read a pread")
         }
-        Runner::Ioswap(Backend::Uring) => Some("32 tasks, up to 32 READ SQEs in flight"),
+        Runner::Ioswap(Backend::Uring) => Some("32 tasks: a cached read is a preadv2 inside submit, else a READ SQE"),
         Runner::Ioswap(Backend::Poll) => Some("32 tasks, each read a pread inside submit"),
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
-        Runner::RawIoUring => Some(
-            "floor of the ring's READ path: the io-uring crate, no executor, 32 READs in flight, one io_uring_enter per turn",
-        ),
+        Runner::RawIoUring => Some(RAW_NOTE),
         Runner::Monoio => Some("monoio::fs::File::read_at (io_uring READ), 32 tasks"),
         Runner::Compio => Some("compio::fs::File, AsyncReadAt::read_at, 32 tasks"),
         _ => None,
-    }
     },
     counted: false,
     measure,
