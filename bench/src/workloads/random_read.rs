@@ -49,7 +49,9 @@ pub const WORKLOAD: Workload = Workload {
         Runner::Ioswap(Backend::Blocking) => {
             Some("inline: the 32 tasks read one after another, each read a pread")
         }
-        Runner::Ioswap(Backend::Uring) => Some("32 tasks: a cached read is a preadv2 inside submit, else a READ SQE"),
+        Runner::Ioswap(Backend::Uring) => {
+            Some("32 tasks: a cached read is a preadv2 inside submit, else a READ SQE")
+        }
         Runner::Ioswap(Backend::Poll) => Some("32 tasks, each read a pread inside submit"),
         Runner::Tokio => Some("tokio::fs::File, seek + read_exact: spawn_blocking hops"),
         Runner::StdPread => Some("floor: FileExt::read_at (pread) in a loop, one thread"),
