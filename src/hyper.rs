@@ -43,7 +43,6 @@
 //! them from the connection's future, which a single-threaded loop polls on its own thread.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -56,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use ::hyper::rt;
 use futures_io::{AsyncRead, AsyncWrite};
-use io_core::{Canceled, Cx, Io as Backend, Park, SpawnError, SpawnOptions, TimerId};
+use io_core::{Canceled, Cx, IdMap, Io as Backend, Park, SpawnError, SpawnOptions, TimerId};
 
 /// The most a read copies at once: what the stream's adapter reads ahead is kept for the next.
 const READ_CHUNK: usize = 16 * 1024;
@@ -364,7 +363,7 @@ struct Armed {
 
 thread_local! {
     /// The timers of the `Sleep`s polled on this thread, by key.
-    static ARMED: RefCell<HashMap<u64, Armed>> = RefCell::new(HashMap::new());
+    static ARMED: RefCell<IdMap<Armed>> = RefCell::new(IdMap::default());
     static NEXT_SLEEP: Cell<u64> = const { Cell::new(0) };
 }
 

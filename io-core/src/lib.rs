@@ -74,6 +74,7 @@ mod cx;
 mod error;
 pub mod fs;
 mod handle;
+mod id_map;
 mod io;
 mod net;
 pub mod offload;
@@ -96,6 +97,7 @@ pub use clock::RealClock;
 pub use cx::{cancel_pending, Cancelable, Cx, Shield, Suspend, TryTask};
 pub use error::{BlockedTask, Canceled, Deadlock, PeerAddr, RunError, SpawnError, WouldDeadlock};
 pub use fs::{DirEntry, File, FileType, Metadata, OpenOptions};
+pub use id_map::{IdHasher, IdMap};
 pub use io::{suspend_on, Driver, Io, Next};
 pub use net::{TcpListener, TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use op::{

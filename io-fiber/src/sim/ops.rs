@@ -1,17 +1,16 @@
 //! The world's ops in flight, by id.
 //!
-//! A hash table keyed by id with a fixed hasher (an ordered map's insert and remove were a
-//! seventh of a simulated echo's time). Nothing depends on its iteration order: every walk
+//! A hash table keyed by id with a fixed hasher ([`IdMap`]; an ordered map's insert and remove
+//! were a seventh of a simulated echo's time). Nothing depends on its iteration order: every walk
 //! over the ops sorts them by id first, so it goes in id order as the ordered map's did.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use io_core::IdMap;
 
 use super::Pending;
 
 #[derive(Default)]
 pub(super) struct Ops {
-    by_id: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+    by_id: IdMap<Pending>,
 }
 
 impl Ops {
@@ -49,27 +48,5 @@ impl Ops {
         let mut all: Vec<(u64, Pending)> = self.by_id.drain().collect();
         all.sort_unstable_by_key(|&(id, _)| id);
         all.into_iter().map(|(_, pending)| pending).collect()
-    }
-}
-
-/// Op ids are distinct integers that count up: a multiply spreads them over the table (the
-/// table takes its buckets from the high bits). Fixed, so the table's layout is the same on
-/// every run (though nothing reads its order).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = (self.0 ^ id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
