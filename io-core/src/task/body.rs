@@ -26,7 +26,7 @@ use std::mem::{size_of, ManuallyDrop, MaybeUninit};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
 
 use super::park::ParkState;
@@ -126,6 +126,16 @@ enum Stage {
     Done,
 }
 
+/// A task's future: its output is `Result<Self::Value, Canceled>`. Names the value type where
+/// only the future's is at hand (the body's `Drop`, which releases a kept join handle).
+pub(crate) trait TaskFuture: Future<Output = Result<Self::Value, Canceled>> {
+    type Value;
+}
+
+impl<T, F: Future<Output = Result<T, Canceled>>> TaskFuture for F {
+    type Value = T;
+}
+
 /// The future async-task runs: the user's future, the thread that may poll and drop it, a
 /// borrow of the task's control block (async-task's metadata of the task, in the same
 /// allocation), and the task's own park.
@@ -136,10 +146,10 @@ enum Stage {
 /// outlives the body untouched as long as the output is no larger than the park's offset; a
 /// task whose output is larger, or whose body async-task boxes apart (a big one), gets no own
 /// park (see `own_park_fits`). async-task touches the
-/// rest of that memory no more until it frees the allocation, which the task's own waker, kept
+/// rest of that memory no more until it frees the allocation, which a waker of the task, kept
 /// while the park is held (`TaskCtl::finish`), holds off.
 #[repr(C)]
-struct TaskBody<F> {
+struct TaskBody<F: TaskFuture> {
     /// The task's metadata: async-task drops the future before it (see `build`).
     ctl: &'static TaskCtl,
     thread: ThreadId,
@@ -166,7 +176,7 @@ type Stored<T> = Result<Outcome<T>, Panic>;
 /// (`Builder::spawn_unchecked`): such a body, park included, is freed when the task ends.
 const ASYNC_TASK_BOXES_FROM: usize = 2048;
 
-impl<F> TaskBody<F> {
+impl<F: TaskFuture> TaskBody<F> {
     /// Whether the body's park outlives the body, as a held park must: the body is in the
     /// task's allocation (async-task boxes big futures apart, and frees the box when the task
     /// ends), and the task's output leaves the park untouched (see [`TaskBody`]).
@@ -176,11 +186,16 @@ impl<F> TaskBody<F> {
     }
 }
 
-impl<F> TaskBody<F> {
+impl<F: TaskFuture> TaskBody<F> {
     /// Ends the task: drops the user's future right here, so that a panic in its `Drop` is
     /// caught and becomes the task's panic, then marks the task finished (which lets go of its
-    /// own waker). Called on the spawning thread only.
-    fn finish<T>(&mut self, outcome: Result<Result<T, Canceled>, Panic>) -> Outcome<T> {
+    /// own waker and of a kept join handle). `waker` is the poll's. Called on the spawning
+    /// thread only.
+    fn finish(
+        &mut self,
+        outcome: Result<Result<F::Value, Canceled>, Panic>,
+        waker: &Waker,
+    ) -> Outcome<F::Value> {
         self.stage = Stage::Done;
         // SAFETY: `stage` is `Done` from here on, so `future` is dropped exactly once (a panic
         // inside its drop still leaves it dropped as far as Rust is concerned) and never used
@@ -200,15 +215,29 @@ impl<F> TaskBody<F> {
                 Err(panic)
             }
         };
-        self.ctl.finish();
+        self.end(Some(waker));
         Outcome::new(outcome)
+    }
+
+    /// The part of ending the task that touches its control block (see [`TaskCtl::finish`]),
+    /// then the release of the join handle the block kept, if the user's handle let go of the
+    /// task first. Async-task's `Runnable` is alive around the body's poll and drop, so neither
+    /// release frees the task here.
+    #[inline]
+    fn end(&self, waker: Option<&Waker>) {
+        self.ctl.finish(waker);
+        if let Some(handle) = self.ctl.take_handle::<F::Value>() {
+            // Not completed yet (the body is still being polled or dropped): detaching reads
+            // no output.
+            handle.detach();
+        }
     }
 }
 
-impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
-    type Output = Outcome<T>;
+impl<F: TaskFuture> Future for TaskBody<F> {
+    type Output = Outcome<F::Value>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<F::Value>> {
         // SAFETY: nothing is moved out of the body; `future` is only ever pinned again (below)
         // or dropped in place (`finish`, `Drop`). A `&mut` to a `!Unpin` body is what Stacked
         // Borrows allows alongside the future's borrows of its own locals; a shared reference to
@@ -226,12 +255,12 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
             Stage::Done => unreachable!("checked above"),
             // A task canceled before its first poll never runs its body.
             Stage::New if this.ctl.is_cancel_requested() => {
-                return Poll::Ready(this.finish(Ok(Err(Canceled))))
+                return Poll::Ready(this.finish(Ok(Err(Canceled)), cx.waker()))
             }
             Stage::New => {
                 this.stage = Stage::Running;
                 // Pinned from now on: the task's own park may be handed out.
-                if const { Self::own_park_fits::<T>() } {
+                if const { Self::own_park_fits::<F::Value>() } {
                     this.ctl.park.set(NonNull::new(this.park.as_mut_ptr()));
                 }
             }
@@ -239,21 +268,24 @@ impl<T, F: Future<Output = Result<T, Canceled>>> Future for TaskBody<F> {
         }
         // The backend is shutting down and gives up on this task (see `TaskRef::abandon`).
         if this.ctl.is_abandoned() {
-            return Poll::Ready(this.finish(Ok(Err(Canceled))));
+            return Poll::Ready(this.finish(Ok(Err(Canceled)), cx.waker()));
         }
         this.ctl.before_poll(cx.waker());
         // SAFETY: `future` stays where it is until it is dropped in place: it is pinned because
         // the body is.
         let future = unsafe { Pin::new_unchecked(&mut *this.future) };
         match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => Poll::Ready(this.finish(Ok(result))),
-            Err(panic) => Poll::Ready(this.finish(Err(panic))),
+            Ok(Poll::Pending) => {
+                this.ctl.suspended(cx.waker());
+                Poll::Pending
+            }
+            Ok(Poll::Ready(result)) => Poll::Ready(this.finish(Ok(result), cx.waker())),
+            Err(panic) => Poll::Ready(this.finish(Err(panic), cx.waker())),
         }
     }
 }
 
-impl<F> Drop for TaskBody<F> {
+impl<F: TaskFuture> Drop for TaskBody<F> {
     fn drop(&mut self) {
         if self.stage == Stage::Done {
             return; // `finish` dropped the future
@@ -262,8 +294,9 @@ impl<F> Drop for TaskBody<F> {
             // Only a misused run queue gets a task here (its future and control block hold
             // `Rc`s of the spawning thread): leaking them is the one safe choice. It also keeps
             // the pinned future's memory from being reused undropped: an unfinished task's
-            // control block holds the task's own waker, and that leaked waker keeps
-            // async-task's allocation alive.
+            // join handle (the user's, or the one its control block keeps) keeps async-task's
+            // allocation, and the block's is only released when the body ends, which this one
+            // now never does.
             return;
         }
         // Dropped without finishing: a spawn the backend refused, or a queue dropped with the
@@ -271,7 +304,7 @@ impl<F> Drop for TaskBody<F> {
         self.stage = Stage::Done;
         // SAFETY: as in `finish`: dropped once, in place, never used again.
         contain(|| unsafe { ManuallyDrop::drop(&mut self.future) });
-        self.ctl.finish();
+        self.end(None);
     }
 }
 

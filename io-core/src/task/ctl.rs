@@ -2,12 +2,14 @@
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
+use super::body::Outcome;
 use super::park::ParkState;
 use super::set::Registry;
 use crate::{Io, Park, TimerId};
@@ -30,19 +32,31 @@ pub(crate) enum ParkedOn {
 /// `RefCell`s, a 16-bit shield depth, one state byte, a boxed name.
 ///
 /// It lives as long as async-task's allocation: until the task's `Runnable`, its join handle
-/// and every waker of it are gone. An unfinished task holds a waker of itself (`waker`, taken
-/// at spawn and dropped when its body ends), so a task's control block is alive at least until
-/// its body ends; the task set, the current-task cell and a backend's [`RawTask`](crate::RawTask)
-/// rely on that, and a [`TaskRef`](crate::TaskRef) holds a waker of its own.
+/// and every waker of it are gone. An unfinished task keeps its join handle: the user's
+/// [`Task`](crate::Task) while it exists, and, once that is dropped or detached, the block's
+/// `handle` until the body ends (see [`TaskCtl::keep_handle`]); async-task frees no task whose
+/// handle exists, so a task's control block is alive at least until its body ends (or for good,
+/// if a misused run queue drops the task on another thread: the body then leaks it). The task
+/// set, the current-task cell, a backend's [`RawTask`](crate::RawTask) and a view of a task
+/// that has no waker of itself yet rely on that; a [`TaskRef`](crate::TaskRef) taken later
+/// holds a waker of the task.
 pub struct TaskCtl {
     pub(super) id: u64,
-    /// The name and the deadline. Boxed: both are rare and a bare `Cow` would take two more
-    /// words in every task.
-    pub(super) extra: Option<Box<Extra>>,
-    /// The task's own waker, so a cancel request can ready it; it also keeps the task's
-    /// allocation (and so this block) alive until the body ends. Set at spawn, dropped by
-    /// [`TaskCtl::finish`].
+    /// The name and the deadline, and the shared part of the views of a task that had no
+    /// waker of itself when they were taken (see [`Watch`]). Boxed: all are rare, and a bare
+    /// `Cow` would take two more words in every task. Set at spawn for a task with a name or a
+    /// deadline, otherwise by the first such view.
+    pub(super) extra: OnceCell<Box<Extra>>,
+    /// The task's own waker, so a cancel request can ready it while it waits. Taken from the
+    /// task's first poll that returns `Pending` (or by [`RawTask::task`](crate::RawTask::task)),
+    /// so a task that ends in its first poll never takes one: a waker's clone and drop are
+    /// atomic operations, a sixth of a spawn and join. Dropped by [`TaskCtl::finish`], or kept
+    /// past it while a handle of the task's own park is held.
     pub(super) waker: Cell<Option<Waker>>,
+    /// The task's async-task join handle once the user's [`Task`](crate::Task) let go of it
+    /// before the body ended (`HANDLE_KEPT`), stored as its bytes (its type names the task's
+    /// output type, which the block does not know); released by the body when it ends.
+    pub(super) handle: Cell<MaybeUninit<*const ()>>,
     pub(super) parked_on: Cell<ParkedOn>,
     /// The backend's task set this task is registered in (see [`TaskSet`]), until its body ends.
     pub(super) registry: Cell<Option<Rc<Registry>>>,
@@ -70,6 +84,13 @@ pub(super) const FINISHED: u8 = 4;
 pub(super) const JOINED: u8 = 8;
 /// The task's own park has been written (at its first take): `park` may be read.
 pub(super) const OWN_PARK: u8 = 16;
+/// The task has taken a waker of itself (`waker`; it may have been dropped since, by `finish`).
+pub(super) const OWN_WAKER: u8 = 32;
+/// `handle` holds the task's join handle.
+pub(super) const HANDLE_KEPT: u8 = 64;
+
+/// The async-task join handle of a task whose output type is `T`.
+pub(crate) type JoinHandle<T> = async_task::FallibleTask<Outcome<T>, TaskCtl>;
 
 // SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
@@ -100,10 +121,12 @@ impl Drop for TaskCtl {
         if let Some(extra) = self.extra.take() {
             std::mem::forget(extra);
         }
+        // A kept join handle (`handle`) is left as it is: its bytes are only ever read by the
+        // body, as the handle's type.
     }
 }
 
-/// The rarely used parts of a control block: the name, and the deadline.
+/// The rarely used parts of a control block: the name, the deadline, and the views' watch.
 pub(super) struct Extra {
     pub(super) name: Option<Cow<'static, str>>,
     /// `u64::MAX`: none.
@@ -112,6 +135,34 @@ pub(super) struct Extra {
     pub(super) io: Cell<Option<Weak<dyn Io>>>,
     /// The deadline's timer once armed, and its park (whose waker is the task's own).
     pub(super) timer: Cell<Option<(Park, TimerId)>>,
+    /// Shared with the views taken while the task had no waker of itself; `finish` ends it.
+    pub(super) watch: Cell<Option<Rc<Watch>>>,
+}
+
+impl Extra {
+    pub(super) fn new(name: Option<Cow<'static, str>>, deadline_ms: u64) -> Extra {
+        Extra {
+            name,
+            deadline_ms,
+            io: Cell::new(None),
+            timer: Cell::new(None),
+            watch: Cell::new(None),
+        }
+    }
+}
+
+/// What the views of a task share when they were taken while the task held no waker of itself
+/// (it had not yet waited; see [`TaskCtl::waker`]), so they cannot hold its allocation: the
+/// block while the body has not ended (until then the task's join handle keeps it, see
+/// [`TaskCtl`]), and, once it has, what a finished task still answers.
+pub(super) struct Watch {
+    /// The task's block, `None` once the body has ended (`TaskCtl::finish` clears it before
+    /// anything may free the block).
+    pub(super) ctl: Cell<Option<NonNull<TaskCtl>>>,
+    pub(super) id: u64,
+    pub(super) name: Option<Cow<'static, str>>,
+    /// Whether a cancel had been requested when the body ended.
+    pub(super) canceled: Cell<bool>,
 }
 
 impl TaskCtl {
@@ -121,8 +172,9 @@ impl TaskCtl {
     pub(crate) fn bare(id: u64) -> TaskCtl {
         TaskCtl {
             id,
-            extra: None,
+            extra: OnceCell::new(),
             waker: Cell::new(None),
+            handle: Cell::new(MaybeUninit::uninit()),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
             slot: Cell::new(0),
@@ -156,6 +208,95 @@ impl TaskCtl {
         self.has(ABANDONED)
     }
 
+    /// The name and the deadline, if the task has either (or a watch, see [`Watch`]).
+    #[inline]
+    pub(super) fn extra(&self) -> Option<&Extra> {
+        self.extra.get().map(|extra| &**extra)
+    }
+
+    /// The task's name, if it was given one.
+    pub(super) fn name(&self) -> Option<&Cow<'static, str>> {
+        self.extra().and_then(|extra| extra.name.as_ref())
+    }
+
+    /// The watch the views of this task share while it has no waker of itself (see
+    /// [`Watch`]); made by the first such view. Only for a task whose body has not ended.
+    #[cold]
+    pub(super) fn watch(&self) -> Rc<Watch> {
+        let extra = self
+            .extra
+            .get_or_init(|| Box::new(Extra::new(None, u64::MAX)));
+        let watch = extra.watch.take().unwrap_or_else(|| {
+            Rc::new(Watch {
+                ctl: Cell::new(Some(NonNull::from(self))),
+                id: self.id,
+                name: extra.name.clone(),
+                canceled: Cell::new(false),
+            })
+        });
+        extra.watch.set(Some(watch.clone()));
+        watch
+    }
+
+    /// The task has returned `Pending`: from its first such poll it holds a waker of itself, so
+    /// a cancel request can ready it while it waits.
+    #[inline]
+    pub(crate) fn suspended(&self, waker: &Waker) {
+        if !self.has(OWN_WAKER) {
+            self.take_own_waker(waker.clone());
+        }
+    }
+
+    /// The first `Pending` of the task (or a view of it taken from its `RawTask`): it takes a
+    /// waker of itself. A cancel requested since the task started found no waker to ready it
+    /// with, so it is readied now: a suspend point that had parked before the request then
+    /// sees it.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn take_own_waker(&self, waker: Waker) {
+        self.set(OWN_WAKER);
+        if self.is_cancel_requested() {
+            waker.wake_by_ref();
+        }
+        self.waker.set(Some(waker));
+    }
+
+    /// The user's join handle let go of the task before its body ended: the block keeps the
+    /// async-task handle, so async-task keeps the task's allocation (and this block) until the
+    /// body ends, which releases it ([`TaskCtl::take_handle`]). Only for an unfinished task (the
+    /// caller detaches the handle of a finished one itself: that may free this block, which
+    /// must not happen inside a method borrowing it).
+    pub(super) fn keep_handle<T>(&self, handle: JoinHandle<T>) {
+        const {
+            assert!(
+                size_of::<JoinHandle<T>>() == size_of::<*const ()>()
+                    && align_of::<JoinHandle<T>>() <= align_of::<*const ()>()
+            )
+        };
+        debug_assert!(!self.is_finished(), "a finished task's handle is detached");
+        debug_assert!(!self.has(HANDLE_KEPT), "a task has one join handle");
+        // SAFETY: the cell's bytes are as large as the handle and aligned for it (checked
+        // above); nothing else is stored there, `HANDLE_KEPT` says it holds a handle of this
+        // task, whose output type is `T` (the join handle's type), and only `take_handle::<T>`,
+        // called by this task's body with the same `T`, reads it back, once.
+        unsafe { self.handle.as_ptr().cast::<JoinHandle<T>>().write(handle) };
+        self.set(HANDLE_KEPT);
+    }
+
+    /// The join handle [`TaskCtl::keep_handle`] kept, for the body to release as the task ends.
+    /// `T` must be the task's output type.
+    #[inline]
+    pub(super) fn take_handle<T>(&self) -> Option<JoinHandle<T>> {
+        if !self.has(HANDLE_KEPT) {
+            return None;
+        }
+        self.state.set(self.state.get() & !HANDLE_KEPT);
+        // SAFETY: `HANDLE_KEPT` was set, so `keep_handle::<T>` wrote a handle there (the caller
+        // passes the task's output type, as `keep_handle` was given); it is read once, as the
+        // flag is now clear.
+        Some(unsafe { self.handle.as_ptr().cast::<JoinHandle<T>>().read() })
+    }
+
     pub(super) fn is_finished(&self) -> bool {
         self.has(FINISHED)
     }
@@ -167,6 +308,8 @@ impl TaskCtl {
         }
         self.set(CANCEL_REQUESTED | ABANDONED);
         self.disarm_deadline();
+        // A task with no waker of itself has not waited yet: it is queued (and will see the
+        // flag when it runs) or being polled (`take_own_waker` readies it if it then waits).
         if let Some(waker) = self.waker.take() {
             waker.wake_by_ref();
             self.waker.set(Some(waker));
@@ -178,31 +321,40 @@ impl TaskCtl {
     pub(crate) fn before_poll(&self, waker: &Waker) {
         self.parked_on.set(ParkedOn::Nothing);
         // Only a task with a name or a deadline has anything to watch.
-        if let Some(extra) = self.extra.as_deref() {
+        if let Some(extra) = self.extra() {
             self.watch_deadline(extra, waker);
         }
     }
 
     /// The body has ended and its future is gone: leave the backend's task set (so the slot is
-    /// reused and this block is freed as soon as the handles are gone), disarm the deadline, and
-    /// drop the kept waker. Idempotent.
+    /// reused and this block is freed as soon as the handles are gone), disarm the deadline, end
+    /// the views' watch, and drop the task's own waker. Idempotent. `waker` is the waker of the
+    /// poll the body ended in (`None`: it was dropped, not polled). The caller then releases a
+    /// kept join handle ([`TaskCtl::take_handle`]).
     #[inline]
-    pub(crate) fn finish(&self) {
+    pub(crate) fn finish(&self, waker: Option<&Waker>) {
         self.set(FINISHED);
         self.parked_on.set(ParkedOn::Nothing);
         if let Some(registry) = self.registry.take() {
             registry.remove(self.slot.get());
         }
-        if let Some(extra) = self.extra.as_deref() {
-            Self::finish_extra(extra);
+        if let Some(extra) = self.extra() {
+            self.finish_extra(extra);
         }
-        // Break the cycle task -> ctl -> waker -> task: the task may now be freed. Unless a
-        // handle of the task's own park is still held (a park handed to another task, an op the
-        // backend still owns): the waker then keeps the allocation, where the park lives, and
-        // the park's last handle drops it (`release_kept_waker`).
         if !self.own_park_held() {
-            let waker = self.waker.take();
-            drop(waker);
+            let own = self.waker.take();
+            drop(own);
+        } else if !self.has(OWN_WAKER) {
+            // A handle of the task's own park is still held (a park handed to another task, an
+            // op the backend still owns): a waker of the task keeps the allocation, where the
+            // park lives, and the park's last handle drops it (`release_kept_waker`). A task
+            // that gave its park away in the poll it ended in has not taken one yet. (A body
+            // dropped unpolled never took its park; one that has waited holds a waker.)
+            debug_assert!(waker.is_some(), "an own park taken outside a poll");
+            if let Some(waker) = waker {
+                self.set(OWN_WAKER);
+                self.waker.set(Some(waker.clone()));
+            }
         }
     }
 
@@ -231,13 +383,18 @@ impl TaskCtl {
         }
     }
 
-    /// The part of [`TaskCtl::finish`] for tasks with a name or a deadline (rare).
+    /// The part of [`TaskCtl::finish`] for tasks with a name, a deadline or a watch (rare).
     #[cold]
     #[inline(never)]
-    fn finish_extra(extra: &Extra) {
+    fn finish_extra(&self, extra: &Extra) {
         // No timer outlives the task; this also breaks the cycle task -> body -> ctl ->
         // deadline park -> waker -> task.
         Self::disarm_deadline_of(extra);
+        // The views that hold no waker stop reading the block, which may be freed from now on.
+        if let Some(watch) = extra.watch.take() {
+            watch.canceled.set(self.is_cancel_requested());
+            watch.ctl.set(None);
+        }
         // Nothing of this thread's is left in the block (see the `Send` note).
         drop(extra.io.take());
     }
@@ -245,9 +402,7 @@ impl TaskCtl {
     /// The task's deadline, `u64::MAX` for none.
     #[inline]
     pub(super) fn deadline_ms(&self) -> u64 {
-        self.extra
-            .as_deref()
-            .map_or(u64::MAX, |extra| extra.deadline_ms)
+        self.extra().map_or(u64::MAX, |extra| extra.deadline_ms)
     }
 
     /// At each poll of a task with a deadline: once the clock has reached it, the task is
@@ -289,7 +444,7 @@ impl TaskCtl {
     /// backend has released its timers (a backend's `disarm_timer` borrows them only inside).
     #[inline]
     pub(super) fn disarm_deadline(&self) {
-        if let Some(extra) = self.extra.as_deref() {
+        if let Some(extra) = self.extra() {
             Self::disarm_deadline_of(extra);
         }
     }
@@ -315,7 +470,8 @@ impl TaskCtl {
         self.disarm_deadline();
         // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
         // schedules the task (a task being polled is scheduled again when its poll returns, a
-        // queued one stays queued once); it runs no drop code.
+        // queued one stays queued once); it runs no drop code. A task with no waker of itself
+        // has not waited yet: see `abandon`.
         if let Some(waker) = self.waker.take() {
             waker.wake_by_ref();
             self.waker.set(Some(waker));

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use super::body::{drop_contained, Outcome};
 use super::budget::poll_take as poll_budget;
-use super::ctl::{ParkedOn, TaskCtl, JOINED};
+use super::ctl::{JoinHandle, ParkedOn, TaskCtl, JOINED};
 use super::current::{cancel_pending, set_parked_on};
 use super::TaskRef;
 use crate::Canceled;
@@ -27,7 +27,7 @@ use crate::Canceled;
 pub struct Task<T> {
     /// async-task's handle; kept after the join (which the control block's `JOINED` notes),
     /// so that `ctl` stays valid; taken by `detach`.
-    pub(super) inner: Option<async_task::FallibleTask<Outcome<T>, TaskCtl>>,
+    pub(super) inner: Option<JoinHandle<T>>,
     /// The task's control block, async-task's metadata of the task.
     pub(super) ctl: NonNull<TaskCtl>,
 }
@@ -53,7 +53,18 @@ impl<T> Task<T> {
     /// Lets the task run to completion in the background; its result is discarded.
     pub fn detach(mut self) {
         if let Some(inner) = self.inner.take() {
+            self.let_go(inner);
+        }
+    }
+
+    /// Gives up the async-task handle: to the task's control block while the body has not
+    /// ended (which keeps the task alive until it does, see `TaskCtl`), detached otherwise.
+    fn let_go(&self, inner: JoinHandle<T>) {
+        if self.ctl().is_finished() {
+            // May free the task: no borrow of its block is alive here.
             inner.detach();
+        } else {
+            self.ctl().keep_handle(inner);
         }
     }
 
@@ -116,7 +127,7 @@ impl<T> Drop for Task<T> {
         if let Some(inner) = self.inner.take() {
             if !self.ctl().has(JOINED) {
                 self.ctl().request_cancel();
-                inner.detach();
+                self.let_go(inner);
             }
         }
     }

@@ -57,8 +57,9 @@ pub(crate) struct ParkState {
     /// free for the task's next wait when the last handle goes. The park outlives the body
     /// (the body's end leaves its memory to the task's output, which is never large enough to
     /// reach the park, see `body.rs`), and while a handle exists the task's allocation is kept
-    /// alive: by the task's own waker, which [`TaskCtl::finish`] keeps (rather than drops)
-    /// while its park is held, and which the last handle then drops.
+    /// alive: by its join handle until the body ends, then by a waker of the task, which
+    /// [`TaskCtl::finish`] keeps (rather than drops) while its park is held, and which the
+    /// last handle then drops.
     owner: Option<NonNull<TaskCtl>>,
     readied: Cell<bool>,
     /// A suspend on this park has started and not yet returned.
@@ -185,9 +186,10 @@ impl Park {
     fn state(&self) -> &ParkState {
         // SAFETY: a handle keeps its park's state alive: a heap park is freed only by its last
         // handle's drop (`release_heap`); a task's own park lives in the task's allocation (at
-        // the end of its body, which the task's output never reaches), which the task's own
-        // waker keeps alive while the task is unfinished, and which `TaskCtl::finish` keeps while
-        // a handle exists (`refs > 0`) until the last handle's `release_own` drops it. The body
+        // the end of its body, which the task's output never reaches), which the task's join
+        // handle keeps alive while the task is unfinished, and a waker of the task, which
+        // `TaskCtl::finish` keeps while a handle exists (`refs > 0`), after that, until the last
+        // handle's `release_own` drops it. The body
         // is pinned, and the pointer was taken from it while pinned (at its first poll). The
         // state is only reached through shared references (cells), on this thread (`Park` is
         // `!Send`, and a task's own park is taken on the task's thread).

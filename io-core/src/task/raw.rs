@@ -2,15 +2,16 @@
 #![allow(unsafe_code)]
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::Waker;
 
-use super::ctl::{Extra, ParkedOn, TaskCtl};
+use super::ctl::{Extra, ParkedOn, TaskCtl, Watch, OWN_WAKER};
 use super::current::with_current;
 use super::{body, Task};
 use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
@@ -21,12 +22,16 @@ pub struct TaskRef(Held);
 
 #[derive(Clone)]
 enum Held {
-    /// A task whose own waker was still there when the view was taken (its body had not
-    /// ended, or it ended while a handle of its own park was held, which keeps that waker): its
-    /// control block, kept alive by a waker of the task (a waker holds async-task's allocation,
-    /// where the block lives). Every answer comes from the block's flags, so a finished task
-    /// seen this way answers as one.
+    /// A task whose own waker was there when the view was taken (it had waited, and its body
+    /// had not ended, or it ended while a handle of its own park was held, which keeps that
+    /// waker): its control block, kept alive by a waker of the task (a waker holds
+    /// async-task's allocation, where the block lives). Every answer comes from the block's
+    /// flags, so a finished task seen this way answers as one.
     Live { ctl: NonNull<TaskCtl>, _keep: Waker },
+    /// An unfinished task with no waker of itself when the view was taken (it had not waited
+    /// yet): the block through the watch while the body has not ended, then what the watch
+    /// kept (see [`Watch`]).
+    Watched(Rc<Watch>),
     /// A task that had finished and dropped its own waker when the view was taken (nothing
     /// else may be left to hold its allocation): what a finished task still answers.
     Finished {
@@ -47,17 +52,19 @@ impl TaskRef {
                 ctl: NonNull::from(ctl),
                 _keep: waker.clone(),
             },
-            None => Held::Finished {
+            None if ctl.is_finished() => Held::Finished {
                 id: ctl.id,
-                name: ctl.extra.as_deref().and_then(|extra| extra.name.clone()),
+                name: ctl.name().cloned(),
                 canceled: ctl.is_cancel_requested(),
             },
+            None => Held::Watched(ctl.watch()),
         };
         ctl.waker.set(own);
         TaskRef(held)
     }
 
-    /// The task's control block, `None` once it finished before this view was taken.
+    /// The task's control block, `None` once it finished before this view was taken (or, for
+    /// a view taken before the task waited, once it finished).
     pub(super) fn ctl(&self) -> Option<&TaskCtl> {
         match &self.0 {
             // SAFETY: `_keep` is a waker of the task, so async-task's allocation, which holds
@@ -66,25 +73,33 @@ impl TaskRef {
             // `!Send` (the `NonNull`), so it is used on the spawning thread, where the block's
             // cells are touched (see `TaskCtl`'s `Send` note).
             Held::Live { ctl, .. } => Some(unsafe { ctl.as_ref() }),
+            // SAFETY: the watch names the block until the task's body ends (`finish` clears it
+            // first); until then the task's join handle keeps the allocation (see `TaskCtl`).
+            // The returned borrow lives no longer than `self`'s, and nothing done with it ends
+            // the body (callers read flags, set them, or schedule the task). Shared
+            // references only, on the spawning thread (the `Rc` makes the view `!Send`).
+            Held::Watched(watch) => watch.ctl.get().map(|ctl| unsafe { ctl.as_ref() }),
             Held::Finished { .. } => None,
         }
     }
 
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
     pub fn id(&self) -> u64 {
-        match (&self.0, self.ctl()) {
-            (_, Some(ctl)) => ctl.id,
-            (Held::Finished { id, .. }, None) => *id,
-            (Held::Live { .. }, None) => unreachable!("a live view has its block"),
+        match &self.0 {
+            // SAFETY: as in `ctl`.
+            Held::Live { ctl, .. } => unsafe { ctl.as_ref() }.id,
+            Held::Watched(watch) => watch.id,
+            Held::Finished { id, .. } => *id,
         }
     }
 
     /// The task's name, or `task#<id>` when it was spawned unnamed.
     pub fn name(&self) -> Cow<'static, str> {
-        let name = match (&self.0, self.ctl()) {
-            (_, Some(ctl)) => ctl.extra.as_deref().and_then(|extra| extra.name.as_ref()),
-            (Held::Finished { name, .. }, None) => name.as_ref(),
-            (Held::Live { .. }, None) => unreachable!("a live view has its block"),
+        let name = match &self.0 {
+            // SAFETY: as in `ctl`.
+            Held::Live { ctl, .. } => unsafe { ctl.as_ref() }.name(),
+            Held::Watched(watch) => watch.name.as_ref(),
+            Held::Finished { name, .. } => name.as_ref(),
         };
         match name {
             Some(name) => Cow::clone(name),
@@ -101,6 +116,7 @@ impl TaskRef {
     pub fn is_cancel_requested(&self) -> bool {
         match (&self.0, self.ctl()) {
             (_, Some(ctl)) => ctl.is_cancel_requested(),
+            (Held::Watched(watch), None) => watch.canceled.get(),
             (Held::Finished { canceled, .. }, None) => *canceled,
             (Held::Live { .. }, None) => unreachable!("a live view has its block"),
         }
@@ -173,18 +189,19 @@ impl RawTask {
     {
         let op_budget = queue.op_budget();
         let id = queue.next_task_id();
-        let extra = (opts.name.is_some() || opts.deadline_ms.is_some()).then(|| {
-            Box::new(Extra {
-                name: opts.name.clone(),
-                deadline_ms: opts.task_deadline_ms(),
-                io: Cell::new(None),
-                timer: Cell::new(None),
-            })
-        });
+        let extra = OnceCell::new();
+        if opts.name.is_some() || opts.deadline_ms.is_some() {
+            let set = extra.set(Box::new(Extra::new(
+                opts.name.clone(),
+                opts.task_deadline_ms(),
+            )));
+            debug_assert!(set.is_ok(), "a new cell is empty");
+        }
         let ctl = move || TaskCtl {
             id,
             extra,
             waker: Cell::new(None),
+            handle: Cell::new(MaybeUninit::uninit()),
             parked_on: Cell::new(ParkedOn::Nothing),
             registry: Cell::new(None),
             slot: Cell::new(0),
@@ -193,8 +210,6 @@ impl RawTask {
             park: Cell::new(None),
         };
         let (runnable, inner) = body::build(queue, ctl, op_budget, future);
-        // The task holds a waker of itself until its body ends (see `TaskCtl`).
-        runnable.metadata().waker.set(Some(runnable.waker()));
         let ctl = NonNull::from(inner.metadata());
         (
             RawTask {
@@ -219,9 +234,16 @@ impl RawTask {
         self.ctl().id
     }
 
-    /// A view of the task.
+    /// A view of the task. The task takes a waker of itself now, from its runnable, if it
+    /// has none (it cannot have waited yet): a view that holds a waker answers without a
+    /// shared watch, and a backend that takes views of the tasks it is given (a simulated
+    /// host, to crash them) takes one of each.
     pub fn task(&self) -> TaskRef {
-        TaskRef::of(self.ctl())
+        let ctl = self.ctl();
+        if !ctl.has(OWN_WAKER) {
+            ctl.take_own_waker(self.runnable.waker());
+        }
+        TaskRef::of(ctl)
     }
 
     /// Queues the task on the run queue it was built for.
@@ -260,7 +282,7 @@ where
         opts
     };
     let (raw, task) = RawTask::new(io.core().queue(), opts, future);
-    if let Some(extra) = raw.ctl().extra.as_deref() {
+    if let Some(extra) = raw.ctl().extra() {
         // Before `spawn_raw`: a backend may run the task inline right there.
         if extra.deadline_ms != u64::MAX {
             extra.io.set(Some(Rc::downgrade(io)));

@@ -15,8 +15,8 @@ use super::TaskRef;
 /// it back itself when its body ends, so nothing is ever swept, nothing is counted per entry,
 /// and an empty set answers [`TaskSet::live`] at once (see io-core's DESIGN.md, "Task set", for
 /// what it replaced). An entry needs no reference count: a task is in the set only until its
-/// body ends, and until then it holds a waker of itself, which keeps its allocation (where the
-/// control block lives) alive.
+/// body ends, and until then its join handle (the user's, or the one its control block keeps)
+/// keeps its allocation, where the control block lives, alive.
 #[derive(Debug, Default)]
 pub struct TaskSet {
     registry: Rc<Registry>,
@@ -40,7 +40,7 @@ impl Slots {
     /// The tasks in the set.
     fn ctls(&self) -> impl Iterator<Item = &TaskCtl> {
         // SAFETY: an entry is the control block of a task whose body has not ended (its `finish`
-        // removes it first), so the task holds a waker of itself and the block is alive; it is
+        // removes it first), so the task's join handle keeps the block alive (see `TaskCtl`); it is
         // only reached through shared references (cells), on the spawning thread (a task set is
         // `!Send`, and a task joins the set of its own thread's backend).
         self.tasks
