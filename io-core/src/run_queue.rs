@@ -63,6 +63,46 @@ thread_local! {
     };
 }
 
+/// The schedule function of every task (what its wakers call, on any thread): pushes the task
+/// onto the run queue its control block names.
+///
+/// A plain function, so async-task stores nothing for it in the task: async-task guards each
+/// call of a schedule function that captures anything with a clone and a drop of a waker of the
+/// task (two atomic operations per wake), so that the captured state outlives the call. Here
+/// the queue is the control block's; the owner's push compares pointers only, and a push from
+/// another thread first takes its own handle of the queue, so nothing borrowed from the task's
+/// memory is used once the runnable has been given away.
+pub(crate) fn schedule(runnable: Runnable) {
+    let queue = Arc::as_ptr(&runnable.metadata().queue().0);
+    let mut runnable = Some(runnable);
+    // `try_*`: during thread teardown, or in the (impossible) re-entrant case, fall back to the
+    // mutex rather than panic.
+    let _ = LOCAL.try_with(|local| {
+        if let Ok(mut local) = local.try_borrow_mut() {
+            let owned = local
+                .owner
+                .as_ref()
+                .is_some_and(|owner| std::ptr::eq(owner.as_ptr(), queue));
+            if owned {
+                if let Some(runnable) = runnable.take() {
+                    local.runnables.push_back(runnable);
+                }
+            }
+        }
+    });
+    if let Some(runnable) = runnable {
+        schedule_shared(runnable);
+    }
+}
+
+/// [`schedule`] from a thread that does not own the task's queue (see [`RunQueue::push`]).
+#[cold]
+#[inline(never)]
+fn schedule_shared(runnable: Runnable) {
+    let queue = runnable.metadata().queue().clone();
+    queue.push_one_shared(runnable);
+}
+
 /// The thread-local side of the queue this thread owns.
 struct Local {
     /// The queue last drained on this thread. Weak, so a thread that once ran a backend does
@@ -133,9 +173,22 @@ impl RunQueue {
 
     /// The id for the next task spawned on this backend: 1, 2, 3, … in spawn order, so ids are
     /// deterministic per backend instance.
+    ///
+    /// On the thread that drains the queue (where nearly every spawn happens) the counter is
+    /// read and written back, not added to atomically: a locked add is a measurable part of a
+    /// spawn. Another thread adds atomically. The two could only race if two threads spawned
+    /// onto one queue at once, which no working program does: a task is polled on the thread
+    /// that spawned it, and a queue's tasks on the thread that drains it (such a race would give
+    /// two tasks one id, nothing worse).
     #[inline]
     pub fn next_task_id(&self) -> u64 {
-        self.0.next_id.fetch_add(1, Ordering::Relaxed)
+        if self.with_local(|_| ()).is_some() {
+            let id = self.0.next_id.load(Ordering::Relaxed);
+            self.0.next_id.store(id + 1, Ordering::Relaxed);
+            id
+        } else {
+            self.0.next_id.fetch_add(1, Ordering::Relaxed)
+        }
     }
 
     /// How many task ids [`RunQueue::next_task_id`] has handed out: it grows with every spawn.
@@ -143,7 +196,8 @@ impl RunQueue {
         self.0.next_id.load(Ordering::Relaxed) - 1
     }
 
-    /// Schedules a runnable. This is the async-task schedule function; any thread may call it.
+    /// Schedules a runnable; any thread may call it. (A task's wakers go through [`schedule`],
+    /// which finds the queue in the task's control block.)
     pub fn push(&self, runnable: Runnable) {
         let mut runnable = Some(runnable);
         // `try_*`: during thread teardown, or in the (impossible) re-entrant case, fall back to
@@ -423,7 +477,7 @@ mod tests {
     fn runnable(queue: &RunQueue) -> Runnable {
         let queue = queue.clone();
         let (runnable, task) = async_task::Builder::new()
-            .metadata(crate::TaskCtl::bare(0))
+            .metadata(crate::TaskCtl::bare(0, &queue))
             .spawn(|_| async {}, move |runnable| queue.push(runnable));
         task.detach();
         runnable

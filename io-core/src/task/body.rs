@@ -31,7 +31,7 @@ use std::thread::{self, ThreadId};
 
 use super::park::ParkState;
 use crate::task::{Enter, TaskCtl};
-use crate::{Canceled, RunQueue, Runnable};
+use crate::{Canceled, Runnable};
 
 /// A panic caught while running or dropping a task's code.
 type Panic = Box<dyn Any + Send>;
@@ -308,12 +308,12 @@ impl<F: TaskFuture> Drop for TaskBody<F> {
     }
 }
 
-/// Builds the async-task allocation of a task: what `ctl` makes as its metadata, `future`
-/// wrapped in its body, scheduled onto `queue` when woken, each poll with `op_budget` operations to spend. The
-/// runnable is for the backend, the handle for [`crate::Task`].
+/// Builds the async-task allocation of a task: what `ctl` makes as its metadata (which names the
+/// run queue the task's wakers schedule it onto), `future` wrapped in its body, each poll with
+/// `op_budget` operations to spend. The runnable is for the backend, the handle for
+/// [`crate::Task`].
 #[inline]
 pub(crate) fn build<T, F>(
-    queue: &RunQueue,
     ctl: impl FnOnce() -> TaskCtl,
     op_budget: u32,
     future: F,
@@ -332,10 +332,10 @@ where
         park: MaybeUninit::uninit(),
         _pinned: PhantomPinned,
     };
-    let queue = queue.clone();
     // SAFETY: async-task's conditions for `spawn_unchecked`:
     // - The future is `'static`, and the schedule function is `Send + Sync + 'static` (it pushes
-    //   onto the thread-safe `RunQueue`), so wakers may be used and dropped on any thread.
+    //   onto the thread-safe `RunQueue` the metadata names), so wakers may be used and dropped
+    //   on any thread.
     // - The future is `!Send`, so it must only be polled and dropped on this thread. `TaskBody`
     //   checks that itself: a poll on another thread panics before touching anything, and a drop
     //   on another thread leaks the body instead of dropping it. (The output, `Outcome<T>`, is
@@ -351,6 +351,6 @@ where
             // Made here, last, so that it is built where the builder is (one copy of the
             // block fewer than making it first and passing it down).
             .metadata(ctl())
-            .spawn_unchecked(body, move |runnable| queue.push(runnable))
+            .spawn_unchecked(body, crate::run_queue::schedule)
     }
 }

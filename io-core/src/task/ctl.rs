@@ -12,7 +12,7 @@ use std::task::Waker;
 use super::body::Outcome;
 use super::park::ParkState;
 use super::set::Registry;
-use crate::{Io, Park, TimerId};
+use crate::{Io, Park, RunQueue, TimerId};
 
 /// What a parked task waits for, kept for deadlock reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,55 @@ pub(crate) enum ParkedOn {
     Nothing,
     Park(&'static str),
     Join(u64),
+}
+
+/// A [`ParkedOn`] in two words, where the enum takes three (a control block's every word counts
+/// in an idle task's memory, see bench's idle-memory): a park's name as its pointer and length;
+/// a join as no pointer and the joined task's id, never 0 (ids count from 1); nothing as no
+/// pointer and 0.
+#[derive(Clone, Copy)]
+pub(super) struct PackedParkedOn {
+    name: Option<NonNull<u8>>,
+    word: u64,
+}
+
+impl PackedParkedOn {
+    pub(super) const NOTHING: PackedParkedOn = PackedParkedOn {
+        name: None,
+        word: 0,
+    };
+
+    fn pack(on: ParkedOn) -> PackedParkedOn {
+        match on {
+            ParkedOn::Nothing => PackedParkedOn::NOTHING,
+            ParkedOn::Park(what) => PackedParkedOn {
+                name: Some(NonNull::from(what).cast()),
+                word: what.len() as u64,
+            },
+            ParkedOn::Join(id) => {
+                debug_assert!(id != 0, "task ids count from 1");
+                PackedParkedOn {
+                    name: None,
+                    word: id,
+                }
+            }
+        }
+    }
+
+    fn unpack(self) -> ParkedOn {
+        match self.name {
+            // SAFETY: `pack` took the pointer and the length from a `&'static str`, so they
+            // describe valid UTF-8 that lives for the whole program.
+            Some(name) => ParkedOn::Park(unsafe {
+                std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                    name.as_ptr(),
+                    self.word as usize,
+                ))
+            }),
+            None if self.word == 0 => ParkedOn::Nothing,
+            None => ParkedOn::Join(self.word),
+        }
+    }
 }
 
 /// The control block of one task: async-task's metadata of the task, so it lives in the task's
@@ -42,6 +91,10 @@ pub(crate) enum ParkedOn {
 /// holds a waker of the task.
 pub struct TaskCtl {
     pub(super) id: u64,
+    /// The run queue the task's wakers schedule it onto ([`crate::run_queue::schedule`]): here
+    /// rather than in a schedule closure, which async-task would guard with a waker's clone and
+    /// drop at every wake.
+    pub(super) queue: RunQueue,
     /// The name and the deadline, and the shared part of the views of a task that had no
     /// waker of itself when they were taken (see [`Watch`]). Boxed: all are rare, and a bare
     /// `Cow` would take two more words in every task. Set at spawn for a task with a name or a
@@ -57,7 +110,7 @@ pub struct TaskCtl {
     /// before the body ended (`HANDLE_KEPT`), stored as its bytes (its type names the task's
     /// output type, which the block does not know); released by the body when it ends.
     pub(super) handle: Cell<MaybeUninit<*const ()>>,
-    pub(super) parked_on: Cell<ParkedOn>,
+    pub(super) parked_on: Cell<PackedParkedOn>,
     /// The backend's task set this task is registered in (see [`TaskSet`]), until its body ends.
     pub(super) registry: Cell<Option<Rc<Registry>>>,
     /// This task's slot in `registry`.
@@ -94,7 +147,8 @@ pub(crate) type JoinHandle<T> = async_task::FallibleTask<Outcome<T>, TaskCtl>;
 
 // SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
-// `id` (immutable) is reachable from another thread: the other fields are private to this module
+// `id` and `queue` (immutable; the queue is thread-safe) are reachable from another thread: the
+// other fields are private to this module
 // tree, and everything that reads them runs on the spawning thread — the task body (which checks
 // the thread before anything else), and the `RawTask`, the join handle, `TaskRef`s, the task set
 // and the current-task cell, all `!Send` and made on that thread. The block is dropped by async-task on
@@ -169,13 +223,14 @@ impl TaskCtl {
     /// A control block for a bare async-task task in unit tests: no name, no deadline, in no
     /// task set.
     #[cfg(test)]
-    pub(crate) fn bare(id: u64) -> TaskCtl {
+    pub(crate) fn bare(id: u64, queue: &RunQueue) -> TaskCtl {
         TaskCtl {
             id,
+            queue: queue.clone(),
             extra: OnceCell::new(),
             waker: Cell::new(None),
             handle: Cell::new(MaybeUninit::uninit()),
-            parked_on: Cell::new(ParkedOn::Nothing),
+            parked_on: Cell::new(PackedParkedOn::NOTHING),
             registry: Cell::new(None),
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
@@ -187,6 +242,21 @@ impl TaskCtl {
     /// The task's id: 1, 2, 3, … in spawn order within its backend.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The run queue the task is scheduled onto (any thread may read it: see the `Send` note).
+    #[inline]
+    pub(crate) fn queue(&self) -> &RunQueue {
+        &self.queue
+    }
+
+    /// What the task waits for, if it is parked.
+    pub(super) fn parked_on(&self) -> ParkedOn {
+        self.parked_on.get().unpack()
+    }
+
+    pub(super) fn set_parked_on(&self, on: ParkedOn) {
+        self.parked_on.set(PackedParkedOn::pack(on));
     }
 
     pub(super) fn has(&self, flag: u8) -> bool {
@@ -319,7 +389,7 @@ impl TaskCtl {
     /// At the start of each poll of the user's future.
     #[inline]
     pub(crate) fn before_poll(&self, waker: &Waker) {
-        self.parked_on.set(ParkedOn::Nothing);
+        self.parked_on.set(PackedParkedOn::NOTHING);
         // Only a task with a name or a deadline has anything to watch.
         if let Some(extra) = self.extra() {
             self.watch_deadline(extra, waker);
@@ -334,7 +404,7 @@ impl TaskCtl {
     #[inline]
     pub(crate) fn finish(&self, waker: Option<&Waker>) {
         self.set(FINISHED);
-        self.parked_on.set(ParkedOn::Nothing);
+        self.parked_on.set(PackedParkedOn::NOTHING);
         if let Some(registry) = self.registry.take() {
             registry.remove(self.slot.get());
         }

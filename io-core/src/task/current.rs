@@ -115,7 +115,7 @@ pub(crate) fn current_task() -> Option<TaskRef> {
 pub(crate) fn set_parked_on(what: ParkedOn) {
     with_current(|ctl| {
         if let Some(ctl) = ctl {
-            ctl.parked_on.set(what);
+            ctl.set_parked_on(what);
         }
     });
 }

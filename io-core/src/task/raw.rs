@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::Waker;
 
-use super::ctl::{Extra, ParkedOn, TaskCtl, Watch, OWN_WAKER};
+use super::ctl::{Extra, PackedParkedOn, ParkedOn, TaskCtl, Watch, OWN_WAKER};
 use super::current::with_current;
 use super::{body, Task};
 use crate::{Canceled, Io, RunQueue, Runnable, SpawnOptions};
@@ -144,7 +144,7 @@ impl TaskRef {
     /// What the task is parked on, if it is parked (`None` while runnable or finished).
     /// A join names the joined task by id (`join task#3`); [`TaskSet::blocked`](crate::TaskSet::blocked) resolves names.
     pub fn parked_on(&self) -> Option<String> {
-        match self.ctl()?.parked_on.get() {
+        match self.ctl()?.parked_on() {
             ParkedOn::Nothing => None,
             ParkedOn::Park(what) => Some(what.to_string()),
             ParkedOn::Join(id) => Some(format!("join task#{id}")),
@@ -197,19 +197,21 @@ impl RawTask {
             )));
             debug_assert!(set.is_ok(), "a new cell is empty");
         }
+        let queue = queue.clone();
         let ctl = move || TaskCtl {
             id,
+            queue,
             extra,
             waker: Cell::new(None),
             handle: Cell::new(MaybeUninit::uninit()),
-            parked_on: Cell::new(ParkedOn::Nothing),
+            parked_on: Cell::new(PackedParkedOn::NOTHING),
             registry: Cell::new(None),
             slot: Cell::new(0),
             shield_depth: Cell::new(0),
             state: Cell::new(0),
             park: Cell::new(None),
         };
-        let (runnable, inner) = body::build(queue, ctl, op_budget, future);
+        let (runnable, inner) = body::build(ctl, op_budget, future);
         let ctl = NonNull::from(inner.metadata());
         (
             RawTask {

@@ -143,7 +143,7 @@ impl TaskSet {
         };
         live.iter()
             .map(|t| {
-                let parked_on = match t.ctl().map_or(ParkedOn::Nothing, |c| c.parked_on.get()) {
+                let parked_on = match t.ctl().map_or(ParkedOn::Nothing, TaskCtl::parked_on) {
                     ParkedOn::Nothing => "a future outside the protocol".to_string(),
                     ParkedOn::Park(what) => what.to_string(),
                     ParkedOn::Join(id) => format!("join '{}' (#{id})", name_of(id)),
@@ -187,7 +187,7 @@ mod tests {
             })
             .unzip();
         for pair in handles.windows(2) {
-            pair[0].ctl().parked_on.set(ParkedOn::Join(pair[1].id()));
+            pair[0].ctl().set_parked_on(ParkedOn::Join(pair[1].id()));
         }
         PROBES.with(|probes| probes.set(0));
         let blocked = set.blocked();
