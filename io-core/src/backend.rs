@@ -121,7 +121,7 @@ impl BackendCore {
 
     /// How many operations a task spawned here may complete without suspending in one poll
     /// before its next operation yields ([`Cx::poll_budget`](crate::Cx::poll_budget));
-    /// [`DEFAULT_OP_BUDGET`] unless set. `0` means unlimited.
+    /// [`DEFAULT_OP_BUDGET`](crate::DEFAULT_OP_BUDGET) unless set. `0` means unlimited.
     pub fn op_budget(&self) -> u32 {
         self.queue.op_budget()
     }

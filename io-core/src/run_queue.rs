@@ -29,8 +29,7 @@ pub type Runnable = async_task::Runnable<crate::TaskCtl>;
 /// use io_core::RunQueue;
 /// let queue = RunQueue::new();
 /// assert!(queue.is_empty());
-/// assert_eq!(queue.next_task_id(), 1);
-/// assert_eq!(queue.next_task_id(), 2);
+/// assert_eq!(queue.ids_issued(), 0);
 /// ```
 #[derive(Clone)]
 pub struct RunQueue(Arc<Shared>);
@@ -66,9 +65,10 @@ thread_local! {
 /// The schedule function of every task (what its wakers call, on any thread): pushes the task
 /// onto the run queue its control block names.
 ///
-/// A plain function, so async-task stores nothing for it in the task: async-task guards each
-/// call of a schedule function that captures anything with a clone and a drop of a waker of the
-/// task (two atomic operations per wake), so that the captured state outlives the call. Here
+/// A plain function, so async-task stores nothing for it in the task: async-task guards the calls
+/// it makes through its `schedule` path (the first schedule, a wake while the task is polled, a
+/// wake by value) of a schedule function that captures anything with a clone and a drop of a
+/// waker of the task (two atomic operations), so that the captured state outlives the call. Here
 /// the queue is the control block's; the owner's push compares pointers only, and a push from
 /// another thread first takes its own handle of the queue, so nothing borrowed from the task's
 /// memory is used once the runnable has been given away.
@@ -176,12 +176,14 @@ impl RunQueue {
     ///
     /// On the thread that drains the queue (where nearly every spawn happens) the counter is
     /// read and written back, not added to atomically: a locked add is a measurable part of a
-    /// spawn. Another thread adds atomically. The two could only race if two threads spawned
-    /// onto one queue at once, which no working program does: a task is polled on the thread
-    /// that spawned it, and a queue's tasks on the thread that drains it (such a race would give
-    /// two tasks one id, nothing worse).
+    /// spawn. Another thread adds atomically. Crate-private, so only [`RawTask::new`](crate::RawTask::new)
+    /// takes ids, and the two could only race if tasks were built for one queue on two threads
+    /// at once: the one built on a thread that does not drain the queue panics at its first poll
+    /// anyway (a task is polled on the thread that spawned it), and the race would give two
+    /// tasks one id (the blocking backend picks a task's runnable by id, and deadlock reports
+    /// name join targets by it).
     #[inline]
-    pub fn next_task_id(&self) -> u64 {
+    pub(crate) fn next_task_id(&self) -> u64 {
         if self.with_local(|_| ()).is_some() {
             let id = self.0.next_id.load(Ordering::Relaxed);
             self.0.next_id.store(id + 1, Ordering::Relaxed);
@@ -191,13 +193,14 @@ impl RunQueue {
         }
     }
 
-    /// How many task ids [`RunQueue::next_task_id`] has handed out: it grows with every spawn.
+    /// How many task ids the queue has handed out (one to each task built for it by
+    /// [`RawTask::new`](crate::RawTask::new)): it grows with every spawn.
     pub fn ids_issued(&self) -> u64 {
         self.0.next_id.load(Ordering::Relaxed) - 1
     }
 
-    /// Schedules a runnable; any thread may call it. (A task's wakers go through [`schedule`],
-    /// which finds the queue in the task's control block.)
+    /// Schedules a runnable; any thread may call it. (A task's wakers go through the crate's
+    /// schedule function, which finds the queue in the task's control block.)
     pub fn push(&self, runnable: Runnable) {
         let mut runnable = Some(runnable);
         // `try_*`: during thread teardown, or in the (impossible) re-entrant case, fall back to

@@ -22,7 +22,7 @@ pub(crate) enum ParkedOn {
     Join(u64),
 }
 
-/// A [`ParkedOn`] in two words, where the enum takes three (a control block's every word counts
+/// A [`ParkedOn`] in two words on 64-bit targets, where the enum takes three (a control block's every word counts
 /// in an idle task's memory, see bench's idle-memory): a park's name as its pointer and length;
 /// a join as no pointer and the joined task's id, never 0 (ids count from 1); nothing as no
 /// pointer and 0.
@@ -83,7 +83,7 @@ impl PackedParkedOn {
 /// It lives as long as async-task's allocation: until the task's `Runnable`, its join handle
 /// and every waker of it are gone. An unfinished task keeps its join handle: the user's
 /// [`Task`](crate::Task) while it exists, and, once that is dropped or detached, the block's
-/// `handle` until the body ends (see [`TaskCtl::keep_handle`]); async-task frees no task whose
+/// `handle` until the body ends (see `TaskCtl::keep_handle`); async-task frees no task whose
 /// handle exists, so a task's control block is alive at least until its body ends (or for good,
 /// if a misused run queue drops the task on another thread: the body then leaks it). The task
 /// set, the current-task cell, a backend's [`RawTask`](crate::RawTask) and a view of a task
