@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::task::{Context, Poll};
 
-use io_core::{Canceled, Cx, RawTask, RunQueue, SpawnOptions, Suspend, TaskRef};
+use io_core::{Canceled, Cx, RawTask, RunQueue, SpawnOptions, Suspend, TaskRef, TaskSet};
 
 fn run_all(queue: &RunQueue) {
     while let Some(runnable) = queue.pop() {
@@ -140,5 +140,25 @@ fn a_task_dropped_on_another_thread_before_it_ran_is_leaked_not_freed() {
     assert!(!view.is_finished(), "leaked: its body never ended");
     assert!(view.is_cancel_requested());
     assert_eq!(view.parked_on(), None);
+    LEAKED.store(Box::into_raw(Box::new(view)), Ordering::Relaxed);
+}
+
+/// As above, but the user keeps the join handle, joins it (async-task reports the task closed:
+/// `Canceled`) and drops it: the body never ended, so the control block keeps the handle for
+/// good, and a view (holding no waker) and the task set still read a live block.
+#[test]
+fn a_joined_handle_of_a_task_leaked_on_another_thread_does_not_free_it() {
+    static LEAKED: AtomicPtr<TaskRef> = AtomicPtr::new(std::ptr::null_mut());
+    let queue = RunQueue::new();
+    let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(1) });
+    let view = task.task_ref();
+    let mut set = TaskSet::new();
+    set.insert(&view);
+    raw.schedule();
+    let runnable = queue.pop().expect("queued");
+    std::thread::spawn(move || drop(runnable)).join().unwrap();
+    assert_eq!(futures_lite::future::block_on(task), Err(Canceled));
+    assert!(!view.is_finished(), "leaked: its body never ended");
+    assert_eq!(set.live().len(), 1);
     LEAKED.store(Box::into_raw(Box::new(view)), Ordering::Relaxed);
 }

@@ -152,9 +152,10 @@ pub(crate) type JoinHandle<T> = async_task::FallibleTask<Outcome<T>, TaskCtl>;
 // tree, and everything that reads them runs on the spawning thread — the task body (which checks
 // the thread before anything else), and the `RawTask`, the join handle, `TaskRef`s, the task set
 // and the current-task cell, all `!Send` and made on that thread. The block is dropped by async-task on
-// whichever thread frees the allocation, which happens only after `finish` (an unfinished task
-// holds a waker of itself): by then it owns nothing of the spawning thread's (`finish` empties
-// the registry, waker, timer and backend cells; the name is `Send`); `Drop` leaks whatever such
+// whichever thread frees the allocation, which happens only after `finish` (an unfinished task's
+// join handle, the user's or the one the block keeps, holds the allocation): by then it owns
+// nothing of the spawning thread's (`finish` empties the registry, waker, watch, timer and
+// backend cells; the name is `Send`); `Drop` leaks whatever such
 // state it might still hold rather than touch it. The task's own park (`park`, in the body) is
 // touched only through `Park` handles (`!Send`, on the spawning thread); while one exists the
 // task keeps its own waker (see `finish`), so the allocation is only freed once the park is free

@@ -127,8 +127,13 @@ impl<T> Drop for Task<T> {
         if let Some(inner) = self.inner.take() {
             if !self.ctl().has(JOINED) {
                 self.ctl().request_cancel();
-                self.let_go(inner);
             }
+            // Joined or not, the handle goes as any other: detached if the body has ended, kept
+            // by the block otherwise. A joined task whose body has not ended is one async-task
+            // closed while the body leaked on another thread (the join got `Canceled`): the body
+            // never ends, so the block keeps the handle, and the allocation, for good, and the
+            // task set and the views never read freed memory.
+            self.let_go(inner);
         }
     }
 }

@@ -133,7 +133,8 @@ impl TaskRef {
     /// its future without polling it. A backend shutting down does this to every task still
     /// alive, then runs them, so their futures are dropped inside the task body (where a
     /// panicking `Drop` is caught, see `body.rs`) rather than by async-task (which would abort),
-    /// and a stuck task is not leaked in the cycle through its own waker. The fiber backend's
+    /// and a stuck task is not leaked in the cycle through its own waker (or through the join
+    /// handle its control block keeps). The fiber backend's
     /// simulated world does it to the tasks of a host it crashes: none runs past the crash.
     pub fn abandon(&self) {
         if let Some(ctl) = self.ctl() {
