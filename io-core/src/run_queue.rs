@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Instant;
 
 /// A task ready to be polled once, as handed out by async-task. The metadata is the task's
@@ -35,6 +35,8 @@ pub type Runnable = async_task::Runnable<crate::TaskCtl>;
 pub struct RunQueue(Arc<Shared>);
 
 struct Shared {
+    /// The queue's name in [`QUEUES`], which its tasks hold instead of the queue.
+    key: QueueKey,
     state: Mutex<State>,
     /// The mutex-guarded queue may hold runnables: lets the owner skip the lock when it does
     /// not. Set under the lock by every push there, cleared under the lock when it is emptied.
@@ -57,9 +59,93 @@ thread_local! {
     static LOCAL: RefCell<Local> = const {
         RefCell::new(Local {
             owner: None,
+            owner_key: None,
             runnables: VecDeque::new(),
         })
     };
+}
+
+/// A run queue's name in [`QUEUES`]: its index there and the generation of that entry (never
+/// 0, so no key is 0), so a key outlives its queue without ever naming a later one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct QueueKey(u64);
+
+impl QueueKey {
+    fn new(index: u32, generation: u32) -> QueueKey {
+        QueueKey(u64::from(index) << 32 | u64::from(generation))
+    }
+
+    fn index(self) -> usize {
+        (self.0 >> 32) as usize
+    }
+
+    fn generation(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+/// Every live run queue of the process, by [`QueueKey`]. A task's control block names its queue
+/// by key rather than holding it: an `Arc` held per task is a locked add at spawn and a locked
+/// subtract when the task is freed, where the key costs nothing. The owner's pushes (nearly all)
+/// compare keys; a push from another thread looks the queue up here (a read lock, and an upgrade
+/// of the entry's `Weak`).
+static QUEUES: RwLock<Queues> = RwLock::new(Queues {
+    entries: Vec::new(),
+    free: Vec::new(),
+});
+
+struct Queues {
+    /// The generation each entry was last given, and its queue (dangling once dropped).
+    entries: Vec<(u32, Weak<Shared>)>,
+    /// Entries whose queue has been dropped, to reuse.
+    free: Vec<u32>,
+}
+
+impl Queues {
+    fn write() -> std::sync::RwLockWriteGuard<'static, Queues> {
+        // Every critical section leaves the table consistent, so a poisoned lock is usable.
+        QUEUES.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enters `queue` (being built) and returns its key.
+    fn register(queue: Weak<Shared>) -> QueueKey {
+        let mut queues = Queues::write();
+        match queues.free.pop() {
+            Some(index) => {
+                let entry = &mut queues.entries[index as usize];
+                entry.0 = entry.0.checked_add(1).unwrap_or(1);
+                entry.1 = queue;
+                QueueKey::new(index, entry.0)
+            }
+            None => {
+                let index =
+                    u32::try_from(queues.entries.len()).expect("more than 2^32 live run queues");
+                queues.entries.push((1, queue));
+                QueueKey::new(index, 1)
+            }
+        }
+    }
+
+    /// The queue `key` names, if it is still alive.
+    fn find(key: QueueKey) -> Option<RunQueue> {
+        let queues = QUEUES.read().unwrap_or_else(|e| e.into_inner());
+        let (generation, queue) = queues.entries.get(key.index())?;
+        // The guard is dropped after the upgrade, and the queue it gives is dropped by the
+        // caller, after that: dropping a queue takes the write lock (`Shared::drop`).
+        (*generation == key.generation())
+            .then(|| queue.upgrade())
+            .flatten()
+            .map(RunQueue)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let mut queues = Queues::write();
+        let index = self.key.index();
+        queues.entries[index].1 = Weak::new();
+        queues.free.push(index as u32);
+    }
 }
 
 /// The schedule function of every task (what its wakers call, on any thread): pushes the task
@@ -69,21 +155,17 @@ thread_local! {
 /// it makes through its `schedule` path (the first schedule, a wake while the task is polled, a
 /// wake by value) of a schedule function that captures anything with a clone and a drop of a
 /// waker of the task (two atomic operations), so that the captured state outlives the call. Here
-/// the queue is the control block's; the owner's push compares pointers only, and a push from
-/// another thread first takes its own handle of the queue, so nothing borrowed from the task's
-/// memory is used once the runnable has been given away.
+/// the control block names the queue by key; the owner's push compares keys only, and a push
+/// from another thread looks the queue up and pushes through its own handle, so nothing borrowed
+/// from the task's memory is used once the runnable has been given away.
 pub(crate) fn schedule(runnable: Runnable) {
-    let queue = Arc::as_ptr(&runnable.metadata().queue().0);
+    let key = runnable.metadata().queue_key();
     let mut runnable = Some(runnable);
     // `try_*`: during thread teardown, or in the (impossible) re-entrant case, fall back to the
     // mutex rather than panic.
     let _ = LOCAL.try_with(|local| {
         if let Ok(mut local) = local.try_borrow_mut() {
-            let owned = local
-                .owner
-                .as_ref()
-                .is_some_and(|owner| std::ptr::eq(owner.as_ptr(), queue));
-            if owned {
+            if local.owner_key == Some(key) {
                 if let Some(runnable) = runnable.take() {
                     local.runnables.push_back(runnable);
                 }
@@ -99,8 +181,13 @@ pub(crate) fn schedule(runnable: Runnable) {
 #[cold]
 #[inline(never)]
 fn schedule_shared(runnable: Runnable) {
-    let queue = runnable.metadata().queue().clone();
-    queue.push_one_shared(runnable);
+    match Queues::find(runnable.metadata().queue_key()) {
+        Some(queue) => queue.push_one_shared(runnable),
+        // The backend is gone, and with it whatever would have run the task: it is left as it
+        // was when a task held its queue alive in a queue nobody drained (dropping it here
+        // would run its future's drop code inside whatever wake called this).
+        None => std::mem::forget(runnable),
+    }
 }
 
 /// The thread-local side of the queue this thread owns.
@@ -109,6 +196,8 @@ struct Local {
     /// not keep its queue alive; the allocation it points to cannot be reused while it exists,
     /// so comparing pointers is sound.
     owner: Option<Weak<Shared>>,
+    /// `owner`'s key, for [`schedule`] (which knows a task's queue by key only).
+    owner_key: Option<QueueKey>,
     /// What this thread pushed onto `owner` since it became its owner, oldest first.
     runnables: VecDeque<Runnable>,
 }
@@ -141,7 +230,8 @@ impl RunQueue {
     }
 
     fn build(on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>) -> RunQueue {
-        RunQueue(Arc::new(Shared {
+        RunQueue(Arc::new_cyclic(|queue| Shared {
+            key: Queues::register(queue.clone()),
             state: Mutex::new(State::default()),
             shared_pushes: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -156,6 +246,12 @@ impl RunQueue {
         // A panic while holding this lock cannot leave the queue inconsistent (every critical
         // section is a single VecDeque call), so a poisoned lock is still usable.
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The queue's key: what its tasks name it by.
+    #[inline]
+    pub(crate) fn key(&self) -> QueueKey {
+        self.0.key
     }
 
     /// The operation budget of each poll of the tasks built for this queue
@@ -271,6 +367,7 @@ impl RunQueue {
                 let mut local = local.try_borrow_mut().ok()?;
                 if !local.is_owned_by(self) {
                     let previous = local.owner.replace(Arc::downgrade(&self.0));
+                    local.owner_key = Some(self.0.key);
                     released = Some((previous, std::mem::take(&mut local.runnables)));
                 }
                 Some(f(&mut local.runnables))
@@ -291,6 +388,7 @@ impl RunQueue {
             if !local.is_owned_by(self) {
                 return None;
             }
+            local.owner_key = None;
             Some((local.owner.take(), std::mem::take(&mut local.runnables)))
         });
         if let Ok(Some((previous, runnables))) = released {

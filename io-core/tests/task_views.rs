@@ -162,3 +162,24 @@ fn a_joined_handle_of_a_task_leaked_on_another_thread_does_not_free_it() {
     assert_eq!(set.live().len(), 1);
     LEAKED.store(Box::into_raw(Box::new(view)), Ordering::Relaxed);
 }
+
+/// A task names its run queue by key, not by holding it. Woken after its queue was dropped, it
+/// is left alone (as when it held its queue alive in a queue nobody drained), and its key, whose
+/// entry a later queue reuses, does not name that queue: the later queue gets nothing.
+#[test]
+fn a_task_woken_after_its_queue_is_gone_reaches_no_later_queue() {
+    static LEAKED: AtomicPtr<TaskRef> = AtomicPtr::new(std::ptr::null_mut());
+    let queue = RunQueue::new();
+    let (raw, task) = RawTask::new(&queue, &SpawnOptions::new(), async { Ok(1) });
+    let view = raw.task(); // holds a waker: keeps the task's memory for the check below
+    drop(queue);
+    let later = RunQueue::new();
+    let mut batch = std::collections::VecDeque::new();
+    later.drain_into(&mut batch); // this thread owns the later queue now
+    raw.schedule();
+    assert!(later.is_empty(), "the stale key reached a later queue");
+    drop(task); // cancels it: a wake through the task's own waker, to the same dead key
+    assert!(later.is_empty(), "the stale key reached a later queue");
+    assert!(!view.is_finished() && view.is_cancel_requested());
+    LEAKED.store(Box::into_raw(Box::new(view)), Ordering::Relaxed);
+}

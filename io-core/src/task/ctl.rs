@@ -12,7 +12,8 @@ use std::task::Waker;
 use super::body::Outcome;
 use super::park::ParkState;
 use super::set::Registry;
-use crate::{Io, Park, RunQueue, TimerId};
+use crate::run_queue::QueueKey;
+use crate::{Io, Park, TimerId};
 
 /// What a parked task waits for, kept for deadlock reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,10 +92,11 @@ impl PackedParkedOn {
 /// holds a waker of the task.
 pub struct TaskCtl {
     pub(super) id: u64,
-    /// The run queue the task's wakers schedule it onto ([`crate::run_queue::schedule`]): here
-    /// rather than in a schedule closure, which async-task would guard with a waker's clone and
-    /// drop at every wake.
-    pub(super) queue: RunQueue,
+    /// The run queue the task's wakers schedule it onto ([`crate::run_queue::schedule`]), by
+    /// key: here rather than in a schedule closure, which async-task would guard with a waker's
+    /// clone and drop at every schedule, and a key rather than the queue, which would be a locked
+    /// add and subtract per task.
+    pub(super) queue: QueueKey,
     /// The name and the deadline, and the shared part of the views of a task that had no
     /// waker of itself when they were taken (see [`Watch`]). Boxed: all are rare, and a bare
     /// `Cow` would take two more words in every task. Set at spawn for a task with a name or a
@@ -147,7 +149,7 @@ pub(crate) type JoinHandle<T> = async_task::FallibleTask<Outcome<T>, TaskCtl>;
 
 // SAFETY: async-task requires the metadata to be `Send + Sync` for its `Runnable` to be (the run
 // queue is thread-safe, and a waker may schedule the task from any thread). Of this block, only
-// `id` and `queue` (immutable; the queue is thread-safe) are reachable from another thread: the
+// `id` and `queue` (immutable, plain values) are reachable from another thread: the
 // other fields are private to this module
 // tree, and everything that reads them runs on the spawning thread — the task body (which checks
 // the thread before anything else), and the `RawTask`, the join handle, `TaskRef`s, the task set
@@ -224,10 +226,10 @@ impl TaskCtl {
     /// A control block for a bare async-task task in unit tests: no name, no deadline, in no
     /// task set.
     #[cfg(test)]
-    pub(crate) fn bare(id: u64, queue: &RunQueue) -> TaskCtl {
+    pub(crate) fn bare(id: u64, queue: &crate::RunQueue) -> TaskCtl {
         TaskCtl {
             id,
-            queue: queue.clone(),
+            queue: queue.key(),
             extra: OnceCell::new(),
             waker: Cell::new(None),
             handle: Cell::new(MaybeUninit::uninit()),
@@ -245,10 +247,11 @@ impl TaskCtl {
         self.id
     }
 
-    /// The run queue the task is scheduled onto (any thread may read it: see the `Send` note).
+    /// The key of the run queue the task is scheduled onto (any thread may read it: see the
+    /// `Send` note).
     #[inline]
-    pub(crate) fn queue(&self) -> &RunQueue {
-        &self.queue
+    pub(crate) fn queue_key(&self) -> QueueKey {
+        self.queue
     }
 
     /// What the task waits for, if it is parked.

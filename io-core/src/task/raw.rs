@@ -198,7 +198,7 @@ impl RawTask {
             )));
             debug_assert!(set.is_ok(), "a new cell is empty");
         }
-        let queue = queue.clone();
+        let queue = queue.key();
         let ctl = move || TaskCtl {
             id,
             queue,
