@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 /// A task ready to be polled once, as handed out by async-task. The metadata is the task's
@@ -66,7 +66,7 @@ thread_local! {
 }
 
 /// A run queue's name in [`QUEUES`]: its index there and the generation of that entry (never
-/// 0, so no key is 0), so a key outlives its queue without ever naming a later one.
+/// 0), so a key outlives its queue without ever naming a later one.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct QueueKey(u64);
 
@@ -75,8 +75,8 @@ impl QueueKey {
         QueueKey(u64::from(index) << 32 | u64::from(generation))
     }
 
-    fn index(self) -> usize {
-        (self.0 >> 32) as usize
+    fn index(self) -> u32 {
+        (self.0 >> 32) as u32
     }
 
     fn generation(self) -> u32 {
@@ -87,53 +87,86 @@ impl QueueKey {
 /// Every live run queue of the process, by [`QueueKey`]. A task's control block names its queue
 /// by key rather than holding it: an `Arc` held per task is a locked add at spawn and a locked
 /// subtract when the task is freed, where the key costs nothing. The owner's pushes (nearly all)
-/// compare keys; a push from another thread looks the queue up here (a read lock, and an upgrade
-/// of the entry's `Weak`).
-static QUEUES: RwLock<Queues> = RwLock::new(Queues {
-    entries: Vec::new(),
-    free: Vec::new(),
+/// compare keys; a push from another thread looks the queue up here: the entry's own lock (no
+/// lock shared by all queues) and an upgrade of its `Weak`, on the queue's lines as the `Arc`
+/// was.
+///
+/// Entries live in chunks made on demand and never freed (room for [`MAX_QUEUES`] queues alive
+/// at once). An entry is reused for a later queue with the next generation, and retired for good
+/// once its generation reaches `u32::MAX`, so no key ever names two queues.
+static QUEUES: [OnceLock<Box<[Entry; QUEUE_CHUNK]>>; QUEUE_CHUNKS] =
+    [const { OnceLock::new() }; QUEUE_CHUNKS];
+
+const QUEUE_CHUNK: usize = 1024;
+const QUEUE_CHUNKS: usize = 1024;
+/// How many run queues may be alive at once.
+const MAX_QUEUES: usize = QUEUE_CHUNK * QUEUE_CHUNKS;
+
+/// Entries of [`QUEUES`] never handed out, and those whose queue was dropped (to reuse,
+/// last-freed first).
+static FREE_QUEUES: Mutex<FreeQueues> = Mutex::new(FreeQueues {
+    unused: 0,
+    freed: Vec::new(),
 });
 
-struct Queues {
-    /// The generation each entry was last given, and its queue (dangling once dropped).
-    entries: Vec<(u32, Weak<Shared>)>,
-    /// Entries whose queue has been dropped, to reuse.
-    free: Vec<u32>,
+struct FreeQueues {
+    unused: u32,
+    freed: Vec<u32>,
 }
 
-impl Queues {
-    fn write() -> std::sync::RwLockWriteGuard<'static, Queues> {
-        // Every critical section leaves the table consistent, so a poisoned lock is usable.
-        QUEUES.write().unwrap_or_else(|e| e.into_inner())
+/// One entry of [`QUEUES`]: the generation it was last given (0: never) and its queue (dangling
+/// once dropped).
+#[derive(Default)]
+struct Entry(Mutex<(u32, Weak<Shared>)>);
+
+impl Entry {
+    /// The entry at `index`, its chunk made if `make` (else `None` for a chunk never made).
+    fn at(index: u32, make: bool) -> Option<&'static Entry> {
+        let (chunk, offset) = (index as usize / QUEUE_CHUNK, index as usize % QUEUE_CHUNK);
+        let chunk = QUEUES.get(chunk)?;
+        let entries = match make {
+            true => chunk.get_or_init(|| Box::new(std::array::from_fn(|_| Entry::default()))),
+            false => chunk.get()?,
+        };
+        Some(&entries[offset])
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (u32, Weak<Shared>)> {
+        // Every critical section leaves the entry consistent, so a poisoned lock is usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Enters `queue` (being built) and returns its key.
     fn register(queue: Weak<Shared>) -> QueueKey {
-        let mut queues = Queues::write();
-        match queues.free.pop() {
-            Some(index) => {
-                let entry = &mut queues.entries[index as usize];
-                entry.0 = entry.0.checked_add(1).unwrap_or(1);
-                entry.1 = queue;
-                QueueKey::new(index, entry.0)
-            }
+        let mut free = FREE_QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match free.freed.pop() {
+            Some(index) => index,
             None => {
-                let index =
-                    u32::try_from(queues.entries.len()).expect("more than 2^32 live run queues");
-                queues.entries.push((1, queue));
-                QueueKey::new(index, 1)
+                let index = free.unused;
+                assert!(
+                    (index as usize) < MAX_QUEUES,
+                    "more than {MAX_QUEUES} run queues alive at once"
+                );
+                free.unused += 1;
+                index
             }
-        }
+        };
+        drop(free);
+        let entry = Entry::at(index, true).expect("an index below MAX_QUEUES");
+        let mut slot = entry.lock();
+        // Retired at `u32::MAX` (see `Drop for Shared`), so this never wraps.
+        slot.0 += 1;
+        slot.1 = queue;
+        QueueKey::new(index, slot.0)
     }
 
     /// The queue `key` names, if it is still alive.
     fn find(key: QueueKey) -> Option<RunQueue> {
-        let queues = QUEUES.read().unwrap_or_else(|e| e.into_inner());
-        let (generation, queue) = queues.entries.get(key.index())?;
-        // The guard is dropped after the upgrade, and the queue it gives is dropped by the
-        // caller, after that: dropping a queue takes the write lock (`Shared::drop`).
-        (*generation == key.generation())
-            .then(|| queue.upgrade())
+        let entry = Entry::at(key.index(), false)?;
+        let slot = entry.lock();
+        // The upgraded handle outlives the guard: dropping a queue takes this lock.
+        (slot.0 == key.generation())
+            .then(|| slot.1.upgrade())
             .flatten()
             .map(RunQueue)
     }
@@ -141,10 +174,17 @@ impl Queues {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let mut queues = Queues::write();
-        let index = self.key.index();
-        queues.entries[index].1 = Weak::new();
-        queues.free.push(index as u32);
+        let Some(entry) = Entry::at(self.key.index(), false) else {
+            return;
+        };
+        let mut slot = entry.lock();
+        slot.1 = Weak::new();
+        let retired = slot.0 == u32::MAX;
+        drop(slot);
+        if !retired {
+            let mut free = FREE_QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+            free.freed.push(self.key.index());
+        }
     }
 }
 
@@ -181,7 +221,10 @@ pub(crate) fn schedule(runnable: Runnable) {
 #[cold]
 #[inline(never)]
 fn schedule_shared(runnable: Runnable) {
-    match Queues::find(runnable.metadata().queue_key()) {
+    match Entry::find(runnable.metadata().queue_key()) {
+        // Should the backend drop its own handle meanwhile, this one is the last, and the queue
+        // is dropped here with what it holds: the bodies of its tasks, which leak their futures
+        // rather than drop them off their own thread (this is not the queue's thread).
         Some(queue) => queue.push_one_shared(runnable),
         // The backend is gone, and with it whatever would have run the task: it is left as it
         // was when a task held its queue alive in a queue nobody drained (dropping it here
@@ -231,7 +274,7 @@ impl RunQueue {
 
     fn build(on_push_while_idle: Option<Box<dyn Fn() + Send + Sync>>) -> RunQueue {
         RunQueue(Arc::new_cyclic(|queue| Shared {
-            key: Queues::register(queue.clone()),
+            key: Entry::register(queue.clone()),
             state: Mutex::new(State::default()),
             shared_pushes: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -548,8 +591,12 @@ impl RunQueue {
 /// Moves the runnables a thread pushed locally onto `owner` back to its mutex-guarded queue,
 /// behind what is there (they are younger).
 fn hand_back(owner: Option<Weak<Shared>>, runnables: VecDeque<Runnable>) {
-    if let Some(shared) = owner.and_then(|owner| owner.upgrade()) {
-        RunQueue(shared).push_shared(runnables);
+    match owner.and_then(|owner| owner.upgrade()) {
+        Some(shared) => RunQueue(shared).push_shared(runnables),
+        // The queue is gone: its tasks are left as they were when each held its queue alive
+        // (dropping them here would run their futures' drop code inside another backend's
+        // drain).
+        None => std::mem::forget(runnables),
     }
 }
 
@@ -582,6 +629,26 @@ mod tests {
             .spawn(|_| async {}, move |runnable| queue.push(runnable));
         task.detach();
         runnable
+    }
+
+    /// An entry of the queue table whose generation has reached its last value is retired when
+    /// its queue is dropped, never handed to a later queue: so no key names two queues. (One
+    /// that has not is freed for reuse; other tests running alongside may take it at once, so
+    /// only the retired case is checked.)
+    #[test]
+    fn a_queue_entry_is_retired_before_its_generation_wraps() {
+        let queue = RunQueue::new();
+        let key = queue.key();
+        super::Entry::at(key.index(), false)
+            .expect("registered")
+            .lock()
+            .0 = u32::MAX;
+        drop(queue);
+        let free = super::FREE_QUEUES.lock().unwrap();
+        assert!(
+            !free.freed.contains(&key.index()),
+            "a retired entry is never reused"
+        );
     }
 
     /// A sleep keeps the loop's thread the owner: what it pushes after the sleep stays in its
