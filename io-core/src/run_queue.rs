@@ -596,7 +596,7 @@ fn hand_back(owner: Option<Weak<Shared>>, runnables: VecDeque<Runnable>) {
         // The queue is gone: its tasks are left as they were when each held its queue alive
         // (dropping them here would run their futures' drop code inside another backend's
         // drain).
-        None => std::mem::forget(runnables),
+        None => runnables.into_iter().for_each(std::mem::forget),
     }
 }
 
