@@ -196,3 +196,64 @@ fn a_task_woken_after_its_queue_is_gone_reaches_no_later_queue() {
     assert!(!view.is_finished() && view.is_cancel_requested());
     keep_for_good(view);
 }
+
+/// A task waiting on a park holds no waker of itself: a cancel readies it through the waker the
+/// park holds. A sleeping task is canceled at the cancel's time, not at its deadline.
+#[test]
+fn a_cancel_readies_a_sleeping_task_through_its_park() {
+    let (woke, at) = io_fiber::FiberIo::new()
+        .run(|cx| async move {
+            let sleeper = cx.spawn(|cx| async move {
+                let woke = cx.sleep(1_000).await;
+                Ok((woke, cx.now_ms()))
+            });
+            cx.sleep(5).await?;
+            sleeper.cancel();
+            sleeper.await
+        })
+        .unwrap();
+    assert_eq!((woke, at), (Err(Canceled), 5));
+}
+
+/// A suspend given up inside the poll it parked in (a race whose other branch won) leaves the
+/// task parked on nothing that holds its waker: if the poll then ends `Pending` on a wait that is
+/// no park (here one nobody ever wakes), the task takes a waker of itself, and a cancel readies
+/// it through that; its next suspend point sees the cancel. The control block keeps the given-up
+/// park alive for what it reports (Miri checks the report reads no freed park).
+#[test]
+fn a_task_whose_park_was_given_up_takes_a_waker_of_itself_for_a_cancel() {
+    /// Poll 1: parks on a fresh park, gives the suspend and the park up, and stays pending with
+    /// nothing to wake it. Poll 2 onwards: suspends on a new park (a suspend point).
+    struct GiveUpThenWait {
+        cx: Cx,
+        then: Option<Pin<Box<Suspend>>>,
+    }
+    impl Future for GiveUpThenWait {
+        type Output = Result<(), Canceled>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.then.is_none() {
+                let mut given_up = Box::pin(self.cx.suspend(self.cx.park("given up")));
+                assert!(given_up.as_mut().poll(cx).is_pending());
+                drop(given_up);
+                let next = self.cx.suspend(self.cx.park("then"));
+                self.then = Some(Box::pin(next));
+                return Poll::Pending;
+            }
+            self.then.as_mut().expect("set above").as_mut().poll(cx)
+        }
+    }
+    let (result, at, report) = io_fiber::FiberIo::new()
+        .run(|cx| async move {
+            let child = cx.spawn(|cx| GiveUpThenWait { cx, then: None });
+            let view = child.task_ref();
+            cx.sleep(5).await?;
+            let report = view.parked_on();
+            child.cancel();
+            let result = child.await;
+            Ok((result, cx.now_ms(), report))
+        })
+        .unwrap();
+    assert_eq!(result, Err(Canceled));
+    assert_eq!(at, 5);
+    assert_eq!(report.as_deref(), Some("given up"));
+}
