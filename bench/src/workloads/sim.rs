@@ -6,6 +6,13 @@
 //! is the wall time per simulated message (the table's note gives its inverse, messages per wall
 //! second).
 //!
+//! Under sim-echo, fiber runs the floor: the same shape on the plain fiber backend with no
+//! network model, each message a write op (`Op::Nop`, done at once as a simulated send with room
+//! is) and a hand-over through a channel to a task waiting for it (a park, a wake and a task
+//! switch, as a simulated read that waits). What ioswap-sim costs beyond it is the simulated
+//! network's; what it costs is the executor's and the protocol's, which no simulator built on
+//! them can go below.
+//!
 //! sim-hour: one simulated hour of a 3-host service on ioswap's world: a client sends 1,000
 //! requests per simulated second, one each millisecond, to two servers in turn, and waits for
 //! each response. The figure is the wall seconds that hour takes.
@@ -16,8 +23,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use ioswap::protocol::op::Op;
 use ioswap::sim::{Control, Faults, Outcome, World};
-use ioswap::{Cx, TcpListener, TcpStream};
+use ioswap::{Backend, Cx, TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{check, why, Measurement, Size, Unit, Workload, HOUR_MS};
@@ -40,12 +48,15 @@ pub const ECHO: Workload = Workload {
     opt_in: &[Runner::IoswapSim, Runner::Turmoil],
     warm_up: false,
     skip: |runner| match runner {
-        Runner::IoswapSim | Runner::Turmoil => None,
+        Runner::IoswapSim | Runner::Turmoil | Runner::Ioswap(Backend::Fiber) => None,
         _ => Some(why::NOT_A_SIMULATOR),
     },
     note: |runner| match runner {
         Runner::IoswapSim => Some("ioswap::sim::World, Faults::none()"),
         Runner::Turmoil => Some("turmoil Sim, 1 ms ticks, tokio echo server"),
+        Runner::Ioswap(Backend::Fiber) => Some(
+            "floor, no network model: plain fiber, each message an Op::Nop write and a channel hand-over to a waiting task, both ways",
+        ),
         _ => None,
     },
     counted: false,
@@ -76,7 +87,8 @@ fn measure_echo(runner: Runner, size: &Size) -> Result<Measurement, BenchError> 
     let (echoed, wall) = timed(|| match runner {
         Runner::IoswapSim => on_ioswap(messages),
         Runner::Turmoil => on_turmoil(messages),
-        _ => unreachable!("sim-echo runs on the simulators only"),
+        Runner::Ioswap(Backend::Fiber) => on_fiber_floor(messages),
+        _ => unreachable!("sim-echo runs on the simulators and its fiber floor only"),
     });
     let echoed = echoed?;
     let total = CONNECTIONS * messages;
@@ -164,6 +176,58 @@ async fn client(cx: Cx, server: SocketAddr, i: usize, messages: usize) -> io::Re
     }
     conn.close().await?;
     Ok(echoed)
+}
+
+/// The floor: sim-echo's 64 clients and their echo tasks on plain fiber, with no network model.
+/// Each write is an `Op::Nop` through the protocol (a simulated send with room completes at once
+/// in submit, as a NOP does), and each message goes through a channel of capacity 1 to a task
+/// waiting for it (as a simulated read waits for a segment, then is readied and run).
+fn on_fiber_floor(messages: usize) -> Result<usize, BenchError> {
+    Backend::Fiber
+        .run(move |cx| async move {
+            let connections: Vec<_> = (0..CONNECTIONS)
+                .map(|i| {
+                    let (to_server, from_client) = ioswap::channel::bounded(&cx, 1);
+                    let (to_client, from_server) = ioswap::channel::bounded(&cx, 1);
+                    cx.spawn(move |cx| async move {
+                        while let Ok(message) = from_client.recv().await {
+                            if !write(&cx).await || to_client.send(message).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .detach();
+                    cx.spawn(move |cx| async move {
+                        let expected = vec![i as u8; MESSAGE];
+                        let mut message = expected.clone();
+                        let mut echoed = 0;
+                        for _ in 0..messages {
+                            if !write(&cx).await || to_server.send(message).await.is_err() {
+                                break;
+                            }
+                            let Ok(reply) = from_server.recv().await else {
+                                break;
+                            };
+                            echoed += usize::from(reply == expected);
+                            message = reply;
+                        }
+                        Ok(echoed)
+                    })
+                })
+                .collect();
+            let mut echoed = 0;
+            for connection in connections {
+                echoed += connection.await?;
+            }
+            Ok(echoed)
+        })
+        .map_err(|error| BenchError::Peer(format!("fiber floor: {error}")))
+}
+
+/// One write of the floor: an op through the protocol that completes at once.
+async fn write(cx: &Cx) -> bool {
+    cx.submit(Op::Nop).await.result.is_ok()
 }
 
 fn on_turmoil(messages: usize) -> Result<usize, BenchError> {
