@@ -197,10 +197,10 @@ fn a_task_woken_after_its_queue_is_gone_reaches_no_later_queue() {
     keep_for_good(view);
 }
 
-/// A task waiting on a park holds no waker of itself: a cancel readies it through the waker the
-/// park holds. A sleeping task is canceled at the cancel's time, not at its deadline.
+/// A sleeping task is canceled at the cancel's time, not at its deadline: the waker of itself
+/// it took at its first wait readies it.
 #[test]
-fn a_cancel_readies_a_sleeping_task_through_its_park() {
+fn a_cancel_readies_a_sleeping_task_at_once() {
     let (woke, at) = io_fiber::FiberIo::new()
         .run(|cx| async move {
             let sleeper = cx.spawn(|cx| async move {
@@ -216,12 +216,12 @@ fn a_cancel_readies_a_sleeping_task_through_its_park() {
 }
 
 /// A suspend given up inside the poll it parked in (a race whose other branch won) leaves the
-/// task parked on nothing that holds its waker: if the poll then ends `Pending` on a wait that is
-/// no park (here one nobody ever wakes), the task takes a waker of itself, and a cancel readies
-/// it through that; its next suspend point sees the cancel. The control block keeps the given-up
-/// park alive for what it reports (Miri checks the report reads no freed park).
+/// task parked on nothing that holds its waker; the poll then ends `Pending` on a wait nobody
+/// ever wakes. A cancel readies the task through the waker of itself it took at that first
+/// wait, and its next suspend point sees the cancel. The report names the last park the task
+/// parked on.
 #[test]
-fn a_task_whose_park_was_given_up_takes_a_waker_of_itself_for_a_cancel() {
+fn a_cancel_readies_a_task_whose_park_was_given_up() {
     /// Poll 1: parks on a fresh park, gives the suspend and the park up, and stays pending with
     /// nothing to wake it. Poll 2 onwards: suspends on a new park (a suspend point).
     struct GiveUpThenWait {

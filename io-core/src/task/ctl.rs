@@ -312,44 +312,12 @@ impl TaskCtl {
         watch
     }
 
-    /// The task has returned `Pending`, `waker` being the poll's. A cancel request must be able
-    /// to ready it while it waits: a task waiting on its own park (a sleep, a channel, an I/O
-    /// op: most waits) is readied through the waker that park holds; any other wait (a park
-    /// apart, a join, a foreign future) makes the task take a waker of itself, kept from then
-    /// on. A waker's clone and drop are atomic operations: a task that only ever waits on its
-    /// own park pays for neither.
+    /// The task has returned `Pending`: from its first such poll it holds a waker of itself, so
+    /// a cancel request can ready it while it waits.
     #[inline]
     pub(crate) fn suspended(&self, waker: &Waker) {
-        if !self.has(OWN_WAKER) && !self.own_park().is_some_and(|park| park.reaches(waker)) {
+        if !self.has(OWN_WAKER) {
             self.take_own_waker(waker.clone());
-        }
-    }
-
-    /// The task's own park, once written (its first wait).
-    #[inline]
-    fn own_park(&self) -> Option<&ParkState> {
-        if !self.has(OWN_PARK) {
-            return None;
-        }
-        // SAFETY: `OWN_PARK` says the park was written (`own_park`), at the place `park` names,
-        // in the task's allocation, which is alive while this block is (and the park in it,
-        // past the body's end: see `TaskBody`); shared access (cells), on this thread.
-        self.park.get().map(|park| unsafe { park.as_ref() })
-    }
-
-    /// Readies the waiting task for a cancel request: through its own waker, or, if it took
-    /// none, through its own park, which then holds its waker (see [`TaskCtl::suspended`]).
-    /// (A task that has never returned `Pending` is queued, or being polled, and sees the
-    /// request itself; if it then waits, `suspended` readies it.)
-    fn wake_for_cancel(&self) {
-        // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
-        // schedules the task (a task being polled is scheduled again when its poll returns, a
-        // queued one stays queued once); it runs no drop code.
-        if let Some(waker) = self.waker.take() {
-            waker.wake_by_ref();
-            self.waker.set(Some(waker));
-        } else if let Some(park) = self.own_park() {
-            park.wake_parked();
         }
     }
 
@@ -414,7 +382,12 @@ impl TaskCtl {
         }
         self.set(CANCEL_REQUESTED | ABANDONED);
         self.disarm_deadline();
-        self.wake_for_cancel();
+        // A task with no waker of itself has not waited yet: it is queued (and will see the
+        // flag when it runs) or being polled (`take_own_waker` readies it if it then waits).
+        if let Some(waker) = self.waker.take() {
+            waker.wake_by_ref();
+            self.waker.set(Some(waker));
+        }
     }
 
     /// At the start of each poll of the user's future.
@@ -462,7 +435,15 @@ impl TaskCtl {
     /// Whether a handle of the task's own park exists.
     #[inline]
     fn own_park_held(&self) -> bool {
-        self.own_park().is_some_and(|park| !park.is_free())
+        if !self.has(OWN_PARK) {
+            return false;
+        }
+        // SAFETY: `OWN_PARK` says the park was written (`own_park`), at the place `park` names,
+        // in the task's allocation, which is alive while this block is; shared access, on this
+        // thread.
+        self.park
+            .get()
+            .is_some_and(|park| !unsafe { park.as_ref() }.is_free())
     }
 
     /// The last handle of the task's own park is gone: the waker [`TaskCtl::finish`] kept for
@@ -561,7 +542,14 @@ impl TaskCtl {
         // The deadline has nothing left to do, and an armed timer would keep a backend waiting
         // for it (a canceled task stuck on a foreign future, say) until it fired.
         self.disarm_deadline();
-        self.wake_for_cancel();
+        // Taken out while waking, so nothing can reach the cell meanwhile. `wake_by_ref` only
+        // schedules the task (a task being polled is scheduled again when its poll returns, a
+        // queued one stays queued once); it runs no drop code. A task with no waker of itself
+        // has not waited yet: see `abandon`.
+        if let Some(waker) = self.waker.take() {
+            waker.wake_by_ref();
+            self.waker.set(Some(waker));
+        }
     }
 
     pub(super) fn cancel_pending(&self) -> bool {

@@ -105,45 +105,6 @@ impl ParkState {
         ParkState::new(Some(ctl), "", Location::caller())
     }
 
-    /// Whether a suspend is under way on this park that `waker` (the suspending task's) will
-    /// be woken from: the park holds that waker, or it was readied (the suspend has then readied
-    /// its task itself).
-    #[inline]
-    pub(super) fn reaches(&self, waker: &Waker) -> bool {
-        if !self.parked.get() {
-            return false;
-        }
-        if self.readied.get() {
-            return true;
-        }
-        let held = self.waker.take();
-        let reaches = held.as_ref().is_some_and(|held| held.will_wake(waker));
-        self.waker.set(held);
-        reaches
-    }
-
-    /// Wakes the task waiting here, without readying the park (for a cancel request: the
-    /// task's suspend then sees the request; no readiness is invented). Nothing to do when no
-    /// waker is held: the park was readied, and its task woken, already.
-    pub(super) fn wake_parked(&self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake_by_ref();
-            // Put back, unless waking stored a newer one (a foreign waker may run anything),
-            // and dropped once the park is consistent again.
-            let stale = match self.waker.take() {
-                Some(newer) => {
-                    self.waker.set(Some(newer));
-                    Some(waker)
-                }
-                None => {
-                    self.waker.set(Some(waker));
-                    None
-                }
-            };
-            drop(stale);
-        }
-    }
-
     /// Whether no handle holds this park (a task's own park is then free for its next wait).
     #[inline]
     pub(super) fn is_free(&self) -> bool {
