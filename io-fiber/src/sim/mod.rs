@@ -23,6 +23,7 @@
 
 mod dgram;
 mod disk;
+mod events;
 mod faults;
 mod host;
 mod net;
@@ -32,7 +33,7 @@ mod sweep;
 mod world;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
 use std::rc::{Rc, Weak};
 
@@ -149,10 +150,8 @@ pub(crate) struct State {
     /// The world's choices: latencies, faults, the kernel's freedoms.
     rng: Draws,
     faults: Faults,
-    /// Timed events, in time order, ties in scheduling order: one queue per virtual time (few
-    /// times are pending at once, so the map stays small; a map keyed by (time, sequence) was a
-    /// tenth of a simulated echo's time). No queue in it is empty.
-    events: BTreeMap<u64, VecDeque<Event>>,
+    /// Timed events, in time order, ties in scheduling order.
+    events: events::Events,
     /// The time of the first of `events` (`u64::MAX`: none), shared with [`Sim`] so a turn with
     /// nothing due costs the driver no borrow of the state.
     first_event: Rc<Cell<u64>>,
@@ -217,7 +216,7 @@ impl Sim {
                     recorder,
                 },
                 faults,
-                events: BTreeMap::new(),
+                events: events::Events::default(),
                 first_event: first_event.clone(),
                 ops: ops::Ops::default(),
                 next_op: 1,
@@ -630,7 +629,7 @@ impl State {
 
     fn schedule_at(&mut self, at: u64, event: Event) {
         let at = at.max(self.now);
-        self.events.entry(at).or_default().push_back(event);
+        self.events.push(at, event);
         if at < self.first_event.get() {
             self.first_event.set(at);
         }
@@ -638,17 +637,12 @@ impl State {
 
     /// The first event due at `now`, taken out of the queue.
     fn pop_due(&mut self, now: u64) -> Option<Event> {
-        let mut first = self.events.first_entry()?;
-        if *first.key() > now {
-            return None;
-        }
-        let event = first.get_mut().pop_front();
-        if first.get().is_empty() {
-            first.remove();
-            let next = self.events.keys().next().copied().unwrap_or(u64::MAX);
+        let (event, time_ended) = self.events.pop_due(now)?;
+        if time_ended {
+            let next = self.events.first_time().unwrap_or(u64::MAX);
             self.first_event.set(next);
         }
-        event
+        Some(event)
     }
 
     /// Takes op `id` out of the world (and out of the network queue it waits in), to end it.
