@@ -716,6 +716,8 @@ impl Future for Submit {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
         let this = &mut *self;
+        // Whether the op went in flight in this poll: its first wait always suspends.
+        let mut submitted_now = false;
         loop {
             match &mut this.state {
                 SubmitState::Unsubmitted(_) => {
@@ -734,33 +736,45 @@ impl Future for Submit {
                     if let Some(done) = this.start(unit) {
                         return Poll::Ready(done);
                     }
+                    submitted_now = true;
                 }
                 SubmitState::InFlight {
                     id,
                     slot,
                     canceling: false,
-                } => match this.io.suspend_raw(slot.park(), cx) {
-                    Poll::Pending => return Poll::Pending,
-                    // Only the completion readies this park; wait again if it was early.
-                    Poll::Ready(Ok(())) => {
+                } => {
+                    // The completion is what readied the task, most often: it is taken without
+                    // the suspend's round trip, which would give it too (only the completion
+                    // readies this park, and a completion wins over a cancel, as below).
+                    if !submitted_now {
                         if let Some(done) = slot.take() {
                             this.state = SubmitState::Finished;
                             return Poll::Ready(done);
                         }
                     }
-                    Poll::Ready(Err(Canceled)) => {
-                        // Completion wins: a result already there is returned.
-                        if let Some(done) = slot.take() {
-                            this.state = SubmitState::Finished;
-                            return Poll::Ready(done);
+                    match this.io.suspend_raw(slot.park(), cx) {
+                        Poll::Pending => return Poll::Pending,
+                        // Only the completion readies this park; wait again if it was early.
+                        Poll::Ready(Ok(())) => {
+                            if let Some(done) = slot.take() {
+                                this.state = SubmitState::Finished;
+                                return Poll::Ready(done);
+                            }
                         }
-                        this.io.cancel_op(*id);
-                        // A cancel can complete the op at once; the loop then takes it.
-                        if let SubmitState::InFlight { canceling, .. } = &mut this.state {
-                            *canceling = true;
+                        Poll::Ready(Err(Canceled)) => {
+                            // Completion wins: a result already there is returned.
+                            if let Some(done) = slot.take() {
+                                this.state = SubmitState::Finished;
+                                return Poll::Ready(done);
+                            }
+                            this.io.cancel_op(*id);
+                            // A cancel can complete the op at once; the loop then takes it.
+                            if let SubmitState::InFlight { canceling, .. } = &mut this.state {
+                                *canceling = true;
+                            }
                         }
                     }
-                },
+                }
                 SubmitState::InFlight {
                     slot,
                     canceling: true,
